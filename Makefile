@@ -1,0 +1,105 @@
+# qtool: one non-recursive Makefile. `make help` lists the targets.
+HELP_all   = build ./qtool
+HELP_check = build and run every test (unit drivers, op cases, end-to-end scripts)
+HELP_demo  = run the main job on the bundled testdata
+HELP_bench = time qtool against ONNX Runtime on ../shared (not part of check)
+HELP_san   = build with -fsanitize=address,undefined into build/san and run the unit tests
+HELP_install = install qtool and its man pages under PREFIX (default /usr/local)
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+SAN     ?=
+OPT     ?= -O2
+PKGS    := libprotobuf-c libpng libjpeg libcjson openblas
+
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP -pthread
+CFLAGS  += -Ilib -I$(BUILD)/gen
+ifneq ($(SAN),)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# The libraries: checked by pkg-config; scripts/install-deps.sh installs what is missing.
+DEPS_OK := $(shell pkg-config --exists $(PKGS) && command -v protoc-c >/dev/null && echo yes)
+ifneq ($(DEPS_OK),yes)
+ifeq ($(filter help clean,$(MAKECMDGOALS)),)
+$(info qtool: missing build dependencies; running scripts/install-deps.sh)
+DEPS_RUN := $(shell sh scripts/install-deps.sh >&2; echo $$?)
+ifneq ($(DEPS_RUN),0)
+$(error dependencies missing: run the command scripts/install-deps.sh printed above, then make again)
+endif
+endif
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  += $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -pthread
+
+GEN     := $(BUILD)/gen/onnx.pb-c.c
+LIB_SRC := $(filter-out lib/test/%,$(sort $(wildcard lib/*/*.c) $(wildcard lib/ops/*/*.c)))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/onnx.pb-c.o
+CLI_SRC := $(sort $(wildcard cli/*.c))
+CLI_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(CLI_SRC))
+TEST_SRC := $(sort $(wildcard lib/test/t_*.c))
+TEST_BIN := $(patsubst lib/test/%.c,$(BUILD)/test/%,$(TEST_SRC))
+TEST_HELPERS := $(filter-out $(TEST_SRC),$(sort $(wildcard lib/test/*.c)))
+TEST_HOBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPERS))
+
+.PHONY: all check unit demo bench san install clean help
+all: qtool
+
+qtool: $(BUILD)/qtool
+	cp $< $@
+
+$(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: proto/onnx.proto
+	@mkdir -p $(BUILD)/gen
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/onnx.proto
+
+$(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
+	$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -c $< -o $@
+
+$(BUILD)/%.o: %.c $(BUILD)/gen/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libqtool.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/qtool: $(CLI_OBJ) $(BUILD)/libqtool.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libqtool.a $(LDLIBS)
+
+$(BUILD)/test/%: $(BUILD)/lib/test/%.o $(TEST_HOBJ) $(BUILD)/libqtool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_HOBJ) $(BUILD)/libqtool.a $(LDLIBS)
+
+unit: $(TEST_BIN)
+
+check: qtool $(TEST_BIN)
+	@sh scripts/run-tests.sh $(BUILD)
+
+demo: qtool
+	@sh scripts/demo.sh
+
+bench: qtool
+	@sh scripts/bench.sh
+
+san:
+	$(MAKE) BUILD=build/san SAN=1 OPT=-O1 build/san/qtool unit
+	@QT_UNIT_ONLY=1 sh scripts/run-tests.sh build/san
+
+install: qtool
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 qtool $(DESTDIR)$(PREFIX)/bin/qtool
+	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	for f in man/*.5; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
+
+clean:
+	rm -rf build qtool
+
+help:
+	@$(foreach t,all check demo bench san install clean,printf '  %-8s %s\n' $(t) "$(HELP_$(t))";)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

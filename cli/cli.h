@@ -1,0 +1,63 @@
+/* cli.h: what the subcommands share: the option table that yields both
+ * getopt_long's struct option[] and the --help text, and error printing. */
+#ifndef QT_CLI_H
+#define QT_CLI_H
+#include "qtool.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+struct opt {
+    int id;            /* getopt value: a short letter or an id >= 256 */
+    const char *name;  /* long name */
+    const char *arg;   /* argument name, NULL for a flag */
+    const char *help;
+};
+
+/* Builds getopt_long's tables from opts (terminated by a zero entry). */
+struct optparse {
+    struct option longs[128];
+    char shorts[256];
+};
+void opt_build(const struct opt *opts, struct optparse *p);
+void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt *opts);
+
+/* Prints "qtool CMD: error: MSG" and returns the exit status for err. */
+int cli_fail(const char *cmd, const struct qt_err *err);
+/* Usage error: message, hint to --help, returns 2. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses numbers strictly; returns -1 on junk. */
+int cli_int(const char *s, long lo, long hi, long *out);
+int cli_float(const char *s, double *out);
+/* Parses "a,b,c" floats into v (up to max); returns count or -1. */
+int cli_floats(const char *s, float *v, int max);
+
+/* Shared image-preprocessing options (eval, calib, finetune, qat). */
+enum { OPT_PP_FIRST = 300, OPT_RESIZE = OPT_PP_FIRST, OPT_CROP, OPT_MEAN, OPT_STD, OPT_SCALE, OPT_RGB, OPT_BGR,
+       OPT_GRAY, OPT_PRESET, OPT_CLASSES, OPT_PP_LAST };
+#define CLI_PREPROC_OPTS                                                                                       \
+    {OPT_PRESET, "preset", "NAME", "preprocessing preset: imagenet, imagenet-tf, mnist"},                     \
+    {OPT_RESIZE, "resize", "N", "resize the shorter side to N (bilinear, antialiased as PIL)"},                \
+    {OPT_CROP, "crop", "N|HxW", "center crop"},                                                               \
+    {OPT_MEAN, "mean", "M[,M,M]", "per-channel mean subtracted after scaling"},                               \
+    {OPT_STD, "std", "S[,S,S]", "per-channel standard deviation divided by"},                                 \
+    {OPT_SCALE, "scale", "F", "pixel scale before mean/std (default 1/255)"},                                 \
+    {OPT_RGB, "rgb", NULL, "feed channels in RGB order (default)"},                                           \
+    {OPT_BGR, "bgr", NULL, "feed channels in BGR order"},                                                     \
+    {OPT_GRAY, "gray", NULL, "feed one grey channel"},                                                         \
+    {OPT_CLASSES, "classes", "FILE", "class names in model order, one per line (folder name -> label)"}
+
+/* Handles one preprocessing option; returns 0 if handled, 1 if not a
+ * preprocessing option, 2 on a bad value (message printed). explicit_* flags
+ * record what the user set so model-derived defaults fill the rest. */
+struct cli_pp {
+    struct qt_preproc pp;
+    int set_channels;
+    const char *classes;
+};
+void cli_pp_init(struct cli_pp *p);
+int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
+
+int cmd_eval(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+#endif

@@ -1,0 +1,176 @@
+/* opt.c: option tables, number parsing, error printing. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void opt_build(const struct opt *opts, struct optparse *p) {
+    int n = 0, s = 0;
+    memset(p, 0, sizeof *p);
+    for (const struct opt *o = opts; o->name && n < 127; o++, n++) {
+        p->longs[n].name = o->name;
+        p->longs[n].has_arg = o->arg ? required_argument : no_argument;
+        p->longs[n].flag = NULL;
+        p->longs[n].val = o->id;
+        if (o->id > 0 && o->id < 128 && s < 250) {
+            p->shorts[s++] = (char)o->id;
+            if (o->arg)
+                p->shorts[s++] = ':';
+        }
+    }
+}
+
+void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt *opts) {
+    fprintf(f, "usage: qtool %s %s\n\n", cmd, synopsis);
+    for (const struct opt *o = opts; o->name; o++) {
+        char left[64];
+        if (o->id > 0 && o->id < 128)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->id, o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        fprintf(f, "  %-28s %s\n", left, o->help);
+    }
+}
+
+int cli_fail(const char *cmd, const struct qt_err *err) {
+    fprintf(stderr, "qtool %s: error: %s\n", cmd, err->msg[0] ? err->msg : "unknown error");
+    return err->code ? err->code : 1;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "qtool %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'qtool %s --help'.\n", cmd);
+    return QT_EUSAGE;
+}
+
+int cli_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_float(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_floats(const char *s, float *v, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double d = strtod(p, &end);
+        if (errno || end == p || !isfinite(d) || n >= max)
+            return -1;
+        v[n++] = (float)d;
+        if (*end == ',')
+            end++;
+        else if (*end)
+            return -1;
+        p = end;
+    }
+    return n;
+}
+
+void cli_pp_init(struct cli_pp *p) {
+    memset(p, 0, sizeof *p);
+    qt_preproc_default(&p->pp);
+}
+
+int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {
+    struct qt_err err = {0};
+    long v;
+    double d;
+    float f[3];
+    int n;
+    switch (id) {
+    case OPT_PRESET:
+        if (qt_preproc_preset(&p->pp, arg, &err)) {
+            cli_usage(cmd, "%s", err.msg);
+            return 2;
+        }
+        if (p->pp.channels == 1)
+            p->set_channels = 1;
+        return 0;
+    case OPT_RESIZE:
+        if (cli_int(arg, 0, 65536, &v)) {
+            cli_usage(cmd, "--resize takes a size in pixels, not '%s'", arg);
+            return 2;
+        }
+        p->pp.resize = (int)v;
+        return 0;
+    case OPT_CROP: {
+        long h, w;
+        char a[64], *x;
+        snprintf(a, sizeof a, "%s", arg);
+        x = strchr(a, 'x');
+        if (x)
+            *x = 0;
+        if (cli_int(a, 1, 65536, &h) || (x && cli_int(x + 1, 1, 65536, &w))) {
+            cli_usage(cmd, "--crop takes N or HxW, not '%s'", arg);
+            return 2;
+        }
+        p->pp.crop_h = (int)h;
+        p->pp.crop_w = x ? (int)w : (int)h;
+        return 0;
+    }
+    case OPT_MEAN:
+    case OPT_STD:
+        n = cli_floats(arg, f, 3);
+        if (n != 1 && n != 3) {
+            cli_usage(cmd, "--%s takes one or three numbers, not '%s'", id == OPT_MEAN ? "mean" : "std", arg);
+            return 2;
+        }
+        for (int i = 0; i < 3; i++) {
+            float val = f[n == 1 ? 0 : i];
+            if (id == OPT_STD && !(val > 0)) {
+                cli_usage(cmd, "--std values must be positive");
+                return 2;
+            }
+            (id == OPT_MEAN ? p->pp.mean : p->pp.std)[i] = val;
+        }
+        return 0;
+    case OPT_SCALE:
+        if (cli_float(arg, &d) || d == 0) {
+            cli_usage(cmd, "--scale takes a non-zero number, not '%s'", arg);
+            return 2;
+        }
+        p->pp.scale = (float)d;
+        return 0;
+    case OPT_RGB:
+        p->pp.channels = 3;
+        p->pp.bgr = 0;
+        p->set_channels = 1;
+        return 0;
+    case OPT_BGR:
+        p->pp.channels = 3;
+        p->pp.bgr = 1;
+        p->set_channels = 1;
+        return 0;
+    case OPT_GRAY:
+        p->pp.channels = 1;
+        p->set_channels = 1;
+        return 0;
+    case OPT_CLASSES:
+        p->classes = arg;
+        return 0;
+    }
+    return 1;
+}

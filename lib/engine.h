@@ -1,0 +1,265 @@
+/*
+ * engine.h: the engine's inside, shared by lib/ (never by cli/).
+ *
+ * A model is a struct qt_graph: values (named tensors: graph inputs,
+ * initializers, activations) and nodes that read and write them by index.
+ * The graph is independent of protobuf; lib/onnx converts both ways and keeps
+ * the original protobuf pieces so unchanged parts are written back verbatim.
+ *
+ * A struct qt_exec plans the graph for one batch size: it infers every
+ * value's dtype and shape, folds everything computable without the inputs
+ * (initializers, shape glue) into constants, and lays the remaining
+ * activations out in one arena by liveness.
+ *
+ * Operators: one file per ONNX operator in lib/ops/, one line in ops.def,
+ * a struct qt_op that holds everything about it (attribute parsing, shape
+ * inference, forward, later backward and integer kernels).
+ */
+#ifndef QT_ENGINE_H
+#define QT_ENGINE_H
+
+#include "qtool.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+/* ---- attributes ------------------------------------------------------- */
+
+enum qt_attr_type { /* ONNX AttributeProto.AttributeType numbers */
+    QT_ATTR_UNDEF = 0,
+    QT_ATTR_FLOAT = 1,
+    QT_ATTR_INT = 2,
+    QT_ATTR_STRING = 3,
+    QT_ATTR_TENSOR = 4,
+    QT_ATTR_GRAPH = 5,
+    QT_ATTR_FLOATS = 6,
+    QT_ATTR_INTS = 7,
+    QT_ATTR_STRINGS = 8,
+};
+
+struct qt_attr {
+    char *name;
+    int type;
+    int64_t i;
+    float f;
+    char *s;            /* STRING, NUL-terminated */
+    int n;              /* INTS / FLOATS / STRINGS count */
+    int64_t *ints;
+    float *floats;
+    char **strings;
+    struct qt_tensor *t; /* TENSOR */
+};
+
+/* ---- graph ------------------------------------------------------------ */
+
+enum qt_value_kind {
+    QT_V_ACT = 0,  /* produced by a node */
+    QT_V_INPUT,    /* graph input, fed per batch */
+    QT_V_INIT,     /* initializer (weights, constants) */
+};
+
+struct qt_value {
+    char *name;
+    int kind;
+    int dtype;           /* declared dtype (graph inputs, initializers); 0 if unknown */
+    int ndim;            /* declared shape; dims -1 = dynamic */
+    int64_t dims[QT_MAXDIM];
+    struct qt_tensor *init; /* INIT: the data (owned) */
+    int producer;        /* node index, -1 if none */
+    void *orig;          /* Onnx__TensorProto of an unchanged initializer */
+};
+
+struct qt_node {
+    char *name;
+    char *op_type;
+    char *domain;        /* "" for ai.onnx */
+    int nin, nout;
+    int *in, *out;       /* value indices; -1 = omitted optional input */
+    int nattr;
+    struct qt_attr *attr;
+    const struct qt_op *op; /* NULL when unsupported */
+    void *priv;          /* op's parsed attributes (free()d with the node) */
+    void *orig;          /* Onnx__NodeProto if unchanged since load */
+};
+
+struct qt_graph {
+    struct qt_value *v;
+    int nv, cap_v;
+    struct qt_node *n;
+    int nn, cap_n;
+    int *inputs, ninputs;   /* graph inputs (not initializers) */
+    int *outputs, noutputs;
+    int opset;              /* ai.onnx opset version */
+    int64_t ir_version;
+    char *producer;
+    struct qt_map *names;   /* value name -> index */
+    void *model;            /* the ONNX envelope (lib/onnx), shared by clones */
+};
+
+/* Value index by name, -1 if absent. */
+int qt_graph_find(const struct qt_graph *g, const char *name);
+/* Adds a value (name copied) and returns its index, or -1 (out of memory or
+ * duplicate name: err filled). */
+int qt_graph_add_value(struct qt_graph *g, const char *name, int kind, struct qt_err *err);
+/* Adds an initializer value owning t. */
+int qt_graph_add_init(struct qt_graph *g, const char *name, struct qt_tensor *t, struct qt_err *err);
+/* Adds a node; in/out are value indices; attributes are added with
+ * qt_node_set_*. Returns node index or -1. The node's op is looked up. */
+int qt_graph_add_node(struct qt_graph *g, const char *name, const char *op_type, const int *in, int nin,
+                      const int *out, int nout, struct qt_err *err);
+/* A fresh value name "<base><suffix>" not yet in the graph (static buffer
+ * of the graph: copy it before the next call). */
+const char *qt_graph_unique_name(struct qt_graph *g, const char *base, const char *suffix);
+/* Nodes in topological order (malloc'd array of nn indices), QT_EMODEL on a
+ * cycle or a value with two producers. */
+int qt_graph_topo(const struct qt_graph *g, int **order, struct qt_err *err);
+/* Recomputes producers, checks every input is defined. */
+int qt_graph_check(struct qt_graph *g, struct qt_err *err);
+/* Removes nodes marked by dead[i] != 0 and values no longer referenced. */
+int qt_graph_compact(struct qt_graph *g, const unsigned char *dead, struct qt_err *err);
+/* Node / value lookups. */
+int qt_graph_find_node(const struct qt_graph *g, const char *name);
+/* Consumers of value v: fills up to max node indices, returns the count. */
+int qt_graph_consumers(const struct qt_graph *g, int v, int *nodes, int max);
+/* Replaces an initializer's data (the old tensor is freed). */
+void qt_graph_set_init(struct qt_graph *g, int v, struct qt_tensor *t);
+/* Deep copy. */
+int qt_graph_clone(struct qt_graph **dst, const struct qt_graph *src, struct qt_err *err);
+
+/* Attributes. The getters return def when absent; a wrong attribute type
+ * sets err (sticky: check err->code once after parsing) and returns def. */
+const struct qt_attr *qt_attr_find(const struct qt_node *n, const char *name);
+int64_t qt_attr_int(const struct qt_node *n, const char *name, int64_t def, struct qt_err *err);
+float qt_attr_float(const struct qt_node *n, const char *name, float def, struct qt_err *err);
+const char *qt_attr_str(const struct qt_node *n, const char *name, const char *def, struct qt_err *err);
+/* INTS: count (or -1 if absent), *v points into the node. */
+int qt_attr_ints(const struct qt_node *n, const char *name, const int64_t **v, struct qt_err *err);
+int qt_attr_floats(const struct qt_node *n, const char *name, const float **v, struct qt_err *err);
+const struct qt_tensor *qt_attr_tensor(const struct qt_node *n, const char *name, struct qt_err *err);
+int qt_node_set_int(struct qt_node *n, const char *name, int64_t v);
+int qt_node_set_float(struct qt_node *n, const char *name, float v);
+int qt_node_set_ints(struct qt_node *n, const char *name, const int64_t *v, int cnt);
+int qt_node_set_str(struct qt_node *n, const char *name, const char *s);
+/* Marks a node as changed (it is then re-encoded on save) and re-parses its
+ * attributes. */
+int qt_node_changed(struct qt_graph *g, int node, struct qt_err *err);
+
+/* ---- tensors ---------------------------------------------------------- */
+
+/* malloc'd tensor with zeroed data; NULL on overflow or out of memory. */
+struct qt_tensor *qt_tensor_new(int dtype, int ndim, const int64_t *dims);
+struct qt_tensor *qt_tensor_clone(const struct qt_tensor *t);
+void qt_tensor_free(struct qt_tensor *t);
+int64_t qt_tensor_numel(const struct qt_tensor *t);
+/* Element i as double / int64 (any numeric dtype). */
+double qt_tensor_get(const struct qt_tensor *t, int64_t i);
+int64_t qt_tensor_geti(const struct qt_tensor *t, int64_t i);
+
+/* ---- operators -------------------------------------------------------- */
+
+struct qt_exec;
+
+enum qt_op_flags {
+    QT_OPF_SHAPE_ONLY = 1, /* output depends only on the input's shape (Shape, Size) */
+    QT_OPF_ALIAS = 2,      /* output 0 may share input 0's buffer (Reshape, Flatten...) */
+};
+
+struct qt_op {
+    const char *name;   /* ONNX op_type */
+    const char *domain; /* NULL or "" = ai.onnx */
+    unsigned flags;
+    /* Parses and checks attributes into n->priv. May be NULL. */
+    int (*init)(struct qt_graph *g, struct qt_node *n, struct qt_err *err);
+    /* Sets dtype and dims of every output from the inputs' (x->t[]), whose
+     * data is there when the input is constant (x->isconst). May record
+     * scratch needs with qt_exec_scratch(). */
+    int (*infer)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+    /* Computes the outputs. */
+    int (*fwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+};
+
+/* The op for (domain, op_type), NULL if qtool does not run it. */
+const struct qt_op *qt_op_find(const char *domain, const char *op_type);
+/* Every registered op, for `qtool inspect --ops` and tests. */
+int qt_op_count(void);
+const struct qt_op *qt_op_at(int i);
+
+/* ---- execution -------------------------------------------------------- */
+
+struct qt_pool;
+
+typedef void (*qt_task_fn)(void *arg, int64_t i0, int64_t i1, int tid);
+
+struct qt_exec {
+    struct qt_graph *g;
+    int batch;
+    int nthreads;
+    struct qt_pool *pool;
+    struct qt_tensor *t;      /* per value: dtype, dims, data for this plan */
+    unsigned char *isconst;   /* per value: known at plan time */
+    unsigned char *owned;     /* per value: t[v].data malloc'd by the plan */
+    int *steps, nsteps;       /* nodes run per batch, topological order */
+    unsigned char *arena;     /* activation buffers */
+    size_t arena_bytes;
+    float *scratch;           /* per-thread scratch, nthreads * scratch_per floats */
+    size_t scratch_per;       /* floats per thread */
+    size_t scratch_cap;       /* floats allocated */
+    /* called after each node of a run when set (calibration observers) */
+    int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
+    void *after_ud;
+};
+
+/* Input / output i of node n (NULL for an omitted optional input). */
+static inline struct qt_tensor *qt_in(struct qt_exec *x, const struct qt_node *n, int i) {
+    return i < n->nin && n->in[i] >= 0 ? &x->t[n->in[i]] : NULL;
+}
+static inline struct qt_tensor *qt_out(struct qt_exec *x, const struct qt_node *n, int i) {
+    return i < n->nout && n->out[i] >= 0 ? &x->t[n->out[i]] : NULL;
+}
+static inline bool qt_in_const(const struct qt_exec *x, const struct qt_node *n, int i) {
+    return i < n->nin && n->in[i] >= 0 && x->isconst[n->in[i]];
+}
+/* Records that the op needs `floats` floats of scratch per thread. */
+void qt_exec_scratch(struct qt_exec *x, size_t floats);
+static inline float *qt_scratch(struct qt_exec *x, int tid) {
+    return x->scratch + (size_t)tid * x->scratch_per;
+}
+/* Runs fn over [0, ntasks) split in contiguous chunks across the threads.
+ * fn must compute each task independently of the split so results are the
+ * same for any thread count. */
+void qt_parallel_for(struct qt_exec *x, int64_t ntasks, qt_task_fn fn, void *arg);
+
+/* Thread pool (lib/core/pool.c). */
+int qt_pool_new(struct qt_pool **p, int nthreads, struct qt_err *err);
+void qt_pool_free(struct qt_pool *p);
+void qt_pool_run(struct qt_pool *p, int64_t ntasks, qt_task_fn fn, void *arg);
+int qt_pool_threads(const struct qt_pool *p);
+
+/* Shape helpers for infer(). */
+int qt_set_out(struct qt_exec *x, const struct qt_node *n, int i, int dtype, int ndim, const int64_t *dims,
+               struct qt_err *err);
+/* numpy broadcast of a and b into out; QT_EMODEL naming node n on mismatch. */
+int qt_broadcast(const struct qt_node *n, int nd_a, const int64_t *a, int nd_b, const int64_t *b, int *nd_out,
+                 int64_t *out, struct qt_err *err);
+/* Normalises a possibly negative axis against ndim; QT_EMODEL when out of range. */
+int qt_axis(const struct qt_node *n, int64_t axis, int ndim, int *out, struct qt_err *err);
+/* Common error: "node 'x' (Op): ..." */
+int qt_node_err(const struct qt_node *n, int code, struct qt_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Memory helpers that report failure through err. */
+void *qt_malloc(size_t n, struct qt_err *err);
+void *qt_calloc(size_t n, size_t size, struct qt_err *err);
+char *qt_strdup(const char *s);
+
+/* ---- name map (lib/core/map.c) ----------------------------------------- */
+
+struct qt_map;
+struct qt_map *qt_map_new(void);
+void qt_map_free(struct qt_map *m);
+/* Returns 0, or -1 out of memory. Key copied. Replaces an existing value. */
+int qt_map_put(struct qt_map *m, const char *key, int value);
+int qt_map_get(const struct qt_map *m, const char *key); /* -1 if absent */
+void qt_map_del(struct qt_map *m, const char *key);
+
+#endif

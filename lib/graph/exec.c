@@ -1,0 +1,369 @@
+/* exec.c: planning a graph for a batch size and running it.
+ *
+ * qt_exec_new() walks the nodes in topological order and, for each, infers
+ * the output shapes (op->infer). A node whose inputs are all known at plan
+ * time (initializers, results of earlier folded nodes, or for Shape-like
+ * ops just the input's shape) is run right away and its outputs become
+ * constants: that folds PyTorch's shape glue (Shape -> Gather -> Unsqueeze ->
+ * Concat -> Reshape) and anything else that does not depend on the images.
+ * The remaining nodes are the steps of every run. Their outputs are placed in
+ * one arena: each buffer lives from the step that writes it to the last step
+ * that reads it, and buffers whose lifetimes do not overlap share memory
+ * (greedy first fit, largest first). Reshape-like ops alias their input. */
+#include "engine.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define ALIGN 64
+
+void qt_exec_scratch(struct qt_exec *x, size_t floats) {
+    if (floats > x->scratch_per)
+        x->scratch_per = floats;
+}
+
+void qt_parallel_for(struct qt_exec *x, int64_t ntasks, qt_task_fn fn, void *arg) {
+    qt_pool_run(x->pool, ntasks, fn, arg);
+}
+
+int qt_set_out(struct qt_exec *x, const struct qt_node *n, int i, int dtype, int ndim, const int64_t *dims,
+               struct qt_err *err) {
+    struct qt_tensor *t = qt_out(x, n, i);
+    char buf[160];
+    if (!t)
+        return 0;
+    if (ndim < 0 || ndim > QT_MAXDIM)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "output has %d dims (at most %d)", ndim, QT_MAXDIM);
+    int64_t ne = qt_numel(ndim, dims);
+    size_t es = qt_dtype_size(dtype);
+    if (ne < 0 || !es || (uint64_t)ne > ((uint64_t)1 << 40) / es)
+        return qt_node_err(n, QT_EMODEL, err, "output shape %s is invalid or too large",
+                           qt_dims_str(ndim, dims, buf, sizeof buf));
+    t->dtype = dtype;
+    t->ndim = ndim;
+    for (int k = 0; k < ndim; k++)
+        t->dims[k] = dims[k];
+    t->nbytes = (size_t)ne * es;
+    return 0;
+}
+
+int qt_broadcast(const struct qt_node *n, int na, const int64_t *a, int nb, const int64_t *b, int *nd_out,
+                 int64_t *out, struct qt_err *err) {
+    int nd = na > nb ? na : nb;
+    char ba[160], bb[160];
+    for (int i = 0; i < nd; i++) {
+        int64_t da = i - (nd - na) >= 0 ? a[i - (nd - na)] : 1;
+        int64_t db = i - (nd - nb) >= 0 ? b[i - (nd - nb)] : 1;
+        if (da != db && da != 1 && db != 1)
+            return qt_node_err(n, QT_EMODEL, err, "shapes %s and %s do not broadcast",
+                               qt_dims_str(na, a, ba, sizeof ba), qt_dims_str(nb, b, bb, sizeof bb));
+        out[i] = da == 1 ? db : da;
+    }
+    *nd_out = nd;
+    return 0;
+}
+
+int qt_axis(const struct qt_node *n, int64_t axis, int ndim, int *out, struct qt_err *err) {
+    if (axis < -ndim || axis >= (ndim ? ndim : 1))
+        return qt_node_err(n, QT_EMODEL, err, "axis %lld is out of range for %d dims", (long long)axis, ndim);
+    *out = (int)(axis < 0 ? axis + ndim : axis);
+    return 0;
+}
+
+/* ---- planning ---------------------------------------------------------- */
+
+struct buf {
+    size_t size, off;
+    int first, last; /* steps: written at first, read until last */
+    int placed;
+};
+
+static int cmp_size(const void *a, const void *b, void *ctx) {
+    const struct buf *bufs = ctx;
+    const struct buf *x = &bufs[*(const int *)a], *y = &bufs[*(const int *)b];
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return *(const int *)a - *(const int *)b;
+}
+
+static size_t place(struct buf *bufs, int nb, struct qt_err *err) {
+    int *idx = malloc(sizeof(int) * ((size_t)nb + 1));
+    int *placed = malloc(sizeof(int) * ((size_t)nb + 1));
+    int np = 0;
+    size_t total = 0;
+    if (!idx || !placed) {
+        free(idx);
+        free(placed);
+        qt_errf(err, QT_ENOMEM, "out of memory planning buffers");
+        return (size_t)-1;
+    }
+    for (int i = 0; i < nb; i++)
+        idx[i] = i;
+    qsort_r(idx, (size_t)nb, sizeof *idx, cmp_size, bufs);
+    for (int k = 0; k < nb; k++) {
+        struct buf *b = &bufs[idx[k]];
+        size_t sz = (b->size + ALIGN - 1) / ALIGN * ALIGN, off = 0;
+        /* placed buffers that overlap in time, by offset: find the first gap */
+        for (int moved = 1; moved;) {
+            moved = 0;
+            for (int j = 0; j < np; j++) {
+                struct buf *o = &bufs[placed[j]];
+                size_t osz = (o->size + ALIGN - 1) / ALIGN * ALIGN;
+                if (o->last < b->first || b->last < o->first)
+                    continue;
+                if (off < o->off + osz && o->off < off + sz) {
+                    off = o->off + osz;
+                    moved = 1;
+                }
+            }
+        }
+        b->off = off;
+        b->placed = 1;
+        placed[np++] = idx[k];
+        if (off + sz > total)
+            total = off + sz;
+    }
+    free(idx);
+    free(placed);
+    return total;
+}
+
+static int plan_buffers(struct qt_exec *x, struct qt_err *err) {
+    struct qt_graph *g = x->g;
+    int *bufof = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    struct buf *bufs = calloc((size_t)g->nv + 1, sizeof *bufs);
+    int nb = 0, rc = 0;
+    if (!bufof || !bufs) {
+        rc = qt_errf(err, QT_ENOMEM, "out of memory planning buffers");
+        goto out;
+    }
+    for (int v = 0; v < g->nv; v++)
+        bufof[v] = -1;
+    for (int i = 0; i < g->ninputs; i++) {
+        int v = g->inputs[i];
+        bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = -1, .last = -1};
+        bufof[v] = nb++;
+    }
+    for (int s = 0; s < x->nsteps; s++) {
+        const struct qt_node *n = &g->n[x->steps[s]];
+        for (int j = 0; j < n->nin; j++) {
+            int v = n->in[j];
+            if (v >= 0 && bufof[v] >= 0 && bufs[bufof[v]].last < s)
+                bufs[bufof[v]].last = s;
+        }
+        for (int j = 0; j < n->nout; j++) {
+            int v = n->out[j];
+            if (v < 0 || x->isconst[v])
+                continue;
+            int a = n->nin > 0 ? n->in[0] : -1;
+            if (j == 0 && (n->op->flags & QT_OPF_ALIAS) && a >= 0 && bufof[a] >= 0 &&
+                x->t[a].nbytes == x->t[v].nbytes) {
+                bufof[v] = bufof[a];
+                continue;
+            }
+            bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = s, .last = s};
+            bufof[v] = nb++;
+        }
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+        int v = g->outputs[i];
+        if (bufof[v] >= 0)
+            bufs[bufof[v]].last = x->nsteps;
+    }
+    for (int i = 0; i < g->ninputs; i++) /* inputs are filled before the run */
+        if (bufs[bufof[g->inputs[i]]].last < 0)
+            bufs[bufof[g->inputs[i]]].last = 0;
+    size_t total = place(bufs, nb, err);
+    if (total == (size_t)-1) {
+        rc = err->code;
+        goto out;
+    }
+    x->arena_bytes = total;
+    x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
+    if (!x->arena) {
+        rc = qt_errf(err, QT_ENOMEM, "out of memory: activations need %zu bytes", total);
+        goto out;
+    }
+    memset(x->arena, 0, total);
+    for (int v = 0; v < g->nv; v++)
+        if (bufof[v] >= 0)
+            x->t[v].data = x->arena + bufs[bufof[v]].off;
+out:
+    free(bufof);
+    free(bufs);
+    return rc;
+}
+
+static int ensure_scratch(struct qt_exec *x, struct qt_err *err) {
+    size_t need = x->scratch_per * (size_t)x->nthreads;
+    if (need <= x->scratch_cap)
+        return 0;
+    free(x->scratch);
+    x->scratch = aligned_alloc(ALIGN, (sizeof(float) * need + ALIGN - 1) / ALIGN * ALIGN);
+    if (!x->scratch) {
+        x->scratch_cap = 0;
+        return qt_errf(err, QT_ENOMEM, "out of memory for scratch buffers (%zu floats)", need);
+    }
+    x->scratch_cap = need;
+    return 0;
+}
+
+static int fold(struct qt_exec *x, struct qt_node *n, struct qt_err *err) {
+    for (int j = 0; j < n->nout; j++) {
+        int v = n->out[j];
+        if (v < 0)
+            continue;
+        x->t[v].data = calloc(1, x->t[v].nbytes ? x->t[v].nbytes : 1);
+        if (!x->t[v].data)
+            return qt_errf(err, QT_ENOMEM, "out of memory folding node '%s'", n->name);
+        x->owned[v] = 1;
+        x->isconst[v] = 1;
+    }
+    if (ensure_scratch(x, err))
+        return err->code;
+    return n->op->fwd(x, n, err);
+}
+
+static int input_shape(struct qt_exec *x, int v, struct qt_err *err) {
+    struct qt_value *val = &x->g->v[v];
+    struct qt_tensor *t = &x->t[v];
+    if (val->ndim < 0)
+        return qt_errf(err, QT_EUNSUPPORTED, "graph input '%s' has no declared shape", val->name);
+    t->dtype = val->dtype ? val->dtype : QT_FLOAT;
+    t->ndim = val->ndim;
+    for (int i = 0; i < val->ndim; i++) {
+        t->dims[i] = val->dims[i];
+        if (t->dims[i] < 0) {
+            if (i != 0)
+                return qt_errf(err, QT_EUNSUPPORTED,
+                               "graph input '%s' has a dynamic dimension %d; only the batch (first) dimension "
+                               "may be dynamic",
+                               val->name, i);
+            t->dims[i] = x->batch;
+        }
+    }
+    int64_t ne = qt_numel(t->ndim, t->dims);
+    size_t es = qt_dtype_size(t->dtype);
+    if (ne < 0 || !es)
+        return qt_errf(err, QT_EUNSUPPORTED, "graph input '%s' has an unsupported type or shape", val->name);
+    t->nbytes = (size_t)ne * es;
+    return 0;
+}
+
+int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, struct qt_err *err) {
+    struct qt_exec *x = calloc(1, sizeof *x);
+    int *order = NULL;
+    *out = NULL;
+    if (!x)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    x->g = g;
+    x->batch = batch > 0 ? batch : 1;
+    x->nthreads = nthreads > 0 ? nthreads : qt_ncpus();
+    x->t = calloc((size_t)g->nv + 1, sizeof *x->t);
+    x->isconst = calloc((size_t)g->nv + 1, 1);
+    x->owned = calloc((size_t)g->nv + 1, 1);
+    x->steps = malloc(sizeof(int) * ((size_t)g->nn + 1));
+    if (!x->t || !x->isconst || !x->owned || !x->steps) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (qt_graph_unsupported(g, err))
+        goto fail;
+    if (qt_pool_new(&x->pool, x->nthreads, err))
+        goto fail;
+    for (int v = 0; v < g->nv; v++) {
+        if (g->v[v].kind == QT_V_INIT) {
+            x->t[v] = *g->v[v].init;
+            x->isconst[v] = 1;
+        }
+    }
+    for (int i = 0; i < g->ninputs; i++)
+        if (input_shape(x, g->inputs[i], err))
+            goto fail;
+    if (qt_graph_topo(g, &order, err))
+        goto fail;
+    for (int k = 0; k < g->nn; k++) {
+        struct qt_node *n = &g->n[order[k]];
+        int allconst = 1;
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j] >= 0 && !x->isconst[n->in[j]])
+                allconst = 0;
+        if ((n->op->flags & QT_OPF_SHAPE_ONLY))
+            allconst = 1;
+        if (n->op->infer(x, n, err))
+            goto fail;
+        for (int j = 0; j < n->nout; j++)
+            if (n->out[j] >= 0 && !x->t[n->out[j]].dtype) {
+                qt_node_err(n, QT_EFAIL, err, "internal error: output %d has no type after inference", j);
+                goto fail;
+            }
+        if (allconst) {
+            if (fold(x, n, err))
+                goto fail;
+        } else {
+            x->steps[x->nsteps++] = order[k];
+        }
+    }
+    if (plan_buffers(x, err))
+        goto fail;
+    if (ensure_scratch(x, err))
+        goto fail;
+    free(order);
+    *out = x;
+    return 0;
+fail:
+    free(order);
+    qt_exec_free(x);
+    return err->code;
+}
+
+void qt_exec_free(struct qt_exec *x) {
+    if (!x)
+        return;
+    for (int v = 0; x->owned && v < x->g->nv; v++)
+        if (x->owned[v])
+            free(x->t[v].data);
+    free(x->t);
+    free(x->isconst);
+    free(x->owned);
+    free(x->steps);
+    free(x->arena);
+    free(x->scratch);
+    qt_pool_free(x->pool);
+    free(x);
+}
+
+int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
+    for (int s = 0; s < x->nsteps; s++) {
+        const struct qt_node *n = &x->g->n[x->steps[s]];
+        if (n->op->fwd(x, n, err))
+            return err->code;
+        if (x->after_node && x->after_node(x, x->steps[s], x->after_ud, err))
+            return err->code;
+    }
+    return 0;
+}
+
+float *qt_exec_input(struct qt_exec *x, int i) {
+    return i >= 0 && i < x->g->ninputs ? x->t[x->g->inputs[i]].data : NULL;
+}
+
+const float *qt_exec_output(const struct qt_exec *x, int i) {
+    return i >= 0 && i < x->g->noutputs ? x->t[x->g->outputs[i]].data : NULL;
+}
+
+const struct qt_tensor *qt_exec_input_tensor(const struct qt_exec *x, int i) {
+    return i >= 0 && i < x->g->ninputs ? &x->t[x->g->inputs[i]] : NULL;
+}
+
+const struct qt_tensor *qt_exec_output_tensor(const struct qt_exec *x, int i) {
+    return i >= 0 && i < x->g->noutputs ? &x->t[x->g->outputs[i]] : NULL;
+}
+
+int qt_exec_batch(const struct qt_exec *x) {
+    return x->batch;
+}
+
+size_t qt_exec_peak_bytes(const struct qt_exec *x) {
+    return x->arena_bytes;
+}

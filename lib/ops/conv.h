@@ -1,0 +1,28 @@
+/* conv.h: convolution geometry shared by Conv and the quantized kernels. */
+#ifndef QT_OPS_CONV_H
+#define QT_OPS_CONV_H
+#include "engine.h"
+
+enum { QT_PAD_NOTSET, QT_PAD_SAME_UPPER, QT_PAD_SAME_LOWER, QT_PAD_VALID };
+
+struct qt_conv { /* attributes */
+    int64_t group;
+    int nkernel;
+    int64_t kernel[2], strides[2], dilations[2], pads[4];
+    int auto_pad;
+};
+
+struct qt_conv_shape { /* 1-D convolutions have ih = kh = 1 */
+    int64_t n, c, m, group;
+    int64_t ih, iw, kh, kw, oh, ow;
+    int64_t sh, sw, dh, dw, ph, pw, ph_end, pw_end;
+};
+
+int qt_conv_parse(struct qt_node *n, struct qt_conv *p, struct qt_err *err);
+int qt_conv_params(const struct qt_node *n, const struct qt_tensor *x, const struct qt_tensor *w,
+                   const struct qt_conv *p, struct qt_conv_shape *s, struct qt_err *err);
+int qt_conv_is_depthwise(const struct qt_conv_shape *s);
+int qt_conv_is_pointwise(const struct qt_conv_shape *s);
+/* One channel of a depthwise convolution. */
+void qt_dwconv_f32(const float *x, const float *w, float bias, float *y, const struct qt_conv_shape *s);
+#endif

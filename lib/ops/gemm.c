@@ -1,0 +1,106 @@
+/* gemm.c: ONNX Gemm. Y = alpha * A' * B' + beta * C, A' = transA ? A^T : A,
+ * B' likewise; C broadcasts to [M, N] (scalar, [N], [M, 1], [M, N]).
+ * Tasks are fixed blocks of rows so results do not depend on the threads. */
+#include "engine.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#define ROW_BLOCK 64
+
+struct gemm_attr {
+    float alpha, beta;
+    int ta, tb;
+};
+
+static int gemm_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    struct gemm_attr *a = calloc(1, sizeof *a);
+    if (!a)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    n->priv = a;
+    a->alpha = qt_attr_float(n, "alpha", 1.0f, err);
+    a->beta = qt_attr_float(n, "beta", 1.0f, err);
+    a->ta = qt_attr_int(n, "transA", 0, err) != 0;
+    a->tb = qt_attr_int(n, "transB", 0, err) != 0;
+    if (n->nin < 2 || n->in[0] < 0 || n->in[1] < 0)
+        return qt_node_err(n, QT_EMODEL, err, "needs inputs A and B");
+    return err->code;
+}
+
+static int gemm_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct gemm_attr *a = n->priv;
+    const struct qt_tensor *A = qt_in(x, n, 0), *B = qt_in(x, n, 1), *C = qt_in(x, n, 2);
+    char b1[160], b2[160];
+    if (A->dtype != QT_FLOAT || B->dtype != QT_FLOAT || (C && C->dtype != QT_FLOAT))
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "float32 inputs only");
+    if (A->ndim != 2 || B->ndim != 2)
+        return qt_node_err(n, QT_EMODEL, err, "A %s and B %s must be matrices",
+                           qt_dims_str(A->ndim, A->dims, b1, sizeof b1), qt_dims_str(B->ndim, B->dims, b2, sizeof b2));
+    int64_t M = a->ta ? A->dims[1] : A->dims[0], K = a->ta ? A->dims[0] : A->dims[1];
+    int64_t K2 = a->tb ? B->dims[1] : B->dims[0], N = a->tb ? B->dims[0] : B->dims[1];
+    if (K != K2)
+        return qt_node_err(n, QT_EMODEL, err, "A %s and B %s do not multiply",
+                           qt_dims_str(A->ndim, A->dims, b1, sizeof b1), qt_dims_str(B->ndim, B->dims, b2, sizeof b2));
+    if (C) {
+        int64_t d[2] = {M, N}, o[QT_MAXDIM];
+        int nd;
+        if (C->ndim > 2 || qt_broadcast(n, C->ndim, C->dims, 2, d, &nd, o, err) || o[0] != M || o[1] != N)
+            return qt_node_err(n, QT_EMODEL, err, "C %s does not broadcast to [%lld,%lld]",
+                               qt_dims_str(C->ndim, C->dims, b1, sizeof b1), (long long)M, (long long)N);
+    }
+    int64_t d[2] = {M, N};
+    return qt_set_out(x, n, 0, QT_FLOAT, 2, d, err);
+}
+
+struct gemm_job {
+    const struct gemm_attr *a;
+    const struct qt_tensor *A, *B, *C;
+    float *Y;
+    int64_t M, N, K;
+};
+
+static void gemm_task(void *arg, int64_t b0, int64_t b1, int tid) {
+    const struct gemm_job *j = arg;
+    const struct gemm_attr *a = j->a;
+    (void)tid;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        int64_t r0 = blk * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->M ? r0 + ROW_BLOCK : j->M;
+        float *Y = j->Y + r0 * j->N;
+        float beta = 0;
+        if (j->C && a->beta != 0) {
+            const struct qt_tensor *C = j->C;
+            const float *c = C->data;
+            int64_t sm = C->ndim == 2 && C->dims[0] != 1 ? C->dims[1] : 0;
+            int64_t sn = (C->ndim == 2 && C->dims[1] != 1) || (C->ndim == 1 && C->dims[0] != 1) ? 1 : 0;
+            for (int64_t r = r0; r < r1; r++)
+                for (int64_t k = 0; k < j->N; k++)
+                    Y[(r - r0) * j->N + k] = c[r * sm + k * sn];
+            beta = a->beta;
+        }
+        const float *A = (const float *)j->A->data + (a->ta ? r0 : r0 * j->K);
+        int lda = (int)j->A->dims[1], ldb = (int)j->B->dims[1];
+        cblas_sgemm(CblasRowMajor, a->ta ? CblasTrans : CblasNoTrans, a->tb ? CblasTrans : CblasNoTrans,
+                    (int)(r1 - r0), (int)j->N, (int)j->K, a->alpha, A, lda, j->B->data, ldb, beta, Y, (int)j->N);
+    }
+}
+
+static int gemm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct gemm_attr *a = n->priv;
+    struct gemm_job j = {a, qt_in(x, n, 0), qt_in(x, n, 1), qt_in(x, n, 2), qt_out(x, n, 0)->data, 0, 0, 0};
+    (void)err;
+    j.M = a->ta ? j.A->dims[1] : j.A->dims[0];
+    j.K = a->ta ? j.A->dims[0] : j.A->dims[1];
+    j.N = a->tb ? j.B->dims[0] : j.B->dims[1];
+    if (j.M == 0 || j.N == 0)
+        return 0;
+    qt_parallel_for(x, (j.M + ROW_BLOCK - 1) / ROW_BLOCK, gemm_task, &j);
+    return 0;
+}
+
+const struct qt_op qt_op_gemm = {
+    .name = "Gemm",
+    .init = gemm_init,
+    .infer = gemm_infer,
+    .fwd = gemm_fwd,
+};

@@ -1,0 +1,100 @@
+/* matmul.c: ONNX MatMul, numpy semantics: 1-D operands are promoted
+ * (prepend / append a dim, removed from the result), leading dims broadcast.
+ * One sgemm per output matrix; tasks are matrices (then row blocks). */
+#include "engine.h"
+
+#include <cblas.h>
+#include <string.h>
+
+static int mm_shapes(const struct qt_node *n, const struct qt_tensor *A, const struct qt_tensor *B, int64_t *M,
+                     int64_t *K, int64_t *N, int *nb, int64_t *bd, int *ond, int64_t *od, struct qt_err *err) {
+    char b1[160], b2[160];
+    if (A->ndim < 1 || B->ndim < 1)
+        return qt_node_err(n, QT_EMODEL, err, "operands must have at least one dim");
+    *M = A->ndim >= 2 ? A->dims[A->ndim - 2] : 1;
+    *K = A->dims[A->ndim - 1];
+    int64_t K2 = B->ndim >= 2 ? B->dims[B->ndim - 2] : B->dims[0];
+    *N = B->ndim >= 2 ? B->dims[B->ndim - 1] : 1;
+    if (*K != K2)
+        return qt_node_err(n, QT_EMODEL, err, "A %s and B %s do not multiply",
+                           qt_dims_str(A->ndim, A->dims, b1, sizeof b1), qt_dims_str(B->ndim, B->dims, b2, sizeof b2));
+    int na = A->ndim > 2 ? A->ndim - 2 : 0, nbb = B->ndim > 2 ? B->ndim - 2 : 0;
+    if (qt_broadcast(n, na, A->dims, nbb, B->dims, nb, bd, err))
+        return err->code;
+    *ond = 0;
+    for (int i = 0; i < *nb; i++)
+        od[(*ond)++] = bd[i];
+    if (A->ndim >= 2)
+        od[(*ond)++] = *M;
+    if (B->ndim >= 2)
+        od[(*ond)++] = *N;
+    return 0;
+}
+
+static int matmul_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *A = qt_in(x, n, 0), *B = qt_in(x, n, 1);
+    int64_t M, K, N, bd[QT_MAXDIM], od[QT_MAXDIM + 2];
+    int nb, ond;
+    if (!A || !B)
+        return qt_node_err(n, QT_EMODEL, err, "needs two inputs");
+    if (A->dtype != QT_FLOAT || B->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "float32 inputs only");
+    if (mm_shapes(n, A, B, &M, &K, &N, &nb, bd, &ond, od, err))
+        return err->code;
+    return qt_set_out(x, n, 0, QT_FLOAT, ond, od, err);
+}
+
+struct mm_job {
+    const struct qt_tensor *A, *B;
+    float *Y;
+    int64_t M, K, N;
+    int nb;
+    int64_t bd[QT_MAXDIM], sa[QT_MAXDIM], sb[QT_MAXDIM];
+};
+
+void qt_bcast_strides(int nd, const int64_t *d, int ond, const int64_t *od, int64_t *strides);
+
+static void mm_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct mm_job *j = arg;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t oa = 0, ob = 0, rem = t;
+        for (int i = j->nb - 1; i >= 0; i--) {
+            int64_t idx = rem % j->bd[i];
+            rem /= j->bd[i];
+            oa += idx * j->sa[i];
+            ob += idx * j->sb[i];
+        }
+        const float *A = (const float *)j->A->data + oa * j->M * j->K;
+        const float *B = (const float *)j->B->data + ob * j->K * j->N;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, (int)j->N, (int)j->K, 1.0f, A, (int)j->K,
+                    B, (int)j->N, 0.0f, j->Y + t * j->M * j->N, (int)j->N);
+    }
+}
+
+static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct mm_job j = {.A = qt_in(x, n, 0), .B = qt_in(x, n, 1), .Y = qt_out(x, n, 0)->data};
+    int64_t od[QT_MAXDIM + 2];
+    int ond;
+    if (mm_shapes(n, j.A, j.B, &j.M, &j.K, &j.N, &j.nb, j.bd, &ond, od, err))
+        return err->code;
+    int na = j.A->ndim > 2 ? j.A->ndim - 2 : 0, nbb = j.B->ndim > 2 ? j.B->ndim - 2 : 0;
+    qt_bcast_strides(na, j.A->dims, j.nb, j.bd, j.sa);
+    qt_bcast_strides(nbb, j.B->dims, j.nb, j.bd, j.sb);
+    /* strides above count elements of the batch dims; scale to matrices */
+    int64_t nmat = qt_numel(j.nb, j.bd);
+    if (j.M == 0 || j.N == 0 || nmat == 0)
+        return 0;
+    if (j.K == 0) {
+        memset(j.Y, 0, sizeof(float) * (size_t)(nmat * j.M * j.N));
+        return 0;
+    }
+    qt_parallel_for(x, nmat, mm_task, &j);
+    return 0;
+}
+
+const struct qt_op qt_op_matmul = {
+    .name = "MatMul",
+    .infer = matmul_infer,
+    .fwd = matmul_fwd,
+};

@@ -1,0 +1,19 @@
+/* relu.c: ONNX Relu. y = max(x, 0).
+ * Gradient (training): dx = dy * (x > 0). */
+#include "ops/eltwise.h"
+
+static void relu_f32(const float *x, float *y, int64_t n, const void *ctx) {
+    (void)ctx;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+static int relu_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    return qt_unary_run_f32(x, n, relu_f32, NULL, err);
+}
+
+const struct qt_op qt_op_relu = {
+    .name = "Relu",
+    .infer = qt_unary_infer,
+    .fwd = relu_fwd,
+};

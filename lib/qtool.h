@@ -1,0 +1,239 @@
+/*
+ * qtool.h: the qtool engine, the one header cli/ includes.
+ *
+ * A worked example: load a float model, plan it for a batch of 8, run one
+ * batch of preprocessed images through it.
+ *
+ *     struct qt_err err = {0};
+ *     struct qt_graph *g = NULL;
+ *     struct qt_exec *x = NULL;
+ *     struct qt_dataset *ds = NULL;
+ *     struct qt_preproc pp;
+ *
+ *     qt_preproc_default(&pp);                   // p/255, no resize, no crop
+ *     if (qt_graph_load(&g, "model.onnx", &err)
+ *         || qt_dataset_open(&ds, "images/", NULL, &err)
+ *         || qt_exec_new(&x, g, 8, 2, &err))     // batch 8, 2 threads
+ *         goto out;
+ *     float *in = qt_exec_input(x, 0);           // [8, C, H, W] float32
+ *     int labels[8];
+ *     if (qt_dataset_load(ds, &pp, 0, 8, in, labels, &err) || qt_exec_run(x, &err))
+ *         goto out;
+ *     const float *logits = qt_exec_output(x, 0);
+ * out:
+ *     if (err.code) fprintf(stderr, "error: %s\n", err.msg);
+ *     qt_exec_free(x); qt_dataset_free(ds); qt_graph_free(g);
+ *
+ * Rules that hold everywhere:
+ * - Every function that can fail returns 0 or a QT_E* code and fills the
+ *   struct qt_err it is given with a one-line lowercase message that names
+ *   the file, node or tensor concerned. The library never prints and never
+ *   exits.
+ * - Every *_free(NULL) is a no-op. Whatever a function returns through a
+ *   pointer argument belongs to the caller unless the comment says otherwise.
+ */
+#ifndef QTOOL_H
+#define QTOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QT_VERSION "0.1.0"
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* The codes double as the command-line exit status (man qtool(1)). */
+enum qt_code {
+    QT_OK = 0,
+    QT_EFAIL = 1,        /* runtime failure: I/O, out of memory, internal */
+    QT_EUSAGE = 2,       /* bad command-line arguments or options */
+    QT_EUNSUPPORTED = 3, /* valid model that uses what qtool does not run */
+    QT_EDATA = 4,        /* bad input data: images, folders, JSON files */
+    QT_EMODEL = 5,       /* malformed model file: not ONNX, truncated, inconsistent */
+};
+#define QT_EIO QT_EFAIL
+#define QT_ENOMEM QT_EFAIL
+
+struct qt_err {
+    int code;
+    char msg[512];
+};
+
+/* Fills err (if err has no error yet) and returns code. */
+int qt_errf(struct qt_err *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prefixes an existing message with "context: ". Returns err->code. */
+int qt_err_prefix(struct qt_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- tensors ---------------------------------------------------------- */
+
+/* Element types use the ONNX TensorProto.DataType numbers. */
+enum qt_dtype {
+    QT_UNDEF = 0,
+    QT_FLOAT = 1,
+    QT_UINT8 = 2,
+    QT_INT8 = 3,
+    QT_UINT16 = 4,
+    QT_INT16 = 5,
+    QT_INT32 = 6,
+    QT_INT64 = 7,
+    QT_STRING = 8,
+    QT_BOOL = 9,
+    QT_FLOAT16 = 10,
+    QT_DOUBLE = 11,
+    QT_UINT32 = 12,
+    QT_UINT64 = 13,
+};
+
+#define QT_MAXDIM 8
+
+struct qt_tensor {
+    int dtype;
+    int ndim;
+    int64_t dims[QT_MAXDIM];
+    void *data;    /* ndim 0 = scalar (one element) */
+    size_t nbytes; /* numel * element size */
+};
+
+/* Bytes of one element, 0 for types qtool does not store. */
+size_t qt_dtype_size(int dtype);
+const char *qt_dtype_name(int dtype);
+/* Number of elements; -1 if a dim is negative or the product overflows. */
+int64_t qt_numel(int ndim, const int64_t *dims);
+/* "[1,3,224,224]" into buf. */
+const char *qt_dims_str(int ndim, const int64_t *dims, char *buf, size_t len);
+
+/* ---- graphs ----------------------------------------------------------- */
+
+struct qt_graph; /* a loaded model: values, nodes, the ONNX envelope */
+struct qt_exec;  /* a graph planned for one batch size: shapes, buffers, threads */
+
+/* Loads and checks an ONNX model. QT_EMODEL for a malformed file,
+ * QT_EUNSUPPORTED for an unsupported opset or feature, QT_EIO when the file
+ * cannot be read. Unsupported operators do not fail the load: see
+ * qt_graph_unsupported(). */
+int qt_graph_load(struct qt_graph **g, const char *path, struct qt_err *err);
+int qt_graph_load_mem(struct qt_graph **g, const void *buf, size_t len, const char *name,
+                      struct qt_err *err);
+/* Writes the model atomically (temporary file in the same directory, fsync,
+ * rename). What qtool did not change is written back as it was read. */
+int qt_graph_save(const struct qt_graph *g, const char *path, struct qt_err *err);
+/* Serialises into a malloc'd buffer. */
+int qt_graph_pack(const struct qt_graph *g, void **buf, size_t *len, struct qt_err *err);
+void qt_graph_free(struct qt_graph *g);
+
+/* Number of nodes whose operator qtool cannot run; fills err with the first
+ * ("unsupported operator 'X' (node 'n')") when there is one. */
+int qt_graph_unsupported(const struct qt_graph *g, struct qt_err *err);
+
+/* A read-only summary for `qtool inspect`. */
+struct qt_graph_info {
+    int64_t ir_version;
+    int opset;
+    const char *producer;
+    int ninputs, noutputs;
+    int nnodes;
+    int64_t nparams;      /* elements in float initializers */
+    int64_t param_bytes;  /* bytes of all initializers */
+};
+void qt_graph_info(const struct qt_graph *g, struct qt_graph_info *info);
+/* i-th graph input/output (initializers excluded): name, dtype, declared dims
+ * (-1 = dynamic). */
+const char *qt_graph_input(const struct qt_graph *g, int i, int *dtype, int *ndim, int64_t *dims);
+const char *qt_graph_output(const struct qt_graph *g, int i, int *dtype, int *ndim, int64_t *dims);
+int qt_graph_nnodes(const struct qt_graph *g);
+const char *qt_graph_node(const struct qt_graph *g, int i, const char **op_type, int *supported);
+
+/* ---- execution ------------------------------------------------------- */
+
+/* Plans g for `batch` images with `nthreads` threads (0 = all cores): infers
+ * shapes, folds constant subgraphs (shape glue), assigns activation buffers
+ * by liveness. Fails with QT_EUNSUPPORTED on an operator qtool cannot run. */
+int qt_exec_new(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads, struct qt_err *err);
+void qt_exec_free(struct qt_exec *x);
+/* Runs one forward pass over the planned batch. */
+int qt_exec_run(struct qt_exec *x, struct qt_err *err);
+/* The buffers of the i-th graph input / output, valid until qt_exec_free. */
+float *qt_exec_input(struct qt_exec *x, int i);
+const float *qt_exec_output(const struct qt_exec *x, int i);
+const struct qt_tensor *qt_exec_input_tensor(const struct qt_exec *x, int i);
+const struct qt_tensor *qt_exec_output_tensor(const struct qt_exec *x, int i);
+int qt_exec_batch(const struct qt_exec *x);
+/* Peak bytes of planned activation memory (one arena). */
+size_t qt_exec_peak_bytes(const struct qt_exec *x);
+
+/* ---- images ----------------------------------------------------------- */
+
+/* An 8-bit image, interleaved rows (HWC), c = 1 (grey) or 3 (RGB). */
+struct qt_image {
+    int w, h, c;
+    unsigned char *px;
+};
+
+/* Loads a PNG (any colour type and depth: palette expanded, alpha dropped,
+ * 16-bit reduced to 8) or JPEG, decided by content, not name. want_c: 1 grey,
+ * 3 RGB, 0 as stored (grey stays 1 channel, anything else becomes 3).
+ * QT_EDATA for a corrupt or unsupported file, QT_EIO when it cannot be read. */
+int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_err *err);
+void qt_image_release(struct qt_image *img);
+
+/* Preprocessing, torchvision semantics: Resize(resize) (shorter side, PIL
+ * bilinear with antialias) -> CenterCrop(crop_h, crop_w) -> ToTensor (p * scale)
+ * -> Normalize(mean, std), channel order RGB or BGR, NCHW. */
+struct qt_preproc {
+    int channels;     /* 1 or 3 */
+    int bgr;          /* 1: channel order B, G, R */
+    int resize;       /* shorter side after resize; 0 = no resize */
+    int crop_h, crop_w; /* center crop; 0 = none */
+    float scale;      /* default 1/255 */
+    float mean[3], std[3];
+    /* training-time augmentation (qat): 0 = off */
+    int rrc;          /* RandomResizedCrop to crop_h x crop_w, scale (0.08, 1) */
+    float rrc_min_scale;
+    int hflip;        /* RandomHorizontalFlip(0.5) */
+};
+void qt_preproc_default(struct qt_preproc *p);
+/* Applies --preset NAME ("imagenet", "imagenet-tf", "mnist"). QT_EUSAGE if unknown. */
+int qt_preproc_preset(struct qt_preproc *p, const char *name, struct qt_err *err);
+/* Output size for an input of w x h. */
+void qt_preproc_out_size(const struct qt_preproc *p, int w, int h, int *ow, int *oh);
+/* Writes channels x oh x ow floats. rng_state drives augmentation (may be NULL
+ * when augmentation is off). */
+int qt_preprocess(const struct qt_image *img, const struct qt_preproc *p, float *out, int oh, int ow,
+                  uint64_t *rng_state, struct qt_err *err);
+
+/* ---- datasets --------------------------------------------------------- */
+
+/* A folder of images in torchvision ImageFolder layout: class sub-folders
+ * sorted by name give the label index (or, with classes_file, the line number
+ * of the folder's name in that file); a folder of image files only is
+ * unlabeled (labels -1). Paths are kept sorted; images are read on demand. */
+struct qt_dataset;
+int qt_dataset_open(struct qt_dataset **ds, const char *dir, const char *classes_file,
+                    struct qt_err *err);
+void qt_dataset_free(struct qt_dataset *ds);
+int qt_dataset_count(const struct qt_dataset *ds);
+int qt_dataset_nclasses(const struct qt_dataset *ds); /* 0 when unlabeled */
+int qt_dataset_labeled(const struct qt_dataset *ds);
+const char *qt_dataset_path(const struct qt_dataset *ds, int i);
+int qt_dataset_label(const struct qt_dataset *ds, int i);
+/* Loads images [start, start+n) preprocessed into out (n x C x H x W) and
+ * their labels. Checks that every image preprocesses to exactly C x H x W
+ * (QT_EDATA naming the file otherwise). nthreads decodes in parallel. */
+int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start, int n, int c, int h,
+                    int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err);
+
+/* ---- utilities -------------------------------------------------------- */
+
+/* Number of online CPUs (at least 1). */
+int qt_ncpus(void);
+/* Writes len bytes to path atomically: path.XXXXXX.tmp in the same directory,
+ * fsync, rename. Never leaves a partial file at path. */
+int qt_write_file_atomic(const char *path, const void *buf, size_t len, struct qt_err *err);
+/* Reads a whole file (malloc'd, NUL-terminated for convenience). max_bytes
+ * bounds the size (QT_EDATA beyond it). */
+int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
+/* Monotonic seconds. */
+double qt_now(void);
+
+#endif
