@@ -1,1 +1,162 @@
-int cmd_eval(int argc, char **argv) { (void)argc; (void)argv; return 1; }
+/* eval.c: `qtool eval MODEL.onnx --data DIR`: accuracy and speed of a float
+ * or quantized model, optionally against a reference model. */
+#include "cli.h"
+#include "cli_json.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET };
+
+static const struct opt opts[] = {
+    {'d', "data", "DIR", "image folder (ImageFolder layout; a flat folder is unlabeled)"},
+    {OPT_REF, "ref", "FLOAT.onnx", "reference model: top-1 agreement and SQNR of the outputs against it"},
+    {'b', "batch", "N", "images per run (default 32)"},
+    {'n', "limit", "N", "evaluate at most N images (sorted order)"},
+    {'t', "threads", "N", "threads (default: all cores)"},
+    {'j', "json", "FILE", "write the figures as JSON ('-' for stdout)"},
+    {OPT_PRED, "predictions", "FILE.csv", "one row per image: path, label, top-5 indices and scores"},
+    {OPT_SAVE, "save-outputs", "FILE", "raw little-endian float32 outputs in image order"},
+    {OPT_SAVEIN, "save-inputs", "FILE", "raw float32 preprocessed inputs in image order (for other tools)"},
+    {OPT_LAT, "latency-runs", "N", "timed batch-1 runs for the latency figure (default 20, 0 = skip)"},
+    {'q', "quiet", NULL, "no progress on stderr"},
+    CLI_PREPROC_OPTS,
+    {'h', "help", NULL, "show this help"},
+    {0, NULL, NULL, NULL},
+};
+
+static void progress(void *ud, int done, int total) {
+    (void)ud;
+    fprintf(stderr, "\reval: %d/%d images", done, total);
+    if (done == total)
+        fprintf(stderr, "\n");
+}
+
+int cmd_eval(int argc, char **argv) {
+    struct optparse op;
+    struct qt_eval_opts o;
+    struct qt_eval_result r;
+    struct qt_err err = {0};
+    struct cli_pp pp;
+    const char *json = NULL;
+    int quiet = 0, c;
+    long v;
+    qt_eval_opts_init(&o);
+    cli_pp_init(&pp);
+    opt_build(opts, &op);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, op.shorts, op.longs, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.data = optarg; break;
+        case OPT_REF: o.ref = optarg; break;
+        case 'b':
+            if (cli_int(optarg, 1, 4096, &v))
+                return cli_usage("eval", "--batch takes a number from 1 to 4096, not '%s'", optarg);
+            o.batch = (int)v;
+            break;
+        case 'n':
+            if (cli_int(optarg, 1, 1L << 30, &v))
+                return cli_usage("eval", "--limit takes a positive number, not '%s'", optarg);
+            o.limit = (int)v;
+            break;
+        case 't':
+            if (cli_int(optarg, 1, 1024, &v))
+                return cli_usage("eval", "--threads takes a positive number, not '%s'", optarg);
+            o.threads = (int)v;
+            break;
+        case 'j': json = optarg; break;
+        case OPT_PRED: o.predictions = optarg; break;
+        case OPT_SAVE: o.save_outputs = optarg; break;
+        case OPT_SAVEIN: o.save_inputs = optarg; break;
+        case OPT_LAT:
+            if (cli_int(optarg, 0, 100000, &v))
+                return cli_usage("eval", "--latency-runs takes a number, not '%s'", optarg);
+            o.latency_runs = (int)v;
+            break;
+        case 'q': quiet = 1; break;
+        case 'h':
+            opt_usage(stdout, "eval", "MODEL.onnx --data DIR [options]", opts);
+            return 0;
+        default: {
+            int k = cli_pp_option("eval", &pp, c, optarg);
+            if (k == 2)
+                return QT_EUSAGE;
+            if (k == 1)
+                return cli_usage("eval", "unknown option");
+        }
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage("eval", "expects one model file");
+    if (!o.data)
+        return cli_usage("eval", "--data DIR is required");
+    o.model = argv[optind];
+    o.pp = pp.pp;
+    o.channels_set = pp.set_channels;
+    o.classes = pp.classes;
+    if (!quiet && isatty(2))
+        o.progress = progress;
+    if (qt_eval_run(&o, &r, &err))
+        return cli_fail("eval", &err);
+
+    int to_stdout = json && !strcmp(json, "-");
+    FILE *f = to_stdout ? stderr : stdout;
+    fprintf(f, "model:       %s (%lld bytes)\n", o.model, r.model_bytes);
+    fprintf(f, "images:      %d (%d labeled)\n", r.images, r.labeled);
+    if (r.labeled) {
+        fprintf(f, "top-1:       %.3f%%\n", r.top1);
+        fprintf(f, "top-5:       %.3f%%\n", r.top5);
+        fprintf(f, "loss:        %.4f\n", r.loss);
+    }
+    if (r.have_ref) {
+        if (r.labeled)
+            fprintf(f, "ref top-1:   %.3f%%\n", r.ref_top1);
+        fprintf(f, "agreement:   %.3f%% (top-1 vs %s)\n", r.agree, o.ref);
+        fprintf(f, "sqnr:        %.2f dB\n", r.sqnr_db);
+    }
+    if (o.latency_runs)
+        fprintf(f, "latency:     %.3f ms median, %.3f ms p90 (batch 1, %d threads)\n", r.lat_median_ms, r.lat_p90_ms,
+                r.threads);
+    fprintf(f, "throughput:  %.1f images/s (batch %d)\n", r.throughput, r.batch);
+    fprintf(f, "activations: %zu bytes at batch %d\n", r.peak_act_bytes, r.batch);
+    if (json) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "command", "eval");
+        cJSON_AddStringToObject(d, "model", o.model);
+        cJSON_AddStringToObject(d, "data", o.data);
+        cJSON_AddNumberToObject(d, "images", r.images);
+        cJSON_AddNumberToObject(d, "labeled", r.labeled);
+        cJSON_AddNumberToObject(d, "classes", r.nclasses);
+        if (r.labeled) {
+            cli_json_num(d, "top1", r.top1);
+            cli_json_num(d, "top5", r.top5);
+            cli_json_num(d, "loss", r.loss);
+        } else {
+            cJSON_AddNullToObject(d, "top1");
+            cJSON_AddNullToObject(d, "top5");
+            cJSON_AddNullToObject(d, "loss");
+        }
+        if (r.have_ref) {
+            cJSON_AddStringToObject(d, "ref", o.ref);
+            cli_json_num(d, "ref_top1", r.labeled ? r.ref_top1 : NAN);
+            cli_json_num(d, "agreement", r.agree);
+            cli_json_num(d, "sqnr_db", r.sqnr_db);
+        }
+        cJSON_AddNumberToObject(d, "model_bytes", (double)r.model_bytes);
+        if (o.latency_runs) {
+            cli_json_num(d, "latency_ms_median", r.lat_median_ms);
+            cli_json_num(d, "latency_ms_p90", r.lat_p90_ms);
+        }
+        cli_json_num(d, "throughput_ips", r.throughput);
+        cJSON_AddNumberToObject(d, "batch", r.batch);
+        cJSON_AddNumberToObject(d, "threads", r.threads);
+        cJSON_AddNumberToObject(d, "activation_bytes", (double)r.peak_act_bytes);
+        cli_json_num(d, "wall_s", r.wall_s);
+        int rc = cli_json_write(d, json, &err);
+        cJSON_Delete(d);
+        if (rc)
+            return cli_fail("eval", &err);
+    }
+    return 0;
+}

@@ -223,6 +223,53 @@ int qt_dataset_label(const struct qt_dataset *ds, int i);
 int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start, int n, int c, int h,
                     int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err);
 
+/* ---- evaluation (qtool eval) ------------------------------------------ */
+
+struct qt_eval_opts {
+    const char *model;          /* ONNX file (float or quantized) */
+    const char *data;           /* image folder */
+    const char *ref;            /* optional reference model (usually the float one) */
+    const char *classes;        /* optional class list (folder name -> label) */
+    struct qt_preproc pp;
+    int channels_set;           /* pp.channels chosen by the user; else from the model */
+    int batch;                  /* images per run (default 32) */
+    int limit;                  /* at most this many images (0 = all) */
+    int threads;                /* 0 = all cores */
+    int latency_runs;           /* batch-1 timed runs after warm-up (0 = skip latency) */
+    const char *predictions;    /* CSV: path,label,top5 indices and scores */
+    const char *save_outputs;   /* raw float32 outputs in image order */
+    const char *save_inputs;    /* raw float32 preprocessed inputs in image order */
+    /* progress callback (may be NULL): images done so far of total */
+    void (*progress)(void *ud, int done, int total);
+    void *progress_ud;
+};
+
+struct qt_eval_result {
+    int images;
+    int labeled;                /* images with a label the model can predict */
+    int nclasses;               /* model output width */
+    double top1, top5;          /* percent of labeled images */
+    double loss;                /* mean softmax cross-entropy (labeled) */
+    int have_ref;
+    double agree;               /* percent of images whose top-1 matches the reference's */
+    double sqnr_db;             /* 10 log10(sum ref^2 / sum (out - ref)^2) over all outputs */
+    double ref_top1;            /* the reference's own top-1 */
+    long long model_bytes;
+    double lat_median_ms, lat_p90_ms; /* batch 1 */
+    double throughput;          /* images/s of model compute at the chosen batch */
+    double wall_s;
+    size_t peak_act_bytes;      /* planned activation memory at the chosen batch */
+    int batch, threads;
+};
+
+void qt_eval_opts_init(struct qt_eval_opts *o);
+int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err);
+
+/* The image size and channel count a model expects (input 0 is [N,C,H,W]),
+ * using pp's crop when H/W are dynamic. */
+int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, int *c, int *h, int *w,
+                         int *fixed_batch, struct qt_err *err);
+
 /* ---- utilities -------------------------------------------------------- */
 
 /* Number of online CPUs (at least 1). */

@@ -12,6 +12,7 @@
  * (greedy first fit, largest first). Reshape-like ops alias their input. */
 #include "engine.h"
 
+#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -256,6 +257,8 @@ int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthread
     *out = NULL;
     if (!x)
         return qt_errf(err, QT_ENOMEM, "out of memory");
+    /* BLAS calls run inside our own tasks: one BLAS thread each */
+    openblas_set_num_threads(1);
     x->g = g;
     x->batch = batch > 0 ? batch : 1;
     x->nthreads = nthreads > 0 ? nthreads : qt_ncpus();

@@ -1,0 +1,342 @@
+/* eval.c: qtool eval: stream a folder of images through a model (and a
+ * reference model), in batches, and compute accuracy, loss, agreement and
+ * SQNR; then time batch-1 latency. Memory is one batch of images plus the
+ * planned activations, whatever the number of images. */
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void qt_eval_opts_init(struct qt_eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    qt_preproc_default(&o->pp);
+    o->batch = 32;
+    o->latency_runs = 20;
+}
+
+int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, int *c, int *h, int *w,
+                         int *fixed_batch, struct qt_err *err) {
+    int dt, nd;
+    int64_t d[QT_MAXDIM];
+    if (g->ninputs != 1)
+        return qt_errf(err, QT_EUNSUPPORTED, "the model has %d inputs; qtool feeds images to models with one input",
+                       g->ninputs);
+    const char *name = qt_graph_input(g, 0, &dt, &nd, d);
+    if (nd != 4)
+        return qt_errf(err, QT_EUNSUPPORTED, "input '%s' has %d dims; an image model takes [N,C,H,W]", name, nd);
+    if (dt != QT_FLOAT && dt != 0)
+        return qt_errf(err, QT_EUNSUPPORTED, "input '%s' is %s; qtool feeds float32 images", name, qt_dtype_name(dt));
+    if (d[1] != 1 && d[1] != 3)
+        return qt_errf(err, QT_EUNSUPPORTED, "input '%s' has %lld channels; qtool feeds 1 or 3", name,
+                       (long long)d[1]);
+    *c = (int)d[1];
+    *h = d[2] > 0 ? (int)d[2] : pp->crop_h;
+    *w = d[3] > 0 ? (int)d[3] : pp->crop_w;
+    if (*h <= 0 || *w <= 0)
+        return qt_errf(err, QT_EUSAGE, "input '%s' has a dynamic image size; give it with --crop HxW", name);
+    *fixed_batch = d[0] > 0 ? (int)d[0] : 0;
+    return 0;
+}
+
+static void topk(const float *v, int n, int k, int *idx) {
+    for (int i = 0; i < k; i++)
+        idx[i] = -1;
+    for (int j = 0; j < n; j++) {
+        float x = v[j];
+        if (x != x)
+            continue;
+        for (int i = 0; i < k; i++) {
+            if (idx[i] < 0 || x > v[idx[i]]) {
+                for (int m = k - 1; m > i; m--)
+                    idx[m] = idx[m - 1];
+                idx[i] = j;
+                break;
+            }
+        }
+    }
+}
+
+static double xent(const float *v, int n, int label) {
+    double mx = v[0], s = 0;
+    for (int j = 1; j < n; j++)
+        if (v[j] > mx)
+            mx = v[j];
+    for (int j = 0; j < n; j++)
+        s += exp((double)v[j] - mx);
+    return log(s) + mx - v[label];
+}
+
+struct side { /* one model being evaluated */
+    struct qt_graph *g;
+    struct qt_exec *x;
+    int nout;  /* outputs per image */
+};
+
+static int side_open(struct side *s, const char *path, int batch, int threads, int c, int h, int w,
+                     struct qt_err *err) {
+    if (qt_graph_load(&s->g, path, err))
+        return err->code;
+    if (qt_exec_new(&s->x, s->g, batch, threads, err))
+        return qt_err_prefix(err, "'%s'", path);
+    const struct qt_tensor *in = qt_exec_input_tensor(s->x, 0), *out = qt_exec_output_tensor(s->x, 0);
+    if (in->dims[1] != c || in->dims[2] != h || in->dims[3] != w)
+        return qt_errf(err, QT_EUSAGE, "'%s' takes [%lld,%lld,%lld] images, the other model [%d,%d,%d]", path,
+                       (long long)in->dims[1], (long long)in->dims[2], (long long)in->dims[3], c, h, w);
+    if (out->dtype != QT_FLOAT || out->ndim < 1 || out->dims[0] != batch)
+        return qt_errf(err, QT_EUNSUPPORTED, "'%s': output 0 is not a float32 [N,...] tensor", path);
+    s->nout = (int)(qt_tensor_numel(out) / batch);
+    return 0;
+}
+
+static void side_close(struct side *s) {
+    qt_exec_free(s->x);
+    qt_graph_free(s->g);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int latency(struct side *m, const float *img, int c, int h, int w, int threads, int runs,
+                   struct qt_eval_result *r, struct qt_err *err) {
+    struct qt_exec *x = NULL;
+    double *t = malloc(sizeof(double) * (size_t)(runs + 1));
+    if (!t)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    if (qt_exec_new(&x, m->g, 1, threads, err)) {
+        free(t);
+        return err->code;
+    }
+    memcpy(qt_exec_input(x, 0), img, sizeof(float) * (size_t)c * h * w);
+    for (int i = 0; i < 3; i++) /* warm-up */
+        if (qt_exec_run(x, err))
+            goto out;
+    for (int i = 0; i < runs; i++) {
+        double t0 = qt_now();
+        if (qt_exec_run(x, err))
+            goto out;
+        t[i] = (qt_now() - t0) * 1e3;
+    }
+    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    r->lat_median_ms = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
+    r->lat_p90_ms = t[(int)ceil(0.9 * runs) - 1];
+out:
+    free(t);
+    qt_exec_free(x);
+    return err->code;
+}
+
+/* A raw output file written under a temporary name and renamed at the end,
+ * so a failed or interrupted run leaves no partial file. */
+struct outfile {
+    const char *path;
+    char *tmp;
+    FILE *f;
+};
+
+static int outfile_open(struct outfile *o, const char *path, struct qt_err *err) {
+    if (!path)
+        return 0;
+    size_t l = strlen(path) + 8;
+    o->path = path;
+    o->tmp = malloc(l);
+    if (!o->tmp)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    snprintf(o->tmp, l, "%s.tmp", path);
+    if (!(o->f = fopen(o->tmp, "wb")))
+        return qt_errf(err, QT_EIO, "cannot write '%s'", path);
+    return 0;
+}
+
+static int outfile_write(struct outfile *o, const void *p, size_t n, struct qt_err *err) {
+    if (o->f && fwrite(p, 1, n, o->f) != n)
+        return qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
+    return 0;
+}
+
+static int outfile_close(struct outfile *o, struct qt_err *err) {
+    if (!o->f)
+        return 0;
+    int bad = ferror(o->f) | fflush(o->f) | fsync(fileno(o->f));
+    bad |= fclose(o->f);
+    o->f = NULL;
+    if (bad || rename(o->tmp, o->path))
+        return qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
+    free(o->tmp);
+    o->tmp = NULL;
+    return 0;
+}
+
+static void outfile_abort(struct outfile *o) {
+    if (o->f)
+        fclose(o->f);
+    if (o->tmp)
+        unlink(o->tmp);
+    free(o->tmp);
+    o->f = NULL;
+    o->tmp = NULL;
+}
+
+int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err) {
+    struct side m = {0}, ref = {0};
+    struct qt_graph *probe = NULL;
+    struct qt_dataset *ds = NULL;
+    struct qt_preproc pp = o->pp;
+    float *in = NULL, *first = NULL;
+    int *labels = NULL;
+    struct outfile csvf = {0}, raw = {0}, rawin = {0};
+    FILE *csv = NULL;
+    double t_start = qt_now(), t_compute = 0, sig = 0, noise = 0, loss = 0;
+    long long n1 = 0, n5 = 0, nagree = 0, nref1 = 0;
+    int c, h, w, fixed, batch, threads, total, done = 0;
+    struct stat st;
+
+    memset(r, 0, sizeof *r);
+    threads = o->threads > 0 ? o->threads : qt_ncpus();
+    if (qt_graph_load(&probe, o->model, err))
+        goto out;
+    if (qt_model_image_shape(probe, &pp, &c, &h, &w, &fixed, err))
+        goto out;
+    qt_graph_free(probe);
+    probe = NULL;
+    if (!o->channels_set)
+        pp.channels = c;
+    if (pp.channels != c) {
+        qt_errf(err, QT_EUSAGE, "the model takes %d channel%s but --%s was given", c, c == 1 ? "" : "s",
+                pp.channels == 1 ? "gray" : "rgb");
+        goto out;
+    }
+    batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+    if (qt_dataset_open(&ds, o->data, o->classes, err))
+        goto out;
+    total = qt_dataset_count(ds);
+    if (o->limit > 0 && o->limit < total)
+        total = o->limit;
+    if (!fixed && batch > total)
+        batch = total;
+    if (side_open(&m, o->model, batch, threads, c, h, w, err))
+        goto out;
+    if (o->ref && side_open(&ref, o->ref, batch, threads, c, h, w, err))
+        goto out;
+    if (o->ref && ref.nout != m.nout) {
+        qt_errf(err, QT_EUSAGE, "'%s' gives %d outputs per image, '%s' %d", o->model, m.nout, o->ref, ref.nout);
+        goto out;
+    }
+    r->nclasses = m.nout;
+    r->batch = batch;
+    r->threads = threads;
+    r->peak_act_bytes = qt_exec_peak_bytes(m.x);
+    r->have_ref = o->ref != NULL;
+    if (stat(o->model, &st) == 0)
+        r->model_bytes = (long long)st.st_size;
+
+    size_t img_floats = (size_t)c * h * w;
+    in = qt_exec_input(m.x, 0);
+    labels = malloc(sizeof(int) * (size_t)batch);
+    first = malloc(sizeof(float) * img_floats);
+    if (!labels || !first) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (outfile_open(&csvf, o->predictions, err))
+        goto out;
+    csv = csvf.f;
+    if (csv)
+        fprintf(csv, "path,label,top1,top2,top3,top4,top5,score1,score2,score3,score4,score5\n");
+    if (outfile_open(&raw, o->save_outputs, err) || outfile_open(&rawin, o->save_inputs, err))
+        goto out;
+    while (done < total) {
+        int nb = total - done < batch ? total - done : batch;
+        if (qt_dataset_load(ds, &pp, done, nb, c, h, w, in, labels, threads, 0, err))
+            goto out;
+        if (nb < batch) /* pad the last batch; the extra rows are ignored */
+            memset(in + (size_t)nb * img_floats, 0, sizeof(float) * (size_t)(batch - nb) * img_floats);
+        if (done == 0)
+            memcpy(first, in, sizeof(float) * img_floats);
+        double t0 = qt_now();
+        if (qt_exec_run(m.x, err))
+            goto out;
+        t_compute += qt_now() - t0;
+        const float *out = qt_exec_output(m.x, 0), *rout = NULL;
+        if (o->ref) {
+            memcpy(qt_exec_input(ref.x, 0), in, sizeof(float) * (size_t)batch * img_floats);
+            if (qt_exec_run(ref.x, err))
+                goto out;
+            rout = qt_exec_output(ref.x, 0);
+        }
+        for (int i = 0; i < nb; i++) {
+            const float *v = out + (size_t)i * m.nout;
+            int top[5], k = m.nout < 5 ? m.nout : 5;
+            topk(v, m.nout, k, top);
+            int lab = labels[i];
+            if (lab >= 0 && lab < m.nout) {
+                r->labeled++;
+                n1 += top[0] == lab;
+                for (int j = 0; j < k; j++)
+                    n5 += top[j] == lab;
+                loss += xent(v, m.nout, lab);
+            }
+            if (rout) {
+                const float *rv = rout + (size_t)i * m.nout;
+                int rtop[1];
+                topk(rv, m.nout, 1, rtop);
+                nagree += rtop[0] == top[0];
+                nref1 += lab >= 0 && rtop[0] == lab;
+                for (int j = 0; j < m.nout; j++) {
+                    double d = (double)v[j] - rv[j];
+                    sig += (double)rv[j] * rv[j];
+                    noise += d * d;
+                }
+            }
+            if (csv) {
+                fprintf(csv, "%s,%d", qt_dataset_path(ds, done + i), lab);
+                for (int j = 0; j < 5; j++)
+                    fprintf(csv, j < k ? ",%d" : ",", top[j]);
+                for (int j = 0; j < 5; j++)
+                    if (j < k)
+                        fprintf(csv, ",%.6g", v[top[j]]);
+                    else
+                        fprintf(csv, ",");
+                fprintf(csv, "\n");
+            }
+        }
+        if (outfile_write(&raw, out, sizeof(float) * (size_t)m.nout * nb, err) ||
+            outfile_write(&rawin, in, sizeof(float) * img_floats * nb, err))
+            goto out;
+        done += nb;
+        if (o->progress)
+            o->progress(o->progress_ud, done, total);
+    }
+    r->images = total;
+    if (r->labeled) {
+        r->top1 = 100.0 * n1 / r->labeled;
+        r->top5 = 100.0 * n5 / r->labeled;
+        r->loss = loss / r->labeled;
+        r->ref_top1 = 100.0 * nref1 / r->labeled;
+    }
+    if (o->ref && total) {
+        r->agree = 100.0 * nagree / total;
+        r->sqnr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+    }
+    r->throughput = t_compute > 0 ? total / t_compute : 0;
+    if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
+        goto out;
+    if (o->latency_runs > 0 && total > 0 && latency(&m, first, c, h, w, threads, o->latency_runs, r, err))
+        goto out;
+    r->wall_s = qt_now() - t_start;
+out:
+    outfile_abort(&csvf);
+    outfile_abort(&raw);
+    outfile_abort(&rawin);
+    free(labels);
+    free(first);
+    qt_graph_free(probe);
+    side_close(&m);
+    side_close(&ref);
+    qt_dataset_free(ds);
+    return err->code;
+}
