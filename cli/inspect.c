@@ -6,7 +6,6 @@
 
 static const struct opt opts[] = {
     {'b', "batch", "N", "batch size used for the memory figure (default 1)"},
-    {'j', "json", "FILE", "also write the figures as JSON ('-' for stdout)"},
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
 };

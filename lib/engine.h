@@ -252,6 +252,9 @@ void *qt_malloc(size_t n, struct qt_err *err);
 void *qt_calloc(size_t n, size_t size, struct qt_err *err);
 char *qt_strdup(const char *s);
 
+/* SHA-256 of a buffer as 64 hex digits (lib/core/sha256.c). */
+void qt_sha256_hex(const void *data, size_t len, char out[65]);
+
 /* ---- name map (lib/core/map.c) ----------------------------------------- */
 
 struct qt_map;

@@ -270,6 +270,49 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
 int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, int *c, int *h, int *w,
                          int *fixed_batch, struct qt_err *err);
 
+/* ---- quantization (qtool calib) ---------------------------------------- */
+
+/* Settings shared by calib, finetune, qat and export. */
+struct qt_quant_opts {
+    int wbits, abits;           /* 2..8 (default 8) */
+    int per_channel;            /* weights per output channel (default 1) */
+    int narrow;                 /* weights in [-(2^(b-1)-1), 2^(b-1)-1] */
+    int act_signed;             /* 0: uint8 asymmetric activations (default); 1: int8 symmetric */
+    int reduce_range;           /* one bit less for weights (old x86 VNNI-less kernels) */
+    int observer;               /* QT_OBS_* (lib/quant/quant.h); default minmax */
+    double percentile;          /* for the percentile observer (default 99.99) */
+    const char *exclude;        /* comma-separated node names kept in float */
+    const char *exclude_ops;    /* comma-separated op types kept in float */
+    const char *config;         /* per-layer JSON file */
+    int keep_first_last;        /* 0: no; 8: first conv and last FC at 8 bits; -1: in float */
+    int fold_bn, fuse_act;      /* graph preparation (default 1, 1) */
+};
+void qt_quant_opts_init(struct qt_quant_opts *q);
+
+struct qt_calib_opts {
+    const char *model, *data, *out, *quant_info;
+    const char *classes;
+    struct qt_preproc pp;
+    int channels_set;
+    struct qt_quant_opts q;
+    int batch, limit, threads;
+    int dry_run;
+    /* lines of the preparation report (--dry-run and the summary) */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+    void (*progress)(void *ud, int done, int total);
+    void *progress_ud;
+};
+
+struct qt_calib_result {
+    int images;
+    int nquant_act, nquant_weight, nfolded_bn, nfused_act, nexcluded;
+    double wall_s;
+};
+
+void qt_calib_opts_init(struct qt_calib_opts *o);
+int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err);
+
 /* ---- utilities -------------------------------------------------------- */
 
 /* Number of online CPUs (at least 1). */

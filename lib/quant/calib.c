@@ -1,0 +1,184 @@
+/* calib.c: qtool calib: prepare the graph, stream calibration images
+ * through it with an observer on every quantized activation, choose ranges,
+ * quantize weights and biases, write the QDQ model and quant_info.json.
+ * Memory: one batch of images, the planned activations and one fixed-size
+ * observer per activation group, whatever the number of images. */
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void qt_calib_opts_init(struct qt_calib_opts *o) {
+    memset(o, 0, sizeof *o);
+    qt_preproc_default(&o->pp);
+    qt_quant_opts_init(&o->q);
+    o->batch = 32;
+}
+
+struct calib_ctx {
+    struct qt_qplan *p;
+    struct qt_observer *obs; /* per group */
+};
+
+static int observe_value(struct calib_ctx *c, struct qt_exec *x, int v) {
+    int t = c->p->tensor_of[v];
+    if (t < 0 || c->p->t[t].q.role != QT_ROLE_ACT)
+        return 0;
+    const struct qt_tensor *tt = &x->t[v];
+    if (tt->dtype != QT_FLOAT)
+        return 0;
+    qt_obs_update(&c->obs[c->p->t[t].group], tt->data, qt_tensor_numel(tt));
+    return 0;
+}
+
+static int after_node(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
+    struct calib_ctx *c = ud;
+    const struct qt_node *n = &x->g->n[node];
+    (void)err;
+    for (int j = 0; j < n->nout; j++)
+        if (n->out[j] >= 0)
+            observe_value(c, x, n->out[j]);
+    return 0;
+}
+
+/* Activation parameters from the group observers. */
+static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err *err) {
+    for (int t = 0; t < p->nt; t++) {
+        struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role != QT_ROLE_ACT)
+            continue;
+        const struct qt_observer *o = &obs[qt->group];
+        struct qt_qparam *q = &qt->q;
+        int bits = q->bits;
+        qt_qparam_release(q);
+        q->role = QT_ROLE_ACT;
+        q->bits = bits;
+        if (qt_qparam_alloc(q, 1, err))
+            return err->code;
+        q->dtype = p->o.act_signed ? QT_INT8 : QT_UINT8;
+        q->symmetric = p->o.act_signed;
+        q->axis = -1;
+        q->method = qt_obs_name(o->kind);
+        qt_qrange(q->dtype, bits, 0, &q->qmin, &q->qmax);
+        double lo, hi;
+        qt_obs_range(o, bits, q->symmetric, p->o.percentile, &lo, &hi);
+        q->obs_min[0] = o->count ? (float)o->min : 0;
+        q->obs_max[0] = o->count ? (float)o->max : 0;
+        q->rng_min[0] = (float)lo;
+        q->rng_max[0] = (float)hi;
+        qt_qparams_from_range(lo, hi, q->qmin, q->qmax, q->symmetric, &q->scale[0], &q->zp[0]);
+    }
+    return 0;
+}
+
+int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
+    struct qt_graph *g = NULL, *qg = NULL;
+    struct qt_qplan *p = NULL;
+    struct qt_exec *x = NULL;
+    struct qt_dataset *ds = NULL;
+    struct qt_observer *obs = NULL;
+    struct qt_preproc pp = o->pp;
+    int *labels = NULL;
+    int c, h, w, fixed, total = 0, ngroups = 0;
+    double t0 = qt_now();
+    memset(r, 0, sizeof *r);
+
+    if (qt_graph_load(&g, o->model, err) || qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
+        goto out;
+    if (!o->channels_set)
+        pp.channels = c;
+    if (qt_qplan_build(&p, g, &o->q, o->log, o->log_ud, err))
+        goto out;
+    r->nfolded_bn = p->nfolded;
+    r->nfused_act = p->nfused;
+    r->nexcluded = p->nexcluded;
+    for (int t = 0; t < p->nt; t++) {
+        r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
+        r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
+    }
+    if (qt_qplan_weights(p, err))
+        goto out;
+    if (o->dry_run)
+        goto out;
+
+    ngroups = p->ngroups;
+    obs = calloc((size_t)ngroups + 1, sizeof *obs);
+    if (!obs) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int gi = 0; gi < ngroups; gi++) {
+        int kind = o->q.observer;
+        for (int t = 0; t < p->nt; t++)
+            if (p->t[t].q.role == QT_ROLE_ACT && p->t[t].group == gi) {
+                kind = p->t[t].obs_kind;
+                break;
+            }
+        if (qt_obs_init(&obs[gi], kind, err))
+            goto out;
+    }
+    if (qt_dataset_open(&ds, o->data, o->classes, err))
+        goto out;
+    total = qt_dataset_count(ds);
+    if (o->limit > 0 && o->limit < total)
+        total = o->limit;
+    int batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+    if (!fixed && batch > total)
+        batch = total;
+    /* the last partial batch gets its own plan: padding would skew ranges */
+    struct calib_ctx ctx = {p, obs};
+    int threads = o->threads > 0 ? o->threads : qt_ncpus();
+    labels = malloc(sizeof(int) * (size_t)batch);
+    if (!labels) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    int done = 0, cur = 0;
+    while (done < total) {
+        int nb = total - done < batch ? total - done : batch;
+        if (nb != cur) {
+            qt_exec_free(x);
+            x = NULL;
+            if (fixed && nb != fixed) {
+                qt_errf(err, QT_EUSAGE, "the model has a fixed batch of %d; use --limit a multiple of it", fixed);
+                goto out;
+            }
+            if (qt_exec_new(&x, p->g, nb, threads, err))
+                goto out;
+            x->after_node = after_node;
+            x->after_ud = &ctx;
+            cur = nb;
+        }
+        if (qt_dataset_load(ds, &pp, done, nb, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
+            goto out;
+        for (int i = 0; i < p->g->ninputs; i++)
+            observe_value(&ctx, x, p->g->inputs[i]);
+        if (qt_exec_run(x, err))
+            goto out;
+        done += nb;
+        if (o->progress)
+            o->progress(o->progress_ud, done, total);
+    }
+    r->images = total;
+    if (act_params(p, obs, err) || qt_qplan_biases(p, err))
+        goto out;
+    if (qt_qplan_export_qdq(p, &qg, err))
+        goto out;
+    if (qt_graph_save(qg, o->out, err))
+        goto out;
+    if (qt_qplan_write_info(p, o->quant_info, o->model, &pp, total, o->data, err))
+        goto out;
+out:
+    r->wall_s = qt_now() - t0;
+    for (int i = 0; obs && i < ngroups; i++)
+        qt_obs_release(&obs[i]);
+    free(obs);
+    free(labels);
+    qt_exec_free(x);
+    qt_dataset_free(ds);
+    qt_graph_free(qg);
+    qt_qplan_free(p);
+    qt_graph_free(g);
+    return err->code;
+}

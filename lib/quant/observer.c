@@ -1,0 +1,409 @@
+/* observer.c: streaming range observers and the choice of a clipping range.
+ *
+ * minmax      the range of everything seen.
+ * ema         moving average of per-batch min and max (constant 0.01, first
+ *             batch taken as is), as PyTorch's MovingAverageMinMaxObserver.
+ * percentile  the pct and (100 - pct) percentiles of the histogram.
+ * entropy     TensorRT's KL-divergence calibration on |x|: the threshold T
+ *             whose 2^(bits-1)-level quantized distribution diverges least
+ *             from the clipped reference distribution.
+ * mse         the range [lo, hi] minimising the expected squared error of
+ *             quantizing the histogram: clipping error outside, delta^2/12
+ *             inside (prefix sums over bins, exhaustive search over ends).
+ *
+ * The histogram: QT_HIST_BINS bins over [-R, R] with 0 on a bin edge. R is
+ * set by the first batch and doubles (pairs of bins merged: exact) whenever
+ * a value falls outside; no sample is ever kept, so memory is fixed. */
+#include "quant/quant.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *names[] = {"minmax", "ema", "percentile", "entropy", "mse"};
+
+const char *qt_obs_name(int kind) {
+    return kind >= 0 && kind < 5 ? names[kind] : "?";
+}
+
+int qt_obs_parse(const char *name, int *kind) {
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(name, names[i])) {
+            *kind = i;
+            return 0;
+        }
+    return -1;
+}
+
+int qt_obs_init(struct qt_observer *o, int kind, struct qt_err *err) {
+    memset(o, 0, sizeof *o);
+    o->kind = kind;
+    o->min = INFINITY;
+    o->max = -INFINITY;
+    o->ema_c = 0.01;
+    if (kind == QT_OBS_PERCENTILE || kind == QT_OBS_ENTROPY || kind == QT_OBS_MSE) {
+        o->hist = qt_calloc(QT_HIST_BINS, sizeof(double), err);
+        if (!o->hist)
+            return err->code;
+    }
+    return 0;
+}
+
+void qt_obs_release(struct qt_observer *o) {
+    free(o->hist);
+    o->hist = NULL;
+}
+
+static void hist_grow(struct qt_observer *o, double need) {
+    double r = o->hist_r;
+    while (r < need) {
+        /* new bin j covers old bins 2j - H/2 and 2j - H/2 + 1 (H = bins) */
+        double *h = o->hist;
+        int H = QT_HIST_BINS, q = H / 4;
+        double tmp[QT_HIST_BINS];
+        memset(tmp, 0, sizeof tmp);
+        for (int i = 0; i < H; i++)
+            tmp[q + i / 2] += h[i];
+        memcpy(h, tmp, sizeof tmp);
+        r *= 2;
+    }
+    o->hist_r = r;
+}
+
+void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
+    float mn = INFINITY, mx = -INFINITY;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float x = v[i];
+        if (!isfinite(x)) {
+            bad++;
+            continue;
+        }
+        mn = x < mn ? x : mn;
+        mx = x > mx ? x : mx;
+    }
+    o->nonfinite += bad;
+    if (n - bad <= 0)
+        return;
+    if (mn < o->min)
+        o->min = mn;
+    if (mx > o->max)
+        o->max = mx;
+    if (o->batches == 0) {
+        o->ema_min = mn;
+        o->ema_max = mx;
+    } else {
+        o->ema_min += o->ema_c * (mn - o->ema_min);
+        o->ema_max += o->ema_c * (mx - o->ema_max);
+    }
+    o->batches++;
+    o->count += n - bad;
+    if (!o->hist)
+        return;
+    double amax = fabs(mn) > fabs(mx) ? fabs(mn) : fabs(mx);
+    if (amax == 0 && o->hist_r == 0) {
+        o->hist[QT_HIST_BINS / 2] += (double)(n - bad); /* all zeros: first bin above 0 */
+        return;
+    }
+    if (o->hist_r == 0) {
+        /* first non-zero batch fixes the resolution; zeros seen before sit
+         * in the bin just above 0 whatever R becomes */
+        o->hist_r = amax;
+    } else if (amax > o->hist_r) {
+        hist_grow(o, amax);
+    }
+    double inv = QT_HIST_BINS / (2 * o->hist_r);
+    for (int64_t i = 0; i < n; i++) {
+        float x = v[i];
+        if (!isfinite(x))
+            continue;
+        int b = (int)((x + o->hist_r) * inv);
+        if (b < 0)
+            b = 0;
+        if (b >= QT_HIST_BINS)
+            b = QT_HIST_BINS - 1;
+        o->hist[b] += 1;
+    }
+}
+
+/* bin centre */
+static double centre(const struct qt_observer *o, int b) {
+    return -o->hist_r + (b + 0.5) * (2 * o->hist_r / QT_HIST_BINS);
+}
+
+static void percentile(const struct qt_observer *o, double pct, double *lo, double *hi) {
+    double total = 0, acc = 0, w = 2 * o->hist_r / QT_HIST_BINS;
+    for (int b = 0; b < QT_HIST_BINS; b++)
+        total += o->hist[b];
+    double want_lo = total * (100 - pct) / 100, want_hi = total * pct / 100;
+    *lo = o->min;
+    *hi = o->max;
+    for (int b = 0; b < QT_HIST_BINS; b++) {
+        double nacc = acc + o->hist[b];
+        if (acc <= want_lo && nacc > want_lo && o->hist[b] > 0) {
+            double f = (want_lo - acc) / o->hist[b];
+            *lo = -o->hist_r + (b + f) * w;
+        }
+        if (acc < want_hi && nacc >= want_hi && o->hist[b] > 0) {
+            double f = (want_hi - acc) / o->hist[b];
+            *hi = -o->hist_r + (b + f) * w;
+            break;
+        }
+        acc = nacc;
+    }
+    if (*lo < o->min)
+        *lo = o->min;
+    if (*hi > o->max)
+        *hi = o->max;
+}
+
+/* TensorRT entropy calibration on the |x| histogram (H/2 bins above 0). */
+static double entropy_threshold(const struct qt_observer *o, int bits) {
+    int H = QT_HIST_BINS / 2, levels = 1 << (bits - 1);
+    double *a = malloc(sizeof(double) * (size_t)H);
+    double *p = malloc(sizeof(double) * (size_t)H), *q = malloc(sizeof(double) * (size_t)H);
+    double best = INFINITY, w = o->hist_r / H;
+    int best_i = H;
+    if (!a || !p || !q) {
+        free(a);
+        free(p);
+        free(q);
+        return o->hist_r;
+    }
+    for (int i = 0; i < H; i++)
+        a[i] = o->hist[H + i] + o->hist[H - 1 - i];
+    int last = H;
+    while (last > 1 && a[last - 1] == 0)
+        last--;
+    if (last <= levels) {
+        free(a);
+        free(p);
+        free(q);
+        return last * w;
+    }
+    for (int i = levels; i <= last; i++) {
+        /* reference: first i bins, the tail folded into the last */
+        double tail = 0;
+        for (int k = i; k < H; k++)
+            tail += a[k];
+        memcpy(p, a, sizeof(double) * (size_t)i);
+        p[i - 1] += tail;
+        /* candidate: i bins merged into `levels` groups, spread back over the
+         * non-empty bins of each group */
+        double psum = 0;
+        for (int k = 0; k < i; k++)
+            psum += p[k];
+        for (int g = 0; g < levels; g++) {
+            int b0 = (int)((double)g * i / levels), b1 = (int)((double)(g + 1) * i / levels);
+            double s = 0;
+            int nz = 0;
+            for (int k = b0; k < b1; k++) {
+                s += a[k];
+                nz += a[k] != 0;
+            }
+            for (int k = b0; k < b1; k++)
+                q[k] = a[k] != 0 && nz ? s / nz : 0;
+        }
+        double qsum = 0;
+        for (int k = 0; k < i; k++)
+            qsum += q[k];
+        if (psum <= 0 || qsum <= 0)
+            continue;
+        double kl = 0;
+        for (int k = 0; k < i; k++) {
+            if (p[k] == 0)
+                continue;
+            double pk = p[k] / psum, qk = q[k] / qsum;
+            kl += pk * log(pk / (qk > 0 ? qk : 1e-12));
+        }
+        if (kl < best) {
+            best = kl;
+            best_i = i;
+        }
+    }
+    free(a);
+    free(p);
+    free(q);
+    return (best_i + 0.5) * w;
+}
+
+static double mse_err(const double *c, const double *cx, const double *cxx, int H, double r, double w,
+                      double levels, double L, double R) {
+    double d = (R - L) / levels;
+    int li = (int)floor((L + r) / w), hi = (int)ceil((R + r) / w);
+    if (li < 0)
+        li = 0;
+    if (hi > H)
+        hi = H;
+    /* below L: sum c (x - L)^2; above R: sum c (x - R)^2; inside: n d^2/12 */
+    double e = cxx[li] - 2 * L * cx[li] + L * L * c[li];
+    e += (cxx[H] - cxx[hi]) - 2 * R * (cx[H] - cx[hi]) + R * R * (c[H] - c[hi]);
+    e += (c[hi] - c[li]) * d * d / 12;
+    return e;
+}
+
+/* Expected squared error of quantizing the histogram on [lo, hi] with
+ * `levels` steps, from prefix sums of c, c*x, c*x^2 over bins. */
+static void mse_search(const struct qt_observer *o, int bits, int symmetric, double *lo, double *hi) {
+    int H = QT_HIST_BINS;
+    double *c = malloc(sizeof(double) * (size_t)(H + 1) * 3);
+    if (!c)
+        return;
+    double *cx = c + H + 1, *cxx = cx + H + 1;
+    c[0] = cx[0] = cxx[0] = 0;
+    for (int b = 0; b < H; b++) {
+        double x = centre(o, b), h = o->hist[b];
+        c[b + 1] = c[b] + h;
+        cx[b + 1] = cx[b] + h * x;
+        cxx[b + 1] = cxx[b] + h * x * x;
+    }
+    double levels = (double)((1 << bits) - 1), w = 2 * o->hist_r / H, best = INFINITY;
+    int first = 0, last = H - 1;
+    while (first < H && o->hist[first] == 0)
+        first++;
+    while (last > 0 && o->hist[last] == 0)
+        last--;
+    if (first > last) {
+        free(c);
+        return;
+    }
+    int zb = H / 2; /* bin edge at 0: lo edge index <= zb <= hi edge index */
+    int lo0 = first < zb ? first : zb, hi0 = last + 1 > zb ? last + 1 : zb;
+    /* ends are bin edges: lo = edge l, hi = edge h, l in [lo0, zb], h in [zb, hi0] */
+    if (symmetric) { /* one search over the half-width t, in bins */
+        int tmax = hi0 - zb > zb - lo0 ? hi0 - zb : zb - lo0, step = tmax / 1024 + 1;
+        for (int k = tmax; k >= 1; k -= step) {
+            double e = mse_err(c, cx, cxx, H, o->hist_r, w, levels, -k * w, k * w);
+            if (e < best) {
+                best = e;
+                *lo = -k * w;
+                *hi = k * w;
+            }
+        }
+        free(c);
+        return;
+    }
+    int step_l = (zb - lo0) / 256 + 1, step_h = (hi0 - zb) / 256 + 1;
+    for (int l = lo0; l <= zb; l += step_l) {
+        for (int h = hi0; h >= zb; h -= step_h) {
+            double L = -o->hist_r + l * w, R = -o->hist_r + h * w;
+            if (R - L <= 0)
+                continue;
+            double e = mse_err(c, cx, cxx, H, o->hist_r, w, levels, L, R);
+            if (e < best) {
+                best = e;
+                *lo = L;
+                *hi = R;
+            }
+        }
+    }
+    free(c);
+}
+
+void qt_obs_range(const struct qt_observer *o, int bits, int symmetric, double pct, double *lo, double *hi) {
+    double mn = o->min, mx = o->max;
+    if (!(o->count > 0)) {
+        *lo = *hi = 0;
+        return;
+    }
+    switch (o->kind) {
+    case QT_OBS_EMA:
+        mn = o->ema_min;
+        mx = o->ema_max;
+        break;
+    case QT_OBS_PERCENTILE:
+        if (o->hist_r > 0)
+            percentile(o, pct > 0 && pct <= 100 ? pct : 99.99, &mn, &mx);
+        break;
+    case QT_OBS_ENTROPY:
+        if (o->hist_r > 0) {
+            double t = entropy_threshold(o, bits);
+            mn = o->min < -t ? -t : o->min;
+            mx = o->max > t ? t : o->max;
+        }
+        break;
+    case QT_OBS_MSE:
+        if (o->hist_r > 0)
+            mse_search(o, bits, symmetric, &mn, &mx);
+        break;
+    default:
+        break;
+    }
+    if (mn > 0)
+        mn = 0;
+    if (mx < 0)
+        mx = 0;
+    if (symmetric) {
+        double t = fabs(mn) > fabs(mx) ? fabs(mn) : fabs(mx);
+        mn = -t;
+        mx = t;
+    }
+    *lo = mn;
+    *hi = mx;
+}
+
+/* ---- parameters ---------------------------------------------------------- */
+
+void qt_qrange(int dtype, int bits, int narrow, int *qmin, int *qmax) {
+    if (dtype == QT_UINT8) {
+        *qmin = 0;
+        *qmax = (1 << bits) - 1;
+    } else if (dtype == QT_INT32) {
+        *qmin = INT32_MIN;
+        *qmax = INT32_MAX;
+    } else {
+        *qmin = -(1 << (bits - 1)) + (narrow ? 1 : 0);
+        *qmax = (1 << (bits - 1)) - 1;
+    }
+}
+
+void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetric, float *scale, int32_t *zp) {
+    if (lo > 0)
+        lo = 0;
+    if (hi < 0)
+        hi = 0;
+    if (symmetric) {
+        double t = fabs(lo) > fabs(hi) ? fabs(lo) : fabs(hi);
+        double s = t / ((double)(qmax - qmin) / 2);
+        *scale = s > 0 ? (float)s : 1.0f;
+        /* zero point: the middle of the range (0 for int8, 128 for uint8) */
+        *zp = (int32_t)((qmin + qmax + 1) / 2);
+        if (qmin < 0)
+            *zp = 0;
+        return;
+    }
+    double s = (hi - lo) / (double)(qmax - qmin);
+    if (!(s > 0)) {
+        *scale = 1.0f;
+        *zp = qmin < 0 && qmax > 0 ? 0 : qmin;
+        return;
+    }
+    *scale = (float)s;
+    double z = qmin - lo / (double)*scale;
+    z = nearbyint(z);
+    if (z < qmin)
+        z = qmin;
+    if (z > qmax)
+        z = qmax;
+    *zp = (int32_t)z;
+}
+
+int qt_qparam_alloc(struct qt_qparam *q, int n, struct qt_err *err) {
+    q->n = n;
+    q->scale = qt_calloc((size_t)n, sizeof(float), err);
+    q->zp = qt_calloc((size_t)n, sizeof(int32_t), err);
+    q->obs_min = qt_calloc((size_t)n, sizeof(float), err);
+    q->obs_max = qt_calloc((size_t)n, sizeof(float), err);
+    q->rng_min = qt_calloc((size_t)n, sizeof(float), err);
+    q->rng_max = qt_calloc((size_t)n, sizeof(float), err);
+    return err->code;
+}
+
+void qt_qparam_release(struct qt_qparam *q) {
+    free(q->scale);
+    free(q->zp);
+    free(q->obs_min);
+    free(q->obs_max);
+    free(q->rng_min);
+    free(q->rng_max);
+    memset(q, 0, sizeof *q);
+}

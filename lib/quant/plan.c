@@ -1,0 +1,530 @@
+/* plan.c: graph preparation and the quantization plan.
+ *
+ * 1. BatchNormalization folding: a BatchNormalization reading the only
+ *    output of a Conv (or Gemm) whose weights are constants is folded:
+ *    W'[m] = W[m] * g[m] / sqrt(v[m] + eps), b'[m] = (b[m] - mu[m]) * g[m] /
+ *    sqrt(v[m] + eps) + beta[m].
+ * 2. Roles: Conv/Gemm/MatMul are compute nodes (activation inputs, weights
+ *    and bias quantized); Add/Mul binary; Concat; pass-through ops (MaxPool,
+ *    Reshape, Flatten, Transpose, Squeeze, Unsqueeze, Identity, Resize
+ *    nearest) share their input's parameters; pooling and activation
+ *    functions quantize input and output on their own.
+ * 3. Activation fusion: a Relu, or a Clip whose lower bound is 0, reading the
+ *    only output of a compute or binary node is fused: nothing is quantized
+ *    between them and the unit's output range is the activation's.
+ * 4. Every float activation read or written by a quantized node is quantized
+ *    once (one Q/DQ pair), graph outputs excepted; pass-through and Concat
+ *    tensors are grouped (union-find) and share parameters. */
+#include "quant/quant.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void qt_quant_opts_init(struct qt_quant_opts *q) {
+    memset(q, 0, sizeof *q);
+    q->wbits = q->abits = 8;
+    q->per_channel = 1;
+    q->observer = QT_OBS_MINMAX;
+    q->percentile = 99.99;
+    q->fold_bn = q->fuse_act = 1;
+}
+
+static void logf_(struct qt_qplan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(struct qt_qplan *p, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    if (!p->log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    p->log(p->log_ud, line);
+}
+
+static int is_const_init(const struct qt_graph *g, int v) {
+    return v >= 0 && g->v[v].kind == QT_V_INIT && g->v[v].init && g->v[v].init->dtype == QT_FLOAT;
+}
+
+static int nconsumers(const struct qt_graph *g, int v) {
+    int c = 0;
+    for (int i = 0; i < g->nn; i++)
+        for (int j = 0; j < g->n[i].nin; j++)
+            if (g->n[i].in[j] == v)
+                c++;
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == v)
+            c++;
+    return c;
+}
+
+/* Replaces initializer input `slot` of node k by tensor t: in place when
+ * the node is its only reader, else as a new initializer. */
+static int replace_init(struct qt_graph *g, int k, int slot, struct qt_tensor *t, const char *suffix,
+                        struct qt_err *err) {
+    int v = g->n[k].in[slot];
+    if (v >= 0 && nconsumers(g, v) == 1) {
+        qt_graph_set_init(g, v, t);
+        return 0;
+    }
+    char base[512];
+    snprintf(base, sizeof base, "%s", v >= 0 ? g->v[v].name : g->n[k].name);
+    int nv = qt_graph_add_init(g, qt_graph_unique_name(g, base, suffix), t, err);
+    if (nv < 0)
+        return err->code;
+    if (slot < g->n[k].nin) {
+        g->n[k].in[slot] = nv;
+    } else { /* append an input (a Conv without bias) */
+        int *ni = realloc(g->n[k].in, sizeof(int) * (size_t)(slot + 1));
+        if (!ni)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        g->n[k].in = ni;
+        while (g->n[k].nin < slot)
+            g->n[k].in[g->n[k].nin++] = -1;
+        g->n[k].in[g->n[k].nin++] = nv;
+    }
+    g->n[k].orig = NULL;
+    return 0;
+}
+
+static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) {
+    struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_node *bn = &g->n[i];
+        if (strcmp(bn->op_type, "BatchNormalization") || bn->nin < 5 || bn->nout < 1)
+            continue;
+        if (qt_attr_int(bn, "training_mode", 0, err))
+            continue;
+        int x = bn->in[0], k = g->v[x].producer;
+        if (k < 0 || dead[k] || nconsumers(g, x) != 1)
+            continue;
+        struct qt_node *c = &g->n[k];
+        int conv = !strcmp(c->op_type, "Conv"), gemm = !strcmp(c->op_type, "Gemm");
+        if (!conv && !gemm)
+            continue;
+        if (!is_const_init(g, c->in[1]) || (c->nin > 2 && c->in[2] >= 0 && !is_const_init(g, c->in[2])))
+            continue;
+        int ok = 1;
+        for (int j = 1; j < 5; j++)
+            ok &= is_const_init(g, bn->in[j]);
+        if (!ok)
+            continue;
+        const struct qt_tensor *w = g->v[c->in[1]].init;
+        int64_t m = gemm ? (qt_attr_int(c, "transB", 0, err) ? w->dims[0] : w->dims[1]) : w->dims[0];
+        if (gemm && (qt_attr_int(c, "transA", 0, err) || qt_attr_float(c, "alpha", 1, err) != 1.0f ||
+                     qt_attr_float(c, "beta", 1, err) != 1.0f))
+            continue;
+        const float *gam = g->v[bn->in[1]].init->data, *bet = g->v[bn->in[2]].init->data;
+        const float *mu = g->v[bn->in[3]].init->data, *var = g->v[bn->in[4]].init->data;
+        int bad = 0;
+        for (int j = 1; j < 5; j++)
+            bad |= qt_tensor_numel(g->v[bn->in[j]].init) != m;
+        const struct qt_tensor *b0 = c->nin > 2 && c->in[2] >= 0 ? g->v[c->in[2]].init : NULL;
+        if (bad || (b0 && qt_tensor_numel(b0) != m))
+            continue;
+        float eps = qt_attr_float(bn, "epsilon", 1e-5f, err);
+        struct qt_tensor *nw = qt_tensor_clone(w);
+        int64_t bdim[1] = {m};
+        struct qt_tensor *nb = qt_tensor_new(QT_FLOAT, 1, bdim);
+        if (!nw || !nb) {
+            qt_tensor_free(nw);
+            qt_tensor_free(nb);
+            return qt_errf(err, QT_ENOMEM, "out of memory folding '%s'", bn->name);
+        }
+        int64_t per = qt_tensor_numel(w) / m;
+        float *W = nw->data, *B = nb->data;
+        int tb = gemm && qt_attr_int(c, "transB", 0, err);
+        for (int64_t o = 0; o < m; o++) {
+            double f = gam[o] / sqrt((double)var[o] + eps);
+            double b = b0 ? ((const float *)b0->data)[o] : 0;
+            B[o] = (float)((b - mu[o]) * f + bet[o]);
+            if (!gemm || tb)
+                for (int64_t e = 0; e < per; e++)
+                    W[o * per + e] = (float)(W[o * per + e] * f);
+            else /* Gemm, B is [K, M]: column o */
+                for (int64_t e = 0; e < per; e++)
+                    W[e * m + o] = (float)(W[e * m + o] * f);
+        }
+        if (replace_init(g, k, 1, nw, "_bnfolded", err) || replace_init(g, k, 2, nb, "_bnfolded", err))
+            return err->code;
+        c = &g->n[k];
+        c->out[0] = bn->out[0];
+        g->v[bn->out[0]].producer = k;
+        c->orig = NULL;
+        dead[i] = 1;
+        p->nfolded++;
+        logf_(p, "fold BatchNormalization '%s' into %s '%s'", bn->name, c->op_type, c->name);
+    }
+    return err->code;
+}
+
+static int op_kind(const struct qt_graph *g, const struct qt_node *n) {
+    const char *t = n->op_type;
+    if (n->domain[0])
+        return QT_QN_NONE;
+    if (!strcmp(t, "Conv"))
+        return n->nin >= 2 && is_const_init(g, n->in[1]) ? QT_QN_COMPUTE : QT_QN_NONE;
+    if (!strcmp(t, "Gemm"))
+        return n->nin >= 2 && is_const_init(g, n->in[1]) ? QT_QN_COMPUTE : QT_QN_NONE;
+    if (!strcmp(t, "MatMul"))
+        return n->nin >= 2 && is_const_init(g, n->in[1]) && g->v[n->in[1]].init->ndim == 2 ? QT_QN_COMPUTE
+                                                                                           : QT_QN_NONE;
+    if (!strcmp(t, "Add") || !strcmp(t, "Mul"))
+        return !is_const_init(g, n->in[0]) && !is_const_init(g, n->in[1]) ? QT_QN_BINARY : QT_QN_NONE;
+    if (!strcmp(t, "Concat"))
+        return QT_QN_CONCAT;
+    if (!strcmp(t, "MaxPool") || !strcmp(t, "Reshape") || !strcmp(t, "Flatten") || !strcmp(t, "Transpose") ||
+        !strcmp(t, "Squeeze") || !strcmp(t, "Unsqueeze") || !strcmp(t, "Identity") || !strcmp(t, "Dropout"))
+        return QT_QN_PASS;
+    if (!strcmp(t, "Resize")) {
+        const struct qt_attr *a = qt_attr_find(n, "mode");
+        return a && a->s && strcmp(a->s, "nearest") ? QT_QN_UNARY : QT_QN_PASS;
+    }
+    if (!strcmp(t, "AveragePool") || !strcmp(t, "GlobalAveragePool") || !strcmp(t, "Sigmoid") ||
+        !strcmp(t, "HardSigmoid") || !strcmp(t, "HardSwish") || !strcmp(t, "LeakyRelu") || !strcmp(t, "Tanh") ||
+        !strcmp(t, "Relu") || !strcmp(t, "Clip"))
+        return QT_QN_UNARY;
+    return QT_QN_NONE;
+}
+
+/* A Relu, or a Clip with a constant lower bound of 0 (ReLU6 and friends). */
+static int is_relu_like(const struct qt_graph *g, const struct qt_node *n) {
+    if (!strcmp(n->op_type, "Relu"))
+        return 1;
+    if (strcmp(n->op_type, "Clip"))
+        return 0;
+    struct qt_err e = {0};
+    if (g->opset < 11)
+        return qt_attr_float(n, "min", -INFINITY, &e) == 0.0f;
+    if (n->nin < 2 || n->in[1] < 0)
+        return 0;
+    const struct qt_value *mn = &g->v[n->in[1]];
+    if (mn->kind == QT_V_INIT && mn->init && mn->init->dtype == QT_FLOAT && qt_tensor_numel(mn->init) == 1)
+        return ((const float *)mn->init->data)[0] == 0.0f;
+    if (mn->producer >= 0 && !strcmp(g->n[mn->producer].op_type, "Constant")) {
+        const struct qt_tensor *t = qt_attr_tensor(&g->n[mn->producer], "value", &e);
+        return t && t->dtype == QT_FLOAT && qt_tensor_numel(t) == 1 && ((const float *)t->data)[0] == 0.0f;
+    }
+    return 0;
+}
+
+static int find_root(int *uf, int a) {
+    while (uf[a] != a)
+        a = uf[a] = uf[uf[a]];
+    return a;
+}
+
+static int list_has(const char *list, const char *name) {
+    if (!list)
+        return 0;
+    size_t l = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == l && !strncmp(p, name, n))
+            return 1;
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* Checks every name in a comma list exists as a node. */
+static int check_names(const struct qt_graph *g, const char *list, const char *what, struct qt_err *err) {
+    char name[512];
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        if (n && qt_graph_find_node(g, name) < 0)
+            return qt_errf(err, QT_EUSAGE, "%s names node '%s', which the model does not have", what, name);
+        p += n + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+static int apply_config(struct qt_qplan *p, struct qt_err *err) {
+    void *buf;
+    size_t len;
+    const char *path = p->o.config;
+    if (!path)
+        return 0;
+    if (qt_read_file(path, 16 << 20, &buf, &len, err))
+        return err->code;
+    cJSON *doc = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!doc)
+        return qt_errf(err, QT_EDATA, "'%s' is not valid JSON", path);
+    cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
+    if (layers && !cJSON_IsObject(layers)) {
+        cJSON_Delete(doc);
+        return qt_errf(err, QT_EDATA, "'%s': \"layers\" must be an object of node names", path);
+    }
+    cJSON *it;
+    cJSON_ArrayForEach(it, layers) {
+        int k = qt_graph_find_node(p->g, it->string);
+        if (k < 0) {
+            qt_errf(err, QT_EUSAGE, "'%s' configures node '%s', which the model does not have", path, it->string);
+            break;
+        }
+        if (!cJSON_IsObject(it)) {
+            qt_errf(err, QT_EDATA, "'%s': layer '%s' must be an object", path, it->string);
+            break;
+        }
+        struct qt_qnode *q = &p->qn[k];
+        cJSON *f;
+        if ((f = cJSON_GetObjectItemCaseSensitive(it, "wbits"))) {
+            if (!cJSON_IsNumber(f) || f->valueint < 2 || f->valueint > 8) {
+                qt_errf(err, QT_EDATA, "'%s': layer '%s': wbits must be 2..8", path, it->string);
+                break;
+            }
+            q->wbits = f->valueint;
+        }
+        if ((f = cJSON_GetObjectItemCaseSensitive(it, "abits"))) {
+            if (!cJSON_IsNumber(f) || f->valueint < 2 || f->valueint > 8) {
+                qt_errf(err, QT_EDATA, "'%s': layer '%s': abits must be 2..8", path, it->string);
+                break;
+            }
+            q->abits = f->valueint;
+        }
+        if ((f = cJSON_GetObjectItemCaseSensitive(it, "observer"))) {
+            if (!cJSON_IsString(f) || qt_obs_parse(f->valuestring, &q->obs_kind)) {
+                qt_errf(err, QT_EDATA, "'%s': layer '%s': unknown observer", path, it->string);
+                break;
+            }
+        }
+        if ((f = cJSON_GetObjectItemCaseSensitive(it, "granularity"))) {
+            if (!cJSON_IsString(f) || (strcmp(f->valuestring, "per_channel") && strcmp(f->valuestring, "per_tensor"))) {
+                qt_errf(err, QT_EDATA, "'%s': layer '%s': granularity is per_channel or per_tensor", path,
+                        it->string);
+                break;
+            }
+            q->per_channel = !strcmp(f->valuestring, "per_channel");
+        }
+        if ((f = cJSON_GetObjectItemCaseSensitive(it, "quantize")) && cJSON_IsFalse(f))
+            q->excluded = 1;
+    }
+    cJSON_Delete(doc);
+    return err->code;
+}
+
+static int add_tensor(struct qt_qplan *p, int v, int node, int role, struct qt_err *err) {
+    if (p->tensor_of[v] >= 0)
+        return 0;
+    struct qt_qtensor *nt = realloc(p->t, sizeof *nt * (size_t)(p->nt + 1));
+    if (!nt)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    p->t = nt;
+    memset(&nt[p->nt], 0, sizeof *nt);
+    nt[p->nt].v = v;
+    nt[p->nt].node = node;
+    nt[p->nt].group = -1;
+    nt[p->nt].q.role = role;
+    p->tensor_of[v] = p->nt++;
+    return 0;
+}
+
+static int is_float_act(const struct qt_graph *g, int v) {
+    return v >= 0 && g->v[v].kind != QT_V_INIT;
+}
+
+static int is_graph_output(const struct qt_graph *g, int v) {
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == v)
+            return 1;
+    return 0;
+}
+
+int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const struct qt_quant_opts *o,
+                   void (*log)(void *, const char *), void *log_ud, struct qt_err *err) {
+    struct qt_qplan *p = calloc(1, sizeof *p);
+    unsigned char *dead = NULL;
+    int *order = NULL, *uf = NULL;
+    *out = NULL;
+    if (!p)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    p->o = *o;
+    p->log = log;
+    p->log_ud = log_ud;
+    if (qt_graph_clone(&p->g, src, err))
+        goto fail;
+    struct qt_graph *g = p->g;
+    if (check_names(g, o->exclude, "--exclude", err))
+        goto fail;
+    dead = calloc((size_t)g->nn + 1, 1);
+    if (!dead) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (o->fold_bn && fold_bn(p, dead, err))
+        goto fail;
+    if (qt_graph_compact(g, dead, err))
+        goto fail;
+    p->qn = calloc((size_t)g->nn + 1, sizeof *p->qn);
+    p->tensor_of = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    uf = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    if (!p->qn || !p->tensor_of || !uf) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int v = 0; v < g->nv; v++) {
+        p->tensor_of[v] = -1;
+        uf[v] = v;
+    }
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        q->kind = op_kind(g, &g->n[i]);
+        q->fused = -1;
+        q->wbits = o->wbits;
+        q->abits = o->abits;
+        q->per_channel = o->per_channel;
+        q->obs_kind = o->observer;
+        if (list_has(o->exclude, g->n[i].name) || list_has(o->exclude_ops, g->n[i].op_type))
+            q->excluded = 1;
+    }
+    if (apply_config(p, err))
+        goto fail;
+    if (qt_graph_topo(g, &order, err))
+        goto fail;
+    /* first conv and last compute node */
+    if (o->keep_first_last) {
+        int first = -1, last = -1;
+        for (int k = 0; k < g->nn; k++) {
+            int i = order[k];
+            if (p->qn[i].kind != QT_QN_COMPUTE)
+                continue;
+            if (first < 0)
+                first = i;
+            last = i;
+        }
+        for (int e = 0; e < 2; e++) {
+            int i = e ? last : first;
+            if (i < 0)
+                continue;
+            if (o->keep_first_last < 0) {
+                p->qn[i].excluded = 1;
+                logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+            } else {
+                p->qn[i].wbits = p->qn[i].abits = 8;
+                logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+            }
+        }
+    }
+    /* activation fusion */
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        struct qt_node *n = &g->n[i];
+        if (q->excluded || (q->kind != QT_QN_COMPUTE && q->kind != QT_QN_BINARY) || !o->fuse_act || n->nout < 1)
+            continue;
+        int y = n->out[0], c;
+        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
+            continue;
+        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
+            continue;
+        q->fused = c;
+        p->qn[c].kind = QT_QN_ACT_FUSED;
+        p->qn[c].abits = q->abits;
+        p->nfused++;
+        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
+              n->name);
+    }
+    /* tensors */
+    for (int k = 0; k < g->nn; k++) {
+        int i = order[k];
+        struct qt_qnode *q = &p->qn[i];
+        struct qt_node *n = &g->n[i];
+        if (q->kind == QT_QN_NONE || q->kind == QT_QN_ACT_FUSED)
+            continue;
+        if (q->excluded) {
+            p->nexcluded++;
+            logf_(p, "keep %s '%s' in float (excluded)", n->op_type, n->name);
+            continue;
+        }
+        int nact = q->kind == QT_QN_COMPUTE ? 1 : (q->kind == QT_QN_BINARY ? 2 : n->nin);
+        if (q->kind == QT_QN_PASS || q->kind == QT_QN_UNARY)
+            nact = 1;
+        for (int j = 0; j < nact && j < n->nin; j++)
+            if (is_float_act(g, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
+                goto fail;
+        if (q->kind == QT_QN_COMPUTE) {
+            if (add_tensor(p, n->in[1], i, QT_ROLE_WEIGHT, err))
+                goto fail;
+            if (n->nin > 2 && n->in[2] >= 0 && is_const_init(g, n->in[2]) &&
+                (strcmp(n->op_type, "Gemm") || qt_tensor_numel(g->v[n->in[2]].init) ==
+                                                   (qt_attr_int(n, "transB", 0, err)
+                                                        ? g->v[n->in[1]].dims[0]
+                                                        : g->v[n->in[1]].dims[1])) &&
+                add_tensor(p, n->in[2], i, QT_ROLE_BIAS, err))
+                goto fail;
+        }
+        int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
+        if (is_float_act(g, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+            goto fail;
+        if (q->kind == QT_QN_PASS || q->kind == QT_QN_CONCAT) {
+            for (int j = 0; j < (q->kind == QT_QN_PASS ? 1 : n->nin); j++) {
+                int a = n->in[j];
+                if (a >= 0 && p->tensor_of[a] >= 0 && p->tensor_of[y] >= 0)
+                    uf[find_root(uf, a)] = find_root(uf, y);
+            }
+        }
+    }
+    /* groups: one per union-find root among activation tensors */
+    for (int t = 0; t < p->nt; t++) {
+        if (p->t[t].q.role != QT_ROLE_ACT)
+            continue;
+        int r = find_root(uf, p->t[t].v);
+        int rt = p->tensor_of[r];
+        if (rt >= 0 && p->t[rt].group >= 0) {
+            p->t[t].group = p->t[rt].group;
+        } else {
+            p->t[t].group = p->ngroups++;
+            if (rt >= 0)
+                p->t[rt].group = p->t[t].group;
+        }
+        /* bits and observer: from the producing node (or the first reader) */
+        int prod = g->v[p->t[t].v].producer;
+        const struct qt_qnode *q = prod >= 0 ? &p->qn[prod] : NULL;
+        if (q && q->kind == QT_QN_ACT_FUSED) {
+            for (int i = 0; i < g->nn; i++)
+                if (p->qn[i].fused == prod)
+                    q = &p->qn[i];
+        }
+        if (!q || q->kind == QT_QN_NONE) {
+            int c;
+            q = qt_graph_consumers(g, p->t[t].v, &c, 1) ? &p->qn[c] : NULL;
+        }
+        p->t[t].q.bits = q ? q->abits : o->abits;
+        p->t[t].obs_kind = q ? q->obs_kind : o->observer;
+    }
+    for (int t = 0; t < p->nt; t++) {
+        struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role == QT_ROLE_ACT)
+            continue;
+        qt->q.bits = qt->q.role == QT_ROLE_WEIGHT ? p->qn[qt->node].wbits : 32;
+    }
+    logf_(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
+    free(dead);
+    free(order);
+    free(uf);
+    *out = p;
+    return 0;
+fail:
+    free(dead);
+    free(order);
+    free(uf);
+    qt_qplan_free(p);
+    return err->code;
+}
+
+void qt_qplan_free(struct qt_qplan *p) {
+    if (!p)
+        return;
+    for (int t = 0; t < p->nt; t++)
+        qt_qparam_release(&p->t[t].q);
+    free(p->t);
+    free(p->qn);
+    free(p->tensor_of);
+    qt_graph_free(p->g);
+    free(p);
+}

@@ -1,0 +1,131 @@
+/* quant.h: quantization inside the engine: observers, quantization
+ * parameters, graph preparation (BatchNorm folding, activation fusion),
+ * the quantization plan, QDQ export and quant_info.json. */
+#ifndef QT_QUANT_H
+#define QT_QUANT_H
+#include "engine.h"
+
+/* ---- observers -------------------------------------------------------- */
+
+enum qt_obs_kind { QT_OBS_MINMAX, QT_OBS_EMA, QT_OBS_PERCENTILE, QT_OBS_ENTROPY, QT_OBS_MSE };
+
+#define QT_HIST_BINS 4096 /* over [-R, R]; 0 is the edge between bins 2047 and 2048 */
+
+/* A streaming observer of one tensor. Memory is fixed (one histogram) and
+ * does not grow with the number of batches: the histogram range doubles
+ * when a value falls outside it, merging pairs of bins, which is exact
+ * because bin edges stay aligned on 0. */
+struct qt_observer {
+    int kind;
+    double min, max;     /* over everything seen */
+    double ema_min, ema_max;
+    double ema_c;        /* averaging constant (0.01, as PyTorch) */
+    int64_t batches;
+    int64_t count;
+    int64_t nonfinite;   /* NaN/Inf values seen (ignored) */
+    double hist_r;       /* histogram covers [-hist_r, hist_r]; 0 until the first non-zero value */
+    double *hist;        /* QT_HIST_BINS counts, NULL for minmax/ema */
+};
+
+const char *qt_obs_name(int kind);
+int qt_obs_parse(const char *name, int *kind); /* 0 or -1 */
+int qt_obs_init(struct qt_observer *o, int kind, struct qt_err *err);
+void qt_obs_release(struct qt_observer *o);
+/* Feeds n values (one batch). */
+void qt_obs_update(struct qt_observer *o, const float *v, int64_t n);
+/* Chooses the range to quantize with for 2^bits levels. symmetric: the
+ * range is [-t, t]. pct: percentile for QT_OBS_PERCENTILE (e.g. 99.99). The
+ * result always contains 0. */
+void qt_obs_range(const struct qt_observer *o, int bits, int symmetric, double pct, double *lo, double *hi);
+
+/* ---- quantization parameters ------------------------------------------ */
+
+enum qt_qrole { QT_ROLE_ACT, QT_ROLE_WEIGHT, QT_ROLE_BIAS };
+
+struct qt_qparam {
+    int role;
+    int dtype;            /* QT_UINT8, QT_INT8 or QT_INT32 */
+    int bits;
+    int qmin, qmax;
+    int symmetric;
+    int axis;             /* -1: per tensor */
+    int n;                /* channels (1 when per tensor) */
+    float *scale;         /* n */
+    int32_t *zp;          /* n */
+    float *obs_min, *obs_max; /* observed range, n */
+    float *rng_min, *rng_max; /* chosen range, n */
+    const char *method;   /* observer name, "minmax" for weights, "derived" for biases */
+};
+
+void qt_qparam_release(struct qt_qparam *q);
+int qt_qparam_alloc(struct qt_qparam *q, int n, struct qt_err *err);
+/* [qmin, qmax] for bits and container dtype; narrow drops the most negative
+ * value of signed types. reduce: one bit less (--reduce-range). */
+void qt_qrange(int dtype, int bits, int narrow, int *qmin, int *qmax);
+/* scale and zero point for range [lo, hi] (must contain 0). Zero-width
+ * ranges get scale 1 (documented): every value is then the zero point. */
+void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetric, float *scale, int32_t *zp);
+/* ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zp). */
+static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, int qmax) {
+    float q = __builtin_nearbyintf(x / scale);
+    float r = q + (float)zp;
+    if (!(r >= (float)qmin)) /* also NaN -> qmin */
+        return qmin;
+    if (r > (float)qmax)
+        return qmax;
+    return (int32_t)r;
+}
+
+
+/* ---- the quantization plan --------------------------------------------- */
+
+/* One quantized tensor of the prepared graph. */
+struct qt_qtensor {
+    int v;              /* value index in plan->g */
+    int node;           /* weights/biases: the node that reads them; activations: -1 */
+    int group;          /* activations: scale group (shared parameters); else -1 */
+    int obs_kind;
+    struct qt_qparam q;
+};
+
+/* Per node: how it is quantized. */
+struct qt_qnode {
+    int kind;           /* QT_QN_* */
+    int fused;          /* index of the Relu/Clip node fused into this one's output, or -1 */
+    int wbits, abits;
+    int per_channel;
+    int obs_kind;
+    int excluded;
+};
+
+enum { QT_QN_NONE, QT_QN_COMPUTE, QT_QN_BINARY, QT_QN_CONCAT, QT_QN_PASS, QT_QN_UNARY, QT_QN_ACT_FUSED };
+
+struct qt_qplan {
+    struct qt_graph *g;     /* prepared float graph: BatchNorm folded (owned) */
+    struct qt_quant_opts o;
+    struct qt_qnode *qn;    /* per node of g */
+    struct qt_qtensor *t;   /* quantized tensors */
+    int nt;
+    int *tensor_of;         /* per value of g: index into t, or -1 */
+    int ngroups;
+    int nfolded, nfused, nexcluded;
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+};
+
+/* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
+ * quantize. Activation parameters are left for calibration. */
+int qt_qplan_build(struct qt_qplan **plan, const struct qt_graph *g, const struct qt_quant_opts *o,
+                   void (*log)(void *, const char *), void *log_ud, struct qt_err *err);
+void qt_qplan_free(struct qt_qplan *p);
+/* Quantizes weights and biases (biases need the input activation scales:
+ * call after the activation parameters are set). */
+int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
+int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
+/* Builds the QDQ graph (a new graph; plan unchanged). */
+int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
+/* quant_info.json */
+int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
+                        const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
+
+#endif
