@@ -60,4 +60,5 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
 
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_calib(int argc, char **argv);
 #endif

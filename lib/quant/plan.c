@@ -64,7 +64,7 @@ static int nconsumers(const struct qt_graph *g, int v) {
  * the node is its only reader, else as a new initializer. */
 static int replace_init(struct qt_graph *g, int k, int slot, struct qt_tensor *t, const char *suffix,
                         struct qt_err *err) {
-    int v = g->n[k].in[slot];
+    int v = slot < g->n[k].nin ? g->n[k].in[slot] : -1;
     if (v >= 0 && nconsumers(g, v) == 1) {
         qt_graph_set_init(g, v, t);
         return 0;
