@@ -1,0 +1,44 @@
+#!/bin/sh
+# t-models.sh: the real pretrained models of ../shared/models on their
+# images: qtool's float top-1/top-5 equal the PyTorch figures of
+# ../shared/models/README.md, and qtool's outputs are within 1e-4 (relative
+# to the output scale) of ONNX Runtime's on the same preprocessed inputs.
+. scripts/testlib.sh
+M=$SHARED/models
+D=$SHARED/data
+if [ ! -d "$M" ] || [ ! -d "$D" ]; then
+    skip "../shared is absent: real-model tests not run"
+    done_testing
+fi
+ORT="node scripts/ort-run.mjs"
+
+# Fashion-MNIST ResNet: 5000 test images, PyTorch 91.34 / 99.92
+for m in fashion_resnet fashion_resnet_bn; do
+    expect_ok "$m: eval on fashion-mnist-test" $QTOOL eval $M/$m.onnx --data $D/fashion-mnist-test --preset mnist \
+        --latency-runs 0 --json $TMP/$m.json -q
+    check "$m: top-1 91.34 as PyTorch ($(json $TMP/$m.json top1))" fcmp "$(json $TMP/$m.json top1)" == 91.34
+    check "$m: top-5 99.92 as PyTorch ($(json $TMP/$m.json top5))" fcmp "$(json $TMP/$m.json top5)" == 99.92
+    expect_ok "$m: 64 images with inputs and outputs saved" $QTOOL eval $M/$m.onnx --data $D/fashion-mnist-test \
+        --preset mnist --limit 64 --latency-runs 0 -q --save-inputs $TMP/in.bin --save-outputs $TMP/q.bin
+    expect_ok "$m: ONNX Runtime on the same inputs" $ORT $M/$m.onnx --input $TMP/in.bin --shape 64,1,28,28 \
+        --output $TMP/ort.bin
+    expect_ok "$m: outputs within 1e-4 of ONNX Runtime" python3 scripts/cmpraw.py $TMP/q.bin $TMP/ort.bin 1e-4
+    cat "$_out"
+done
+
+# ImageNet MobileNetV1-0.75: 666 images, PyTorch 77.027 / 95.045
+IMG="--data $D/imagenet-dev --classes $D/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5"
+for m in mobilenet_v1_075 mobilenet_v1_075_bn; do
+    expect_ok "$m: eval on imagenet-dev" $QTOOL eval $M/$m.onnx $IMG --latency-runs 0 --json $TMP/$m.json -q
+    check "$m: top-1 77.027 as PyTorch ($(json $TMP/$m.json top1))" fcmp "$(json $TMP/$m.json top1)" '>' 77.02
+    check "$m: top-1 below 77.03" fcmp "$(json $TMP/$m.json top1)" '<' 77.03
+    check "$m: top-5 95.045 as PyTorch ($(json $TMP/$m.json top5))" fcmp "$(json $TMP/$m.json top5)" '>' 95.04
+    check "$m: top-5 below 95.05" fcmp "$(json $TMP/$m.json top5)" '<' 95.05
+    expect_ok "$m: 16 images with inputs and outputs saved" $QTOOL eval $M/$m.onnx $IMG --limit 16 \
+        --latency-runs 0 -q --save-inputs $TMP/in.bin --save-outputs $TMP/q.bin
+    expect_ok "$m: ONNX Runtime on the same inputs" $ORT $M/$m.onnx --input $TMP/in.bin --shape 16,3,224,224 \
+        --output $TMP/ort.bin
+    expect_ok "$m: outputs within 1e-4 of ONNX Runtime" python3 scripts/cmpraw.py $TMP/q.bin $TMP/ort.bin 1e-4 --top1 1000
+    cat "$_out"
+done
+done_testing
