@@ -14,7 +14,7 @@ mkdir -p "$log"
 
 want() {
     [ -z "${QT_TESTS:-}" ] && return 0
-    for t in $QT_TESTS; do [ "$t" = "$1" ] && return 0; done
+    for w in $QT_TESTS; do [ "$w" = "$1" ] && return 0; done
     return 1
 }
 
