@@ -1,0 +1,38 @@
+#!/bin/sh
+# bench.sh (make bench): qtool against ONNX Runtime (onnxruntime-node) on the
+# same ONNX file and the same preprocessed images, interleaved in one run:
+# the ImageNet MobileNetV1-0.75 of ../shared/models, float, batch 1 latency
+# (median of timed runs after warm-up) and batch 32 time per batch, at 1 and
+# 2 threads. Prints a table of times and qtool/ORT ratios (lower is better).
+set -eu
+Q=${QTOOL:-./qtool}
+S=${QT_SHARED:-../shared}
+M=${BENCH_MODEL:-$S/models/mobilenet_v1_075.onnx}
+D=$S/data/imagenet-dev
+RUNS=${BENCH_RUNS:-30}
+ROUNDS=${BENCH_ROUNDS:-3}
+if [ ! -f "$M" ]; then echo "bench: $M is absent; nothing to measure"; exit 0; fi
+sh scripts/setup-node.sh >/dev/null
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+PP="--data $D --classes $S/data/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5"
+$Q eval "$M" $PP --limit 32 --latency-runs 0 -q --save-inputs $T/in32.bin >/dev/null
+head -c $((3 * 224 * 224 * 4)) $T/in32.bin >$T/in1.bin
+med() { python3 -c "import sys,statistics; print('%.3f' % statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+printf '%-8s %-6s %12s %12s %8s\n' threads batch qtool_ms ort_ms ratio
+for th in 1 2; do
+    q1=""; o1=""; q32=""; o32=""
+    for r in $(seq "$ROUNDS"); do
+        j=$($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json -)
+        q1="$q1 $(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["latency_ms_median"])')"
+        q32="$q32 $(echo "$j" | python3 -c 'import json,sys; print(32000.0/json.load(sys.stdin)["throughput_ips"])')"
+        o=$(node scripts/ort-run.mjs "$M" --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS)
+        o1="$o1 $(echo "$o" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])')"
+        o=$(node scripts/ort-run.mjs "$M" --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5)
+        o32="$o32 $(echo "$o" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])')"
+    done
+    for b in 1 32; do
+        if [ $b = 1 ]; then qm=$(med $q1); om=$(med $o1); else qm=$(med $q32); om=$(med $o32); fi
+        printf '%-8s %-6s %12s %12s %8s\n' $th $b "$qm" "$om" "$(python3 -c "print('%.2f' % ($qm/$om))")"
+    done
+done

@@ -1,0 +1,49 @@
+"""onnxedit.py: tiny ONNX byte editing for tests, without the onnx package
+(CI may lack it): walks ModelProto -> GraphProto -> TensorProto fields."""
+import struct
+
+
+def _varint(b, i):
+    r = s = 0
+    while True:
+        c = b[i]; i += 1
+        r |= (c & 0x7f) << s; s += 7
+        if not c & 0x80:
+            return r, i
+
+
+def _fields(b):
+    i = 0
+    while i < len(b):
+        key, j = _varint(b, i)
+        wt = key & 7
+        if wt == 0:
+            _, k = _varint(b, j)
+        elif wt == 1:
+            k = j + 8
+        elif wt == 5:
+            k = j + 4
+        elif wt == 2:
+            n, j = _varint(b, j); k = j + n
+        else:
+            raise ValueError("wire type")
+        yield key >> 3, wt, i, j, k
+        i = k
+
+
+def set_first_float_initializer_nan(src, dst):
+    """Writes dst = src with the first float32 raw_data initializer's first value NaN."""
+    b = bytearray(open(src, "rb").read())
+    for f, wt, _, gs, ge in _fields(bytes(b)):
+        if f == 7 and wt == 2:
+            for f2, wt2, _, ts, te in _fields(bytes(b[gs:ge])):
+                if f2 == 5 and wt2 == 2:
+                    t = bytes(b[gs + ts:gs + te])
+                    dtype = next((_varint(t, vs)[0] for f3, w3, _, vs, _ in _fields(t) if f3 == 2), None)
+                    for f3, w3, _, rs, re_ in _fields(t):
+                        if f3 == 9 and dtype == 1 and re_ - rs >= 4:
+                            o = gs + ts + rs
+                            b[o:o + 4] = struct.pack("<f", float("nan"))
+                            open(dst, "wb").write(bytes(b))
+                            return
+    raise ValueError("no float initializer with raw_data")

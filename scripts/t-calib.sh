@@ -1,0 +1,122 @@
+#!/bin/sh
+# t-calib.sh: qtool calib on the bundled Fashion-MNIST model: the QDQ file
+# loads in ONNX Runtime (optimizations off and on), ORT fuses it into integer
+# kernels, ORT and qtool agree on it, accuracy stays near float, every
+# observer and option runs, outputs are deterministic, bad input is refused
+# without leaving files.
+. scripts/testlib.sh
+D=testdata/fmnist
+PP="--preset mnist -q"
+ORT="node scripts/ort-run.mjs"
+
+expect_ok "calib (defaults) on the BatchNormalization model" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/q.onnx --json $TMP/c.json --threads 1
+check "model written" test -s $TMP/q.onnx
+check "quant_info.json written next to it" test -s $TMP/q.json
+check "7 BatchNormalization folded or more ($(json $TMP/c.json folded_batchnorm))" test "$(json $TMP/c.json folded_batchnorm)" -ge 5
+expect_ok "ONNX Runtime loads it (optimizations disabled and all)" $ORT $TMP/q.onnx --check-load
+expect_ok "ONNX Runtime fuses it" $ORT $TMP/q.onnx --input /dev/null --shape 1,1,28,28 --opt all \
+    --optimized-model $TMP/opt.onnx --count-ops
+check "QLinearConv in the optimized graph" grep -q QLinearConv "$_out"
+cat "$_out"
+
+# accuracy: float vs quantized, and ORT vs qtool on the quantized file
+expect_ok "eval float" $QTOOL eval $D/model.onnx --data $D/test $PP --latency-runs 0 --json $TMP/f.json
+expect_ok "eval quantized against float" $QTOOL eval $TMP/q.onnx --data $D/test $PP --latency-runs 0 \
+    --ref $D/model.onnx --json $TMP/e.json --save-inputs $TMP/in.bin --save-outputs $TMP/qo.bin
+f1=$(json $TMP/f.json top1); q1=$(json $TMP/e.json top1)
+check "W8A8 top-1 $q1 within 1 pt of float $f1" fcmp "$q1" '>=' "$(python3 -c "print($f1 - 1.0)")"
+check "agreement with float >= 97% ($(json $TMP/e.json agreement))" fcmp "$(json $TMP/e.json agreement)" '>=' 97
+n=$(json $TMP/e.json images)
+expect_ok "ONNX Runtime runs the quantized file" $ORT $TMP/q.onnx --input $TMP/in.bin --shape $n,1,28,28 \
+    --opt all --output $TMP/ort.bin
+expect_ok "ORT and qtool agree on >= 99.5% of top-1" python3 scripts/cmpraw.py $TMP/qo.bin $TMP/ort.bin 1 --top1 10
+cat "$_out"
+check "agreement figure" python3 -c "
+import re,sys; m=re.search(r'top1_agree=(\d+)/(\d+)', open('$_out').read()); sys.exit(0 if int(m[1]) >= 0.995*int(m[2]) else 1)"
+
+# quant_info.json contents
+check "biases: scale = input scale x weight scale, zero point 0" python3 - $TMP/q.json <<'PY'
+import json, sys
+q = json.load(open(sys.argv[1]))
+t = {x["name"]: x for x in q["tensors"]}
+assert q["schema"] == "qtool-quant-info" and q["version"] == 1 and len(q["source_model"]["sha256"]) == 64
+nb = 0
+for x in q["tensors"]:
+    for k in ("name", "role", "dtype", "bits", "quant_min", "quant_max", "symmetric", "axis", "scale",
+              "zero_point", "observed_min", "observed_max", "range_min", "range_max", "method"):
+        assert k in x, (x["name"], k)
+    assert all(s > 0 for s in x["scale"])
+    if x["role"] == "weight":
+        assert x["dtype"] == "int8" and x["symmetric"] and set(x["zero_point"]) == {0}
+    if x["role"] == "activation":
+        assert x["dtype"] == "uint8" and x["quant_min"] == 0 and x["quant_max"] == 255
+        assert x["range_min"][0] <= 0 <= x["range_max"][0]
+nb = sum(1 for x in q["tensors"] if x["role"] == "bias")
+assert nb >= 5, nb
+PY
+
+# every observer, per-tensor, int8 activations, sub-8-bit, exclusions
+for obs in minmax ema percentile entropy mse; do
+    expect_ok "observer $obs" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/o_$obs.onnx --observer $obs
+    expect_ok "observer $obs: eval" $QTOOL eval $TMP/o_$obs.onnx --data $D/test $PP --latency-runs 0 --json $TMP/o.json
+    check "observer $obs: top-1 $(json $TMP/o.json top1) within 2 pt of float" fcmp "$(json $TMP/o.json top1)" '>=' "$(python3 -c "print($f1 - 2.0)")"
+done
+expect_ok "per-tensor weights, int8 symmetric activations, narrow range" $QTOOL calib $D/model.onnx --data $D/calib \
+    $PP -o $TMP/pt.onnx --per-tensor --act-dtype int8 --narrow-range
+expect_ok "  ORT loads it" $ORT $TMP/pt.onnx --check-load
+expect_ok "W4A4 with first/last at 8 bits" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/w4.onnx \
+    --wbits 4 --abits 4 --keep-first-last 8
+expect_ok "  ORT loads it" $ORT $TMP/w4.onnx --check-load
+check "  4-bit activations use quant_max 15" python3 -c "
+import json; q=json.load(open('$TMP/w4.json')); assert any(t['quant_max']==15 for t in q['tensors'] if t['role']=='activation')
+assert any(t['quant_max']==7 and t['quant_min']==-8 for t in q['tensors'] if t['role']=='weight')"
+expect_ok "  qtool and ORT agree on the W4A4 file" sh -c "$QTOOL eval $TMP/w4.onnx --data $D/test $PP --latency-runs 0 \
+    --limit 100 --save-inputs $TMP/i4.bin --save-outputs $TMP/q4.bin && $ORT $TMP/w4.onnx --input $TMP/i4.bin \
+    --shape 100,1,28,28 --output $TMP/o4.bin && python3 scripts/cmpraw.py $TMP/q4.bin $TMP/o4.bin 1 --top1 10"
+expect_ok "exclude an op type and keep first/last in float" $QTOOL calib $D/model.onnx --data $D/calib $PP \
+    -o $TMP/ex.onnx --exclude-op Add --keep-first-last float
+expect_ok "  ORT loads it" $ORT $TMP/ex.onnx --check-load
+echo '{"layers": {}}' >$TMP/cfg.json
+expect_ok "empty --config" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/cf.onnx --config $TMP/cfg.json
+
+# dry run writes nothing
+expect_ok "dry run" $QTOOL calib $D/model_bn.onnx --dry-run -o $TMP/dry.onnx $PP
+check "dry run prints the preparation" grep -q "fold BatchNormalization" "$_out"
+check "dry run writes no model" test ! -e $TMP/dry.onnx
+
+# determinism
+expect_ok "calib again, 2 threads, batch 7" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/q2.onnx \
+    --threads 2 --batch 7
+check "same model bytes at 1 and 2 threads" cmp -s $TMP/q.onnx $TMP/q2.onnx
+check "same quant_info bytes" cmp -s $TMP/q.json $TMP/q2.json
+
+# bad input
+echo '{"layers": {"no_such_node": {"wbits": 4}}}' >$TMP/bad.json
+expect_fail 2 "--config naming an unknown node" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx \
+    --config $TMP/bad.json
+check "message names the node" grep -q no_such_node "$_out"
+check "no output written" test ! -e $TMP/b.onnx
+expect_fail 2 "--exclude naming an unknown node" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx \
+    --exclude nope
+expect_fail 1 "output in a missing directory" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/no/dir/q.onnx
+check "no partial file or temporary left" sh -c "! ls $TMP/no 2>/dev/null"
+mkdir -p $TMP/ro && chmod 555 $TMP/ro
+if [ "$(id -u)" != 0 ]; then
+    expect_fail 1 "output in a read-only directory" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/ro/q.onnx
+else
+    skip "running as root: read-only directories are writable"
+fi
+expect_fail 2 "--wbits 9" $QTOOL calib $D/model.onnx --data $D/calib -o $TMP/x.onnx --wbits 9
+expect_fail 2 "unknown observer" $QTOOL calib $D/model.onnx --data $D/calib -o $TMP/x.onnx --observer magic
+# NaN weights
+python3 - $D/model.onnx $TMP/nan.onnx <<'PY'
+import sys
+sys.path.insert(0, "scripts")
+from onnxedit import set_first_float_initializer_nan
+set_first_float_initializer_nan(sys.argv[1], sys.argv[2])
+PY
+expect_fail 5 "NaN weights" $QTOOL calib $TMP/nan.onnx --data $D/calib $PP -o $TMP/n.onnx
+check "message names the weight" grep -q "NaN" "$_out"
+check "no output written" test ! -e $TMP/n.onnx
+done_testing
