@@ -80,14 +80,16 @@ int qt_pool_new(struct qt_pool **out, int nthreads, struct qt_err *err) {
     }
     for (int i = 1; i < nthreads; i++) {
         struct worker *w = malloc(sizeof *w);
+        if (w) { /* before the thread starts: it reads them at once */
+            w->p = p;
+            w->tid = i;
+        }
         if (!w || pthread_create(&p->th[i], NULL, worker_main, w)) {
             free(w);
             p->n = i; /* threads started so far */
             qt_pool_free(p);
             return qt_errf(err, QT_EFAIL, "cannot start thread %d of %d", i, nthreads);
         }
-        w->p = p;
-        w->tid = i;
     }
     *out = p;
     return 0;

@@ -171,9 +171,8 @@ static int plan_buffers(struct qt_exec *x, struct qt_err *err) {
         if (bufof[v] >= 0)
             bufs[bufof[v]].last = x->nsteps;
     }
-    for (int i = 0; i < g->ninputs; i++) /* inputs are filled before the run */
-        if (bufs[bufof[g->inputs[i]]].last < 0)
-            bufs[bufof[g->inputs[i]]].last = 0;
+    for (int i = 0; i < g->ninputs; i++) /* filled before the run, still intact after it (callers reread them) */
+        bufs[bufof[g->inputs[i]]].last = x->nsteps;
     size_t total = place(bufs, nb, err);
     if (total == (size_t)-1) {
         rc = err->code;
@@ -245,7 +244,7 @@ static int input_shape(struct qt_exec *x, int v, struct qt_err *err) {
     }
     int64_t ne = qt_numel(t->ndim, t->dims);
     size_t es = qt_dtype_size(t->dtype);
-    if (ne < 0 || !es)
+    if (ne < 0 || !es || (uint64_t)ne > ((uint64_t)1 << 40) / es) /* as qt_set_out: no size_t overflow */
         return qt_errf(err, QT_EUNSUPPORTED, "graph input '%s' has an unsupported type or shape", val->name);
     t->nbytes = (size_t)ne * es;
     return 0;

@@ -50,16 +50,16 @@ int qt_unary_run_f32(struct qt_exec *x, const struct qt_node *n, qt_unary_f32_fn
 }
 
 void qt_bcast_strides(int nd, const int64_t *d, int ond, const int64_t *od, int64_t *strides) {
-    int64_t s = 1;
+    uint64_t s = 1; /* wraps (no UB) only for empty inputs with absurd dims, whose strides go unused */
     for (int i = ond - 1; i >= 0; i--) {
         int k = i - (ond - nd);
         if (k < 0 || d[k] == 1 || od[i] == 0) {
             strides[i] = 0;
         } else {
-            strides[i] = s;
+            strides[i] = (int64_t)s;
         }
         if (k >= 0)
-            s *= d[k];
+            s *= (uint64_t)d[k];
     }
 }
 
@@ -100,6 +100,8 @@ static inline double fop(enum qt_binop op, double a, double b) {
     case QT_BIN_AND: return a != 0 && b != 0;
     case QT_BIN_OR: return a != 0 || b != 0;
     case QT_BIN_MOD: return fmod(a, b);
+    case QT_BIN_PRELU: return a < 0 ? a * b : a;
+    case QT_BIN_XOR: return (a != 0) != (b != 0);
     }
     return 0;
 }
@@ -111,6 +113,7 @@ static inline float fop32(enum qt_binop op, float a, float b) {
     case QT_BIN_MUL: return a * b;
     case QT_BIN_DIV: return a / b;
     case QT_BIN_POW: return powf(a, b);
+    case QT_BIN_PRELU: return a < 0 ? a * b : a;
     default: return (float)fop(op, a, b);
     }
 }
@@ -145,6 +148,8 @@ static inline int64_t iop(enum qt_binop op, int64_t a, int64_t b) {
     case QT_BIN_GREATER: return a > b;
     case QT_BIN_AND: return a && b;
     case QT_BIN_OR: return a || b;
+    case QT_BIN_PRELU: return a < 0 ? (int64_t)((uint64_t)a * (uint64_t)b) : a;
+    case QT_BIN_XOR: return (a != 0) != (b != 0);
     }
     return 0;
 }

@@ -1,0 +1,173 @@
+/* unary.c: the element-wise unary operators of ONNX, y = f(x), same shape.
+ *
+ *   Sigmoid 1/(1+e^-x)    Tanh            Exp          Log         Sqrt
+ *   Reciprocal 1/x        Floor, Ceil     Round (half to even)     Erf
+ *   Neg, Abs (also int32/int64)           Not (bool)
+ *   LeakyRelu  x<0 ? alpha*x : x              (alpha 0.01)
+ *   Elu        x<0 ? alpha*(e^x-1) : x        (alpha 1)
+ *   Softplus   log(1+e^x)
+ *   HardSigmoid max(0, min(1, alpha*x+beta))  (alpha 0.2, beta 0.5)
+ *   HardSwish  x * max(0, min(1, x/6+1/2))
+ *   Identity   y = x, any type (shares x's buffer when the planner allows)
+ *
+ * Gradients (training): Sigmoid dy*y*(1-y), Tanh dy*(1-y^2), LeakyRelu
+ * dy*(x<0 ? alpha : 1), HardSigmoid dy*alpha inside (0,1), HardSwish
+ * dy*(x<-3 ? 0 : x>3 ? 1 : x/3+1/2). */
+#include "ops/eltwise.h"
+#include "ops/layout.h"
+
+#include <math.h>
+#include <string.h>
+
+struct unary_attr {
+    float alpha, beta;
+};
+
+#define F32_KERNEL(fn, expr)                                                         \
+    static void fn##_f32(const float *x, float *y, int64_t n, const void *ctx) {     \
+        const struct unary_attr *p = ctx;                                            \
+        (void)p;                                                                     \
+        for (int64_t i = 0; i < n; i++) {                                            \
+            float v = x[i];                                                          \
+            y[i] = (expr);                                                           \
+        }                                                                            \
+    }
+
+F32_KERNEL(sigmoid, 1.0f / (1.0f + expf(-v)))
+F32_KERNEL(tanh, tanhf(v))
+F32_KERNEL(exp, expf(v))
+F32_KERNEL(log, logf(v))
+F32_KERNEL(sqrt, sqrtf(v))
+F32_KERNEL(reciprocal, 1.0f / v)
+F32_KERNEL(floor, floorf(v))
+F32_KERNEL(ceil, ceilf(v))
+F32_KERNEL(round, nearbyintf(v))
+F32_KERNEL(erf, erff(v))
+F32_KERNEL(neg, -v)
+F32_KERNEL(abs, fabsf(v))
+F32_KERNEL(leakyrelu, v < 0 ? p->alpha * v : v)
+F32_KERNEL(elu, v < 0 ? p->alpha * (expf(v) - 1.0f) : v)
+F32_KERNEL(softplus, v > 20.0f ? v : log1pf(expf(v)))
+F32_KERNEL(hardsigmoid, fmaxf(0.0f, fminf(1.0f, p->alpha * v + p->beta)))
+F32_KERNEL(hardswish, v * fmaxf(0.0f, fminf(1.0f, v * (1.0f / 6.0f) + 0.5f)))
+
+static int one_input(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    if (n->nin < 1 || n->in[0] < 0)
+        return qt_node_err(n, QT_EMODEL, err, "needs an input");
+    return 0;
+}
+
+static int attr_init(struct qt_node *n, float alpha, float beta, struct qt_err *err) {
+    struct unary_attr *a = calloc(1, sizeof *a);
+    if (!a)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    n->priv = a;
+    if (one_input(NULL, n, err))
+        return err->code;
+    a->alpha = qt_attr_float(n, "alpha", alpha, err);
+    a->beta = qt_attr_float(n, "beta", beta, err);
+    return err->code;
+}
+
+static int leakyrelu_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    return attr_init(n, 0.01f, 0, err);
+}
+static int elu_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    return attr_init(n, 1.0f, 0, err);
+}
+static int hardsigmoid_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    return attr_init(n, 0.2f, 0.5f, err);
+}
+
+/* float32 ops */
+#define F32_OP(fn, onnx, ini)                                                              \
+    static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
+        return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
+    }                                                                                      \
+    const struct qt_op qt_op_##fn = {.name = onnx, .init = ini, .infer = qt_unary_infer, .fwd = fn##_fwd}
+
+F32_OP(sigmoid, "Sigmoid", one_input);
+F32_OP(tanh, "Tanh", one_input);
+F32_OP(exp, "Exp", one_input);
+F32_OP(log, "Log", one_input);
+F32_OP(sqrt, "Sqrt", one_input);
+F32_OP(reciprocal, "Reciprocal", one_input);
+F32_OP(floor, "Floor", one_input);
+F32_OP(ceil, "Ceil", one_input);
+F32_OP(round, "Round", one_input);
+F32_OP(erf, "Erf", one_input);
+F32_OP(leakyrelu, "LeakyRelu", leakyrelu_init);
+F32_OP(elu, "Elu", elu_init);
+F32_OP(softplus, "Softplus", one_input);
+F32_OP(hardsigmoid, "HardSigmoid", hardsigmoid_init);
+F32_OP(hardswish, "HardSwish", one_input);
+
+/* Neg and Abs also on integers (shape arithmetic). */
+static int int_unary(struct qt_exec *x, const struct qt_node *n, int neg, qt_unary_f32_fn f, struct qt_err *err) {
+    const struct qt_tensor *a = qt_in(x, n, 0);
+    struct qt_tensor *y = qt_out(x, n, 0);
+    int64_t cnt = qt_tensor_numel(a);
+    if (a->dtype == QT_FLOAT)
+        return qt_unary_run_f32(x, n, f, NULL, err);
+    if (a->dtype == QT_INT64) {
+        const int64_t *s = a->data;
+        int64_t *d = y->data;
+        for (int64_t i = 0; i < cnt; i++) {
+            uint64_t u = (uint64_t)s[i], m = 0 - u;
+            d[i] = (int64_t)(neg || s[i] < 0 ? m : u);
+        }
+        return 0;
+    }
+    if (a->dtype == QT_INT32) {
+        const int32_t *s = a->data;
+        int32_t *d = y->data;
+        for (int64_t i = 0; i < cnt; i++) {
+            uint32_t u = (uint32_t)s[i], m = 0 - u;
+            d[i] = (int32_t)(neg || s[i] < 0 ? m : u);
+        }
+        return 0;
+    }
+    return qt_node_err(n, QT_EUNSUPPORTED, err, "input type %s is not supported", qt_dtype_name(a->dtype));
+}
+
+static int neg_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    return int_unary(x, n, 1, neg_f32, err);
+}
+static int abs_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    return int_unary(x, n, 0, abs_f32, err);
+}
+const struct qt_op qt_op_neg = {.name = "Neg", .init = one_input, .infer = qt_unary_infer, .fwd = neg_fwd};
+const struct qt_op qt_op_abs = {.name = "Abs", .init = one_input, .infer = qt_unary_infer, .fwd = abs_fwd};
+
+static int not_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    if (qt_in(x, n, 0)->dtype != QT_BOOL)
+        return qt_node_err(n, QT_EMODEL, err, "input must be bool, not %s", qt_dtype_name(qt_in(x, n, 0)->dtype));
+    return qt_unary_infer(x, n, err);
+}
+static int not_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *a = qt_in(x, n, 0);
+    const uint8_t *s = a->data;
+    uint8_t *d = qt_out(x, n, 0)->data;
+    (void)err;
+    for (int64_t i = 0, cnt = qt_tensor_numel(a); i < cnt; i++)
+        d[i] = !s[i];
+    return 0;
+}
+const struct qt_op qt_op_not = {.name = "Not", .init = one_input, .infer = not_infer, .fwd = not_fwd};
+
+static int identity_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    (void)err;
+    qt_copy_input(x, n);
+    return 0;
+}
+const struct qt_op qt_op_identity = {
+    .name = "Identity",
+    .flags = QT_OPF_ALIAS,
+    .init = one_input,
+    .infer = qt_unary_infer,
+    .fwd = identity_fwd,
+};
