@@ -1,12 +1,15 @@
 /* gemm.c: ONNX Gemm. Y = alpha * A' * B' + beta * C, A' = transA ? A^T : A,
  * B' likewise; C broadcasts to [M, N] (scalar, [N], [M, 1], [M, N]).
- * Tasks are fixed blocks of rows so results do not depend on the threads. */
-#include "engine.h"
+ * Tasks are fixed blocks of QT_GEMM_ROWS rows so results do not depend on the
+ * threads. Every block is packed into a [QT_GEMM_ROWS, K] scratch matrix (zero
+ * rows past M) so the BLAS always sees the same M and layout: OpenBLAS picks
+ * other kernels for other sizes, and a row's result would otherwise depend on
+ * the batch size it was run with. */
+#include "ops/gemm.h"
 
 #include <cblas.h>
 #include <string.h>
 
-#define ROW_BLOCK 64
 
 struct gemm_attr {
     float alpha, beta;
@@ -50,23 +53,42 @@ static int gemm_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err 
                                qt_dims_str(C->ndim, C->dims, b1, sizeof b1), (long long)M, (long long)N);
     }
     int64_t d[2] = {M, N};
+    qt_exec_scratch(x, qt_gemm_scratch(N, K));
     return qt_set_out(x, n, 0, QT_FLOAT, 2, d, err);
 }
 
 struct gemm_job {
+    struct qt_exec *x;
     const struct gemm_attr *a;
     const struct qt_tensor *A, *B, *C;
     float *Y;
     int64_t M, N, K;
 };
 
+void qt_gemm_rows(int64_t r0, int64_t r1, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, int ta,
+                  const float *B, int64_t ldb, int tb, float beta, float *Y, int64_t ldy, float *scratch) {
+    float *pa = scratch, *py = pa + QT_GEMM_ROWS * K;
+    int64_t m = r1 - r0;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t k = 0; k < K; k++)
+            pa[(r - r0) * K + k] = ta ? A[k * lda + r] : A[r * lda + k];
+    memset(pa + m * K, 0, sizeof(float) * (size_t)((QT_GEMM_ROWS - m) * K));
+    if (beta != 0) {
+        for (int64_t r = 0; r < m; r++)
+            memcpy(py + r * N, Y + (r0 + r) * ldy, sizeof(float) * (size_t)N);
+        memset(py + m * N, 0, sizeof(float) * (size_t)((QT_GEMM_ROWS - m) * N));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, QT_GEMM_ROWS, (int)N, (int)K, alpha,
+                pa, (int)K, B, (int)ldb, beta, py, (int)N);
+    for (int64_t r = 0; r < m; r++)
+        memcpy(Y + (r0 + r) * ldy, py + r * N, sizeof(float) * (size_t)N);
+}
+
 static void gemm_task(void *arg, int64_t b0, int64_t b1, int tid) {
     const struct gemm_job *j = arg;
     const struct gemm_attr *a = j->a;
-    (void)tid;
     for (int64_t blk = b0; blk < b1; blk++) {
-        int64_t r0 = blk * ROW_BLOCK, r1 = r0 + ROW_BLOCK < j->M ? r0 + ROW_BLOCK : j->M;
-        float *Y = j->Y + r0 * j->N;
+        int64_t r0 = blk * QT_GEMM_ROWS, r1 = r0 + QT_GEMM_ROWS < j->M ? r0 + QT_GEMM_ROWS : j->M;
         float beta = 0;
         if (j->C && a->beta != 0) {
             const struct qt_tensor *C = j->C;
@@ -75,26 +97,24 @@ static void gemm_task(void *arg, int64_t b0, int64_t b1, int tid) {
             int64_t sn = (C->ndim == 2 && C->dims[1] != 1) || (C->ndim == 1 && C->dims[0] != 1) ? 1 : 0;
             for (int64_t r = r0; r < r1; r++)
                 for (int64_t k = 0; k < j->N; k++)
-                    Y[(r - r0) * j->N + k] = c[r * sm + k * sn];
+                    j->Y[r * j->N + k] = c[r * sm + k * sn];
             beta = a->beta;
         }
-        const float *A = (const float *)j->A->data + (a->ta ? r0 : r0 * j->K);
-        int lda = (int)j->A->dims[1], ldb = (int)j->B->dims[1];
-        cblas_sgemm(CblasRowMajor, a->ta ? CblasTrans : CblasNoTrans, a->tb ? CblasTrans : CblasNoTrans,
-                    (int)(r1 - r0), (int)j->N, (int)j->K, a->alpha, A, lda, j->B->data, ldb, beta, Y, (int)j->N);
+        qt_gemm_rows(r0, r1, j->N, j->K, a->alpha, j->A->data, j->A->dims[1], a->ta, j->B->data, j->B->dims[1],
+                     a->tb, beta, j->Y, j->N, qt_scratch(j->x, tid));
     }
 }
 
 static int gemm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     const struct gemm_attr *a = n->priv;
-    struct gemm_job j = {a, qt_in(x, n, 0), qt_in(x, n, 1), qt_in(x, n, 2), qt_out(x, n, 0)->data, 0, 0, 0};
+    struct gemm_job j = {x, a, qt_in(x, n, 0), qt_in(x, n, 1), qt_in(x, n, 2), qt_out(x, n, 0)->data, 0, 0, 0};
     (void)err;
     j.M = a->ta ? j.A->dims[1] : j.A->dims[0];
     j.K = a->ta ? j.A->dims[0] : j.A->dims[1];
     j.N = a->tb ? j.B->dims[0] : j.B->dims[1];
     if (j.M == 0 || j.N == 0)
         return 0;
-    qt_parallel_for(x, (j.M + ROW_BLOCK - 1) / ROW_BLOCK, gemm_task, &j);
+    qt_parallel_for(x, (j.M + QT_GEMM_ROWS - 1) / QT_GEMM_ROWS, gemm_task, &j);
     return 0;
 }
 

@@ -1,9 +1,10 @@
 /* matmul.c: ONNX MatMul, numpy semantics: 1-D operands are promoted
  * (prepend / append a dim, removed from the result), leading dims broadcast.
- * One sgemm per output matrix; tasks are matrices (then row blocks). */
-#include "engine.h"
+ * Tasks are (matrix, block of QT_GEMM_ROWS rows), each one BLAS call of a
+ * fixed size (lib/ops/gemm.h), so results depend neither on the threads nor
+ * on the batch size. */
+#include "ops/gemm.h"
 
-#include <cblas.h>
 #include <string.h>
 
 static int mm_shapes(const struct qt_node *n, const struct qt_tensor *A, const struct qt_tensor *B, int64_t *M,
@@ -41,14 +42,17 @@ static int matmul_infer(struct qt_exec *x, const struct qt_node *n, struct qt_er
         return qt_node_err(n, QT_EUNSUPPORTED, err, "float32 inputs only");
     if (mm_shapes(n, A, B, &M, &K, &N, &nb, bd, &ond, od, err))
         return err->code;
+    qt_exec_scratch(x, qt_gemm_scratch(N, K));
     return qt_set_out(x, n, 0, QT_FLOAT, ond, od, err);
 }
 
 struct mm_job {
+    struct qt_exec *x;
     const struct qt_tensor *A, *B;
     float *Y;
     int64_t M, K, N;
     int nb;
+    int64_t nblk; /* row blocks per matrix */
     int64_t bd[QT_MAXDIM], sa[QT_MAXDIM], sb[QT_MAXDIM];
 };
 
@@ -56,9 +60,8 @@ void qt_bcast_strides(int nd, const int64_t *d, int ond, const int64_t *od, int6
 
 static void mm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct mm_job *j = arg;
-    (void)tid;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t oa = 0, ob = 0, rem = t;
+        int64_t mat = t / j->nblk, blk = t % j->nblk, oa = 0, ob = 0, rem = mat;
         for (int i = j->nb - 1; i >= 0; i--) {
             int64_t idx = rem % j->bd[i];
             rem /= j->bd[i];
@@ -67,13 +70,14 @@ static void mm_task(void *arg, int64_t t0, int64_t t1, int tid) {
         }
         const float *A = (const float *)j->A->data + oa * j->M * j->K;
         const float *B = (const float *)j->B->data + ob * j->K * j->N;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->M, (int)j->N, (int)j->K, 1.0f, A, (int)j->K,
-                    B, (int)j->N, 0.0f, j->Y + t * j->M * j->N, (int)j->N);
+        int64_t r0 = blk * QT_GEMM_ROWS, r1 = r0 + QT_GEMM_ROWS < j->M ? r0 + QT_GEMM_ROWS : j->M;
+        qt_gemm_rows(r0, r1, j->N, j->K, 1.0f, A, j->K, 0, B, j->N, 0, 0.0f, j->Y + mat * j->M * j->N, j->N,
+                     qt_scratch(j->x, tid));
     }
 }
 
 static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
-    struct mm_job j = {.A = qt_in(x, n, 0), .B = qt_in(x, n, 1), .Y = qt_out(x, n, 0)->data};
+    struct mm_job j = {.x = x, .A = qt_in(x, n, 0), .B = qt_in(x, n, 1), .Y = qt_out(x, n, 0)->data};
     int64_t od[QT_MAXDIM + 2];
     int ond;
     if (mm_shapes(n, j.A, j.B, &j.M, &j.K, &j.N, &j.nb, j.bd, &ond, od, err))
@@ -89,7 +93,8 @@ static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
         memset(j.Y, 0, sizeof(float) * (size_t)(nmat * j.M * j.N));
         return 0;
     }
-    qt_parallel_for(x, nmat, mm_task, &j);
+    j.nblk = (j.M + QT_GEMM_ROWS - 1) / QT_GEMM_ROWS;
+    qt_parallel_for(x, nmat * j.nblk, mm_task, &j);
     return 0;
 }
 

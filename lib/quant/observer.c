@@ -6,7 +6,8 @@
  * percentile  the pct and (100 - pct) percentiles of the histogram.
  * entropy     TensorRT's KL-divergence calibration on |x|: the threshold T
  *             whose 2^(bits-1)-level quantized distribution diverges least
- *             from the clipped reference distribution.
+ *             from the clipped reference distribution. Exact zeros are left
+ *             out (quantization represents them exactly).
  * mse         the range [lo, hi] minimising the expected squared error of
  *             quantizing the histogram: clipping error outside, delta^2/12
  *             inside (prefix sums over bins, exhaustive search over ends).
@@ -102,6 +103,7 @@ void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
     double amax = fabs(mn) > fabs(mx) ? fabs(mn) : fabs(mx);
     if (amax == 0 && o->hist_r == 0) {
         o->hist[QT_HIST_BINS / 2] += (double)(n - bad); /* all zeros: first bin above 0 */
+        o->zeros += (double)(n - bad);
         return;
     }
     if (o->hist_r == 0) {
@@ -116,6 +118,7 @@ void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
         float x = v[i];
         if (!isfinite(x))
             continue;
+        o->zeros += x == 0;
         int b = (int)((x + o->hist_r) * inv);
         if (b < 0)
             b = 0;
@@ -157,8 +160,10 @@ static void percentile(const struct qt_observer *o, double pct, double *lo, doub
 }
 
 /* TensorRT entropy calibration on the |x| histogram (H/2 bins above 0). */
-static double entropy_threshold(const struct qt_observer *o, int bits) {
-    int H = QT_HIST_BINS / 2, levels = 1 << (bits - 1);
+static double entropy_threshold(const struct qt_observer *o, int bits, int symmetric) {
+    /* levels on [0, T]: all 2^bits of them for a one-sided (ReLU-like)
+     * tensor quantized asymmetrically, half of them otherwise */
+    int H = QT_HIST_BINS / 2, levels = !symmetric && o->min >= 0 ? 1 << bits : 1 << (bits - 1);
     double *a = malloc(sizeof(double) * (size_t)H);
     double *p = malloc(sizeof(double) * (size_t)H), *q = malloc(sizeof(double) * (size_t)H);
     double best = INFINITY, w = o->hist_r / H;
@@ -171,6 +176,10 @@ static double entropy_threshold(const struct qt_observer *o, int bits) {
     }
     for (int i = 0; i < H; i++)
         a[i] = o->hist[H + i] + o->hist[H - 1 - i];
+    /* exact zeros (ReLU outputs, padding) are represented exactly whatever
+     * the threshold: left in, their spike merged with its neighbours would
+     * dominate the divergence and pull the threshold far down */
+    a[0] = a[0] > o->zeros ? a[0] - o->zeros : 0;
     int last = H;
     while (last > 1 && a[last - 1] == 0)
         last--;
@@ -316,7 +325,7 @@ void qt_obs_range(const struct qt_observer *o, int bits, int symmetric, double p
         break;
     case QT_OBS_ENTROPY:
         if (o->hist_r > 0) {
-            double t = entropy_threshold(o, bits);
+            double t = entropy_threshold(o, bits, symmetric);
             mn = o->min < -t ? -t : o->min;
             mx = o->max > t ? t : o->max;
         }

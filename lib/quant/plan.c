@@ -325,8 +325,25 @@ static int add_tensor(struct qt_qplan *p, int v, int node, int role, struct qt_e
     return 0;
 }
 
-static int is_float_act(const struct qt_graph *g, int v) {
-    return v >= 0 && g->v[v].kind != QT_V_INIT;
+/* A float activation: computed per batch (not folded shape glue) and float. */
+static int is_float_act(const struct qt_qplan *p, int v) {
+    return v >= 0 && p->vact[v];
+}
+
+/* Plans g once at batch 1 to learn every value's type and constness. */
+static int find_acts(struct qt_qplan *p, struct qt_err *err) {
+    struct qt_exec *x;
+    if (qt_exec_new(&x, p->g, 1, 1, err))
+        return err->code;
+    p->vact = calloc((size_t)p->g->nv + 1, 1);
+    if (!p->vact) {
+        qt_exec_free(x);
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    for (int v = 0; v < p->g->nv; v++)
+        p->vact[v] = x->t[v].dtype == QT_FLOAT && !x->isconst[v];
+    qt_exec_free(x);
+    return 0;
 }
 
 static int is_graph_output(const struct qt_graph *g, int v) {
@@ -359,7 +376,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
     }
     if (o->fold_bn && fold_bn(p, dead, err))
         goto fail;
-    if (qt_graph_compact(g, dead, err))
+    if (qt_graph_compact(g, dead, err) || find_acts(p, err))
         goto fail;
     p->qn = calloc((size_t)g->nn + 1, sizeof *p->qn);
     p->tensor_of = malloc(sizeof(int) * ((size_t)g->nv + 1));
@@ -445,7 +462,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         if (q->kind == QT_QN_PASS || q->kind == QT_QN_UNARY)
             nact = 1;
         for (int j = 0; j < nact && j < n->nin; j++)
-            if (is_float_act(g, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
+            if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
                 goto fail;
         if (q->kind == QT_QN_COMPUTE) {
             if (add_tensor(p, n->in[1], i, QT_ROLE_WEIGHT, err))
@@ -459,7 +476,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
                 goto fail;
         }
         int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
-        if (is_float_act(g, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+        if (is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
             goto fail;
         if (q->kind == QT_QN_PASS || q->kind == QT_QN_CONCAT) {
             for (int j = 0; j < (q->kind == QT_QN_PASS ? 1 : n->nin); j++) {
@@ -525,6 +542,7 @@ void qt_qplan_free(struct qt_qplan *p) {
     free(p->t);
     free(p->qn);
     free(p->tensor_of);
+    free(p->vact);
     qt_graph_free(p->g);
     free(p);
 }

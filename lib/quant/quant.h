@@ -25,6 +25,7 @@ struct qt_observer {
     int64_t nonfinite;   /* NaN/Inf values seen (ignored) */
     double hist_r;       /* histogram covers [-hist_r, hist_r]; 0 until the first non-zero value */
     double *hist;        /* QT_HIST_BINS counts, NULL for minmax/ema */
+    double zeros;        /* exact zeros among the histogram's counts */
 };
 
 const char *qt_obs_name(int kind);
@@ -107,6 +108,7 @@ struct qt_qplan {
     struct qt_qtensor *t;   /* quantized tensors */
     int nt;
     int *tensor_of;         /* per value of g: index into t, or -1 */
+    unsigned char *vact;    /* per value of g: a float tensor computed per batch */
     int ngroups;
     int nfolded, nfused, nexcluded;
     void (*log)(void *ud, const char *line);
