@@ -36,3 +36,37 @@ for th in 1 2; do
         printf '%-8s %-6s %12s %12s %8s\n' $th $b "$qm" "$om" "$(python3 -c "print('%.2f' % ($qm/$om))")"
     done
 done
+
+# Calibration: qtool calib against PyTorch 1.13 eager PTQ (per-channel weights,
+# HistogramObserver activations; scripts/bench-ptq.py) on the same images,
+# both at 2 threads, wall time including image decoding. Then qtool's peak RSS
+# calibrating on N and on 4N images (must not grow with the image count).
+N=${BENCH_CALIB_N:-128}
+MB=$S/models/mobilenet_v1_075.onnx
+rss() { # rss SECONDS_FILE CMD...: runs CMD, prints its peak RSS in MiB, writes its wall time
+    out=$1; shift
+    python3 -c '
+import resource, subprocess, sys, time
+t = time.perf_counter()
+r = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL)
+open(sys.argv[1], "w").write("%.3f" % (time.perf_counter() - t))
+print("%.1f" % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024))
+sys.exit(r.returncode)' "$out" "$@"
+}
+if [ -f "$S/models/mobilenet_v1.py" ] && /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
+    printf '\n%-28s %10s %10s %8s\n' "calibration ($N images)" qtool_s torch_s speedup
+    qs=""; ts=""
+    for r in $(seq "$ROUNDS"); do
+        rss $T/qs $Q calib "$MB" $PP --limit $N --observer mse --threads 2 -q -o $T/cq.onnx >/dev/null
+        qs="$qs $(cat $T/qs)"
+        ts="$ts $(/usr/bin/python3 scripts/bench-ptq.py "$S" $N 2 | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')"
+    done
+    qm=$(med $qs); tm=$(med $ts)
+    printf '%-28s %10s %10s %8s\n' "mse / Histogram, 2 threads" "$qm" "$tm" "$(python3 -c "print('%.2f' % ($tm/$qm))")"
+else
+    echo "bench: PyTorch or $S/models/mobilenet_v1.py absent: calibration comparison skipped"
+fi
+r1=$(rss $T/t1 $Q calib "$MB" $PP --limit $N --observer entropy --threads 2 -q -o $T/c1.onnx)
+r4=$(rss $T/t4 $Q calib "$MB" $PP --limit $((4 * N)) --observer entropy --threads 2 -q -o $T/c4.onnx)
+printf '\n%-28s %10s %10s %8s\n' "calib peak RSS (MiB)" "$N img" "$((4 * N)) img" ratio
+printf '%-28s %10s %10s %8s\n' "entropy, 2 threads" "$r1" "$r4" "$(python3 -c "print('%.3f' % ($r4/$r1))")"
