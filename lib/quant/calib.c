@@ -28,7 +28,17 @@ static int observe_value(struct calib_ctx *c, struct qt_exec *x, int v) {
     const struct qt_tensor *tt = &x->t[v];
     if (tt->dtype != QT_FLOAT)
         return 0;
-    qt_obs_update(&c->obs[c->p->t[t].group], tt->data, qt_tensor_numel(tt));
+    struct qt_observer *o = &c->obs[c->p->t[t].group];
+    int64_t cnt = qt_tensor_numel(tt);
+    /* image by image, so histograms (whose resolution the first values fix)
+     * come out the same whatever --batch is; ema is per batch by definition */
+    if (o->kind != QT_OBS_EMA && tt->ndim > 0 && tt->dims[0] == x->batch && x->batch > 1) {
+        int64_t per = cnt / x->batch;
+        for (int i = 0; i < x->batch; i++)
+            qt_obs_update(o, (const float *)tt->data + per * i, per);
+    } else {
+        qt_obs_update(o, tt->data, cnt);
+    }
     return 0;
 }
 

@@ -13,8 +13,10 @@
  *             inside (prefix sums over bins, exhaustive search over ends).
  *
  * The histogram: QT_HIST_BINS bins over [-R, R] with 0 on a bin edge. R is
- * set by the first batch and doubles (pairs of bins merged: exact) whenever
- * a value falls outside; no sample is ever kept, so memory is fixed. */
+ * the power of two above the first batch's largest |x| and doubles (pairs of
+ * bins merged: exact) whenever a value falls outside, so the final histogram
+ * depends only on the values, not on their order or batching; no sample is
+ * ever kept, so memory is fixed. */
 #include "quant/quant.h"
 
 #include <math.h>
@@ -107,9 +109,13 @@ void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
         return;
     }
     if (o->hist_r == 0) {
-        /* first non-zero batch fixes the resolution; zeros seen before sit
-         * in the bin just above 0 whatever R becomes */
-        o->hist_r = amax;
+        /* R is a power of two, so the histogram is the one a single pass
+         * with R = 2^ceil(log2(max |x|)) would give, whatever the order and
+         * batching of the values; zeros seen before sit in the bin just
+         * above 0 whatever R becomes */
+        int e;
+        frexp(amax, &e);
+        o->hist_r = ldexp(1.0, e); /* > amax */
     } else if (amax > o->hist_r) {
         hist_grow(o, amax);
     }
