@@ -14,7 +14,7 @@ static const struct opt opts[] = {
     {'d', "data", "DIR", "calibration images (ImageFolder layout or a flat folder)"},
     {'o', "output", "OUT.onnx", "quantized QDQ model to write (required)"},
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
-    {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default entropy)"},
+    {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},
     {OPT_PCT, "percentile", "P", "percentile for --observer percentile (default 99.99)"},
     {OPT_WBITS, "wbits", "N", "weight bits, 2..8 (default 8)"},
     {OPT_ABITS, "abits", "N", "activation bits, 2..8 (default 8)"},

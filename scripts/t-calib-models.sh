@@ -3,7 +3,7 @@
 # ../shared/models (depthwise convolutions and ReLU6: the hard case),
 # calibrated and evaluated on ../shared/data/imagenet-dev, against the float
 # model (PyTorch 77.027 top-1 on these images):
-# - qtool's defaults (per-channel weights, entropy): top-1 drop <= 1.0 pt and
+# - qtool's defaults (per-channel weights, percentile): top-1 drop <= 1.0 pt and
 #   >= 94% top-1 agreement with float (PyTorch 1.13's best: 75.68, 93.8%);
 # - ONNX Runtime (optimized: its int8 kernels) and qtool agree on >= 99.5% of
 #   the quantized file's top-1 predictions;

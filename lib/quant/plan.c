@@ -27,7 +27,7 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
     memset(q, 0, sizeof *q);
     q->wbits = q->abits = 8;
     q->per_channel = 1;
-    q->observer = QT_OBS_ENTROPY; /* best on MobileNetV1 (see man/qtool-calib.1) */
+    q->observer = QT_OBS_PERCENTILE; /* best on MobileNetV1 (see man/qtool-calib.1) */
     q->percentile = 99.99;
     q->fold_bn = q->fuse_act = 1;
 }
