@@ -10,7 +10,7 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   ?= build
 SAN     ?=
-OPT     ?= -O2
+OPT     ?= -O3
 PKGS    := libprotobuf-c libpng libjpeg libcjson openblas
 
 CFLAGS  ?= $(OPT) -g

@@ -204,10 +204,37 @@ struct qt_exec {
     float *scratch;           /* per-thread scratch, nthreads * scratch_per floats */
     size_t scratch_per;       /* floats per thread */
     size_t scratch_cap;       /* floats allocated */
+    /* activation fusion (QT_EXEC_NOFUSE turns it off): a Conv whose only
+     * reader is a Relu or a Clip with constant bounds applies it to its
+     * output (post[conv]); the Relu/Clip shares that buffer and is skipped
+     * (skip[node]), its after_node hook still called */
+    struct qt_post *post;     /* per node */
+    unsigned char *skip;      /* per node */
     /* called after each node of a run when set (calibration observers) */
     int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
     void *after_ud;
 };
+
+enum qt_post_kind { QT_POST_NONE, QT_POST_RELU, QT_POST_CLIP };
+struct qt_post {
+    int kind;
+    float lo, hi; /* QT_POST_CLIP */
+};
+
+/* Applies a fused activation to n floats in place, exactly as the Relu or
+ * Clip operator would. */
+static inline void qt_post_apply(const struct qt_post *p, float *y, int64_t n) {
+    if (p->kind == QT_POST_RELU) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = y[i] > 0 ? y[i] : 0;
+    } else if (p->kind == QT_POST_CLIP) {
+        float lo = p->lo, hi = p->hi;
+        for (int64_t i = 0; i < n; i++) {
+            float v = y[i] < lo ? lo : y[i];
+            y[i] = v > hi ? hi : v;
+        }
+    }
+}
 
 /* Input / output i of node n (NULL for an omitted optional input). */
 static inline struct qt_tensor *qt_in(struct qt_exec *x, const struct qt_node *n, int i) {

@@ -150,6 +150,12 @@ const char *qt_graph_node(const struct qt_graph *g, int i, const char **op_type,
  * shapes, folds constant subgraphs (shape glue), assigns activation buffers
  * by liveness. Fails with QT_EUNSUPPORTED on an operator qtool cannot run. */
 int qt_exec_new(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads, struct qt_err *err);
+/* The same with flags: QT_EXEC_NOFUSE keeps every node's output as the graph
+ * defines it (qt_exec_new lets a Conv apply the Relu/Clip that is its only
+ * reader, so the Conv's own output holds the activated values). */
+#define QT_EXEC_NOFUSE 1u
+int qt_exec_new_flags(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads, unsigned flags,
+                      struct qt_err *err);
 void qt_exec_free(struct qt_exec *x);
 /* Runs one forward pass over the planned batch. */
 int qt_exec_run(struct qt_exec *x, struct qt_err *err);

@@ -270,7 +270,7 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         }
         for (int i = 0; i < nb; i++) {
             const float *v = out + (size_t)i * m.nout;
-            int top[5], k = m.nout < 5 ? m.nout : 5;
+            int top[5] = {0}, k = m.nout < 5 ? m.nout : 5;
             topk(v, m.nout, k, top);
             int lab = labels[i];
             if (lab >= 0 && lab < m.nout) {
@@ -282,7 +282,7 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
             }
             if (rout) {
                 const float *rv = rout + (size_t)i * m.nout;
-                int rtop[1];
+                int rtop[1] = {0};
                 topk(rv, m.nout, 1, rtop);
                 nagree += rtop[0] == top[0];
                 nref1 += lab >= 0 && rtop[0] == lab;

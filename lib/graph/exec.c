@@ -13,6 +13,8 @@
 #include "engine.h"
 
 #include <cblas.h>
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -157,11 +159,14 @@ static int plan_buffers(struct qt_exec *x, struct qt_err *err) {
             if (v < 0 || x->isconst[v])
                 continue;
             int a = n->nin > 0 ? n->in[0] : -1;
-            if (j == 0 && (n->op->flags & QT_OPF_ALIAS) && a >= 0 && bufof[a] >= 0 &&
+            /* a skipped (fused) activation's input has no other reader */
+            if (j == 0 && ((n->op->flags & QT_OPF_ALIAS) || x->skip[x->steps[s]]) && a >= 0 && bufof[a] >= 0 &&
                 x->t[a].nbytes == x->t[v].nbytes) {
                 bufof[v] = bufof[a];
                 continue;
             }
+            if (j == 0)
+                x->skip[x->steps[s]] = 0; /* not shared: run it (the fused activation is idempotent) */
             bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = s, .last = s};
             bufof[v] = nb++;
         }
@@ -250,7 +255,63 @@ static int input_shape(struct qt_exec *x, int v, struct qt_err *err) {
     return 0;
 }
 
+/* The constant scalar float input i of node n, or def when absent. */
+static int const_scalar(struct qt_exec *x, const struct qt_node *n, int i, float def, float *v) {
+    if (i >= n->nin || n->in[i] < 0) {
+        *v = def;
+        return 1;
+    }
+    const struct qt_tensor *t = &x->t[n->in[i]];
+    if (!x->isconst[n->in[i]] || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
+        return 0;
+    *v = *(const float *)t->data;
+    return 1;
+}
+
+/* Marks Conv -> Relu/Clip pairs for fusion (see struct qt_exec). */
+static void fuse_acts(struct qt_exec *x) {
+    struct qt_graph *g = x->g;
+    for (int s = 0; s < x->nsteps; s++) {
+        struct qt_node *n = &g->n[x->steps[s]];
+        if (strcmp(n->op->name, "Conv") || n->nout < 1 || n->out[0] < 0)
+            continue;
+        int v = n->out[0], c, graph_out = 0;
+        for (int i = 0; i < g->noutputs; i++)
+            graph_out |= g->outputs[i] == v;
+        if (graph_out || qt_graph_consumers(g, v, &c, 1) != 1 || x->skip[c])
+            continue;
+        struct qt_node *a = &g->n[c];
+        if (a->nin < 1 || a->in[0] != v || a->nout < 1 || a->out[0] < 0 || x->t[v].dtype != QT_FLOAT)
+            continue;
+        struct qt_post p = {QT_POST_NONE, 0, 0};
+        if (!strcmp(a->op->name, "Relu")) {
+            p.kind = QT_POST_RELU;
+        } else if (!strcmp(a->op->name, "Clip")) {
+            struct qt_err e = {0};
+            p.kind = QT_POST_CLIP;
+            if (g->opset >= 11) {
+                if (!const_scalar(x, a, 1, -INFINITY, &p.lo) || !const_scalar(x, a, 2, INFINITY, &p.hi))
+                    continue;
+            } else {
+                p.lo = qt_attr_float(a, "min", -FLT_MAX, &e);
+                p.hi = qt_attr_float(a, "max", FLT_MAX, &e);
+                if (e.code)
+                    continue;
+            }
+        } else {
+            continue;
+        }
+        x->post[x->steps[s]] = p;
+        x->skip[c] = 1;
+    }
+}
+
 int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, struct qt_err *err) {
+    return qt_exec_new_flags(out, g, batch, nthreads, 0, err);
+}
+
+int qt_exec_new_flags(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, unsigned flags,
+                      struct qt_err *err) {
     struct qt_exec *x = calloc(1, sizeof *x);
     int *order = NULL;
     *out = NULL;
@@ -265,7 +326,9 @@ int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthread
     x->isconst = calloc((size_t)g->nv + 1, 1);
     x->owned = calloc((size_t)g->nv + 1, 1);
     x->steps = malloc(sizeof(int) * ((size_t)g->nn + 1));
-    if (!x->t || !x->isconst || !x->owned || !x->steps) {
+    x->post = calloc((size_t)g->nn + 1, sizeof *x->post);
+    x->skip = calloc((size_t)g->nn + 1, 1);
+    if (!x->t || !x->isconst || !x->owned || !x->steps || !x->post || !x->skip) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto fail;
     }
@@ -306,6 +369,8 @@ int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthread
             x->steps[x->nsteps++] = order[k];
         }
     }
+    if (!(flags & QT_EXEC_NOFUSE))
+        fuse_acts(x);
     if (plan_buffers(x, err))
         goto fail;
     if (ensure_scratch(x, err))
@@ -329,6 +394,8 @@ void qt_exec_free(struct qt_exec *x) {
     free(x->isconst);
     free(x->owned);
     free(x->steps);
+    free(x->post);
+    free(x->skip);
     free(x->arena);
     free(x->scratch);
     qt_pool_free(x->pool);
@@ -338,7 +405,7 @@ void qt_exec_free(struct qt_exec *x) {
 int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
     for (int s = 0; s < x->nsteps; s++) {
         const struct qt_node *n = &x->g->n[x->steps[s]];
-        if (n->op->fwd(x, n, err))
+        if (!x->skip[x->steps[s]] && n->op->fwd(x, n, err))
             return err->code;
         if (x->after_node && x->after_node(x, x->steps[s], x->after_ud, err))
             return err->code;

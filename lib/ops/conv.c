@@ -15,7 +15,7 @@
 #include <string.h>
 
 #define COL_BLOCK 3136 /* output columns per task (56*56) */
-#define M_BLOCK 128    /* output channels per task */
+#define M_BLOCK 256    /* output channels per task */
 
 int qt_conv_params(const struct qt_node *n, const struct qt_tensor *xt, const struct qt_tensor *wt,
                    const struct qt_conv *p, struct qt_conv_shape *s, struct qt_err *err) {
@@ -215,6 +215,7 @@ static void im2col(const float *xin, const struct qt_conv_shape *s, int64_t cg, 
 
 struct conv_job {
     struct qt_exec *x;
+    const struct qt_post *post; /* fused activation */
     const struct qt_conv_shape *s;
     const float *in, *w, *b;
     float *out;
@@ -246,16 +247,18 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
             bmat = col;
             ldb = c1 - c0;
         }
-        if (j->b) {
-            for (int64_t m = m0; m < m1; m++) {
-                float bv = j->b[g * mg + m];
-                float *yr = y + (m - m0) * hw;
-                for (int64_t c = 0; c < c1 - c0; c++)
-                    yr[c] = bv;
-            }
-        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)(c1 - c0), (int)k, 1.0f, w,
-                    (int)k, bmat, (int)ldb, j->b ? 1.0f : 0.0f, y, (int)hw);
+                    (int)k, bmat, (int)ldb, 0.0f, y, (int)hw);
+        /* bias and fused activation while the block is in cache */
+        for (int64_t m = m0; m < m1; m++) {
+            float *yr = y + (m - m0) * hw;
+            if (j->b) {
+                float bv = j->b[g * mg + m];
+                for (int64_t c = 0; c < c1 - c0; c++)
+                    yr[c] += bv;
+            }
+            qt_post_apply(j->post, yr, c1 - c0);
+        }
     }
 }
 
@@ -271,6 +274,24 @@ static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
         float *y = j->out + t * s->oh * s->ow;
         float bv = j->b ? j->b[ch] : 0.f;
         qt_dwconv_f32(xc, w, bv, y, s);
+        qt_post_apply(j->post, y, s->oh * s->ow);
+    }
+}
+
+/* y[i] = ((y[i] + w0 r[s*i]) + w1 r[s*i+1]) + w2 r[s*i+2]: the three taps of
+ * one kernel row, in the order of the generic loop (so results do not depend
+ * on the path), compiled for AVX-512, AVX2 and baseline x86-64. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void dw_taps3(float *restrict y, const float *restrict r, float w0, float w1, float w2, int64_t n,
+                     int64_t stride) {
+    if (stride == 1) {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ((y[i] + w0 * r[i]) + w1 * r[i + 1]) + w2 * r[i + 2];
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            y[i] = ((y[i] + w0 * r[2 * i]) + w1 * r[2 * i + 1]) + w2 * r[2 * i + 2];
     }
 }
 
@@ -282,6 +303,7 @@ void qt_dwconv_f32(const float *xc, const float *w, float bias, float *y, const 
         x1--;
     if (x0 > x1)
         x0 = x1;
+    int fast3 = s->kh == 3 && s->kw == 3 && s->dw == 1 && (s->sw == 1 || s->sw == 2);
     for (int64_t oy = 0; oy < s->oh; oy++) {
         float *yr = y + oy * s->ow;
         for (int64_t ox = 0; ox < s->ow; ox++)
@@ -291,6 +313,31 @@ void qt_dwconv_f32(const float *xc, const float *w, float bias, float *y, const 
             if (iy < 0 || iy >= s->ih)
                 continue;
             const float *row = xc + iy * s->iw;
+            if (fast3) {
+                /* the borders as below, tap by tap; the interior in one pass */
+                for (int64_t kj = 0; kj < 3; kj++) {
+                    float wv = w[ki * 3 + kj];
+                    int64_t off = kj - s->pw;
+                    for (int64_t ox = 0; ox < x0; ox++) {
+                        int64_t ix = ox * s->sw + off;
+                        if (ix >= 0 && ix < s->iw)
+                            yr[ox] += wv * row[ix];
+                    }
+                }
+                if (x1 > x0)
+                    dw_taps3(yr + x0, row + x0 * s->sw - s->pw, w[ki * 3], w[ki * 3 + 1], w[ki * 3 + 2], x1 - x0,
+                             s->sw);
+                for (int64_t kj = 0; kj < 3; kj++) {
+                    float wv = w[ki * 3 + kj];
+                    int64_t off = kj - s->pw;
+                    for (int64_t ox = x1; ox < s->ow; ox++) {
+                        int64_t ix = ox * s->sw + off;
+                        if (ix >= 0 && ix < s->iw)
+                            yr[ox] += wv * row[ix];
+                    }
+                }
+                continue;
+            }
             for (int64_t kj = 0; kj < s->kw; kj++) {
                 float wv = w[ki * s->kw + kj];
                 int64_t off = kj * s->dw - s->pw;
@@ -326,7 +373,7 @@ static int conv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     struct qt_conv_shape s;
     if (qt_conv_params(n, xt, wt, n->priv, &s, err))
         return err->code;
-    struct conv_job j = {x, &s, xt->data, wt->data, bt ? bt->data : NULL, qt_out(x, n, 0)->data, 0, 0};
+    struct conv_job j = {x, &x->post[n - x->g->n], &s, xt->data, wt->data, bt ? bt->data : NULL, qt_out(x, n, 0)->data, 0, 0};
     if (qt_conv_is_depthwise(&s)) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
         return 0;

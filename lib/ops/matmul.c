@@ -34,8 +34,8 @@ static int mm_shapes(const struct qt_node *n, const struct qt_tensor *A, const s
 
 static int matmul_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     const struct qt_tensor *A = qt_in(x, n, 0), *B = qt_in(x, n, 1);
-    int64_t M, K, N, bd[QT_MAXDIM], od[QT_MAXDIM + 2];
-    int nb, ond;
+    int64_t M = 0, K = 0, N = 0, bd[QT_MAXDIM], od[QT_MAXDIM + 2];
+    int nb = 0, ond = 0;
     if (!A || !B)
         return qt_node_err(n, QT_EMODEL, err, "needs two inputs");
     if (A->dtype != QT_FLOAT || B->dtype != QT_FLOAT)
