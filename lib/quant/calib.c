@@ -42,6 +42,22 @@ static int observe_value(struct calib_ctx *c, struct qt_exec *x, int v) {
     return 0;
 }
 
+/* The executor lets a Conv apply the Relu/Clip that follows it; the Conv's
+ * output then holds activated values. Fine unless that output is observed
+ * (--no-fuse, a Clip that is not fused, exclusions): then keep them apart. */
+static int conv_out_observed(const struct qt_qplan *p) {
+    for (int i = 0; i < p->g->nn; i++) {
+        const struct qt_node *n = &p->g->n[i];
+        int c;
+        if (strcmp(n->op_type, "Conv") || n->nout < 1 || n->out[0] < 0 || p->tensor_of[n->out[0]] < 0 ||
+            qt_graph_consumers(p->g, n->out[0], &c, 1) != 1)
+            continue;
+        if (!strcmp(p->g->n[c].op_type, "Relu") || !strcmp(p->g->n[c].op_type, "Clip"))
+            return 1;
+    }
+    return 0;
+}
+
 static int after_node(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     struct calib_ctx *c = ud;
     const struct qt_node *n = &x->g->n[node];
@@ -154,7 +170,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
                 qt_errf(err, QT_EUSAGE, "the model has a fixed batch of %d; use --limit a multiple of it", fixed);
                 goto out;
             }
-            if (qt_exec_new(&x, p->g, nb, threads, err))
+            if (qt_exec_new_flags(&x, p->g, nb, threads, conv_out_observed(p) ? QT_EXEC_NOFUSE : 0, err))
                 goto out;
             x->after_node = after_node;
             x->after_ud = &ctx;
