@@ -19,7 +19,33 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
 struct calib_ctx {
     struct qt_qplan *p;
     struct qt_observer *obs; /* per group */
+    /* per thread: partial statistics and histograms of one tensor */
+    struct qt_obs_stats *stats;
+    double *hist, *zeros;
 };
+
+/* Observers run over the threads in fixed chunks: min/max and whole-number
+ * histogram counts do not depend on how the chunks fall on threads. */
+#define OBS_CHUNK 16384
+
+struct obs_job {
+    struct calib_ctx *c;
+    const struct qt_observer *o;
+    const float *v;
+    int64_t n, ntasks;
+};
+
+static void scan_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct obs_job *j = arg;
+    int64_t a = t0 * OBS_CHUNK, b = t1 * OBS_CHUNK < j->n ? t1 * OBS_CHUNK : j->n;
+    qt_obs_scan(j->v + a, b - a, &j->c->stats[tid]);
+}
+
+static void bin_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct obs_job *j = arg;
+    int64_t a = t0 * OBS_CHUNK, b = t1 * OBS_CHUNK < j->n ? t1 * OBS_CHUNK : j->n;
+    qt_obs_bin(j->o, j->v + a, b - a, j->c->hist + (size_t)tid * QT_HIST_BINS, &j->c->zeros[tid]);
+}
 
 static int observe_value(struct calib_ctx *c, struct qt_exec *x, int v) {
     int t = c->p->tensor_of[v];
@@ -30,14 +56,22 @@ static int observe_value(struct calib_ctx *c, struct qt_exec *x, int v) {
         return 0;
     struct qt_observer *o = &c->obs[c->p->t[t].group];
     int64_t cnt = qt_tensor_numel(tt);
-    /* image by image, so histograms (whose resolution the first values fix)
-     * come out the same whatever --batch is; ema is per batch by definition */
-    if (o->kind != QT_OBS_EMA && tt->ndim > 0 && tt->dims[0] == x->batch && x->batch > 1) {
-        int64_t per = cnt / x->batch;
-        for (int i = 0; i < x->batch; i++)
-            qt_obs_update(o, (const float *)tt->data + per * i, per);
-    } else {
-        qt_obs_update(o, tt->data, cnt);
+    struct obs_job j = {c, o, tt->data, cnt, (cnt + OBS_CHUNK - 1) / OBS_CHUNK};
+    for (int i = 0; i < x->nthreads; i++)
+        qt_obs_stats_init(&c->stats[i]);
+    qt_parallel_for(x, j.ntasks, scan_task, &j);
+    for (int i = 1; i < x->nthreads; i++)
+        qt_obs_stats_merge(&c->stats[0], &c->stats[i]);
+    if (!qt_obs_begin(o, &c->stats[0]))
+        return 0;
+    memset(c->hist, 0, sizeof(double) * QT_HIST_BINS * (size_t)x->nthreads);
+    memset(c->zeros, 0, sizeof(double) * (size_t)x->nthreads);
+    qt_parallel_for(x, j.ntasks, bin_task, &j);
+    for (int i = 0; i < x->nthreads; i++) {
+        const double *h = c->hist + (size_t)i * QT_HIST_BINS;
+        for (int k = 0; k < QT_HIST_BINS; k++)
+            o->hist[k] += h[k];
+        o->zeros += c->zeros[i];
     }
     return 0;
 }
@@ -104,6 +138,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     struct qt_exec *x = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_observer *obs = NULL;
+    struct calib_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
     struct qt_preproc pp = o->pp;
     int *labels = NULL;
     int c, h, w, fixed, total = 0, ngroups = 0;
@@ -153,7 +188,8 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     if (!fixed && batch > total)
         batch = total;
     /* the last partial batch gets its own plan: padding would skew ranges */
-    struct calib_ctx ctx = {p, obs};
+    ctx.p = p;
+    ctx.obs = obs;
     int threads = o->threads > 0 ? o->threads : qt_ncpus();
     labels = malloc(sizeof(int) * (size_t)batch);
     if (!labels) {
@@ -174,6 +210,15 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
                 goto out;
             x->after_node = after_node;
             x->after_ud = &ctx;
+            if (!ctx.stats) {
+                ctx.stats = calloc((size_t)x->nthreads, sizeof *ctx.stats);
+                ctx.hist = calloc((size_t)x->nthreads * QT_HIST_BINS, sizeof(double));
+                ctx.zeros = calloc((size_t)x->nthreads, sizeof(double));
+                if (!ctx.stats || !ctx.hist || !ctx.zeros) {
+                    qt_errf(err, QT_ENOMEM, "out of memory");
+                    goto out;
+                }
+            }
             cur = nb;
         }
         if (qt_dataset_load(ds, &pp, done, nb, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
@@ -200,6 +245,9 @@ out:
     for (int i = 0; obs && i < ngroups; i++)
         qt_obs_release(&obs[i]);
     free(obs);
+    free(ctx.stats);
+    free(ctx.hist);
+    free(ctx.zeros);
     free(labels);
     qt_exec_free(x);
     qt_dataset_free(ds);

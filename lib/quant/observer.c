@@ -58,7 +58,7 @@ void qt_obs_release(struct qt_observer *o) {
 
 static void hist_grow(struct qt_observer *o, double need) {
     double r = o->hist_r;
-    while (r < need) {
+    while (r <= need) {
         /* new bin j covers old bins 2j - H/2 and 2j - H/2 + 1 (H = bins) */
         double *h = o->hist;
         int H = QT_HIST_BINS, q = H / 4;
@@ -72,8 +72,14 @@ static void hist_grow(struct qt_observer *o, double need) {
     o->hist_r = r;
 }
 
-void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
-    float mn = INFINITY, mx = -INFINITY;
+void qt_obs_stats_init(struct qt_obs_stats *s) {
+    s->mn = INFINITY;
+    s->mx = -INFINITY;
+    s->good = s->bad = 0;
+}
+
+void qt_obs_scan(const float *v, int64_t n, struct qt_obs_stats *s) {
+    float mn = s->mn, mx = s->mx;
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         float x = v[i];
@@ -84,9 +90,24 @@ void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
         mn = x < mn ? x : mn;
         mx = x > mx ? x : mx;
     }
-    o->nonfinite += bad;
-    if (n - bad <= 0)
-        return;
+    s->mn = mn;
+    s->mx = mx;
+    s->bad += bad;
+    s->good += n - bad;
+}
+
+void qt_obs_stats_merge(struct qt_obs_stats *a, const struct qt_obs_stats *b) {
+    a->mn = b->mn < a->mn ? b->mn : a->mn;
+    a->mx = b->mx > a->mx ? b->mx : a->mx;
+    a->good += b->good;
+    a->bad += b->bad;
+}
+
+int qt_obs_begin(struct qt_observer *o, const struct qt_obs_stats *s) {
+    float mn = s->mn, mx = s->mx;
+    o->nonfinite += s->bad;
+    if (s->good <= 0)
+        return 0;
     if (mn < o->min)
         o->min = mn;
     if (mx > o->max)
@@ -99,39 +120,50 @@ void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
         o->ema_max += o->ema_c * (mx - o->ema_max);
     }
     o->batches++;
-    o->count += n - bad;
+    o->count += s->good;
     if (!o->hist)
-        return;
+        return 0;
     double amax = fabs(mn) > fabs(mx) ? fabs(mn) : fabs(mx);
     if (amax == 0 && o->hist_r == 0) {
-        o->hist[QT_HIST_BINS / 2] += (double)(n - bad); /* all zeros: first bin above 0 */
-        o->zeros += (double)(n - bad);
-        return;
+        o->hist[QT_HIST_BINS / 2] += (double)s->good; /* all zeros: first bin above 0 */
+        o->zeros += (double)s->good;
+        return 0;
     }
     if (o->hist_r == 0) {
-        /* R is a power of two, so the histogram is the one a single pass
-         * with R = 2^ceil(log2(max |x|)) would give, whatever the order and
-         * batching of the values; zeros seen before sit in the bin just
+        /* R is the power of two strictly above max |x|, so the histogram is
+         * the one a single pass with that R would give, whatever the order
+         * and batching of the values; zeros seen before sit in the bin just
          * above 0 whatever R becomes */
         int e;
         frexp(amax, &e);
         o->hist_r = ldexp(1.0, e); /* > amax */
-    } else if (amax > o->hist_r) {
+    } else if (amax >= o->hist_r) {
         hist_grow(o, amax);
     }
-    double inv = QT_HIST_BINS / (2 * o->hist_r);
+    return 1;
+}
+
+void qt_obs_bin(const struct qt_observer *o, const float *v, int64_t n, double *hist, double *zeros) {
+    double r = o->hist_r, inv = QT_HIST_BINS / (2 * r);
+    double z = 0;
     for (int64_t i = 0; i < n; i++) {
         float x = v[i];
         if (!isfinite(x))
             continue;
-        o->zeros += x == 0;
-        int b = (int)((x + o->hist_r) * inv);
-        if (b < 0)
-            b = 0;
-        if (b >= QT_HIST_BINS)
-            b = QT_HIST_BINS - 1;
-        o->hist[b] += 1;
+        z += x == 0;
+        int b = (int)((x + r) * inv);
+        b = b < 0 ? 0 : b >= QT_HIST_BINS ? QT_HIST_BINS - 1 : b;
+        hist[b] += 1;
     }
+    *zeros += z;
+}
+
+void qt_obs_update(struct qt_observer *o, const float *v, int64_t n) {
+    struct qt_obs_stats s;
+    qt_obs_stats_init(&s);
+    qt_obs_scan(v, n, &s);
+    if (qt_obs_begin(o, &s))
+        qt_obs_bin(o, v, n, o->hist, &o->zeros);
 }
 
 /* bin centre */

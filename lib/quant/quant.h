@@ -34,6 +34,21 @@ int qt_obs_init(struct qt_observer *o, int kind, struct qt_err *err);
 void qt_obs_release(struct qt_observer *o);
 /* Feeds n values (one batch). */
 void qt_obs_update(struct qt_observer *o, const float *v, int64_t n);
+/* The same in pieces, so a caller can split the values over threads:
+ * qt_obs_scan over chunks into stats (merged with qt_obs_stats_merge, any
+ * order), qt_obs_begin once (returns 1 when the values must be binned), then
+ * qt_obs_bin over chunks into per-thread histograms of QT_HIST_BINS counts
+ * that the caller adds into o->hist and o->zeros (counts are whole numbers:
+ * the sums are exact in any order). */
+struct qt_obs_stats {
+    float mn, mx;
+    int64_t good, bad;
+};
+void qt_obs_stats_init(struct qt_obs_stats *s);
+void qt_obs_scan(const float *v, int64_t n, struct qt_obs_stats *s);
+void qt_obs_stats_merge(struct qt_obs_stats *a, const struct qt_obs_stats *b);
+int qt_obs_begin(struct qt_observer *o, const struct qt_obs_stats *s);
+void qt_obs_bin(const struct qt_observer *o, const float *v, int64_t n, double *hist, double *zeros);
 /* Chooses the range to quantize with for 2^bits levels. symmetric: the
  * range is [-t, t]. pct: percentile for QT_OBS_PERCENTILE (e.g. 99.99). The
  * result always contains 0. */
