@@ -94,7 +94,6 @@ int qt_conv_params(const struct qt_node *n, const struct qt_tensor *xt, const st
 int qt_conv_parse(struct qt_node *n, struct qt_conv *p, struct qt_err *err) {
     const int64_t *v;
     int c;
-    const char *ap;
     memset(p, 0, sizeof *p);
     p->group = qt_attr_int(n, "group", 1, err);
     for (int i = 0; i < 2; i++)
@@ -116,17 +115,23 @@ int qt_conv_parse(struct qt_node *n, struct qt_conv *p, struct qt_err *err) {
         return qt_node_err(n, QT_EUNSUPPORTED, err, "%d pads: 1-D and 2-D convolutions only", c);
     for (int i = 0; i < c; i++)
         p->pads[i] = v[i];
-    ap = qt_attr_str(n, "auto_pad", "NOTSET", err);
+    return qt_auto_pad(n, &p->auto_pad, err);
+}
+
+int qt_auto_pad(const struct qt_node *n, int *out, struct qt_err *err) {
+    const char *ap = qt_attr_str(n, "auto_pad", "NOTSET", err);
     if (err->code)
         return err->code;
     if (!strcmp(ap, "SAME_UPPER"))
-        p->auto_pad = QT_PAD_SAME_UPPER;
+        *out = QT_PAD_SAME_UPPER;
     else if (!strcmp(ap, "SAME_LOWER"))
-        p->auto_pad = QT_PAD_SAME_LOWER;
+        *out = QT_PAD_SAME_LOWER;
     else if (!strcmp(ap, "VALID"))
-        p->auto_pad = QT_PAD_VALID;
+        *out = QT_PAD_VALID;
     else if (strcmp(ap, "NOTSET") && ap[0])
         return qt_node_err(n, QT_EMODEL, err, "unknown auto_pad '%s'", ap);
+    else
+        *out = QT_PAD_NOTSET;
     return 0;
 }
 

@@ -22,6 +22,9 @@ int qt_conv_parse(struct qt_node *n, struct qt_conv *p, struct qt_err *err);
 int qt_conv_params(const struct qt_node *n, const struct qt_tensor *x, const struct qt_tensor *w,
                    const struct qt_conv *p, struct qt_conv_shape *s, struct qt_err *err);
 int qt_conv_is_depthwise(const struct qt_conv_shape *s);
+/* The auto_pad attribute of Conv and the pools as QT_PAD_*; QT_EMODEL for an
+ * unknown value. */
+int qt_auto_pad(const struct qt_node *n, int *out, struct qt_err *err);
 int qt_conv_is_pointwise(const struct qt_conv_shape *s);
 /* One channel of a depthwise convolution. */
 void qt_dwconv_f32(const float *x, const float *w, float bias, float *y, const struct qt_conv_shape *s);

@@ -25,7 +25,6 @@ static int read_ints(struct qt_node *n, const char *name, int want, int64_t lo, 
 
 int qt_pooling_parse(struct qt_node *n, struct qt_pooling *p, struct qt_err *err) {
     const int64_t *v;
-    const char *ap;
     memset(p, 0, sizeof *p);
     for (int i = 0; i < 2; i++)
         p->strides[i] = p->dilations[i] = 1;
@@ -42,18 +41,7 @@ int qt_pooling_parse(struct qt_node *n, struct qt_pooling *p, struct qt_err *err
         return err->code;
     p->ceil_mode = qt_attr_int(n, "ceil_mode", 0, err) != 0;
     p->count_include_pad = qt_attr_int(n, "count_include_pad", 0, err) != 0;
-    ap = qt_attr_str(n, "auto_pad", "NOTSET", err);
-    if (err->code)
-        return err->code;
-    if (!strcmp(ap, "SAME_UPPER"))
-        p->auto_pad = QT_PAD_SAME_UPPER;
-    else if (!strcmp(ap, "SAME_LOWER"))
-        p->auto_pad = QT_PAD_SAME_LOWER;
-    else if (!strcmp(ap, "VALID"))
-        p->auto_pad = QT_PAD_VALID;
-    else if (strcmp(ap, "NOTSET") && ap[0])
-        return qt_node_err(n, QT_EMODEL, err, "unknown auto_pad '%s'", ap);
-    return 0;
+    return qt_auto_pad(n, &p->auto_pad, err);
 }
 
 int qt_pooling_params(const struct qt_node *n, const struct qt_tensor *xt, const struct qt_pooling *p,
