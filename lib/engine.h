@@ -221,19 +221,13 @@ struct qt_post {
     float lo, hi; /* QT_POST_CLIP */
 };
 
-/* Applies a fused activation to n floats in place, exactly as the Relu or
- * Clip operator would. */
+/* y[i] = act(y[i] + bias) in place for n floats (no bias add when
+ * has_bias is 0), exactly as an Add of the bias followed by the Relu or Clip
+ * operator would; vectorised for the CPU at hand (lib/graph/exec.c). */
+void qt_bias_post(const struct qt_post *p, int has_bias, float bias, float *y, int64_t n);
 static inline void qt_post_apply(const struct qt_post *p, float *y, int64_t n) {
-    if (p->kind == QT_POST_RELU) {
-        for (int64_t i = 0; i < n; i++)
-            y[i] = y[i] > 0 ? y[i] : 0;
-    } else if (p->kind == QT_POST_CLIP) {
-        float lo = p->lo, hi = p->hi;
-        for (int64_t i = 0; i < n; i++) {
-            float v = y[i] < lo ? lo : y[i];
-            y[i] = v > hi ? hi : v;
-        }
-    }
+    if (p->kind != QT_POST_NONE)
+        qt_bias_post(p, 0, 0.f, y, n);
 }
 
 /* Input / output i of node n (NULL for an omitted optional input). */

@@ -1,26 +1,36 @@
 /* pool.c: a fixed pool of worker threads running one parallel-for at a time.
  *
- * qt_pool_run(p, ntasks, fn, arg) splits [0, ntasks) into one contiguous
- * chunk per thread; the caller's thread takes chunk 0. Chunk boundaries
- * depend on the thread count, so every fn must compute each task the same
- * way whatever chunk it lands in: that is what keeps results byte-identical
- * at any --threads. */
+ * qt_pool_run(p, ntasks, fn, arg) hands out [0, ntasks) in small contiguous
+ * grains that threads claim with an atomic counter (the caller's thread takes
+ * part), so uneven tasks (a 256-channel block next to a 128-channel one) do
+ * not leave a thread idle. Which thread runs a task depends on timing, so
+ * every fn must compute each task the same way whatever thread and grain it
+ * lands in: that is what keeps results byte-identical at any --threads.
+ *
+ * Wake-up: a new job bumps `gen`; workers spin on it for a short while
+ * (a batch-1 forward pass starts a job per node, tens of microseconds
+ * apart) before sleeping on a condition variable. */
 #include "engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+
+#define SPIN_ITERS 20000 /* pause iterations (~100 us) before sleeping */
 
 struct qt_pool {
     int n;                 /* threads including the caller */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned gen;          /* bumps per job */
-    int pending;           /* workers still running the current job */
+    _Atomic unsigned gen;  /* bumps per job */
+    _Atomic int pending;   /* workers still in the current job */
+    _Atomic int64_t next;  /* first unclaimed task */
+    int sleepers;          /* workers waiting on `go` (under mu) */
     int quit;
     qt_task_fn fn;
     void *arg;
-    int64_t ntasks;
+    int64_t ntasks, grain;
 };
 
 struct worker {
@@ -28,10 +38,21 @@ struct worker {
     int tid;
 };
 
-static void chunk(int64_t ntasks, int n, int tid, int64_t *i0, int64_t *i1) {
-    int64_t q = ntasks / n, r = ntasks % n;
-    *i0 = tid * q + (tid < r ? tid : r);
-    *i1 = *i0 + q + (tid < r ? 1 : 0);
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Claims and runs grains until none is left. */
+static void drain(struct qt_pool *p, int tid) {
+    for (;;) {
+        int64_t i0 = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
+        if (i0 >= p->ntasks)
+            return;
+        int64_t i1 = i0 + p->grain < p->ntasks ? i0 + p->grain : p->ntasks;
+        p->fn(p->arg, i0, i1, tid);
+    }
 }
 
 static void *worker_main(void *a) {
@@ -40,26 +61,31 @@ static void *worker_main(void *a) {
     int tid = w->tid;
     unsigned seen = 0;
     free(w);
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->gen == seen)
-            pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit)
-            break;
-        seen = p->gen;
-        qt_task_fn fn = p->fn;
-        void *arg = p->arg;
-        int64_t i0, i1;
-        chunk(p->ntasks, p->n, tid, &i0, &i1);
-        pthread_mutex_unlock(&p->mu);
-        if (i1 > i0)
-            fn(arg, i0, i1, tid);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
+        unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        for (int s = 0; g == seen && s < SPIN_ITERS; s++) {
+            cpu_relax();
+            g = atomic_load_explicit(&p->gen, memory_order_acquire);
+        }
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (!p->quit && (g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen)
+                pthread_cond_wait(&p->go, &p->mu);
+            p->sleepers--;
+            int quit = p->quit;
+            pthread_mutex_unlock(&p->mu);
+            if (quit)
+                return NULL;
+        }
+        seen = g;
+        drain(p, tid);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
 }
 
 int qt_pool_new(struct qt_pool **out, int nthreads, struct qt_err *err) {
@@ -100,6 +126,7 @@ void qt_pool_free(struct qt_pool *p) {
         return;
     pthread_mutex_lock(&p->mu);
     p->quit = 1;
+    atomic_fetch_add(&p->gen, 1);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; p->th && i < p->n; i++)
@@ -122,20 +149,26 @@ void qt_pool_run(struct qt_pool *p, int64_t ntasks, qt_task_fn fn, void *arg) {
         fn(arg, 0, ntasks, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* grains: about 4 per thread, so a slow grain can be balanced */
+    int64_t grain = ntasks / ((int64_t)p->n * 4);
     p->fn = fn;
     p->arg = arg;
     p->ntasks = ntasks;
-    p->pending = p->n - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    int64_t i0, i1;
-    chunk(ntasks, p->n, 0, &i0, &i1);
-    if (i1 > i0)
-        fn(arg, i0, i1, 0);
+    p->grain = grain > 0 ? grain : 1;
+    atomic_store_explicit(&p->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0)
-        pthread_cond_wait(&p->done, &p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    if (p->sleepers)
+        pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
+    drain(p, 0);
+    for (int s = 0; atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && s < SPIN_ITERS; s++)
+        cpu_relax();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }

@@ -25,6 +25,33 @@ void qt_exec_scratch(struct qt_exec *x, size_t floats) {
         x->scratch_per = floats;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void qt_bias_post(const struct qt_post *p, int has_bias, float bias, float *y, int64_t n) {
+    float lo = p->kind == QT_POST_RELU ? 0.f : p->lo, hi = p->hi;
+    if (p->kind == QT_POST_NONE) {
+        if (has_bias)
+            for (int64_t i = 0; i < n; i++)
+                y[i] = y[i] + bias;
+    } else if (p->kind == QT_POST_RELU) {
+        if (has_bias)
+            for (int64_t i = 0; i < n; i++) {
+                float v = y[i] + bias;
+                y[i] = v > lo ? v : lo;
+            }
+        else
+            for (int64_t i = 0; i < n; i++)
+                y[i] = y[i] > lo ? y[i] : lo;
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            float v = has_bias ? y[i] + bias : y[i];
+            v = v < lo ? lo : v;
+            y[i] = v > hi ? hi : v;
+        }
+    }
+}
+
 void qt_parallel_for(struct qt_exec *x, int64_t ntasks, qt_task_fn fn, void *arg) {
     qt_pool_run(x->pool, ntasks, fn, arg);
 }

@@ -14,8 +14,19 @@
 #include <cblas.h>
 #include <string.h>
 
-#define COL_BLOCK 3136 /* output columns per task (56*56) */
-#define M_BLOCK 256    /* output channels per task */
+/* GEMM tasks per (image, group): output channels split in blocks of at most
+ * M_MAX rows and columns in blocks of at most N_MAX, then halved (columns
+ * first, down to N_MIN; channels down to M_MIN) until there are TASKS_MIN
+ * tasks, so a batch-1 layer keeps two or more threads busy. The blocking
+ * depends only on the layer's shape: results are the same at any --threads
+ * and batch size. */
+#define M_MAX 128
+#define N_MAX 1024
+#define M_MIN 64
+#define N_MIN 256
+#define TASKS_MIN 4
+
+static size_t dw_scratch(const struct qt_conv_shape *s);
 
 int qt_conv_params(const struct qt_node *n, const struct qt_tensor *xt, const struct qt_tensor *wt,
                    const struct qt_conv *p, struct qt_conv_shape *s, struct qt_err *err) {
@@ -165,8 +176,10 @@ static int conv_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err 
         return err->code;
     }
     int64_t cg = s.c / s.group;
-    if (!qt_conv_is_depthwise(&s) && !qt_conv_is_pointwise(&s)) {
-        int64_t cols = s.oh * s.ow < COL_BLOCK ? s.oh * s.ow : COL_BLOCK;
+    if (qt_conv_is_depthwise(&s)) {
+        qt_exec_scratch(x, dw_scratch(&s));
+    } else if (!qt_conv_is_pointwise(&s)) {
+        int64_t cols = s.oh * s.ow < N_MAX ? s.oh * s.ow : N_MAX; /* >= any column block */
         qt_exec_scratch(x, (size_t)(cg * s.kh * s.kw * cols));
     }
     return 0;
@@ -224,9 +237,29 @@ struct conv_job {
     const struct qt_conv_shape *s;
     const float *in, *w, *b;
     float *out;
-    int64_t nblk; /* column blocks per (image, group) */
-    int64_t nmb;  /* output-channel blocks per (image, group) */
+    int64_t nblk, cblk; /* column blocks per (image, group), columns per block */
+    int64_t nmb, mblk;  /* output-channel blocks per (image, group), channels per block */
 };
+
+static int64_t round16(int64_t v) {
+    return (v + 15) / 16 * 16;
+}
+
+static void gemm_blocks(struct conv_job *j, int64_t mg, int64_t hw) {
+    int64_t nm = (mg + M_MAX - 1) / M_MAX, nn = (hw + N_MAX - 1) / N_MAX;
+    while (nm * nn < TASKS_MIN) {
+        if (hw / nn >= 2 * N_MIN)
+            nn *= 2;
+        else if (mg / nm >= 2 * M_MIN)
+            nm *= 2;
+        else
+            break;
+    }
+    j->mblk = round16((mg + nm - 1) / nm);
+    j->cblk = round16((hw + nn - 1) / nn);
+    j->nmb = (mg + j->mblk - 1) / j->mblk;
+    j->nblk = (hw + j->cblk - 1) / j->cblk;
+}
 
 static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct conv_job *j = arg;
@@ -237,8 +270,8 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
-        int64_t c0 = blk * COL_BLOCK, c1 = c0 + COL_BLOCK < hw ? c0 + COL_BLOCK : hw;
-        int64_t m0 = mb * M_BLOCK, m1 = m0 + M_BLOCK < mg ? m0 + M_BLOCK : mg;
+        int64_t c0 = blk * j->cblk, c1 = c0 + j->cblk < hw ? c0 + j->cblk : hw;
+        int64_t m0 = mb * j->mblk, m1 = m0 + j->mblk < mg ? m0 + j->mblk : mg;
         const float *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
         const float *w = j->w + (g * mg + m0) * k;
         float *y = j->out + (img * s->m + g * mg + m0) * hw + c0;
@@ -255,121 +288,120 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)(c1 - c0), (int)k, 1.0f, w,
                     (int)k, bmat, (int)ldb, 0.0f, y, (int)hw);
         /* bias and fused activation while the block is in cache */
-        for (int64_t m = m0; m < m1; m++) {
-            float *yr = y + (m - m0) * hw;
-            if (j->b) {
-                float bv = j->b[g * mg + m];
-                for (int64_t c = 0; c < c1 - c0; c++)
-                    yr[c] += bv;
-            }
-            qt_post_apply(j->post, yr, c1 - c0);
+        for (int64_t m = m0; m < m1; m++)
+            qt_bias_post(j->post, j->b != NULL, j->b ? j->b[g * mg + m] : 0.f, y + (m - m0) * hw, c1 - c0);
+    }
+}
+
+/* Depthwise: one task per (image, channel). The channel's plane is copied
+ * into a zero-bordered scratch plane first, so every output is one pass over
+ * its kh*kw taps with no bounds checks: y = bias + w[0]*p[0] + w[1]*p[1]...,
+ * in kernel order, the same order on every path (results do not depend on
+ * the vector width the CPU has). */
+struct dw_geom {
+    int64_t ph, pw; /* padded plane height and width */
+};
+
+static void dw_geom(const struct qt_conv_shape *s, struct dw_geom *g) {
+    int64_t need_h = (s->oh - 1) * s->sh + (s->kh - 1) * s->dh + 1;
+    int64_t need_w = (s->ow - 1) * s->sw + (s->kw - 1) * s->dw + 1;
+    g->ph = s->ph + s->ih > need_h ? s->ph + s->ih : need_h;
+    g->pw = s->pw + s->iw > need_w ? s->pw + s->iw : need_w;
+}
+
+/* floats of scratch per thread: the padded plane and, for stride 1, the
+ * flat output over the padded width */
+static size_t dw_scratch(const struct qt_conv_shape *s) {
+    struct dw_geom g;
+    dw_geom(s, &g);
+    return (size_t)(g.ph * g.pw + (s->sw == 1 ? s->oh * g.pw : 0)) + 16;
+}
+
+/* z[i] = b + sum_k w[k] * p[i + off[k]], i in [0, n): stride-1 rows laid
+ * end to end over the padded width */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void dw_flat3x3(float *restrict z, const float *restrict p, const float *w, float b, int64_t n,
+                       int64_t pw) {
+    const float *r0 = p, *r1 = p + pw, *r2 = p + 2 * pw;
+    float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    for (int64_t i = 0; i < n; i++)
+        z[i] = ((((((((b + w0 * r0[i]) + w1 * r0[i + 1]) + w2 * r0[i + 2]) + w3 * r1[i]) + w4 * r1[i + 1]) +
+                   w5 * r1[i + 2]) + w6 * r2[i]) + w7 * r2[i + 1]) + w8 * r2[i + 2];
+}
+
+/* one stride-2 output row of a 3x3 kernel */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void dw_row3x3s2(float *restrict y, const float *restrict p, const float *w, float b, int64_t n,
+                        int64_t pw) {
+    const float *r0 = p, *r1 = p + pw, *r2 = p + 2 * pw;
+    float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+    for (int64_t i = 0; i < n; i++)
+        y[i] = ((((((((b + w0 * r0[2 * i]) + w1 * r0[2 * i + 1]) + w2 * r0[2 * i + 2]) + w3 * r1[2 * i]) +
+                    w4 * r1[2 * i + 1]) + w5 * r1[2 * i + 2]) + w6 * r2[2 * i]) + w7 * r2[2 * i + 1]) +
+               w8 * r2[2 * i + 2];
+}
+
+void qt_dwconv_f32(const float *xc, const float *w, float bias, float *y, const struct qt_conv_shape *s,
+                   float *scratch) {
+    struct dw_geom g;
+    dw_geom(s, &g);
+    float *p = scratch;
+    /* the zero-bordered plane */
+    for (int64_t r = 0; r < g.ph; r++) {
+        float *pr = p + r * g.pw;
+        int64_t iy = r - s->ph;
+        if (iy < 0 || iy >= s->ih) {
+            memset(pr, 0, sizeof(float) * (size_t)g.pw);
+            continue;
+        }
+        memset(pr, 0, sizeof(float) * (size_t)s->pw);
+        memcpy(pr + s->pw, xc + iy * s->iw, sizeof(float) * (size_t)s->iw);
+        memset(pr + s->pw + s->iw, 0, sizeof(float) * (size_t)(g.pw - s->pw - s->iw));
+    }
+    int k3 = s->kh == 3 && s->kw == 3 && s->dh == 1 && s->dw == 1;
+    if (k3 && s->sh == 1 && s->sw == 1) {
+        /* rows end to end; the last pw - ow columns of each row are discarded */
+        float *z = p + g.ph * g.pw;
+        int64_t nflat = (s->oh - 1) * g.pw + s->ow;
+        dw_flat3x3(z, p, w, bias, nflat, g.pw);
+        for (int64_t oy = 0; oy < s->oh; oy++)
+            memcpy(y + oy * s->ow, z + oy * g.pw, sizeof(float) * (size_t)s->ow);
+        return;
+    }
+    if (k3 && s->sw == 2) {
+        for (int64_t oy = 0; oy < s->oh; oy++)
+            dw_row3x3s2(y + oy * s->ow, p + oy * s->sh * g.pw, w, bias, s->ow, g.pw);
+        return;
+    }
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+        float *yr = y + oy * s->ow;
+        for (int64_t ox = 0; ox < s->ow; ox++) {
+            const float *pp = p + oy * s->sh * g.pw + ox * s->sw;
+            float acc = bias;
+            for (int64_t ki = 0; ki < s->kh; ki++)
+                for (int64_t kj = 0; kj < s->kw; kj++)
+                    acc = acc + w[ki * s->kw + kj] * pp[ki * s->dh * g.pw + kj * s->dw];
+            yr[ox] = acc;
         }
     }
 }
 
-/* Depthwise: one task per (image, channel). */
 static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct conv_job *j = arg;
     const struct qt_conv_shape *s = j->s;
-    (void)tid;
+    float *scratch = qt_scratch(j->x, tid);
     for (int64_t t = t0; t < t1; t++) {
         int64_t ch = t % s->c;
         const float *xc = j->in + t * s->ih * s->iw;
         const float *w = j->w + ch * s->kh * s->kw;
         float *y = j->out + t * s->oh * s->ow;
         float bv = j->b ? j->b[ch] : 0.f;
-        qt_dwconv_f32(xc, w, bv, y, s);
+        qt_dwconv_f32(xc, w, bv, y, s, scratch);
         qt_post_apply(j->post, y, s->oh * s->ow);
-    }
-}
-
-/* y[i] = ((y[i] + w0 r[s*i]) + w1 r[s*i+1]) + w2 r[s*i+2]: the three taps of
- * one kernel row, in the order of the generic loop (so results do not depend
- * on the path), compiled for AVX-512, AVX2 and baseline x86-64. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static void dw_taps3(float *restrict y, const float *restrict r, float w0, float w1, float w2, int64_t n,
-                     int64_t stride) {
-    if (stride == 1) {
-        for (int64_t i = 0; i < n; i++)
-            y[i] = ((y[i] + w0 * r[i]) + w1 * r[i + 1]) + w2 * r[i + 2];
-    } else {
-        for (int64_t i = 0; i < n; i++)
-            y[i] = ((y[i] + w0 * r[2 * i]) + w1 * r[2 * i + 1]) + w2 * r[2 * i + 2];
-    }
-}
-
-void qt_dwconv_f32(const float *xc, const float *w, float bias, float *y, const struct qt_conv_shape *s) {
-    /* interior columns need no bounds checks: ox in [x0, x1) */
-    int64_t x0 = (s->pw + s->sw - 1) / s->sw;
-    int64_t x1 = s->ow;
-    while (x1 > x0 && (x1 - 1) * s->sw - s->pw + (s->kw - 1) * s->dw >= s->iw)
-        x1--;
-    if (x0 > x1)
-        x0 = x1;
-    int fast3 = s->kh == 3 && s->kw == 3 && s->dw == 1 && (s->sw == 1 || s->sw == 2);
-    for (int64_t oy = 0; oy < s->oh; oy++) {
-        float *yr = y + oy * s->ow;
-        for (int64_t ox = 0; ox < s->ow; ox++)
-            yr[ox] = bias;
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            int64_t iy = oy * s->sh - s->ph + ki * s->dh;
-            if (iy < 0 || iy >= s->ih)
-                continue;
-            const float *row = xc + iy * s->iw;
-            if (fast3) {
-                /* the borders as below, tap by tap; the interior in one pass */
-                for (int64_t kj = 0; kj < 3; kj++) {
-                    float wv = w[ki * 3 + kj];
-                    int64_t off = kj - s->pw;
-                    for (int64_t ox = 0; ox < x0; ox++) {
-                        int64_t ix = ox * s->sw + off;
-                        if (ix >= 0 && ix < s->iw)
-                            yr[ox] += wv * row[ix];
-                    }
-                }
-                if (x1 > x0)
-                    dw_taps3(yr + x0, row + x0 * s->sw - s->pw, w[ki * 3], w[ki * 3 + 1], w[ki * 3 + 2], x1 - x0,
-                             s->sw);
-                for (int64_t kj = 0; kj < 3; kj++) {
-                    float wv = w[ki * 3 + kj];
-                    int64_t off = kj - s->pw;
-                    for (int64_t ox = x1; ox < s->ow; ox++) {
-                        int64_t ix = ox * s->sw + off;
-                        if (ix >= 0 && ix < s->iw)
-                            yr[ox] += wv * row[ix];
-                    }
-                }
-                continue;
-            }
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                float wv = w[ki * s->kw + kj];
-                int64_t off = kj * s->dw - s->pw;
-                for (int64_t ox = 0; ox < x0; ox++) {
-                    int64_t ix = ox * s->sw + off;
-                    if (ix >= 0 && ix < s->iw)
-                        yr[ox] += wv * row[ix];
-                }
-                if (s->sw == 1) {
-                    const float *r = row + off;
-                    for (int64_t ox = x0; ox < x1; ox++)
-                        yr[ox] += wv * r[ox];
-                } else if (s->sw == 2) {
-                    const float *r = row + off;
-                    for (int64_t ox = x0; ox < x1; ox++)
-                        yr[ox] += wv * r[2 * ox];
-                } else {
-                    for (int64_t ox = x0; ox < x1; ox++)
-                        yr[ox] += wv * row[ox * s->sw + off];
-                }
-                for (int64_t ox = x1; ox < s->ow; ox++) {
-                    int64_t ix = ox * s->sw + off;
-                    if (ix >= 0 && ix < s->iw)
-                        yr[ox] += wv * row[ix];
-                }
-            }
-        }
     }
 }
 
@@ -378,15 +410,15 @@ static int conv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     struct qt_conv_shape s;
     if (qt_conv_params(n, xt, wt, n->priv, &s, err))
         return err->code;
-    struct conv_job j = {x, &x->post[n - x->g->n], &s, xt->data, wt->data, bt ? bt->data : NULL, qt_out(x, n, 0)->data, 0, 0};
+    struct conv_job j = {x, &x->post[n - x->g->n], &s, xt->data, wt->data, bt ? bt->data : NULL,
+                         qt_out(x, n, 0)->data, 0, 0, 0, 0};
     if (qt_conv_is_depthwise(&s)) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
         return 0;
     }
     int64_t hw = s.oh * s.ow;
     int64_t mg = s.m / s.group;
-    j.nblk = (hw + COL_BLOCK - 1) / COL_BLOCK;
-    j.nmb = (mg + M_BLOCK - 1) / M_BLOCK;
+    gemm_blocks(&j, mg, hw);
     qt_parallel_for(x, s.n * s.group * j.nblk * j.nmb, gemm_task, &j);
     return 0;
 }
