@@ -25,6 +25,7 @@
 #define M_MIN 64
 #define N_MIN 256
 #define TASKS_MIN 4
+#define DOT_HW 0 /* the dot form measured slower than the tiles here */ /* 1x1 convolutions of smaller maps use the dot form */
 
 static size_t dw_scratch(const struct qt_conv_shape *s);
 
@@ -178,6 +179,8 @@ static int conv_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     int64_t cg = s.c / s.group;
     if (qt_conv_is_depthwise(&s)) {
         qt_exec_scratch(x, dw_scratch(&s));
+    } else if (qt_conv_is_pointwise(&s) && s.oh * s.ow < DOT_HW) {
+        qt_exec_scratch(x, (size_t)(cg * s.oh * s.ow));
     } else if (!qt_conv_is_pointwise(&s)) {
         int64_t cols = s.oh * s.ow < N_MAX ? s.oh * s.ow : N_MAX; /* >= any column block */
         qt_exec_scratch(x, (size_t)(cg * s.kh * s.kw * cols));
@@ -266,7 +269,8 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct qt_conv_shape *s = j->s;
     int64_t cg = s->c / s->group, mg = s->m / s->group, hw = s->oh * s->ow, k = cg * s->kh * s->kw;
     int pw = qt_conv_is_pointwise(s);
-    float *col = pw ? NULL : qt_scratch(j->x, tid);
+    float *col = qt_scratch(j->x, tid);
+    int dot = pw && hw < DOT_HW && qt_gemm_direct();
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
@@ -277,6 +281,14 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
         float *y = j->out + (img * s->m + g * mg + m0) * hw + c0;
         const float *bmat;
         int64_t ldb;
+        if (dot) {
+            /* few columns: transposed input, dot products over the channels */
+            for (int64_t c = 0; c < cg; c++)
+                for (int64_t o = c0; o < c1; o++)
+                    col[(o - c0) * cg + c] = xin[c * hw + o];
+            qt_gemm_dot(m1 - m0, c1 - c0, k, w, k, col, cg, j->b ? j->b + g * mg + m0 : NULL, j->post, y, hw, 1);
+            continue;
+        }
         if (pw) {
             bmat = xin + c0;
             ldb = hw;
@@ -285,6 +297,8 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
             bmat = col;
             ldb = c1 - c0;
         }
+        if (qt_conv_gemm(m1 - m0, c1 - c0, k, w, k, bmat, ldb, j->b ? j->b + g * mg + m0 : NULL, j->post, y, hw))
+            continue;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)(c1 - c0), (int)k, 1.0f, w,
                     (int)k, bmat, (int)ldb, 0.0f, y, (int)hw);
         /* bias and fused activation while the block is in cache */
@@ -419,6 +433,11 @@ static int conv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     int64_t hw = s.oh * s.ow;
     int64_t mg = s.m / s.group;
     gemm_blocks(&j, mg, hw);
+    if (qt_conv_is_pointwise(&s) && hw < DOT_HW && qt_gemm_direct()) {
+        /* each task transposes the whole input: two channel blocks only */
+        j.mblk = round16((mg + 1) / 2);
+        j.nmb = (mg + j.mblk - 1) / j.mblk;
+    }
     qt_parallel_for(x, s.n * s.group * j.nblk * j.nmb, gemm_task, &j);
     return 0;
 }

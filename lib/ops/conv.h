@@ -30,4 +30,16 @@ int qt_conv_is_pointwise(const struct qt_conv_shape *s);
  * plane (sized by the Conv's infer). */
 void qt_dwconv_f32(const float *x, const float *w, float bias, float *y, const struct qt_conv_shape *s,
                    float *scratch);
+/* Y[m][n] = act(bias[m] + sum_k W[m][k] X[k][n]) for m < M, n < N
+ * (lib/ops/convgemm.c); bias may be NULL. Returns 0 when this CPU has no
+ * direct kernel (the caller then uses the BLAS). */
+int qt_conv_gemm(int64_t M, int64_t N, int64_t K, const float *W, int64_t ldw, const float *X, int64_t ldx,
+                 const float *bias, const struct qt_post *post, float *Y, int64_t ldy);
+/* 1 when qt_conv_gemm and qt_gemm_dot run on this CPU. */
+int qt_gemm_direct(void);
+/* Y[m*ldym + n*ldyn] = act(bias[m] + sum_k W[m][k] XT[n][k]) for m < M,
+ * n < N: both operands contiguous in k (a Gemm with transB, or a Conv on a
+ * transposed small map). Returns 0 when this CPU has no direct kernel. */
+int qt_gemm_dot(int64_t M, int64_t N, int64_t K, const float *W, int64_t ldw, const float *XT, int64_t ldxt,
+                const float *bias, const struct qt_post *post, float *Y, int64_t ldym, int64_t ldyn);
 #endif

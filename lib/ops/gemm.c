@@ -6,6 +6,7 @@
  * other kernels for other sizes, and a row's result would otherwise depend on
  * the batch size it was run with. */
 #include "ops/gemm.h"
+#include "ops/conv.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -105,6 +106,32 @@ static void gemm_task(void *arg, int64_t b0, int64_t b1, int tid) {
     }
 }
 
+/* A Linear layer (Y = A B^T + c, c one row) on a CPU with the direct
+ * kernel: every output is a dot product of an A row and a B row, so it does
+ * not depend on the batch; tasks are blocks of DOT_N outputs of a block of
+ * QT_GEMM_ROWS rows. */
+#define DOT_N 64
+static int linear_form(const struct gemm_attr *a, const struct qt_tensor *C, int64_t N) {
+    return !a->ta && a->tb && a->alpha == 1.0f &&
+           (!C || a->beta == 0 || (a->beta == 1.0f && qt_tensor_numel(C) == N && (C->ndim == 1 || C->dims[0] == 1))) &&
+           qt_gemm_direct();
+}
+
+static void linear_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct gemm_job *j = arg;
+    int64_t nb = (j->N + DOT_N - 1) / DOT_N;
+    const struct qt_post none = {QT_POST_NONE, 0, 0};
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t r0 = t / nb * QT_GEMM_ROWS, n0 = t % nb * DOT_N;
+        int64_t r1 = r0 + QT_GEMM_ROWS < j->M ? r0 + QT_GEMM_ROWS : j->M;
+        int64_t n1 = n0 + DOT_N < j->N ? n0 + DOT_N : j->N;
+        const float *bias = j->C && j->a->beta != 0 ? (const float *)j->C->data + n0 : NULL;
+        qt_gemm_dot(n1 - n0, r1 - r0, j->K, (const float *)j->B->data + n0 * j->K, j->K,
+                    (const float *)j->A->data + r0 * j->K, j->K, bias, &none, j->Y + r0 * j->N + n0, 1, j->N);
+    }
+}
+
 static int gemm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     const struct gemm_attr *a = n->priv;
     struct gemm_job j = {x, a, qt_in(x, n, 0), qt_in(x, n, 1), qt_in(x, n, 2), qt_out(x, n, 0)->data, 0, 0, 0};
@@ -114,6 +141,10 @@ static int gemm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     j.N = a->tb ? j.B->dims[0] : j.B->dims[1];
     if (j.M == 0 || j.N == 0)
         return 0;
+    if (linear_form(a, j.C, j.N)) {
+        qt_parallel_for(x, (j.M + QT_GEMM_ROWS - 1) / QT_GEMM_ROWS * ((j.N + DOT_N - 1) / DOT_N), linear_task, &j);
+        return 0;
+    }
     qt_parallel_for(x, (j.M + QT_GEMM_ROWS - 1) / QT_GEMM_ROWS, gemm_task, &j);
     return 0;
 }
