@@ -340,6 +340,7 @@ static void dw_flat3x3(float *restrict z, const float *restrict p, const float *
                        int64_t pw) {
     const float *r0 = p, *r1 = p + pw, *r2 = p + 2 * pw;
     float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+#pragma GCC ivdep
     for (int64_t i = 0; i < n; i++)
         z[i] = ((((((((b + w0 * r0[i]) + w1 * r0[i + 1]) + w2 * r0[i + 2]) + w3 * r1[i]) + w4 * r1[i + 1]) +
                    w5 * r1[i + 2]) + w6 * r2[i]) + w7 * r2[i + 1]) + w8 * r2[i + 2];
@@ -353,69 +354,85 @@ static void dw_row3x3s2(float *restrict y, const float *restrict p, const float 
                         int64_t pw) {
     const float *r0 = p, *r1 = p + pw, *r2 = p + 2 * pw;
     float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6], w7 = w[7], w8 = w[8];
+#pragma GCC ivdep
     for (int64_t i = 0; i < n; i++)
         y[i] = ((((((((b + w0 * r0[2 * i]) + w1 * r0[2 * i + 1]) + w2 * r0[2 * i + 2]) + w3 * r1[2 * i]) +
                     w4 * r1[2 * i + 1]) + w5 * r1[2 * i + 2]) + w6 * r2[2 * i]) + w7 * r2[2 * i + 1]) +
                w8 * r2[2 * i + 2];
 }
 
-void qt_dwconv_f32(const float *xc, const float *w, float bias, float *y, const struct qt_conv_shape *s,
-                   float *scratch) {
-    struct dw_geom g;
-    dw_geom(s, &g);
-    float *p = scratch;
-    /* the zero-bordered plane */
-    for (int64_t r = 0; r < g.ph; r++) {
-        float *pr = p + r * g.pw;
-        int64_t iy = r - s->ph;
-        if (iy < 0 || iy >= s->ih) {
-            memset(pr, 0, sizeof(float) * (size_t)g.pw);
-            continue;
+/* dst[i] = act(src[i]), as Relu / Clip compute it */
+static inline __attribute__((always_inline)) void dw_post(float *dst, const float *src,
+                                                          int64_t n, const struct qt_post *post) {
+    if (post->kind == QT_POST_RELU) {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = src[i] > 0 ? src[i] : 0;
+    } else if (post->kind == QT_POST_CLIP) {
+        float lo = post->lo, hi = post->hi;
+        for (int64_t i = 0; i < n; i++) {
+            float v = src[i] < lo ? lo : src[i];
+            dst[i] = v > hi ? hi : v;
         }
-        memset(pr, 0, sizeof(float) * (size_t)s->pw);
-        memcpy(pr + s->pw, xc + iy * s->iw, sizeof(float) * (size_t)s->iw);
-        memset(pr + s->pw + s->iw, 0, sizeof(float) * (size_t)(g.pw - s->pw - s->iw));
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
+}
+
+/* One channel. p: the padded plane, whose border is zero (dw_task clears
+ * it once per call; only the interior is written here). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+static void dw_plane(const float *xc, const float *w, float bias, float *y, const struct qt_conv_shape *s,
+                     const struct dw_geom *g, float *p, const struct qt_post *post) {
+    for (int64_t iy = 0; iy < s->ih; iy++) {
+        float *restrict pr = p + (iy + s->ph) * g->pw + s->pw;
+        const float *restrict xr = xc + iy * s->iw;
+        for (int64_t i = 0; i < s->iw; i++)
+            pr[i] = xr[i];
     }
     int k3 = s->kh == 3 && s->kw == 3 && s->dh == 1 && s->dw == 1;
     if (k3 && s->sh == 1 && s->sw == 1) {
         /* rows end to end; the last pw - ow columns of each row are discarded */
-        float *z = p + g.ph * g.pw;
-        int64_t nflat = (s->oh - 1) * g.pw + s->ow;
-        dw_flat3x3(z, p, w, bias, nflat, g.pw);
+        float *z = p + g->ph * g->pw;
+        dw_flat3x3(z, p, w, bias, (s->oh - 1) * g->pw + s->ow, g->pw);
         for (int64_t oy = 0; oy < s->oh; oy++)
-            memcpy(y + oy * s->ow, z + oy * g.pw, sizeof(float) * (size_t)s->ow);
+            dw_post(y + oy * s->ow, z + oy * g->pw, s->ow, post);
         return;
     }
     if (k3 && s->sw == 2) {
-        for (int64_t oy = 0; oy < s->oh; oy++)
-            dw_row3x3s2(y + oy * s->ow, p + oy * s->sh * g.pw, w, bias, s->ow, g.pw);
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            dw_row3x3s2(y + oy * s->ow, p + oy * s->sh * g->pw, w, bias, s->ow, g->pw);
+            dw_post(y + oy * s->ow, y + oy * s->ow, s->ow, post);
+        }
         return;
     }
     for (int64_t oy = 0; oy < s->oh; oy++) {
         float *yr = y + oy * s->ow;
         for (int64_t ox = 0; ox < s->ow; ox++) {
-            const float *pp = p + oy * s->sh * g.pw + ox * s->sw;
+            const float *pp = p + oy * s->sh * g->pw + ox * s->sw;
             float acc = bias;
             for (int64_t ki = 0; ki < s->kh; ki++)
                 for (int64_t kj = 0; kj < s->kw; kj++)
-                    acc = acc + w[ki * s->kw + kj] * pp[ki * s->dh * g.pw + kj * s->dw];
+                    acc = acc + w[ki * s->kw + kj] * pp[ki * s->dh * g->pw + kj * s->dw];
             yr[ox] = acc;
         }
+        dw_post(yr, yr, s->ow, post);
     }
 }
 
 static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct conv_job *j = arg;
     const struct qt_conv_shape *s = j->s;
-    float *scratch = qt_scratch(j->x, tid);
+    float *p = qt_scratch(j->x, tid);
+    struct dw_geom g;
+    dw_geom(s, &g);
+    memset(p, 0, sizeof(float) * (size_t)(g.ph * g.pw));
     for (int64_t t = t0; t < t1; t++) {
         int64_t ch = t % s->c;
-        const float *xc = j->in + t * s->ih * s->iw;
-        const float *w = j->w + ch * s->kh * s->kw;
-        float *y = j->out + t * s->oh * s->ow;
-        float bv = j->b ? j->b[ch] : 0.f;
-        qt_dwconv_f32(xc, w, bv, y, s, scratch);
-        qt_post_apply(j->post, y, s->oh * s->ow);
+        dw_plane(j->in + t * s->ih * s->iw, j->w + ch * s->kh * s->kw, j->b ? j->b[ch] : 0.f,
+                 j->out + t * s->oh * s->ow, s, &g, p, j->post);
     }
 }
 

@@ -26,10 +26,6 @@ int qt_conv_is_depthwise(const struct qt_conv_shape *s);
  * unknown value. */
 int qt_auto_pad(const struct qt_node *n, int *out, struct qt_err *err);
 int qt_conv_is_pointwise(const struct qt_conv_shape *s);
-/* One channel of a depthwise convolution; scratch holds the zero-padded
- * plane (sized by the Conv's infer). */
-void qt_dwconv_f32(const float *x, const float *w, float bias, float *y, const struct qt_conv_shape *s,
-                   float *scratch);
 /* Y[m][n] = act(bias[m] + sum_k W[m][k] X[k][n]) for m < M, n < N
  * (lib/ops/convgemm.c); bias may be NULL. Returns 0 when this CPU has no
  * direct kernel (the caller then uses the BLAS). */
