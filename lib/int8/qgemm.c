@@ -1,0 +1,531 @@
+/* qgemm.c: the u8 x s8 -> int32 matrix product and the depthwise kernel of
+ * the quantized operators, with their requantization (see int8.h).
+ *
+ * Packed X: panels of QT_QG_NR columns; in a panel, for each group of four
+ * k, the four bytes of column 0, then of column 1...: offset
+ * (k/4)*4*NR + (col%NR)*4 + k%4. One int32 lane of a vector register then
+ * holds four k of one column, which is what vpdpbusd (and vpmaddubsw +
+ * vpmaddwd) multiply with four broadcast weight bytes of one row.
+ *
+ * The micro kernels compute a tile of up to QT_QG_MR rows x QT_QG_NR columns
+ * into an int32 array; the epilogue (zero-point corrections, bias, scale,
+ * rounding, clamp, store) is the same C for every ISA, compiled for each. */
+#include "int8/int8.h"
+#include "ops/conv.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define QT_X86 1
+#else
+#define QT_X86 0
+#endif
+
+/* ---- ISA selection ---------------------------------------------------- */
+
+static int isa_cur = -1;
+
+int qt_int8_isa_max(void) {
+#if QT_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
+        return QT_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return QT_ISA_AVX2;
+#endif
+    return QT_ISA_REF;
+}
+
+int qt_int8_set_isa(int isa) {
+    int mx = qt_int8_isa_max();
+    if (isa < QT_ISA_REF)
+        isa = QT_ISA_REF;
+    __atomic_store_n(&isa_cur, isa > mx ? mx : isa, __ATOMIC_RELAXED);
+    return isa_cur;
+}
+
+int qt_int8_isa(void) {
+    int isa = __atomic_load_n(&isa_cur, __ATOMIC_RELAXED);
+    if (isa >= 0)
+        return isa;
+    const char *e = getenv("QT_INT8_ISA");
+    isa = qt_int8_isa_max();
+    if (e && !strcmp(e, "ref"))
+        isa = QT_ISA_REF;
+    else if (e && !strcmp(e, "avx2"))
+        isa = QT_ISA_AVX2;
+    else if (e && !strcmp(e, "avx512"))
+        isa = QT_ISA_AVX512;
+    return qt_int8_set_isa(isa);
+}
+
+const char *qt_int8_isa_name(int isa) {
+    return isa == QT_ISA_AVX512 ? "avx512-vnni" : isa == QT_ISA_AVX2 ? "avx2" : "ref";
+}
+
+/* ---- packing ------------------------------------------------------------ */
+
+#define NR QT_QG_NR
+#define MR QT_QG_MR
+
+size_t qt_qweights_size(int64_t m, int64_t k) {
+    int64_t kp = (k + 3) / 4 * 4;
+    return (size_t)(m * kp) + sizeof(int32_t) * (size_t)(2 * m) + 64;
+}
+
+void qt_qweights_pack(struct qt_qweights *qw, void *mem, const void *w, int u8, int64_t m, int64_t k, int64_t rs,
+                      int64_t cs, const void *wzp, int64_t wzp_n) {
+    int64_t kp = (k + 3) / 4 * 4;
+    qw->m = m;
+    qw->k = k;
+    qw->kp = kp;
+    qw->wsum = mem;
+    qw->wzp = qw->wsum + m;
+    qw->w = (int8_t *)(qw->wzp + m);
+    qw->wzp_any = 0;
+    for (int64_t r = 0; r < m; r++) {
+        int32_t sum = 0, z = 0;
+        if (wzp)
+            z = u8 ? (int32_t)((const uint8_t *)wzp)[wzp_n == 1 ? 0 : r] - 128
+                   : (int32_t)((const int8_t *)wzp)[wzp_n == 1 ? 0 : r];
+        else if (u8)
+            z = -128;
+        for (int64_t c = 0; c < kp; c++) {
+            int8_t v = 0;
+            if (c < k)
+                v = u8 ? (int8_t)((int32_t)((const uint8_t *)w)[r * rs + c * cs] - 128)
+                       : ((const int8_t *)w)[r * rs + c * cs];
+            qw->w[r * kp + c] = v;
+            sum += v;
+        }
+        qw->wsum[r] = sum;
+        qw->wzp[r] = z;
+        qw->wzp_any |= z != 0;
+    }
+}
+
+size_t qt_qpack_size(int64_t kp, int64_t n) {
+    return (size_t)(kp * ((n + NR - 1) / NR * NR));
+}
+
+void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
+                int32_t *colsum) {
+    const uint8_t *X = x;
+    uint8_t flip = s8 ? 0x80 : 0;
+    int64_t npan = (n + NR - 1) / NR;
+    for (int64_t p = 0; p < npan; p++) {
+        uint8_t *pan = dst + p * kp * NR;
+        int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
+        if (nc < NR)
+            memset(pan, 0, (size_t)(kp * NR));
+        for (int64_t r = 0; r < kp; r++) {
+            uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
+            if (r >= k) {
+                for (int64_t c = 0; c < nc; c++)
+                    d[c * 4] = 0;
+                continue;
+            }
+            const uint8_t *src = X + r * rs + c0 * cs;
+            if (cs == 1)
+                for (int64_t c = 0; c < nc; c++)
+                    d[c * 4] = src[c] ^ flip;
+            else
+                for (int64_t c = 0; c < nc; c++)
+                    d[c * 4] = src[c * cs] ^ flip;
+        }
+    }
+    if (colsum) {
+        for (int64_t c = 0; c < n; c++) {
+            const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
+            int32_t s = 0;
+            for (int64_t r = 0; r < kp; r++)
+                s += pan[(r / 4) * 4 * NR + r % 4];
+            colsum[c] = s;
+        }
+    }
+}
+
+void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
+                     int64_t kp, int64_t c0, int64_t c1, int32_t *colsum) {
+    const uint8_t *X = x;
+    uint8_t flip = s8 ? 0x80 : 0;
+    int64_t n = c1 - c0, k = cg * s->kh * s->kw;
+    int64_t npan = (n + NR - 1) / NR;
+    for (int64_t p = 0; p < npan; p++)
+        if (n - p * NR < NR)
+            memset(dst + p * kp * NR, 0, (size_t)(kp * NR));
+    for (int64_t r = 0; r < kp; r++) {
+        int64_t c = r / (s->kh * s->kw), ki = (r / s->kw) % s->kh, kj = r % s->kw;
+        const uint8_t *xc = X + c * s->ih * s->iw;
+        int64_t o = c0, oy = c0 / s->ow, ox = c0 % s->ow;
+        while (o < c1) {
+            int64_t run = s->ow - ox;
+            if (run > c1 - o)
+                run = c1 - o;
+            int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+            for (int64_t t = 0; t < run; t++) {
+                int64_t col = o - c0 + t, ix = (ox + t) * s->sw - s->pw + kj * s->dw;
+                uint8_t v;
+                if (r >= k)
+                    v = 0;
+                else if (iy < 0 || iy >= s->ih || ix < 0 || ix >= s->iw)
+                    v = xzp;
+                else
+                    v = xc[iy * s->iw + ix] ^ flip;
+                dst[(col / NR) * kp * NR + (r / 4) * 4 * NR + (col % NR) * 4 + r % 4] = v;
+            }
+            o += run;
+            ox = 0;
+            oy++;
+        }
+    }
+    if (colsum) {
+        for (int64_t c = 0; c < n; c++) {
+            const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
+            int32_t sm = 0;
+            for (int64_t r = 0; r < kp; r++)
+                sm += pan[(r / 4) * 4 * NR + r % 4];
+            colsum[c] = sm;
+        }
+    }
+}
+
+/* ---- epilogue, compiled once per ISA ---------------------------------- */
+
+#define EPILOGUE_BODY                                                                                          \
+    for (int r = 0; r < mr; r++) {                                                                             \
+        int64_t m = m0 + r;                                                                                    \
+        int32_t b = rq->bias ? rq->bias[m] : 0, wz = qw->wzp[m];                                               \
+        float sc = rq->scale ? rq->scale[m] : 1.0f;                                                            \
+        int32_t a[NR];                                                                                         \
+        const int32_t *ar = acc + r * NR;                                                                      \
+        if (wz && colsum)                                                                                      \
+            for (int c = 0; c < nc; c++)                                                                       \
+                a[c] = ar[c] + b - wz * colsum[c];                                                             \
+        else                                                                                                   \
+            for (int c = 0; c < nc; c++)                                                                       \
+                a[c] = ar[c] + b;                                                                              \
+        float flo = (float)(rq->lo - rq->zp), fhi = (float)(rq->hi - rq->zp);                                  \
+        int32_t zp = rq->zp;                                                                                   \
+        switch (rq->out) {                                                                                     \
+        case QT_QOUT_U8: {                                                                                     \
+            uint8_t *o = (uint8_t *)out + m * ldr;                                                             \
+            if (ldc == 1) {                                                                                    \
+                for (int c = 0; c < nc; c++) {                                                                 \
+                    float v = (float)a[c] * sc;                                                                \
+                    v = v < flo ? flo : v;                                                                     \
+                    v = v > fhi ? fhi : v;                                                                     \
+                    o[c] = (uint8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                   \
+                }                                                                                              \
+            } else {                                                                                           \
+                for (int c = 0; c < nc; c++)                                                                   \
+                    o[c * ldc] = (uint8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);               \
+            }                                                                                                  \
+            break;                                                                                             \
+        }                                                                                                      \
+        case QT_QOUT_S8: {                                                                                     \
+            int8_t *o = (int8_t *)out + m * ldr;                                                               \
+            if (ldc == 1) {                                                                                    \
+                for (int c = 0; c < nc; c++) {                                                                 \
+                    float v = (float)a[c] * sc;                                                                \
+                    v = v < flo ? flo : v;                                                                     \
+                    v = v > fhi ? fhi : v;                                                                     \
+                    o[c] = (int8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                    \
+                }                                                                                              \
+            } else {                                                                                           \
+                for (int c = 0; c < nc; c++)                                                                   \
+                    o[c * ldc] = (int8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);                \
+            }                                                                                                  \
+            break;                                                                                             \
+        }                                                                                                      \
+        case QT_QOUT_F32: {                                                                                    \
+            float *o = (float *)out + m * ldr;                                                                 \
+            for (int c = 0; c < nc; c++)                                                                       \
+                o[c * ldc] = (float)a[c] * sc;                                                                 \
+            break;                                                                                             \
+        }                                                                                                      \
+        default: {                                                                                             \
+            int32_t *o = (int32_t *)out + m * ldr;                                                             \
+            for (int c = 0; c < nc; c++)                                                                       \
+                o[c * ldc] = a[c];                                                                             \
+        }                                                                                                      \
+        }                                                                                                      \
+    }
+
+#define EPILOGUE_ARGS                                                                                          \
+    const int32_t *restrict acc, int mr, int nc, int64_t m0, const int32_t *colsum, const struct qt_qweights *qw, \
+        const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t ldc
+
+static void epilogue_ref(EPILOGUE_ARGS) {
+    EPILOGUE_BODY
+}
+
+/* ---- reference micro kernel ------------------------------------------- */
+
+static void kern_ref(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc) {
+    for (int r = 0; r < mr; r++) {
+        const int8_t *wr = w + r * kp;
+        for (int c = 0; c < nc; c++) {
+            int32_t s = 0;
+            for (int64_t k = 0; k < kp; k++)
+                s += (int32_t)bp[(k / 4) * 4 * NR + c * 4 + k % 4] * wr[k];
+            acc[r * NR + c] = s;
+        }
+    }
+}
+
+#if QT_X86
+/* ---- AVX2: vpmaddubsw on the low 7 bits and on the top bit separately, so
+ * no int16 pair sum saturates (exact for any u8 x s8) ---------------------- */
+
+__attribute__((target("avx2,fma"))) static void epilogue_avx2(EPILOGUE_ARGS) {
+    EPILOGUE_BODY
+}
+
+__attribute__((target("avx2,fma"))) static void kern_avx2(const int8_t *w, int64_t kp, const uint8_t *bp, int mr,
+                                                          int nc, int32_t *acc) {
+    const int8_t *wr[MR];
+    for (int r = 0; r < MR; r++)
+        wr[r] = w + (r < mr ? r : 0) * kp;
+    const __m256i m7 = _mm256_set1_epi8(0x7f), one8 = _mm256_set1_epi8(1);
+    const __m256i ones = _mm256_set1_epi16(1), c128 = _mm256_set1_epi16(128);
+    int nv = (nc + 7) / 8;
+    for (int v = 0; v < nv; v++) {
+        __m256i c[MR];
+        for (int r = 0; r < MR; r++)
+            c[r] = _mm256_setzero_si256();
+        for (int64_t k4 = 0; k4 < kp / 4; k4++) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(bp + k4 * 4 * NR + v * 32));
+            __m256i lo = _mm256_and_si256(b, m7);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 7), one8);
+            for (int r = 0; r < MR; r++) {
+                int32_t wv;
+                memcpy(&wv, wr[r] + k4 * 4, 4);
+                __m256i wb = _mm256_set1_epi32(wv);
+                __m256i pl = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, wb), ones);
+                __m256i ph = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, wb), c128);
+                c[r] = _mm256_add_epi32(c[r], _mm256_add_epi32(pl, ph));
+            }
+        }
+        for (int r = 0; r < mr; r++)
+            _mm256_storeu_si256((__m256i *)(acc + r * NR + v * 8), c[r]);
+    }
+}
+
+/* ---- AVX-512 VNNI: 8 rows x up to 3 vectors of 16 columns --------------- */
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")))
+
+T512 static void epilogue_avx512(EPILOGUE_ARGS) {
+    EPILOGUE_BODY
+}
+
+T512 static inline __attribute__((always_inline)) void kern512_nv(const int8_t *const *wr, int64_t kp,
+                                                                    const uint8_t *bp, int mr, int32_t *acc,
+                                                                    const int NV) {
+    __m512i c[MR][3];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++)
+            c[r][v] = _mm512_setzero_si512();
+    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
+        const uint8_t *b = bp + k4 * 4 * NR;
+        __m512i bv[3];
+        for (int v = 0; v < NV; v++)
+            bv[v] = _mm512_loadu_si512((const void *)(b + v * 64));
+        for (int r = 0; r < MR; r++) {
+            int32_t wv;
+            memcpy(&wv, wr[r] + k4 * 4, 4);
+            __m512i wb = _mm512_set1_epi32(wv);
+            for (int v = 0; v < NV; v++)
+                c[r][v] = _mm512_dpbusd_epi32(c[r][v], bv[v], wb);
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_si512((void *)(acc + r * NR + v * 16), c[r][v]);
+}
+
+T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc) {
+    const int8_t *wr[MR];
+    for (int r = 0; r < MR; r++)
+        wr[r] = w + (r < mr ? r : 0) * kp;
+    int nv = (nc + 15) / 16;
+    if (nv == 3)
+        kern512_nv(wr, kp, bp, mr, acc, 3);
+    else if (nv == 2)
+        kern512_nv(wr, kp, bp, mr, acc, 2);
+    else
+        kern512_nv(wr, kp, bp, mr, acc, 1);
+}
+#endif
+
+void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
+              const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t ldc) {
+    int isa = qt_int8_isa();
+    int32_t acc[MR * NR] __attribute__((aligned(64)));
+    int64_t kp = qw->kp;
+    for (int64_t c0 = 0; c0 < n; c0 += NR) {
+        int nc = (int)(n - c0 < NR ? n - c0 : NR);
+        const uint8_t *pan = xp + (c0 / NR) * kp * NR;
+        const int32_t *cs = colsum ? colsum + c0 : NULL;
+        for (int64_t m = m0; m < m1; m += MR) {
+            int mr = (int)(m1 - m < MR ? m1 - m : MR);
+            const int8_t *w = qw->w + m * kp;
+            char *o = (char *)out;
+            size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+            o += (size_t)(c0 * ldc) * es;
+            /* the epilogue indexes rows by absolute m: shift out back by m0 rows */
+#if QT_X86
+            if (isa == QT_ISA_AVX512) {
+                kern_avx512(w, kp, pan, mr, nc, acc);
+                epilogue_avx512(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                continue;
+            }
+            if (isa == QT_ISA_AVX2) {
+                kern_avx2(w, kp, pan, mr, nc, acc);
+                epilogue_avx2(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                continue;
+            }
+#endif
+            (void)isa;
+            kern_ref(w, kp, pan, mr, nc, acc);
+            epilogue_ref(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+        }
+    }
+}
+
+/* ---- depthwise ---------------------------------------------------------- */
+
+size_t qt_qdw_scratch(const struct qt_conv_shape *s) {
+    int64_t pw = s->iw + s->pw + s->pw_end, ph = s->ih + s->ph + s->ph_end;
+    return sizeof(int16_t) * (size_t)(pw * ph) + sizeof(int32_t) * (size_t)(s->ow + 16) + 64;
+}
+
+/* One output row: acc[ox] = sum_taps w * P[row][ox*sw + kj*dw]. */
+#define DW_ROW_BODY                                                                                            \
+    for (int64_t ox = 0; ox < ow; ox++)                                                                        \
+        acc[ox] = 0;                                                                                           \
+    for (int64_t ki = 0; ki < kh; ki++) {                                                                      \
+        const int16_t *row = P + (oy * sh + ki * dh) * pwid;                                                   \
+        for (int64_t kj = 0; kj < kw; kj++) {                                                                  \
+            int32_t wv = wk[ki * kw + kj];                                                                     \
+            const int16_t *r = row + kj * dw;                                                                  \
+            if (sw == 1)                                                                                       \
+                for (int64_t ox = 0; ox < ow; ox++)                                                            \
+                    acc[ox] += wv * r[ox];                                                                     \
+            else if (sw == 2)                                                                                  \
+                for (int64_t ox = 0; ox < ow; ox++)                                                            \
+                    acc[ox] += wv * r[2 * ox];                                                                 \
+            else                                                                                               \
+                for (int64_t ox = 0; ox < ow; ox++)                                                            \
+                    acc[ox] += wv * r[ox * sw];                                                                \
+        }                                                                                                      \
+    }
+
+#define DW_ARGS                                                                                                \
+    const int16_t *restrict P, int64_t pwid, const int32_t *restrict wk, int64_t kh, int64_t kw, int64_t oy,   \
+        int64_t ow, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int32_t *restrict acc
+
+/* the padded plane: P = x - xzp, 0 in the padding */
+#define DW_PAD_BODY                                                                                            \
+    for (int64_t y = 0; y < ih; y++) {                                                                         \
+        int16_t *d = P + (y + ph) * pwid + pw;                                                                 \
+        if (s8) {                                                                                              \
+            const int8_t *src = (const int8_t *)x + y * iw;                                                    \
+            for (int64_t i = 0; i < iw; i++)                                                                   \
+                d[i] = (int16_t)(src[i] - xzp);                                                                \
+        } else {                                                                                               \
+            const uint8_t *src = (const uint8_t *)x + y * iw;                                                  \
+            for (int64_t i = 0; i < iw; i++)                                                                   \
+                d[i] = (int16_t)(src[i] - xzp);                                                                \
+        }                                                                                                      \
+    }
+#define DW_PAD_ARGS                                                                                            \
+    int16_t *restrict P, int64_t pwid, const void *x, int s8, int32_t xzp, int64_t ih, int64_t iw, int64_t ph, \
+        int64_t pw
+
+static void dw_row_ref(DW_ARGS) {
+    DW_ROW_BODY
+}
+static void dw_pad_ref(DW_PAD_ARGS) {
+    DW_PAD_BODY
+}
+#if QT_X86
+__attribute__((target("avx2,fma"))) static void dw_row_avx2(DW_ARGS) {
+    DW_ROW_BODY
+}
+__attribute__((target("avx2,fma"))) static void dw_pad_avx2(DW_PAD_ARGS) {
+    DW_PAD_BODY
+}
+T512 static void dw_row_avx512(DW_ARGS) {
+    DW_ROW_BODY
+}
+T512 static void dw_pad_avx512(DW_PAD_ARGS) {
+    DW_PAD_BODY
+}
+#endif
+
+void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp, const struct qt_conv_shape *s,
+                const struct qt_qrequant *rq, int64_t ch, void *out, void *tmp) {
+    int64_t pwid = s->iw + s->pw + s->pw_end, phgt = s->ih + s->ph + s->ph_end;
+    int16_t *P = tmp;
+    int32_t *acc = (int32_t *)(((uintptr_t)(P + pwid * phgt) + 63) & ~(uintptr_t)63);
+    int32_t wk[64];
+    int32_t *wkp = s->kh * s->kw <= 64 ? wk : NULL;
+    int isa = qt_int8_isa();
+    struct qt_qweights qw = {0};
+    int32_t zero = 0;
+    qw.wzp = &zero;
+    if (!wkp) { /* large kernels: weights widened on the fly via acc's tail */
+        wkp = malloc(sizeof(int32_t) * (size_t)(s->kh * s->kw));
+        if (!wkp)
+            return;
+    }
+    for (int64_t i = 0; i < s->kh * s->kw; i++)
+        wkp[i] = (int32_t)w[i] - wzp;
+    memset(P, 0, sizeof(int16_t) * (size_t)(pwid * phgt));
+#if QT_X86
+    if (isa == QT_ISA_AVX512)
+        dw_pad_avx512(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
+    else if (isa == QT_ISA_AVX2)
+        dw_pad_avx2(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
+    else
+#endif
+        dw_pad_ref(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
+    /* the epilogue sees one "weight row" (this channel) and rows of columns:
+     * shift bias/scale so row index ch addresses them, one output row at a time */
+    size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+#if QT_X86
+        if (isa == QT_ISA_AVX512)
+            dw_row_avx512(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
+        else if (isa == QT_ISA_AVX2)
+            dw_row_avx2(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
+        else
+#endif
+            dw_row_ref(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
+        for (int64_t c0 = 0; c0 < s->ow; c0 += NR) {
+            int nc = (int)(s->ow - c0 < NR ? s->ow - c0 : NR);
+            struct qt_qrequant r1 = *rq;
+            char *o = (char *)out + (size_t)(oy * s->ow + c0) * es;
+            /* row index 0 of this call is channel ch */
+            r1.bias = rq->bias ? rq->bias + ch : NULL;
+            r1.scale = rq->scale ? rq->scale + ch : NULL;
+#if QT_X86
+            if (isa == QT_ISA_AVX512)
+                epilogue_avx512(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
+            else if (isa == QT_ISA_AVX2)
+                epilogue_avx2(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
+            else
+#endif
+                epilogue_ref(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
+        }
+    }
+    if (wkp != wk)
+        free(wkp);
+}
