@@ -72,6 +72,7 @@ const char *qt_int8_isa_name(int isa) {
 
 #define NR QT_QG_NR
 #define MR QT_QG_MR
+#define QT_QEPI_MAX 256 /* columns per epilogue call */
 
 size_t qt_qweights_size(int64_t m, int64_t k) {
     int64_t kp = (k + 3) / 4 * 4;
@@ -113,9 +114,38 @@ size_t qt_qpack_size(int64_t kp, int64_t n) {
     return (size_t)(kp * ((n + NR - 1) / NR * NR));
 }
 
+/* Four rows of 16 columns interleaved into 64 bytes: column c's four bytes
+ * at 4c (SSE2, the x86-64 baseline). */
+static void interleave4(uint8_t *d, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3,
+                        int64_t nc, uint8_t flip) {
+    int64_t c = 0;
+#if QT_X86
+    const __m128i f = _mm_set1_epi8((char)flip);
+    for (; c + 16 <= nc; c += 16) {
+        __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r0 + c)), f);
+        __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r1 + c)), f);
+        __m128i e = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r2 + c)), f);
+        __m128i g = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(r3 + c)), f);
+        __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
+        __m128i eg0 = _mm_unpacklo_epi8(e, g), eg1 = _mm_unpackhi_epi8(e, g);
+        _mm_storeu_si128((__m128i *)(d + 4 * c), _mm_unpacklo_epi16(ab0, eg0));
+        _mm_storeu_si128((__m128i *)(d + 4 * c + 16), _mm_unpackhi_epi16(ab0, eg0));
+        _mm_storeu_si128((__m128i *)(d + 4 * c + 32), _mm_unpacklo_epi16(ab1, eg1));
+        _mm_storeu_si128((__m128i *)(d + 4 * c + 48), _mm_unpackhi_epi16(ab1, eg1));
+    }
+#endif
+    for (; c < nc; c++) {
+        d[4 * c] = r0[c] ^ flip;
+        d[4 * c + 1] = r1[c] ^ flip;
+        d[4 * c + 2] = r2[c] ^ flip;
+        d[4 * c + 3] = r3[c] ^ flip;
+    }
+}
+
 void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
                 int32_t *colsum) {
     const uint8_t *X = x;
+    static const uint8_t zeros[NR];
     uint8_t flip = s8 ? 0x80 : 0;
     int64_t npan = (n + NR - 1) / NR;
     for (int64_t p = 0; p < npan; p++) {
@@ -123,6 +153,19 @@ void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int6
         int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
         if (nc < NR)
             memset(pan, 0, (size_t)(kp * NR));
+        if (cs == 1) { /* rows contiguous: four at a time */
+            for (int64_t r = 0; r < kp; r += 4) {
+                const uint8_t *rr[4];
+                for (int t = 0; t < 4; t++)
+                    rr[t] = r + t < k ? X + (r + t) * rs + c0 : zeros;
+                interleave4(pan + (r / 4) * 4 * NR, rr[0], rr[1], rr[2], rr[3], nc, flip);
+                for (int t = 0; t < 4; t++) /* padded k rows hold 0, not 0 ^ flip */
+                    if (r + t >= k)
+                        for (int64_t c = 0; c < nc; c++)
+                            pan[(r / 4) * 4 * NR + c * 4 + t] = 0;
+            }
+            continue;
+        }
         for (int64_t r = 0; r < kp; r++) {
             uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
             if (r >= k) {
@@ -131,12 +174,8 @@ void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int6
                 continue;
             }
             const uint8_t *src = X + r * rs + c0 * cs;
-            if (cs == 1)
-                for (int64_t c = 0; c < nc; c++)
-                    d[c * 4] = src[c] ^ flip;
-            else
-                for (int64_t c = 0; c < nc; c++)
-                    d[c * 4] = src[c * cs] ^ flip;
+            for (int64_t c = 0; c < nc; c++)
+                d[c * 4] = src[c * cs] ^ flip;
         }
     }
     if (colsum) {
@@ -202,7 +241,7 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
         int64_t m = m0 + r;                                                                                    \
         int32_t b = rq->bias ? rq->bias[m] : 0, wz = qw->wzp[m];                                               \
         float sc = rq->scale ? rq->scale[m] : 1.0f;                                                            \
-        int32_t a[NR];                                                                                         \
+        int32_t a[QT_QEPI_MAX];                                                                                \
         const int32_t *ar = acc + r * NR;                                                                      \
         if (wz && colsum)                                                                                      \
             for (int c = 0; c < nc; c++)                                                                       \
@@ -321,8 +360,37 @@ __attribute__((target("avx2,fma"))) static void kern_avx2(const int8_t *w, int64
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")))
 
-T512 static void epilogue_avx512(EPILOGUE_ARGS) {
+T512 static void epilogue_generic_avx512(EPILOGUE_ARGS) {
     EPILOGUE_BODY
+}
+
+/* uint8/int8 rows: 16 lanes, the same operations as the C epilogue
+ * (vcvtps2dq rounds half to even, as nearbyintf in the default mode) */
+T512 static void epilogue_avx512(EPILOGUE_ARGS) {
+    if (ldc != 1 || (rq->out != QT_QOUT_U8 && rq->out != QT_QOUT_S8)) {
+        epilogue_generic_avx512(acc, mr, nc, m0, colsum, qw, rq, out, ldr, ldc);
+        return;
+    }
+    const __m512 vlo = _mm512_set1_ps((float)(rq->lo - rq->zp)), vhi = _mm512_set1_ps((float)(rq->hi - rq->zp));
+    const __m512i vzp = _mm512_set1_epi32(rq->zp);
+    for (int r = 0; r < mr; r++) {
+        int64_t m = m0 + r;
+        int32_t wz = qw->wzp[m];
+        const __m512i vb = _mm512_set1_epi32(rq->bias ? rq->bias[m] : 0), vwz = _mm512_set1_epi32(wz);
+        const __m512 vs = _mm512_set1_ps(rq->scale ? rq->scale[m] : 1.0f);
+        const int32_t *ar = acc + r * NR;
+        int8_t *o = (int8_t *)out + m * ldr;
+        for (int c = 0; c < nc; c += 16) {
+            __mmask16 k = nc - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (nc - c)) - 1);
+            __m512i a = _mm512_add_epi32(_mm512_maskz_loadu_epi32(k, ar + c), vb);
+            if (wz && colsum)
+                a = _mm512_sub_epi32(a, _mm512_mullo_epi32(vwz, _mm512_maskz_loadu_epi32(k, colsum + c)));
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), vs);
+            f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
+            _mm512_mask_cvtepi32_storeu_epi8(o + c, k, q);
+        }
+    }
 }
 
 T512 static inline __attribute__((always_inline)) void kern512_nv(const int8_t *const *wr, int64_t kp,
@@ -401,53 +469,82 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
 
 /* ---- depthwise ---------------------------------------------------------- */
 
+/* Scratch: the padded plane P = x - xzp (int16, 0 in the padding), for
+ * stride 2 also split into even and odd columns so every tap reads
+ * contiguous memory, and one row of int32 sums. */
 size_t qt_qdw_scratch(const struct qt_conv_shape *s) {
-    int64_t pw = s->iw + s->pw + s->pw_end, ph = s->ih + s->ph + s->ph_end;
-    return sizeof(int16_t) * (size_t)(pw * ph) + sizeof(int32_t) * (size_t)(s->ow + 16) + 64;
+    int64_t pw = s->iw + s->pw + s->pw_end + 4, ph = s->ih + s->ph + s->ph_end + 1;
+    return 8 * (size_t)(pw * ph) + sizeof(int32_t) * (size_t)(s->ow + 16) + 256;
 }
 
-/* One output row: acc[ox] = sum_taps w * P[row][ox*sw + kj*dw]. */
+struct dwrow {
+    const int16_t *P, *E, *O; /* padded plane; even / odd columns (stride 2) */
+    int64_t pwid, we, wo;
+    const int32_t *wk;        /* kh x kw centred weights */
+    int small;                /* every |w| <= 128: products fit int16 */
+    int64_t kh, kw, ow, sh, sw, dh, dw;
+};
+
+/* One output row: acc[ox] = sum_taps w * P[oy*sh + ki*dh][ox*sw + kj*dw].
+ * |x - xzp| <= 255, so with |w| <= 128 each product is exact in int16. */
 #define DW_ROW_BODY                                                                                            \
-    for (int64_t ox = 0; ox < ow; ox++)                                                                        \
+    for (int64_t ox = 0; ox < d->ow; ox++)                                                                     \
         acc[ox] = 0;                                                                                           \
-    for (int64_t ki = 0; ki < kh; ki++) {                                                                      \
-        const int16_t *row = P + (oy * sh + ki * dh) * pwid;                                                   \
-        for (int64_t kj = 0; kj < kw; kj++) {                                                                  \
-            int32_t wv = wk[ki * kw + kj];                                                                     \
-            const int16_t *r = row + kj * dw;                                                                  \
-            if (sw == 1)                                                                                       \
+    for (int64_t ki = 0; ki < d->kh; ki++) {                                                                   \
+        int64_t y = oy * d->sh + ki * d->dh;                                                                   \
+        for (int64_t kj = 0; kj < d->kw; kj++) {                                                               \
+            int64_t t = kj * d->dw, ow = d->ow;                                                                \
+            int32_t wv = d->wk[ki * d->kw + kj];                                                               \
+            const int16_t *restrict r;                                                                         \
+            if (d->sw == 1 || d->sw == 2) {                                                                    \
+                r = d->sw == 1 ? d->P + y * d->pwid + t                                                        \
+                               : (t & 1 ? d->O + y * d->wo : d->E + y * d->we) + (t >> 1);                     \
+                if (d->small) {                                                                                \
+                    int16_t w16 = (int16_t)wv;                                                                 \
+                    for (int64_t ox = 0; ox < ow; ox++)                                                        \
+                        acc[ox] += (int16_t)(w16 * r[ox]);                                                     \
+                } else {                                                                                       \
+                    for (int64_t ox = 0; ox < ow; ox++)                                                        \
+                        acc[ox] += wv * r[ox];                                                                 \
+                }                                                                                              \
+            } else {                                                                                           \
+                r = d->P + y * d->pwid + t;                                                                    \
                 for (int64_t ox = 0; ox < ow; ox++)                                                            \
-                    acc[ox] += wv * r[ox];                                                                     \
-            else if (sw == 2)                                                                                  \
-                for (int64_t ox = 0; ox < ow; ox++)                                                            \
-                    acc[ox] += wv * r[2 * ox];                                                                 \
-            else                                                                                               \
-                for (int64_t ox = 0; ox < ow; ox++)                                                            \
-                    acc[ox] += wv * r[ox * sw];                                                                \
+                    acc[ox] += wv * r[ox * d->sw];                                                             \
+            }                                                                                                  \
         }                                                                                                      \
     }
 
-#define DW_ARGS                                                                                                \
-    const int16_t *restrict P, int64_t pwid, const int32_t *restrict wk, int64_t kh, int64_t kw, int64_t oy,   \
-        int64_t ow, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int32_t *restrict acc
+#define DW_ARGS const struct dwrow *d, int64_t oy, int32_t *restrict acc
 
-/* the padded plane: P = x - xzp, 0 in the padding */
+/* the padded plane: P = x - xzp, 0 in the padding; E/O its columns */
 #define DW_PAD_BODY                                                                                            \
     for (int64_t y = 0; y < ih; y++) {                                                                         \
-        int16_t *d = P + (y + ph) * pwid + pw;                                                                 \
+        int16_t *dd = P + (y + ph) * pwid + pw;                                                                \
         if (s8) {                                                                                              \
             const int8_t *src = (const int8_t *)x + y * iw;                                                    \
             for (int64_t i = 0; i < iw; i++)                                                                   \
-                d[i] = (int16_t)(src[i] - xzp);                                                                \
+                dd[i] = (int16_t)(src[i] - xzp);                                                               \
         } else {                                                                                               \
             const uint8_t *src = (const uint8_t *)x + y * iw;                                                  \
             for (int64_t i = 0; i < iw; i++)                                                                   \
-                d[i] = (int16_t)(src[i] - xzp);                                                                \
+                dd[i] = (int16_t)(src[i] - xzp);                                                               \
         }                                                                                                      \
-    }
+    }                                                                                                          \
+    if (E)                                                                                                     \
+        for (int64_t y = 0; y < nrows; y++) {                                                                  \
+            const int16_t *src = P + y * pwid;                                                                 \
+            int16_t *e = E + y * we, *o = O + y * wo;                                                          \
+            for (int64_t i = 0; i < pwid / 2; i++) {                                                           \
+                e[i] = src[2 * i];                                                                             \
+                o[i] = src[2 * i + 1];                                                                         \
+            }                                                                                                  \
+            if (pwid & 1)                                                                                      \
+                e[pwid / 2] = src[pwid - 1];                                                                   \
+        }
 #define DW_PAD_ARGS                                                                                            \
-    int16_t *restrict P, int64_t pwid, const void *x, int s8, int32_t xzp, int64_t ih, int64_t iw, int64_t ph, \
-        int64_t pw
+    int16_t *restrict P, int16_t *restrict E, int16_t *restrict O, int64_t pwid, int64_t we, int64_t wo,       \
+        int64_t nrows, const void *x, int s8, int32_t xzp, int64_t ih, int64_t iw, int64_t ph, int64_t pw
 
 static void dw_row_ref(DW_ARGS) {
     DW_ROW_BODY
@@ -470,61 +567,147 @@ T512 static void dw_pad_avx512(DW_PAD_ARGS) {
 }
 #endif
 
+#if QT_X86
+/* 3x3, dilation 1, stride 1 or 2 on AVX-512: vpmaddwd on pairs of taps.
+ * Stride 2: the int16 plane read as int32 lanes holds (P[2i], P[2i+1]), the
+ * taps kj = 0, 1 of output i; tap 2 is the low half of lane i+1 (its high
+ * half times 0). Stride 1: lanes Q[i] = (P[i], P[i+1]) built once. Each
+ * pair sum is exact in int32 (|x - xzp|, |w - wzp| <= 255). */
+T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *wk, const struct qt_conv_shape *s,
+                            void *tmp, const struct qt_qweights *qw, const struct qt_qrequant *r1, void *out,
+                            size_t es) {
+    int64_t phgt = s->ih + s->ph + s->ph_end, pp = (s->iw + s->pw + s->pw_end + 1) / 2 * 2;
+    int16_t *P = tmp;
+    int32_t *Q = (int32_t *)(((uintptr_t)(P + pp * phgt + 4) + 63) & ~(uintptr_t)63);
+    int32_t *acc = Q + (s->sw == 1 ? pp * phgt + 16 : 0);
+    acc = (int32_t *)(((uintptr_t)acc + 63) & ~(uintptr_t)63);
+    memset(P, 0, sizeof(int16_t) * (size_t)(pp * phgt + 4));
+    for (int64_t y = 0; y < s->ih; y++) {
+        int16_t *d = P + (y + s->ph) * pp + s->pw;
+        if (s8) {
+            const int8_t *src = (const int8_t *)x + y * s->iw;
+            for (int64_t i = 0; i < s->iw; i++)
+                d[i] = (int16_t)(src[i] - xzp);
+        } else {
+            const uint8_t *src = (const uint8_t *)x + y * s->iw;
+            for (int64_t i = 0; i < s->iw; i++)
+                d[i] = (int16_t)(src[i] - xzp);
+        }
+    }
+    const int32_t *L = (const int32_t *)P;
+    int64_t lp = pp / 2, off2 = 1;
+    if (s->sw == 1) {
+        for (int64_t i = 0; i < pp * phgt; i++)
+            Q[i] = (int32_t)((uint32_t)(uint16_t)P[i] | ((uint32_t)(uint16_t)P[i + 1] << 16));
+        L = Q;
+        lp = pp;
+        off2 = 2;
+    }
+    __m512i w01[3], w2[3];
+    for (int ki = 0; ki < 3; ki++) {
+        w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
+        w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
+    }
+    for (int64_t oy = 0; oy < s->oh; oy++) {
+        for (int64_t ox = 0; ox < s->ow; ox += 16) {
+            __mmask16 k = s->ow - ox >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (s->ow - ox)) - 1);
+            __m512i a = _mm512_setzero_si512();
+            for (int ki = 0; ki < 3; ki++) {
+                const int32_t *row = L + (oy * s->sh + ki) * lp + ox;
+                __m512i v0 = _mm512_maskz_loadu_epi32(k, row), v2 = _mm512_maskz_loadu_epi32(k, row + off2);
+                a = _mm512_add_epi32(a, _mm512_madd_epi16(v0, w01[ki]));
+                a = _mm512_add_epi32(a, _mm512_madd_epi16(v2, w2[ki]));
+            }
+            _mm512_mask_storeu_epi32(acc + ox, k, a);
+        }
+        char *o = (char *)out + (size_t)(oy * s->ow) * es;
+        for (int64_t c0 = 0; c0 < s->ow; c0 += QT_QEPI_MAX)
+            epilogue_avx512(acc + c0, 1, (int)(s->ow - c0 < QT_QEPI_MAX ? s->ow - c0 : QT_QEPI_MAX), 0, NULL, qw, r1,
+                            o + c0 * (int64_t)es, 0, 1);
+    }
+}
+#endif
+
+#define DW_EPILOGUE(isa)                                                                                       \
+    for (int64_t c0 = 0; c0 < s->ow; c0 += QT_QEPI_MAX)                                                        \
+    epilogue_##isa(acc + c0, 1, (int)(s->ow - c0 < QT_QEPI_MAX ? s->ow - c0 : QT_QEPI_MAX), 0, NULL, &qw, &r1,  \
+                   o + c0 * (int64_t)es, 0, 1)
+
 void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp, const struct qt_conv_shape *s,
                 const struct qt_qrequant *rq, int64_t ch, void *out, void *tmp) {
     int64_t pwid = s->iw + s->pw + s->pw_end, phgt = s->ih + s->ph + s->ph_end;
-    int16_t *P = tmp;
-    int32_t *acc = (int32_t *)(((uintptr_t)(P + pwid * phgt) + 63) & ~(uintptr_t)63);
+    int16_t *P = tmp, *E = NULL, *O = NULL;
+    int64_t we = (pwid + 1) / 2, wo = pwid / 2;
+    uintptr_t end = (uintptr_t)(P + pwid * phgt);
+    if (s->sw == 2) {
+        E = (int16_t *)((end + 63) & ~(uintptr_t)63);
+        O = E + we * phgt;
+        end = (uintptr_t)(O + wo * phgt);
+    }
+    int32_t *acc = (int32_t *)((end + 63) & ~(uintptr_t)63);
     int32_t wk[64];
     int32_t *wkp = s->kh * s->kw <= 64 ? wk : NULL;
     int isa = qt_int8_isa();
     struct qt_qweights qw = {0};
     int32_t zero = 0;
     qw.wzp = &zero;
-    if (!wkp) { /* large kernels: weights widened on the fly via acc's tail */
+    if (!wkp) {
         wkp = malloc(sizeof(int32_t) * (size_t)(s->kh * s->kw));
         if (!wkp)
             return;
     }
-    for (int64_t i = 0; i < s->kh * s->kw; i++)
+    int small = 1;
+    for (int64_t i = 0; i < s->kh * s->kw; i++) {
         wkp[i] = (int32_t)w[i] - wzp;
-    memset(P, 0, sizeof(int16_t) * (size_t)(pwid * phgt));
+        small &= wkp[i] >= -128 && wkp[i] <= 128;
+    }
+    struct dwrow d = {P, E, O, pwid, we, wo, wkp, small, s->kh, s->kw, s->ow, s->sh, s->sw, s->dh, s->dw};
+    size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+    /* the epilogue sees this channel as row 0 */
+    struct qt_qrequant r1 = *rq;
+    r1.bias = rq->bias ? rq->bias + ch : NULL;
+    r1.scale = rq->scale ? rq->scale + ch : NULL;
+#if QT_X86
+    if (isa == QT_ISA_AVX512 && s->kh == 3 && s->kw == 3 && s->dh == 1 && s->dw == 1 && (s->sw == 1 || s->sw == 2)) {
+        dw3_avx512(x, s8, xzp, wkp, s, tmp, &qw, &r1, out, es);
+        if (wkp != wk)
+            free(wkp);
+        return;
+    }
+#endif
+    /* only the padding needs zeros: the rows above and below, the columns at the sides */
+    memset(P, 0, sizeof(int16_t) * (size_t)(pwid * s->ph));
+    memset(P + (s->ph + s->ih) * pwid, 0, sizeof(int16_t) * (size_t)(pwid * s->ph_end));
+    for (int64_t y = s->ph; y < s->ph + s->ih; y++) {
+        for (int64_t i = 0; i < s->pw; i++)
+            P[y * pwid + i] = 0;
+        for (int64_t i = s->pw + s->iw; i < pwid; i++)
+            P[y * pwid + i] = 0;
+    }
 #if QT_X86
     if (isa == QT_ISA_AVX512)
-        dw_pad_avx512(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
+        dw_pad_avx512(P, E, O, pwid, we, wo, phgt, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
     else if (isa == QT_ISA_AVX2)
-        dw_pad_avx2(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
+        dw_pad_avx2(P, E, O, pwid, we, wo, phgt, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
     else
 #endif
-        dw_pad_ref(P, pwid, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
-    /* the epilogue sees one "weight row" (this channel) and rows of columns:
-     * shift bias/scale so row index ch addresses them, one output row at a time */
-    size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+        dw_pad_ref(P, E, O, pwid, we, wo, phgt, x, s8, xzp, s->ih, s->iw, s->ph, s->pw);
     for (int64_t oy = 0; oy < s->oh; oy++) {
+        char *o = (char *)out + (size_t)(oy * s->ow) * es;
 #if QT_X86
-        if (isa == QT_ISA_AVX512)
-            dw_row_avx512(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
-        else if (isa == QT_ISA_AVX2)
-            dw_row_avx2(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
-        else
-#endif
-            dw_row_ref(P, pwid, wkp, s->kh, s->kw, oy, s->ow, s->sh, s->sw, s->dh, s->dw, acc);
-        for (int64_t c0 = 0; c0 < s->ow; c0 += NR) {
-            int nc = (int)(s->ow - c0 < NR ? s->ow - c0 : NR);
-            struct qt_qrequant r1 = *rq;
-            char *o = (char *)out + (size_t)(oy * s->ow + c0) * es;
-            /* row index 0 of this call is channel ch */
-            r1.bias = rq->bias ? rq->bias + ch : NULL;
-            r1.scale = rq->scale ? rq->scale + ch : NULL;
-#if QT_X86
-            if (isa == QT_ISA_AVX512)
-                epilogue_avx512(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
-            else if (isa == QT_ISA_AVX2)
-                epilogue_avx2(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
-            else
-#endif
-                epilogue_ref(acc + c0, 1, nc, 0, NULL, &qw, &r1, o, 0, 1);
+        if (isa == QT_ISA_AVX512) {
+            dw_row_avx512(&d, oy, acc);
+            DW_EPILOGUE(avx512);
+            continue;
         }
+        if (isa == QT_ISA_AVX2) {
+            dw_row_avx2(&d, oy, acc);
+            DW_EPILOGUE(avx2);
+            continue;
+        }
+#endif
+        dw_row_ref(&d, oy, acc);
+        DW_EPILOGUE(ref);
     }
     if (wkp != wk)
         free(wkp);
