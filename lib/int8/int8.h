@@ -75,11 +75,12 @@ size_t qt_qpack_size(int64_t kp, int64_t n);
  * of the shifted values. */
 void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
                 int32_t *colsum);
-/* im2col of one image's group straight into panels: columns [c0, c1) of
- * the output, the padding holds the zero point xzp (already shifted). */
+/* im2col of one image's group into panels: columns [c0, c1) of the
+ * output, the padding holds the zero point xzp (already shifted); rows:
+ * k x (c1 - c0) bytes of scratch. */
 struct qt_conv_shape;
 void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
-                     int64_t kp, int64_t c0, int64_t c1, int32_t *colsum);
+                     int64_t kp, int64_t c0, int64_t c1, int32_t *colsum, uint8_t *rows);
 
 /* C = W[m0, m1) x X (n columns of the packed block), requantized into out:
  * element (row r, col c) at out + (r*ldr + c*ldc) elements of its type. */

@@ -190,48 +190,41 @@ void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int6
 }
 
 void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
-                     int64_t kp, int64_t c0, int64_t c1, int32_t *colsum) {
+                     int64_t kp, int64_t c0, int64_t c1, int32_t *colsum, uint8_t *rows) {
+    /* the k x n matrix row by row in rows (x's own bytes, padding = the zero
+     * point in x's type), then interleaved into panels like any X */
     const uint8_t *X = x;
-    uint8_t flip = s8 ? 0x80 : 0;
+    uint8_t pad = xzp ^ (s8 ? 0x80 : 0);
     int64_t n = c1 - c0, k = cg * s->kh * s->kw;
-    int64_t npan = (n + NR - 1) / NR;
-    for (int64_t p = 0; p < npan; p++)
-        if (n - p * NR < NR)
-            memset(dst + p * kp * NR, 0, (size_t)(kp * NR));
-    for (int64_t r = 0; r < kp; r++) {
+    for (int64_t r = 0; r < k; r++) {
         int64_t c = r / (s->kh * s->kw), ki = (r / s->kw) % s->kh, kj = r % s->kw;
         const uint8_t *xc = X + c * s->ih * s->iw;
+        uint8_t *d = rows + r * n;
         int64_t o = c0, oy = c0 / s->ow, ox = c0 % s->ow;
         while (o < c1) {
             int64_t run = s->ow - ox;
             if (run > c1 - o)
                 run = c1 - o;
             int64_t iy = oy * s->sh - s->ph + ki * s->dh;
-            for (int64_t t = 0; t < run; t++) {
-                int64_t col = o - c0 + t, ix = (ox + t) * s->sw - s->pw + kj * s->dw;
-                uint8_t v;
-                if (r >= k)
-                    v = 0;
-                else if (iy < 0 || iy >= s->ih || ix < 0 || ix >= s->iw)
-                    v = xzp;
-                else
-                    v = xc[iy * s->iw + ix] ^ flip;
-                dst[(col / NR) * kp * NR + (r / 4) * 4 * NR + (col % NR) * 4 + r % 4] = v;
+            if (iy < 0 || iy >= s->ih) {
+                memset(d, pad, (size_t)run);
+            } else {
+                const uint8_t *row = xc + iy * s->iw;
+                int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+                if (s->sw == 1 && ix >= 0 && ix + run <= s->iw) {
+                    memcpy(d, row + ix, (size_t)run);
+                } else {
+                    for (int64_t t = 0; t < run; t++, ix += s->sw)
+                        d[t] = ix >= 0 && ix < s->iw ? row[ix] : pad;
+                }
             }
+            d += run;
             o += run;
             ox = 0;
             oy++;
         }
     }
-    if (colsum) {
-        for (int64_t c = 0; c < n; c++) {
-            const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
-            int32_t sm = 0;
-            for (int64_t r = 0; r < kp; r++)
-                sm += pan[(r / 4) * 4 * NR + r % 4];
-            colsum[c] = sm;
-        }
-    }
+    qt_qpack_x(dst, rows, s8, k, kp, n, n, 1, colsum);
 }
 
 /* ---- epilogue, compiled once per ISA ---------------------------------- */
@@ -393,29 +386,91 @@ T512 static void epilogue_avx512(EPILOGUE_ARGS) {
     }
 }
 
-T512 static inline __attribute__((always_inline)) void kern512_nv(const int8_t *const *wr, int64_t kp,
-                                                                    const uint8_t *bp, int mr, int32_t *acc,
-                                                                    const int NV) {
-    __m512i c[MR][3];
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++)
-            c[r][v] = _mm512_setzero_si512();
+/* 8 rows x NV vectors, written out so the 8 x NV accumulators stay in
+ * registers and vpdpbusd updates them in place */
+#define K512_ACC(v) __m512i c0##v = z, c1##v = z, c2##v = z, c3##v = z, c4##v = z, c5##v = z, c6##v = z, c7##v = z
+#define K512_ROW(r, v) c##r##v = _mm512_dpbusd_epi32(c##r##v, b##v, w##r)
+#define K512_ROWS(v)                                                                                           \
+    K512_ROW(0, v);                                                                                            \
+    K512_ROW(1, v);                                                                                            \
+    K512_ROW(2, v);                                                                                            \
+    K512_ROW(3, v);                                                                                            \
+    K512_ROW(4, v);                                                                                            \
+    K512_ROW(5, v);                                                                                            \
+    K512_ROW(6, v);                                                                                            \
+    K512_ROW(7, v)
+#define K512_STORE(v)                                                                                          \
+    do {                                                                                                       \
+        __m512i cs_[8] = {c0##v, c1##v, c2##v, c3##v, c4##v, c5##v, c6##v, c7##v};                             \
+        for (int r = 0; r < mr; r++)                                                                           \
+            _mm512_storeu_si512((void *)(acc + r * NR + v * 16), cs_[r]);                                      \
+    } while (0)
+#define K512_W(r) const __m512i w##r = _mm512_set1_epi32(*(const int32_t *)(wr[r] + k4 * 4))
+
+T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+    const __m512i z = _mm512_setzero_si512();
+    K512_ACC(0);
+    K512_ACC(1);
+    K512_ACC(2);
     for (int64_t k4 = 0; k4 < kp / 4; k4++) {
         const uint8_t *b = bp + k4 * 4 * NR;
-        __m512i bv[3];
-        for (int v = 0; v < NV; v++)
-            bv[v] = _mm512_loadu_si512((const void *)(b + v * 64));
-        for (int r = 0; r < MR; r++) {
-            int32_t wv;
-            memcpy(&wv, wr[r] + k4 * 4, 4);
-            __m512i wb = _mm512_set1_epi32(wv);
-            for (int v = 0; v < NV; v++)
-                c[r][v] = _mm512_dpbusd_epi32(c[r][v], bv[v], wb);
-        }
+        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64)),
+                      b2 = _mm512_loadu_si512((const void *)(b + 128));
+        K512_W(0);
+        K512_W(1);
+        K512_W(2);
+        K512_W(3);
+        K512_W(4);
+        K512_W(5);
+        K512_W(6);
+        K512_W(7);
+        K512_ROWS(0);
+        K512_ROWS(1);
+        K512_ROWS(2);
     }
-    for (int r = 0; r < mr; r++)
-        for (int v = 0; v < NV; v++)
-            _mm512_storeu_si512((void *)(acc + r * NR + v * 16), c[r][v]);
+    K512_STORE(0);
+    K512_STORE(1);
+    K512_STORE(2);
+}
+
+T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+    const __m512i z = _mm512_setzero_si512();
+    K512_ACC(0);
+    K512_ACC(1);
+    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
+        const uint8_t *b = bp + k4 * 4 * NR;
+        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64));
+        K512_W(0);
+        K512_W(1);
+        K512_W(2);
+        K512_W(3);
+        K512_W(4);
+        K512_W(5);
+        K512_W(6);
+        K512_W(7);
+        K512_ROWS(0);
+        K512_ROWS(1);
+    }
+    K512_STORE(0);
+    K512_STORE(1);
+}
+
+T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+    const __m512i z = _mm512_setzero_si512();
+    K512_ACC(0);
+    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
+        const __m512i b0 = _mm512_loadu_si512((const void *)(bp + k4 * 4 * NR));
+        K512_W(0);
+        K512_W(1);
+        K512_W(2);
+        K512_W(3);
+        K512_W(4);
+        K512_W(5);
+        K512_W(6);
+        K512_W(7);
+        K512_ROWS(0);
+    }
+    K512_STORE(0);
 }
 
 T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc) {
@@ -424,11 +479,11 @@ T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int
         wr[r] = w + (r < mr ? r : 0) * kp;
     int nv = (nc + 15) / 16;
     if (nv == 3)
-        kern512_nv(wr, kp, bp, mr, acc, 3);
+        kern512_3(wr, kp, bp, mr, acc);
     else if (nv == 2)
-        kern512_nv(wr, kp, bp, mr, acc, 2);
+        kern512_2(wr, kp, bp, mr, acc);
     else
-        kern512_nv(wr, kp, bp, mr, acc, 1);
+        kern512_1(wr, kp, bp, mr, acc);
 }
 #endif
 
@@ -582,23 +637,27 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
     int32_t *acc = Q + (s->sw == 1 ? pp * phgt + 16 : 0);
     acc = (int32_t *)(((uintptr_t)acc + 63) & ~(uintptr_t)63);
     memset(P, 0, sizeof(int16_t) * (size_t)(pp * phgt + 4));
+    const __m512i vxz = _mm512_set1_epi16((short)xzp);
     for (int64_t y = 0; y < s->ih; y++) {
         int16_t *d = P + (y + s->ph) * pp + s->pw;
-        if (s8) {
-            const int8_t *src = (const int8_t *)x + y * s->iw;
-            for (int64_t i = 0; i < s->iw; i++)
-                d[i] = (int16_t)(src[i] - xzp);
-        } else {
-            const uint8_t *src = (const uint8_t *)x + y * s->iw;
-            for (int64_t i = 0; i < s->iw; i++)
-                d[i] = (int16_t)(src[i] - xzp);
+        const uint8_t *src = (const uint8_t *)x + y * s->iw;
+        for (int64_t i = 0; i < s->iw; i += 32) {
+            __mmask32 k = s->iw - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (s->iw - i)) - 1);
+            __m256i b = _mm256_maskz_loadu_epi8(k, src + i);
+            __m512i v = s8 ? _mm512_cvtepi8_epi16(b) : _mm512_cvtepu8_epi16(b);
+            _mm512_mask_storeu_epi16(d + i, k, _mm512_sub_epi16(v, vxz));
         }
     }
     const int32_t *L = (const int32_t *)P;
     int64_t lp = pp / 2, off2 = 1;
-    if (s->sw == 1) {
-        for (int64_t i = 0; i < pp * phgt; i++)
-            Q[i] = (int32_t)((uint32_t)(uint16_t)P[i] | ((uint32_t)(uint16_t)P[i + 1] << 16));
+    if (s->sw == 1) { /* Q[i] = (P[i], P[i+1]): P[i + 1] shifted into the high half */
+        int64_t tot = pp * phgt;
+        for (int64_t i = 0; i < tot; i += 16) {
+            __mmask16 k = tot - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (tot - i)) - 1);
+            __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, P + i));
+            __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, P + i + 1));
+            _mm512_mask_storeu_epi32(Q + i, k, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
         L = Q;
         lp = pp;
         off2 = 2;
@@ -608,6 +667,10 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
         w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
     }
+    int q8 = r1->out == QT_QOUT_U8 || r1->out == QT_QOUT_S8;
+    const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
+    const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
+    const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
     for (int64_t oy = 0; oy < s->oh; oy++) {
         for (int64_t ox = 0; ox < s->ow; ox += 16) {
             __mmask16 k = s->ow - ox >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (s->ow - ox)) - 1);
@@ -618,8 +681,18 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
                 a = _mm512_add_epi32(a, _mm512_madd_epi16(v0, w01[ki]));
                 a = _mm512_add_epi32(a, _mm512_madd_epi16(v2, w2[ki]));
             }
-            _mm512_mask_storeu_epi32(acc + ox, k, a);
+            if (q8) { /* requantized here, as the epilogue does */
+                a = _mm512_add_epi32(a, vb);
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), vs);
+                f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
+                __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
+                _mm512_mask_cvtepi32_storeu_epi8((int8_t *)out + oy * s->ow + ox, k, q);
+            } else {
+                _mm512_mask_storeu_epi32(acc + ox, k, a);
+            }
         }
+        if (q8)
+            continue;
         char *o = (char *)out + (size_t)(oy * s->ow) * es;
         for (int64_t c0 = 0; c0 < s->ow; c0 += QT_QEPI_MAX)
             epilogue_avx512(acc + c0, 1, (int)(s->ow - c0 < QT_QEPI_MAX ? s->ow - c0 : QT_QEPI_MAX), 0, NULL, qw, r1,

@@ -78,7 +78,7 @@ static size_t task_bytes(const struct qt_conv_shape *s) {
     int64_t cg = s->c / s->group, kp = (cg * s->kh * s->kw + 3) / 4 * 4;
     if (qt_conv_is_depthwise(s))
         return qt_qdw_scratch(s);
-    return qt_qpack_size(kp, COLS) + sizeof(int32_t) * (COLS + 16) + 64;
+    return qt_qpack_size(kp, COLS) + sizeof(int32_t) * (COLS + 16) + (size_t)(kp * COLS) + 128;
 }
 
 static int qconv_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
@@ -139,6 +139,7 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     int64_t cg = s->c / s->group, mg = s->m / s->group, hw = s->oh * s->ow, kp = j->qw->kp;
     uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
     int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
+    uint8_t *rows = (uint8_t *)(colsum + COLS + 16);
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
@@ -149,7 +150,7 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
         if (qt_conv_is_pointwise(s))
             qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
         else
-            qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs);
+            qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
         qt_qgemm(j->qw, m0, m1, buf, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
     }
 }
