@@ -9,6 +9,18 @@
 
 #include <pthread.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* Before sleeping on a condition variable, a worker waiting for the next
+ * job and the caller waiting for the workers spin this many times: a model
+ * runs dozens of short parallel loops per image, and a wake-up through the
+ * kernel costs more than many of them. */
+#define SPIN 4000
 
 struct qt_pool {
     int n;                 /* threads including the caller */
@@ -42,7 +54,13 @@ static void *worker_main(void *a) {
     free(w);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->quit && p->gen == seen)
+        if (__atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen) {
+            pthread_mutex_unlock(&p->mu);
+            for (int s = 0; s < SPIN && __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen; s++)
+                cpu_relax();
+            pthread_mutex_lock(&p->mu);
+        }
+        while (!p->quit && __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) == seen)
             pthread_cond_wait(&p->go, &p->mu);
         if (p->quit)
             break;
@@ -55,7 +73,7 @@ static void *worker_main(void *a) {
         if (i1 > i0)
             fn(arg, i0, i1, tid);
         pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0)
+        if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_ACQ_REL) == 0)
             pthread_cond_signal(&p->done);
     }
     pthread_mutex_unlock(&p->mu);
@@ -126,16 +144,18 @@ void qt_pool_run(struct qt_pool *p, int64_t ntasks, qt_task_fn fn, void *arg) {
     p->fn = fn;
     p->arg = arg;
     p->ntasks = ntasks;
-    p->pending = p->n - 1;
-    p->gen++;
+    __atomic_store_n(&p->pending, p->n - 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&p->gen, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     int64_t i0, i1;
     chunk(ntasks, p->n, 0, &i0, &i1);
     if (i1 > i0)
         fn(arg, i0, i1, 0);
+    for (int s = 0; s < SPIN && __atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0; s++)
+        cpu_relax();
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0)
+    while (__atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }

@@ -529,7 +529,7 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
  * contiguous memory, and one row of int32 sums. */
 size_t qt_qdw_scratch(const struct qt_conv_shape *s) {
     int64_t pw = s->iw + s->pw + s->pw_end + 4, ph = s->ih + s->ph + s->ph_end + 1;
-    return 8 * (size_t)(pw * ph) + sizeof(int32_t) * (size_t)(s->ow + 16) + 256;
+    return 8 * (size_t)(pw * ph) + sizeof(int32_t) * (size_t)(s->oh * s->ow + 16) + 256;
 }
 
 struct dwrow {
@@ -671,32 +671,37 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
     const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
     const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
     const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
-    for (int64_t oy = 0; oy < s->oh; oy++) {
-        for (int64_t ox = 0; ox < s->ow; ox += 16) {
-            __mmask16 k = s->ow - ox >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (s->ow - ox)) - 1);
-            __m512i a = _mm512_setzero_si512();
-            for (int ki = 0; ki < 3; ki++) {
-                const int32_t *row = L + (oy * s->sh + ki) * lp + ox;
-                __m512i v0 = _mm512_maskz_loadu_epi32(k, row), v2 = _mm512_maskz_loadu_epi32(k, row + off2);
-                a = _mm512_add_epi32(a, _mm512_madd_epi16(v0, w01[ki]));
-                a = _mm512_add_epi32(a, _mm512_madd_epi16(v2, w2[ki]));
-            }
+    /* locals: the byte stores below may alias anything */
+    const int64_t oh = s->oh, ow = s->ow, sh = s->sh;
+    int8_t *o8 = out;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        const int32_t *row0 = L + oy * sh * lp, *row1 = row0 + lp, *row2 = row1 + lp;
+        for (int64_t ox = 0; ox < ow; ox += 16) {
+            __mmask16 k = ow - ox >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ow - ox)) - 1);
+            __m512i a = _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row0 + ox), w01[0]);
+            a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row0 + ox + off2), w2[0]));
+            a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row1 + ox), w01[1]));
+            a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row1 + ox + off2), w2[1]));
+            a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row2 + ox), w01[2]));
+            a = _mm512_add_epi32(a, _mm512_madd_epi16(_mm512_maskz_loadu_epi32(k, row2 + ox + off2), w2[2]));
             if (q8) { /* requantized here, as the epilogue does */
                 a = _mm512_add_epi32(a, vb);
                 __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), vs);
                 f = _mm512_min_ps(_mm512_max_ps(f, vlo), vhi);
                 __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), vzp);
-                _mm512_mask_cvtepi32_storeu_epi8((int8_t *)out + oy * s->ow + ox, k, q);
+                _mm512_mask_cvtepi32_storeu_epi8(o8 + oy * ow + ox, k, q);
             } else {
-                _mm512_mask_storeu_epi32(acc + ox, k, a);
+                _mm512_mask_storeu_epi32(acc + oy * ow + ox, k, a);
             }
         }
-        if (q8)
-            continue;
-        char *o = (char *)out + (size_t)(oy * s->ow) * es;
-        for (int64_t c0 = 0; c0 < s->ow; c0 += QT_QEPI_MAX)
-            epilogue_avx512(acc + c0, 1, (int)(s->ow - c0 < QT_QEPI_MAX ? s->ow - c0 : QT_QEPI_MAX), 0, NULL, qw, r1,
-                            o + c0 * (int64_t)es, 0, 1);
+    }
+    if (q8)
+        return;
+    for (int64_t oy = 0; oy < oh; oy++) {
+        char *o = (char *)out + (size_t)(oy * ow) * es;
+        for (int64_t c0 = 0; c0 < ow; c0 += QT_QEPI_MAX)
+            epilogue_avx512(acc + oy * ow + c0, 1, (int)(ow - c0 < QT_QEPI_MAX ? ow - c0 : QT_QEPI_MAX), 0, NULL, qw,
+                            r1, o + c0 * (int64_t)es, 0, 1);
     }
 }
 #endif
