@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET };
+enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET, OPT_SIM };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "image folder (ImageFolder layout; a flat folder is unlabeled)"},
@@ -20,6 +20,7 @@ static const struct opt opts[] = {
     {OPT_SAVE, "save-outputs", "FILE", "raw little-endian float32 outputs in image order"},
     {OPT_SAVEIN, "save-inputs", "FILE", "raw float32 preprocessed inputs in image order (for other tools)"},
     {OPT_LAT, "latency-runs", "N", "timed batch-1 runs for the latency figure (default 20, 0 = skip)"},
+    {OPT_SIM, "simulate", NULL, "run a QDQ model as written, in float (default: QDQ patterns on int8 kernels)"},
     {'q', "quiet", NULL, "no progress on stderr"},
     CLI_PREPROC_OPTS,
     {'h', "help", NULL, "show this help"},
@@ -74,6 +75,7 @@ int cmd_eval(int argc, char **argv) {
                 return cli_usage("eval", "--latency-runs takes a number, not '%s'", optarg);
             o.latency_runs = (int)v;
             break;
+        case OPT_SIM: o.simulate = 1; break;
         case 'q': quiet = 1; break;
         case 'h':
             opt_usage(stdout, "eval", "MODEL.onnx --data DIR [options]", opts);
@@ -120,6 +122,8 @@ int cmd_eval(int argc, char **argv) {
                 r.threads);
     fprintf(f, "throughput:  %.1f images/s (batch %d)\n", r.throughput, r.batch);
     fprintf(f, "activations: %zu bytes at batch %d\n", r.peak_act_bytes, r.batch);
+    if (r.int8_nodes)
+        fprintf(f, "int8:        %d nodes on integer kernels (%s)\n", r.int8_nodes, r.int8_isa);
     if (json) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "command", "eval");
@@ -152,6 +156,9 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "batch", r.batch);
         cJSON_AddNumberToObject(d, "threads", r.threads);
         cJSON_AddNumberToObject(d, "activation_bytes", (double)r.peak_act_bytes);
+        cJSON_AddNumberToObject(d, "int8_nodes", r.int8_nodes);
+        cJSON_AddStringToObject(d, "int8_isa", r.int8_isa);
+        cJSON_AddBoolToObject(d, "simulate", o.simulate);
         cli_json_num(d, "wall_s", r.wall_s);
         int rc = cli_json_write(d, json, &err);
         cJSON_Delete(d);

@@ -242,6 +242,8 @@ struct qt_eval_opts {
     int limit;                  /* at most this many images (0 = all) */
     int threads;                /* 0 = all cores */
     int latency_runs;           /* batch-1 timed runs after warm-up (0 = skip latency) */
+    int simulate;               /* 1: run a QDQ model as written (float simulation); 0: QDQ
+                                 * patterns on integer kernels (the reference always as written) */
     const char *predictions;    /* CSV: path,label,top5 indices and scores */
     const char *save_outputs;   /* raw float32 outputs in image order */
     const char *save_inputs;    /* raw float32 preprocessed inputs in image order */
@@ -266,6 +268,8 @@ struct qt_eval_result {
     double wall_s;
     size_t peak_act_bytes;      /* planned activation memory at the chosen batch */
     int batch, threads;
+    int int8_nodes;             /* QDQ patterns run on integer kernels */
+    const char *int8_isa;       /* their instruction set: "avx512-vnni", "avx2" or "ref" */
 };
 
 void qt_eval_opts_init(struct qt_eval_opts *o);

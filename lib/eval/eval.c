@@ -3,6 +3,7 @@
  * SQNR; then time batch-1 latency. Memory is one batch of images plus the
  * planned activations, whatever the number of images. */
 #include "engine.h"
+#include "int8/int8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -75,10 +76,12 @@ struct side { /* one model being evaluated */
     int nout;  /* outputs per image */
 };
 
-static int side_open(struct side *s, const char *path, int batch, int threads, int c, int h, int w,
-                     struct qt_err *err) {
+static int side_open(struct side *s, const char *path, int batch, int threads, int c, int h, int w, int lower,
+                     int *nlowered, struct qt_err *err) {
     if (qt_graph_load(&s->g, path, err))
         return err->code;
+    if (lower && qt_int8_lower(s->g, nlowered, err))
+        return qt_err_prefix(err, "'%s'", path);
     if (qt_exec_new(&s->x, s->g, batch, threads, err))
         return qt_err_prefix(err, "'%s'", path);
     const struct qt_tensor *in = qt_exec_input_tensor(s->x, 0), *out = qt_exec_output_tensor(s->x, 0);
@@ -218,9 +221,10 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         total = o->limit;
     if (!fixed && batch > total)
         batch = total;
-    if (side_open(&m, o->model, batch, threads, c, h, w, err))
+    if (side_open(&m, o->model, batch, threads, c, h, w, !o->simulate, &r->int8_nodes, err))
         goto out;
-    if (o->ref && side_open(&ref, o->ref, batch, threads, c, h, w, err))
+    r->int8_isa = qt_int8_isa_name(qt_int8_isa());
+    if (o->ref && side_open(&ref, o->ref, batch, threads, c, h, w, 0, NULL, err))
         goto out;
     if (o->ref && ref.nout != m.nout) {
         qt_errf(err, QT_EUSAGE, "'%s' gives %d outputs per image, '%s' %d", o->model, m.nout, o->ref, ref.nout);

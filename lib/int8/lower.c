@@ -1,0 +1,325 @@
+/* lower.c: QDQ patterns -> quantized operators, so that qtool eval runs a
+ * QDQ model on integer kernels, as ONNX Runtime does:
+ *
+ *   DQ(x u8/s8) ┐
+ *   DQ(w const) ┼─ Conv ─ [Relu | Clip] ─ Q   =>  QLinearConv
+ *   DQ(b int32) ┘
+ *   ... Gemm ... ─ [Relu | Clip] ─ Q            =>  com.microsoft QGemm
+ *   ... Gemm (no Q: float output)               =>  QGemm without y_scale
+ *   ... MatMul ─ [Relu | Clip] ─ Q              =>  QLinearMatMul
+ *
+ * Conditions: scales and zero points are initializers, x per tensor, w per
+ * tensor or per output channel (axis 0 for Conv, the output axis for Gemm,
+ * 1 for a 2-D MatMul weight), the bias int32 with zero point 0 and scale
+ * x_scale * w_scale (what ONNX Runtime requires to fuse), the intermediate
+ * tensors read by nothing else. A Relu/Clip between the op and Q is kept as
+ * bounds in output units (Q is monotone, so clamping the quantized value to
+ * [Q(lo), Q(hi)] equals quantizing the clipped float). Everything else stays
+ * DQ -> float op -> Q. */
+#include "int8/qparams.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The constant tensor of value v: an initializer or a Constant's output. */
+static const struct qt_tensor *const_of(const struct qt_graph *g, int v) {
+    if (v < 0)
+        return NULL;
+    if (g->v[v].kind == QT_V_INIT)
+        return g->v[v].init;
+    int p = g->v[v].producer;
+    if (p >= 0 && !strcmp(g->n[p].op_type, "Constant") && !g->n[p].domain[0]) {
+        struct qt_err e = {0};
+        return qt_attr_tensor(&g->n[p], "value", &e);
+    }
+    return NULL;
+}
+
+static int is_op(const struct qt_graph *g, int node, const char *op) {
+    return node >= 0 && !strcmp(g->n[node].op_type, op) && !g->n[node].domain[0];
+}
+
+static int is_graph_output(const struct qt_graph *g, int v) {
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == v)
+            return 1;
+    return 0;
+}
+
+/* The single reader of v (not a graph output), or -1. */
+static int only_reader(const struct qt_graph *g, int v) {
+    int c;
+    if (is_graph_output(g, v) || qt_graph_consumers(g, v, &c, 1) != 1)
+        return -1;
+    return c;
+}
+
+struct dq { /* a DequantizeLinear feeding the op */
+    int node, q, s, z; /* node, its quantized input, scale, zero point values */
+    const struct qt_tensor *qt, *st, *zt; /* constants (qt only for weights) */
+    int axis;
+};
+
+static int dq_of(const struct qt_graph *g, int v, struct dq *d) {
+    memset(d, 0, sizeof *d);
+    d->node = v >= 0 ? g->v[v].producer : -1;
+    if (!is_op(g, d->node, "DequantizeLinear"))
+        return 0;
+    const struct qt_node *n = &g->n[d->node];
+    struct qt_err e = {0};
+    d->q = n->in[0];
+    d->s = n->nin > 1 ? n->in[1] : -1;
+    d->z = n->nin > 2 ? n->in[2] : -1;
+    d->qt = const_of(g, d->q);
+    d->st = const_of(g, d->s);
+    d->zt = const_of(g, d->z);
+    d->axis = (int)qt_attr_int(n, "axis", 1, &e);
+    if (!d->st || d->st->dtype != QT_FLOAT || (d->z >= 0 && !d->zt) || e.code)
+        return 0;
+    return 1;
+}
+
+static int per_tensor(const struct qt_tensor *t) {
+    return qt_tensor_numel(t) == 1;
+}
+
+/* x's DQ: per tensor, u8/s8 (from the zero point; uint8 when absent). */
+static int act_ok(const struct dq *d) {
+    if (!per_tensor(d->st) || (d->zt && (!per_tensor(d->zt) || !qt_qtype_ok(d->zt->dtype))))
+        return 0;
+    return !d->qt; /* an activation, not a constant */
+}
+
+/* w's DQ: constant u8/s8, per tensor or per channel on axis `axis`. */
+static int weight_ok(const struct dq *d, int axis) {
+    if (!d->qt || !qt_qtype_ok(d->qt->dtype) || (d->zt && d->zt->dtype != d->qt->dtype))
+        return 0;
+    if (per_tensor(d->st))
+        return !d->zt || per_tensor(d->zt);
+    int ax = d->axis < 0 ? d->axis + d->qt->ndim : d->axis;
+    return ax == axis && d->st->ndim == 1 && d->st->dims[0] == d->qt->dims[axis] &&
+           (!d->zt || qt_tensor_numel(d->zt) == d->st->dims[0]);
+}
+
+/* bias: int32 constant, zero point 0, scale = x_scale * w_scale[c]. */
+static int bias_ok(const struct dq *b, const struct dq *x, const struct dq *w, int64_t m) {
+    if (!b->qt || b->qt->dtype != QT_INT32 || qt_tensor_numel(b->qt) != m)
+        return 0;
+    if (b->zt)
+        for (int64_t i = 0; i < qt_tensor_numel(b->zt); i++)
+            if (qt_tensor_geti(b->zt, i))
+                return 0;
+    float xs = *(const float *)x->st->data;
+    const float *ws = w->st->data, *bs = b->st->data;
+    int64_t nb = qt_tensor_numel(b->st), nw = qt_tensor_numel(w->st);
+    if (nb != 1 && nb != m)
+        return 0;
+    for (int64_t i = 0; i < m; i++) {
+        float want = xs * ws[nw == 1 ? 0 : i], got = bs[nb == 1 ? 0 : i];
+        if (fabsf(want - got) > 1e-6f * fabsf(want))
+            return 0;
+    }
+    return 1;
+}
+
+/* Relu / Clip with constant bounds: the float bounds. */
+static int act_bounds(const struct qt_graph *g, int node, float *lo, float *hi) {
+    const struct qt_node *a = &g->n[node];
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    if (is_op(g, node, "Relu")) {
+        *lo = 0;
+        return 1;
+    }
+    if (!is_op(g, node, "Clip"))
+        return 0;
+    if (g->opset < 11) {
+        struct qt_err e = {0};
+        *lo = qt_attr_float(a, "min", -INFINITY, &e);
+        *hi = qt_attr_float(a, "max", INFINITY, &e);
+        return !e.code;
+    }
+    for (int i = 1; i < 3 && i < a->nin; i++) {
+        if (a->in[i] < 0)
+            continue;
+        const struct qt_tensor *t = const_of(g, a->in[i]);
+        if (!t || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
+            return 0;
+        *(i == 1 ? lo : hi) = *(const float *)t->data;
+    }
+    return 1;
+}
+
+/* Q(v) with the output's scale and zero point, in int (saturated). */
+static int32_t quant(float v, float s, int32_t zp, int32_t qmin, int32_t qmax) {
+    if (v == INFINITY)
+        return qmax;
+    if (v == -INFINITY)
+        return qmin;
+    float r = nearbyintf(v / s) + (float)zp;
+    return r < (float)qmin ? qmin : r > (float)qmax ? qmax : (int32_t)r;
+}
+
+static int copy_attrs(struct qt_node *d, const struct qt_node *s) {
+    for (int i = 0; i < s->nattr; i++) {
+        const struct qt_attr *a = &s->attr[i];
+        int rc = 0;
+        if (!strcmp(a->name, "beta"))
+            continue;
+        if (a->type == QT_ATTR_INT)
+            rc = qt_node_set_int(d, a->name, a->i);
+        else if (a->type == QT_ATTR_INTS)
+            rc = qt_node_set_ints(d, a->name, a->ints, a->n);
+        else if (a->type == QT_ATTR_STRING)
+            rc = qt_node_set_str(d, a->name, a->s);
+        else if (a->type == QT_ATTR_FLOAT)
+            rc = qt_node_set_float(d, a->name, a->f);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* Tries to lower node i; *dead gets the nodes it replaces. Returns 1 when
+ * lowered, 0 when the pattern does not apply, < 0 on error. */
+static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_err *err) {
+    struct qt_node *n = &g->n[i];
+    int conv = is_op(g, i, "Conv"), gemm = is_op(g, i, "Gemm"), mm = is_op(g, i, "MatMul");
+    struct dq x, w, b;
+    struct qt_err e = {0};
+    if ((!conv && !gemm && !mm) || n->nin < 2 || n->nout < 1)
+        return 0;
+    if (!dq_of(g, n->in[0], &x) || !act_ok(&x) || !dq_of(g, n->in[1], &w))
+        return 0;
+    int transb = gemm ? (int)qt_attr_int(n, "transB", 0, &e) : 0;
+    if (gemm && (qt_attr_int(n, "transA", 0, &e) || qt_attr_float(n, "beta", 1, &e) != 1.0f || e.code))
+        return 0;
+    if (!w.qt || (!conv && w.qt->ndim != 2) || (conv && w.qt->ndim < 3))
+        return 0;
+    int axis = conv ? 0 : gemm ? (transb ? 0 : 1) : 1;
+    if (!weight_ok(&w, axis))
+        return 0;
+    int64_t m = w.qt->dims[axis];
+    int has_b = n->nin > 2 && n->in[2] >= 0;
+    if (has_b && (mm || !dq_of(g, n->in[2], &b) || !bias_ok(&b, &x, &w, m)))
+        return 0;
+    /* the output side */
+    int out = n->out[0], r = only_reader(g, out), act = -1, q = -1;
+    float lo = -INFINITY, hi = INFINITY;
+    if (r >= 0 && (is_op(g, r, "Relu") || is_op(g, r, "Clip")) && g->n[r].in[0] == out) {
+        if (!act_bounds(g, r, &lo, &hi))
+            return 0;
+        act = r;
+        r = only_reader(g, g->n[act].out[0]);
+    }
+    struct dq yq = {0};
+    if (r >= 0 && is_op(g, r, "QuantizeLinear")) {
+        const struct qt_node *qn = &g->n[r];
+        yq.s = qn->in[1];
+        yq.z = qn->nin > 2 ? qn->in[2] : -1;
+        yq.st = const_of(g, yq.s);
+        yq.zt = const_of(g, yq.z);
+        if (!yq.st || yq.st->dtype != QT_FLOAT || !per_tensor(yq.st) || (yq.z >= 0 && !yq.zt) ||
+            (yq.zt && (!per_tensor(yq.zt) || !qt_qtype_ok(yq.zt->dtype))) || qt_attr_find(qn, "output_dtype"))
+            return 0;
+        q = r;
+    } else if (!gemm || act >= 0) {
+        return 0; /* float output: Gemm only, without activation */
+    }
+    int32_t alo = -2147483647, ahi = 2147483647;
+    if (act >= 0) {
+        int u8 = !yq.zt || yq.zt->dtype == QT_UINT8;
+        int32_t zp = yq.zt ? (int32_t)qt_tensor_geti(yq.zt, 0) : 0;
+        float s = *(const float *)yq.st->data;
+        alo = quant(lo, s, zp, u8 ? 0 : -128, u8 ? 255 : 127);
+        ahi = quant(hi, s, zp, u8 ? 0 : -128, u8 ? 255 : 127);
+    }
+    /* the new node */
+    int in[9], nin;
+    const char *op;
+    if (conv || mm) {
+        int k = 0;
+        in[k++] = x.q, in[k++] = x.s, in[k++] = x.z, in[k++] = w.q, in[k++] = w.s, in[k++] = w.z;
+        in[k++] = yq.s, in[k++] = yq.z;
+        if (has_b)
+            in[k++] = b.q;
+        nin = k;
+        op = conv ? "QLinearConv" : "QLinearMatMul";
+    } else {
+        nin = 0;
+        in[nin++] = x.q, in[nin++] = x.s, in[nin++] = x.z, in[nin++] = w.q, in[nin++] = w.s, in[nin++] = w.z;
+        in[nin++] = has_b ? b.q : -1;
+        if (q >= 0)
+            in[nin++] = yq.s, in[nin++] = yq.z;
+        op = "QGemm";
+    }
+    int yv = q >= 0 ? g->n[q].out[0] : out;
+    char *name = qt_strdup(n->name);
+    if (!name)
+        return -qt_errf(err, QT_ENOMEM, "out of memory");
+    int ni = qt_graph_add_node(g, name, op, in, nin, &yv, 1, err);
+    free(name);
+    if (ni < 0)
+        return -err->code;
+    n = &g->n[i]; /* g->n may have moved */
+    struct qt_node *nn = &g->n[ni];
+    if (copy_attrs(nn, n) || (act >= 0 && (qt_node_set_int(nn, QT_ACT_LO_ATTR, alo) ||
+                                             qt_node_set_int(nn, QT_ACT_HI_ATTR, ahi))))
+        return -qt_errf(err, QT_ENOMEM, "out of memory");
+    if (gemm) {
+        free(nn->domain);
+        if (!(nn->domain = qt_strdup("com.microsoft")))
+            return -qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    if (qt_node_changed(g, ni, err))
+        return -err->code;
+    dead[i] = 1;
+    if (act >= 0)
+        dead[act] = 1;
+    if (q >= 0)
+        dead[q] = 1;
+    return 1;
+}
+
+int qt_int8_lower(struct qt_graph *g, int *nfused, struct qt_err *err) {
+    int n0 = g->nn, count = 0, rc = 0;
+    unsigned char *dead = calloc((size_t)n0 * 2 + 16, 1);
+    *nfused = 0;
+    if (!dead)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int i = 0; i < n0; i++) {
+        if (dead[i])
+            continue;
+        int r = lower_one(g, i, dead, err);
+        if (r < 0) {
+            rc = err->code;
+            goto out;
+        }
+        count += r;
+        if (g->nn > n0 * 2 + 16) { /* cannot happen: one new node per lowered node */
+            rc = qt_errf(err, QT_EFAIL, "internal error lowering the graph");
+            goto out;
+        }
+    }
+    /* DequantizeLinear / Constant nodes whose outputs nobody reads any more */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int i = 0; i < g->nn; i++) {
+            if (dead[i] || (!is_op(g, i, "DequantizeLinear") && !is_op(g, i, "Constant")))
+                continue;
+            int used = is_graph_output(g, g->n[i].out[0]);
+            for (int k = 0; k < g->nn && !used; k++)
+                if (!dead[k])
+                    for (int j = 0; j < g->n[k].nin; j++)
+                        used |= g->n[k].in[j] == g->n[i].out[0];
+            if (!used)
+                dead[i] = 1, changed = 1;
+        }
+    }
+    if (qt_graph_compact(g, dead, err) || qt_graph_check(g, err))
+        rc = err->code;
+    *nfused = count;
+out:
+    free(dead);
+    return rc;
+}

@@ -1,0 +1,237 @@
+/* qlinearconv.c: ONNX QLinearConv and ConvInteger (1-D and 2-D, groups,
+ * depthwise, strides, dilations, pads, auto_pad) on integer kernels.
+ *
+ * QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B):
+ *   acc[n,m,p] = B[m] + sum (x - x_zp) (w[m] - w_zp[m])      (int32)
+ *   y = saturate(round_half_even(acc * (x_scale * w_scale[m] / y_scale)) + y_zp)
+ * x and y uint8 or int8, w uint8 or int8 per tensor or per output channel,
+ * B int32. ConvInteger(x, w, x_zp, w_zp) returns acc (no bias) as int32.
+ * The rounding is ONNX Runtime's (MLAS requantization in float32).
+ * Nodes made by qt_int8_lower may carry qtool_act_lo / qtool_act_hi: a fused
+ * Relu / Clip as bounds in output units.
+ *
+ * Kernels (lib/int8): weights packed once at load when they are an
+ * initializer; per task (image, group, block of output columns, block of
+ * output channels) the input is packed (im2col) and multiplied; depthwise
+ * convolutions (one channel per group) have their own kernel, one task per
+ * (image, channel). Integer sums are exact, so results do not depend on the
+ * split or the thread count. */
+#include "int8/qparams.h"
+#include "ops/conv.h"
+
+#include <string.h>
+
+#define COLS 192 /* output columns per task: 4 panels */
+
+struct qconv {
+    struct qt_conv p;
+    int integer;           /* ConvInteger */
+    int xi, xzi, wi, wzi;  /* input indices */
+    int32_t act_lo, act_hi;
+    int packed;            /* qw holds the weights (an initializer) */
+    struct qt_qweights qw; /* points after this struct */
+};
+
+static int pack_weights(struct qt_qweights *qw, void *mem, const struct qt_tensor *w, const struct qt_tensor *wz) {
+    int64_t m = w->dims[0], k = qt_tensor_numel(w) / (m ? m : 1);
+    qt_qweights_pack(qw, mem, w->data, w->dtype == QT_UINT8, m, k, k, 1, wz ? wz->data : NULL,
+                     wz ? qt_tensor_numel(wz) : 1);
+    return 0;
+}
+
+static int qconv_init_common(struct qt_graph *g, struct qt_node *n, int integer, struct qt_err *err) {
+    int wi = integer ? 1 : 3, wzi = integer ? 3 : 5;
+    const struct qt_tensor *w = n->nin > wi && n->in[wi] >= 0 ? g->v[n->in[wi]].init : NULL;
+    const struct qt_tensor *wz = n->nin > wzi && n->in[wzi] >= 0 ? g->v[n->in[wzi]].init : NULL;
+    int packable = w && qt_qtype_ok(w->dtype) && w->ndim >= 3 && w->dims[0] > 0 &&
+                   (n->nin <= wzi || n->in[wzi] < 0 || (wz && wz->dtype == w->dtype));
+    size_t extra = packable ? qt_qweights_size(w->dims[0], qt_tensor_numel(w) / w->dims[0]) : 0;
+    struct qconv *q = calloc(1, sizeof *q + extra);
+    if (!q)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    n->priv = q;
+    q->integer = integer;
+    q->xi = 0;
+    q->wi = wi;
+    q->xzi = integer ? 2 : 2;
+    q->wzi = wzi;
+    if (n->nin < (integer ? 2 : 8) || n->in[0] < 0 || n->in[wi] < 0)
+        return qt_node_err(n, QT_EMODEL, err, "needs %s", integer ? "inputs x and w" : "8 or 9 inputs");
+    q->act_lo = (int32_t)qt_attr_int(n, QT_ACT_LO_ATTR, -2147483647, err);
+    q->act_hi = (int32_t)qt_attr_int(n, QT_ACT_HI_ATTR, 2147483647, err);
+    if (qt_conv_parse(n, &q->p, err))
+        return err->code;
+    if (packable) {
+        pack_weights(&q->qw, q + 1, w, wz);
+        q->packed = 1;
+    }
+    return err->code;
+}
+static int qlinearconv_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    return qconv_init_common(g, n, 0, err);
+}
+static int convinteger_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    return qconv_init_common(g, n, 1, err);
+}
+
+static size_t task_bytes(const struct qt_conv_shape *s) {
+    int64_t cg = s->c / s->group, kp = (cg * s->kh * s->kw + 3) / 4 * 4;
+    if (qt_conv_is_depthwise(s))
+        return qt_qdw_scratch(s);
+    return qt_qpack_size(kp, COLS) + sizeof(int32_t) * (COLS + 16) + (size_t)(kp * COLS) + 128;
+}
+
+static int qconv_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qconv *q = n->priv;
+    const struct qt_tensor *xt = qt_in(x, n, 0), *wt = qt_in(x, n, q->wi);
+    struct qt_conv_shape s;
+    struct qt_qp xp, wp, yp;
+    if (!qt_qtype_ok(xt->dtype) || !qt_qtype_ok(wt->dtype))
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "x and w must be uint8 or int8 (got %s and %s)",
+                           qt_dtype_name(xt->dtype), qt_dtype_name(wt->dtype));
+    if (qt_conv_params(n, xt, wt, &q->p, &s, err))
+        return err->code;
+    if (!qt_in_const(x, n, q->wi))
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "the weight must be constant");
+    int outdt = QT_INT32;
+    if (q->integer) {
+        if (qt_qp_read(x, n, -1, 2, 1, "x", &xp, err) || qt_qp_read(x, n, -1, 3, s.m, "w", &wp, err))
+            return err->code;
+    } else {
+        const struct qt_tensor *yz = qt_in(x, n, 7), *b = qt_in(x, n, 8);
+        if (qt_qp_read(x, n, 1, 2, 1, "x", &xp, err) || qt_qp_read(x, n, 4, 5, s.m, "w", &wp, err) ||
+            qt_qp_read(x, n, 6, 7, 1, "y", &yp, err))
+            return err->code;
+        outdt = yz ? yz->dtype : QT_UINT8;
+        if (b && (b->dtype != QT_INT32 || qt_tensor_numel(b) != s.m || !qt_in_const(x, n, 8)))
+            return qt_node_err(n, QT_EMODEL, err, "B must be a constant int32 tensor of %lld values", (long long)s.m);
+    }
+    if (xp.z && xp.z->dtype != xt->dtype)
+        return qt_node_err(n, QT_EMODEL, err, "x zero point type differs from x");
+    if (wp.z && wp.z->dtype != wt->dtype)
+        return qt_node_err(n, QT_EMODEL, err, "w zero point type differs from w");
+    int64_t d[4] = {s.n, s.m, s.oh, s.ow};
+    if (xt->ndim == 3)
+        d[2] = s.ow;
+    if (qt_set_out(x, n, 0, outdt, xt->ndim, d, err))
+        return err->code;
+    qt_exec_scratch(x, task_bytes(&s) / sizeof(float) + 1);
+    return 0;
+}
+
+struct qconv_job {
+    struct qt_exec *x;
+    const struct qt_conv_shape *s;
+    const struct qt_qweights *qw;
+    const struct qt_qrequant *rq;
+    const unsigned char *in;
+    unsigned char *out;
+    int s8;
+    int32_t xzp;    /* in x's type */
+    uint8_t xzp_u8; /* shifted to the uint8 domain */
+    size_t es;      /* output element size */
+    int64_t nblk, nmb, mblk;
+};
+
+static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    int64_t cg = s->c / s->group, mg = s->m / s->group, hw = s->oh * s->ow, kp = j->qw->kp;
+    uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
+    int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
+    uint8_t *rows = (uint8_t *)(colsum + COLS + 16);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t mb = t % j->nmb, r = t / j->nmb;
+        int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
+        int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
+        int64_t m0 = g * mg + mb * j->mblk, m1 = m0 + j->mblk < (g + 1) * mg ? m0 + j->mblk : (g + 1) * mg;
+        const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+        int32_t *cs = j->qw->wzp_any ? colsum : NULL;
+        if (qt_conv_is_pointwise(s))
+            qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
+        else
+            qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
+        qt_qgemm(j->qw, m0, m1, buf, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
+    }
+}
+
+static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    void *tmp = qt_scratch(j->x, tid);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t ch = t % s->c;
+        qt_qdwconv(j->in + t * s->ih * s->iw, j->s8, j->xzp, j->qw->w + ch * j->qw->kp, j->qw->wzp[ch], s, j->rq,
+                   ch, j->out + t * s->oh * s->ow * j->es, tmp);
+    }
+}
+
+static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qconv *q = n->priv;
+    const struct qt_tensor *xt = qt_in(x, n, 0), *wt = qt_in(x, n, q->wi);
+    struct qt_tensor *yt = qt_out(x, n, 0);
+    struct qt_conv_shape s;
+    struct qt_qp xp, wp, yp;
+    struct qt_qrows rows = {0};
+    struct qt_qweights qw;
+    void *wmem = NULL;
+    int rc = 0;
+    if (qt_conv_params(n, xt, wt, &q->p, &s, err))
+        return err->code;
+    if (q->integer ? qt_qp_read(x, n, -1, 2, 1, "x", &xp, err) || qt_qp_read(x, n, -1, 3, s.m, "w", &wp, err)
+                   : qt_qp_read(x, n, 1, 2, 1, "x", &xp, err) || qt_qp_read(x, n, 4, 5, s.m, "w", &wp, err) ||
+                         qt_qp_read(x, n, 6, 7, 1, "y", &yp, err))
+        return err->code;
+    if (q->packed) {
+        qw = q->qw;
+    } else { /* a constant computed at plan time: packed per run */
+        int64_t k = qt_tensor_numel(wt) / s.m;
+        if (!(wmem = qt_malloc(qt_qweights_size(s.m, k), err)))
+            return err->code;
+        pack_weights(&qw, wmem, wt, wp.z);
+    }
+    if (qt_qrows_new(&rows, s.m, err)) {
+        free(wmem);
+        return err->code;
+    }
+    int s8 = xt->dtype == QT_INT8, dw = qt_conv_is_depthwise(&s);
+    int32_t xzp = qt_qp_zp(&xp, 0), xzp_u8 = s8 ? xzp + 128 : xzp;
+    const struct qt_tensor *bt = q->integer ? NULL : qt_in(x, n, 8);
+    qt_qrows_fill(&rows, &qw, xzp_u8, bt ? bt->data : NULL, dw, &xp, &wp, q->integer ? NULL : &yp, 1.0f);
+    struct qt_qrequant rq;
+    qt_qout_init(&rq, yt->dtype, q->integer ? 0 : qt_qp_zp(&yp, 0), q->act_lo, q->act_hi);
+    rq.bias = rows.bias;
+    rq.scale = q->integer ? NULL : rows.scale;
+    struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8,
+                          qt_dtype_size(yt->dtype), 0, 1, s.m / s.group};
+    if (dw) {
+        qt_parallel_for(x, s.n * s.c, dw_task, &j);
+    } else {
+        int64_t hw = s.oh * s.ow, mg = s.m / s.group;
+        j.nblk = (hw + COLS - 1) / COLS;
+        /* few (image, group, column block) tasks: split the output channels
+         * too, in blocks of 32 rows (any split gives the same result) */
+        int64_t tasks = s.n * s.group * j.nblk;
+        if (tasks < 4 * x->nthreads && mg > 32) {
+            j.mblk = 32;
+            j.nmb = (mg + 31) / 32;
+        }
+        qt_parallel_for(x, tasks * j.nmb, gemm_task, &j);
+    }
+    qt_qrows_free(&rows);
+    free(wmem);
+    return rc;
+}
+
+const struct qt_op qt_op_qlinearconv = {
+    .name = "QLinearConv",
+    .init = qlinearconv_init,
+    .infer = qconv_infer,
+    .fwd = qconv_fwd,
+};
+const struct qt_op qt_op_convinteger = {
+    .name = "ConvInteger",
+    .init = convinteger_init,
+    .infer = qconv_infer,
+    .fwd = qconv_fwd,
+};
