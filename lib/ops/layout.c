@@ -12,6 +12,32 @@ void qt_copy_input(const struct qt_exec *x, const struct qt_node *n) {
         memcpy(y->data, a->data, a->nbytes < y->nbytes ? a->nbytes : y->nbytes);
 }
 
+struct pass_job {
+    const float *dy;
+    float *dx;
+    int64_t total;
+};
+
+#define PASS_BLOCK 65536
+
+static void pass_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct pass_job *j = arg;
+    (void)tid;
+    int64_t b = t1 * PASS_BLOCK < j->total ? t1 * PASS_BLOCK : j->total;
+    for (int64_t i = t0 * PASS_BLOCK; i < b; i++)
+        j->dx[i] += j->dy[i];
+}
+
+int qt_bwd_pass(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct pass_job j = {qt_gout(x, n, 0), qt_gin(x, n, 0), qt_tensor_numel(qt_in(x, n, 0))};
+    if (!j.dx)
+        return 0;
+    if (qt_in(x, n, 0)->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    qt_parallel_for(x, (j.total + PASS_BLOCK - 1) / PASS_BLOCK, pass_task, &j);
+    return 0;
+}
+
 int qt_const_ints(struct qt_exec *x, const struct qt_node *n, int i, const char *what, int64_t *v, int max,
                   int *cnt, struct qt_err *err) {
     const struct qt_tensor *t = qt_in(x, n, i);

@@ -13,6 +13,10 @@
  * given both the same buffer: then there is nothing to do. */
 void qt_copy_input(const struct qt_exec *x, const struct qt_node *n);
 
+/* Backward of ops that only move input 0's elements in order (Reshape,
+ * Flatten, Identity, Squeeze, Unsqueeze): dx += dy. */
+int qt_bwd_pass(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+
 /* Reads integer input i (int64 or int32) into v (at most max values) and sets
  * *cnt. QT_EUNSUPPORTED naming the node and `what` when the input is not known
  * at plan time, QT_EMODEL for another dtype, more than one dimension, or more

@@ -93,6 +93,23 @@ static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, in
 }
 
 
+/* ---- fake quantization (training graphs) -------------------------------- */
+
+/* FakeQuant, domain QT_FQ_DOMAIN (lib/quant/fakequant.c explains the maths).
+ * Not an ONNX operator: found by qt_op_find but not listed by qt_op_at. */
+#define QT_FQ_DOMAIN "ai.qtool"
+struct qt_fq { /* the node's priv */
+    int qmin, qmax, axis, pact, symmetric, ema;
+    float grad_scale;
+    int observe;          /* runtime: recompute the parameters every forward */
+    int seen;             /* ema started */
+    float ema_min, ema_max;
+};
+/* Adds FakeQuant(x, scale, zp) -> y to g: a new node with the given
+ * attributes (zp may be -1). Returns the node index or -1 (err filled). */
+int qt_fq_add(struct qt_graph *g, const char *name, int x, int scale, int zp, int y, int qmin, int qmax, int axis,
+              int pact, int symmetric, float grad_scale, const char *observer, struct qt_err *err);
+
 /* ---- the quantization plan --------------------------------------------- */
 
 /* One quantized tensor of the prepared graph. */
