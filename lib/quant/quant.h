@@ -158,6 +158,13 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
+/* Calibrates the activation parameters of p: streams the first `limit`
+ * images of ds (0 = all) through p->g with an observer per activation group
+ * and sets every activation's scale and zero point. fixed: the model's
+ * fixed batch (0 if dynamic). *images: how many were used. */
+int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                     int limit, int batch, int fixed, int threads, int *images,
+                     void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err);
 /* quant_info.json */
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
