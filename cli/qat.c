@@ -11,7 +11,7 @@
 
 enum { OPT_TRAIN = 400, OPT_VAL, OPT_QINFO, OPT_EPOCHS, OPT_IPE, OPT_LR, OPT_OPTIM, OPT_WD, OPT_MOM, OPT_SCHED,
        OPT_STEP, OPT_GAMMA, OPT_CLIP, OPT_FBN, OPT_FOBS, OPT_DISTILL, OPT_TEMP, OPT_NOQ, OPT_SCRATCH, OPT_NOAUG,
-       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME };
+       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME, OPT_WSCALE };
 
 static const struct opt opts[] = {
     {OPT_TRAIN, "train", "DIR", "training images (ImageFolder layout; flat folder with --distill)"},
@@ -37,6 +37,7 @@ static const struct opt opts[] = {
     {OPT_SCRATCH, "from-scratch", NULL, "with --no-quant: re-initialise the weights (seeded) first"},
     {OPT_NOAUG, "no-augment", NULL, "no random resized crop and flip"},
     {OPT_RRC, "crop-scale", "S", "smallest random crop, as a fraction of the area (default 0.08)"},
+    {OPT_WSCALE, "weight-scale", "lsq|minmax", "weight scales learnt (default) or min/max every step"},
     {OPT_CALIB, "calib-images", "N", "images that initialise activation ranges (default 256)"},
     {OPT_SEED, "seed", "N", "random seed (default 0)"},
     {OPT_CKPT, "checkpoint", "DIR", "write DIR/checkpoint.bin after every epoch and on Ctrl-C"},
@@ -99,6 +100,7 @@ static int write_json(const char *json, const struct qt_qat_opts *o, const struc
             cli_json_num(e, "val_top1", r->epoch[i].val_top1);
         cli_json_num(e, "lr", r->epoch[i].lr);
         cli_json_num(e, "wall_s", r->epoch[i].wall_s);
+        cli_json_num(e, "step_ms", r->epoch[i].step_ms);
         cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToObject(d, "epochs", eps);
@@ -157,6 +159,11 @@ int cmd_qat(int argc, char **argv) {
         case OPT_SCRATCH: o.from_scratch = 1; break;
         case OPT_NOAUG: o.augment = 0; break;
         case OPT_RRC: if (num("crop-scale", optarg, 0.01, 1, &o.rrc_min_scale)) return QT_EUSAGE; break;
+        case OPT_WSCALE:
+            if (strcmp(optarg, "lsq") && strcmp(optarg, "minmax"))
+                return cli_usage("qat", "--weight-scale is lsq or minmax, not '%s'", optarg);
+            o.weight_minmax = !strcmp(optarg, "minmax");
+            break;
         case OPT_CALIB: if (count("calib-images", optarg, 1, 1L << 30, &o.calib_images)) return QT_EUSAGE; break;
         case OPT_SEED:
             if (num("seed", optarg, 0, 4294967295.0, &d))

@@ -355,6 +355,7 @@ struct qt_qat_opts {
     int augment;                /* random resized crop + flip (default 1) */
     double rrc_min_scale;       /* smallest crop area fraction (default 0.08, as torchvision) */
     int calib_images;           /* images to initialise activation ranges (default 256) */
+    int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
     uint64_t seed;
     int threads;
     const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */
@@ -367,6 +368,8 @@ struct qt_qat_opts {
 struct qt_qat_epoch {
     int epoch;                  /* 1-based */
     double loss, train_top1, val_top1, lr, wall_s;
+    double step_ms;             /* median time of one training step (forward, loss, backward, update;
+                                   not image loading), the run's first step excluded */
     int val_images;
 };
 

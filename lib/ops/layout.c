@@ -38,6 +38,34 @@ int qt_bwd_pass(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) 
     return 0;
 }
 
+static void strided_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                        float *dst, float scale, int scatter) {
+    int64_t idx[2 * QT_MAXDIM] = {0}, total = qt_numel(ndim, dims), p = off;
+    for (int64_t o = 0; o < total; o++) {
+        if (scatter)
+            dst[p] += src[o];
+        else
+            dst[o] += scale * src[p];
+        for (int k = ndim - 1; k >= 0; k--) {
+            p += strides[k];
+            if (++idx[k] < dims[k])
+                break;
+            p -= strides[k] * dims[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+void qt_strided_scatter_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                            float *dst) {
+    strided_add(ndim, dims, strides, off, src, dst, 1, 1);
+}
+
+void qt_strided_gather_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                           float *dst, float scale) {
+    strided_add(ndim, dims, strides, off, src, dst, scale, 0);
+}
+
 int qt_const_ints(struct qt_exec *x, const struct qt_node *n, int i, const char *what, int64_t *v, int max,
                   int *cnt, struct qt_err *err) {
     const struct qt_tensor *t = qt_in(x, n, i);

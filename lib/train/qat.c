@@ -7,16 +7,17 @@
  * 2. The training graph is a copy of the prepared graph with a FakeQuant
  *    node after every quantized activation (one learnable LSQ scale per
  *    activation group, initialised from calibration, zero point fixed) and
- *    on every quantized weight (per-channel min/max observer recomputed
- *    every step, as the exported weights will be). Biases stay float.
+ *    on every quantized weight: per-channel LSQ scales initialised from the
+ *    weights' min/max (default), or with weight_minmax a min/max observer
+ *    recomputed every step, as calib computes them. Biases stay float.
  * 3. Training: shuffled batches (seeded), random resized crop + flip,
  *    cross-entropy on folder labels or KL against the float model's outputs
  *    (--distill), SGD/Adam with a schedule, optional gradient clipping.
  *    After freeze_observers_after epochs the scales and zero points stop
  *    changing; the weights keep training.
- * 4. Export: trained weights back into the plan, activation parameters from
- *    the learnt scales, weights and biases quantized as calib does, then the
- *    same QDQ writer and quant_info.json.
+ * 4. Export: trained weights back into the plan, activation (and weight)
+ *    parameters from the learnt scales, weights and biases quantized with
+ *    them, then calib's QDQ writer and quant_info.json.
  * no_quant trains the float graph itself (BatchNormalization with batch
  * statistics until freeze_bn_after) and writes a float model.
  * Determinism: batches, augmentation and Dropout draw from the seed only;
@@ -61,6 +62,7 @@ struct qat {
     int nwfq, nafq;
     int *act_scale;          /* scale parameters (values of tg) */
     int nact;
+    int *wscale;             /* per plan tensor: its weight scale value in tg, or -1 */
     struct qt_exec *x, *tx;  /* training plan, teacher plan */
     struct qt_optim opt;
     struct qt_dataset *ds, *vds;
@@ -128,8 +130,9 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
     gs = malloc(sizeof(int) * 2 * ((size_t)p->ngroups + 1));
     q->wfq = malloc(sizeof(int) * ((size_t)p->nt + 1));
     q->afq = malloc(sizeof(int) * ((size_t)p->nt + 1));
+    q->wscale = malloc(sizeof(int) * ((size_t)p->nt + 1));
     q->act_scale = malloc(sizeof(int) * ((size_t)p->ngroups + 1));
-    if (!gs || !q->wfq || !q->afq || !q->act_scale) {
+    if (!gs || !q->wfq || !q->afq || !q->wscale || !q->act_scale) {
         free(gs);
         return qt_errf(err, QT_ENOMEM, "out of memory");
     }
@@ -138,6 +141,7 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
     for (int t = 0; t < p->nt; t++) {
         const struct qt_qtensor *qt = &p->t[t];
         const struct qt_qparam *qp = &qt->q;
+        q->wscale[t] = -1;
         if (qp->role == QT_ROLE_ACT) {
             int grp = qt->group;
             if (gs[2 * grp] < 0) {
@@ -183,6 +187,7 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
             if (k < 0)
                 goto fail;
             q->wfq[q->nwfq++] = k;
+            q->wscale[t] = s;
         }
     }
     free(gs);
@@ -216,6 +221,9 @@ static int mark_params(struct qat *q, struct qt_err *err) {
     }
     for (int i = 0; i < q->nact; i++)
         q->params[q->act_scale[i]] = 1;
+    for (int t = 0; q->p && !q->o->weight_minmax && t < q->p->nt; t++)
+        if (q->wscale[t] >= 0)
+            q->params[q->wscale[t]] = 1;
     return 0;
 }
 
@@ -270,6 +278,22 @@ static void lsq_scales(struct qat *q) {
         double feat = (double)qt_tensor_numel(&q->x->t[n->in[0]]) / qt_exec_batch(q->x);
         f->grad_scale = (float)(1.0 / sqrt(feat * f->qmax));
     }
+    for (int i = 0; i < q->nwfq; i++) { /* weights per scale */
+        struct qt_node *n = &q->tg->n[q->wfq[i]];
+        struct qt_fq *f = n->priv;
+        double per = (double)qt_tensor_numel(&q->x->t[n->in[0]]) / (double)qt_tensor_numel(&q->x->t[n->in[1]]);
+        f->grad_scale = (float)(1.0 / sqrt(per * f->qmax));
+    }
+}
+
+static int is_scale(const struct qat *q, int v) {
+    for (int i = 0; i < q->nact; i++)
+        if (q->act_scale[i] == v)
+            return 1;
+    for (int t = 0; q->p && t < q->p->nt; t++)
+        if (q->wscale[t] == v)
+            return 1;
+    return 0;
 }
 
 static void set_observe(struct qat *q, int on) {
@@ -471,7 +495,21 @@ static int export_quant(struct qat *q, int images, struct qt_err *err) {
         qp->rng_max[0] = s * (float)(qp->qmax - qp->zp[0]);
         qp->method = "lsq";
     }
-    int rc = qt_qplan_weights(p, err) || qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
+    if (qt_qplan_weights(p, err))
+        return err->code;
+    for (int t = 0; !q->o->weight_minmax && t < p->nt; t++) {
+        struct qt_qparam *qp = &p->t[t].q;
+        if (q->wscale[t] < 0)
+            continue;
+        const float *s = q->tg->v[q->wscale[t]].init->data;
+        for (int c = 0; c < qp->n; c++) {
+            qp->scale[c] = s[c];
+            qp->rng_min[c] = s[c] * (float)(qp->qmin - qp->zp[c]);
+            qp->rng_max[c] = s[c] * (float)(qp->qmax - qp->zp[c]);
+        }
+        qp->method = "lsq";
+    }
+    int rc = qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
              qt_graph_save(qg, q->o->out, err) ||
              qt_qplan_write_info(p, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
     qt_graph_free(qg);
@@ -551,7 +589,7 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
         return err->code;
     if (qt_exec_new_train(&q->x, q->tg, o->batch, o->threads, q->params, err))
         return err->code;
-    set_observe(q, 1);
+    set_observe(q, o->weight_minmax);
     lsq_scales(q);
     const struct qt_tensor *out = qt_exec_output_tensor(q->x, 0);
     if (out->ndim != 2 || out->dims[0] != o->batch)
@@ -570,11 +608,9 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
         if (!q->params[v])
             continue;
         /* decay only weights (more than one dim); scales stay positive */
-        int scale = 0;
-        for (int i = 0; i < q->nact; i++)
-            scale |= q->act_scale[i] == v;
+        int scale = is_scale(q, v);
         if (qt_optim_add(&q->opt, q->tg->v[v].init->data, qt_exec_grad(q->x, v), qt_tensor_numel(q->tg->v[v].init),
-                         q->tg->v[v].init->ndim > 1 ? 1.0f : 0.0f, scale ? 1e-6f : -INFINITY, err))
+                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 1e-6f : -INFINITY, err))
             return err->code;
         r->nparams++;
     }
@@ -593,8 +629,8 @@ static void apply_freeze(struct qat *q, int epoch) {
     if (o->freeze_observers_after >= 0 && epoch >= o->freeze_observers_after) {
         set_observe(q, 0);
         for (int i = 0; i < q->opt.np; i++)
-            for (int k = 0; k < q->nact; k++)
-                if (q->opt.p[i].w == q->tg->v[q->act_scale[k]].init->data)
+            for (int v = 0; v < q->tg->nv; v++)
+                if (q->params[v] && q->opt.p[i].w == q->tg->v[v].init->data && is_scale(q, v))
                     q->opt.p[i].lr_mult = 0;
     }
 }
@@ -603,6 +639,7 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
     struct qat q;
     double t0 = qt_now();
     int start = 0;
+    double *steps = NULL;
     memset(&q, 0, sizeof q);
     memset(r, 0, sizeof *r);
     q.o = o;
@@ -634,13 +671,18 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
     int iters = o->iters_per_epoch > 0 ? o->iters_per_epoch : count / o->batch;
     struct qt_sched sch = {o->schedule, (float)o->lr, (int64_t)iters * o->epochs, (int64_t)iters * o->step_epochs,
                            (float)o->gamma, 0};
+    steps = malloc(sizeof(double) * ((size_t)iters + 1));
+    if (!steps) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
     float *input = qt_exec_input(q.x, 0);
     int yv = q.tg->outputs[0];
     size_t isz = (size_t)q.c * q.h * q.w;
     for (int ep = start; ep < o->epochs; ep++) {
         struct qt_qat_epoch *e = &r->epoch[r->nepoch];
         double et = qt_now(), lsum = 0;
-        int hits = 0, seen = 0;
+        int hits = 0, seen = 0, nsteps = 0;
         apply_freeze(&q, ep);
         shuffle(q.order, count, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)ep * 0x632be59bd9b4e019ull + 1);
         float lr = 0;
@@ -652,6 +694,7 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
             if (qt_dataset_load_idx(q.ds, &q.pp_train, idx, o->batch, q.c, q.h, q.w, input, q.labels, o->threads,
                                     bseed, err))
                 goto out;
+            double st = qt_now();
             if (o->distill) {
                 memcpy(qt_exec_input(q.tx, 0), input, sizeof(float) * isz * (size_t)o->batch);
                 if (qt_exec_run(q.tx, err))
@@ -691,6 +734,8 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
                 qt_clip_grad_norm(&q.opt, o->clip_grad);
             lr = qt_sched_lr(&sch, (int64_t)ep * iters + it);
             qt_optim_step(&q.opt, lr);
+            if (ep > start || it > 0)
+                steps[nsteps++] = qt_now() - st;
             if (o->stop && *o->stop) {
                 /* the finished epochs and the optimizer state; the partial epoch reruns on --resume */
                 if (ck_write(&q, ep, err))
@@ -701,6 +746,13 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
                 goto out;
             }
         }
+        for (int a = 1; a < nsteps; a++) /* median: insertion sort, iters is small */
+            for (int b = a; b > 0 && steps[b - 1] > steps[b]; b--) {
+                double t = steps[b];
+                steps[b] = steps[b - 1];
+                steps[b - 1] = t;
+            }
+        e->step_ms = nsteps ? 1000 * steps[nsteps / 2] : 0;
         e->epoch = ep + 1;
         e->loss = iters ? lsum / iters : 0;
         e->train_top1 = seen ? 100.0 * hits / seen : 0;
@@ -726,6 +778,7 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         export_quant(&q, r->calib_images, err);
 out:
     r->wall_s = qt_now() - t0;
+    free(steps);
     qt_optim_release(&q.opt);
     qt_exec_free(q.x);
     qt_exec_free(q.tx);
@@ -738,6 +791,7 @@ out:
     free(q.wfq);
     free(q.afq);
     free(q.act_scale);
+    free(q.wscale);
     free(q.order);
     free(q.labels);
     free(q.tlogits);
