@@ -7,27 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_QINFO = 400, OPT_OBS, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW, OPT_ACTDT,
-       OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_DRY };
+enum { OPT_QINFO = 400, OPT_DRY };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "calibration images (ImageFolder layout or a flat folder)"},
     {'o', "output", "OUT.onnx", "quantized QDQ model to write (required)"},
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
-    {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},
-    {OPT_PCT, "percentile", "P", "percentile for --observer percentile (default 99.99)"},
-    {OPT_WBITS, "wbits", "N", "weight bits, 2..8 (default 8)"},
-    {OPT_ABITS, "abits", "N", "activation bits, 2..8 (default 8)"},
-    {OPT_PERTENSOR, "per-tensor", NULL, "one weight scale per tensor (default: per output channel)"},
-    {OPT_NARROW, "narrow-range", NULL, "weights in [-(2^(b-1)-1), 2^(b-1)-1] (no -128)"},
-    {OPT_ACTDT, "act-dtype", "uint8|int8", "activations uint8 asymmetric (default) or int8 symmetric"},
-    {OPT_REDUCE, "reduce-range", NULL, "weights one bit narrower (7 bits), for CPUs without VNNI"},
-    {OPT_EXCL, "exclude", "NODE[,..]", "keep these nodes in float"},
-    {OPT_EXCLOP, "exclude-op", "TYPE[,..]", "keep nodes of these operator types in float"},
-    {OPT_CONFIG, "config", "FILE.json", "per-layer settings: {\"layers\": {NODE: {wbits, abits, observer, ...}}}"},
-    {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},
-    {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},
-    {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"},
+    CLI_QUANT_OPTS,
     {OPT_DRY, "dry-run", NULL, "print the graph preparation and what would be quantized, write nothing"},
     {'b', "batch", "N", "images per run (default 32)"},
     {'n', "limit", "N", "use at most N images (sorted order)"},
@@ -50,14 +36,6 @@ static void logline(void *ud, const char *line) {
     fprintf(ud, "%s\n", line);
 }
 
-static int bits_arg(const char *name, const char *arg, int *out) {
-    long v;
-    if (cli_int(arg, 2, 8, &v))
-        return cli_usage("calib", "--%s takes a number from 2 to 8, not '%s'", name, arg);
-    *out = (int)v;
-    return 0;
-}
-
 int cmd_calib(int argc, char **argv) {
     struct optparse op;
     struct qt_calib_opts o;
@@ -68,7 +46,6 @@ int cmd_calib(int argc, char **argv) {
     char qinfo[4096];
     int quiet = 0, c;
     long v;
-    double d;
     qt_calib_opts_init(&o);
     cli_pp_init(&pp);
     opt_build(opts, &op);
@@ -78,45 +55,6 @@ int cmd_calib(int argc, char **argv) {
         case 'd': o.data = optarg; break;
         case 'o': o.out = optarg; break;
         case OPT_QINFO: o.quant_info = optarg; break;
-        case OPT_OBS:
-            if (qt_obs_parse(optarg, &o.q.observer))
-                return cli_usage("calib", "--observer is one of minmax, ema, percentile, entropy, mse, not '%s'",
-                                 optarg);
-            break;
-        case OPT_PCT:
-            if (cli_float(optarg, &d) || d <= 50 || d > 100)
-                return cli_usage("calib", "--percentile takes a number in (50, 100], not '%s'", optarg);
-            o.q.percentile = d;
-            break;
-        case OPT_WBITS:
-            if (bits_arg("wbits", optarg, &o.q.wbits))
-                return QT_EUSAGE;
-            break;
-        case OPT_ABITS:
-            if (bits_arg("abits", optarg, &o.q.abits))
-                return QT_EUSAGE;
-            break;
-        case OPT_PERTENSOR: o.q.per_channel = 0; break;
-        case OPT_NARROW: o.q.narrow = 1; break;
-        case OPT_ACTDT:
-            if (strcmp(optarg, "uint8") && strcmp(optarg, "int8"))
-                return cli_usage("calib", "--act-dtype is uint8 or int8, not '%s'", optarg);
-            o.q.act_signed = !strcmp(optarg, "int8");
-            break;
-        case OPT_REDUCE: o.q.reduce_range = 1; break;
-        case OPT_EXCL: o.q.exclude = optarg; break;
-        case OPT_EXCLOP: o.q.exclude_ops = optarg; break;
-        case OPT_CONFIG: o.q.config = optarg; break;
-        case OPT_KFL:
-            if (!strcmp(optarg, "8"))
-                o.q.keep_first_last = 8;
-            else if (!strcmp(optarg, "float"))
-                o.q.keep_first_last = -1;
-            else
-                return cli_usage("calib", "--keep-first-last is 8 or float, not '%s'", optarg);
-            break;
-        case OPT_NOFOLD: o.q.fold_bn = 0; break;
-        case OPT_NOFUSE: o.q.fuse_act = 0; break;
         case OPT_DRY: o.dry_run = 1; break;
         case 'b':
             if (cli_int(optarg, 1, 4096, &v))
@@ -139,7 +77,8 @@ int cmd_calib(int argc, char **argv) {
             opt_usage(stdout, "calib", "MODEL.onnx --data DIR -o OUT.onnx [options]", opts);
             return 0;
         default: {
-            int k = cli_pp_option("calib", &pp, c, optarg);
+            int k = c >= OPT_Q_FIRST && c < OPT_Q_LAST ? cli_quant_option("calib", &o.q, c, optarg)
+                                                         : cli_pp_option("calib", &pp, c, optarg);
             if (k == 2)
                 return QT_EUSAGE;
             if (k == 1)

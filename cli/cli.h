@@ -58,7 +58,29 @@ struct cli_pp {
 void cli_pp_init(struct cli_pp *p);
 int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
 
+/* Shared quantization-settings options (calib, qat). */
+enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW,
+       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_Q_LAST };
+#define CLI_QUANT_OPTS                                                                                           \
+    {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},                   \
+    {OPT_PCT, "percentile", "P", "percentile for --observer percentile (default 99.99)"},                      \
+    {OPT_WBITS, "wbits", "N", "weight bits, 2..8 (default 8)"},                                                \
+    {OPT_ABITS, "abits", "N", "activation bits, 2..8 (default 8)"},                                            \
+    {OPT_PERTENSOR, "per-tensor", NULL, "one weight scale per tensor (default: per output channel)"},          \
+    {OPT_NARROW, "narrow-range", NULL, "weights in [-(2^(b-1)-1), 2^(b-1)-1] (no -128)"},                      \
+    {OPT_ACTDT, "act-dtype", "uint8|int8", "activations uint8 asymmetric (default) or int8 symmetric"},        \
+    {OPT_REDUCE, "reduce-range", NULL, "weights one bit narrower (7 bits), for CPUs without VNNI"},            \
+    {OPT_EXCL, "exclude", "NODE[,..]", "keep these nodes in float"},                                           \
+    {OPT_EXCLOP, "exclude-op", "TYPE[,..]", "keep nodes of these operator types in float"},                    \
+    {OPT_CONFIG, "config", "FILE.json", "per-layer settings: {\"layers\": {NODE: {wbits, abits, observer, ...}}}"}, \
+    {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},                \
+    {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},                         \
+    {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"}
+/* Handles one quantization option: 0 handled, 1 not one, 2 bad value (printed). */
+int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
+
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
+int cmd_qat(int argc, char **argv);
 #endif

@@ -1,5 +1,6 @@
 /* opt.c: option tables, number parsing, error printing. */
 #include "cli.h"
+#include "quant/quant.h"
 
 #include <errno.h>
 #include <math.h>
@@ -92,6 +93,63 @@ int cli_floats(const char *s, float *v, int max) {
 void cli_pp_init(struct cli_pp *p) {
     memset(p, 0, sizeof *p);
     qt_preproc_default(&p->pp);
+}
+
+static int bits_arg(const char *cmd, const char *name, const char *arg, int *out) {
+    long v;
+    if (cli_int(arg, 2, 8, &v)) {
+        cli_usage(cmd, "--%s takes a number from 2 to 8, not '%s'", name, arg);
+        return 2;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg) {
+    double d;
+    switch (id) {
+    case OPT_OBS:
+        if (qt_obs_parse(arg, &q->observer)) {
+            cli_usage(cmd, "--observer is one of minmax, ema, percentile, entropy, mse, not '%s'", arg);
+            return 2;
+        }
+        return 0;
+    case OPT_PCT:
+        if (cli_float(arg, &d) || d <= 50 || d > 100) {
+            cli_usage(cmd, "--percentile takes a number in (50, 100], not '%s'", arg);
+            return 2;
+        }
+        q->percentile = d;
+        return 0;
+    case OPT_WBITS: return bits_arg(cmd, "wbits", arg, &q->wbits);
+    case OPT_ABITS: return bits_arg(cmd, "abits", arg, &q->abits);
+    case OPT_PERTENSOR: q->per_channel = 0; return 0;
+    case OPT_NARROW: q->narrow = 1; return 0;
+    case OPT_ACTDT:
+        if (strcmp(arg, "uint8") && strcmp(arg, "int8")) {
+            cli_usage(cmd, "--act-dtype is uint8 or int8, not '%s'", arg);
+            return 2;
+        }
+        q->act_signed = !strcmp(arg, "int8");
+        return 0;
+    case OPT_REDUCE: q->reduce_range = 1; return 0;
+    case OPT_EXCL: q->exclude = arg; return 0;
+    case OPT_EXCLOP: q->exclude_ops = arg; return 0;
+    case OPT_CONFIG: q->config = arg; return 0;
+    case OPT_KFL:
+        if (!strcmp(arg, "8")) {
+            q->keep_first_last = 8;
+        } else if (!strcmp(arg, "float")) {
+            q->keep_first_last = -1;
+        } else {
+            cli_usage(cmd, "--keep-first-last is 8 or float, not '%s'", arg);
+            return 2;
+        }
+        return 0;
+    case OPT_NOFOLD: q->fold_bn = 0; return 0;
+    case OPT_NOFUSE: q->fuse_act = 0; return 0;
+    }
+    return 1;
 }
 
 int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {

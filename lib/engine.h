@@ -174,8 +174,18 @@ struct qt_op {
      * data is there when the input is constant (x->isconst). May record
      * scratch needs with qt_exec_scratch(). */
     int (*infer)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
-    /* Computes the outputs. */
+    /* Computes the outputs. In a training plan (x->training) BatchNormalization
+     * uses batch statistics, Dropout drops, and ops keep in x->save[node]
+     * what their backward needs. */
     int (*fwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+    /* Backward (training plans): from the output gradients (qt_gout) and the
+     * forward's inputs and outputs, which are still intact, ADDS the input
+     * gradients into qt_gin(x, n, i) for every input that has one (NULL: no
+     * gradient wanted). Same determinism rule as fwd: never split a
+     * reduction (weight gradients sum over the batch in one task per
+     * output row). NULL: the op cannot be trained through (found at plan
+     * time, naming the node). */
+    int (*bwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
 };
 
 /* The op for (domain, op_type), NULL if qtool does not run it. */
@@ -210,6 +220,15 @@ struct qt_exec {
      * (skip[node]), its after_node hook still called */
     struct qt_post *post;     /* per node */
     unsigned char *skip;      /* per node */
+    /* training plans (qt_exec_new_train): see "training" below */
+    int training;
+    float **grad;             /* per value: gradient buffer (same shape), NULL if none */
+    unsigned char *param;     /* per value: a trainable value (gradient kept after backward) */
+    int *gzero;               /* per value: backward time that zeroes its gradient first, -1 */
+    unsigned char *runb;      /* per step: runs backward (an input needs a gradient) */
+    void **save;              /* per node: malloc'd state the op keeps from fwd for bwd */
+    uint64_t rng;             /* Dropout's generator state (seeded by the caller) */
+    int bn_frozen;            /* BatchNormalization uses running statistics (still trainable) */
     /* called after each node of a run when set (calibration observers) */
     int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
     void *after_ud;
@@ -240,6 +259,16 @@ static inline struct qt_tensor *qt_out(struct qt_exec *x, const struct qt_node *
 static inline bool qt_in_const(const struct qt_exec *x, const struct qt_node *n, int i) {
     return i < n->nin && n->in[i] >= 0 && x->isconst[n->in[i]];
 }
+/* Gradient buffers of input / output i in a training plan (NULL: none). */
+static inline float *qt_gin(struct qt_exec *x, const struct qt_node *n, int i) {
+    return x->grad && i < n->nin && n->in[i] >= 0 ? x->grad[n->in[i]] : NULL;
+}
+static inline float *qt_gout(struct qt_exec *x, const struct qt_node *n, int i) {
+    return x->grad && i < n->nout && n->out[i] >= 0 ? x->grad[n->out[i]] : NULL;
+}
+/* The node's saved state (x->save): allocated zeroed on first use, bytes
+ * fixed for the plan. NULL (err filled) when out of memory. */
+void *qt_exec_save(struct qt_exec *x, const struct qt_node *n, size_t bytes, struct qt_err *err);
 /* Records that the op needs `floats` floats of scratch per thread. */
 void qt_exec_scratch(struct qt_exec *x, size_t floats);
 static inline float *qt_scratch(struct qt_exec *x, int tid) {
@@ -249,6 +278,28 @@ static inline float *qt_scratch(struct qt_exec *x, int tid) {
  * fn must compute each task independently of the split so results are the
  * same for any thread count. */
 void qt_parallel_for(struct qt_exec *x, int64_t ntasks, qt_task_fn fn, void *arg);
+
+/* ---- training ----------------------------------------------------------
+ *
+ * A training plan runs forward with batch statistics, then backward in
+ * reverse order. Values marked in params (initializers or graph inputs)
+ * get a gradient kept after qt_exec_backward(); every value computed from
+ * them gets a transient one. Trainable initializers are not folded into
+ * constants and are read in place: an optimizer that steps
+ * g->v[v].init->data changes what the next forward computes. No activation
+ * fusion and no buffer aliasing; activations live until their producer's
+ * backward, gradients from their first writer to their producer's backward,
+ * and buffers whose lifetimes do not overlap share the arena. */
+int qt_exec_new_train(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads,
+                      const unsigned char *params, struct qt_err *err);
+/* Backward from the gradients of the graph outputs, which the caller fills
+ * (qt_exec_grad of an output) after qt_exec_run. Parameter gradients are
+ * zeroed first, so they hold this batch's gradient afterwards. */
+int qt_exec_backward(struct qt_exec *x, struct qt_err *err);
+/* Gradient buffer of value v (NULL when v has none). */
+float *qt_exec_grad(struct qt_exec *x, int v);
+/* Uniform float in [0, 1) from a 64-bit state (splitmix64). */
+float qt_rand01(uint64_t *state);
 
 /* Thread pool (lib/core/pool.c). */
 int qt_pool_new(struct qt_pool **p, int nthreads, struct qt_err *err);

@@ -229,6 +229,11 @@ int qt_dataset_label(const struct qt_dataset *ds, int i);
 int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start, int n, int c, int h,
                     int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err);
 
+/* The same for the images idx[0..n) (training batches in shuffled order).
+ * The augmentation of image i is drawn from (seed, idx[i]). */
+int qt_dataset_load_idx(struct qt_dataset *ds, const struct qt_preproc *p, const int *idx, int n, int c, int h,
+                        int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err);
+
 /* ---- evaluation (qtool eval) ------------------------------------------ */
 
 struct qt_eval_opts {
@@ -322,6 +327,70 @@ struct qt_calib_result {
 
 void qt_calib_opts_init(struct qt_calib_opts *o);
 int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err);
+
+/* ---- quantization-aware training (qtool qat) --------------------------- */
+
+enum { QT_QAT_SGD, QT_QAT_ADAM };
+
+struct qt_qat_opts {
+    const char *model;          /* float ONNX model */
+    const char *train, *val;    /* image folders (val optional) */
+    const char *out, *quant_info;
+    const char *classes;
+    struct qt_preproc pp;       /* evaluation preprocessing; training adds augmentation */
+    int channels_set;
+    struct qt_quant_opts q;     /* as calib */
+    int epochs;                 /* default 1 */
+    int iters_per_epoch;        /* 0 = one pass over the training images */
+    int batch;                  /* default 32 */
+    double lr;                  /* default 0.01 (SGD) */
+    int optimizer;              /* QT_QAT_SGD (default) or QT_QAT_ADAM */
+    double wd, momentum;        /* default 1e-4, 0.9 */
+    int schedule;               /* QT_SCHED_* of lib/train/train.h: 0 const, 1 step, 2 cosine (default) */
+    int step_epochs;            /* step schedule: epochs between decays (default 1) */
+    double gamma;               /* step schedule factor (default 0.1) */
+    double clip_grad;           /* global gradient-norm limit, 0 = none */
+    int freeze_bn_after;        /* epoch after which BatchNormalization uses running statistics; -1 never */
+    int freeze_observers_after; /* epoch after which scales and zero points stay fixed; -1 never */
+    int distill;                /* targets: the float model's outputs (KL at temperature) */
+    double temperature;         /* default 4 */
+    int no_quant;               /* float training (no fake quantization); output a float model */
+    int from_scratch;           /* re-initialise the weights (seeded) before training */
+    int augment;                /* random resized crop + flip (default 1) */
+    double rrc_min_scale;       /* smallest crop area fraction (default 0.08, as torchvision) */
+    int calib_images;           /* images to initialise activation ranges (default 256) */
+    int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
+    uint64_t seed;
+    int threads;
+    const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */
+    int resume;                 /* continue from the checkpoint in that directory */
+    const volatile int *stop;   /* set asynchronously (SIGINT): checkpoint and return */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+};
+
+struct qt_qat_epoch {
+    int epoch;                  /* 1-based */
+    double loss, train_top1, val_top1, lr, wall_s;
+    double step_ms;             /* median time of one training step (forward, loss, backward, update;
+                                   not image loading), the run's first step excluded */
+    int val_images;
+};
+
+struct qt_qat_result {
+    int epochs_done;
+    int interrupted;            /* stopped by o->stop: checkpoint written, no model */
+    int nparams;                /* trained tensors */
+    int calib_images;
+    double wall_s;
+    struct qt_qat_epoch *epoch; /* per epoch run (malloc'd, epochs_done entries; free()) */
+    int nepoch;
+};
+
+void qt_qat_opts_init(struct qt_qat_opts *o);
+/* Trains and writes o->out (the QDQ model and o->quant_info, or with
+ * no_quant the float model). Per-epoch figures go through o->log and r. */
+int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_err *err);
 
 /* ---- utilities -------------------------------------------------------- */
 

@@ -277,13 +277,14 @@ struct load_job {
     float *out;
     uint64_t seed;
     struct qt_err *errs; /* one per image */
+    const int *idx;      /* image indices (qt_dataset_load_idx), or NULL: start + i */
 };
 
 static void load_task(void *arg, int64_t i0, int64_t i1, int tid) {
     struct load_job *j = arg;
     (void)tid;
     for (int64_t i = i0; i < i1; i++) {
-        int idx = j->start + (int)i;
+        int idx = j->idx ? j->idx[i] : j->start + (int)i;
         struct qt_image img;
         struct qt_err *e = &j->errs[i];
         const char *path = j->ds->paths[idx];
@@ -301,10 +302,26 @@ static void load_task(void *arg, int64_t i0, int64_t i1, int tid) {
     }
 }
 
+static int load(struct qt_dataset *ds, const struct qt_preproc *p, int start, const int *idx, int n, int c, int h,
+                int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err);
+
 int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start, int n, int c, int h, int w,
                     float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err) {
     if (start < 0 || n < 0 || start + n > ds->n)
         return qt_errf(err, QT_EUSAGE, "images %d..%d requested of %d", start, start + n, ds->n);
+    return load(ds, p, start, NULL, n, c, h, w, out, labels, nthreads, seed, err);
+}
+
+int qt_dataset_load_idx(struct qt_dataset *ds, const struct qt_preproc *p, const int *idx, int n, int c, int h,
+                        int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err) {
+    for (int i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return qt_errf(err, QT_EUSAGE, "image %d requested of %d", idx[i], ds->n);
+    return load(ds, p, 0, idx, n, c, h, w, out, labels, nthreads, seed, err);
+}
+
+static int load(struct qt_dataset *ds, const struct qt_preproc *p, int start, const int *idx, int n, int c, int h,
+                int w, float *out, int *labels, int nthreads, uint64_t seed, struct qt_err *err) {
     if (p->channels != c)
         return qt_errf(err, QT_EUSAGE, "preprocessing gives %d channels, the model takes %d", p->channels, c);
     if (nthreads < 1)
@@ -319,7 +336,7 @@ int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start
     struct qt_err *errs = calloc((size_t)n + 1, sizeof *errs);
     if (!errs)
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    struct load_job j = {ds, p, start, c, h, w, out, seed, errs};
+    struct load_job j = {ds, p, start, c, h, w, out, seed, errs, idx};
     qt_pool_run(ds->pool, n, load_task, &j);
     for (int i = 0; i < n; i++) {
         if (errs[i].code) {
@@ -327,7 +344,7 @@ int qt_dataset_load(struct qt_dataset *ds, const struct qt_preproc *p, int start
             break;
         }
         if (labels)
-            labels[i] = ds->labels[start + i];
+            labels[i] = ds->labels[idx ? idx[i] : start + i];
     }
     free(errs);
     return err->code;

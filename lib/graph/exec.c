@@ -226,6 +226,98 @@ out:
     return rc;
 }
 
+/* Training plan: forward steps are times 0..N-1, the backward of step s is
+ * time 2N-1-s. An activation lives from its step to the last time anything
+ * reads it: forward readers, the backward of readers and of its producer.
+ * A transient gradient lives from the backward of its last reader (which
+ * zeroes it first) to its producer's backward. Parameter gradients are
+ * malloc'd apart: they outlive the run. */
+static int plan_train(struct qt_exec *x, const unsigned char *runb, struct qt_err *err) {
+    struct qt_graph *g = x->g;
+    int N = x->nsteps, T = 2 * N;
+    int *bufof = malloc(sizeof(int) * ((size_t)g->nv + 1)), *gbufof = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    int *prod = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    struct buf *bufs = calloc(2 * (size_t)g->nv + 1, sizeof *bufs);
+    int nb = 0, rc = 0;
+    if (!bufof || !gbufof || !prod || !bufs) {
+        rc = qt_errf(err, QT_ENOMEM, "out of memory planning buffers");
+        goto out;
+    }
+    for (int v = 0; v < g->nv; v++) {
+        bufof[v] = gbufof[v] = prod[v] = -1;
+        x->gzero[v] = -1;
+    }
+    for (int i = 0; i < g->ninputs; i++) {
+        int v = g->inputs[i];
+        bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = -1, .last = T};
+        bufof[v] = nb++;
+    }
+    for (int s = 0; s < N; s++) {
+        const struct qt_node *n = &g->n[x->steps[s]];
+        for (int j = 0; j < n->nout; j++) {
+            int v = n->out[j];
+            if (v < 0 || x->isconst[v])
+                continue;
+            prod[v] = s;
+            bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = s, .last = runb[s] ? T - 1 - s : s};
+            bufof[v] = nb++;
+            if (x->grad[v] || !runb[s] || x->t[v].dtype != QT_FLOAT)
+                continue;
+            /* transient gradient: first time set below by its readers */
+            bufs[nb] = (struct buf){.size = x->t[v].nbytes, .first = T - 1 - s, .last = T - 1 - s};
+            gbufof[v] = nb++;
+            x->gzero[v] = T - 1 - s;
+        }
+        for (int j = 0; j < n->nin; j++) {
+            int v = n->in[j];
+            if (v < 0)
+                continue;
+            if (bufof[v] >= 0) {
+                int last = runb[s] ? T - 1 - s : s;
+                if (bufs[bufof[v]].last < last)
+                    bufs[bufof[v]].last = last;
+            }
+            if (gbufof[v] >= 0 && runb[s] && bufs[gbufof[v]].first > T - 1 - s) {
+                bufs[gbufof[v]].first = T - 1 - s;
+                x->gzero[v] = T - 1 - s;
+            }
+        }
+    }
+    for (int i = 0; i < g->noutputs; i++) { /* read by the caller; their gradient written by it */
+        int v = g->outputs[i];
+        if (bufof[v] >= 0 && bufs[bufof[v]].last < N)
+            bufs[bufof[v]].last = N;
+        if (gbufof[v] >= 0) {
+            bufs[gbufof[v]].first = N - 1;
+            x->gzero[v] = -1;
+        }
+    }
+    size_t total = place(bufs, nb, err);
+    if (total == (size_t)-1) {
+        rc = err->code;
+        goto out;
+    }
+    x->arena_bytes = total;
+    x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
+    if (!x->arena) {
+        rc = qt_errf(err, QT_ENOMEM, "out of memory: activations and gradients need %zu bytes", total);
+        goto out;
+    }
+    memset(x->arena, 0, total);
+    for (int v = 0; v < g->nv; v++) {
+        if (bufof[v] >= 0)
+            x->t[v].data = x->arena + bufs[bufof[v]].off;
+        if (gbufof[v] >= 0)
+            x->grad[v] = (float *)(x->arena + bufs[gbufof[v]].off);
+    }
+out:
+    free(bufof);
+    free(gbufof);
+    free(prod);
+    free(bufs);
+    return rc;
+}
+
 static int ensure_scratch(struct qt_exec *x, struct qt_err *err) {
     size_t need = x->scratch_per * (size_t)x->nthreads;
     if (need <= x->scratch_cap)
@@ -333,14 +425,67 @@ static void fuse_acts(struct qt_exec *x) {
     }
 }
 
+static int exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, unsigned flags,
+                    const unsigned char *params, struct qt_err *err);
+
 int qt_exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, struct qt_err *err) {
     return qt_exec_new_flags(out, g, batch, nthreads, 0, err);
 }
 
+/* Which values need a gradient and which steps run backward (runb). */
+static int train_prepare(struct qt_exec *x, unsigned char *runb, struct qt_err *err) {
+    struct qt_graph *g = x->g;
+    unsigned char *need = calloc((size_t)g->nv + 1, 1);
+    if (!need)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int v = 0; v < g->nv; v++) {
+        need[v] = x->param[v];
+        if (x->param[v]) {
+            if (x->t[v].dtype != QT_FLOAT) {
+                free(need);
+                return qt_errf(err, QT_EUSAGE, "trainable value '%s' is not float32", g->v[v].name);
+            }
+            x->grad[v] = calloc(1, x->t[v].nbytes ? x->t[v].nbytes : 1);
+            if (!x->grad[v]) {
+                free(need);
+                return qt_errf(err, QT_ENOMEM, "out of memory for gradients");
+            }
+        }
+    }
+    for (int s = 0; s < x->nsteps; s++) {
+        const struct qt_node *n = &g->n[x->steps[s]];
+        for (int j = 0; j < n->nin; j++)
+            if (n->in[j] >= 0 && need[n->in[j]])
+                runb[s] = 1;
+        if (!runb[s])
+            continue;
+        if (!n->op->bwd) {
+            free(need);
+            return qt_node_err(n, QT_EUNSUPPORTED, err, "cannot be trained through (no backward)");
+        }
+        for (int j = 0; j < n->nout; j++)
+            if (n->out[j] >= 0 && x->t[n->out[j]].dtype == QT_FLOAT)
+                need[n->out[j]] = 1;
+    }
+    free(need);
+    return 0;
+}
+
 int qt_exec_new_flags(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, unsigned flags,
                       struct qt_err *err) {
+    return exec_new(out, g, batch, nthreads, flags, NULL, err);
+}
+
+int qt_exec_new_train(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads,
+                      const unsigned char *params, struct qt_err *err) {
+    return exec_new(out, g, batch, nthreads, QT_EXEC_NOFUSE, params, err);
+}
+
+static int exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, unsigned flags,
+                    const unsigned char *params, struct qt_err *err) {
     struct qt_exec *x = calloc(1, sizeof *x);
     int *order = NULL;
+    unsigned char *runb = NULL;
     *out = NULL;
     if (!x)
         return qt_errf(err, QT_ENOMEM, "out of memory");
@@ -359,6 +504,19 @@ int qt_exec_new_flags(struct qt_exec **out, struct qt_graph *g, int batch, int n
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto fail;
     }
+    if (params) {
+        x->training = 1;
+        x->param = malloc((size_t)g->nv + 1);
+        x->grad = calloc((size_t)g->nv + 1, sizeof *x->grad);
+        x->gzero = malloc(sizeof(int) * ((size_t)g->nv + 1));
+        x->save = calloc((size_t)g->nn + 1, sizeof *x->save);
+        runb = calloc((size_t)g->nn + 1, 1);
+        if (!x->param || !x->grad || !x->gzero || !x->save || !runb) {
+            qt_errf(err, QT_ENOMEM, "out of memory");
+            goto fail;
+        }
+        memcpy(x->param, params, (size_t)g->nv);
+    }
     if (qt_graph_unsupported(g, err))
         goto fail;
     if (qt_pool_new(&x->pool, x->nthreads, err))
@@ -366,7 +524,7 @@ int qt_exec_new_flags(struct qt_exec **out, struct qt_graph *g, int batch, int n
     for (int v = 0; v < g->nv; v++) {
         if (g->v[v].kind == QT_V_INIT) {
             x->t[v] = *g->v[v].init;
-            x->isconst[v] = 1;
+            x->isconst[v] = !(x->param && x->param[v]);
         }
     }
     for (int i = 0; i < g->ninputs; i++)
@@ -398,15 +556,17 @@ int qt_exec_new_flags(struct qt_exec **out, struct qt_graph *g, int batch, int n
     }
     if (!(flags & QT_EXEC_NOFUSE))
         fuse_acts(x);
-    if (plan_buffers(x, err))
+    if (x->training ? train_prepare(x, runb, err) || plan_train(x, runb, err) : plan_buffers(x, err))
         goto fail;
     if (ensure_scratch(x, err))
         goto fail;
+    x->runb = runb;
     free(order);
     *out = x;
     return 0;
 fail:
     free(order);
+    free(runb);
     qt_exec_free(x);
     return err->code;
 }
@@ -417,6 +577,16 @@ void qt_exec_free(struct qt_exec *x) {
     for (int v = 0; x->owned && v < x->g->nv; v++)
         if (x->owned[v])
             free(x->t[v].data);
+    for (int v = 0; x->grad && v < x->g->nv; v++)
+        if (x->param[v])
+            free(x->grad[v]);
+    for (int i = 0; x->save && i < x->g->nn; i++)
+        free(x->save[i]);
+    free(x->grad);
+    free(x->param);
+    free(x->gzero);
+    free(x->runb);
+    free(x->save);
     free(x->t);
     free(x->isconst);
     free(x->owned);
@@ -438,6 +608,53 @@ int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
             return err->code;
     }
     return 0;
+}
+
+int qt_exec_backward(struct qt_exec *x, struct qt_err *err) {
+    struct qt_graph *g = x->g;
+    int N = x->nsteps;
+    if (!x->training)
+        return qt_errf(err, QT_EFAIL, "internal error: backward on an inference plan");
+    for (int v = 0; v < g->nv; v++)
+        if (x->param[v])
+            memset(x->grad[v], 0, x->t[v].nbytes);
+    for (int s = N - 1; s >= 0; s--) {
+        const struct qt_node *n = &g->n[x->steps[s]];
+        int t = 2 * N - 1 - s;
+        if (!x->runb[s])
+            continue;
+        for (int j = 0; j < n->nin + n->nout; j++) {
+            int v = j < n->nin ? n->in[j] : n->out[j - n->nin];
+            if (v >= 0 && x->gzero[v] == t && x->grad[v])
+                memset(x->grad[v], 0, x->t[v].nbytes);
+        }
+        if (n->op->bwd(x, n, err))
+            return err->code;
+    }
+    return 0;
+}
+
+float *qt_exec_grad(struct qt_exec *x, int v) {
+    return x->grad && v >= 0 && v < x->g->nv ? x->grad[v] : NULL;
+}
+
+void *qt_exec_save(struct qt_exec *x, const struct qt_node *n, size_t bytes, struct qt_err *err) {
+    size_t i = (size_t)(n - x->g->n);
+    if (!x->save) {
+        qt_errf(err, QT_EFAIL, "internal error: node '%s' saves state outside training", n->name);
+        return NULL;
+    }
+    if (!x->save[i] && !(x->save[i] = calloc(1, bytes ? bytes : 1)))
+        qt_errf(err, QT_ENOMEM, "out of memory for node '%s'", n->name);
+    return x->save[i];
+}
+
+float qt_rand01(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
 float *qt_exec_input(struct qt_exec *x, int i) {

@@ -115,9 +115,59 @@ static int avgpool_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err
     return 0;
 }
 
+struct pool_bwd_job {
+    const struct qt_pooling_shape *s;
+    int include_pad;
+    const float *dy;
+    float *dx;
+};
+
+/* One task per (image, channel): every window hands dy / count to its taps. */
+static void avgpool_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct pool_bwd_job *j = arg;
+    const struct qt_pooling_shape *s = j->s;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        float *dx = j->dx + t * s->ih * s->iw;
+        const float *dy = j->dy + t * s->oh * s->ow;
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            int64_t hs = oy * s->sh - s->ph, ky0, ky1;
+            qt_pooling_taps(hs, s->dh, s->kh, s->ih, &ky0, &ky1);
+            int64_t ph = padded_taps(hs, s->dh, s->kh, s->ih, s->ph_end), rows = ky1 > ky0 ? ky1 - ky0 : 0;
+            for (int64_t ox = 0; ox < s->ow; ox++) {
+                int64_t ws = ox * s->sw - s->pw, kx0, kx1;
+                qt_pooling_taps(ws, s->dw, s->kw, s->iw, &kx0, &kx1);
+                int64_t inside = rows * (kx1 > kx0 ? kx1 - kx0 : 0);
+                int64_t cnt = j->include_pad ? ph * padded_taps(ws, s->dw, s->kw, s->iw, s->pw_end) : inside;
+                if (inside <= 0 || cnt <= 0)
+                    continue;
+                float g = dy[oy * s->ow + ox] / (float)cnt;
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    int64_t r = (hs + ky * s->dh) * s->iw + ws;
+                    for (int64_t kx = kx0; kx < kx1; kx++)
+                        dx[r + kx * s->dw] += g;
+                }
+            }
+        }
+    }
+}
+
+static int avgpool_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *xt = qt_in(x, n, 0);
+    const struct qt_pooling *p = n->priv;
+    struct qt_pooling_shape s;
+    if (qt_pooling_params(n, xt, p, &s, err))
+        return err->code;
+    struct pool_bwd_job j = {&s, p->count_include_pad, qt_gout(x, n, 0), qt_gin(x, n, 0)};
+    if (j.dx)
+        qt_parallel_for(x, s.n * s.c, avgpool_bwd_task, &j);
+    return 0;
+}
+
 const struct qt_op qt_op_averagepool = {
     .name = "AveragePool",
     .init = avgpool_init,
     .infer = avgpool_infer,
     .fwd = avgpool_fwd,
+    .bwd = avgpool_bwd,
 };

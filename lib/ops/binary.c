@@ -24,10 +24,16 @@
         return qt_binary_run(x, n, op, err);                                                    \
     }
 
-BINARY(add, QT_BIN_ADD)
-BINARY(sub, QT_BIN_SUB)
-BINARY(mul, QT_BIN_MUL)
-BINARY(div, QT_BIN_DIV)
+#define BINARY_BWD(fn, op)                                                                      \
+    BINARY(fn, op)                                                                              \
+    static int fn##_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {     \
+        return qt_binary_bwd(x, n, op, err);                                                    \
+    }
+
+BINARY_BWD(add, QT_BIN_ADD)
+BINARY_BWD(sub, QT_BIN_SUB)
+BINARY_BWD(mul, QT_BIN_MUL)
+BINARY_BWD(div, QT_BIN_DIV)
 BINARY(equal, QT_BIN_EQUAL)
 BINARY(less, QT_BIN_LESS)
 BINARY(greater, QT_BIN_GREATER)
@@ -89,10 +95,14 @@ static int pow_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
 #define OP(var, onnx, fn, ini)                                                                  \
     const struct qt_op qt_op_##var = {.name = onnx, .init = ini, .infer = fn##_infer, .fwd = fn##_fwd}
 
-OP(add, "Add", add, two_inputs);
-OP(sub, "Sub", sub, two_inputs);
-OP(mul, "Mul", mul, two_inputs);
-OP(div, "Div", div, two_inputs);
+#define OP_BWD(var, onnx)                                                                       \
+    const struct qt_op qt_op_##var = {                                                          \
+        .name = onnx, .init = two_inputs, .infer = var##_infer, .fwd = var##_fwd, .bwd = var##_bwd}
+
+OP_BWD(add, "Add");
+OP_BWD(sub, "Sub");
+OP_BWD(mul, "Mul");
+OP_BWD(div, "Div");
 OP(equal, "Equal", equal, two_inputs);
 OP(less, "Less", less, two_inputs);
 OP(greater, "Greater", greater, two_inputs);

@@ -77,7 +77,28 @@ static int clip_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return 0;
 }
 
+static void clip_g(const float *x, const float *y, const float *dy, float *dx, int64_t n, const void *ctx) {
+    const struct clip_f32 *c = ctx;
+    (void)y;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += x[i] >= c->lo && x[i] <= c->hi ? dy[i] : 0;
+}
+
+static int clip_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct clip_attr *a = n->priv;
+    const struct qt_tensor *lo = qt_in(x, n, 1), *hi = qt_in(x, n, 2);
+    struct clip_f32 c = {a->lo, a->hi};
+    if (qt_in(x, n, 0)->dtype != QT_FLOAT || qt_gin(x, n, 1) || qt_gin(x, n, 2))
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward needs float32 input and constant bounds");
+    if (a->inputs) {
+        c.lo = lo ? *(const float *)lo->data : -INFINITY;
+        c.hi = hi ? *(const float *)hi->data : INFINITY;
+    }
+    return qt_unary_bwd_f32(x, n, clip_g, &c);
+}
+
 const struct qt_op qt_op_clip = {
+    .bwd = clip_bwd,
     .name = "Clip",
     .init = clip_init,
     .infer = clip_infer,

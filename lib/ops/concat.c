@@ -89,9 +89,32 @@ static int concat_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return 0;
 }
 
+static int concat_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *ref = concat_ref(x, n), *y = qt_out(x, n, 0);
+    const float *dy = qt_gout(x, n, 0);
+    int ax;
+    if (qt_axis(n, *(const int64_t *)n->priv, ref->ndim, &ax, err))
+        return err->code;
+    int64_t outer = qt_numel(ax, y->dims), inner = qt_numel(y->ndim - ax - 1, y->dims + ax + 1);
+    int64_t orow = y->dims[ax] * inner, off = 0;
+    for (int i = 0; i < n->nin; i++) {
+        const struct qt_tensor *t = qt_in(x, n, i);
+        float *dx = qt_gin(x, n, i);
+        if (skipped(t, ref))
+            continue;
+        int64_t row = t->dims[ax] * inner;
+        for (int64_t o = 0; dx && o < outer; o++)
+            for (int64_t k = 0; k < row; k++)
+                dx[o * row + k] += dy[o * orow + off + k];
+        off += row;
+    }
+    return 0;
+}
+
 const struct qt_op qt_op_concat = {
     .name = "Concat",
     .init = concat_init,
     .infer = concat_infer,
     .fwd = concat_fwd,
+    .bwd = concat_bwd,
 };

@@ -8,7 +8,15 @@
  * group; depthwise convolutions (one input and one output channel per group)
  * use a direct kernel; everything else is im2col + sgemm over blocks of
  * output columns. Work is split into fixed tasks (image, group, column
- * block) so results do not depend on the thread count. */
+ * block) so results do not depend on the thread count.
+ *
+ * Gradients (training), per group, with cols = im2col(x) ([cg*kh*kw, oh*ow]
+ * per image):
+ *   db[m] = sum_{n, oh, ow} dy[n, m, oh, ow]
+ *   dw    = sum_n dy_n cols_n^T           (one task per block of output
+ *                                           channels, images in order)
+ *   dx_n  = col2im(w^T dy_n)               (one task per image and group)
+ * Depthwise convolutions use the direct loops of the same formulas. */
 #include "ops/conv.h"
 
 #include <cblas.h>
@@ -177,6 +185,8 @@ static int conv_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err 
         return err->code;
     }
     int64_t cg = s.c / s.group;
+    if (x->training && !qt_conv_is_depthwise(&s))
+        qt_exec_scratch(x, (size_t)(cg * s.kh * s.kw * s.oh * s.ow));
     if (qt_conv_is_depthwise(&s)) {
         qt_exec_scratch(x, dw_scratch(&s));
     } else if (qt_conv_is_pointwise(&s) && s.oh * s.ow < DOT_HW) {
@@ -459,9 +469,173 @@ static int conv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return 0;
 }
 
+/* ---- backward ---------------------------------------------------------- */
+
+#define BWD_M_BLOCK 64
+
+struct conv_bwd_job {
+    struct qt_exec *x;
+    const struct qt_conv_shape *s;
+    const float *in, *w, *dy;
+    float *dx, *dw, *db;
+    int64_t nmb; /* output-channel blocks per group */
+};
+
+/* dcols [k, hw] of one image's group, added into dx */
+static void col2im_add(const float *col, const struct qt_conv_shape *s, int64_t cg, float *dx) {
+    int64_t hw = s->oh * s->ow;
+    for (int64_t c = 0; c < cg; c++)
+        for (int64_t ki = 0; ki < s->kh; ki++)
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float *src = col + ((c * s->kh + ki) * s->kw + kj) * hw;
+                float *xc = dx + c * s->ih * s->iw;
+                for (int64_t oy = 0; oy < s->oh; oy++) {
+                    int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+                    if (iy < 0 || iy >= s->ih)
+                        continue;
+                    for (int64_t ox = 0; ox < s->ow; ox++) {
+                        int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+                        if (ix >= 0 && ix < s->iw)
+                            xc[iy * s->iw + ix] += src[oy * s->ow + ox];
+                    }
+                }
+            }
+}
+
+/* Weight (and bias) gradient of one block of output channels of a group. */
+static void dw_gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct conv_bwd_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    int64_t cg = s->c / s->group, mg = s->m / s->group, hw = s->oh * s->ow, k = cg * s->kh * s->kw;
+    int pw = qt_conv_is_pointwise(s);
+    float *col = qt_scratch(j->x, tid);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t g = t / j->nmb, m0 = (t % j->nmb) * BWD_M_BLOCK;
+        int64_t m1 = m0 + BWD_M_BLOCK < mg ? m0 + BWD_M_BLOCK : mg;
+        for (int64_t img = 0; img < s->n; img++) {
+            const float *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+            const float *dy = j->dy + (img * s->m + g * mg + m0) * hw;
+            if (j->db)
+                for (int64_t m = m0; m < m1; m++) {
+                    double acc = 0;
+                    for (int64_t i = 0; i < hw; i++)
+                        acc += dy[(m - m0) * hw + i];
+                    j->db[g * mg + m] += (float)acc;
+                }
+            if (!j->dw)
+                continue;
+            if (!pw)
+                im2col(xin, s, cg, 0, hw, col);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 - m0), (int)k, (int)hw, 1.0f, dy,
+                        (int)hw, pw ? xin : col, (int)hw, 1.0f, j->dw + (g * mg + m0) * k, (int)k);
+        }
+    }
+}
+
+/* Input gradient of one (image, group). */
+static void dx_gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct conv_bwd_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    int64_t cg = s->c / s->group, mg = s->m / s->group, hw = s->oh * s->ow, k = cg * s->kh * s->kw;
+    int pw = qt_conv_is_pointwise(s);
+    float *col = qt_scratch(j->x, tid);
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t g = t % s->group, img = t / s->group;
+        const float *dy = j->dy + (img * s->m + g * mg) * hw;
+        float *dx = j->dx + (img * s->c + g * cg) * s->ih * s->iw;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)hw, (int)mg, 1.0f, j->w + g * mg * k,
+                    (int)k, dy, (int)hw, pw ? 1.0f : 0.0f, pw ? dx : col, (int)hw);
+        if (!pw)
+            col2im_add(col, s, cg, dx);
+    }
+}
+
+/* Depthwise weight and bias gradients: one task per channel. */
+static void dw_direct_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct conv_bwd_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    (void)tid;
+    for (int64_t ch = t0; ch < t1; ch++) {
+        for (int64_t img = 0; img < s->n; img++) {
+            const float *xc = j->in + (img * s->c + ch) * s->ih * s->iw;
+            const float *dy = j->dy + (img * s->c + ch) * s->oh * s->ow;
+            if (j->db) {
+                double acc = 0;
+                for (int64_t i = 0; i < s->oh * s->ow; i++)
+                    acc += dy[i];
+                j->db[ch] += (float)acc;
+            }
+            for (int64_t ki = 0; j->dw && ki < s->kh; ki++)
+                for (int64_t kj = 0; kj < s->kw; kj++) {
+                    double acc = 0;
+                    for (int64_t oy = 0; oy < s->oh; oy++) {
+                        int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+                        if (iy < 0 || iy >= s->ih)
+                            continue;
+                        for (int64_t ox = 0; ox < s->ow; ox++) {
+                            int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+                            if (ix >= 0 && ix < s->iw)
+                                acc += dy[oy * s->ow + ox] * xc[iy * s->iw + ix];
+                        }
+                    }
+                    j->dw[(ch * s->kh + ki) * s->kw + kj] += (float)acc;
+                }
+        }
+    }
+}
+
+/* Depthwise input gradient: one task per (image, channel). */
+static void dx_direct_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct conv_bwd_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t ch = t % s->c;
+        const float *w = j->w + ch * s->kh * s->kw, *dy = j->dy + t * s->oh * s->ow;
+        float *dx = j->dx + t * s->ih * s->iw;
+        for (int64_t oy = 0; oy < s->oh; oy++)
+            for (int64_t ki = 0; ki < s->kh; ki++) {
+                int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+                if (iy < 0 || iy >= s->ih)
+                    continue;
+                for (int64_t kj = 0; kj < s->kw; kj++) {
+                    float wv = w[ki * s->kw + kj];
+                    for (int64_t ox = 0; ox < s->ow; ox++) {
+                        int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+                        if (ix >= 0 && ix < s->iw)
+                            dx[iy * s->iw + ix] += wv * dy[oy * s->ow + ox];
+                    }
+                }
+            }
+    }
+}
+
+static int conv_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *xt = qt_in(x, n, 0), *wt = qt_in(x, n, 1);
+    struct qt_conv_shape s;
+    if (qt_conv_params(n, xt, wt, n->priv, &s, err))
+        return err->code;
+    struct conv_bwd_job j = {x, &s, xt->data, wt->data, qt_gout(x, n, 0), qt_gin(x, n, 0), qt_gin(x, n, 1),
+                             qt_gin(x, n, 2), 0};
+    if (qt_conv_is_depthwise(&s)) {
+        if (j.dw || j.db)
+            qt_parallel_for(x, s.c, dw_direct_task, &j);
+        if (j.dx)
+            qt_parallel_for(x, s.n * s.c, dx_direct_task, &j);
+        return 0;
+    }
+    j.nmb = (s.m / s.group + BWD_M_BLOCK - 1) / BWD_M_BLOCK;
+    if (j.dw || j.db)
+        qt_parallel_for(x, s.group * j.nmb, dw_gemm_task, &j);
+    if (j.dx)
+        qt_parallel_for(x, s.n * s.group, dx_gemm_task, &j);
+    return 0;
+}
+
 const struct qt_op qt_op_conv = {
     .name = "Conv",
     .init = conv_init,
     .infer = conv_infer,
     .fwd = conv_fwd,
+    .bwd = conv_bwd,
 };

@@ -49,6 +49,108 @@ int qt_unary_run_f32(struct qt_exec *x, const struct qt_node *n, qt_unary_f32_fn
     return 0;
 }
 
+struct unary_bwd_job {
+    const float *x, *y, *dy;
+    float *dx;
+    int64_t total;
+    qt_unary_bwd_fn fn;
+    const void *ctx;
+};
+
+static void unary_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct unary_bwd_job *j = arg;
+    (void)tid;
+    int64_t a = t0 * UNARY_BLOCK, b = t1 * UNARY_BLOCK < j->total ? t1 * UNARY_BLOCK : j->total;
+    j->fn(j->x + a, j->y + a, j->dy + a, j->dx + a, b - a, j->ctx);
+}
+
+int qt_unary_bwd_f32(struct qt_exec *x, const struct qt_node *n, qt_unary_bwd_fn fn, const void *ctx) {
+    float *dx = qt_gin(x, n, 0);
+    if (!dx)
+        return 0;
+    struct unary_bwd_job j = {qt_in(x, n, 0)->data, qt_out(x, n, 0)->data, qt_gout(x, n, 0), dx,
+                              qt_tensor_numel(qt_in(x, n, 0)), fn, ctx};
+    qt_parallel_for(x, (j.total + UNARY_BLOCK - 1) / UNARY_BLOCK, unary_bwd_task, &j);
+    return 0;
+}
+
+/* One input's gradient of a binary op. Elements of the input are
+ * independent: when it is not broadcast the work splits over fixed blocks;
+ * otherwise one pass over the output in order (a broadcast gradient is a
+ * reduction, never split). */
+struct bin_bwd_job {
+    enum qt_binop op;
+    int which; /* 0: a, 1: b */
+    const float *a, *b, *dy;
+    float *d;
+    int nd;
+    const int64_t *od;
+    int64_t sa[QT_MAXDIM], sb[QT_MAXDIM];
+    int64_t total;
+};
+
+static inline float bin_elem_grad(const struct bin_bwd_job *j, float av, float bv, float g) {
+    switch (j->op) {
+    case QT_BIN_ADD:
+        return g;
+    case QT_BIN_SUB:
+        return j->which ? -g : g;
+    case QT_BIN_MUL:
+        return j->which ? g * av : g * bv;
+    default: /* DIV */
+        return j->which ? -g * av / (bv * bv) : g / bv;
+    }
+}
+
+static void bin_bwd_range(const struct bin_bwd_job *j, int64_t o0, int64_t o1) {
+    int64_t idx[QT_MAXDIM], ia = 0, ib = 0, r = o0;
+    for (int k = j->nd - 1; k >= 0; k--) {
+        idx[k] = r % j->od[k];
+        r /= j->od[k];
+        ia += idx[k] * j->sa[k];
+        ib += idx[k] * j->sb[k];
+    }
+    for (int64_t o = o0; o < o1; o++) {
+        float gv = bin_elem_grad(j, j->a[ia], j->b[ib], j->dy[o]);
+        j->d[j->which ? ib : ia] += gv;
+        for (int k = j->nd - 1; k >= 0; k--) {
+            ia += j->sa[k];
+            ib += j->sb[k];
+            if (++idx[k] < j->od[k])
+                break;
+            ia -= j->sa[k] * j->od[k];
+            ib -= j->sb[k] * j->od[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+static void bin_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct bin_bwd_job *j = arg;
+    (void)tid;
+    int64_t a = t0 * UNARY_BLOCK, b = t1 * UNARY_BLOCK < j->total ? t1 * UNARY_BLOCK : j->total;
+    bin_bwd_range(j, a, b);
+}
+
+int qt_binary_bwd(struct qt_exec *x, const struct qt_node *n, enum qt_binop op, struct qt_err *err) {
+    const struct qt_tensor *a = qt_in(x, n, 0), *b = qt_in(x, n, 1), *y = qt_out(x, n, 0);
+    if (y->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward of %s is float32 only", n->op_type);
+    for (int w = 0; w < 2; w++) {
+        struct bin_bwd_job j = {.op = op, .which = w, .a = a->data, .b = b->data, .dy = qt_gout(x, n, 0),
+                                .d = qt_gin(x, n, w), .nd = y->ndim, .od = y->dims, .total = qt_tensor_numel(y)};
+        if (!j.d)
+            continue;
+        qt_bcast_strides(a->ndim, a->dims, j.nd, y->dims, j.sa);
+        qt_bcast_strides(b->ndim, b->dims, j.nd, y->dims, j.sb);
+        if (qt_tensor_numel(w ? b : a) == j.total)
+            qt_parallel_for(x, (j.total + UNARY_BLOCK - 1) / UNARY_BLOCK, bin_bwd_task, &j);
+        else
+            bin_bwd_range(&j, 0, j.total);
+    }
+    return 0;
+}
+
 void qt_bcast_strides(int nd, const int64_t *d, int ond, const int64_t *od, int64_t *strides) {
     uint64_t s = 1; /* wraps (no UB) only for empty inputs with absurd dims, whose strides go unused */
     for (int i = ond - 1; i >= 0; i--) {

@@ -41,4 +41,5 @@ const struct qt_op qt_op_flatten = {
     .init = flatten_init,
     .infer = flatten_infer,
     .fwd = flatten_fwd,
+    .bwd = qt_bwd_pass,
 };

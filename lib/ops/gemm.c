@@ -4,7 +4,9 @@
  * threads. Every block is packed into a [QT_GEMM_ROWS, K] scratch matrix (zero
  * rows past M) so the BLAS always sees the same M and layout: OpenBLAS picks
  * other kernels for other sizes, and a row's result would otherwise depend on
- * the batch size it was run with. */
+ * the batch size it was run with.
+ * Gradients (training): dA' = alpha * dY B'^T, dB' = alpha * A'^T dY,
+ * dC = beta * dY summed over the dimensions C was broadcast along. */
 #include "ops/gemm.h"
 #include "ops/conv.h"
 
@@ -149,9 +151,52 @@ static int gemm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return 0;
 }
 
+void qt_gemm_bwd(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, int ta, const float *B,
+                 int64_t ldb, int tb, const float *dY, float *dA, float *dB) {
+    if (dA) {
+        if (!ta) /* [M, K] = dY [M, N] B'^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, (int)M, (int)K, (int)N, alpha,
+                        dY, (int)N, B, (int)ldb, 1.0f, dA, (int)K);
+        else /* [K, M] = B' dY^T */
+            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, (int)K, (int)M, (int)N, alpha, B,
+                        (int)ldb, dY, (int)N, 1.0f, dA, (int)M);
+    }
+    if (dB) {
+        if (!tb) /* [K, N] = A'^T dY */
+            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, alpha,
+                        A, (int)lda, dY, (int)N, 1.0f, dB, (int)N);
+        else /* [N, K] = dY^T A' */
+            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, (int)N, (int)K, (int)M, alpha,
+                        dY, (int)N, A, (int)lda, 1.0f, dB, (int)K);
+    }
+}
+
+static int gemm_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct gemm_attr *a = n->priv;
+    const struct qt_tensor *A = qt_in(x, n, 0), *B = qt_in(x, n, 1), *C = qt_in(x, n, 2);
+    const float *dy = qt_gout(x, n, 0);
+    float *dc = qt_gin(x, n, 2);
+    int64_t M = a->ta ? A->dims[1] : A->dims[0], K = a->ta ? A->dims[0] : A->dims[1];
+    int64_t N = a->tb ? B->dims[0] : B->dims[1];
+    (void)err;
+    if (M == 0 || N == 0 || K == 0)
+        return 0;
+    qt_gemm_bwd(M, N, K, a->alpha, A->data, A->dims[1], a->ta, B->data, B->dims[1], a->tb, dy, qt_gin(x, n, 0),
+                qt_gin(x, n, 1));
+    if (dc) {
+        int64_t sm = C->ndim == 2 && C->dims[0] != 1 ? C->dims[1] : 0;
+        int64_t sn = (C->ndim == 2 && C->dims[1] != 1) || (C->ndim == 1 && C->dims[0] != 1) ? 1 : 0;
+        for (int64_t r = 0; r < M; r++)
+            for (int64_t k = 0; k < N; k++)
+                dc[r * sm + k * sn] += a->beta * dy[r * N + k];
+    }
+    return 0;
+}
+
 const struct qt_op qt_op_gemm = {
     .name = "Gemm",
     .init = gemm_init,
     .infer = gemm_infer,
     .fwd = gemm_fwd,
+    .bwd = gemm_bwd,
 };

@@ -20,4 +20,9 @@ static inline size_t qt_gemm_scratch(int64_t N, int64_t K) {
 
 void qt_gemm_rows(int64_t r0, int64_t r1, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, int ta,
                   const float *B, int64_t ldb, int tb, float beta, float *Y, int64_t ldy, float *scratch);
+/* Gradients of Y[M, N] = alpha * A' B' (A' = ta ? A^T : A, B' likewise):
+ * dA += alpha * dY B'^T (in A's layout), dB += alpha * A'^T dY (in B's
+ * layout); either may be NULL. One BLAS call each, in the caller's thread. */
+void qt_gemm_bwd(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, int ta, const float *B,
+                 int64_t ldb, int tb, const float *dY, float *dA, float *dB);
 #endif

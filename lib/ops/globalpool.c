@@ -57,6 +57,52 @@ static int gpool_run(struct qt_exec *x, const struct qt_node *n, int max) {
     return 0;
 }
 
+struct gpool_bwd_job {
+    const float *x, *y, *dy;
+    float *dx;
+    int64_t hw;
+    int max;
+};
+
+static void gpool_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct gpool_bwd_job *j = arg;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        float *d = j->dx + t * j->hw;
+        if (j->max) { /* the first position holding the max */
+            const float *p = j->x + t * j->hw;
+            for (int64_t i = 0; i < j->hw; i++)
+                if (p[i] == j->y[t]) {
+                    d[i] += j->dy[t];
+                    break;
+                }
+        } else {
+            float g = j->dy[t] / (float)j->hw;
+            for (int64_t i = 0; i < j->hw; i++)
+                d[i] += g;
+        }
+    }
+}
+
+static int gpool_bwd(struct qt_exec *x, const struct qt_node *n, int max) {
+    const struct qt_tensor *xt = qt_in(x, n, 0);
+    struct gpool_bwd_job j = {xt->data, qt_out(x, n, 0)->data, qt_gout(x, n, 0), qt_gin(x, n, 0),
+                              qt_numel(xt->ndim - 2, xt->dims + 2), max};
+    if (j.dx && j.hw)
+        qt_parallel_for(x, xt->dims[0] * xt->dims[1], gpool_bwd_task, &j);
+    return 0;
+}
+
+static int gap_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    (void)err;
+    return gpool_bwd(x, n, 0);
+}
+
+static int gmp_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    (void)err;
+    return gpool_bwd(x, n, 1);
+}
+
 static int gap_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     (void)err;
     return gpool_run(x, n, 0);
@@ -71,9 +117,11 @@ const struct qt_op qt_op_globalaveragepool = {
     .name = "GlobalAveragePool",
     .infer = gpool_infer,
     .fwd = gap_fwd,
+    .bwd = gap_bwd,
 };
 const struct qt_op qt_op_globalmaxpool = {
     .name = "GlobalMaxPool",
     .infer = gpool_infer,
     .fwd = gmp_fwd,
+    .bwd = gmp_bwd,
 };

@@ -12,6 +12,60 @@ void qt_copy_input(const struct qt_exec *x, const struct qt_node *n) {
         memcpy(y->data, a->data, a->nbytes < y->nbytes ? a->nbytes : y->nbytes);
 }
 
+struct pass_job {
+    const float *dy;
+    float *dx;
+    int64_t total;
+};
+
+#define PASS_BLOCK 65536
+
+static void pass_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct pass_job *j = arg;
+    (void)tid;
+    int64_t b = t1 * PASS_BLOCK < j->total ? t1 * PASS_BLOCK : j->total;
+    for (int64_t i = t0 * PASS_BLOCK; i < b; i++)
+        j->dx[i] += j->dy[i];
+}
+
+int qt_bwd_pass(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct pass_job j = {qt_gout(x, n, 0), qt_gin(x, n, 0), qt_tensor_numel(qt_in(x, n, 0))};
+    if (!j.dx)
+        return 0;
+    if (qt_in(x, n, 0)->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    qt_parallel_for(x, (j.total + PASS_BLOCK - 1) / PASS_BLOCK, pass_task, &j);
+    return 0;
+}
+
+static void strided_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                        float *dst, float scale, int scatter) {
+    int64_t idx[2 * QT_MAXDIM] = {0}, total = qt_numel(ndim, dims), p = off;
+    for (int64_t o = 0; o < total; o++) {
+        if (scatter)
+            dst[p] += src[o];
+        else
+            dst[o] += scale * src[p];
+        for (int k = ndim - 1; k >= 0; k--) {
+            p += strides[k];
+            if (++idx[k] < dims[k])
+                break;
+            p -= strides[k] * dims[k];
+            idx[k] = 0;
+        }
+    }
+}
+
+void qt_strided_scatter_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                            float *dst) {
+    strided_add(ndim, dims, strides, off, src, dst, 1, 1);
+}
+
+void qt_strided_gather_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                           float *dst, float scale) {
+    strided_add(ndim, dims, strides, off, src, dst, scale, 0);
+}
+
 int qt_const_ints(struct qt_exec *x, const struct qt_node *n, int i, const char *what, int64_t *v, int max,
                   int *cnt, struct qt_err *err) {
     const struct qt_tensor *t = qt_in(x, n, i);

@@ -13,6 +13,21 @@
  * given both the same buffer: then there is nothing to do. */
 void qt_copy_input(const struct qt_exec *x, const struct qt_node *n);
 
+/* Backward of ops that only move input 0's elements in order (Reshape,
+ * Flatten, Identity, Squeeze, Unsqueeze): dx += dy. */
+int qt_bwd_pass(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+
+/* Gradients of the ops that copy elements by strides (Slice, Transpose,
+ * Split, ReduceMean, Pad), float32, one pass in order (never split, so a
+ * position written twice sums in the same order at any thread count). For
+ * every coordinate o over dims (row-major):
+ *   scatter: dst[off + sum_d o_d * strides[d]] += src[o]
+ *   gather:  dst[o] += scale * src[off + sum_d o_d * strides[d]] */
+void qt_strided_scatter_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                            float *dst);
+void qt_strided_gather_add(int ndim, const int64_t *dims, const int64_t *strides, int64_t off, const float *src,
+                           float *dst, float scale);
+
 /* Reads integer input i (int64 or int32) into v (at most max values) and sets
  * *cnt. QT_EUNSUPPORTED naming the node and `what` when the input is not known
  * at plan time, QT_EMODEL for another dtype, more than one dimension, or more

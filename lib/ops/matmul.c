@@ -2,7 +2,9 @@
  * (prepend / append a dim, removed from the result), leading dims broadcast.
  * Tasks are (matrix, block of QT_GEMM_ROWS rows), each one BLAS call of a
  * fixed size (lib/ops/gemm.h), so results depend neither on the threads nor
- * on the batch size. */
+ * on the batch size.
+ * Gradients (training): per matrix dA += dY B^T, dB += A^T dY, summed over
+ * broadcast batch dims (one pass over the matrices in order). */
 #include "ops/gemm.h"
 
 #include <string.h>
@@ -98,8 +100,38 @@ static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return 0;
 }
 
+static int matmul_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct mm_job j = {.x = x, .A = qt_in(x, n, 0), .B = qt_in(x, n, 1)};
+    int64_t od[QT_MAXDIM + 2];
+    int ond;
+    float *da = qt_gin(x, n, 0), *db = qt_gin(x, n, 1);
+    const float *dy = qt_gout(x, n, 0);
+    if (mm_shapes(n, j.A, j.B, &j.M, &j.K, &j.N, &j.nb, j.bd, &ond, od, err))
+        return err->code;
+    int na = j.A->ndim > 2 ? j.A->ndim - 2 : 0, nbb = j.B->ndim > 2 ? j.B->ndim - 2 : 0;
+    qt_bcast_strides(na, j.A->dims, j.nb, j.bd, j.sa);
+    qt_bcast_strides(nbb, j.B->dims, j.nb, j.bd, j.sb);
+    int64_t nmat = qt_numel(j.nb, j.bd);
+    if (j.M == 0 || j.N == 0 || j.K == 0)
+        return 0;
+    for (int64_t mat = 0; mat < nmat; mat++) {
+        int64_t oa = 0, ob = 0, rem = mat;
+        for (int i = j.nb - 1; i >= 0; i--) {
+            int64_t idx = rem % j.bd[i];
+            rem /= j.bd[i];
+            oa += idx * j.sa[i];
+            ob += idx * j.sb[i];
+        }
+        qt_gemm_bwd(j.M, j.N, j.K, 1.0f, (const float *)j.A->data + oa * j.M * j.K, j.K, 0,
+                    (const float *)j.B->data + ob * j.K * j.N, j.N, 0, dy + mat * j.M * j.N,
+                    da ? da + oa * j.M * j.K : NULL, db ? db + ob * j.K * j.N : NULL);
+    }
+    return 0;
+}
+
 const struct qt_op qt_op_matmul = {
     .name = "MatMul",
     .infer = matmul_infer,
     .fwd = matmul_fwd,
+    .bwd = matmul_bwd,
 };

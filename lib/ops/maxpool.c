@@ -121,9 +121,60 @@ static int maxpool_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err
     return 0;
 }
 
+struct pool_bwd_job {
+    const struct qt_pooling_shape *s;
+    const float *x, *dy;
+    float *dx;
+};
+
+/* One task per (image, channel): dy goes to the first tap holding the max
+ * (the tap the forward's strict > kept). */
+static void maxpool_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct pool_bwd_job *j = arg;
+    const struct qt_pooling_shape *s = j->s;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xc = j->x + t * s->ih * s->iw, *dy = j->dy + t * s->oh * s->ow;
+        float *dx = j->dx + t * s->ih * s->iw;
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+            int64_t hs = oy * s->sh - s->ph, ky0, ky1;
+            qt_pooling_taps(hs, s->dh, s->kh, s->ih, &ky0, &ky1);
+            for (int64_t ox = 0; ox < s->ow; ox++) {
+                int64_t ws = ox * s->sw - s->pw, kx0, kx1, best = -1;
+                float m = -FLT_MAX;
+                qt_pooling_taps(ws, s->dw, s->kw, s->iw, &kx0, &kx1);
+                for (int64_t ky = ky0; ky < ky1; ky++) {
+                    int64_t r = (hs + ky * s->dh) * s->iw + ws;
+                    for (int64_t kx = kx0; kx < kx1; kx++)
+                        if (best < 0 || xc[r + kx * s->dw] > m) {
+                            m = xc[r + kx * s->dw];
+                            best = r + kx * s->dw;
+                        }
+                }
+                if (best >= 0)
+                    dx[best] += dy[oy * s->ow + ox];
+            }
+        }
+    }
+}
+
+static int maxpool_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *xt = qt_in(x, n, 0);
+    struct qt_pooling_shape s;
+    if (xt->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    if (qt_pooling_params(n, xt, n->priv, &s, err))
+        return err->code;
+    struct pool_bwd_job j = {&s, xt->data, qt_gout(x, n, 0), qt_gin(x, n, 0)};
+    if (j.dx)
+        qt_parallel_for(x, s.n * s.c, maxpool_bwd_task, &j);
+    return 0;
+}
+
 const struct qt_op qt_op_maxpool = {
     .name = "MaxPool",
     .init = maxpool_init,
     .infer = maxpool_infer,
     .fwd = maxpool_fwd,
+    .bwd = maxpool_bwd,
 };

@@ -239,9 +239,40 @@ static int pad_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
     return 0;
 }
 
+/* dx[src(o)] += dy[o] for every output position o that reads the input
+ * (edge and reflect read some positions several times); one pass in order. */
+static int pad_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct pad_attr *a = n->priv;
+    const struct qt_tensor *t = qt_in(x, n, 0), *y = qt_out(x, n, 0);
+    const float *dy = qt_gout(x, n, 0);
+    float *dx = qt_gin(x, n, 0);
+    int64_t pb[QT_MAXDIM], pe[QT_MAXDIM], is[QT_MAXDIM], idx[QT_MAXDIM] = {0};
+    if (pad_amounts(x, n, pb, pe, err))
+        return err->code;
+    if (!dx || qt_tensor_numel(t) == 0 || qt_tensor_numel(y) == 0)
+        return 0;
+    qt_strides(t->ndim, t->dims, is);
+    for (int64_t o = 0, total = qt_tensor_numel(y); o < total; o++) {
+        int64_t p = 0;
+        for (int d = 0; d < t->ndim && p >= 0; d++) {
+            int64_t s = src_index(a->mode, idx[d], pb[d], t->dims[d]);
+            p = s < 0 ? -1 : p + s * is[d];
+        }
+        if (p >= 0)
+            dx[p] += dy[o];
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < y->dims[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 const struct qt_op qt_op_pad = {
     .name = "Pad",
     .init = pad_init,
     .infer = pad_infer,
     .fwd = pad_fwd,
+    .bwd = pad_bwd,
 };

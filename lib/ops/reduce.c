@@ -232,3 +232,28 @@ int qt_reduce_run(struct qt_exec *x, const struct qt_node *n, enum qt_reduce_kin
     qt_parallel_for(x, (j.nout + j.per - 1) / j.per, reduce_task, &j);
     return 0;
 }
+
+int qt_reduce_mean_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0);
+    unsigned char mask[QT_MAXDIM];
+    int64_t od[QT_MAXDIM], ys[QT_MAXDIM], st[QT_MAXDIM], cnt = 1;
+    int ond, identity, k = 0;
+    float *dx = qt_gin(x, n, 0);
+    if (reduce_plan(x, n, mask, &ond, od, &identity, err))
+        return err->code;
+    if (!dx || qt_tensor_numel(t) == 0)
+        return 0;
+    if (t->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    qt_strides(ond, od, ys);
+    for (int d = 0; d < t->ndim; d++) {
+        int red = !identity && mask[d];
+        st[d] = red ? 0 : ys[k];
+        if (red)
+            cnt *= t->dims[d];
+        if (!red || ond == t->ndim)
+            k++;
+    }
+    qt_strided_gather_add(t->ndim, t->dims, st, 0, qt_gout(x, n, 0), dx, 1.0f / (float)cnt);
+    return 0;
+}

@@ -16,4 +16,6 @@ enum qt_reduce_kind { QT_REDUCE_SUM, QT_REDUCE_MEAN, QT_REDUCE_MAX, QT_REDUCE_MI
 int qt_reduce_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err);
 int qt_reduce_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
 int qt_reduce_run(struct qt_exec *x, const struct qt_node *n, enum qt_reduce_kind kind, struct qt_err *err);
+/* ReduceMean's backward: dx += dy / (reduced count), broadcast back. */
+int qt_reduce_mean_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
 #endif

@@ -13,4 +13,5 @@ const struct qt_op qt_op_reducemean = {
     .init = qt_reduce_init,
     .infer = qt_reduce_infer,
     .fwd = reducemean_fwd,
+    .bwd = qt_reduce_mean_bwd,
 };

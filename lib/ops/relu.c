@@ -12,8 +12,21 @@ static int relu_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return qt_unary_run_f32(x, n, relu_f32, NULL, err);
 }
 
+static void relu_g(const float *x, const float *y, const float *dy, float *dx, int64_t n, const void *ctx) {
+    (void)y;
+    (void)ctx;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += x[i] > 0 ? dy[i] : 0;
+}
+
+static int relu_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    (void)err;
+    return qt_unary_bwd_f32(x, n, relu_g, NULL);
+}
+
 const struct qt_op qt_op_relu = {
     .name = "Relu",
     .infer = qt_unary_infer,
     .fwd = relu_fwd,
+    .bwd = relu_bwd,
 };

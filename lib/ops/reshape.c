@@ -71,4 +71,5 @@ const struct qt_op qt_op_reshape = {
     .init = reshape_init,
     .infer = reshape_infer,
     .fwd = reshape_fwd,
+    .bwd = qt_bwd_pass,
 };

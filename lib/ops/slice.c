@@ -118,9 +118,28 @@ static int slice_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     return 0;
 }
 
+static int slice_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0);
+    struct slice_plan p;
+    int64_t is[QT_MAXDIM], os[QT_MAXDIM], off = 0;
+    float *dx = qt_gin(x, n, 0);
+    if (slice_plan(x, n, &p, err))
+        return err->code;
+    if (!dx || qt_numel(t->ndim, p.count) == 0)
+        return 0;
+    qt_strides(t->ndim, t->dims, is);
+    for (int d = 0; d < t->ndim; d++) {
+        off += p.start[d] * is[d];
+        os[d] = p.step[d] * is[d];
+    }
+    qt_strided_scatter_add(t->ndim, p.count, os, off, qt_gout(x, n, 0), dx);
+    return 0;
+}
+
 const struct qt_op qt_op_slice = {
     .name = "Slice",
     .init = slice_init,
     .infer = slice_infer,
     .fwd = slice_fwd,
+    .bwd = slice_bwd,
 };

@@ -53,6 +53,8 @@ struct sm_job {
     float *y;
     int64_t len, inner; /* elements along the axis; stride between them */
     int log;
+    const float *dy; /* backward */
+    float *dx;
 };
 
 /* One task = one (outer, inner) position; the reduction stays in one task. */
@@ -85,23 +87,58 @@ static void sm_task(void *arg, int64_t r0, int64_t r1, int tid) {
     }
 }
 
-static int sm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+/* dx = y * (dy - sum(dy * y)); LogSoftmax dx = dy - e^y * sum(dy). */
+static void sm_bwd_task(void *arg, int64_t r0, int64_t r1, int tid) {
+    const struct sm_job *j = arg;
+    (void)tid;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t o = r / j->inner, i = r % j->inner, st = j->inner, base = o * j->len * st + i;
+        const float *y = j->y + base, *dy = j->dy + base;
+        float *dx = j->dx + base;
+        double s = 0;
+        for (int64_t k = 0; k < j->len; k++)
+            s += j->log ? dy[k * st] : dy[k * st] * y[k * st];
+        for (int64_t k = 0; k < j->len; k++)
+            dx[k * st] += j->log ? dy[k * st] - expf(y[k * st]) * (float)s : y[k * st] * (dy[k * st] - (float)s);
+    }
+}
+
+static int sm_job_init(struct qt_exec *x, const struct qt_node *n, struct sm_job *j, int64_t *rows,
+                       struct qt_err *err) {
     const struct softmax_attr *a = n->priv;
     const struct qt_tensor *t = qt_in(x, n, 0);
     int ax;
     if (qt_axis(n, a->axis, t->ndim, &ax, err))
         return err->code;
-    struct sm_job j = {t->data, qt_out(x, n, 0)->data, 0, 1, a->log};
+    *j = (struct sm_job){t->data, qt_out(x, n, 0)->data, 0, 1, a->log, qt_gout(x, n, 0), qt_gin(x, n, 0)};
     int64_t outer = qt_numel(ax, t->dims);
     if (a->coerce2d) {
-        j.len = qt_numel(t->ndim - ax, t->dims + ax);
+        j->len = qt_numel(t->ndim - ax, t->dims + ax);
     } else {
-        j.len = t->dims[ax];
-        j.inner = qt_numel(t->ndim - ax - 1, t->dims + ax + 1);
+        j->len = t->dims[ax];
+        j->inner = qt_numel(t->ndim - ax - 1, t->dims + ax + 1);
     }
-    if (j.len == 0 || outer * j.inner == 0)
-        return 0;
-    qt_parallel_for(x, outer * j.inner, sm_task, &j);
+    *rows = j->len == 0 ? 0 : outer * j->inner;
+    return 0;
+}
+
+static int sm_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct sm_job j;
+    int64_t rows = 0;
+    if (sm_job_init(x, n, &j, &rows, err))
+        return err->code;
+    if (j.dx && rows)
+        qt_parallel_for(x, rows, sm_bwd_task, &j);
+    return 0;
+}
+
+static int sm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct sm_job j;
+    int64_t rows = 0;
+    if (sm_job_init(x, n, &j, &rows, err))
+        return err->code;
+    if (rows)
+        qt_parallel_for(x, rows, sm_task, &j);
     return 0;
 }
 
@@ -110,10 +147,12 @@ const struct qt_op qt_op_softmax = {
     .init = softmax_init,
     .infer = sm_infer,
     .fwd = sm_fwd,
+    .bwd = sm_bwd,
 };
 const struct qt_op qt_op_logsoftmax = {
     .name = "LogSoftmax",
     .init = logsoftmax_init,
     .infer = sm_infer,
     .fwd = sm_fwd,
+    .bwd = sm_bwd,
 };

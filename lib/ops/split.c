@@ -136,9 +136,34 @@ static int split_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     return 0;
 }
 
+/* dx gets each output's gradient back in its slice along the axis. */
+static int split_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0);
+    float *dx = qt_gin(x, n, 0);
+    int64_t *sz, off = 0;
+    int axis;
+    if (!dx)
+        return 0;
+    if (split_sizes(x, n, &axis, &sz, err))
+        return err->code;
+    int64_t outer = qt_numel(axis, t->dims), inner = qt_numel(t->ndim - axis - 1, t->dims + axis + 1);
+    int64_t irow = t->dims[axis] * inner;
+    for (int i = 0; i < n->nout; i++) {
+        const float *dy = qt_gout(x, n, i);
+        int64_t row = sz[i] * inner;
+        for (int64_t o = 0; dy && o < outer; o++)
+            for (int64_t k = 0; k < row; k++)
+                dx[o * irow + off + k] += dy[o * row + k];
+        off += row;
+    }
+    free(sz);
+    return 0;
+}
+
 const struct qt_op qt_op_split = {
     .name = "Split",
     .init = split_init,
     .infer = split_infer,
     .fwd = split_fwd,
+    .bwd = split_bwd,
 };

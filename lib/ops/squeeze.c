@@ -62,4 +62,5 @@ const struct qt_op qt_op_squeeze = {
     .init = squeeze_init,
     .infer = squeeze_infer,
     .fwd = squeeze_fwd,
+    .bwd = qt_bwd_pass,
 };

@@ -60,7 +60,25 @@ static int transpose_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_e
     return 0;
 }
 
+/* dx[perm(o)] += dy[o]: output axis k walks input axis perm[k]. */
+static int transpose_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0), *y = qt_out(x, n, 0);
+    int perm[QT_MAXDIM];
+    int64_t is[QT_MAXDIM], st[QT_MAXDIM];
+    float *dx = qt_gin(x, n, 0);
+    if (transpose_perm(n, t->ndim, perm, err))
+        return err->code;
+    if (!dx)
+        return 0;
+    qt_strides(t->ndim, t->dims, is);
+    for (int k = 0; k < t->ndim; k++)
+        st[k] = is[perm[k]];
+    qt_strided_scatter_add(y->ndim, y->dims, st, 0, qt_gout(x, n, 0), dx);
+    return 0;
+}
+
 const struct qt_op qt_op_transpose = {
+    .bwd = transpose_bwd,
     .name = "Transpose",
     .init = transpose_init,
     .infer = transpose_infer,

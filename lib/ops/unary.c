@@ -83,15 +83,45 @@ static int hardsigmoid_init(struct qt_graph *g, struct qt_node *n, struct qt_err
     return attr_init(n, 0.2f, 0.5f, err);
 }
 
+#define F32_GRAD(fn, expr)                                                                                \
+    static void fn##_g(const float *x, const float *y, const float *dy, float *dx, int64_t n, const void *ctx) { \
+        const struct unary_attr *p = ctx;                                                                 \
+        (void)p;                                                                                          \
+        (void)x;                                                                                          \
+        (void)y;                                                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                                 \
+            float v = x[i], u = y[i];                                                                     \
+            (void)v;                                                                                      \
+            (void)u;                                                                                      \
+            dx[i] += dy[i] * (expr);                                                                      \
+        }                                                                                                 \
+    }                                                                                                     \
+    static int fn##_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {                 \
+        (void)err;                                                                                        \
+        return qt_unary_bwd_f32(x, n, fn##_g, n->priv);                                                   \
+    }
+
+F32_GRAD(sigmoid, u * (1.0f - u))
+F32_GRAD(tanh, 1.0f - u * u)
+F32_GRAD(leakyrelu, v < 0 ? p->alpha : 1.0f)
+F32_GRAD(hardsigmoid, p->alpha * v + p->beta > 0 && p->alpha * v + p->beta < 1 ? p->alpha : 0.0f)
+F32_GRAD(hardswish, v < -3.0f ? 0.0f : v > 3.0f ? 1.0f : v * (1.0f / 3.0f) + 0.5f)
+
 /* float32 ops */
+#define F32_OP_BWD(fn, onnx, ini)                                                          \
+    static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
+        return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
+    }                                                                                      \
+    const struct qt_op qt_op_##fn = {                                                      \
+        .name = onnx, .init = ini, .infer = qt_unary_infer, .fwd = fn##_fwd, .bwd = fn##_bwd}
 #define F32_OP(fn, onnx, ini)                                                              \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
     }                                                                                      \
     const struct qt_op qt_op_##fn = {.name = onnx, .init = ini, .infer = qt_unary_infer, .fwd = fn##_fwd}
 
-F32_OP(sigmoid, "Sigmoid", one_input);
-F32_OP(tanh, "Tanh", one_input);
+F32_OP_BWD(sigmoid, "Sigmoid", one_input);
+F32_OP_BWD(tanh, "Tanh", one_input);
 F32_OP(exp, "Exp", one_input);
 F32_OP(log, "Log", one_input);
 F32_OP(sqrt, "Sqrt", one_input);
@@ -100,11 +130,11 @@ F32_OP(floor, "Floor", one_input);
 F32_OP(ceil, "Ceil", one_input);
 F32_OP(round, "Round", one_input);
 F32_OP(erf, "Erf", one_input);
-F32_OP(leakyrelu, "LeakyRelu", leakyrelu_init);
+F32_OP_BWD(leakyrelu, "LeakyRelu", leakyrelu_init);
 F32_OP(elu, "Elu", elu_init);
 F32_OP(softplus, "Softplus", one_input);
-F32_OP(hardsigmoid, "HardSigmoid", hardsigmoid_init);
-F32_OP(hardswish, "HardSwish", one_input);
+F32_OP_BWD(hardsigmoid, "HardSigmoid", hardsigmoid_init);
+F32_OP_BWD(hardswish, "HardSwish", one_input);
 
 /* Neg and Abs also on integers (shape arithmetic). */
 static int int_unary(struct qt_exec *x, const struct qt_node *n, int neg, qt_unary_f32_fn f, struct qt_err *err) {
@@ -170,4 +200,5 @@ const struct qt_op qt_op_identity = {
     .init = one_input,
     .infer = qt_unary_infer,
     .fwd = identity_fwd,
+    .bwd = qt_bwd_pass,
 };

@@ -64,4 +64,5 @@ const struct qt_op qt_op_unsqueeze = {
     .init = unsqueeze_init,
     .infer = unsqueeze_infer,
     .fwd = unsqueeze_fwd,
+    .bwd = qt_bwd_pass,
 };

@@ -132,45 +132,22 @@ static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err
     return 0;
 }
 
-int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
-    struct qt_graph *g = NULL, *qg = NULL;
-    struct qt_qplan *p = NULL;
+int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                     int limit, int batch, int fixed, int threads, int *images,
+                     void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err) {
     struct qt_exec *x = NULL;
-    struct qt_dataset *ds = NULL;
     struct qt_observer *obs = NULL;
     struct calib_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
-    struct qt_preproc pp = o->pp;
     int *labels = NULL;
-    int c, h, w, fixed, total = 0, ngroups = 0;
-    double t0 = qt_now();
-    memset(r, 0, sizeof *r);
-
-    if (qt_graph_load(&g, o->model, err) || qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
-        goto out;
-    if (!o->channels_set)
-        pp.channels = c;
-    if (qt_qplan_build(&p, g, &o->q, o->log, o->log_ud, err))
-        goto out;
-    r->nfolded_bn = p->nfolded;
-    r->nfused_act = p->nfused;
-    r->nexcluded = p->nexcluded;
-    for (int t = 0; t < p->nt; t++) {
-        r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
-        r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
-    }
-    if (qt_qplan_weights(p, err))
-        goto out;
-    if (o->dry_run)
-        goto out;
-
-    ngroups = p->ngroups;
+    int ngroups = p->ngroups, total = qt_dataset_count(ds);
+    *images = 0;
     obs = calloc((size_t)ngroups + 1, sizeof *obs);
     if (!obs) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
     for (int gi = 0; gi < ngroups; gi++) {
-        int kind = o->q.observer;
+        int kind = p->o.observer;
         for (int t = 0; t < p->nt; t++)
             if (p->t[t].q.role == QT_ROLE_ACT && p->t[t].group == gi) {
                 kind = p->t[t].obs_kind;
@@ -179,19 +156,16 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         if (qt_obs_init(&obs[gi], kind, err))
             goto out;
     }
-    if (qt_dataset_open(&ds, o->data, o->classes, err))
-        goto out;
-    total = qt_dataset_count(ds);
-    if (o->limit > 0 && o->limit < total)
-        total = o->limit;
-    int batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+    if (limit > 0 && limit < total)
+        total = limit;
+    batch = fixed ? fixed : (batch > 0 ? batch : 32);
     if (!fixed && batch > total)
         batch = total;
     /* the last partial batch gets its own plan: padding would skew ranges */
     ctx.p = p;
     ctx.obs = obs;
-    int threads = o->threads > 0 ? o->threads : qt_ncpus();
-    labels = malloc(sizeof(int) * (size_t)batch);
+    threads = threads > 0 ? threads : qt_ncpus();
+    labels = malloc(sizeof(int) * (size_t)(batch > 0 ? batch : 1));
     if (!labels) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
@@ -221,18 +195,63 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
             }
             cur = nb;
         }
-        if (qt_dataset_load(ds, &pp, done, nb, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
+        if (qt_dataset_load(ds, pp, done, nb, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
             goto out;
         for (int i = 0; i < p->g->ninputs; i++)
             observe_value(&ctx, x, p->g->inputs[i]);
         if (qt_exec_run(x, err))
             goto out;
         done += nb;
-        if (o->progress)
-            o->progress(o->progress_ud, done, total);
+        if (progress)
+            progress(progress_ud, done, total);
     }
+    *images = total;
+    act_params(p, obs, err);
+out:
+    for (int i = 0; obs && i < ngroups; i++)
+        qt_obs_release(&obs[i]);
+    free(obs);
+    free(ctx.stats);
+    free(ctx.hist);
+    free(ctx.zeros);
+    free(labels);
+    qt_exec_free(x);
+    return err->code;
+}
+
+int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
+    struct qt_graph *g = NULL, *qg = NULL;
+    struct qt_qplan *p = NULL;
+    struct qt_dataset *ds = NULL;
+    struct qt_preproc pp = o->pp;
+    int c, h, w, fixed, total = 0;
+    double t0 = qt_now();
+    memset(r, 0, sizeof *r);
+
+    if (qt_graph_load(&g, o->model, err) || qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
+        goto out;
+    if (!o->channels_set)
+        pp.channels = c;
+    if (qt_qplan_build(&p, g, &o->q, o->log, o->log_ud, err))
+        goto out;
+    r->nfolded_bn = p->nfolded;
+    r->nfused_act = p->nfused;
+    r->nexcluded = p->nexcluded;
+    for (int t = 0; t < p->nt; t++) {
+        r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
+        r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
+    }
+    if (qt_qplan_weights(p, err))
+        goto out;
+    if (o->dry_run)
+        goto out;
+    if (qt_dataset_open(&ds, o->data, o->classes, err))
+        goto out;
+    if (qt_calib_observe(p, ds, &pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress,
+                         o->progress_ud, err))
+        goto out;
     r->images = total;
-    if (act_params(p, obs, err) || qt_qplan_biases(p, err))
+    if (qt_qplan_biases(p, err))
         goto out;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
@@ -242,14 +261,6 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         goto out;
 out:
     r->wall_s = qt_now() - t0;
-    for (int i = 0; obs && i < ngroups; i++)
-        qt_obs_release(&obs[i]);
-    free(obs);
-    free(ctx.stats);
-    free(ctx.hist);
-    free(ctx.zeros);
-    free(labels);
-    qt_exec_free(x);
     qt_dataset_free(ds);
     qt_graph_free(qg);
     qt_qplan_free(p);

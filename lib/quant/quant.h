@@ -93,6 +93,23 @@ static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, in
 }
 
 
+/* ---- fake quantization (training graphs) -------------------------------- */
+
+/* FakeQuant, domain QT_FQ_DOMAIN (lib/quant/fakequant.c explains the maths).
+ * Not an ONNX operator: found by qt_op_find but not listed by qt_op_at. */
+#define QT_FQ_DOMAIN "ai.qtool"
+struct qt_fq { /* the node's priv */
+    int qmin, qmax, axis, pact, symmetric, ema;
+    float grad_scale;
+    int observe;          /* runtime: recompute the parameters every forward */
+    int seen;             /* ema started */
+    float ema_min, ema_max;
+};
+/* Adds FakeQuant(x, scale, zp) -> y to g: a new node with the given
+ * attributes (zp may be -1). Returns the node index or -1 (err filled). */
+int qt_fq_add(struct qt_graph *g, const char *name, int x, int scale, int zp, int y, int qmin, int qmax, int axis,
+              int pact, int symmetric, float grad_scale, const char *observer, struct qt_err *err);
+
 /* ---- the quantization plan --------------------------------------------- */
 
 /* One quantized tensor of the prepared graph. */
@@ -141,6 +158,13 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
+/* Calibrates the activation parameters of p: streams the first `limit`
+ * images of ds (0 = all) through p->g with an observer per activation group
+ * and sets every activation's scale and zero point. fixed: the model's
+ * fixed batch (0 if dynamic). *images: how many were used. */
+int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                     int limit, int batch, int fixed, int threads, int *images,
+                     void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err);
 /* quant_info.json */
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);

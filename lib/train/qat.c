@@ -1,0 +1,799 @@
+/* qat.c: qtool qat: quantization-aware training.
+ *
+ * 1. The float model is prepared as calib prepares it (qt_qplan_build: same
+ *    quantization settings, BatchNormalization folded, activations fused)
+ *    and its activation ranges are calibrated on the first calib_images
+ *    training images (qt_calib_observe).
+ * 2. The training graph is a copy of the prepared graph with a FakeQuant
+ *    node after every quantized activation (one learnable LSQ scale per
+ *    activation group, initialised from calibration, zero point fixed) and
+ *    on every quantized weight: per-channel LSQ scales initialised from the
+ *    weights' min/max (default), or with weight_minmax a min/max observer
+ *    recomputed every step, as calib computes them. Biases stay float.
+ * 3. Training: shuffled batches (seeded), random resized crop + flip,
+ *    cross-entropy on folder labels or KL against the float model's outputs
+ *    (--distill), SGD/Adam with a schedule, optional gradient clipping.
+ *    After freeze_observers_after epochs the scales and zero points stop
+ *    changing; the weights keep training.
+ * 4. Export: trained weights back into the plan, activation (and weight)
+ *    parameters from the learnt scales, weights and biases quantized with
+ *    them, then calib's QDQ writer and quant_info.json.
+ * no_quant trains the float graph itself (BatchNormalization with batch
+ * statistics until freeze_bn_after) and writes a float model.
+ * Determinism: batches, augmentation and Dropout draw from the seed only;
+ * every kernel is thread-count independent, so the output bytes are too. */
+#include "quant/quant.h"
+#include "train/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void qt_qat_opts_init(struct qt_qat_opts *o) {
+    memset(o, 0, sizeof *o);
+    qt_preproc_default(&o->pp);
+    qt_quant_opts_init(&o->q);
+    o->epochs = 1;
+    o->batch = 32;
+    o->lr = 0.01;
+    o->wd = 1e-4;
+    o->momentum = 0.9;
+    o->schedule = QT_SCHED_COSINE;
+    o->step_epochs = 1;
+    o->gamma = 0.1;
+    o->freeze_bn_after = -1;
+    o->freeze_observers_after = -1;
+    o->temperature = 4;
+    o->augment = 1;
+    o->rrc_min_scale = 0.08;
+    o->calib_images = 256;
+}
+
+struct qat {
+    const struct qt_qat_opts *o;
+    struct qt_graph *g;      /* the float model (teacher) */
+    struct qt_qplan *p;      /* quantized mode */
+    struct qt_graph *tg;     /* training graph */
+    unsigned char *params;   /* per value of tg */
+    int *wfq, *afq;          /* weight and activation FakeQuant nodes of tg */
+    int nwfq, nafq;
+    int *act_scale;          /* scale parameters (values of tg) */
+    int nact;
+    int *wscale;             /* per plan tensor: its weight scale value in tg, or -1 */
+    struct qt_exec *x, *tx;  /* training plan, teacher plan */
+    struct qt_optim opt;
+    struct qt_dataset *ds, *vds;
+    struct qt_preproc pp, pp_train;
+    int c, h, w, ncls;
+    int *order, *labels;
+    float *tlogits;
+};
+
+static void logf_(struct qat *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(struct qat *q, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    if (!q->o->log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    q->o->log(q->o->log_ud, line);
+}
+
+static int new_init(struct qt_graph *g, const char *name, int64_t n, const float *v, struct qt_err *err) {
+    int64_t d[1] = {n};
+    struct qt_tensor *t = qt_tensor_new(QT_FLOAT, 1, d);
+    if (!t)
+        return qt_errf(err, QT_ENOMEM, "out of memory"), -1;
+    memcpy(t->data, v, sizeof(float) * (size_t)n);
+    return qt_graph_add_init(g, qt_graph_unique_name(g, name, ""), t, err);
+}
+
+/* Inserts FakeQuant after value v (all readers but the new node read its
+ * output), or on input `slot` of node k when k >= 0. Returns the node. */
+static int insert_fq(struct qt_graph *g, int v, int k, int slot, int s, int z, const struct qt_qparam *qp, int axis,
+                     float gscale, struct qt_err *err) {
+    char name[600];
+    snprintf(name, sizeof name, "%s", qt_graph_unique_name(g, g->v[v].name, "_fq"));
+    int y = qt_graph_add_value(g, name, QT_V_ACT, err);
+    if (y < 0)
+        return -1;
+    int node = qt_fq_add(g, name, v, s, z, y, qp->qmin, qp->qmax, axis, 0, qp->symmetric, gscale, "minmax", err);
+    if (node < 0)
+        return -1;
+    if (k >= 0) {
+        g->n[k].in[slot] = y;
+        return node;
+    }
+    for (int i = 0; i < g->nn; i++)
+        for (int j = 0; i != node && j < g->n[i].nin; j++)
+            if (g->n[i].in[j] == v)
+                g->n[i].in[j] = y;
+    return node;
+}
+
+static int is_float_init(const struct qt_graph *g, int v) {
+    return v >= 0 && g->v[v].kind == QT_V_INIT && g->v[v].init && g->v[v].init->dtype == QT_FLOAT;
+}
+
+/* The quantized training graph (see the top of the file). */
+static int build_qat_graph(struct qat *q, struct qt_err *err) {
+    struct qt_qplan *p = q->p;
+    int *gs = NULL;
+    if (qt_graph_clone(&q->tg, p->g, err))
+        return err->code;
+    struct qt_graph *tg = q->tg;
+    gs = malloc(sizeof(int) * 2 * ((size_t)p->ngroups + 1));
+    q->wfq = malloc(sizeof(int) * ((size_t)p->nt + 1));
+    q->afq = malloc(sizeof(int) * ((size_t)p->nt + 1));
+    q->wscale = malloc(sizeof(int) * ((size_t)p->nt + 1));
+    q->act_scale = malloc(sizeof(int) * ((size_t)p->ngroups + 1));
+    if (!gs || !q->wfq || !q->afq || !q->wscale || !q->act_scale) {
+        free(gs);
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < 2 * p->ngroups; i++)
+        gs[i] = -1;
+    for (int t = 0; t < p->nt; t++) {
+        const struct qt_qtensor *qt = &p->t[t];
+        const struct qt_qparam *qp = &qt->q;
+        q->wscale[t] = -1;
+        if (qp->role == QT_ROLE_ACT) {
+            int grp = qt->group;
+            if (gs[2 * grp] < 0) {
+                char nm[64];
+                float zf = (float)qp->zp[0];
+                snprintf(nm, sizeof nm, "qat_act%d_scale", grp);
+                gs[2 * grp] = new_init(tg, nm, 1, &qp->scale[0], err);
+                snprintf(nm, sizeof nm, "qat_act%d_zp", grp);
+                gs[2 * grp + 1] = new_init(tg, nm, 1, &zf, err);
+                if (gs[2 * grp] < 0 || gs[2 * grp + 1] < 0)
+                    goto fail;
+                q->act_scale[q->nact++] = gs[2 * grp];
+            }
+            /* LSQ's gradient scale: set once the shapes are known (lsq_scales) */
+            int k = insert_fq(tg, qt->v, -1, 0, gs[2 * grp], gs[2 * grp + 1], qp, -1, 1.0f, err);
+            if (k < 0)
+                goto fail;
+            q->afq[q->nafq++] = k;
+        } else if (qp->role == QT_ROLE_WEIGHT) {
+            const struct qt_node *n = &tg->n[qt->node];
+            int slot = -1;
+            for (int j = 0; j < n->nin; j++)
+                if (n->in[j] == qt->v)
+                    slot = j;
+            if (slot < 0)
+                continue;
+            float *zf = malloc(sizeof(float) * (size_t)qp->n);
+            if (!zf) {
+                qt_errf(err, QT_ENOMEM, "out of memory");
+                goto fail;
+            }
+            for (int c = 0; c < qp->n; c++)
+                zf[c] = (float)qp->zp[c];
+            char nm[600];
+            snprintf(nm, sizeof nm, "%s_qat_scale", tg->v[qt->v].name);
+            int s = new_init(tg, nm, qp->n, qp->scale, err);
+            snprintf(nm, sizeof nm, "%s_qat_zp", tg->v[qt->v].name);
+            int z = s < 0 ? -1 : new_init(tg, nm, qp->n, zf, err);
+            free(zf);
+            if (z < 0)
+                goto fail;
+            int k = insert_fq(tg, qt->v, qt->node, slot, s, z, qp, qp->axis, 1.0f, err);
+            if (k < 0)
+                goto fail;
+            q->wfq[q->nwfq++] = k;
+            q->wscale[t] = s;
+        }
+    }
+    free(gs);
+    return 0;
+fail:
+    free(gs);
+    return err->code;
+}
+
+/* Trainable values: weights and biases of Conv/Gemm/MatMul (initializers),
+ * BatchNormalization scale and bias, activation scales. */
+static int mark_params(struct qat *q, struct qt_err *err) {
+    struct qt_graph *tg = q->tg;
+    q->params = calloc((size_t)tg->nv + 1, 1);
+    if (!q->params)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int i = 0; i < tg->nn; i++) {
+        const struct qt_node *n = &tg->n[i];
+        const char *op = n->op_type;
+        if (!strcmp(op, "Conv") || !strcmp(op, "Gemm") || !strcmp(op, "MatMul") ||
+            !strcmp(op, "BatchNormalization")) {
+            for (int j = 1; j < 3 && j < n->nin; j++) {
+                int v = n->in[j];
+                if (v >= 0 && !is_float_init(tg, v) && tg->v[v].producer >= 0 &&
+                    !strcmp(tg->n[tg->v[v].producer].op_type, "FakeQuant"))
+                    v = tg->n[tg->v[v].producer].in[0]; /* the float weight behind its FakeQuant */
+                if (is_float_init(tg, v))
+                    q->params[v] = 1;
+            }
+        }
+    }
+    for (int i = 0; i < q->nact; i++)
+        q->params[q->act_scale[i]] = 1;
+    for (int t = 0; q->p && !q->o->weight_minmax && t < q->p->nt; t++)
+        if (q->wscale[t] >= 0)
+            q->params[q->wscale[t]] = 1;
+    return 0;
+}
+
+/* --from-scratch: Kaiming-uniform weights (fan-in, ReLU gain), zero
+ * biases, BatchNormalization scale 1, bias 0, mean 0, var 1. */
+static void reinit(struct qat *q) {
+    struct qt_graph *g = q->tg;
+    uint64_t st = q->o->seed * 0x2545f4914f6cdd1dull + 1;
+    for (int i = 0; i < g->nn; i++) {
+        const struct qt_node *n = &g->n[i];
+        struct qt_err e = {0};
+        int isbn = !strcmp(n->op_type, "BatchNormalization");
+        if (isbn) {
+            for (int j = 1; j < 5; j++) {
+                if (!is_float_init(g, n->in[j]))
+                    continue;
+                struct qt_tensor *t = g->v[n->in[j]].init;
+                for (int64_t k = 0; k < qt_tensor_numel(t); k++)
+                    ((float *)t->data)[k] = j == 1 || j == 4 ? 1.0f : 0.0f;
+                g->v[n->in[j]].orig = NULL;
+            }
+            continue;
+        }
+        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm") && strcmp(n->op_type, "MatMul"))
+            continue;
+        if (n->nin > 1 && is_float_init(g, n->in[1])) {
+            struct qt_tensor *t = g->v[n->in[1]].init;
+            int64_t fan = 1;
+            if (!strcmp(n->op_type, "Conv"))
+                fan = qt_tensor_numel(t) / (t->dims[0] ? t->dims[0] : 1);
+            else if (t->ndim == 2)
+                fan = !strcmp(n->op_type, "Gemm") && qt_attr_int(n, "transB", 0, &e) ? t->dims[1] : t->dims[0];
+            double bound = strcmp(n->op_type, "Conv") ? 1.0 / sqrt((double)fan) : sqrt(6.0 / (double)fan);
+            for (int64_t k = 0; k < qt_tensor_numel(t); k++)
+                ((float *)t->data)[k] = (float)((2 * qt_rand01(&st) - 1) * bound);
+            g->v[n->in[1]].orig = NULL;
+        }
+        if (n->nin > 2 && is_float_init(g, n->in[2])) {
+            struct qt_tensor *t = g->v[n->in[2]].init;
+            memset(t->data, 0, t->nbytes);
+            g->v[n->in[2]].orig = NULL;
+        }
+    }
+}
+
+/* LSQ's gradient scale 1 / sqrt(features * qmax), features per image; a
+ * scale shared by a group gets the sum of its members' gradients. */
+static void lsq_scales(struct qat *q) {
+    for (int i = 0; i < q->nafq; i++) {
+        struct qt_node *n = &q->tg->n[q->afq[i]];
+        struct qt_fq *f = n->priv;
+        double feat = (double)qt_tensor_numel(&q->x->t[n->in[0]]) / qt_exec_batch(q->x);
+        f->grad_scale = (float)(1.0 / sqrt(feat * f->qmax));
+    }
+    for (int i = 0; i < q->nwfq; i++) { /* weights per scale */
+        struct qt_node *n = &q->tg->n[q->wfq[i]];
+        struct qt_fq *f = n->priv;
+        double per = (double)qt_tensor_numel(&q->x->t[n->in[0]]) / (double)qt_tensor_numel(&q->x->t[n->in[1]]);
+        f->grad_scale = (float)(1.0 / sqrt(per * f->qmax));
+    }
+}
+
+static int is_scale(const struct qat *q, int v) {
+    for (int i = 0; i < q->nact; i++)
+        if (q->act_scale[i] == v)
+            return 1;
+    for (int t = 0; q->p && t < q->p->nt; t++)
+        if (q->wscale[t] == v)
+            return 1;
+    return 0;
+}
+
+static void set_observe(struct qat *q, int on) {
+    for (int i = 0; i < q->nwfq; i++)
+        ((struct qt_fq *)q->tg->n[q->wfq[i]].priv)->observe = on;
+}
+
+/* ---- checkpoints --------------------------------------------------------
+ * DIR/checkpoint.bin: "QTCK", version 1, epoch, optimizer step, then for
+ * every float initializer of the training graph in order its name, element
+ * count and values, then per parameter the optimizer state (m, v). */
+
+struct ck_head {
+    char magic[4];
+    uint32_t version;
+    int32_t epoch;
+    int32_t nvalues;
+    int64_t step;
+};
+
+static int ck_path(const struct qt_qat_opts *o, char *buf, size_t len, struct qt_err *err) {
+    if ((size_t)snprintf(buf, len, "%s/checkpoint.bin", o->checkpoint) >= len)
+        return qt_errf(err, QT_EUSAGE, "checkpoint directory name is too long");
+    return 0;
+}
+
+static int ck_write(struct qat *q, int epoch, struct qt_err *err) {
+    struct qt_graph *tg = q->tg;
+    char path[4096];
+    size_t len = sizeof(struct ck_head), off = 0;
+    int nvals = 0;
+    if (!q->o->checkpoint)
+        return 0;
+    if (ck_path(q->o, path, sizeof path, err))
+        return err->code;
+    if (mkdir(q->o->checkpoint, 0777) && errno != EEXIST)
+        return qt_errf(err, QT_EIO, "cannot create checkpoint directory '%s': %s", q->o->checkpoint,
+                       strerror(errno));
+    for (int v = 0; v < tg->nv; v++)
+        if (is_float_init(tg, v)) {
+            len += 4 + strlen(tg->v[v].name) + 8 + tg->v[v].init->nbytes;
+            nvals++;
+        }
+    for (int i = 0; i < q->opt.np; i++)
+        len += 2 * sizeof(float) * (size_t)q->opt.p[i].n;
+    unsigned char *buf = malloc(len);
+    if (!buf)
+        return qt_errf(err, QT_ENOMEM, "out of memory writing a checkpoint");
+    struct ck_head h = {{'Q', 'T', 'C', 'K'}, 1, epoch, nvals, q->opt.t};
+    memcpy(buf, &h, sizeof h);
+    off = sizeof h;
+    for (int v = 0; v < tg->nv; v++) {
+        if (!is_float_init(tg, v))
+            continue;
+        uint32_t nl = (uint32_t)strlen(tg->v[v].name);
+        int64_t n = qt_tensor_numel(tg->v[v].init);
+        memcpy(buf + off, &nl, 4);
+        memcpy(buf + off + 4, tg->v[v].name, nl);
+        memcpy(buf + off + 4 + nl, &n, 8);
+        memcpy(buf + off + 12 + nl, tg->v[v].init->data, tg->v[v].init->nbytes);
+        off += 12 + nl + tg->v[v].init->nbytes;
+    }
+    for (int i = 0; i < q->opt.np; i++) {
+        size_t b = sizeof(float) * (size_t)q->opt.p[i].n;
+        memcpy(buf + off, q->opt.p[i].m, b);
+        memcpy(buf + off + b, q->opt.p[i].v, b);
+        off += 2 * b;
+    }
+    int rc = qt_write_file_atomic(path, buf, off, err);
+    free(buf);
+    return rc;
+}
+
+static int ck_read(struct qat *q, int *epoch, struct qt_err *err) {
+    struct qt_graph *tg = q->tg;
+    char path[4096];
+    void *data;
+    size_t len, off = sizeof(struct ck_head);
+    struct ck_head h;
+    if (ck_path(q->o, path, sizeof path, err) || qt_read_file(path, (size_t)1 << 34, &data, &len, err))
+        return err->code;
+    unsigned char *buf = data;
+    if (len < sizeof h)
+        goto bad;
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, "QTCK", 4) || h.version != 1)
+        goto bad;
+    for (int k = 0; k < h.nvalues; k++) {
+        uint32_t nl;
+        int64_t n;
+        if (off + 12 > len)
+            goto bad;
+        memcpy(&nl, buf + off, 4);
+        if (off + 12 + nl > len)
+            goto bad;
+        memcpy(&n, buf + off + 4 + nl, 8);
+        char name[1024];
+        if (nl >= sizeof name)
+            goto bad;
+        memcpy(name, buf + off + 4, nl);
+        name[nl] = 0;
+        int v = qt_graph_find(tg, name);
+        if (v < 0 || !is_float_init(tg, v) || qt_tensor_numel(tg->v[v].init) != n ||
+            off + 12 + nl + tg->v[v].init->nbytes > len) {
+            free(data);
+            return qt_errf(err, QT_EDATA, "checkpoint '%s' does not match this model and settings ('%s')", path,
+                           name);
+        }
+        memcpy(tg->v[v].init->data, buf + off + 12 + nl, tg->v[v].init->nbytes);
+        off += 12 + nl + tg->v[v].init->nbytes;
+    }
+    for (int i = 0; i < q->opt.np; i++) {
+        size_t b = sizeof(float) * (size_t)q->opt.p[i].n;
+        if (off + 2 * b > len)
+            goto bad;
+        memcpy(q->opt.p[i].m, buf + off, b);
+        memcpy(q->opt.p[i].v, buf + off + b, b);
+        off += 2 * b;
+    }
+    if (off != len)
+        goto bad;
+    q->opt.t = h.step;
+    *epoch = h.epoch;
+    free(data);
+    return 0;
+bad:
+    free(data);
+    return qt_errf(err, QT_EDATA, "checkpoint '%s' is truncated or not a qtool checkpoint", path);
+}
+
+/* ---- evaluation ---------------------------------------------------------- */
+
+/* Top-1 of the training graph (fake-quantized, BatchNormalization on running
+ * statistics) on the validation images. */
+static int validate(struct qat *q, double *top1, int *images, struct qt_err *err) {
+    struct qt_exec *vx = NULL;
+    int total = qt_dataset_count(q->vds), hits = 0, labeled = 0, batch = q->o->batch;
+    int *labels = malloc(sizeof(int) * (size_t)batch);
+    if (!labels)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int done = 0; done < total;) {
+        int nb = total - done < batch ? total - done : batch;
+        if (!vx || qt_exec_batch(vx) != nb) {
+            qt_exec_free(vx);
+            vx = NULL;
+            if (qt_exec_new(&vx, q->tg, nb, q->o->threads, err))
+                goto out;
+        }
+        if (qt_dataset_load(q->vds, &q->pp, done, nb, q->c, q->h, q->w, qt_exec_input(vx, 0), labels, q->o->threads,
+                            0, err) ||
+            qt_exec_run(vx, err))
+            goto out;
+        const float *z = qt_exec_output(vx, 0);
+        for (int i = 0; i < nb; i++) {
+            if (labels[i] < 0 || labels[i] >= q->ncls)
+                continue;
+            int best = 0;
+            for (int k = 1; k < q->ncls; k++)
+                if (z[(int64_t)i * q->ncls + k] > z[(int64_t)i * q->ncls + best])
+                    best = k;
+            hits += best == labels[i];
+            labeled++;
+        }
+        done += nb;
+    }
+    *top1 = labeled ? 100.0 * hits / labeled : 0;
+    *images = labeled;
+out:
+    qt_exec_free(vx);
+    free(labels);
+    return err->code;
+}
+
+/* ---- export --------------------------------------------------------------- */
+
+static int export_quant(struct qat *q, int images, struct qt_err *err) {
+    struct qt_qplan *p = q->p;
+    struct qt_graph *qg = NULL;
+    for (int v = 0; v < p->g->nv; v++) /* training graph values keep the plan's indices */
+        if (q->params[v] && is_float_init(p->g, v)) {
+            memcpy(p->g->v[v].init->data, q->tg->v[v].init->data, p->g->v[v].init->nbytes);
+            p->g->v[v].orig = NULL;
+        }
+    for (int t = 0; t < p->nt; t++) {
+        struct qt_qparam *qp = &p->t[t].q;
+        if (qp->role != QT_ROLE_ACT)
+            continue;
+        char nm[64];
+        snprintf(nm, sizeof nm, "qat_act%d_scale", p->t[t].group);
+        int sv = qt_graph_find(q->tg, nm);
+        snprintf(nm, sizeof nm, "qat_act%d_zp", p->t[t].group);
+        int zv = qt_graph_find(q->tg, nm);
+        if (sv < 0 || zv < 0)
+            return qt_errf(err, QT_EFAIL, "internal error: activation group %d has no scale", p->t[t].group);
+        float s = *(const float *)q->tg->v[sv].init->data, z = *(const float *)q->tg->v[zv].init->data;
+        qp->scale[0] = s;
+        qp->zp[0] = (int32_t)z;
+        qp->rng_min[0] = s * (float)(qp->qmin - qp->zp[0]);
+        qp->rng_max[0] = s * (float)(qp->qmax - qp->zp[0]);
+        qp->method = "lsq";
+    }
+    if (qt_qplan_weights(p, err))
+        return err->code;
+    for (int t = 0; !q->o->weight_minmax && t < p->nt; t++) {
+        struct qt_qparam *qp = &p->t[t].q;
+        if (q->wscale[t] < 0)
+            continue;
+        const float *s = q->tg->v[q->wscale[t]].init->data;
+        for (int c = 0; c < qp->n; c++) {
+            qp->scale[c] = s[c];
+            qp->rng_min[c] = s[c] * (float)(qp->qmin - qp->zp[c]);
+            qp->rng_max[c] = s[c] * (float)(qp->qmax - qp->zp[c]);
+        }
+        qp->method = "lsq";
+    }
+    int rc = qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
+             qt_graph_save(qg, q->o->out, err) ||
+             qt_qplan_write_info(p, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
+    qt_graph_free(qg);
+    return rc ? err->code : 0;
+}
+
+static int export_float(struct qat *q, struct qt_err *err) {
+    for (int v = 0; v < q->tg->nv; v++)
+        if (is_float_init(q->tg, v))
+            q->tg->v[v].orig = NULL; /* weights and running statistics changed */
+    return qt_graph_save(q->tg, q->o->out, err);
+}
+
+/* ---- the run ---------------------------------------------------------------- */
+
+static void shuffle(int *order, int n, uint64_t seed) {
+    uint64_t st = seed;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)(qt_rand01(&st) * (float)(i + 1));
+        if (j > i)
+            j = i;
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
+    const struct qt_qat_opts *o = q->o;
+    int fixed;
+    q->pp = o->pp;
+    if (qt_graph_load(&q->g, o->model, err) || qt_model_image_shape(q->g, &q->pp, &q->c, &q->h, &q->w, &fixed, err))
+        return err->code;
+    if (fixed)
+        return qt_errf(err, QT_EUNSUPPORTED, "model '%s' has a fixed batch size; qat needs a dynamic batch",
+                       o->model);
+    if (!o->channels_set)
+        q->pp.channels = q->c;
+    if (qt_dataset_open(&q->ds, o->train, o->classes, err))
+        return err->code;
+    if (!o->distill && !qt_dataset_labeled(q->ds))
+        return qt_errf(err, QT_EDATA, "training folder '%s' has no class sub-folders; use --distill", o->train);
+    if (qt_dataset_count(q->ds) < o->batch)
+        return qt_errf(err, QT_EDATA, "training folder '%s' has %d images, fewer than a batch (%d)", o->train,
+                       qt_dataset_count(q->ds), o->batch);
+    if (o->val && qt_dataset_open(&q->vds, o->val, o->classes, err))
+        return err->code;
+    q->pp_train = q->pp;
+    if (o->augment) {
+        q->pp_train.rrc = 1;
+        q->pp_train.hflip = 1;
+        q->pp_train.rrc_min_scale = (float)o->rrc_min_scale;
+        q->pp_train.crop_h = q->h;
+        q->pp_train.crop_w = q->w;
+    }
+    if (o->no_quant) {
+        if (qt_graph_clone(&q->tg, q->g, err))
+            return err->code;
+        if (o->from_scratch)
+            reinit(q);
+    } else {
+        if (o->from_scratch)
+            return qt_errf(err, QT_EUSAGE, "--from-scratch trains a float model: add --no-quant");
+        if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err) || qt_qplan_weights(q->p, err))
+            return err->code;
+        if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
+                             &r->calib_images, NULL, NULL, err))
+            return err->code;
+        logf_(q, "calibrated %d activation groups on %d images; %d BatchNormalization folded", q->p->ngroups,
+              r->calib_images, q->p->nfolded);
+        if (build_qat_graph(q, err))
+            return err->code;
+    }
+    if (mark_params(q, err))
+        return err->code;
+    if (qt_exec_new_train(&q->x, q->tg, o->batch, o->threads, q->params, err))
+        return err->code;
+    set_observe(q, o->weight_minmax);
+    lsq_scales(q);
+    const struct qt_tensor *out = qt_exec_output_tensor(q->x, 0);
+    if (out->ndim != 2 || out->dims[0] != o->batch)
+        return qt_errf(err, QT_EUNSUPPORTED, "model output must be [N, classes] logits");
+    q->ncls = (int)out->dims[1];
+    if (o->distill) {
+        if (qt_exec_new(&q->tx, q->g, o->batch, o->threads, err))
+            return err->code;
+        q->tlogits = malloc(sizeof(float) * (size_t)o->batch * (size_t)q->ncls);
+        if (!q->tlogits)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    qt_optim_init(&q->opt, o->optimizer == QT_QAT_ADAM ? QT_OPT_ADAM : QT_OPT_SGD, (float)o->momentum,
+                  (float)o->wd);
+    for (int v = 0; v < q->tg->nv; v++) {
+        if (!q->params[v])
+            continue;
+        /* decay only weights (more than one dim); scales stay positive */
+        int scale = is_scale(q, v);
+        if (qt_optim_add(&q->opt, q->tg->v[v].init->data, qt_exec_grad(q->x, v), qt_tensor_numel(q->tg->v[v].init),
+                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 1e-6f : -INFINITY, err))
+            return err->code;
+        r->nparams++;
+    }
+    q->order = malloc(sizeof(int) * (size_t)qt_dataset_count(q->ds));
+    q->labels = malloc(sizeof(int) * (size_t)o->batch);
+    if (!q->order || !q->labels)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Freezes what the schedule says is frozen from `epoch` (0-based) on. */
+static void apply_freeze(struct qat *q, int epoch) {
+    const struct qt_qat_opts *o = q->o;
+    if (o->freeze_bn_after >= 0 && epoch >= o->freeze_bn_after)
+        q->x->bn_frozen = 1;
+    if (o->freeze_observers_after >= 0 && epoch >= o->freeze_observers_after) {
+        set_observe(q, 0);
+        for (int i = 0; i < q->opt.np; i++)
+            for (int v = 0; v < q->tg->nv; v++)
+                if (q->params[v] && q->opt.p[i].w == q->tg->v[v].init->data && is_scale(q, v))
+                    q->opt.p[i].lr_mult = 0;
+    }
+}
+
+int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_err *err) {
+    struct qat q;
+    double t0 = qt_now();
+    int start = 0;
+    double *steps = NULL;
+    memset(&q, 0, sizeof q);
+    memset(r, 0, sizeof *r);
+    q.o = o;
+    if (!o->model || !o->train || !o->out || (!o->no_quant && !o->quant_info))
+        return qt_errf(err, QT_EUSAGE, "model, training folder and output are required");
+    if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
+        return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
+    if (!o->no_quant && o->freeze_bn_after > 0)
+        return qt_errf(err, QT_EUNSUPPORTED,
+                       "quantized training folds BatchNormalization before the first step "
+                       "(--freeze-bn-after 0); later freezing is only available with --no-quant");
+    if (setup(&q, r, err))
+        goto out;
+    if (o->resume) {
+        if (!o->checkpoint) {
+            qt_errf(err, QT_EUSAGE, "--resume needs --checkpoint DIR");
+            goto out;
+        }
+        if (ck_read(&q, &start, err))
+            goto out;
+        logf_(&q, "resumed from %s/checkpoint.bin after epoch %d", o->checkpoint, start);
+    }
+    r->epoch = calloc((size_t)o->epochs + 1, sizeof *r->epoch);
+    if (!r->epoch) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    int count = qt_dataset_count(q.ds);
+    int iters = o->iters_per_epoch > 0 ? o->iters_per_epoch : count / o->batch;
+    struct qt_sched sch = {o->schedule, (float)o->lr, (int64_t)iters * o->epochs, (int64_t)iters * o->step_epochs,
+                           (float)o->gamma, 0};
+    steps = malloc(sizeof(double) * ((size_t)iters + 1));
+    if (!steps) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    float *input = qt_exec_input(q.x, 0);
+    int yv = q.tg->outputs[0];
+    size_t isz = (size_t)q.c * q.h * q.w;
+    for (int ep = start; ep < o->epochs; ep++) {
+        struct qt_qat_epoch *e = &r->epoch[r->nepoch];
+        double et = qt_now(), lsum = 0;
+        int hits = 0, seen = 0, nsteps = 0;
+        apply_freeze(&q, ep);
+        shuffle(q.order, count, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)ep * 0x632be59bd9b4e019ull + 1);
+        float lr = 0;
+        for (int it = 0; it < iters; it++) {
+            int idx[4096];
+            for (int i = 0; i < o->batch && i < 4096; i++)
+                idx[i] = q.order[((int64_t)it * o->batch + i) % count];
+            uint64_t bseed = o->seed * 1000003ull + (uint64_t)ep * 7919ull + (uint64_t)it;
+            if (qt_dataset_load_idx(q.ds, &q.pp_train, idx, o->batch, q.c, q.h, q.w, input, q.labels, o->threads,
+                                    bseed, err))
+                goto out;
+            double st = qt_now();
+            if (o->distill) {
+                memcpy(qt_exec_input(q.tx, 0), input, sizeof(float) * isz * (size_t)o->batch);
+                if (qt_exec_run(q.tx, err))
+                    goto out;
+                memcpy(q.tlogits, qt_exec_output(q.tx, 0), sizeof(float) * (size_t)o->batch * (size_t)q.ncls);
+            }
+            q.x->rng = bseed ^ 0x5bd1e995ull;
+            if (qt_exec_run(q.x, err))
+                goto out;
+            const float *z = qt_exec_output(q.x, 0);
+            double loss;
+            int c1 = 0;
+            if (o->distill) {
+                qt_loss_kl(z, q.tlogits, o->batch, q.ncls, (float)o->temperature, qt_exec_grad(q.x, yv), &loss,
+                           NULL);
+                for (int i = 0; i < o->batch; i++) {
+                    int best = 0;
+                    for (int k = 1; k < q.ncls; k++)
+                        if (z[(int64_t)i * q.ncls + k] > z[(int64_t)i * q.ncls + best])
+                            best = k;
+                    c1 += q.labels[i] >= 0 && best == q.labels[i];
+                }
+            } else {
+                qt_loss_xent(z, q.labels, o->batch, q.ncls, qt_exec_grad(q.x, yv), &loss, &c1);
+            }
+            if (!isfinite(loss)) {
+                qt_errf(err, QT_EFAIL, "training diverged at epoch %d step %d (loss %g): lower --lr", ep + 1, it + 1,
+                        loss);
+                goto out;
+            }
+            lsum += loss;
+            hits += c1;
+            seen += o->batch;
+            if (qt_exec_backward(q.x, err))
+                goto out;
+            if (o->clip_grad > 0)
+                qt_clip_grad_norm(&q.opt, o->clip_grad);
+            lr = qt_sched_lr(&sch, (int64_t)ep * iters + it);
+            qt_optim_step(&q.opt, lr);
+            if (ep > start || it > 0)
+                steps[nsteps++] = qt_now() - st;
+            if (o->stop && *o->stop) {
+                /* the finished epochs and the optimizer state; the partial epoch reruns on --resume */
+                if (ck_write(&q, ep, err))
+                    goto out;
+                r->interrupted = 1;
+                logf_(&q, "interrupted at epoch %d step %d%s", ep + 1, it + 1,
+                      o->checkpoint ? ": checkpoint written" : "");
+                goto out;
+            }
+        }
+        for (int a = 1; a < nsteps; a++) /* median: insertion sort, iters is small */
+            for (int b = a; b > 0 && steps[b - 1] > steps[b]; b--) {
+                double t = steps[b];
+                steps[b] = steps[b - 1];
+                steps[b - 1] = t;
+            }
+        e->step_ms = nsteps ? 1000 * steps[nsteps / 2] : 0;
+        e->epoch = ep + 1;
+        e->loss = iters ? lsum / iters : 0;
+        e->train_top1 = seen ? 100.0 * hits / seen : 0;
+        e->lr = lr;
+        e->val_top1 = -1;
+        if (q.vds && validate(&q, &e->val_top1, &e->val_images, err))
+            goto out;
+        e->wall_s = qt_now() - et;
+        r->nepoch++;
+        r->epochs_done = ep + 1;
+        if (q.vds)
+            logf_(&q, "epoch %d/%d: loss %.4f, train top-1 %.2f, val top-1 %.2f (%d images), lr %.3g, %.1f s",
+                  ep + 1, o->epochs, e->loss, e->train_top1, e->val_top1, e->val_images, e->lr, e->wall_s);
+        else
+            logf_(&q, "epoch %d/%d: loss %.4f, train top-1 %.2f, lr %.3g, %.1f s", ep + 1, o->epochs, e->loss,
+                  e->train_top1, e->lr, e->wall_s);
+        if (ck_write(&q, ep + 1, err))
+            goto out;
+    }
+    if (o->no_quant)
+        export_float(&q, err);
+    else
+        export_quant(&q, r->calib_images, err);
+out:
+    r->wall_s = qt_now() - t0;
+    free(steps);
+    qt_optim_release(&q.opt);
+    qt_exec_free(q.x);
+    qt_exec_free(q.tx);
+    qt_dataset_free(q.ds);
+    qt_dataset_free(q.vds);
+    qt_graph_free(q.tg);
+    qt_qplan_free(q.p);
+    qt_graph_free(q.g);
+    free(q.params);
+    free(q.wfq);
+    free(q.afq);
+    free(q.act_scale);
+    free(q.wscale);
+    free(q.order);
+    free(q.labels);
+    free(q.tlogits);
+    return err->code;
+}

@@ -1,0 +1,95 @@
+#!/bin/sh
+# t-qat.sh: qtool qat on the bundled Fashion-MNIST model (300 training
+# images, 500 test images, a few seconds): W4A4 quantization-aware training
+# beats W4A4 calib by a wide margin and ends near float, ONNX Runtime runs
+# the QDQ file and agrees with qtool, the output is byte-identical at 1 and
+# 2 threads and after a checkpoint + --resume, float training from scratch
+# learns, --distill works without labels, Ctrl-C checkpoints and exits 130,
+# bad input leaves no file.
+. scripts/testlib.sh
+D=testdata/fmnist
+PP="--preset mnist -q"
+ORT="node scripts/ort-run.mjs"
+QAT="--wbits 4 --abits 4 --epochs 3 --lr 0.001 --no-augment --calib-images 300 --batch 32"
+
+expect_ok "eval float" $QTOOL eval $D/model.onnx --data $D/test $PP --latency-runs 0 --json $TMP/f.json
+expect_ok "calib W4A4 (PTQ)" $QTOOL calib $D/model.onnx --data $D/calib $PP --wbits 4 --abits 4 -o $TMP/ptq.onnx
+expect_ok "eval PTQ" $QTOOL eval $TMP/ptq.onnx --data $D/test $PP --latency-runs 0 --json $TMP/p.json
+expect_ok "qat W4A4, 3 epochs, 1 thread" $QTOOL qat $D/model.onnx --train $D/calib --val $D/test $PP $QAT \
+    -o $TMP/q1.onnx --threads 1 --json $TMP/q1.log.json
+check "quant_info.json written next to it" test -s $TMP/q1.json
+check "per-epoch log has 3 epochs with val top-1" python3 -c "
+import json; d=json.load(open('$TMP/q1.log.json')); e=d['epochs']
+assert len(e) == 3 and all(0 < x['val_top1'] <= 100 and x['loss'] > 0 for x in e), e"
+check "activation parameters are the learnt ones (method lsq)" grep -q '"lsq"' $TMP/q1.json
+expect_ok "eval QAT" $QTOOL eval $TMP/q1.onnx --data $D/test $PP --latency-runs 0 --ref $D/model.onnx \
+    --json $TMP/q.json --save-inputs $TMP/in.bin --save-outputs $TMP/qo.bin
+f1=$(json $TMP/f.json top1); p1=$(json $TMP/p.json top1); q1=$(json $TMP/q.json top1)
+echo "# float $f1, W4A4 PTQ $p1, W4A4 QAT $q1"
+check "QAT top-1 $q1 beats PTQ $p1 by 3 pt or more" fcmp "$q1" '>=' "$(python3 -c "print($p1 + 3)")"
+check "QAT top-1 $q1 within 2.5 pt of float $f1" fcmp "$q1" '>=' "$(python3 -c "print($f1 - 2.5)")"
+check "last epoch's val top-1 (fake quant) within 1.5 pt of the QDQ file's" python3 -c "
+import json; v=json.load(open('$TMP/q1.log.json'))['epochs'][-1]['val_top1']; assert abs(v - $q1) <= 1.5, v"
+
+expect_ok "ONNX Runtime loads the QAT file" $ORT $TMP/q1.onnx --check-load
+n=$(json $TMP/q.json images)
+expect_ok "ONNX Runtime runs it" $ORT $TMP/q1.onnx --input $TMP/in.bin --shape $n,1,28,28 --opt all --output $TMP/ort.bin
+expect_ok "ORT and qtool agree on >= 99% of top-1" python3 scripts/cmpraw.py $TMP/qo.bin $TMP/ort.bin 1 --top1 10
+check "agreement figure" python3 -c "
+import re,sys; m=re.search(r'top1_agree=(\d+)/(\d+)', open('$_out').read()); sys.exit(0 if int(m[1]) >= 0.99*int(m[2]) else 1)"
+
+expect_ok "same run at 2 threads" $QTOOL qat $D/model.onnx --train $D/calib $PP $QAT -o $TMP/q2.onnx --threads 2
+check "byte-identical model at 1 and 2 threads" cmp $TMP/q1.onnx $TMP/q2.onnx
+check "byte-identical quant_info.json" cmp $TMP/q1.json $TMP/q2.json
+
+# the schedule spans --epochs, so the checkpoint test uses a constant one
+expect_ok "3 epochs, constant lr" $QTOOL qat $D/model.onnx --train $D/calib $PP $QAT --schedule const \
+    -o $TMP/k3.onnx --threads 2
+expect_ok "2 epochs with a checkpoint" $QTOOL qat $D/model.onnx --train $D/calib $PP $QAT --schedule const \
+    --epochs 2 -o $TMP/c2.onnx --checkpoint $TMP/ck --threads 2
+check "checkpoint written" test -s $TMP/ck/checkpoint.bin
+expect_ok "resume to epoch 3" $QTOOL qat $D/model.onnx --train $D/calib $PP $QAT --schedule const -o $TMP/r3.onnx \
+    --checkpoint $TMP/ck --resume --threads 1
+check "resumed run is byte-identical to the uninterrupted one" cmp $TMP/k3.onnx $TMP/r3.onnx
+expect_fail 4 "a checkpoint of other settings is refused" $QTOOL qat $D/model.onnx --train $D/calib $PP \
+    --no-quant -o $TMP/bad.onnx --checkpoint $TMP/ck --resume
+check "no output left" test ! -e $TMP/bad.onnx
+
+# Ctrl-C: checkpoint, no model, exit 130
+$QTOOL qat $D/model.onnx --train $D/calib $PP $QAT --epochs 1000 -o $TMP/int.onnx --checkpoint $TMP/ick \
+    --threads 1 >$TMP/int.log 2>&1 &
+pid=$!
+i=0
+while [ ! -s $TMP/ick/checkpoint.bin ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+check "SIGINT exits 130" test $? = 130
+check "and leaves a checkpoint, no model" sh -c "test -s $TMP/ick/checkpoint.bin && test ! -e $TMP/int.onnx"
+
+# float training from scratch: the training engine end to end
+expect_ok "float training from scratch (--no-quant --from-scratch)" $QTOOL qat $D/model_bn.onnx --train $D/calib \
+    $PP --no-quant --from-scratch --epochs 6 --lr 0.05 --no-augment -o $TMP/s.onnx --threads 2 --json $TMP/s.log.json
+expect_ok "eval it" $QTOOL eval $TMP/s.onnx --data $D/test $PP --latency-runs 0 --json $TMP/s.json
+s1=$(json $TMP/s.json top1)
+check "from scratch on 300 images: top-1 $s1 >= 45 (chance is 10)" fcmp "$s1" '>=' 45
+check "loss fell epoch over epoch" python3 -c "
+import json; e=json.load(open('$TMP/s.log.json'))['epochs']; assert e[-1]['loss'] < 0.8 * e[0]['loss'], e"
+expect_ok "ONNX Runtime loads the float model" $ORT $TMP/s.onnx --check-load
+
+# distillation on an unlabeled (flat) folder
+mkdir -p $TMP/flat
+for f in $D/calib/*/000[0-9]*.png; do cp "$f" $TMP/flat/$(basename $(dirname "$f"))_$(basename "$f"); done
+expect_ok "--distill on unlabeled images, with augmentation" $QTOOL qat $D/model.onnx --train $TMP/flat $PP \
+    --wbits 4 --abits 4 --distill --epochs 2 --batch 16 --lr 0.001 --crop-scale 0.7 -o $TMP/d.onnx
+expect_ok "eval it" $QTOOL eval $TMP/d.onnx --data $D/test $PP --latency-runs 0 --json $TMP/d.json
+check "distilled W4A4 top-1 $(json $TMP/d.json top1) >= PTQ $p1 - 1" fcmp "$(json $TMP/d.json top1)" '>=' \
+    "$(python3 -c "print($p1 - 1)")"
+expect_fail 4 "unlabeled images without --distill are refused" $QTOOL qat $D/model.onnx --train $TMP/flat $PP \
+    -o $TMP/nolab.onnx
+check "no output left" test ! -e $TMP/nolab.onnx
+expect_fail 2 "--from-scratch without --no-quant" $QTOOL qat $D/model.onnx --train $D/calib $PP --from-scratch \
+    -o $TMP/x.onnx
+expect_fail 2 "--resume without --checkpoint" $QTOOL qat $D/model.onnx --train $D/calib $PP --resume -o $TMP/x.onnx
+expect_fail 1 "missing training folder" $QTOOL qat $D/model.onnx --train $TMP/nope $PP -o $TMP/x.onnx
+check "no output left" test ! -e $TMP/x.onnx
+done_testing
