@@ -51,13 +51,13 @@ if [ -f "$MQ" ]; then
     for th in 1 2; do
         qa=""; qb=""; oa=""; ob=""; fa=""; fb=""; sa=""; sb=""
         for r in $(seq "$ROUNDS"); do
-            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - | jq1)
+            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
             qa="$qa $1"; qb="$qb $2"
             oa="$oa $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS | ort1)"
             ob="$ob $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5 | ort1)"
-            set -- $($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - | jq1)
+            set -- $($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
             fa="$fa $1"; fb="$fb $2"
-            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --simulate --json - | jq1)
+            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --simulate --json - 2>/dev/null | jq1)
             sa="$sa $1"; sb="$sb $2"
         done
         for b in 1 32; do

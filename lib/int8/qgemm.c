@@ -402,12 +402,41 @@ T512 static void epilogue_avx512(EPILOGUE_ARGS) {
 #define K512_STORE(v)                                                                                          \
     do {                                                                                                       \
         __m512i cs_[8] = {c0##v, c1##v, c2##v, c3##v, c4##v, c5##v, c6##v, c7##v};                             \
-        for (int r = 0; r < mr; r++)                                                                           \
-            _mm512_storeu_si512((void *)(acc + r * NR + v * 16), cs_[r]);                                      \
+        for (int r = 0; r < mr; r++) {                                                                         \
+            if (q)                                                                                             \
+                req_store(cs_[r], r, v, q);                                                                    \
+            else                                                                                               \
+                _mm512_storeu_si512((void *)(acc + r * NR + v * 16), cs_[r]);                                  \
+        }                                                                                                      \
     } while (0)
+
+/* uint8/int8 output of a tile straight from the accumulators (no weight
+ * zero point): the epilogue's operations on 16 lanes */
+struct q8out {
+    int8_t *o;           /* row 0, column 0 of the tile */
+    int64_t ldr;
+    const int32_t *bias; /* row 0 of the tile */
+    const float *scale;
+    float flo, fhi;
+    int32_t zp;
+    int nc;
+};
+
+T512 static inline __attribute__((always_inline)) void req_store(__m512i a, int r, int v, const struct q8out *q) {
+    int c = v * 16;
+    if (c >= q->nc)
+        return;
+    __mmask16 k = q->nc - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (q->nc - c)) - 1);
+    a = _mm512_add_epi32(a, _mm512_set1_epi32(q->bias ? q->bias[r] : 0));
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(q->scale ? q->scale[r] : 1.0f));
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(q->flo)), _mm512_set1_ps(q->fhi));
+    __m512i y = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(q->zp));
+    _mm512_mask_cvtepi32_storeu_epi8(q->o + r * q->ldr + c, k, y);
+}
 #define K512_W(r) const __m512i w##r = _mm512_set1_epi32(*(const int32_t *)(wr[r] + k4 * 4))
 
-T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
+                           const struct q8out *q) {
     const __m512i z = _mm512_setzero_si512();
     K512_ACC(0);
     K512_ACC(1);
@@ -433,7 +462,8 @@ T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *b
     K512_STORE(2);
 }
 
-T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
+                           const struct q8out *q) {
     const __m512i z = _mm512_setzero_si512();
     K512_ACC(0);
     K512_ACC(1);
@@ -455,7 +485,8 @@ T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *b
     K512_STORE(1);
 }
 
-T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
+T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
+                           const struct q8out *q) {
     const __m512i z = _mm512_setzero_si512();
     K512_ACC(0);
     for (int64_t k4 = 0; k4 < kp / 4; k4++) {
@@ -473,17 +504,18 @@ T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *b
     K512_STORE(0);
 }
 
-T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc) {
+T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc,
+                             const struct q8out *q) {
     const int8_t *wr[MR];
     for (int r = 0; r < MR; r++)
         wr[r] = w + (r < mr ? r : 0) * kp;
     int nv = (nc + 15) / 16;
     if (nv == 3)
-        kern512_3(wr, kp, bp, mr, acc);
+        kern512_3(wr, kp, bp, mr, acc, q);
     else if (nv == 2)
-        kern512_2(wr, kp, bp, mr, acc);
+        kern512_2(wr, kp, bp, mr, acc, q);
     else
-        kern512_1(wr, kp, bp, mr, acc);
+        kern512_1(wr, kp, bp, mr, acc, q);
 }
 #endif
 
@@ -505,8 +537,15 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
             /* the epilogue indexes rows by absolute m: shift out back by m0 rows */
 #if QT_X86
             if (isa == QT_ISA_AVX512) {
-                kern_avx512(w, kp, pan, mr, nc, acc);
-                epilogue_avx512(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                if ((rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8) && ldc == 1 && !qw->wzp_any) {
+                    struct q8out q = {(int8_t *)o + m * ldr, ldr, rq->bias ? rq->bias + m : NULL,
+                                      rq->scale ? rq->scale + m : NULL, (float)(rq->lo - rq->zp),
+                                      (float)(rq->hi - rq->zp), rq->zp, nc};
+                    kern_avx512(w, kp, pan, mr, nc, acc, &q);
+                } else {
+                    kern_avx512(w, kp, pan, mr, nc, acc, NULL);
+                    epilogue_avx512(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                }
                 continue;
             }
             if (isa == QT_ISA_AVX2) {
