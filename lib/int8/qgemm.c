@@ -213,9 +213,21 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
                 int64_t ix = ox * s->sw - s->pw + kj * s->dw;
                 if (s->sw == 1 && ix >= 0 && ix + run <= s->iw) {
                     memcpy(d, row + ix, (size_t)run);
-                } else {
-                    for (int64_t t = 0; t < run; t++, ix += s->sw)
-                        d[t] = ix >= 0 && ix < s->iw ? row[ix] : pad;
+                } else { /* padding, the columns inside the row, padding */
+                    int64_t sw = s->sw, t0 = ix < 0 ? (-ix + sw - 1) / sw : 0, t1 = 0;
+                    if (ix + (run - 1) * sw < s->iw)
+                        t1 = run;
+                    else if (s->iw - 1 >= ix)
+                        t1 = (s->iw - 1 - ix) / sw + 1;
+                    if (t1 < t0)
+                        t1 = t0;
+                    if (t0 > run)
+                        t0 = t1 = run;
+                    memset(d, pad, (size_t)t0);
+                    const uint8_t *src = row + ix;
+                    for (int64_t t = t0; t < t1; t++)
+                        d[t] = src[t * sw];
+                    memset(d + t1, pad, (size_t)(run - t1));
                 }
             }
             d += run;
@@ -228,6 +240,24 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
 }
 
 /* ---- epilogue, compiled once per ISA ---------------------------------- */
+
+/* scale, clamp, round half to even, add the zero point, store as T */
+#define EPI_Q8_LOOP(T, IDX)                                                                                    \
+    for (int c = 0; c < nc; c++) {                                                                             \
+        float v = (float)a[c] * sc;                                                                            \
+        v = v < flo ? flo : v;                                                                                 \
+        v = v > fhi ? fhi : v;                                                                                 \
+        o[IDX] = (T)((int32_t)__builtin_nearbyintf(v) + zp);                                                   \
+    }
+#define EPI_Q8(T)                                                                                              \
+    {                                                                                                          \
+        T *o = (T *)out + m * ldr;                                                                             \
+        if (ldc == 1)                                                                                          \
+            EPI_Q8_LOOP(T, c)                                                                                  \
+        else                                                                                                   \
+            EPI_Q8_LOOP(T, c * ldc)                                                                            \
+        break;                                                                                                 \
+    }
 
 #define EPILOGUE_BODY                                                                                          \
     for (int r = 0; r < mr; r++) {                                                                             \
@@ -245,36 +275,10 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
         float flo = (float)(rq->lo - rq->zp), fhi = (float)(rq->hi - rq->zp);                                  \
         int32_t zp = rq->zp;                                                                                   \
         switch (rq->out) {                                                                                     \
-        case QT_QOUT_U8: {                                                                                     \
-            uint8_t *o = (uint8_t *)out + m * ldr;                                                             \
-            if (ldc == 1) {                                                                                    \
-                for (int c = 0; c < nc; c++) {                                                                 \
-                    float v = (float)a[c] * sc;                                                                \
-                    v = v < flo ? flo : v;                                                                     \
-                    v = v > fhi ? fhi : v;                                                                     \
-                    o[c] = (uint8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                   \
-                }                                                                                              \
-            } else {                                                                                           \
-                for (int c = 0; c < nc; c++)                                                                   \
-                    o[c * ldc] = (uint8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);               \
-            }                                                                                                  \
-            break;                                                                                             \
-        }                                                                                                      \
-        case QT_QOUT_S8: {                                                                                     \
-            int8_t *o = (int8_t *)out + m * ldr;                                                               \
-            if (ldc == 1) {                                                                                    \
-                for (int c = 0; c < nc; c++) {                                                                 \
-                    float v = (float)a[c] * sc;                                                                \
-                    v = v < flo ? flo : v;                                                                     \
-                    v = v > fhi ? fhi : v;                                                                     \
-                    o[c] = (int8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                    \
-                }                                                                                              \
-            } else {                                                                                           \
-                for (int c = 0; c < nc; c++)                                                                   \
-                    o[c * ldc] = (int8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);                \
-            }                                                                                                  \
-            break;                                                                                             \
-        }                                                                                                      \
+        case QT_QOUT_U8:                                                                                       \
+            EPI_Q8(uint8_t)                                                                                    \
+        case QT_QOUT_S8:                                                                                       \
+            EPI_Q8(int8_t)                                                                                     \
         case QT_QOUT_F32: {                                                                                    \
             float *o = (float *)out + m * ldr;                                                                 \
             for (int c = 0; c < nc; c++)                                                                       \
@@ -435,74 +439,35 @@ T512 static inline __attribute__((always_inline)) void req_store(__m512i a, int 
 }
 #define K512_W(r) const __m512i w##r = _mm512_set1_epi32(*(const int32_t *)(wr[r] + k4 * 4))
 
-T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
-                           const struct q8out *q) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    K512_ACC(1);
-    K512_ACC(2);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const uint8_t *b = bp + k4 * 4 * NR;
-        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64)),
-                      b2 = _mm512_loadu_si512((const void *)(b + 128));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-        K512_ROWS(1);
-        K512_ROWS(2);
+#define K512_EACH1(X) X(0)
+#define K512_EACH2(X) X(0) X(1)
+#define K512_EACH3(X) X(0) X(1) X(2)
+#define K512_ACC_(v) K512_ACC(v);
+#define K512_LOAD_(v) const __m512i b##v = _mm512_loadu_si512((const void *)(b + v * 64));
+#define K512_ROWS_(v) K512_ROWS(v);
+#define K512_STORE_(v) K512_STORE(v);
+/* kern512_N: 8 rows x N vectors of 16 columns */
+#define K512_DEF(N)                                                                                            \
+    T512 static void kern512_##N(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc, \
+                                 const struct q8out *q) {                                                      \
+        const __m512i z = _mm512_setzero_si512();                                                              \
+        K512_EACH##N(K512_ACC_) for (int64_t k4 = 0; k4 < kp / 4; k4++) {                                      \
+            const uint8_t *b = bp + k4 * 4 * NR;                                                               \
+            K512_EACH##N(K512_LOAD_) K512_W(0);                                                                \
+            K512_W(1);                                                                                         \
+            K512_W(2);                                                                                         \
+            K512_W(3);                                                                                         \
+            K512_W(4);                                                                                         \
+            K512_W(5);                                                                                         \
+            K512_W(6);                                                                                         \
+            K512_W(7);                                                                                         \
+            K512_EACH##N(K512_ROWS_)                                                                           \
+        }                                                                                                      \
+        K512_EACH##N(K512_STORE_)                                                                              \
     }
-    K512_STORE(0);
-    K512_STORE(1);
-    K512_STORE(2);
-}
-
-T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
-                           const struct q8out *q) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    K512_ACC(1);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const uint8_t *b = bp + k4 * 4 * NR;
-        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-        K512_ROWS(1);
-    }
-    K512_STORE(0);
-    K512_STORE(1);
-}
-
-T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc,
-                           const struct q8out *q) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const __m512i b0 = _mm512_loadu_si512((const void *)(bp + k4 * 4 * NR));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-    }
-    K512_STORE(0);
-}
+K512_DEF(3)
+K512_DEF(2)
+K512_DEF(1)
 
 T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc,
                              const struct q8out *q) {
