@@ -131,7 +131,32 @@ struct qconv_job {
     uint8_t xzp_u8; /* shifted to the uint8 domain */
     size_t es;      /* output element size */
     int64_t nblk, nmb, mblk;
+    uint8_t *pre;   /* with nmb > 1: every column block packed once, psize bytes each */
+    int32_t *precs; /* and its column sums, COLS each */
+    size_t psize;
 };
+
+/* Packs column block r = (image, group, block) into buf (and cs). */
+static void pack_block(const struct qconv_job *j, int64_t r, uint8_t *buf, int32_t *cs, uint8_t *rows) {
+    const struct qt_conv_shape *s = j->s;
+    int64_t cg = s->c / s->group, hw = s->oh * s->ow, kp = j->qw->kp;
+    int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
+    int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
+    const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+    if (qt_conv_is_pointwise(s))
+        qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
+    else
+        qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
+}
+
+static void pack_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    int64_t kp = j->qw->kp;
+    uint8_t *rows = (uint8_t *)qt_scratch(j->x, tid) + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63) +
+                    sizeof(int32_t) * (COLS + 16);
+    for (int64_t r = t0; r < t1; r++)
+        pack_block(j, r, j->pre + (size_t)r * j->psize, j->qw->wzp_any ? j->precs + r * COLS : NULL, rows);
+}
 
 static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct qconv_job *j = arg;
@@ -140,18 +165,21 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
     int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
     uint8_t *rows = (uint8_t *)(colsum + COLS + 16);
+    (void)cg;
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
         int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
         int64_t m0 = g * mg + mb * j->mblk, m1 = m0 + j->mblk < (g + 1) * mg ? m0 + j->mblk : (g + 1) * mg;
-        const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+        const uint8_t *xp = buf;
         int32_t *cs = j->qw->wzp_any ? colsum : NULL;
-        if (qt_conv_is_pointwise(s))
-            qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
-        else
-            qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
-        qt_qgemm(j->qw, m0, m1, buf, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
+        if (j->pre) {
+            xp = j->pre + (size_t)r * j->psize;
+            cs = j->qw->wzp_any ? j->precs + r * COLS : NULL;
+        } else {
+            pack_block(j, r, buf, cs, rows);
+        }
+        qt_qgemm(j->qw, m0, m1, xp, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
     }
 }
 
@@ -202,21 +230,35 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     qt_qout_init(&rq, yt->dtype, q->integer ? 0 : qt_qp_zp(&yp, 0), q->act_lo, q->act_hi);
     rq.bias = rows.bias;
     rq.scale = q->integer ? NULL : rows.scale;
-    struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8,
-                          qt_dtype_size(yt->dtype), 0, 1, s.m / s.group};
+    struct qconv_job j = {x,  &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8, qt_dtype_size(yt->dtype),
+                          0, 1, s.m / s.group, NULL, NULL, 0};
     if (dw) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
     } else {
         int64_t hw = s.oh * s.ow, mg = s.m / s.group;
         j.nblk = (hw + COLS - 1) / COLS;
         /* few (image, group, column block) tasks: split the output channels
-         * too, in blocks of 32 rows (any split gives the same result) */
+         * too, in blocks of 32 rows (any split gives the same result), with
+         * the column blocks packed once beforehand */
         int64_t tasks = s.n * s.group * j.nblk;
-        if (tasks < 4 * x->nthreads && mg > 32) {
-            j.mblk = 32;
-            j.nmb = (mg + 31) / 32;
+        if (x->nthreads > 1 && tasks < 4 * x->nthreads && mg > 32) {
+            j.psize = (qt_qpack_size(qw.kp, COLS) + 63) & ~(size_t)63;
+            j.pre = malloc(j.psize * (size_t)tasks + 64);
+            j.precs = malloc(sizeof(int32_t) * (size_t)(tasks * COLS + 16));
+            if (!j.pre || !j.precs) {
+                free(j.pre);
+                free(j.precs);
+                j.pre = NULL; /* packed per task instead */
+                j.precs = NULL;
+            } else {
+                j.mblk = 32;
+                j.nmb = (mg + 31) / 32;
+                qt_parallel_for(x, tasks, pack_task, &j);
+            }
         }
         qt_parallel_for(x, tasks * j.nmb, gemm_task, &j);
+        free(j.pre);
+        free(j.precs);
     }
     qt_qrows_free(&rows);
     free(wmem);
