@@ -652,6 +652,48 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
             _mm512_mask_storeu_epi16(d + i, k, _mm512_sub_epi16(v, vxz));
         }
     }
+    int q8 = r1->out == QT_QOUT_U8 || r1->out == QT_QOUT_S8;
+    const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
+    const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
+    const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
+    __m512i w01[3], w2[3], w2h[3];
+    for (int ki = 0; ki < 3; ki++) {
+        w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
+        w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
+        w2h[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] << 16));
+    }
+#define DW3_REQ(a)                                                                                             \
+    _mm512_cvtepi32_epi8(_mm512_add_epi32(                                                                     \
+        _mm512_cvtps_epi32(_mm512_min_ps(                                                                      \
+            _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, vb)), vs), vlo), vhi)),         \
+        vzp))
+    if (s->sw == 1 && q8) {
+        /* 32 outputs from three loads per row: read as int32 lanes, P + ox
+         * holds the taps 0, 1 of the even outputs, P + ox + 1 those of the
+         * odd ones, P + ox + 2 tap 2 of both (low half even, high half odd);
+         * the plane's slack (Q's space) covers the reads past a row */
+        const int64_t oh = s->oh, ow = s->ow;
+        uint8_t *o8 = out;
+        for (int64_t oy = 0; oy < oh; oy++) {
+            for (int64_t ox = 0; ox < ow; ox += 32) {
+                __m512i e = _mm512_setzero_si512(), od = _mm512_setzero_si512();
+                for (int ki = 0; ki < 3; ki++) {
+                    const int16_t *r = P + (oy * s->sh + ki) * pp + ox;
+                    __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
+                    __m512i a2 = _mm512_loadu_si512((const void *)(r + 2));
+                    e = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_madd_epi16(a0, w01[ki]), _mm512_madd_epi16(a2, w2[ki])));
+                    od = _mm512_add_epi32(od, _mm512_add_epi32(_mm512_madd_epi16(a1, w01[ki]), _mm512_madd_epi16(a2, w2h[ki])));
+                }
+                __m128i e8 = DW3_REQ(e), o8v = DW3_REQ(od);
+                int64_t nleft = ow - ox;
+                __mmask16 k0 = nleft >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nleft) - 1);
+                __mmask16 k1 = nleft >= 32 ? (__mmask16)0xffff : nleft > 16 ? (__mmask16)((1u << (nleft - 16)) - 1) : 0;
+                _mm_mask_storeu_epi8(o8 + oy * ow + ox, k0, _mm_unpacklo_epi8(e8, o8v));
+                _mm_mask_storeu_epi8(o8 + oy * ow + ox + 16, k1, _mm_unpackhi_epi8(e8, o8v));
+            }
+        }
+        return;
+    }
     const int32_t *L = (const int32_t *)P;
     int64_t lp = pp / 2, off2 = 1;
     if (s->sw == 1) { /* Q[i] = (P[i], P[i+1]): P[i + 1] shifted into the high half */
@@ -666,15 +708,6 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         lp = pp;
         off2 = 2;
     }
-    __m512i w01[3], w2[3];
-    for (int ki = 0; ki < 3; ki++) {
-        w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
-        w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
-    }
-    int q8 = r1->out == QT_QOUT_U8 || r1->out == QT_QOUT_S8;
-    const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
-    const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
-    const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
     /* locals: the byte stores below may alias anything */
     const int64_t oh = s->oh, ow = s->ow, sh = s->sh;
     int8_t *o8 = out;
