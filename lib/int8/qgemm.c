@@ -665,7 +665,7 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
 #define DW3_REQ(a)                                                                                             \
     _mm512_cvtepi32_epi8(_mm512_add_epi32(                                                                     \
         _mm512_cvtps_epi32(_mm512_min_ps(                                                                      \
-            _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, vb)), vs), vlo), vhi)),         \
+            _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), vs), vlo), vhi)),                               \
         vzp))
     if (s->sw == 1 && q8) {
         /* 32 outputs from three loads per row: read as int32 lanes, P + ox
@@ -676,7 +676,7 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         uint8_t *o8 = out;
         for (int64_t oy = 0; oy < oh; oy++) {
             for (int64_t ox = 0; ox < ow; ox += 32) {
-                __m512i e = _mm512_setzero_si512(), od = _mm512_setzero_si512();
+                __m512i e = vb, od = vb; /* the sums start at the bias */
                 for (int ki = 0; ki < 3; ki++) {
                     const int16_t *r = P + (oy * s->sh + ki) * pp + ox;
                     __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
