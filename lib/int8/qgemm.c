@@ -268,10 +268,10 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
         const int32_t *ar = acc + r * NR;                                                                      \
         if (wz && colsum)                                                                                      \
             for (int c = 0; c < nc; c++)                                                                       \
-                a[c] = ar[c] + b - wz * colsum[c];                                                             \
+                a[c] = (int32_t)((uint32_t)ar[c] + (uint32_t)b - (uint32_t)(wz * colsum[c]));                  \
         else                                                                                                   \
             for (int c = 0; c < nc; c++)                                                                       \
-                a[c] = ar[c] + b;                                                                              \
+                a[c] = (int32_t)((uint32_t)ar[c] + (uint32_t)b);                                               \
         float flo = (float)(rq->lo - rq->zp), fhi = (float)(rq->hi - rq->zp);                                  \
         int32_t zp = rq->zp;                                                                                   \
         switch (rq->out) {                                                                                     \
