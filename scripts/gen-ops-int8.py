@@ -113,6 +113,7 @@ def gen_qlinearconv():
     qconv("u8s8_stride2_asym_pads", (1, 3, 15, 15), (13, 3, 3, 3), bias=False, strides=(2, 2), pads=(0, 0, 1, 1))
     qconv("u8s8_depthwise_s2", (2, 16, 10, 10), (16, 1, 3, 3), group=16, strides=(2, 2), pads=(1, 1, 1, 1))
     qconv("u8s8_depthwise_s1", (1, 24, 13, 13), (24, 1, 3, 3), group=24, pads=(1, 1, 1, 1))
+    qconv("u8s8_depthwise_9x9_gemm_path", (1, 4, 12, 12), (4, 1, 9, 9), group=4, pads=(4, 4, 4, 4))
     qconv("u8s8_pointwise_k20_m13", (2, 20, 7, 7), (13, 20, 1, 1))
     qconv("u8s8_pointwise_400_columns", (1, 8, 20, 20), (40, 8, 1, 1))
     qconv("u8s8_3x3_400_columns", (1, 8, 20, 20), (40, 8, 3, 3), pads=(1, 1, 1, 1))

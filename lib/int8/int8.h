@@ -87,10 +87,12 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
 void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
               const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t ldc);
 
-/* Depthwise convolution of one channel: x (ih x iw, uint8 or int8 by s8)
+/* Depthwise convolution of one channel (at most QT_QDW_MAXTAPS = kh x kw;
+ * larger kernels go through the matrix product): x (ih x iw, uint8 or int8 by s8)
  * with the kh x kw int8 kernel w, zero points xzp (of x's type) and wzp;
  * row r of the output requantized with bias/scale of entry 0 of rq. tmp:
  * qt_qdw_scratch(s) bytes. */
+#define QT_QDW_MAXTAPS 64
 size_t qt_qdw_scratch(const struct qt_conv_shape *s);
 void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp, const struct qt_conv_shape *s,
                 const struct qt_qrequant *rq, int64_t ch, void *out, void *tmp);

@@ -760,17 +760,11 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
         end = (uintptr_t)(O + wo * phgt);
     }
     int32_t *acc = (int32_t *)((end + 63) & ~(uintptr_t)63);
-    int32_t wk[64];
-    int32_t *wkp = s->kh * s->kw <= 64 ? wk : NULL;
+    int32_t wkp[QT_QDW_MAXTAPS];
     int isa = qt_int8_isa();
     struct qt_qweights qw = {0};
     int32_t zero = 0;
     qw.wzp = &zero;
-    if (!wkp) {
-        wkp = malloc(sizeof(int32_t) * (size_t)(s->kh * s->kw));
-        if (!wkp)
-            return;
-    }
     int small = 1;
     for (int64_t i = 0; i < s->kh * s->kw; i++) {
         wkp[i] = (int32_t)w[i] - wzp;
@@ -785,8 +779,6 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
 #if QT_X86
     if (isa == QT_ISA_AVX512 && s->kh == 3 && s->kw == 3 && s->dh == 1 && s->dw == 1 && (s->sw == 1 || s->sw == 2)) {
         dw3_avx512(x, s8, xzp, wkp, s, tmp, &qw, &r1, out, es);
-        if (wkp != wk)
-            free(wkp);
         return;
     }
 #endif
@@ -824,6 +816,4 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
         dw_row_ref(&d, oy, acc);
         DW_EPILOGUE(ref);
     }
-    if (wkp != wk)
-        free(wkp);
 }

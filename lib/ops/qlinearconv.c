@@ -74,9 +74,14 @@ static int convinteger_init(struct qt_graph *g, struct qt_node *n, struct qt_err
     return qconv_init_common(g, n, 1, err);
 }
 
+/* depthwise convolutions with small kernels have their own kernel */
+static int qconv_dw(const struct qt_conv_shape *s) {
+    return qt_conv_is_depthwise(s) && s->kh * s->kw <= QT_QDW_MAXTAPS;
+}
+
 static size_t task_bytes(const struct qt_conv_shape *s) {
     int64_t cg = s->c / s->group, kp = (cg * s->kh * s->kw + 3) / 4 * 4;
-    if (qt_conv_is_depthwise(s))
+    if (qconv_dw(s))
         return qt_qdw_scratch(s);
     return qt_qpack_size(kp, COLS) + sizeof(int32_t) * (COLS + 16) + (size_t)(kp * COLS) + 128;
 }
@@ -222,7 +227,7 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
         free(wmem);
         return err->code;
     }
-    int s8 = xt->dtype == QT_INT8, dw = qt_conv_is_depthwise(&s);
+    int s8 = xt->dtype == QT_INT8, dw = qconv_dw(&s);
     int32_t xzp = qt_qp_zp(&xp, 0), xzp_u8 = s8 ? xzp + 128 : xzp;
     const struct qt_tensor *bt = q->integer ? NULL : qt_in(x, n, 8);
     qt_qrows_fill(&rows, &qw, xzp_u8, bt ? bt->data : NULL, dw, &xp, &wp, q->integer ? NULL : &yp, 1.0f);
