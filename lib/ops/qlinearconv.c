@@ -135,6 +135,7 @@ struct qconv_job {
     int32_t xzp;    /* in x's type */
     uint8_t xzp_u8; /* shifted to the uint8 domain */
     size_t es;      /* output element size */
+    int64_t cols;   /* output columns per task (at most COLS) */
     int64_t nblk, nmb, mblk;
     uint8_t *pre;   /* with nmb > 1: every column block packed once, psize bytes each */
     int32_t *precs; /* and its column sums, COLS each */
@@ -146,7 +147,7 @@ static void pack_block(const struct qconv_job *j, int64_t r, uint8_t *buf, int32
     const struct qt_conv_shape *s = j->s;
     int64_t cg = s->c / s->group, hw = s->oh * s->ow, kp = j->qw->kp;
     int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
-    int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
+    int64_t c0 = blk * j->cols, c1 = c0 + j->cols < hw ? c0 + j->cols : hw;
     const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
     if (qt_conv_is_pointwise(s))
         qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
@@ -174,7 +175,7 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
-        int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
+        int64_t c0 = blk * j->cols, c1 = c0 + j->cols < hw ? c0 + j->cols : hw;
         int64_t m0 = g * mg + mb * j->mblk, m1 = m0 + j->mblk < (g + 1) * mg ? m0 + j->mblk : (g + 1) * mg;
         const uint8_t *xp = buf;
         int32_t *cs = j->qw->wzp_any ? colsum : NULL;
@@ -235,13 +236,21 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     qt_qout_init(&rq, yt->dtype, q->integer ? 0 : qt_qp_zp(&yp, 0), q->act_lo, q->act_hi);
     rq.bias = rows.bias;
     rq.scale = q->integer ? NULL : rows.scale;
-    struct qconv_job j = {x,  &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8, qt_dtype_size(yt->dtype),
-                          0, 1, s.m / s.group, NULL, NULL, 0};
+    struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8, qt_dtype_size(yt->dtype),
+                          COLS, 0, 1, s.m / s.group, NULL, NULL, 0};
     if (dw) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
     } else {
         int64_t hw = s.oh * s.ow, mg = s.m / s.group;
+        /* column blocks of at most COLS, as many as a multiple of the
+         * threads so they share the work evenly (exact sums: any split
+         * gives the same bytes) */
         j.nblk = (hw + COLS - 1) / COLS;
+        if (x->nthreads > 1 && s.n * s.group == 1 && j.nblk > 1) {
+            j.nblk = (j.nblk + x->nthreads - 1) / x->nthreads * x->nthreads;
+            j.cols = ((hw + j.nblk - 1) / j.nblk + 15) / 16 * 16;
+            j.nblk = (hw + j.cols - 1) / j.cols;
+        }
         /* few (image, group, column block) tasks: split the output channels
          * too, in blocks of 32 rows (any split gives the same result), with
          * the column blocks packed once beforehand */
