@@ -123,6 +123,9 @@ def gen_qlinearconv():
     qconv("s8s8_3x3", (2, 5, 8, 8), (9, 5, 3, 3), xdt=np.int8, pads=(1, 1, 1, 1))
     qconv("s8s8_depthwise", (1, 8, 9, 9), (8, 1, 3, 3), xdt=np.int8, group=8, pads=(1, 1, 1, 1))
     qconv("u8u8_wzp", (1, 6, 7, 7), (10, 6, 3, 3), wdt=np.uint8, per_channel=False, wzp=131, pads=(1, 1, 1, 1))
+    # pointwise on a batch of small images: column blocks that span images
+    qconv("u8u8_wzp_pointwise_batch", (5, 6, 5, 5), (10, 6, 1, 1), wdt=np.uint8, per_channel=False, wzp=120)
+    qconv("s8s8_pointwise_batch", (9, 12, 7, 7), (20, 12, 1, 1), xdt=np.int8)
 
 
 def gen_convinteger():

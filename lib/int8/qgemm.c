@@ -142,51 +142,64 @@ static void interleave4(uint8_t *d, const uint8_t *r0, const uint8_t *r1, const 
     }
 }
 
+void qt_qpack_colsum(const uint8_t *dst, int64_t kp, int64_t n, int32_t *colsum) {
+    for (int64_t c = 0; c < n; c++) {
+        const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
+        int32_t s = 0;
+        for (int64_t r = 0; r < kp; r++)
+            s += pan[(r / 4) * 4 * NR + r % 4];
+        colsum[c] = s;
+    }
+}
+
+/* n contiguous columns of X (rows rs apart) into panel columns [d0, d0 + n)
+ * of dst, which the caller zeroed where panels are partial */
+static void pack_cols(uint8_t *dst, const uint8_t *X, uint8_t flip, int64_t k, int64_t kp, int64_t d0, int64_t n,
+                      int64_t rs) {
+    static const uint8_t zeros[NR];
+    for (int64_t c = 0; c < n;) {
+        int64_t dc = d0 + c, p = dc / NR, run = NR - dc % NR < n - c ? NR - dc % NR : n - c;
+        uint8_t *pan = dst + p * kp * NR + (dc % NR) * 4;
+        for (int64_t r = 0; r < kp; r += 4) {
+            const uint8_t *rr[4];
+            for (int t = 0; t < 4; t++)
+                rr[t] = r + t < k ? X + (r + t) * rs + c : zeros;
+            interleave4(pan + (r / 4) * 4 * NR, rr[0], rr[1], rr[2], rr[3], run, flip);
+            for (int t = 0; t < 4; t++) /* padded k rows hold 0, not 0 ^ flip */
+                if (r + t >= k)
+                    for (int64_t q = 0; q < run; q++)
+                        pan[(r / 4) * 4 * NR + q * 4 + t] = 0;
+        }
+        c += run;
+    }
+}
+
+void qt_qpack_seg(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t d0, int64_t n, int64_t rs) {
+    pack_cols(dst, x, s8 ? 0x80 : 0, k, kp, d0, n, rs);
+}
+
 void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
                 int32_t *colsum) {
     const uint8_t *X = x;
-    static const uint8_t zeros[NR];
     uint8_t flip = s8 ? 0x80 : 0;
     int64_t npan = (n + NR - 1) / NR;
-    for (int64_t p = 0; p < npan; p++) {
-        uint8_t *pan = dst + p * kp * NR;
-        int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
-        if (nc < NR)
-            memset(pan, 0, (size_t)(kp * NR));
-        if (cs == 1) { /* rows contiguous: four at a time */
-            for (int64_t r = 0; r < kp; r += 4) {
-                const uint8_t *rr[4];
-                for (int t = 0; t < 4; t++)
-                    rr[t] = r + t < k ? X + (r + t) * rs + c0 : zeros;
-                interleave4(pan + (r / 4) * 4 * NR, rr[0], rr[1], rr[2], rr[3], nc, flip);
-                for (int t = 0; t < 4; t++) /* padded k rows hold 0, not 0 ^ flip */
-                    if (r + t >= k)
-                        for (int64_t c = 0; c < nc; c++)
-                            pan[(r / 4) * 4 * NR + c * 4 + t] = 0;
-            }
-            continue;
-        }
-        for (int64_t r = 0; r < kp; r++) {
-            uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
-            if (r >= k) {
+    if (n % NR)
+        memset(dst + (npan - 1) * kp * NR, 0, (size_t)(kp * NR));
+    if (cs == 1) { /* rows contiguous: four at a time */
+        pack_cols(dst, X, flip, k, kp, 0, n, rs);
+    } else {
+        for (int64_t p = 0; p < npan; p++) {
+            uint8_t *pan = dst + p * kp * NR;
+            int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
+            for (int64_t r = 0; r < kp; r++) {
+                uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
                 for (int64_t c = 0; c < nc; c++)
-                    d[c * 4] = 0;
-                continue;
+                    d[c * 4] = r < k ? X[r * rs + (c0 + c) * cs] ^ flip : 0;
             }
-            const uint8_t *src = X + r * rs + c0 * cs;
-            for (int64_t c = 0; c < nc; c++)
-                d[c * 4] = src[c * cs] ^ flip;
         }
     }
-    if (colsum) {
-        for (int64_t c = 0; c < n; c++) {
-            const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
-            int32_t s = 0;
-            for (int64_t r = 0; r < kp; r++)
-                s += pan[(r / 4) * 4 * NR + r % 4];
-            colsum[c] = s;
-        }
-    }
+    if (colsum)
+        qt_qpack_colsum(dst, kp, n, colsum);
 }
 
 void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
@@ -522,6 +535,47 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
             (void)isa;
             kern_ref(w, kp, pan, mr, nc, acc);
             epilogue_ref(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+        }
+    }
+}
+
+void qt_qgemm_seg(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
+                  const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t g0, int64_t hw,
+                  int64_t istride) {
+    int isa = qt_int8_isa();
+    int32_t acc[MR * NR] __attribute__((aligned(64)));
+    int64_t kp = qw->kp;
+    size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+    for (int64_t c0 = 0; c0 < n; c0 += NR) {
+        int nc = (int)(n - c0 < NR ? n - c0 : NR);
+        const uint8_t *pan = xp + (c0 / NR) * kp * NR;
+        for (int64_t m = m0; m < m1; m += MR) {
+            int mr = (int)(m1 - m < MR ? m1 - m : MR);
+            const int8_t *w = qw->w + m * kp;
+#if QT_X86
+            if (isa == QT_ISA_AVX512)
+                kern_avx512(w, kp, pan, mr, nc, acc, NULL);
+            else if (isa == QT_ISA_AVX2)
+                kern_avx2(w, kp, pan, mr, nc, acc);
+            else
+#endif
+                kern_ref(w, kp, pan, mr, nc, acc);
+            /* runs of columns inside one image */
+            for (int c = 0; c < nc;) {
+                int64_t g = g0 + c0 + c, img = g / hw, p = g % hw;
+                int run = (int)(hw - p < nc - c ? hw - p : nc - c);
+                char *o = (char *)out + (size_t)(img * istride + p) * es;
+                const int32_t *cs = colsum ? colsum + c0 + c : NULL;
+#if QT_X86
+                if (isa == QT_ISA_AVX512)
+                    epilogue_avx512(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                else if (isa == QT_ISA_AVX2)
+                    epilogue_avx2(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                else
+#endif
+                    epilogue_ref(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                c += run;
+            }
         }
     }
 }

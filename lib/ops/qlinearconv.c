@@ -189,6 +189,32 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* Pointwise convolutions of small images: a block of columns spans
+ * several images (image-major), so the panels stay full. */
+static void seg_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    int64_t hw = s->oh * s->ow, total = s->n * hw, kp = j->qw->kp;
+    uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
+    int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t g0 = t * j->cols, g1 = g0 + j->cols < total ? g0 + j->cols : total, n = g1 - g0;
+        if (n % QT_QG_NR) /* the partial panel's columns past n stay 0 */
+            memset(buf + n / QT_QG_NR * kp * QT_QG_NR, 0, (size_t)(kp * QT_QG_NR));
+        for (int64_t g = g0; g < g1;) {
+            int64_t img = g / hw, p = g % hw, run = hw - p < g1 - g ? hw - p : g1 - g;
+            qt_qpack_seg(buf, j->in + img * s->c * hw + p, j->s8, s->c, kp, g - g0, run, hw);
+            g += run;
+        }
+        int32_t *cs = NULL;
+        if (j->qw->wzp_any) {
+            qt_qpack_colsum(buf, kp, n, colsum);
+            cs = colsum;
+        }
+        qt_qgemm_seg(j->qw, 0, s->m, buf, n, cs, j->rq, j->out, hw, g0, hw, s->m * hw);
+    }
+}
+
 static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct qconv_job *j = arg;
     const struct qt_conv_shape *s = j->s;
@@ -238,8 +264,16 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     rq.scale = q->integer ? NULL : rows.scale;
     struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8, qt_dtype_size(yt->dtype),
                           COLS, 0, 1, s.m / s.group, NULL, NULL, 0};
+    int64_t hw_ = s.oh * s.ow;
     if (dw) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
+    } else if (qt_conv_is_pointwise(&s) && s.group == 1 && s.n > 1 && hw_ < COLS && j.es == 1) {
+        /* small images in a batch: blocks of COLS columns across images,
+         * as many as a multiple of the threads */
+        int64_t total = s.n * hw_, nblk = (total + COLS - 1) / COLS;
+        nblk = (nblk + x->nthreads - 1) / x->nthreads * x->nthreads;
+        j.cols = ((total + nblk - 1) / nblk + 15) / 16 * 16;
+        qt_parallel_for(x, (total + j.cols - 1) / j.cols, seg_task, &j);
     } else {
         int64_t hw = s.oh * s.ow, mg = s.m / s.group;
         /* column blocks of at most COLS, as many as a multiple of the
