@@ -3,7 +3,7 @@
 # the outputs equal ONNX Runtime's on the same QDQ file, agree with the float
 # simulation (--simulate, and the --ref model, which runs as written), are
 # byte-identical at any thread count and batch size and with the portable C
-# kernels forced (QT_INT8_ISA=ref). On the bundled Fashion-MNIST model (uint8
+# kernels forced (QT_INT8_ISA=ref; the operator cases with avx2 and ref too). On the bundled Fashion-MNIST model (uint8
 # and int8 activations), and on the ImageNet MobileNetV1 of ../shared when
 # present (13 depthwise convolutions).
 . scripts/testlib.sh
@@ -51,6 +51,17 @@ for act in uint8 int8; do
     expect_ok "$act: outputs within $tol of ONNX Runtime's" \
         python3 scripts/cmpraw.py $TMP/o_$act.bin $TMP/ort_$act.bin $tol
 done
+
+# every operator case (the quantized ones included) with the AVX2 and the
+# portable kernels forced: the same outputs as ONNX Runtime on every path
+T_OPS=$(dirname "$QTOOL")/test/t_ops
+if [ -x "$T_OPS" ]; then
+    for isa in avx2 ref; do
+        expect_ok "operator cases with QT_INT8_ISA=$isa" env QT_INT8_ISA=$isa "$T_OPS"
+    done
+else
+    skip "$T_OPS not built: operator cases with forced kernels not run"
+fi
 
 # the ImageNet MobileNetV1 of ../shared
 S=${QT_SHARED:-../shared}
