@@ -9,7 +9,9 @@
  *
  * The micro kernels compute a tile of up to QT_QG_MR rows x QT_QG_NR columns
  * into an int32 array; the epilogue (zero-point corrections, bias, scale,
- * rounding, clamp, store) is the same C for every ISA, compiled for each. */
+ * rounding, clamp, store) is the same C for every ISA, compiled for each.
+ * The AVX-512 kernel requantizes uint8/int8 tiles straight from its
+ * registers with the same operations (vcvtps2dq rounds half to even). */
 #include "int8/int8.h"
 #include "ops/conv.h"
 

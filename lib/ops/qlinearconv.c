@@ -12,10 +12,12 @@
  *
  * Kernels (lib/int8): weights packed once at load when they are an
  * initializer; per task (image, group, block of output columns, block of
- * output channels) the input is packed (im2col) and multiplied; depthwise
- * convolutions (one channel per group) have their own kernel, one task per
- * (image, channel). Integer sums are exact, so results do not depend on the
- * split or the thread count. */
+ * output channels) the input is packed (im2col) and multiplied; pointwise
+ * convolutions of a batch of small images take blocks of columns across
+ * images; depthwise convolutions (one channel per group, up to 64 taps) have
+ * their own kernel, one task per (image, channel). Blocks are sized so the
+ * threads share each layer evenly. Integer sums are exact, so results do not
+ * depend on the split or the thread count. */
 #include "int8/qparams.h"
 #include "ops/conv.h"
 
