@@ -37,6 +37,41 @@ for th in 1 2; do
     done
 done
 
+# Int8: qtool's QDQ MobileNet (qtool calib on the BatchNormalization model)
+# run by `qtool eval` on integer kernels against ONNX Runtime on the same
+# file (it fuses the QDQ pairs into QLinearConv/QGemm), batch 1 latency and
+# batch 32 time per batch, 1 and 2 threads, runs interleaved; then qtool int8
+# against qtool float (the float model) and the --simulate path.
+MQ=$S/models/mobilenet_v1_075_bn.onnx
+if [ -f "$MQ" ]; then
+    $Q calib "$MQ" $PP --limit 64 --threads 2 -q -o $T/mq.onnx >/dev/null
+    jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latency_ms_median"], 32000.0/d["throughput_ips"])'; }
+    ort1() { python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])'; }
+    printf '\n%-26s %-6s %10s %10s %7s %10s %8s %10s\n' "int8 (QDQ MobileNet)" batch qtool_ms ort_ms ratio float_ms speedup sim_ms
+    for th in 1 2; do
+        qa=""; qb=""; oa=""; ob=""; fa=""; fb=""; sa=""; sb=""
+        for r in $(seq "$ROUNDS"); do
+            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
+            qa="$qa $1"; qb="$qb $2"
+            oa="$oa $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS | ort1)"
+            ob="$ob $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5 | ort1)"
+            set -- $($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
+            fa="$fa $1"; fb="$fb $2"
+            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --simulate --json - 2>/dev/null | jq1)
+            sa="$sa $1"; sb="$sb $2"
+        done
+        for b in 1 32; do
+            if [ $b = 1 ]; then qm=$(med $qa); om=$(med $oa); fm=$(med $fa); sm=$(med $sa)
+            else qm=$(med $qb); om=$(med $ob); fm=$(med $fb); sm=$(med $sb); fi
+            printf '%-26s %-6s %10s %10s %7s %10s %8s %10s\n' "$th thread(s)" $b "$qm" "$om" \
+                "$(python3 -c "print('%.2f' % ($qm/$om))")" "$fm" "$(python3 -c "print('%.2f' % ($fm/$qm))")" "$sm"
+        done
+    done
+    echo "ratio = qtool int8 / ONNX Runtime int8 (target <= 1.5, goal <= 1.0); speedup = qtool float / qtool int8"
+else
+    echo "bench: $MQ is absent: int8 comparison skipped"
+fi
+
 # Calibration: qtool calib against PyTorch 1.13 eager PTQ (per-channel weights,
 # HistogramObserver activations; scripts/bench-ptq.py) on the same images,
 # both at 2 threads, wall time including image decoding. Then qtool's peak RSS

@@ -5,7 +5,7 @@
     node scripts/golden.mjs testdata/ops QLinearConv ConvInteger ...   # the ops printed
 
 QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger (ai.onnx) and ONNX Runtime's com.microsoft
-QGemm. Same layout and conventions as gen-ops.py (ir_version 7, seeded data, outputs from
+QGemm, QLinearAdd, QLinearGlobalAveragePool, QLinearConcat. Same layout and conventions as gen-ops.py (ir_version 7, seeded data, outputs from
 scripts/golden.mjs: ONNX Runtime with optimizations disabled, i.e. its own integer kernels and
 rounding). The shapes exercise the kernels' edges: k not a multiple of 4, rows not a multiple of 8,
 more columns than one panel (48) and one task (192), depthwise, groups, strides, dilations,
@@ -113,6 +113,7 @@ def gen_qlinearconv():
     qconv("u8s8_stride2_asym_pads", (1, 3, 15, 15), (13, 3, 3, 3), bias=False, strides=(2, 2), pads=(0, 0, 1, 1))
     qconv("u8s8_depthwise_s2", (2, 16, 10, 10), (16, 1, 3, 3), group=16, strides=(2, 2), pads=(1, 1, 1, 1))
     qconv("u8s8_depthwise_s1", (1, 24, 13, 13), (24, 1, 3, 3), group=24, pads=(1, 1, 1, 1))
+    qconv("u8s8_depthwise_9x9_gemm_path", (1, 4, 12, 12), (4, 1, 9, 9), group=4, pads=(4, 4, 4, 4))
     qconv("u8s8_pointwise_k20_m13", (2, 20, 7, 7), (13, 20, 1, 1))
     qconv("u8s8_pointwise_400_columns", (1, 8, 20, 20), (40, 8, 1, 1))
     qconv("u8s8_3x3_400_columns", (1, 8, 20, 20), (40, 8, 3, 3), pads=(1, 1, 1, 1))
@@ -122,6 +123,9 @@ def gen_qlinearconv():
     qconv("s8s8_3x3", (2, 5, 8, 8), (9, 5, 3, 3), xdt=np.int8, pads=(1, 1, 1, 1))
     qconv("s8s8_depthwise", (1, 8, 9, 9), (8, 1, 3, 3), xdt=np.int8, group=8, pads=(1, 1, 1, 1))
     qconv("u8u8_wzp", (1, 6, 7, 7), (10, 6, 3, 3), wdt=np.uint8, per_channel=False, wzp=131, pads=(1, 1, 1, 1))
+    # pointwise on a batch of small images: column blocks that span images
+    qconv("u8u8_wzp_pointwise_batch", (5, 6, 5, 5), (10, 6, 1, 1), wdt=np.uint8, per_channel=False, wzp=120)
+    qconv("s8s8_pointwise_batch", (9, 12, 7, 7), (20, 12, 1, 1), xdt=np.int8)
 
 
 def gen_convinteger():
@@ -195,6 +199,52 @@ def gen_qgemm():
               domain="com.microsoft", tol=None if out_q else (1e-5, 1e-5))
 
 
+def gen_contrib():
+    ms = "com.microsoft"
+    op = "QLinearAdd"
+    for name, sa, sb, dt in [("u8_same_shape", (2, 8, 9, 9), (2, 8, 9, 9), np.uint8),
+                             ("s8_same_shape", (1, 5, 7, 7), (1, 5, 7, 7), np.int8),
+                             ("u8_broadcast_channel", (2, 4, 5, 5), (1, 4, 1, 1), np.uint8),
+                             ("u8_scalar_b", (3, 70), (1,), np.uint8),
+                             ("u8_scalar_a", (1,), (2, 33), np.uint8)]:
+        r = rng_for(op, name)
+        a, b = qrand(r, dt, sa), qrand(r, dt, sb)
+        lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+        inits = [("A_scale", np.float32(r.uniform(0.01, 0.05))), ("A_zero_point", np.array(r.integers(lo, hi), dt)),
+                 ("B_scale", np.float32(r.uniform(0.01, 0.05))), ("B_zero_point", np.array(r.integers(lo, hi), dt)),
+                 ("C_scale", np.float32(r.uniform(0.03, 0.08))), ("C_zero_point", np.array(r.integers(lo, hi), dt))]
+        names = ["a", "A_scale", "A_zero_point", "b", "B_scale", "B_zero_point", "C_scale", "C_zero_point"]
+        node = helper.make_node(op, names, ["y"], domain=ms)
+        out = np.broadcast_shapes(sa, sb)
+        write(op, name, node, [("a", a), ("b", b)], inits, etype(a), list(out), domain=ms)
+    op = "QLinearGlobalAveragePool"
+    for name, shape, dt, cl in [("u8_nchw", (2, 12, 7, 7), np.uint8, 0), ("s8_nchw", (1, 9, 5, 6), np.int8, 0),
+                                ("u8_channels_last", (2, 6, 6, 10), np.uint8, 1)]:
+        r = rng_for(op, name)
+        xq = qrand(r, dt, shape)
+        lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+        inits = [("x_scale", np.float32(0.03)), ("x_zero_point", np.array(r.integers(lo, hi), dt)),
+                 ("y_scale", np.float32(0.011)), ("y_zero_point", np.array(r.integers(lo, hi), dt))]
+        node = helper.make_node(op, ["x"] + [nm for nm, _ in inits], ["y"], domain=ms, channels_last=cl)
+        out = [shape[0], 1, 1, shape[3]] if cl else [shape[0], shape[1], 1, 1]
+        write(op, name, node, [("x", xq)], inits, etype(xq), out, domain=ms)
+    op = "QLinearConcat"
+    for name, shapes, axis, dt in [("u8_axis1", [(2, 3, 4, 4), (2, 5, 4, 4)], 1, np.uint8),
+                                   ("s8_axis_last", [(3, 2), (3, 4), (3, 1)], -1, np.int8)]:
+        r = rng_for(op, name)
+        lo, hi = (0, 256) if dt == np.uint8 else (-128, 128)
+        inputs, inits, names = [], [("y_scale", np.float32(0.05)), ("y_zero_point", np.array(r.integers(lo, hi), dt))], \
+            ["y_scale", "y_zero_point"]
+        for i, sh in enumerate(shapes):
+            inputs.append((f"x{i}", qrand(r, dt, sh)))
+            inits += [(f"x{i}_scale", np.float32(r.uniform(0.02, 0.1))), (f"x{i}_zp", np.array(r.integers(lo, hi), dt))]
+            names += [f"x{i}", f"x{i}_scale", f"x{i}_zp"]
+        out = list(shapes[0])
+        out[axis] = sum(sh[axis] for sh in shapes)
+        node = helper.make_node(op, names, ["y"], domain=ms, axis=axis)
+        write(op, name, node, inputs, inits, etype(inputs[0][1]), out, domain=ms)
+
+
 def main():
     global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +254,7 @@ def main():
     gen_convinteger()
     gen_matmul()
     gen_qgemm()
+    gen_contrib()
     print(f"gen-ops-int8.py: wrote {len(CASES)} cases under {OUT}; now run:")
     print(f"node scripts/golden.mjs {OUT} " + " ".join(sorted(OPS)))
     return 0

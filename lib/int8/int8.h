@@ -75,6 +75,11 @@ size_t qt_qpack_size(int64_t kp, int64_t n);
  * of the shifted values. */
 void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
                 int32_t *colsum);
+/* n contiguous columns (rows rs apart) packed into panel columns
+ * [d0, d0 + n) of dst (partial panels zeroed by the caller); and the column
+ * sums of a packed block. For blocks whose columns span several images. */
+void qt_qpack_seg(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t d0, int64_t n, int64_t rs);
+void qt_qpack_colsum(const uint8_t *dst, int64_t kp, int64_t n, int32_t *colsum);
 /* im2col of one image's group into panels: columns [c0, c1) of the
  * output, the padding holds the zero point xzp (already shifted); rows:
  * k x (c1 - c0) bytes of scratch. */
@@ -87,10 +92,19 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
 void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
               const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t ldc);
 
-/* Depthwise convolution of one channel: x (ih x iw, uint8 or int8 by s8)
+/* qt_qgemm over packed columns g0 .. g0 + n of several images of hw
+ * columns each: column g goes to image g / hw (istride elements apart),
+ * position g % hw; rows ldr apart. */
+void qt_qgemm_seg(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
+                  const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t g0, int64_t hw,
+                  int64_t istride);
+
+/* Depthwise convolution of one channel (at most QT_QDW_MAXTAPS = kh x kw;
+ * larger kernels go through the matrix product): x (ih x iw, uint8 or int8 by s8)
  * with the kh x kw int8 kernel w, zero points xzp (of x's type) and wzp;
  * row r of the output requantized with bias/scale of entry 0 of rq. tmp:
  * qt_qdw_scratch(s) bytes. */
+#define QT_QDW_MAXTAPS 64
 size_t qt_qdw_scratch(const struct qt_conv_shape *s);
 void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp, const struct qt_conv_shape *s,
                 const struct qt_qrequant *rq, int64_t ch, void *out, void *tmp);

@@ -7,6 +7,8 @@
  *   ... Gemm ... ─ [Relu | Clip] ─ Q            =>  com.microsoft QGemm
  *   ... Gemm (no Q: float output)               =>  QGemm without y_scale
  *   ... MatMul ─ [Relu | Clip] ─ Q              =>  QLinearMatMul
+ *   DQ, DQ ─ Add ─ Q                            =>  com.microsoft QLinearAdd
+ *   DQ ─ GlobalAveragePool ─ Q                  =>  com.microsoft QLinearGlobalAveragePool
  *
  * Conditions: scales and zero points are initializers, x per tensor, w per
  * tensor or per output channel (axis 0 for Conv, the output axis for Gemm,
@@ -180,6 +182,51 @@ static int copy_attrs(struct qt_node *d, const struct qt_node *s) {
     return 0;
 }
 
+/* Adds the node replacing node i: op (com.microsoft when contrib) on in,
+ * writing yv, with node i's attributes when copy and the fused activation
+ * bounds when act; then parses it. Returns 1, or -code on error. */
+static int replace_node(struct qt_graph *g, int i, const char *op, int contrib, const int *in, int nin, int yv,
+                        int copy, int act, int32_t alo, int32_t ahi, struct qt_err *err) {
+    char *name = qt_strdup(g->n[i].name);
+    if (!name)
+        return -qt_errf(err, QT_ENOMEM, "out of memory");
+    int ni = qt_graph_add_node(g, name, op, in, nin, &yv, 1, err);
+    free(name);
+    if (ni < 0)
+        return -err->code;
+    struct qt_node *nn = &g->n[ni]; /* g->n may have moved: node i through g->n */
+    if ((copy && copy_attrs(nn, &g->n[i])) ||
+        (act && (qt_node_set_int(nn, QT_ACT_LO_ATTR, alo) || qt_node_set_int(nn, QT_ACT_HI_ATTR, ahi))))
+        return -qt_errf(err, QT_ENOMEM, "out of memory");
+    if (contrib) {
+        free(nn->domain);
+        if (!(nn->domain = qt_strdup("com.microsoft")))
+            return -qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    return qt_node_changed(g, ni, err) ? -err->code : 1;
+}
+
+/* The QuantizeLinear that alone reads v, per tensor: fills yq; -1 if none. */
+static int q_after(const struct qt_graph *g, int v, struct dq *yq) {
+    int r = only_reader(g, v);
+    memset(yq, 0, sizeof *yq);
+    if (r < 0 || !is_op(g, r, "QuantizeLinear"))
+        return -1;
+    const struct qt_node *qn = &g->n[r];
+    yq->s = qn->in[1];
+    yq->z = qn->nin > 2 ? qn->in[2] : -1;
+    yq->st = const_of(g, yq->s);
+    yq->zt = const_of(g, yq->z);
+    if (!yq->st || yq->st->dtype != QT_FLOAT || !per_tensor(yq->st) || (yq->z >= 0 && !yq->zt) ||
+        (yq->zt && (!per_tensor(yq->zt) || !qt_qtype_ok(yq->zt->dtype))) || qt_attr_find(qn, "output_dtype"))
+        return -1;
+    return r;
+}
+
+static int dq_type(const struct dq *d) {
+    return d->zt ? d->zt->dtype : QT_UINT8;
+}
+
 /* Tries to lower node i; *dead gets the nodes it replaces. Returns 1 when
  * lowered, 0 when the pattern does not apply, < 0 on error. */
 static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_err *err) {
@@ -212,19 +259,15 @@ static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_e
         act = r;
         r = only_reader(g, g->n[act].out[0]);
     }
-    struct dq yq = {0};
-    if (r >= 0 && is_op(g, r, "QuantizeLinear")) {
-        const struct qt_node *qn = &g->n[r];
-        yq.s = qn->in[1];
-        yq.z = qn->nin > 2 ? qn->in[2] : -1;
-        yq.st = const_of(g, yq.s);
-        yq.zt = const_of(g, yq.z);
-        if (!yq.st || yq.st->dtype != QT_FLOAT || !per_tensor(yq.st) || (yq.z >= 0 && !yq.zt) ||
-            (yq.zt && (!per_tensor(yq.zt) || !qt_qtype_ok(yq.zt->dtype))) || qt_attr_find(qn, "output_dtype"))
-            return 0;
-        q = r;
-    } else if (!gemm || act >= 0) {
-        return 0; /* float output: Gemm only, without activation */
+    struct dq yq;
+    q = r >= 0 && is_op(g, r, "QuantizeLinear") ? q_after(g, act >= 0 ? g->n[act].out[0] : out, &yq) : -1;
+    if (q < 0) {
+        if (r >= 0 && is_op(g, r, "QuantizeLinear"))
+            return 0; /* a Q this cannot take */
+        if (!gemm || act >= 0)
+            return 0; /* float output: Gemm only, without activation */
+        memset(&yq, 0, sizeof yq);
+        yq.s = yq.z = -1;
     }
     int32_t alo = -2147483647, ahi = 2147483647;
     if (act >= 0) {
@@ -253,31 +296,47 @@ static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_e
             in[nin++] = yq.s, in[nin++] = yq.z;
         op = "QGemm";
     }
-    int yv = q >= 0 ? g->n[q].out[0] : out;
-    char *name = qt_strdup(n->name);
-    if (!name)
-        return -qt_errf(err, QT_ENOMEM, "out of memory");
-    int ni = qt_graph_add_node(g, name, op, in, nin, &yv, 1, err);
-    free(name);
-    if (ni < 0)
-        return -err->code;
-    n = &g->n[i]; /* g->n may have moved */
-    struct qt_node *nn = &g->n[ni];
-    if (copy_attrs(nn, n) || (act >= 0 && (qt_node_set_int(nn, QT_ACT_LO_ATTR, alo) ||
-                                             qt_node_set_int(nn, QT_ACT_HI_ATTR, ahi))))
-        return -qt_errf(err, QT_ENOMEM, "out of memory");
-    if (gemm) {
-        free(nn->domain);
-        if (!(nn->domain = qt_strdup("com.microsoft")))
-            return -qt_errf(err, QT_ENOMEM, "out of memory");
-    }
-    if (qt_node_changed(g, ni, err))
-        return -err->code;
+    int rc = replace_node(g, i, op, gemm, in, nin, q >= 0 ? g->n[q].out[0] : out, 1, act >= 0, alo, ahi, err);
+    if (rc < 0)
+        return rc;
     dead[i] = 1;
     if (act >= 0)
         dead[act] = 1;
     if (q >= 0)
         dead[q] = 1;
+    return 1;
+}
+
+/* DQ -> Add <- DQ, -> Q: com.microsoft QLinearAdd; DQ -> GlobalAveragePool
+ * -> Q: com.microsoft QLinearGlobalAveragePool (as ONNX Runtime fuses them;
+ * same type in and out, per tensor). Returns as lower_one. */
+static int lower_eltwise(struct qt_graph *g, int i, unsigned char *dead, struct qt_err *err) {
+    struct qt_node *n = &g->n[i];
+    int add = is_op(g, i, "Add"), gap = is_op(g, i, "GlobalAveragePool");
+    struct dq a, b, yq;
+    if ((!add && !gap) || n->nout < 1 || n->nin != (add ? 2 : 1))
+        return 0;
+    if (!dq_of(g, n->in[0], &a) || !per_tensor(a.st) || (a.zt && (!per_tensor(a.zt) || !qt_qtype_ok(a.zt->dtype))))
+        return 0;
+    if (add && (!dq_of(g, n->in[1], &b) || !per_tensor(b.st) ||
+                (b.zt && (!per_tensor(b.zt) || !qt_qtype_ok(b.zt->dtype))) || dq_type(&b) != dq_type(&a)))
+        return 0;
+    if ((a.qt && !qt_qtype_ok(a.qt->dtype)) || (add && b.qt && !qt_qtype_ok(b.qt->dtype)))
+        return 0;
+    int q = q_after(g, n->out[0], &yq);
+    if (q < 0 || dq_type(&yq) != dq_type(&a))
+        return 0;
+    int in[8], nin = 0;
+    in[nin++] = a.q, in[nin++] = a.s, in[nin++] = a.z;
+    if (add)
+        in[nin++] = b.q, in[nin++] = b.s, in[nin++] = b.z;
+    in[nin++] = yq.s, in[nin++] = yq.z;
+    int rc = replace_node(g, i, add ? "QLinearAdd" : "QLinearGlobalAveragePool", 1, in, nin, g->n[q].out[0], 0, 0, 0,
+                          0, err);
+    if (rc < 0)
+        return rc;
+    dead[i] = 1;
+    dead[q] = 1;
     return 1;
 }
 
@@ -291,6 +350,8 @@ int qt_int8_lower(struct qt_graph *g, int *nfused, struct qt_err *err) {
         if (dead[i])
             continue;
         int r = lower_one(g, i, dead, err);
+        if (r == 0)
+            r = lower_eltwise(g, i, dead, err);
         if (r < 0) {
             rc = err->code;
             goto out;

@@ -9,7 +9,9 @@
  *
  * The micro kernels compute a tile of up to QT_QG_MR rows x QT_QG_NR columns
  * into an int32 array; the epilogue (zero-point corrections, bias, scale,
- * rounding, clamp, store) is the same C for every ISA, compiled for each. */
+ * rounding, clamp, store) is the same C for every ISA, compiled for each.
+ * The AVX-512 kernel requantizes uint8/int8 tiles straight from its
+ * registers with the same operations (vcvtps2dq rounds half to even). */
 #include "int8/int8.h"
 #include "ops/conv.h"
 
@@ -142,51 +144,64 @@ static void interleave4(uint8_t *d, const uint8_t *r0, const uint8_t *r1, const 
     }
 }
 
+void qt_qpack_colsum(const uint8_t *dst, int64_t kp, int64_t n, int32_t *colsum) {
+    for (int64_t c = 0; c < n; c++) {
+        const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
+        int32_t s = 0;
+        for (int64_t r = 0; r < kp; r++)
+            s += pan[(r / 4) * 4 * NR + r % 4];
+        colsum[c] = s;
+    }
+}
+
+/* n contiguous columns of X (rows rs apart) into panel columns [d0, d0 + n)
+ * of dst, which the caller zeroed where panels are partial */
+static void pack_cols(uint8_t *dst, const uint8_t *X, uint8_t flip, int64_t k, int64_t kp, int64_t d0, int64_t n,
+                      int64_t rs) {
+    static const uint8_t zeros[NR];
+    for (int64_t c = 0; c < n;) {
+        int64_t dc = d0 + c, p = dc / NR, run = NR - dc % NR < n - c ? NR - dc % NR : n - c;
+        uint8_t *pan = dst + p * kp * NR + (dc % NR) * 4;
+        for (int64_t r = 0; r < kp; r += 4) {
+            const uint8_t *rr[4];
+            for (int t = 0; t < 4; t++)
+                rr[t] = r + t < k ? X + (r + t) * rs + c : zeros;
+            interleave4(pan + (r / 4) * 4 * NR, rr[0], rr[1], rr[2], rr[3], run, flip);
+            for (int t = 0; t < 4; t++) /* padded k rows hold 0, not 0 ^ flip */
+                if (r + t >= k)
+                    for (int64_t q = 0; q < run; q++)
+                        pan[(r / 4) * 4 * NR + q * 4 + t] = 0;
+        }
+        c += run;
+    }
+}
+
+void qt_qpack_seg(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t d0, int64_t n, int64_t rs) {
+    pack_cols(dst, x, s8 ? 0x80 : 0, k, kp, d0, n, rs);
+}
+
 void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int64_t n, int64_t rs, int64_t cs,
                 int32_t *colsum) {
     const uint8_t *X = x;
-    static const uint8_t zeros[NR];
     uint8_t flip = s8 ? 0x80 : 0;
     int64_t npan = (n + NR - 1) / NR;
-    for (int64_t p = 0; p < npan; p++) {
-        uint8_t *pan = dst + p * kp * NR;
-        int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
-        if (nc < NR)
-            memset(pan, 0, (size_t)(kp * NR));
-        if (cs == 1) { /* rows contiguous: four at a time */
-            for (int64_t r = 0; r < kp; r += 4) {
-                const uint8_t *rr[4];
-                for (int t = 0; t < 4; t++)
-                    rr[t] = r + t < k ? X + (r + t) * rs + c0 : zeros;
-                interleave4(pan + (r / 4) * 4 * NR, rr[0], rr[1], rr[2], rr[3], nc, flip);
-                for (int t = 0; t < 4; t++) /* padded k rows hold 0, not 0 ^ flip */
-                    if (r + t >= k)
-                        for (int64_t c = 0; c < nc; c++)
-                            pan[(r / 4) * 4 * NR + c * 4 + t] = 0;
-            }
-            continue;
-        }
-        for (int64_t r = 0; r < kp; r++) {
-            uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
-            if (r >= k) {
+    if (n % NR)
+        memset(dst + (npan - 1) * kp * NR, 0, (size_t)(kp * NR));
+    if (cs == 1) { /* rows contiguous: four at a time */
+        pack_cols(dst, X, flip, k, kp, 0, n, rs);
+    } else {
+        for (int64_t p = 0; p < npan; p++) {
+            uint8_t *pan = dst + p * kp * NR;
+            int64_t c0 = p * NR, nc = n - c0 < NR ? n - c0 : NR;
+            for (int64_t r = 0; r < kp; r++) {
+                uint8_t *d = pan + (r / 4) * 4 * NR + (r % 4);
                 for (int64_t c = 0; c < nc; c++)
-                    d[c * 4] = 0;
-                continue;
+                    d[c * 4] = r < k ? X[r * rs + (c0 + c) * cs] ^ flip : 0;
             }
-            const uint8_t *src = X + r * rs + c0 * cs;
-            for (int64_t c = 0; c < nc; c++)
-                d[c * 4] = src[c * cs] ^ flip;
         }
     }
-    if (colsum) {
-        for (int64_t c = 0; c < n; c++) {
-            const uint8_t *pan = dst + (c / NR) * kp * NR + (c % NR) * 4;
-            int32_t s = 0;
-            for (int64_t r = 0; r < kp; r++)
-                s += pan[(r / 4) * 4 * NR + r % 4];
-            colsum[c] = s;
-        }
-    }
+    if (colsum)
+        qt_qpack_colsum(dst, kp, n, colsum);
 }
 
 void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
@@ -213,9 +228,21 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
                 int64_t ix = ox * s->sw - s->pw + kj * s->dw;
                 if (s->sw == 1 && ix >= 0 && ix + run <= s->iw) {
                     memcpy(d, row + ix, (size_t)run);
-                } else {
-                    for (int64_t t = 0; t < run; t++, ix += s->sw)
-                        d[t] = ix >= 0 && ix < s->iw ? row[ix] : pad;
+                } else { /* padding, the columns inside the row, padding */
+                    int64_t sw = s->sw, t0 = ix < 0 ? (-ix + sw - 1) / sw : 0, t1 = 0;
+                    if (ix + (run - 1) * sw < s->iw)
+                        t1 = run;
+                    else if (s->iw - 1 >= ix)
+                        t1 = (s->iw - 1 - ix) / sw + 1;
+                    if (t1 < t0)
+                        t1 = t0;
+                    if (t0 > run)
+                        t0 = t1 = run;
+                    memset(d, pad, (size_t)t0);
+                    const uint8_t *src = row + ix;
+                    for (int64_t t = t0; t < t1; t++)
+                        d[t] = src[t * sw];
+                    memset(d + t1, pad, (size_t)(run - t1));
                 }
             }
             d += run;
@@ -229,6 +256,24 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
 
 /* ---- epilogue, compiled once per ISA ---------------------------------- */
 
+/* scale, clamp, round half to even, add the zero point, store as T */
+#define EPI_Q8_LOOP(T, IDX)                                                                                    \
+    for (int c = 0; c < nc; c++) {                                                                             \
+        float v = (float)a[c] * sc;                                                                            \
+        v = v < flo ? flo : v;                                                                                 \
+        v = v > fhi ? fhi : v;                                                                                 \
+        o[IDX] = (T)((int32_t)__builtin_nearbyintf(v) + zp);                                                   \
+    }
+#define EPI_Q8(T)                                                                                              \
+    {                                                                                                          \
+        T *o = (T *)out + m * ldr;                                                                             \
+        if (ldc == 1)                                                                                          \
+            EPI_Q8_LOOP(T, c)                                                                                  \
+        else                                                                                                   \
+            EPI_Q8_LOOP(T, c * ldc)                                                                            \
+        break;                                                                                                 \
+    }
+
 #define EPILOGUE_BODY                                                                                          \
     for (int r = 0; r < mr; r++) {                                                                             \
         int64_t m = m0 + r;                                                                                    \
@@ -238,43 +283,17 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
         const int32_t *ar = acc + r * NR;                                                                      \
         if (wz && colsum)                                                                                      \
             for (int c = 0; c < nc; c++)                                                                       \
-                a[c] = ar[c] + b - wz * colsum[c];                                                             \
+                a[c] = (int32_t)((uint32_t)ar[c] + (uint32_t)b - (uint32_t)(wz * colsum[c]));                  \
         else                                                                                                   \
             for (int c = 0; c < nc; c++)                                                                       \
-                a[c] = ar[c] + b;                                                                              \
+                a[c] = (int32_t)((uint32_t)ar[c] + (uint32_t)b);                                               \
         float flo = (float)(rq->lo - rq->zp), fhi = (float)(rq->hi - rq->zp);                                  \
         int32_t zp = rq->zp;                                                                                   \
         switch (rq->out) {                                                                                     \
-        case QT_QOUT_U8: {                                                                                     \
-            uint8_t *o = (uint8_t *)out + m * ldr;                                                             \
-            if (ldc == 1) {                                                                                    \
-                for (int c = 0; c < nc; c++) {                                                                 \
-                    float v = (float)a[c] * sc;                                                                \
-                    v = v < flo ? flo : v;                                                                     \
-                    v = v > fhi ? fhi : v;                                                                     \
-                    o[c] = (uint8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                   \
-                }                                                                                              \
-            } else {                                                                                           \
-                for (int c = 0; c < nc; c++)                                                                   \
-                    o[c * ldc] = (uint8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);               \
-            }                                                                                                  \
-            break;                                                                                             \
-        }                                                                                                      \
-        case QT_QOUT_S8: {                                                                                     \
-            int8_t *o = (int8_t *)out + m * ldr;                                                               \
-            if (ldc == 1) {                                                                                    \
-                for (int c = 0; c < nc; c++) {                                                                 \
-                    float v = (float)a[c] * sc;                                                                \
-                    v = v < flo ? flo : v;                                                                     \
-                    v = v > fhi ? fhi : v;                                                                     \
-                    o[c] = (int8_t)((int32_t)__builtin_nearbyintf(v) + zp);                                    \
-                }                                                                                              \
-            } else {                                                                                           \
-                for (int c = 0; c < nc; c++)                                                                   \
-                    o[c * ldc] = (int8_t)qt_qclamp_round((float)a[c] * sc, zp, rq->lo, rq->hi);                \
-            }                                                                                                  \
-            break;                                                                                             \
-        }                                                                                                      \
+        case QT_QOUT_U8:                                                                                       \
+            EPI_Q8(uint8_t)                                                                                    \
+        case QT_QOUT_S8:                                                                                       \
+            EPI_Q8(int8_t)                                                                                     \
         case QT_QOUT_F32: {                                                                                    \
             float *o = (float *)out + m * ldr;                                                                 \
             for (int c = 0; c < nc; c++)                                                                       \
@@ -402,88 +421,81 @@ T512 static void epilogue_avx512(EPILOGUE_ARGS) {
 #define K512_STORE(v)                                                                                          \
     do {                                                                                                       \
         __m512i cs_[8] = {c0##v, c1##v, c2##v, c3##v, c4##v, c5##v, c6##v, c7##v};                             \
-        for (int r = 0; r < mr; r++)                                                                           \
-            _mm512_storeu_si512((void *)(acc + r * NR + v * 16), cs_[r]);                                      \
+        for (int r = 0; r < mr; r++) {                                                                         \
+            if (q)                                                                                             \
+                req_store(cs_[r], r, v, q);                                                                    \
+            else                                                                                               \
+                _mm512_storeu_si512((void *)(acc + r * NR + v * 16), cs_[r]);                                  \
+        }                                                                                                      \
     } while (0)
+
+/* uint8/int8 output of a tile straight from the accumulators (no weight
+ * zero point): the epilogue's operations on 16 lanes */
+struct q8out {
+    int8_t *o;           /* row 0, column 0 of the tile */
+    int64_t ldr;
+    const int32_t *bias; /* row 0 of the tile */
+    const float *scale;
+    float flo, fhi;
+    int32_t zp;
+    int nc;
+};
+
+T512 static inline __attribute__((always_inline)) void req_store(__m512i a, int r, int v, const struct q8out *q) {
+    int c = v * 16;
+    if (c >= q->nc)
+        return;
+    __mmask16 k = q->nc - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (q->nc - c)) - 1);
+    a = _mm512_add_epi32(a, _mm512_set1_epi32(q->bias ? q->bias[r] : 0));
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_set1_ps(q->scale ? q->scale[r] : 1.0f));
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(q->flo)), _mm512_set1_ps(q->fhi));
+    __m512i y = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(q->zp));
+    _mm512_mask_cvtepi32_storeu_epi8(q->o + r * q->ldr + c, k, y);
+}
 #define K512_W(r) const __m512i w##r = _mm512_set1_epi32(*(const int32_t *)(wr[r] + k4 * 4))
 
-T512 static void kern512_3(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    K512_ACC(1);
-    K512_ACC(2);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const uint8_t *b = bp + k4 * 4 * NR;
-        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64)),
-                      b2 = _mm512_loadu_si512((const void *)(b + 128));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-        K512_ROWS(1);
-        K512_ROWS(2);
+#define K512_EACH1(X) X(0)
+#define K512_EACH2(X) X(0) X(1)
+#define K512_EACH3(X) X(0) X(1) X(2)
+#define K512_ACC_(v) K512_ACC(v);
+#define K512_LOAD_(v) const __m512i b##v = _mm512_loadu_si512((const void *)(b + v * 64));
+#define K512_ROWS_(v) K512_ROWS(v);
+#define K512_STORE_(v) K512_STORE(v);
+/* kern512_N: 8 rows x N vectors of 16 columns */
+#define K512_DEF(N)                                                                                            \
+    T512 static void kern512_##N(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc, \
+                                 const struct q8out *q) {                                                      \
+        const __m512i z = _mm512_setzero_si512();                                                              \
+        K512_EACH##N(K512_ACC_) for (int64_t k4 = 0; k4 < kp / 4; k4++) {                                      \
+            const uint8_t *b = bp + k4 * 4 * NR;                                                               \
+            K512_EACH##N(K512_LOAD_) K512_W(0);                                                                \
+            K512_W(1);                                                                                         \
+            K512_W(2);                                                                                         \
+            K512_W(3);                                                                                         \
+            K512_W(4);                                                                                         \
+            K512_W(5);                                                                                         \
+            K512_W(6);                                                                                         \
+            K512_W(7);                                                                                         \
+            K512_EACH##N(K512_ROWS_)                                                                           \
+        }                                                                                                      \
+        K512_EACH##N(K512_STORE_)                                                                              \
     }
-    K512_STORE(0);
-    K512_STORE(1);
-    K512_STORE(2);
-}
+K512_DEF(3)
+K512_DEF(2)
+K512_DEF(1)
 
-T512 static void kern512_2(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    K512_ACC(1);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const uint8_t *b = bp + k4 * 4 * NR;
-        const __m512i b0 = _mm512_loadu_si512((const void *)b), b1 = _mm512_loadu_si512((const void *)(b + 64));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-        K512_ROWS(1);
-    }
-    K512_STORE(0);
-    K512_STORE(1);
-}
-
-T512 static void kern512_1(const int8_t *const *wr, int64_t kp, const uint8_t *bp, int mr, int32_t *acc) {
-    const __m512i z = _mm512_setzero_si512();
-    K512_ACC(0);
-    for (int64_t k4 = 0; k4 < kp / 4; k4++) {
-        const __m512i b0 = _mm512_loadu_si512((const void *)(bp + k4 * 4 * NR));
-        K512_W(0);
-        K512_W(1);
-        K512_W(2);
-        K512_W(3);
-        K512_W(4);
-        K512_W(5);
-        K512_W(6);
-        K512_W(7);
-        K512_ROWS(0);
-    }
-    K512_STORE(0);
-}
-
-T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc) {
+T512 static void kern_avx512(const int8_t *w, int64_t kp, const uint8_t *bp, int mr, int nc, int32_t *acc,
+                             const struct q8out *q) {
     const int8_t *wr[MR];
     for (int r = 0; r < MR; r++)
         wr[r] = w + (r < mr ? r : 0) * kp;
     int nv = (nc + 15) / 16;
     if (nv == 3)
-        kern512_3(wr, kp, bp, mr, acc);
+        kern512_3(wr, kp, bp, mr, acc, q);
     else if (nv == 2)
-        kern512_2(wr, kp, bp, mr, acc);
+        kern512_2(wr, kp, bp, mr, acc, q);
     else
-        kern512_1(wr, kp, bp, mr, acc);
+        kern512_1(wr, kp, bp, mr, acc, q);
 }
 #endif
 
@@ -505,8 +517,15 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
             /* the epilogue indexes rows by absolute m: shift out back by m0 rows */
 #if QT_X86
             if (isa == QT_ISA_AVX512) {
-                kern_avx512(w, kp, pan, mr, nc, acc);
-                epilogue_avx512(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                if ((rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8) && ldc == 1 && !qw->wzp_any) {
+                    struct q8out q = {(int8_t *)o + m * ldr, ldr, rq->bias ? rq->bias + m : NULL,
+                                      rq->scale ? rq->scale + m : NULL, (float)(rq->lo - rq->zp),
+                                      (float)(rq->hi - rq->zp), rq->zp, nc};
+                    kern_avx512(w, kp, pan, mr, nc, acc, &q);
+                } else {
+                    kern_avx512(w, kp, pan, mr, nc, acc, NULL);
+                    epilogue_avx512(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+                }
                 continue;
             }
             if (isa == QT_ISA_AVX2) {
@@ -518,6 +537,47 @@ void qt_qgemm(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_
             (void)isa;
             kern_ref(w, kp, pan, mr, nc, acc);
             epilogue_ref(acc, mr, nc, m, cs, qw, rq, o, ldr, ldc);
+        }
+    }
+}
+
+void qt_qgemm_seg(const struct qt_qweights *qw, int64_t m0, int64_t m1, const uint8_t *xp, int64_t n,
+                  const int32_t *colsum, const struct qt_qrequant *rq, void *out, int64_t ldr, int64_t g0, int64_t hw,
+                  int64_t istride) {
+    int isa = qt_int8_isa();
+    int32_t acc[MR * NR] __attribute__((aligned(64)));
+    int64_t kp = qw->kp;
+    size_t es = rq->out == QT_QOUT_U8 || rq->out == QT_QOUT_S8 ? 1 : 4;
+    for (int64_t c0 = 0; c0 < n; c0 += NR) {
+        int nc = (int)(n - c0 < NR ? n - c0 : NR);
+        const uint8_t *pan = xp + (c0 / NR) * kp * NR;
+        for (int64_t m = m0; m < m1; m += MR) {
+            int mr = (int)(m1 - m < MR ? m1 - m : MR);
+            const int8_t *w = qw->w + m * kp;
+#if QT_X86
+            if (isa == QT_ISA_AVX512)
+                kern_avx512(w, kp, pan, mr, nc, acc, NULL);
+            else if (isa == QT_ISA_AVX2)
+                kern_avx2(w, kp, pan, mr, nc, acc);
+            else
+#endif
+                kern_ref(w, kp, pan, mr, nc, acc);
+            /* runs of columns inside one image */
+            for (int c = 0; c < nc;) {
+                int64_t g = g0 + c0 + c, img = g / hw, p = g % hw;
+                int run = (int)(hw - p < nc - c ? hw - p : nc - c);
+                char *o = (char *)out + (size_t)(img * istride + p) * es;
+                const int32_t *cs = colsum ? colsum + c0 + c : NULL;
+#if QT_X86
+                if (isa == QT_ISA_AVX512)
+                    epilogue_avx512(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                else if (isa == QT_ISA_AVX2)
+                    epilogue_avx2(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                else
+#endif
+                    epilogue_ref(acc + c, mr, run, m, cs, qw, rq, o, ldr, 1);
+                c += run;
+            }
         }
     }
 }
@@ -648,6 +708,48 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
             _mm512_mask_storeu_epi16(d + i, k, _mm512_sub_epi16(v, vxz));
         }
     }
+    int q8 = r1->out == QT_QOUT_U8 || r1->out == QT_QOUT_S8;
+    const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
+    const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
+    const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
+    __m512i w01[3], w2[3], w2h[3];
+    for (int ki = 0; ki < 3; ki++) {
+        w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
+        w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
+        w2h[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] << 16));
+    }
+#define DW3_REQ(a)                                                                                             \
+    _mm512_cvtepi32_epi8(_mm512_add_epi32(                                                                     \
+        _mm512_cvtps_epi32(_mm512_min_ps(                                                                      \
+            _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), vs), vlo), vhi)),                               \
+        vzp))
+    if (s->sw == 1 && q8) {
+        /* 32 outputs from three loads per row: read as int32 lanes, P + ox
+         * holds the taps 0, 1 of the even outputs, P + ox + 1 those of the
+         * odd ones, P + ox + 2 tap 2 of both (low half even, high half odd);
+         * the plane's slack (Q's space) covers the reads past a row */
+        const int64_t oh = s->oh, ow = s->ow;
+        uint8_t *o8 = out;
+        for (int64_t oy = 0; oy < oh; oy++) {
+            for (int64_t ox = 0; ox < ow; ox += 32) {
+                __m512i e = vb, od = vb; /* the sums start at the bias */
+                for (int ki = 0; ki < 3; ki++) {
+                    const int16_t *r = P + (oy * s->sh + ki) * pp + ox;
+                    __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
+                    __m512i a2 = _mm512_loadu_si512((const void *)(r + 2));
+                    e = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_madd_epi16(a0, w01[ki]), _mm512_madd_epi16(a2, w2[ki])));
+                    od = _mm512_add_epi32(od, _mm512_add_epi32(_mm512_madd_epi16(a1, w01[ki]), _mm512_madd_epi16(a2, w2h[ki])));
+                }
+                __m128i e8 = DW3_REQ(e), o8v = DW3_REQ(od);
+                int64_t nleft = ow - ox;
+                __mmask16 k0 = nleft >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nleft) - 1);
+                __mmask16 k1 = nleft >= 32 ? (__mmask16)0xffff : nleft > 16 ? (__mmask16)((1u << (nleft - 16)) - 1) : 0;
+                _mm_mask_storeu_epi8(o8 + oy * ow + ox, k0, _mm_unpacklo_epi8(e8, o8v));
+                _mm_mask_storeu_epi8(o8 + oy * ow + ox + 16, k1, _mm_unpackhi_epi8(e8, o8v));
+            }
+        }
+        return;
+    }
     const int32_t *L = (const int32_t *)P;
     int64_t lp = pp / 2, off2 = 1;
     if (s->sw == 1) { /* Q[i] = (P[i], P[i+1]): P[i + 1] shifted into the high half */
@@ -662,15 +764,6 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         lp = pp;
         off2 = 2;
     }
-    __m512i w01[3], w2[3];
-    for (int ki = 0; ki < 3; ki++) {
-        w01[ki] = _mm512_set1_epi32((int32_t)(((uint32_t)wk[ki * 3] & 0xffff) | ((uint32_t)wk[ki * 3 + 1] << 16)));
-        w2[ki] = _mm512_set1_epi32((int32_t)((uint32_t)wk[ki * 3 + 2] & 0xffff));
-    }
-    int q8 = r1->out == QT_QOUT_U8 || r1->out == QT_QOUT_S8;
-    const __m512 vlo = _mm512_set1_ps((float)(r1->lo - r1->zp)), vhi = _mm512_set1_ps((float)(r1->hi - r1->zp));
-    const __m512i vzp = _mm512_set1_epi32(r1->zp), vb = _mm512_set1_epi32(r1->bias ? r1->bias[0] : 0);
-    const __m512 vs = _mm512_set1_ps(r1->scale ? r1->scale[0] : 1.0f);
     /* locals: the byte stores below may alias anything */
     const int64_t oh = s->oh, ow = s->ow, sh = s->sh;
     int8_t *o8 = out;
@@ -723,17 +816,11 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
         end = (uintptr_t)(O + wo * phgt);
     }
     int32_t *acc = (int32_t *)((end + 63) & ~(uintptr_t)63);
-    int32_t wk[64];
-    int32_t *wkp = s->kh * s->kw <= 64 ? wk : NULL;
+    int32_t wkp[QT_QDW_MAXTAPS];
     int isa = qt_int8_isa();
     struct qt_qweights qw = {0};
     int32_t zero = 0;
     qw.wzp = &zero;
-    if (!wkp) {
-        wkp = malloc(sizeof(int32_t) * (size_t)(s->kh * s->kw));
-        if (!wkp)
-            return;
-    }
     int small = 1;
     for (int64_t i = 0; i < s->kh * s->kw; i++) {
         wkp[i] = (int32_t)w[i] - wzp;
@@ -748,8 +835,6 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
 #if QT_X86
     if (isa == QT_ISA_AVX512 && s->kh == 3 && s->kw == 3 && s->dh == 1 && s->dw == 1 && (s->sw == 1 || s->sw == 2)) {
         dw3_avx512(x, s8, xzp, wkp, s, tmp, &qw, &r1, out, es);
-        if (wkp != wk)
-            free(wkp);
         return;
     }
 #endif
@@ -787,6 +872,4 @@ void qt_qdwconv(const void *x, int s8, int32_t xzp, const int8_t *w, int32_t wzp
         dw_row_ref(&d, oy, acc);
         DW_EPILOGUE(ref);
     }
-    if (wkp != wk)
-        free(wkp);
 }

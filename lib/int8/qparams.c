@@ -64,10 +64,12 @@ void qt_qrows_fill(struct qt_qrows *r, const struct qt_qweights *qw, int32_t xzp
                    int centered, const struct qt_qp *xq, const struct qt_qp *wq, const struct qt_qp *yq,
                    float alpha) {
     for (int64_t m = 0; m < qw->m; m++) {
-        int32_t b = bias ? bias[m] : 0;
+        /* int32 with wrap-around, as ONNX Runtime adds the bias (a saturated
+         * bias such as INT32_MIN must give the same result) */
+        uint32_t b = bias ? (uint32_t)bias[m] : 0;
         if (!centered)
-            b += (int32_t)qw->k * xzp_u8 * qw->wzp[m] - xzp_u8 * qw->wsum[m];
-        r->bias[m] = b;
+            b += (uint32_t)((int32_t)qw->k * xzp_u8 * qw->wzp[m] - xzp_u8 * qw->wsum[m]);
+        r->bias[m] = (int32_t)b;
         float s = alpha * qt_qp_scale(xq, 0) * qt_qp_scale(wq, m);
         r->scale[m] = yq ? s / qt_qp_scale(yq, 0) : s;
     }

@@ -12,10 +12,12 @@
  *
  * Kernels (lib/int8): weights packed once at load when they are an
  * initializer; per task (image, group, block of output columns, block of
- * output channels) the input is packed (im2col) and multiplied; depthwise
- * convolutions (one channel per group) have their own kernel, one task per
- * (image, channel). Integer sums are exact, so results do not depend on the
- * split or the thread count. */
+ * output channels) the input is packed (im2col) and multiplied; pointwise
+ * convolutions of a batch of small images take blocks of columns across
+ * images; depthwise convolutions (one channel per group, up to 64 taps) have
+ * their own kernel, one task per (image, channel). Blocks are sized so the
+ * threads share each layer evenly. Integer sums are exact, so results do not
+ * depend on the split or the thread count. */
 #include "int8/qparams.h"
 #include "ops/conv.h"
 
@@ -74,9 +76,14 @@ static int convinteger_init(struct qt_graph *g, struct qt_node *n, struct qt_err
     return qconv_init_common(g, n, 1, err);
 }
 
+/* depthwise convolutions with small kernels have their own kernel */
+static int qconv_dw(const struct qt_conv_shape *s) {
+    return qt_conv_is_depthwise(s) && s->kh * s->kw <= QT_QDW_MAXTAPS;
+}
+
 static size_t task_bytes(const struct qt_conv_shape *s) {
     int64_t cg = s->c / s->group, kp = (cg * s->kh * s->kw + 3) / 4 * 4;
-    if (qt_conv_is_depthwise(s))
+    if (qconv_dw(s))
         return qt_qdw_scratch(s);
     return qt_qpack_size(kp, COLS) + sizeof(int32_t) * (COLS + 16) + (size_t)(kp * COLS) + 128;
 }
@@ -130,8 +137,34 @@ struct qconv_job {
     int32_t xzp;    /* in x's type */
     uint8_t xzp_u8; /* shifted to the uint8 domain */
     size_t es;      /* output element size */
+    int64_t cols;   /* output columns per task (at most COLS) */
     int64_t nblk, nmb, mblk;
+    uint8_t *pre;   /* with nmb > 1: every column block packed once, psize bytes each */
+    int32_t *precs; /* and its column sums, COLS each */
+    size_t psize;
 };
+
+/* Packs column block r = (image, group, block) into buf (and cs). */
+static void pack_block(const struct qconv_job *j, int64_t r, uint8_t *buf, int32_t *cs, uint8_t *rows) {
+    const struct qt_conv_shape *s = j->s;
+    int64_t cg = s->c / s->group, hw = s->oh * s->ow, kp = j->qw->kp;
+    int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
+    int64_t c0 = blk * j->cols, c1 = c0 + j->cols < hw ? c0 + j->cols : hw;
+    const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+    if (qt_conv_is_pointwise(s))
+        qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
+    else
+        qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
+}
+
+static void pack_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    int64_t kp = j->qw->kp;
+    uint8_t *rows = (uint8_t *)qt_scratch(j->x, tid) + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63) +
+                    sizeof(int32_t) * (COLS + 16);
+    for (int64_t r = t0; r < t1; r++)
+        pack_block(j, r, j->pre + (size_t)r * j->psize, j->qw->wzp_any ? j->precs + r * COLS : NULL, rows);
+}
 
 static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct qconv_job *j = arg;
@@ -140,18 +173,47 @@ static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
     int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
     uint8_t *rows = (uint8_t *)(colsum + COLS + 16);
+    (void)cg;
     for (int64_t t = t0; t < t1; t++) {
         int64_t mb = t % j->nmb, r = t / j->nmb;
         int64_t blk = r % j->nblk, ng = r / j->nblk, g = ng % s->group, img = ng / s->group;
-        int64_t c0 = blk * COLS, c1 = c0 + COLS < hw ? c0 + COLS : hw;
+        int64_t c0 = blk * j->cols, c1 = c0 + j->cols < hw ? c0 + j->cols : hw;
         int64_t m0 = g * mg + mb * j->mblk, m1 = m0 + j->mblk < (g + 1) * mg ? m0 + j->mblk : (g + 1) * mg;
-        const unsigned char *xin = j->in + (img * s->c + g * cg) * s->ih * s->iw;
+        const uint8_t *xp = buf;
         int32_t *cs = j->qw->wzp_any ? colsum : NULL;
-        if (qt_conv_is_pointwise(s))
-            qt_qpack_x(buf, xin + c0, j->s8, cg, kp, c1 - c0, s->ih * s->iw, 1, cs);
-        else
-            qt_qpack_im2col(buf, xin, j->s8, j->xzp_u8, s, cg, kp, c0, c1, cs, rows);
-        qt_qgemm(j->qw, m0, m1, buf, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
+        if (j->pre) {
+            xp = j->pre + (size_t)r * j->psize;
+            cs = j->qw->wzp_any ? j->precs + r * COLS : NULL;
+        } else {
+            pack_block(j, r, buf, cs, rows);
+        }
+        qt_qgemm(j->qw, m0, m1, xp, c1 - c0, cs, j->rq, j->out + (img * s->m * hw + c0) * j->es, hw, 1);
+    }
+}
+
+/* Pointwise convolutions of small images: a block of columns spans
+ * several images (image-major), so the panels stay full. */
+static void seg_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct qconv_job *j = arg;
+    const struct qt_conv_shape *s = j->s;
+    int64_t hw = s->oh * s->ow, total = s->n * hw, kp = j->qw->kp;
+    uint8_t *buf = (uint8_t *)qt_scratch(j->x, tid);
+    int32_t *colsum = (int32_t *)(buf + ((qt_qpack_size(kp, COLS) + 63) & ~(size_t)63));
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t g0 = t * j->cols, g1 = g0 + j->cols < total ? g0 + j->cols : total, n = g1 - g0;
+        if (n % QT_QG_NR) /* the partial panel's columns past n stay 0 */
+            memset(buf + n / QT_QG_NR * kp * QT_QG_NR, 0, (size_t)(kp * QT_QG_NR));
+        for (int64_t g = g0; g < g1;) {
+            int64_t img = g / hw, p = g % hw, run = hw - p < g1 - g ? hw - p : g1 - g;
+            qt_qpack_seg(buf, j->in + img * s->c * hw + p, j->s8, s->c, kp, g - g0, run, hw);
+            g += run;
+        }
+        int32_t *cs = NULL;
+        if (j->qw->wzp_any) {
+            qt_qpack_colsum(buf, kp, n, colsum);
+            cs = colsum;
+        }
+        qt_qgemm_seg(j->qw, 0, s->m, buf, n, cs, j->rq, j->out, hw, g0, hw, s->m * hw);
     }
 }
 
@@ -194,7 +256,7 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
         free(wmem);
         return err->code;
     }
-    int s8 = xt->dtype == QT_INT8, dw = qt_conv_is_depthwise(&s);
+    int s8 = xt->dtype == QT_INT8, dw = qconv_dw(&s);
     int32_t xzp = qt_qp_zp(&xp, 0), xzp_u8 = s8 ? xzp + 128 : xzp;
     const struct qt_tensor *bt = q->integer ? NULL : qt_in(x, n, 8);
     qt_qrows_fill(&rows, &qw, xzp_u8, bt ? bt->data : NULL, dw, &xp, &wp, q->integer ? NULL : &yp, 1.0f);
@@ -202,21 +264,51 @@ static int qconv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     qt_qout_init(&rq, yt->dtype, q->integer ? 0 : qt_qp_zp(&yp, 0), q->act_lo, q->act_hi);
     rq.bias = rows.bias;
     rq.scale = q->integer ? NULL : rows.scale;
-    struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8,
-                          qt_dtype_size(yt->dtype), 0, 1, s.m / s.group};
+    struct qconv_job j = {x, &s, &qw, &rq, xt->data, yt->data, s8, xzp, (uint8_t)xzp_u8, qt_dtype_size(yt->dtype),
+                          COLS, 0, 1, s.m / s.group, NULL, NULL, 0};
+    int64_t hw_ = s.oh * s.ow;
     if (dw) {
         qt_parallel_for(x, s.n * s.c, dw_task, &j);
+    } else if (qt_conv_is_pointwise(&s) && s.group == 1 && s.n > 1 && hw_ < COLS && j.es == 1) {
+        /* small images in a batch: blocks of COLS columns across images,
+         * as many as a multiple of the threads */
+        int64_t total = s.n * hw_, nblk = (total + COLS - 1) / COLS;
+        nblk = (nblk + x->nthreads - 1) / x->nthreads * x->nthreads;
+        j.cols = ((total + nblk - 1) / nblk + 15) / 16 * 16;
+        qt_parallel_for(x, (total + j.cols - 1) / j.cols, seg_task, &j);
     } else {
         int64_t hw = s.oh * s.ow, mg = s.m / s.group;
+        /* column blocks of at most COLS, as many as a multiple of the
+         * threads so they share the work evenly (exact sums: any split
+         * gives the same bytes) */
         j.nblk = (hw + COLS - 1) / COLS;
+        if (x->nthreads > 1 && s.n * s.group == 1 && j.nblk > 1) {
+            j.nblk = (j.nblk + x->nthreads - 1) / x->nthreads * x->nthreads;
+            j.cols = ((hw + j.nblk - 1) / j.nblk + 15) / 16 * 16;
+            j.nblk = (hw + j.cols - 1) / j.cols;
+        }
         /* few (image, group, column block) tasks: split the output channels
-         * too, in blocks of 32 rows (any split gives the same result) */
+         * too, in blocks of 32 rows (any split gives the same result), with
+         * the column blocks packed once beforehand */
         int64_t tasks = s.n * s.group * j.nblk;
-        if (tasks < 4 * x->nthreads && mg > 32) {
-            j.mblk = 32;
-            j.nmb = (mg + 31) / 32;
+        if (x->nthreads > 1 && tasks < 4 * x->nthreads && mg > 32) {
+            j.psize = (qt_qpack_size(qw.kp, COLS) + 63) & ~(size_t)63;
+            j.pre = malloc(j.psize * (size_t)tasks + 64);
+            j.precs = malloc(sizeof(int32_t) * (size_t)(tasks * COLS + 16));
+            if (!j.pre || !j.precs) {
+                free(j.pre);
+                free(j.precs);
+                j.pre = NULL; /* packed per task instead */
+                j.precs = NULL;
+            } else {
+                j.mblk = 32;
+                j.nmb = (mg + 31) / 32;
+                qt_parallel_for(x, tasks, pack_task, &j);
+            }
         }
         qt_parallel_for(x, tasks * j.nmb, gemm_task, &j);
+        free(j.pre);
+        free(j.precs);
     }
     qt_qrows_free(&rows);
     free(wmem);
