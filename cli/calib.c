@@ -77,12 +77,9 @@ int cmd_calib(int argc, char **argv) {
             opt_usage(stdout, "calib", "MODEL.onnx --data DIR -o OUT.onnx [options]", opts);
             return 0;
         default: {
-            int k = c >= OPT_Q_FIRST && c < OPT_Q_LAST ? cli_quant_option("calib", &o.q, c, optarg)
-                                                         : cli_pp_option("calib", &pp, c, optarg);
-            if (k == 2)
-                return QT_EUSAGE;
-            if (k == 1)
-                return cli_usage("calib", "unknown option");
+            int k = cli_quant_pp_option("calib", &o.q, &pp, c, optarg);
+            if (k)
+                return k;
         }
         }
     }
@@ -93,13 +90,8 @@ int cmd_calib(int argc, char **argv) {
         return cli_usage("calib", "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)
         return cli_usage("calib", "--data DIR is required");
-    if (o.out && !o.quant_info) {
-        size_t l = strlen(o.out);
-        if (l >= 5 && !strcmp(o.out + l - 5, ".onnx"))
-            l -= 5;
-        snprintf(qinfo, sizeof qinfo, "%.*s.json", (int)l, o.out);
-        o.quant_info = qinfo;
-    }
+    if (o.out && !o.quant_info)
+        o.quant_info = cli_qinfo_path(o.out, qinfo, sizeof qinfo);
     o.pp = pp.pp;
     o.channels_set = pp.set_channels;
     o.classes = pp.classes;

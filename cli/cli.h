@@ -78,6 +78,11 @@ enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, 
     {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"}
 /* Handles one quantization option: 0 handled, 1 not one, 2 bad value (printed). */
 int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
+/* A quantization or preprocessing option of calib/qat: 0 handled, else the
+ * exit status (usage error printed). */
+int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp *pp, int id, const char *arg);
+/* OUT.onnx -> OUT.json (the default quant_info path) into buf. */
+const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

@@ -152,6 +152,23 @@ int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const cha
     return 1;
 }
 
+int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp *pp, int id, const char *arg) {
+    int k = id >= OPT_Q_FIRST && id < OPT_Q_LAST ? cli_quant_option(cmd, q, id, arg) : cli_pp_option(cmd, pp, id, arg);
+    if (k == 2)
+        return QT_EUSAGE;
+    if (k == 1)
+        return cli_usage(cmd, "unknown option");
+    return 0;
+}
+
+const char *cli_qinfo_path(const char *out, char *buf, size_t len) {
+    size_t l = strlen(out);
+    if (l >= 5 && !strcmp(out + l - 5, ".onnx"))
+        l -= 5;
+    snprintf(buf, len, "%.*s.json", (int)l, out);
+    return buf;
+}
+
 int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {
     struct qt_err err = {0};
     long v;

@@ -179,12 +179,8 @@ int cmd_qat(int argc, char **argv) {
             opt_usage(stdout, "qat", "MODEL.onnx --train DIR [--val DIR] -o OUT.onnx [options]", opts);
             return 0;
         default:
-            k = c >= OPT_Q_FIRST && c < OPT_Q_LAST ? cli_quant_option("qat", &o.q, c, optarg)
-                                                   : cli_pp_option("qat", &pp, c, optarg);
-            if (k == 2)
-                return QT_EUSAGE;
-            if (k == 1)
-                return cli_usage("qat", "unknown option");
+            if ((k = cli_quant_pp_option("qat", &o.q, &pp, c, optarg)))
+                return k;
         }
     }
     if (optind != argc - 1)
@@ -198,13 +194,8 @@ int cmd_qat(int argc, char **argv) {
         return cli_usage("qat", "--resume needs --checkpoint DIR");
     if (o.from_scratch && !o.no_quant)
         return cli_usage("qat", "--from-scratch trains a float model: add --no-quant");
-    if (!o.no_quant && !o.quant_info) {
-        size_t l = strlen(o.out);
-        if (l >= 5 && !strcmp(o.out + l - 5, ".onnx"))
-            l -= 5;
-        snprintf(qinfo, sizeof qinfo, "%.*s.json", (int)l, o.out);
-        o.quant_info = qinfo;
-    }
+    if (!o.no_quant && !o.quant_info)
+        o.quant_info = cli_qinfo_path(o.out, qinfo, sizeof qinfo);
     o.pp = pp.pp;
     o.channels_set = pp.set_channels;
     o.classes = pp.classes;

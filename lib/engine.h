@@ -13,7 +13,8 @@
  *
  * Operators: one file per ONNX operator in lib/ops/, one line in ops.def,
  * a struct qt_op that holds everything about it (attribute parsing, shape
- * inference, forward, later backward and integer kernels).
+ * inference, forward, backward and later integer kernels). Training plans
+ * (qt_exec_new_train) run the backward passes in reverse order.
  */
 #ifndef QT_ENGINE_H
 #define QT_ENGINE_H

@@ -4,6 +4,7 @@
 # the ImageNet MobileNetV1-0.75 of ../shared/models, float, batch 1 latency
 # (median of timed runs after warm-up) and batch 32 time per batch, at 1 and
 # 2 threads. Prints a table of times and qtool/ORT ratios (lower is better).
+# Then calibration and one QAT training step against PyTorch 1.13 eager mode.
 set -eu
 Q=${QTOOL:-./qtool}
 S=${QT_SHARED:-../shared}
@@ -105,3 +106,24 @@ r1=$(rss $T/t1 $Q calib "$MB" $PP --limit $N --observer entropy --threads 2 -q -
 r4=$(rss $T/t4 $Q calib "$MB" $PP --limit $((4 * N)) --observer entropy --threads 2 -q -o $T/c4.onnx)
 printf '\n%-28s %10s %10s %8s\n' "calib peak RSS (MiB)" "$N img" "$((4 * N)) img" ratio
 printf '%-28s %10s %10s %8s\n' "entropy, 2 threads" "$r1" "$r4" "$(python3 -c "print('%.3f' % ($r4/$r1))")"
+
+# QAT: one training step (forward, loss, backward, update; batch 32, W8A8
+# fake quantization, 2 threads) of the MobileNet, qtool qat against PyTorch
+# 1.13 eager QAT (prepare_qat, onednn qconfig; scripts/bench-qat.py) in the
+# same run. qtool's figure is the median step_ms of its --json log (image
+# loading excluded, as in the PyTorch loop).
+if [ -f "$S/models/mobilenet_v1.py" ] && /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
+    printf '\n%-28s %10s %10s %8s\n' "QAT step (batch 32)" qtool_ms torch_ms ratio
+    qs=""; ts=""
+    for r in $(seq "$ROUNDS"); do
+        $Q qat "$MB" --train $D --classes $S/data/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5 \
+            --epochs 1 --iters-per-epoch 4 --batch 32 --lr 1e-4 --no-augment --calib-images 32 --threads 2 -q \
+            -o $T/qat.onnx --json $T/qat.json >/dev/null
+        qs="$qs $(python3 -c "import json; print(json.load(open('$T/qat.json'))['epochs'][0]['step_ms'])")"
+        ts="$ts $(/usr/bin/python3 scripts/bench-qat.py "$S" 32 2 3 | python3 -c 'import json,sys; print(json.load(sys.stdin)["step_ms"])')"
+    done
+    qm=$(med $qs); tm=$(med $ts)
+    printf '%-28s %10s %10s %8s\n' "W8A8, 2 threads" "$qm" "$tm" "$(python3 -c "print('%.2f' % ($qm/$tm))")"
+else
+    echo "bench: PyTorch or $S/models/mobilenet_v1.py absent: QAT step comparison skipped"
+fi

@@ -158,6 +158,19 @@ static size_t place(struct buf *bufs, int nb, struct qt_err *err) {
     return total;
 }
 
+/* Places the buffers and allocates the arena (zeroed); 0 or the error. */
+static int alloc_arena(struct qt_exec *x, struct buf *bufs, int nb, const char *what, struct qt_err *err) {
+    size_t total = place(bufs, nb, err);
+    if (total == (size_t)-1)
+        return err->code;
+    x->arena_bytes = total;
+    x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
+    if (!x->arena)
+        return qt_errf(err, QT_ENOMEM, "out of memory: %s need %zu bytes", what, total);
+    memset(x->arena, 0, total);
+    return 0;
+}
+
 static int plan_buffers(struct qt_exec *x, struct qt_err *err) {
     struct qt_graph *g = x->g;
     int *bufof = malloc(sizeof(int) * ((size_t)g->nv + 1));
@@ -205,18 +218,8 @@ static int plan_buffers(struct qt_exec *x, struct qt_err *err) {
     }
     for (int i = 0; i < g->ninputs; i++) /* filled before the run, still intact after it (callers reread them) */
         bufs[bufof[g->inputs[i]]].last = x->nsteps;
-    size_t total = place(bufs, nb, err);
-    if (total == (size_t)-1) {
-        rc = err->code;
+    if ((rc = alloc_arena(x, bufs, nb, "activations", err)))
         goto out;
-    }
-    x->arena_bytes = total;
-    x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
-    if (!x->arena) {
-        rc = qt_errf(err, QT_ENOMEM, "out of memory: activations need %zu bytes", total);
-        goto out;
-    }
-    memset(x->arena, 0, total);
     for (int v = 0; v < g->nv; v++)
         if (bufof[v] >= 0)
             x->t[v].data = x->arena + bufs[bufof[v]].off;
@@ -292,18 +295,8 @@ static int plan_train(struct qt_exec *x, const unsigned char *runb, struct qt_er
             x->gzero[v] = -1;
         }
     }
-    size_t total = place(bufs, nb, err);
-    if (total == (size_t)-1) {
-        rc = err->code;
+    if ((rc = alloc_arena(x, bufs, nb, "activations and gradients", err)))
         goto out;
-    }
-    x->arena_bytes = total;
-    x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
-    if (!x->arena) {
-        rc = qt_errf(err, QT_ENOMEM, "out of memory: activations and gradients need %zu bytes", total);
-        goto out;
-    }
-    memset(x->arena, 0, total);
     for (int v = 0; v < g->nv; v++) {
         if (bufof[v] >= 0)
             x->t[v].data = x->arena + bufs[bufof[v]].off;

@@ -60,16 +60,23 @@ struct mm_job {
 
 void qt_bcast_strides(int nd, const int64_t *d, int ond, const int64_t *od, int64_t *strides);
 
+/* Matrix indices in A and B of output matrix `mat` (broadcast batch dims). */
+static void mm_offsets(const struct mm_job *j, int64_t mat, int64_t *oa, int64_t *ob) {
+    int64_t rem = mat;
+    *oa = *ob = 0;
+    for (int i = j->nb - 1; i >= 0; i--) {
+        int64_t idx = rem % j->bd[i];
+        rem /= j->bd[i];
+        *oa += idx * j->sa[i];
+        *ob += idx * j->sb[i];
+    }
+}
+
 static void mm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct mm_job *j = arg;
     for (int64_t t = t0; t < t1; t++) {
-        int64_t mat = t / j->nblk, blk = t % j->nblk, oa = 0, ob = 0, rem = mat;
-        for (int i = j->nb - 1; i >= 0; i--) {
-            int64_t idx = rem % j->bd[i];
-            rem /= j->bd[i];
-            oa += idx * j->sa[i];
-            ob += idx * j->sb[i];
-        }
+        int64_t mat = t / j->nblk, blk = t % j->nblk, oa, ob;
+        mm_offsets(j, mat, &oa, &ob);
         const float *A = (const float *)j->A->data + oa * j->M * j->K;
         const float *B = (const float *)j->B->data + ob * j->K * j->N;
         int64_t r0 = blk * QT_GEMM_ROWS, r1 = r0 + QT_GEMM_ROWS < j->M ? r0 + QT_GEMM_ROWS : j->M;
@@ -115,13 +122,8 @@ static int matmul_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     if (j.M == 0 || j.N == 0 || j.K == 0)
         return 0;
     for (int64_t mat = 0; mat < nmat; mat++) {
-        int64_t oa = 0, ob = 0, rem = mat;
-        for (int i = j.nb - 1; i >= 0; i--) {
-            int64_t idx = rem % j.bd[i];
-            rem /= j.bd[i];
-            oa += idx * j.sa[i];
-            ob += idx * j.sb[i];
-        }
+        int64_t oa, ob;
+        mm_offsets(&j, mat, &oa, &ob);
         qt_gemm_bwd(j.M, j.N, j.K, 1.0f, (const float *)j.A->data + oa * j.M * j.K, j.K, 0,
                     (const float *)j.B->data + ob * j.K * j.N, j.N, 0, dy + mat * j.M * j.N,
                     da ? da + oa * j.M * j.K : NULL, db ? db + ob * j.K * j.N : NULL);

@@ -120,6 +120,40 @@ static int is_float_init(const struct qt_graph *g, int v) {
     return v >= 0 && g->v[v].kind == QT_V_INIT && g->v[v].init && g->v[v].init->dtype == QT_FLOAT;
 }
 
+/* Learnt weight scales below 8 bits start from the per-channel clipping
+ * that minimises the squared quantization error (min/max wastes most of 4
+ * bits on outliers): t = k/64 * max|w|, k = 16..64, s = t / ((qmax-qmin)/2). */
+static void mse_init(float *scale, const struct qt_tensor *w, const struct qt_qparam *qp) {
+    const float *W = w->data;
+    int64_t total = qt_tensor_numel(w), C = qp->n, axis = qp->axis < 0 ? 0 : qp->axis;
+    int64_t inner = C == 1 ? total : qt_numel(w->ndim - (int)axis - 1, w->dims + axis + 1);
+    int64_t outer = total / (C * inner);
+    float half = (float)(qp->qmax - qp->qmin) / 2;
+    for (int64_t c = 0; c < C; c++) {
+        float mx = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++)
+                mx = fmaxf(mx, fabsf(W[(o * C + c) * inner + i]));
+        if (!(mx > 0))
+            continue;
+        double best = INFINITY;
+        for (int k = 16; k <= 64; k++) {
+            float s = mx * (float)k / 64 / half;
+            double e = 0;
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t i = 0; i < inner; i++) {
+                    float x = W[(o * C + c) * inner + i];
+                    float d = (float)qt_quantize(x, s, 0, qp->qmin, qp->qmax) * s - x;
+                    e += (double)d * d;
+                }
+            if (e < best) {
+                best = e;
+                scale[c] = s;
+            }
+        }
+    }
+}
+
 /* The quantized training graph (see the top of the file). */
 static int build_qat_graph(struct qat *q, struct qt_err *err) {
     struct qt_qplan *p = q->p;
@@ -178,6 +212,8 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
             char nm[600];
             snprintf(nm, sizeof nm, "%s_qat_scale", tg->v[qt->v].name);
             int s = new_init(tg, nm, qp->n, qp->scale, err);
+            if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax)
+                mse_init(tg->v[s].init->data, tg->v[qt->v].init, qp);
             snprintf(nm, sizeof nm, "%s_qat_zp", tg->v[qt->v].name);
             int z = s < 0 ? -1 : new_init(tg, nm, qp->n, zf, err);
             free(zf);
