@@ -8,7 +8,8 @@
 #include <unistd.h>
 
 enum { OPT_QINFO = 400, OPT_OBS, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW, OPT_ACTDT,
-       OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_DRY };
+       OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_DRY,
+       OPT_BC };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "calibration images (ImageFolder layout or a flat folder)"},
@@ -28,6 +29,7 @@ static const struct opt opts[] = {
     {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},
     {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},
     {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"},
+    {OPT_BC, "bias-correction", NULL, "correct each Conv/Gemm bias by the mean quantized-output error"},
     {OPT_DRY, "dry-run", NULL, "print the graph preparation and what would be quantized, write nothing"},
     {'b', "batch", "N", "images per run (default 32)"},
     {'n', "limit", "N", "use at most N images (sorted order)"},
@@ -118,6 +120,7 @@ int cmd_calib(int argc, char **argv) {
         case OPT_NOFOLD: o.q.fold_bn = 0; break;
         case OPT_NOFUSE: o.q.fuse_act = 0; break;
         case OPT_DRY: o.dry_run = 1; break;
+        case OPT_BC: o.bias_correction = 1; break;
         case 'b':
             if (cli_int(optarg, 1, 4096, &v))
                 return cli_usage("calib", "--batch takes a number from 1 to 4096, not '%s'", optarg);
@@ -201,6 +204,7 @@ int cmd_calib(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "excluded_nodes", r.nexcluded);
         cJSON_AddNumberToObject(d, "quantized_activations", r.nquant_act);
         cJSON_AddNumberToObject(d, "quantized_weights", r.nquant_weight);
+        cli_json_num(d, "bias_corrected_layers", r.bc_layers);
         cli_json_num(d, "wall_s", r.wall_s);
         int rc = cli_json_write(d, json, &err);
         cJSON_Delete(d);

@@ -303,6 +303,7 @@ struct qt_calib_opts {
     struct qt_quant_opts q;
     int batch, limit, threads;
     int dry_run;
+    int bias_correction;        /* empirical bias correction after the ranges */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -313,6 +314,7 @@ struct qt_calib_opts {
 struct qt_calib_result {
     int images;
     int nquant_act, nquant_weight, nfolded_bn, nfused_act, nexcluded;
+    int bc_layers;              /* layers bias-corrected */
     double wall_s;
 };
 

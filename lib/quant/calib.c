@@ -234,6 +234,12 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     r->images = total;
     if (act_params(p, obs, err) || qt_qplan_biases(p, err))
         goto out;
+    if (o->bias_correction) {
+        struct qt_bc_report bc;
+        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, &bc, err))
+            goto out;
+        r->bc_layers = bc.layers;
+    }
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
     if (qt_graph_save(qg, o->out, err))

@@ -145,4 +145,14 @@ int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct 
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
 
+/* Empirical bias correction (biascorr.c): call after the activation
+ * parameters and biases are set; corrects the float biases of p->g in
+ * execution order over the first `total` images of ds and re-quantizes them. */
+struct qt_bc_report {
+    int layers;
+    double mean_abs_shift; /* mean over layers of the mean |bias change| */
+};
+int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                    int c, int h, int w, int threads, struct qt_bc_report *rep, struct qt_err *err);
+
 #endif
