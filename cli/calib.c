@@ -9,7 +9,18 @@
 
 enum { OPT_QINFO = 400, OPT_OBS, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW, OPT_ACTDT,
        OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_DRY,
-       OPT_BC };
+       OPT_BC, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED };
+
+/* qtool finetune: the calib options plus these */
+static const struct opt ft_opts[] = {
+    {OPT_ITERS, "iters", "N", "Adam steps per layer (default 300)"},
+    {OPT_LR, "lr", "LR", "learning rate, relative to each channel's weight step (default 0.003)"},
+    {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
+    {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
+    {OPT_MAXMEM, "max-memory", "BYTES", "bound for one layer's inputs and targets (default 1073741824)"},
+    {OPT_SEED, "seed", "S", "minibatch order (default 0)"},
+    {0, NULL, NULL, NULL},
+};
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "calibration images (ImageFolder layout or a flat folder)"},
@@ -52,15 +63,16 @@ static void logline(void *ud, const char *line) {
     fprintf(ud, "%s\n", line);
 }
 
-static int bits_arg(const char *name, const char *arg, int *out) {
+static int bits_arg(const char *cmd, const char *name, const char *arg, int *out) {
     long v;
     if (cli_int(arg, 2, 8, &v))
-        return cli_usage("calib", "--%s takes a number from 2 to 8, not '%s'", name, arg);
+        return cli_usage(cmd, "--%s takes a number from 2 to 8, not '%s'", name, arg);
     *out = (int)v;
     return 0;
 }
 
-int cmd_calib(int argc, char **argv) {
+int cli_calib_main(int argc, char **argv, int ft) {
+    const char *cmd = ft ? "finetune" : "calib";
     struct optparse op;
     struct qt_calib_opts o;
     struct qt_calib_result r;
@@ -73,7 +85,16 @@ int cmd_calib(int argc, char **argv) {
     double d;
     qt_calib_opts_init(&o);
     cli_pp_init(&pp);
-    opt_build(opts, &op);
+    struct opt all[128];
+    int na = 0;
+    for (int i = 0; opts[i].name; i++)
+        if (!(ft && opts[i].id == 'b'))
+            all[na++] = opts[i];
+    for (int i = 0; ft && ft_opts[i].name; i++)
+        all[na++] = ft_opts[i];
+    all[na] = (struct opt){0, NULL, NULL, NULL};
+    o.finetune = ft;
+    opt_build(all, &op);
     optind = 1;
     while ((c = getopt_long(argc, argv, op.shorts, op.longs, NULL)) != -1) {
         switch (c) {
@@ -82,27 +103,27 @@ int cmd_calib(int argc, char **argv) {
         case OPT_QINFO: o.quant_info = optarg; break;
         case OPT_OBS:
             if (qt_obs_parse(optarg, &o.q.observer))
-                return cli_usage("calib", "--observer is one of minmax, ema, percentile, entropy, mse, not '%s'",
+                return cli_usage(cmd, "--observer is one of minmax, ema, percentile, entropy, mse, not '%s'",
                                  optarg);
             break;
         case OPT_PCT:
             if (cli_float(optarg, &d) || d <= 50 || d > 100)
-                return cli_usage("calib", "--percentile takes a number in (50, 100], not '%s'", optarg);
+                return cli_usage(cmd, "--percentile takes a number in (50, 100], not '%s'", optarg);
             o.q.percentile = d;
             break;
         case OPT_WBITS:
-            if (bits_arg("wbits", optarg, &o.q.wbits))
+            if (bits_arg(cmd, "wbits", optarg, &o.q.wbits))
                 return QT_EUSAGE;
             break;
         case OPT_ABITS:
-            if (bits_arg("abits", optarg, &o.q.abits))
+            if (bits_arg(cmd, "abits", optarg, &o.q.abits))
                 return QT_EUSAGE;
             break;
         case OPT_PERTENSOR: o.q.per_channel = 0; break;
         case OPT_NARROW: o.q.narrow = 1; break;
         case OPT_ACTDT:
             if (strcmp(optarg, "uint8") && strcmp(optarg, "int8"))
-                return cli_usage("calib", "--act-dtype is uint8 or int8, not '%s'", optarg);
+                return cli_usage(cmd, "--act-dtype is uint8 or int8, not '%s'", optarg);
             o.q.act_signed = !strcmp(optarg, "int8");
             break;
         case OPT_REDUCE: o.q.reduce_range = 1; break;
@@ -115,48 +136,78 @@ int cmd_calib(int argc, char **argv) {
             else if (!strcmp(optarg, "float"))
                 o.q.keep_first_last = -1;
             else
-                return cli_usage("calib", "--keep-first-last is 8 or float, not '%s'", optarg);
+                return cli_usage(cmd, "--keep-first-last is 8 or float, not '%s'", optarg);
             break;
         case OPT_NOFOLD: o.q.fold_bn = 0; break;
         case OPT_NOFUSE: o.q.fuse_act = 0; break;
         case OPT_DRY: o.dry_run = 1; break;
         case OPT_BC: o.bias_correction = 1; break;
+        case OPT_ITERS:
+            if (cli_int(optarg, 0, 1000000, &v))
+                return cli_usage(cmd, "--iters takes a number from 0 to 1000000, not '%s'", optarg);
+            o.ft.iters = (int)v;
+            break;
+        case OPT_LR:
+            if (cli_float(optarg, &d) || !(d > 0 && d < 1))
+                return cli_usage(cmd, "--lr takes a number in (0, 1), not '%s'", optarg);
+            o.ft.lr = d;
+            break;
+        case OPT_FTBATCH:
+            if (cli_int(optarg, 1, 4096, &v))
+                return cli_usage(cmd, "--batch takes a number from 1 to 4096, not '%s'", optarg);
+            o.ft.batch = (int)v;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "sequential") && strcmp(optarg, "parallel"))
+                return cli_usage(cmd, "--mode is sequential or parallel, not '%s'", optarg);
+            o.ft.parallel = !strcmp(optarg, "parallel");
+            break;
+        case OPT_MAXMEM:
+            if (cli_int(optarg, 1, 1L << 50, &v))
+                return cli_usage(cmd, "--max-memory takes a positive number of bytes, not '%s'", optarg);
+            o.ft.max_memory = v;
+            break;
+        case OPT_SEED:
+            if (cli_int(optarg, 0, 1L << 50, &v))
+                return cli_usage(cmd, "--seed takes a non-negative number, not '%s'", optarg);
+            o.ft.seed = (uint64_t)v;
+            break;
         case 'b':
             if (cli_int(optarg, 1, 4096, &v))
-                return cli_usage("calib", "--batch takes a number from 1 to 4096, not '%s'", optarg);
+                return cli_usage(cmd, "--batch takes a number from 1 to 4096, not '%s'", optarg);
             o.batch = (int)v;
             break;
         case 'n':
             if (cli_int(optarg, 1, 1L << 30, &v))
-                return cli_usage("calib", "--limit takes a positive number, not '%s'", optarg);
+                return cli_usage(cmd, "--limit takes a positive number, not '%s'", optarg);
             o.limit = (int)v;
             break;
         case 't':
             if (cli_int(optarg, 1, 1024, &v))
-                return cli_usage("calib", "--threads takes a positive number, not '%s'", optarg);
+                return cli_usage(cmd, "--threads takes a positive number, not '%s'", optarg);
             o.threads = (int)v;
             break;
         case 'j': json = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
-            opt_usage(stdout, "calib", "MODEL.onnx --data DIR -o OUT.onnx [options]", opts);
+            opt_usage(stdout, cmd, "MODEL.onnx --data DIR -o OUT.onnx [options]", all);
             return 0;
         default: {
-            int k = cli_pp_option("calib", &pp, c, optarg);
+            int k = cli_pp_option(cmd, &pp, c, optarg);
             if (k == 2)
                 return QT_EUSAGE;
             if (k == 1)
-                return cli_usage("calib", "unknown option");
+                return cli_usage(cmd, "unknown option");
         }
         }
     }
     if (optind != argc - 1)
-        return cli_usage("calib", "expects one model file");
+        return cli_usage(cmd, "expects one model file");
     o.model = argv[optind];
     if (!o.dry_run && !o.out)
-        return cli_usage("calib", "-o OUT.onnx is required");
+        return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)
-        return cli_usage("calib", "--data DIR is required");
+        return cli_usage(cmd, "--data DIR is required");
     if (o.out && !o.quant_info) {
         size_t l = strlen(o.out);
         if (l >= 5 && !strcmp(o.out + l - 5, ".onnx"))
@@ -176,8 +227,14 @@ int cmd_calib(int argc, char **argv) {
         if (isatty(2))
             o.progress = progress;
     }
-    if (qt_calib_run(&o, &r, &err))
-        return cli_fail("calib", &err);
+    if (!quiet) {
+        o.ft.log = logline;
+        o.ft.log_ud = stderr;
+    }
+    if (qt_calib_run(&o, &r, &err)) {
+        free(r.ft.layer);
+        return cli_fail(cmd, &err);
+    }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
     if (o.dry_run) {
         printf("dry run: %d BatchNormalization folded, %d activations fused, %d nodes kept in float, "
@@ -190,7 +247,7 @@ int cmd_calib(int argc, char **argv) {
     }
     if (json) {
         cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "command", "calib");
+        cJSON_AddStringToObject(d, "command", cmd);
         cJSON_AddStringToObject(d, "model", o.model);
         if (o.out)
             cJSON_AddStringToObject(d, "output", o.out);
@@ -205,11 +262,35 @@ int cmd_calib(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "quantized_activations", r.nquant_act);
         cJSON_AddNumberToObject(d, "quantized_weights", r.nquant_weight);
         cli_json_num(d, "bias_corrected_layers", r.bc_layers);
+        if (ft) {
+            cJSON *a = cJSON_AddArrayToObject(d, "layers");
+            for (int i = 0; i < r.ft.nlayers; i++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "name", r.ft.layer[i].name);
+                cli_json_num(l, "loss_before", r.ft.layer[i].before);
+                cli_json_num(l, "loss_after", r.ft.layer[i].after);
+                cJSON_AddNumberToObject(l, "images", r.ft.layer[i].images);
+                cJSON_AddItemToArray(a, l);
+            }
+            cJSON_AddNumberToObject(d, "iters", o.ft.iters);
+            cli_json_num(d, "lr", o.ft.lr);
+            cJSON_AddNumberToObject(d, "batch", o.ft.batch);
+            cJSON_AddStringToObject(d, "mode", o.ft.parallel ? "parallel" : "sequential");
+            cJSON_AddNumberToObject(d, "seed", (double)o.ft.seed);
+            cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
+        }
         cli_json_num(d, "wall_s", r.wall_s);
         int rc = cli_json_write(d, json, &err);
         cJSON_Delete(d);
-        if (rc)
-            return cli_fail("calib", &err);
+        if (rc) {
+            free(r.ft.layer);
+            return cli_fail(cmd, &err);
+        }
     }
+    free(r.ft.layer);
     return 0;
+}
+
+int cmd_calib(int argc, char **argv) {
+    return cli_calib_main(argc, argv, 0);
 }

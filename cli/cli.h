@@ -61,4 +61,7 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+/* calib's option parsing and run; ft: qtool finetune (cli/calib.c) */
+int cli_calib_main(int argc, char **argv, int ft);
 #endif

@@ -14,6 +14,10 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     qt_preproc_default(&o->pp);
     qt_quant_opts_init(&o->q);
     o->batch = 32;
+    o->ft.iters = 300;
+    o->ft.lr = 3e-3;
+    o->ft.batch = 8;
+    o->ft.max_memory = (int64_t)1 << 30;
 }
 
 struct calib_ctx {
@@ -240,6 +244,8 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
             goto out;
         r->bc_layers = bc.layers;
     }
+    if (o->finetune && qt_finetune(p, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
+        goto out;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
     if (qt_graph_save(qg, o->out, err))
