@@ -227,6 +227,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 qw->rng_min[o] = ws[o] * (float)qw->qmin;
                 qw->rng_max[o] = ws[o] * (float)qw->qmax;
             }
+        qw->method = "adaquant";
         struct qt_ft_layer *r = &rep->layer[rep->nlayers++];
         snprintf(r->name, sizeof r->name, "%s", n->name);
         r->before = before;
