@@ -7,13 +7,25 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_QINFO = 400, OPT_DRY };
+enum { OPT_QINFO = 400, OPT_DRY, OPT_BC, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED };
+
+/* qtool finetune: the calib options plus these */
+static const struct opt ft_opts[] = {
+    {OPT_ITERS, "iters", "N", "Adam steps per layer (default 300)"},
+    {OPT_LR, "lr", "LR", "learning rate, relative to each channel's weight step (default 0.003)"},
+    {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
+    {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
+    {OPT_MAXMEM, "max-memory", "BYTES", "bound for one layer's inputs and targets (default 1073741824)"},
+    {OPT_SEED, "seed", "S", "minibatch order (default 0)"},
+    {0, NULL, NULL, NULL},
+};
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "calibration images (ImageFolder layout or a flat folder)"},
     {'o', "output", "OUT.onnx", "quantized QDQ model to write (required)"},
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
     CLI_QUANT_OPTS,
+    {OPT_BC, "bias-correction", NULL, "correct each Conv/Gemm bias by the mean quantized-output error"},
     {OPT_DRY, "dry-run", NULL, "print the graph preparation and what would be quantized, write nothing"},
     {'b', "batch", "N", "images per run (default 32)"},
     {'n', "limit", "N", "use at most N images (sorted order)"},
@@ -36,7 +48,8 @@ static void logline(void *ud, const char *line) {
     fprintf(ud, "%s\n", line);
 }
 
-int cmd_calib(int argc, char **argv) {
+int cli_calib_main(int argc, char **argv, int ft) {
+    const char *cmd = ft ? "finetune" : "calib";
     struct optparse op;
     struct qt_calib_opts o;
     struct qt_calib_result r;
@@ -46,9 +59,19 @@ int cmd_calib(int argc, char **argv) {
     char qinfo[4096];
     int quiet = 0, c;
     long v;
+    double d;
     qt_calib_opts_init(&o);
     cli_pp_init(&pp);
-    opt_build(opts, &op);
+    struct opt all[128];
+    int na = 0;
+    for (int i = 0; opts[i].name; i++)
+        if (!(ft && opts[i].id == 'b'))
+            all[na++] = opts[i];
+    for (int i = 0; ft && ft_opts[i].name; i++)
+        all[na++] = ft_opts[i];
+    all[na] = (struct opt){0, NULL, NULL, NULL};
+    o.finetune = ft;
+    opt_build(all, &op);
     optind = 1;
     while ((c = getopt_long(argc, argv, op.shorts, op.longs, NULL)) != -1) {
         switch (c) {
@@ -56,40 +79,71 @@ int cmd_calib(int argc, char **argv) {
         case 'o': o.out = optarg; break;
         case OPT_QINFO: o.quant_info = optarg; break;
         case OPT_DRY: o.dry_run = 1; break;
+        case OPT_BC: o.bias_correction = 1; break;
+        case OPT_ITERS:
+            if (cli_int(optarg, 0, 1000000, &v))
+                return cli_usage(cmd, "--iters takes a number from 0 to 1000000, not '%s'", optarg);
+            o.ft.iters = (int)v;
+            break;
+        case OPT_LR:
+            if (cli_float(optarg, &d) || !(d > 0 && d < 1))
+                return cli_usage(cmd, "--lr takes a number in (0, 1), not '%s'", optarg);
+            o.ft.lr = d;
+            break;
+        case OPT_FTBATCH:
+            if (cli_int(optarg, 1, 4096, &v))
+                return cli_usage(cmd, "--batch takes a number from 1 to 4096, not '%s'", optarg);
+            o.ft.batch = (int)v;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "sequential") && strcmp(optarg, "parallel"))
+                return cli_usage(cmd, "--mode is sequential or parallel, not '%s'", optarg);
+            o.ft.parallel = !strcmp(optarg, "parallel");
+            break;
+        case OPT_MAXMEM:
+            if (cli_int(optarg, 1, 1L << 50, &v))
+                return cli_usage(cmd, "--max-memory takes a positive number of bytes, not '%s'", optarg);
+            o.ft.max_memory = v;
+            break;
+        case OPT_SEED:
+            if (cli_int(optarg, 0, 1L << 50, &v))
+                return cli_usage(cmd, "--seed takes a non-negative number, not '%s'", optarg);
+            o.ft.seed = (uint64_t)v;
+            break;
         case 'b':
             if (cli_int(optarg, 1, 4096, &v))
-                return cli_usage("calib", "--batch takes a number from 1 to 4096, not '%s'", optarg);
+                return cli_usage(cmd, "--batch takes a number from 1 to 4096, not '%s'", optarg);
             o.batch = (int)v;
             break;
         case 'n':
             if (cli_int(optarg, 1, 1L << 30, &v))
-                return cli_usage("calib", "--limit takes a positive number, not '%s'", optarg);
+                return cli_usage(cmd, "--limit takes a positive number, not '%s'", optarg);
             o.limit = (int)v;
             break;
         case 't':
             if (cli_int(optarg, 1, 1024, &v))
-                return cli_usage("calib", "--threads takes a positive number, not '%s'", optarg);
+                return cli_usage(cmd, "--threads takes a positive number, not '%s'", optarg);
             o.threads = (int)v;
             break;
         case 'j': json = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
-            opt_usage(stdout, "calib", "MODEL.onnx --data DIR -o OUT.onnx [options]", opts);
+            opt_usage(stdout, cmd, "MODEL.onnx --data DIR -o OUT.onnx [options]", all);
             return 0;
         default: {
-            int k = cli_quant_pp_option("calib", &o.q, &pp, c, optarg);
+            int k = cli_quant_pp_option(cmd, &o.q, &pp, c, optarg);
             if (k)
                 return k;
         }
         }
     }
     if (optind != argc - 1)
-        return cli_usage("calib", "expects one model file");
+        return cli_usage(cmd, "expects one model file");
     o.model = argv[optind];
     if (!o.dry_run && !o.out)
-        return cli_usage("calib", "-o OUT.onnx is required");
+        return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)
-        return cli_usage("calib", "--data DIR is required");
+        return cli_usage(cmd, "--data DIR is required");
     if (o.out && !o.quant_info)
         o.quant_info = cli_qinfo_path(o.out, qinfo, sizeof qinfo);
     o.pp = pp.pp;
@@ -104,8 +158,14 @@ int cmd_calib(int argc, char **argv) {
         if (isatty(2))
             o.progress = progress;
     }
-    if (qt_calib_run(&o, &r, &err))
-        return cli_fail("calib", &err);
+    if (!quiet) {
+        o.ft.log = logline;
+        o.ft.log_ud = stderr;
+    }
+    if (qt_calib_run(&o, &r, &err)) {
+        free(r.ft.layer);
+        return cli_fail(cmd, &err);
+    }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
     if (o.dry_run) {
         printf("dry run: %d BatchNormalization folded, %d activations fused, %d nodes kept in float, "
@@ -118,7 +178,7 @@ int cmd_calib(int argc, char **argv) {
     }
     if (json) {
         cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "command", "calib");
+        cJSON_AddStringToObject(d, "command", cmd);
         cJSON_AddStringToObject(d, "model", o.model);
         if (o.out)
             cJSON_AddStringToObject(d, "output", o.out);
@@ -132,11 +192,36 @@ int cmd_calib(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "excluded_nodes", r.nexcluded);
         cJSON_AddNumberToObject(d, "quantized_activations", r.nquant_act);
         cJSON_AddNumberToObject(d, "quantized_weights", r.nquant_weight);
+        cli_json_num(d, "bias_corrected_layers", r.bc_layers);
+        if (ft) {
+            cJSON *a = cJSON_AddArrayToObject(d, "layers");
+            for (int i = 0; i < r.ft.nlayers; i++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "name", r.ft.layer[i].name);
+                cli_json_num(l, "loss_before", r.ft.layer[i].before);
+                cli_json_num(l, "loss_after", r.ft.layer[i].after);
+                cJSON_AddNumberToObject(l, "images", r.ft.layer[i].images);
+                cJSON_AddItemToArray(a, l);
+            }
+            cJSON_AddNumberToObject(d, "iters", o.ft.iters);
+            cli_json_num(d, "lr", o.ft.lr);
+            cJSON_AddNumberToObject(d, "batch", o.ft.batch);
+            cJSON_AddStringToObject(d, "mode", o.ft.parallel ? "parallel" : "sequential");
+            cJSON_AddNumberToObject(d, "seed", (double)o.ft.seed);
+            cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
+        }
         cli_json_num(d, "wall_s", r.wall_s);
         int rc = cli_json_write(d, json, &err);
         cJSON_Delete(d);
-        if (rc)
-            return cli_fail("calib", &err);
+        if (rc) {
+            free(r.ft.layer);
+            return cli_fail(cmd, &err);
+        }
     }
+    free(r.ft.layer);
     return 0;
+}
+
+int cmd_calib(int argc, char **argv) {
+    return cli_calib_main(argc, argv, 0);
 }

@@ -88,4 +88,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
 int cmd_qat(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
+/* calib's option parsing and run; ft: qtool finetune (cli/calib.c) */
+int cli_calib_main(int argc, char **argv, int ft);
 #endif

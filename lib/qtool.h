@@ -304,6 +304,27 @@ struct qt_quant_opts {
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 
+/* AdaQuant (qtool finetune) settings and per-layer report */
+struct qt_ft_opts {
+    int iters;                  /* Adam steps per layer (default 300) */
+    double lr;                  /* relative to each channel's weight step (default 3e-3) */
+    int batch;                  /* images per step (default 8) */
+    int parallel;               /* 1: float inputs; 0: inputs from the tuned quantized prefix */
+    int64_t max_memory;         /* bytes for one layer's inputs and targets (default 1 GiB) */
+    uint64_t seed;
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+};
+struct qt_ft_layer {
+    char name[128];
+    double before, after;       /* mean squared error over the tuning images */
+    int images;
+};
+struct qt_ft_report {
+    struct qt_ft_layer *layer;  /* malloc'd; free() */
+    int nlayers;
+};
+
 struct qt_calib_opts {
     const char *model, *data, *out, *quant_info;
     const char *classes;
@@ -312,6 +333,9 @@ struct qt_calib_opts {
     struct qt_quant_opts q;
     int batch, limit, threads;
     int dry_run;
+    int bias_correction;        /* empirical bias correction after the ranges */
+    int finetune;               /* AdaQuant after calibration (qtool finetune) */
+    struct qt_ft_opts ft;
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -322,6 +346,8 @@ struct qt_calib_opts {
 struct qt_calib_result {
     int images;
     int nquant_act, nquant_weight, nfolded_bn, nfused_act, nexcluded;
+    int bc_layers;              /* layers bias-corrected */
+    struct qt_ft_report ft;     /* finetune: per layer (free(ft.layer)) */
     double wall_s;
 };
 

@@ -74,6 +74,21 @@ assert any(t['quant_max']==7 and t['quant_min']==-8 for t in q['tensors'] if t['
 expect_ok "  qtool and ORT agree on the W4A4 file" sh -c "$QTOOL eval $TMP/w4.onnx --data $D/test $PP --latency-runs 0 \
     --limit 100 --save-inputs $TMP/i4.bin --save-outputs $TMP/q4.bin && $ORT $TMP/w4.onnx --input $TMP/i4.bin \
     --shape 100,1,28,28 --output $TMP/o4.bin && python3 scripts/cmpraw.py $TMP/q4.bin $TMP/o4.bin 1 --top1 10"
+# bias correction: at W4A4 it must bring the quantized model closer to float
+expect_ok "W4A4 on the BatchNormalization model" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/b0.onnx --wbits 4 --abits 4
+expect_ok "  eval" $QTOOL eval $TMP/b0.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/b0e.json
+expect_ok "W4A4 with --bias-correction" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/b1.onnx --wbits 4 --abits 4 --bias-correction --json $TMP/b1c.json --threads 1
+check "  every Conv/Gemm corrected ($(json $TMP/b1c.json bias_corrected_layers))" test "$(json $TMP/b1c.json bias_corrected_layers)" -ge 3
+expect_ok "  ORT loads it" $ORT $TMP/b1.onnx --check-load
+expect_ok "  eval" $QTOOL eval $TMP/b1.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/b1e.json
+check "  agreement with float $(json $TMP/b1e.json agreement) > without correction $(json $TMP/b0e.json agreement) + 2" \
+    fcmp "$(json $TMP/b1e.json agreement)" '>' "$(python3 -c "print($(json $TMP/b0e.json agreement) + 2)")"
+check "  some bias changed" sh -c "! cmp -s $TMP/b0.json $TMP/b1.json"
+expect_ok "  again at 2 threads, batch 7" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/b2.onnx --wbits 4 --abits 4 --bias-correction --threads 2 --batch 7
+check "  same model bytes at 1 and 2 threads" cmp -s $TMP/b1.onnx $TMP/b2.onnx
 expect_ok "exclude an op type and keep first/last in float" $QTOOL calib $D/model.onnx --data $D/calib $PP \
     -o $TMP/ex.onnx --exclude-op Add --keep-first-last float
 expect_ok "  ORT loads it" $ORT $TMP/ex.onnx --check-load

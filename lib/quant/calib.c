@@ -14,6 +14,10 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     qt_preproc_default(&o->pp);
     qt_quant_opts_init(&o->q);
     o->batch = 32;
+    o->ft.iters = 300;
+    o->ft.lr = 3e-3;
+    o->ft.batch = 8;
+    o->ft.max_memory = (int64_t)1 << 30;
 }
 
 struct calib_ctx {
@@ -224,7 +228,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     struct qt_qplan *p = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
-    int c, h, w, fixed, total = 0;
+    int c, h, w, fixed, total = 0, batch, threads;
     double t0 = qt_now();
     memset(r, 0, sizeof *r);
 
@@ -251,7 +255,19 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
                          o->progress_ud, err))
         goto out;
     r->images = total;
+    batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+    if (!fixed && batch > total)
+        batch = total;
+    threads = o->threads > 0 ? o->threads : qt_ncpus();
     if (qt_qplan_biases(p, err))
+        goto out;
+    if (o->bias_correction) {
+        struct qt_bc_report bc;
+        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, &bc, err))
+            goto out;
+        r->bc_layers = bc.layers;
+    }
+    if (o->finetune && qt_finetune(p, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;

@@ -169,4 +169,49 @@ int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
 
+/* Empirical bias correction (biascorr.c): call after the activation
+ * parameters and biases are set; corrects the float biases of p->g in
+ * execution order over the first `total` images of ds and re-quantizes them. */
+struct qt_bc_report {
+    int layers;
+    double mean_abs_shift; /* mean over layers of the mean |bias change| */
+};
+int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                    int c, int h, int w, int threads, struct qt_bc_report *rep, struct qt_err *err);
+
+/* AdaQuant layer-local loss and gradient (adaquant.c). A Conv (any groups,
+ * strides, dilations, pads top/left given; output size oh x ow) or a Gemm
+ * as a 1x1 Conv on n x cin x 1 x 1. Weights cout x cin/groups x kh x kw. */
+struct qt_aq_layer {
+    int n, cin, h, w, cout, oh, ow, kh, kw, groups, sh, sw, pt, pl, dh, dw;
+    int wqmin, wqmax;        /* symmetric weights, zero point 0 */
+    int aqmin, aqmax, azp;   /* input quantizer */
+};
+struct qt_aq_params {
+    float *w, *b, *ws;       /* weights, bias (may be NULL), per-channel weight steps */
+    float as;                /* input step */
+};
+/* loss = mean((conv(fq(x), fq(w)) + b - t)^2); g (NULL: loss only) gets the
+ * STE/LSQ gradient. ew/ex: frozen rounding residuals (NULL: round), the
+ * gradient is then exact (qt_aq_residuals computes them at p). */
+int qt_aq_loss(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, const float *t,
+               const float *ew, const float *ex, struct qt_aq_params *g, double *loss, struct qt_err *err);
+void qt_aq_residuals(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, float *ew,
+                     float *ex);
+/* Adam with a learning rate relative to each channel's step; m, v: one
+ * float per parameter (weights, biases, weight steps, input step), zeroed. */
+struct qt_aq_adam {
+    double lr;
+    int t, learn_as, fixed_ws; /* fixed_ws: weight steps not learnt (per-tensor weights) */
+    float *m, *v;
+};
+void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
+                const struct qt_aq_params *g);
+
+/* AdaQuant over the plan (finetune.c): call after calibration; tunes the
+ * weights, biases and weight steps of every quantized Conv/Gemm in place. */
+int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                int c, int h, int w, int threads, const struct qt_ft_opts *fo, struct qt_ft_report *rep,
+                struct qt_err *err);
+
 #endif

@@ -1,0 +1,188 @@
+/* biascorr.c: empirical bias correction. After the ranges are set, the
+ * float model and the QDQ-simulated model run on the calibration images;
+ * for every quantized Conv/Gemm with a bias, in execution order, the mean
+ * output error per output channel (E[y_q] - E[y_f], before any fused
+ * activation) is subtracted from the float bias, which is then re-quantized.
+ * Each layer is corrected with the earlier layers already corrected (one
+ * quantized pass per layer, stopped right after that layer).
+ * Memory: one batch of activations and one double per output channel. */
+#include "quant/quant.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct bc_layer {
+    int node;      /* in p->g */
+    int bias_v;    /* float bias value in p->g */
+    int nch;
+    double *sum_f; /* per channel, float model */
+    double cnt;    /* values per channel seen */
+};
+
+struct bc_pass {
+    struct bc_layer *L;
+    int nl;
+    int target;        /* -1: float pass (every layer); else the layer index */
+    const char *name;  /* target node name (quantized pass) */
+    double *sum_q;
+    int stopped;
+};
+
+/* Per-channel sums of y (N x C x ...), channel axis 1, in a fixed order. */
+static double channel_sums(const struct qt_tensor *y, int nch, double *sum) {
+    if (y->ndim < 2 || y->dims[1] != nch)
+        return 0;
+    int64_t n = y->dims[0], inner = 1;
+    for (int d = 2; d < y->ndim; d++)
+        inner *= y->dims[d];
+    const float *v = y->data;
+    for (int64_t b = 0; b < n; b++)
+        for (int c = 0; c < nch; c++) {
+            const float *s = v + ((size_t)b * nch + c) * inner;
+            double a = 0;
+            for (int64_t i = 0; i < inner; i++)
+                a += s[i];
+            sum[c] += a;
+        }
+    return (double)n * (double)inner;
+}
+
+#define BC_STOP 0x5107 /* private code: the target layer is done */
+
+static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
+    struct bc_pass *b = ud;
+    const struct qt_node *n = &x->g->n[node];
+    if (b->target < 0) {
+        for (int l = 0; l < b->nl; l++)
+            if (b->L[l].node == node)
+                b->L[l].cnt += channel_sums(&x->t[n->out[0]], b->L[l].nch, b->L[l].sum_f);
+        return 0;
+    }
+    if (!n->name || strcmp(n->name, b->name))
+        return 0;
+    channel_sums(&x->t[n->out[0]], b->L[b->target].nch, b->sum_q);
+    b->stopped = 1;
+    err->code = BC_STOP;
+    return BC_STOP;
+}
+
+/* Runs g on the first `total` images with the hook. */
+static int bc_run(const struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total,
+                  int batch, int c, int h, int w, int threads, struct bc_pass *b, struct qt_err *err) {
+    struct qt_exec *x = NULL;
+    int done = 0, cur = 0;
+    while (done < total) {
+        int nb = total - done < batch ? total - done : batch;
+        if (nb != cur) {
+            qt_exec_free(x);
+            x = NULL;
+            if (qt_exec_new_flags(&x, (struct qt_graph *)g, nb, threads, QT_EXEC_NOFUSE, err))
+                return err->code;
+            x->after_node = bc_after;
+            x->after_ud = b;
+            cur = nb;
+        }
+        if (qt_dataset_load(ds, pp, done, nb, c, h, w, qt_exec_input(x, 0), NULL, threads, 0, err))
+            break;
+        b->stopped = 0;
+        if (qt_exec_run(x, err)) {
+            if (!b->stopped)
+                break;
+            *err = (struct qt_err){0};
+        }
+        done += nb;
+    }
+    qt_exec_free(x);
+    return err->code;
+}
+
+int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                    int c, int h, int w, int threads, struct qt_bc_report *rep, struct qt_err *err) {
+    struct bc_layer *L = calloc((size_t)p->nt + 1, sizeof *L);
+    double *sum_q = NULL;
+    struct qt_graph *qg = NULL;
+    int nl = 0, maxch = 1;
+    if (rep)
+        memset(rep, 0, sizeof *rep);
+    if (!L)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int t = 0; t < p->nt; t++) {
+        const struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role != QT_ROLE_BIAS || p->qn[qt->node].excluded)
+            continue;
+        const struct qt_node *n = &p->g->n[qt->node];
+        int64_t m = qt_tensor_numel(p->g->v[qt->v].init);
+        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm"))
+            continue;
+        L[nl].node = qt->node;
+        L[nl].bias_v = qt->v;
+        L[nl].nch = (int)m;
+        L[nl].sum_f = calloc((size_t)m + 1, sizeof(double));
+        if (!L[nl].sum_f) {
+            nl++;
+            qt_errf(err, QT_ENOMEM, "out of memory");
+            goto out;
+        }
+        if (m > maxch)
+            maxch = (int)m;
+        nl++;
+    }
+    sum_q = malloc(sizeof(double) * (size_t)maxch);
+    if (!sum_q) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    struct bc_pass b = {L, nl, -1, NULL, sum_q, 0};
+    if (bc_run(p->g, ds, pp, total, batch, c, h, w, threads, &b, err))
+        goto out;
+    /* layers in execution order of the float graph */
+    {
+        struct qt_exec *x = NULL;
+        if (qt_exec_new_flags(&x, p->g, 1, 1, QT_EXEC_NOFUSE, err))
+            goto out;
+        int k = 0;
+        for (int s = 0; s < x->nsteps; s++)
+            for (int l = k; l < nl; l++)
+                if (L[l].node == x->steps[s]) {
+                    struct bc_layer tmp = L[k];
+                    L[k++] = L[l];
+                    L[l] = tmp;
+                    break;
+                }
+        qt_exec_free(x);
+    }
+    for (int l = 0; l < nl; l++) {
+        const struct qt_node *n = &p->g->n[L[l].node];
+        if (!n->name || !n->name[0])
+            continue;
+        qt_graph_free(qg);
+        qg = NULL;
+        if (qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err))
+            goto out;
+        memset(sum_q, 0, sizeof(double) * (size_t)L[l].nch);
+        b = (struct bc_pass){L, nl, l, n->name, sum_q, 0};
+        if (bc_run(qg, ds, pp, total, batch, c, h, w, threads, &b, err))
+            goto out;
+        float *bias = p->g->v[L[l].bias_v].init->data;
+        double shift = 0;
+        for (int ch = 0; L[l].cnt > 0 && ch < L[l].nch; ch++) {
+            double mean = (sum_q[ch] - L[l].sum_f[ch]) / L[l].cnt;
+            bias[ch] = (float)(bias[ch] - mean);
+            shift += mean < 0 ? -mean : mean;
+        }
+        if (rep) {
+            rep->layers++;
+            rep->mean_abs_shift += shift / (L[l].nch ? L[l].nch : 1);
+        }
+    }
+    if (rep && rep->layers)
+        rep->mean_abs_shift /= rep->layers;
+    qt_qplan_biases(p, err);
+out:
+    qt_graph_free(qg);
+    for (int l = 0; l < nl; l++)
+        free(L[l].sum_f);
+    free(L);
+    free(sum_q);
+    return err->code;
+}

@@ -1,0 +1,216 @@
+/* t_adaquant.c: AdaQuant's layer-local gradients (Conv, depthwise Conv,
+ * Gemm; weights, bias, LSQ weight and input steps) against central finite
+ * differences of the loss with the rounding residuals frozen (where the
+ * STE/LSQ gradient is exact), and Adam lowering the real quantized loss. */
+#include "quant/quant.h"
+#include "test/tap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rs = 12345;
+static float urand(void) {
+    rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rs >> 40) / (double)(1ULL << 24));
+}
+
+struct setup {
+    struct qt_aq_layer L;
+    float *x, *t, *w, *b, *ws, *ew, *ex;
+    float *gw, *gb, *gws;
+    int64_t nx, nw, ny;
+};
+
+static void make(struct setup *s, const char *kind, int wbits) {
+    struct qt_aq_layer *L = &s->L;
+    memset(L, 0, sizeof *L);
+    L->n = 2, L->sh = L->sw = L->dh = L->dw = 1, L->groups = 1;
+    if (!strcmp(kind, "conv")) {
+        L->cin = 3, L->h = L->w = 7, L->cout = 4, L->kh = L->kw = 3, L->sh = L->sw = 2, L->pt = L->pl = 1;
+        L->oh = L->ow = 4;
+    } else if (!strcmp(kind, "depthwise")) {
+        L->cin = L->cout = L->groups = 4, L->h = L->w = 6, L->kh = L->kw = 3, L->pt = L->pl = 1;
+        L->oh = L->ow = 6;
+    } else { /* gemm */
+        L->cin = 10, L->h = L->w = 1, L->cout = 5, L->kh = L->kw = 1, L->oh = L->ow = 1, L->n = 6;
+    }
+    L->wqmin = -(1 << (wbits - 1)), L->wqmax = (1 << (wbits - 1)) - 1;
+    L->aqmin = 0, L->aqmax = 255, L->azp = 10;
+    s->nx = (int64_t)L->n * L->cin * L->h * L->w;
+    s->nw = (int64_t)L->cout * (L->cin / L->groups) * L->kh * L->kw;
+    s->ny = (int64_t)L->n * L->cout * L->oh * L->ow;
+    s->x = malloc(sizeof(float) * s->nx);
+    s->ex = malloc(sizeof(float) * s->nx);
+    s->t = malloc(sizeof(float) * s->ny);
+    s->w = malloc(sizeof(float) * s->nw);
+    s->ew = malloc(sizeof(float) * s->nw);
+    s->gw = malloc(sizeof(float) * s->nw);
+    s->b = malloc(sizeof(float) * L->cout);
+    s->gb = malloc(sizeof(float) * L->cout);
+    s->ws = malloc(sizeof(float) * L->cout);
+    s->gws = malloc(sizeof(float) * L->cout);
+    for (int64_t i = 0; i < s->nx; i++)
+        s->x[i] = 3 * urand() - 0.3f; /* some values below the range (clamped at qmin) */
+    for (int64_t i = 0; i < s->nw; i++)
+        s->w[i] = urand() - 0.5f;
+    for (int o = 0; o < L->cout; o++) {
+        s->b[o] = 0.2f * (urand() - 0.5f);
+        s->ws[o] = 0.5f / (float)L->wqmax * 0.9f; /* a few weights clamp */
+    }
+    for (int64_t i = 0; i < s->ny; i++)
+        s->t[i] = 2 * (urand() - 0.5f);
+}
+
+static void release(struct setup *s) {
+    free(s->x), free(s->ex), free(s->t), free(s->w), free(s->ew), free(s->gw);
+    free(s->b), free(s->gb), free(s->ws), free(s->gws);
+}
+
+static double loss_at(struct setup *s, struct qt_aq_params *p) {
+    double l;
+    struct qt_err e = {0};
+    qt_aq_loss(&s->L, p, s->x, s->t, s->ew, s->ex, NULL, &l, &e);
+    return l;
+}
+
+/* relative error of a central difference against the analytic value */
+static int close(double fd, double an) {
+    return fabs(fd - an) <= 2e-2 * fmax(fabs(fd), fabs(an)) + 2e-5;
+}
+
+static void check_grad(const char *kind) {
+    struct setup s;
+    make(&s, kind, 4);
+    struct qt_aq_params p = {s.w, s.b, s.ws, 3.0f / 200};
+    struct qt_aq_params g = {s.gw, s.gb, s.gws, 0};
+    struct qt_err e = {0};
+    double l;
+    qt_aq_residuals(&s.L, &p, s.x, s.ew, s.ex);
+    /* values that round onto a clamp bound sit on the kink of the clamp:
+     * move them 0.3 inside so central differences see one side only */
+    for (int64_t i = 0; i < s.nw; i++) {
+        float r = s.w[i] / s.ws[i / (s.nw / s.L.cout)] + s.ew[i];
+        s.ew[i] += r == (float)s.L.wqmax ? -0.3f : r == (float)s.L.wqmin ? 0.3f : 0;
+    }
+    for (int64_t i = 0; i < s.nx; i++) {
+        float r = s.x[i] / p.as + s.ex[i] + (float)s.L.azp;
+        s.ex[i] += r == (float)s.L.aqmax ? -0.3f : r == (float)s.L.aqmin ? 0.3f : 0;
+    }
+    T_OK(qt_aq_loss(&s.L, &p, s.x, s.t, s.ew, s.ex, &g, &l, &e) == 0 && l > 0, "%s: loss %.5f", kind, l);
+    int bad = 0, n = 0, clamped = 0;
+    for (int64_t i = 0; i < s.nw; i++) {
+        float v = s.w[i], h = 1e-3f;
+        s.w[i] = v + h;
+        double lp = loss_at(&s, &p);
+        s.w[i] = v - h;
+        double lm = loss_at(&s, &p);
+        s.w[i] = v;
+        double fd = (lp - lm) / (2 * h);
+        clamped += s.gw[i] == 0;
+        bad += !close(fd, s.gw[i]);
+        n++;
+    }
+    T_OK(bad == 0, "%s: weight gradients match finite differences (%d of %d off, %d clamped)", kind, bad, n,
+         clamped);
+    bad = 0;
+    for (int o = 0; o < s.L.cout; o++) {
+        float v = s.b[o], h = 1e-3f;
+        s.b[o] = v + h;
+        double lp = loss_at(&s, &p);
+        s.b[o] = v - h;
+        double lm = loss_at(&s, &p);
+        s.b[o] = v;
+        bad += !close((lp - lm) / (2 * h), s.gb[o]);
+    }
+    T_OK(bad == 0, "%s: bias gradients match", kind);
+    bad = 0;
+    double worst = 0;
+    for (int o = 0; o < s.L.cout; o++) {
+        float v = s.ws[o], h = v * 1e-3f;
+        s.ws[o] = v + h;
+        double lp = loss_at(&s, &p);
+        s.ws[o] = v - h;
+        double lm = loss_at(&s, &p);
+        s.ws[o] = v;
+        double fd = (lp - lm) / (2 * (double)h);
+        bad += !close(fd, s.gws[o]);
+        worst = fmax(worst, fabs(fd - s.gws[o]));
+    }
+    T_OK(bad == 0, "%s: LSQ weight-step gradients match (worst abs diff %.2e)", kind, worst);
+    {
+        float v = p.as, h = v * 1e-3f;
+        p.as = v + h;
+        double lp = loss_at(&s, &p);
+        p.as = v - h;
+        double lm = loss_at(&s, &p);
+        p.as = v;
+        double fd = (lp - lm) / (2 * (double)h);
+        T_OK(close(fd, g.as) && fabs(g.as) > 0, "%s: LSQ input-step gradient %.5f matches %.5f", kind, g.as, fd);
+    }
+    release(&s);
+}
+
+/* Adam lowers the real (rounded) loss towards the float layer's output */
+static void check_adam(const char *kind) {
+    struct setup s;
+    make(&s, kind, 4);
+    struct qt_aq_layer *L = &s.L;
+    float *w0 = malloc(sizeof(float) * s.nw);
+    memcpy(w0, s.w, sizeof(float) * s.nw);
+    for (int64_t i = 0; i < s.nx; i++)
+        s.x[i] = fabsf(s.x[i]);
+    /* target: the float layer */
+    {
+        struct qt_aq_layer F = *L;
+        F.wqmin = -(1 << 23), F.wqmax = 1 << 23, F.aqmin = -(1 << 23), F.aqmax = 1 << 23;
+        float fs[64];
+        for (int o = 0; o < L->cout; o++)
+            fs[o] = 1e-6f;
+        struct qt_aq_params pf = {s.w, s.b, fs, 1e-6f};
+        double l, l0;
+        struct qt_err e = {0};
+        /* y from the loss alone: with t = 0 except t_i = 1, l - l0 = (1 - 2 y_i) / ny */
+        float *y = malloc(sizeof(float) * s.ny);
+        memset(s.t, 0, sizeof(float) * s.ny);
+        qt_aq_loss(&F, &pf, s.x, s.t, NULL, NULL, NULL, &l0, &e);
+        for (int64_t i = 0; i < s.ny; i++) {
+            s.t[i] = 1;
+            qt_aq_loss(&F, &pf, s.x, s.t, NULL, NULL, NULL, &l, &e);
+            s.t[i] = 0;
+            y[i] = (float)((1 - (l - l0) * (double)s.ny) / 2);
+        }
+        memcpy(s.t, y, sizeof(float) * s.ny);
+        free(y);
+    }
+    struct qt_aq_params p = {s.w, s.b, s.ws, 3.0f / 200};
+    struct qt_aq_params g = {s.gw, s.gb, s.gws, 0};
+    int64_t np = s.nw + 2 * L->cout + 1;
+    struct qt_aq_adam a = {3e-3, 0, 0, 0, calloc(np, sizeof(float)), calloc(np, sizeof(float))};
+    struct qt_err e = {0};
+    double before, after, l;
+    qt_aq_loss(L, &p, s.x, s.t, NULL, NULL, NULL, &before, &e);
+    after = before;
+    int best = -1;
+    for (int it = 0; it < 300; it++) {
+        qt_aq_loss(L, &p, s.x, s.t, NULL, NULL, &g, &l, &e);
+        if (l < after)
+            after = l, best = it;
+        qt_aq_adam(&a, L, &p, &g);
+    }
+    T_OK(after < 0.7 * before,
+         "%s W4: Adam lowers the quantized loss %.3g -> %.3g (best at iteration %d)", kind, before, after, best);
+    free(a.m), free(a.v), free(w0);
+    release(&s);
+}
+
+int main(void) {
+    check_grad("conv");
+    check_grad("depthwise");
+    check_grad("gemm");
+    check_adam("conv");
+    check_adam("depthwise");
+    check_adam("gemm");
+    return t_done();
+}
