@@ -47,3 +47,27 @@ def set_first_float_initializer_nan(src, dst):
                             open(dst, "wb").write(bytes(b))
                             return
     raise ValueError("no float initializer with raw_data")
+
+
+def scale_initializer(src, dst, name, start, count, factor, add=0.0):
+    """Writes dst = src with values [start, start+count) of the float32 raw_data
+    initializer `name` multiplied by factor and then `add` added."""
+    b = bytearray(open(src, "rb").read())
+    for f, wt, _, gs, ge in _fields(bytes(b)):
+        if f == 7 and wt == 2:
+            for f2, wt2, _, ts, te in _fields(bytes(b[gs:ge])):
+                if f2 != 5 or wt2 != 2:
+                    continue
+                t = bytes(b[gs + ts:gs + te])
+                tname = next((t[vs:ve].decode() for f3, w3, _, vs, ve in _fields(t) if f3 == 8), None)
+                if tname != name:
+                    continue
+                for f3, w3, _, rs, re_ in _fields(t):
+                    if f3 == 9 and re_ - rs >= 4 * (start + count):
+                        for k in range(start, start + count):
+                            o = gs + ts + rs + 4 * k
+                            v = struct.unpack("<f", b[o:o + 4])[0]
+                            b[o:o + 4] = struct.pack("<f", v * factor + add)
+                        open(dst, "wb").write(bytes(b))
+                        return
+    raise ValueError("no float raw_data initializer " + name)

@@ -35,6 +35,34 @@ cat "$_out"
 check "agreement figure" python3 -c "
 import re,sys; m=re.search(r'top1_agree=(\d+)/(\d+)', open('$_out').read()); sys.exit(0 if int(m[1]) >= 0.995*int(m[2]) else 1)"
 
+# a dead channel (weights ~1e-10, bias 0.5): its bias must stay representable
+# in int32, so the weight scale is raised (as ONNX Runtime's quantizer does)
+# rather than the bias clamped to INT32_MIN/MAX
+python3 - $D/model.onnx $TMP/dead.onnx <<'PY'
+import sys
+sys.path.insert(0, "scripts")
+from onnxedit import scale_initializer
+scale_initializer(sys.argv[1], sys.argv[2], "onnx::Conv_74", 27, 9, 1e-9)
+scale_initializer(sys.argv[2], sys.argv[2], "onnx::Conv_75", 3, 1, 0.0, 0.5)
+PY
+expect_ok "calib a model with a dead channel" $QTOOL calib $TMP/dead.onnx --data $D/calib $PP -o $TMP/dead_q.onnx
+check "dead channel: bias 0.5 kept within one step, weight scale raised" python3 - $TMP/dead_q.json <<'PY'
+import json, sys
+t = {x["name"]: x for x in json.load(open(sys.argv[1]))["tensors"]}
+w, b = t["onnx::Conv_74"], t["onnx::Conv_75"]
+s = b["scale"][3]
+q = round(0.5 / s)
+assert -2**31 < q < 2**31 - 1, q
+assert abs(q * s - 0.5) <= s, (q * s)
+assert w["method"] == "minmax+bias" and w["scale"][3] > 1e-9, w["scale"][3]
+assert all(abs(b["scale"][c] - w["scale"][c] * t["input"]["scale"][0]) <= 1e-6 * b["scale"][c] for c in range(16))
+PY
+expect_ok "eval it" $QTOOL eval $TMP/dead_q.onnx --data $D/test $PP --latency-runs 0 --limit 64 \
+    --save-inputs $TMP/din.bin --save-outputs $TMP/dqo.bin
+expect_ok "ONNX Runtime runs it" $ORT $TMP/dead_q.onnx --input $TMP/din.bin --shape 64,1,28,28 --opt all \
+    --output $TMP/dort.bin
+expect_ok "ORT and qtool agree on it" python3 scripts/cmpraw.py $TMP/dqo.bin $TMP/dort.bin 1 --top1 10
+
 # quant_info.json contents
 check "biases: scale = input scale x weight scale, zero point 0" python3 - $TMP/q.json <<'PY'
 import json, sys

@@ -5,6 +5,9 @@
  * MatMul) or per tensor; scale = max|w| / ((qmax - qmin) / 2).
  * Biases: int32, scale = input scale x weight scale (per channel), zero
  * point 0: ONNX Runtime fuses Conv only when the bias scale is exactly that.
+ * A channel whose bias would not fit in int32 at that scale (a dead channel:
+ * weights near zero, a bias that is not) gets a larger weight scale, as
+ * ONNX Runtime's quantizer does, instead of a clamped bias.
  * Activations: QuantizeLinear -> DequantizeLinear after the producer, every
  * reader rewired to the DequantizeLinear output. A fused Relu/Clip is
  * dropped when the quantized range already clips like it (uint8 with zero
@@ -90,9 +93,24 @@ int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err) {
         int ti = p->tensor_of[n->in[0]], tw = p->tensor_of[n->in[1]];
         if (ti < 0 || tw < 0)
             return qt_node_err(n, QT_EFAIL, err, "internal error: bias without quantized input or weight");
-        const struct qt_qparam *qi = &p->t[ti].q, *qw = &p->t[tw].q;
+        const struct qt_qparam *qi = &p->t[ti].q;
+        struct qt_qparam *qw = &p->t[tw].q;
         const struct qt_tensor *b = g->v[qt->v].init;
         int64_t m = qt_tensor_numel(b);
+        for (int64_t c = 0; c < m; c++) {
+            /* smallest bias scale that keeps |b| inside int32, with a margin */
+            double need = fabs(((const float *)b->data)[c]) * 1.0001 / 2147483647.0;
+            float *sw = &qw->scale[qw->n == 1 ? 0 : c];
+            if (!((double)qi->scale[0] * *sw < need) || !(qi->scale[0] > 0))
+                continue;
+            *sw = (float)(need / qi->scale[0]);
+            while ((double)(qi->scale[0] * *sw) < need)
+                *sw = nextafterf(*sw, INFINITY);
+            double t = (double)*sw * (qw->qmax - qw->qmin) / 2;
+            qw->rng_min[qw->n == 1 ? 0 : c] = (float)-t;
+            qw->rng_max[qw->n == 1 ? 0 : c] = (float)t;
+            qw->method = "minmax+bias";
+        }
         struct qt_qparam *q = &qt->q;
         qt_qparam_release(q);
         q->role = QT_ROLE_BIAS;
