@@ -7,7 +7,9 @@
  *   y  = conv(xq, wq) + b,   loss = mean((y - t)^2)
  * Gradients: the straight-through estimator for the rounding (1 inside the
  * clamp range, 0 outside) and LSQ for the steps (Esser et al. 2019):
- *   d q_hat / d s = round(v / s) - v / s inside, the clamp bound outside.
+ *   d q_hat / d s = round(v / s) - v / s inside, the clamp bound outside,
+ * "inside" meaning qmin <= v / s + zp <= qmax before rounding, as LSQ and
+ * the engine's FakeQuant define it.
  * These are the exact gradients of the same loss with the rounding residuals
  * round(v / s) - v / s frozen at their current values; qt_aq_loss takes
  * frozen residuals so the test can check the gradient by finite differences.
@@ -21,18 +23,17 @@
 static inline float fq(float v, float s, int zp, int qmin, int qmax, const float *e, int64_t i, float *dv,
                        float *ds) {
     float u = v / s;
-    float r = e ? u + e[i] : __builtin_nearbyintf(u);
-    float q = r + (float)zp;
-    if (q < (float)qmin) {
+    if (u + (float)zp < (float)qmin) {
         *dv = 0;
         *ds = (float)(qmin - zp);
         return s * (float)(qmin - zp);
     }
-    if (q > (float)qmax) {
+    if (u + (float)zp > (float)qmax) {
         *dv = 0;
         *ds = (float)(qmax - zp);
         return s * (float)(qmax - zp);
     }
+    float r = e ? u + e[i] : __builtin_nearbyintf(u);
     *dv = 1;
     *ds = r - u;
     return s * r;
@@ -188,4 +189,142 @@ void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_
             p->as = s0 * 0.5f;
     }
 #undef ADAM
+}
+
+/* ---- the same loss on the engine ------------------------------------------
+ *
+ * The layer as a graph of its own: input x (one image batch, fed per step),
+ * FakeQuant(x, as, azp) and FakeQuant(w, ws) into a copy of the node, its
+ * output the graph output. The engine's forward and backward (GEMM kernels,
+ * threads, deterministic at any thread count) replace qt_aq_loss's loops,
+ * which remain the reference the test compares against. */
+
+int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
+                  const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
+                  struct qt_err *err) {
+    struct qt_graph *g = NULL;
+    unsigned char *dead = NULL, *params = NULL;
+    float *ws = NULL;
+    memset(a, 0, sizeof *a);
+    if (qt_graph_clone(&g, src, err))
+        return err->code;
+    const struct qt_node *sn = &src->n[node];
+    const char *lname = sn->name, *xname = src->v[sn->in[0]].name, *yname = src->v[sn->out[0]].name;
+    int vx = sn->in[0];
+    g->v[vx].kind = QT_V_INPUT;
+    g->v[vx].producer = -1;
+    g->v[vx].dtype = QT_FLOAT;
+    g->v[vx].ndim = xs->ndim;
+    for (int d = 0; d < xs->ndim; d++)
+        g->v[vx].dims[d] = d ? xs->dims[d] : -1;
+    g->inputs[0] = vx;
+    g->ninputs = 1;
+    g->outputs[0] = sn->out[0];
+    g->noutputs = 1;
+    dead = calloc((size_t)g->nn + 1, 1);
+    ws = malloc(sizeof(float) * (size_t)cout);
+    if (!dead || !ws) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < g->nn; i++)
+        dead[i] = i != node;
+    if (qt_graph_compact(g, dead, err))
+        goto fail;
+    /* per-tensor weights: one step per channel, all equal (the optimiser
+     * keeps them fixed, qt_aq_adam's fixed_ws) */
+    for (int o = 0; o < cout; o++)
+        ws[o] = qw->scale[qw->n == 1 ? 0 : o];
+    float azp = (float)qa->zp[0];
+    int64_t d1[1] = {cout}, d0[1] = {1};
+    struct qt_tensor *tws = qt_tensor_new(QT_FLOAT, 1, d1), *tas = qt_tensor_new(QT_FLOAT, 1, d0),
+                     *tzp = qt_tensor_new(QT_FLOAT, 1, d0);
+    if (!tws || !tas || !tzp) {
+        qt_tensor_free(tws);
+        qt_tensor_free(tas);
+        qt_tensor_free(tzp);
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    memcpy(tws->data, ws, sizeof(float) * (size_t)cout);
+    memcpy(tas->data, &qa->scale[0], sizeof(float));
+    memcpy(tzp->data, &azp, sizeof(float));
+    struct qt_node *n = &g->n[qt_graph_find_node(g, lname)];
+    int k = (int)(n - g->n);
+    int vws = qt_graph_add_init(g, "aq_ws", tws, err), vas = qt_graph_add_init(g, "aq_as", tas, err);
+    int vzp = qt_graph_add_init(g, "aq_azp", tzp, err);
+    int vxq = qt_graph_add_value(g, "aq_xq", QT_V_ACT, err), vwq = qt_graph_add_value(g, "aq_wq", QT_V_ACT, err);
+    if (vws < 0 || vas < 0 || vzp < 0 || vxq < 0 || vwq < 0)
+        goto fail;
+    n = &g->n[k];
+    int vw = n->in[1];
+    if (qt_fq_add(g, "aq_xfq", qt_graph_find(g, xname), vas, vzp, vxq, qa->qmin, qa->qmax, -1, 0, qa->symmetric, 1.0f,
+                  "minmax", err) < 0 ||
+        qt_fq_add(g, "aq_wfq", vw, vws, -1, vwq, qw->qmin, qw->qmax, 0, 0, 1, 1.0f, "minmax", err) < 0)
+        goto fail;
+    n = &g->n[k];
+    n->in[0] = vxq;
+    n->in[1] = vwq;
+    if (qt_node_changed(g, k, err) || qt_graph_check(g, err))
+        goto fail;
+    params = calloc((size_t)g->nv + 1, 1);
+    if (!params) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    a->vw = vw;
+    a->vws = vws;
+    a->vb = n->nin > 2 && n->in[2] >= 0 ? n->in[2] : -1;
+    a->vy = qt_graph_find(g, yname);
+    params[vw] = params[vws] = 1;
+    if (a->vb >= 0)
+        params[a->vb] = 1;
+    if (qt_exec_new_train(&a->x, g, batch, threads, params, err))
+        goto fail;
+    a->g = g;
+    a->batch = batch;
+    a->cout = cout;
+    a->per_x = qt_tensor_numel(xs) / xs->dims[0];
+    a->per_y = qt_tensor_numel(&a->x->t[a->vy]) / batch;
+    free(dead);
+    free(params);
+    free(ws);
+    return 0;
+fail:
+    qt_graph_free(g);
+    free(dead);
+    free(params);
+    free(ws);
+    return err->code ? err->code : qt_errf(err, QT_EFAIL, "internal error building the layer '%s'", lname);
+}
+
+void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_params *g) {
+    *p = (struct qt_aq_params){a->g->v[a->vw].init->data, a->vb >= 0 ? a->g->v[a->vb].init->data : NULL,
+                               a->g->v[a->vws].init->data, *(float *)a->g->v[qt_graph_find(a->g, "aq_as")].init->data};
+    *g = (struct qt_aq_params){qt_exec_grad(a->x, a->vw), a->vb >= 0 ? qt_exec_grad(a->x, a->vb) : NULL,
+                               qt_exec_grad(a->x, a->vws), 0};
+}
+
+int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err) {
+    memcpy(qt_exec_input(a->x, 0), X, sizeof(float) * (size_t)(a->per_x * a->batch));
+    if (qt_exec_run(a->x, err))
+        return err->code;
+    int64_t ny = a->per_y * a->batch;
+    const float *y = a->x->t[a->vy].data;
+    float *dy = grad ? qt_exec_grad(a->x, a->vy) : NULL;
+    double sse = 0;
+    for (int64_t i = 0; i < ny; i++) {
+        double d = (double)y[i] - T[i];
+        sse += d * d;
+        if (dy)
+            dy[i] = (float)(2 * d / (double)ny);
+    }
+    *loss = sse / (double)ny;
+    return grad ? qt_exec_backward(a->x, err) : 0;
+}
+
+void qt_aq_net_free(struct qt_aq_net *a) {
+    qt_exec_free(a->x);
+    qt_graph_free(a->g);
+    memset(a, 0, sizeof *a);
 }

@@ -7,8 +7,10 @@
  * the tuned values back into the plan. The input quantizer's step stays
  * (it can be shared by several readers through scale groups).
  * Memory: one layer's inputs and targets; the number of tuning images is cut
- * so that they fit under max_memory. Single-threaded optimisation, so the
- * result does not depend on --threads. */
+ * so that they fit under max_memory, and rounded down to whole minibatches.
+ * The layer's forward and backward run on the engine (qt_aq_net: FakeQuant
+ * and the node's own op, threaded and deterministic at any thread count);
+ * the optimiser is serial, so the result does not depend on --threads. */
 #include "ops/conv.h"
 #include "quant/quant.h"
 
@@ -74,6 +76,19 @@ static int capture(const struct qt_graph *g, struct qt_dataset *ds, const struct
     return err->code;
 }
 
+/* Mean loss over nchunk whole minibatches of the held images. */
+static int set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
+                    struct qt_err *err) {
+    double s = 0, l;
+    for (int i = 0; i < nchunk; i++) {
+        if (qt_aq_net_loss(a, X + (size_t)i * a->batch * a->per_x, T + (size_t)i * a->batch * a->per_y, 0, &l, err))
+            return err->code;
+        s += l;
+    }
+    *loss = s / nchunk;
+    return 0;
+}
+
 static uint64_t lcg(uint64_t *s) {
     *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
     return *s >> 33;
@@ -83,6 +98,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 int c, int h, int w, int threads, const struct qt_ft_opts *fo, struct qt_ft_report *rep,
                 struct qt_err *err) {
     struct qt_exec *x1 = NULL;
+    struct qt_aq_net net = {0};
     struct qt_graph *qg = NULL, *fg = NULL; /* fg: the untouched float graph (targets) */
     int *order = NULL, nl = 0, rc = 0;
     float *X = NULL, *T = NULL, *buf = NULL;
@@ -166,26 +182,30 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         if (capture(fo->parallel ? fg : qg, ds, pp, nimg, batch, c, h, w, threads, &cx, err) ||
             capture(fg, ds, pp, nimg, batch, c, h, w, threads, &cy, err))
             goto out;
-        /* parameters */
+        /* parameters: a private copy of the layer run by the engine */
         struct qt_tensor *wt = p->g->v[n->in[1]].init;
         struct qt_tensor *bt = n->nin > 2 && n->in[2] >= 0 ? p->g->v[n->in[2]].init : NULL;
         int64_t nw = qt_tensor_numel(wt), np = nw + 2 * (int64_t)L.cout + 1;
+        int mb = fo->batch > 0 && fo->batch < nimg ? fo->batch : nimg;
+        int nchunk = nimg / mb;
+        nimg = nchunk * mb; /* whole minibatches */
+        qt_aq_net_free(&net);
+        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads, err))
+            goto out;
         free(buf);
-        buf = calloc((size_t)(4 * np + 4 * L.cout + nw + 8), sizeof(float));
+        buf = calloc((size_t)(3 * np + 8), sizeof(float));
         if (!buf) {
             qt_errf(err, QT_ENOMEM, "out of memory");
             goto out;
         }
-        float *ws = buf, *gw = ws + L.cout, *gb = gw + nw, *gws = gb + L.cout, *bz = gws + L.cout;
-        float *m = bz + L.cout, *v = m + np, *best = v + np;
-        for (int o = 0; o < L.cout; o++)
-            ws[o] = qw->scale[qw->n == 1 ? 0 : o];
-        struct qt_aq_params prm = {wt->data, bt ? bt->data : NULL, ws, qa->scale[0]};
-        struct qt_aq_params grd = {gw, gb, gws, 0};
+        float *m = buf, *v = m + np, *best = v + np;
+        struct qt_aq_params prm, grd;
+        qt_aq_net_params(&net, &prm, &grd);
+        float *ws = prm.ws;
         struct qt_aq_adam ad = {fo->lr, 0, 0, qw->n != L.cout, m, v};
         L.n = nimg;
-        double before, after, l;
-        if (qt_aq_loss(&L, &prm, X, T, NULL, NULL, NULL, &before, err))
+        double before = 0, after = 0, l = 0;
+        if (set_loss(&net, X, T, nchunk, &before, err))
             goto out;
         /* keep the best iterate (full-set loss checked four times) */
         memcpy(best, prm.w, sizeof(float) * (size_t)nw);
@@ -194,18 +214,14 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         memcpy(best + nw + L.cout, ws, sizeof(float) * (size_t)L.cout);
         after = before;
         uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
-        int mb = fo->batch > 0 && fo->batch < nimg ? fo->batch : nimg;
         int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
         for (int it = 0; it < fo->iters; it++) {
             int start = mb < nimg ? (int)(lcg(&seed) % (uint64_t)(nimg - mb + 1)) : 0;
-            struct qt_aq_layer Lb = L;
-            Lb.n = mb;
-            if (qt_aq_loss(&Lb, &prm, X + (size_t)start * per_x, T + (size_t)start * per_y, NULL, NULL, &grd, &l,
-                           err))
+            if (qt_aq_net_loss(&net, X + (size_t)start * per_x, T + (size_t)start * per_y, 1, &l, err))
                 goto out;
             qt_aq_adam(&ad, &L, &prm, &grd);
             if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
-                if (qt_aq_loss(&L, &prm, X, T, NULL, NULL, NULL, &l, err))
+                if (set_loss(&net, X, T, nchunk, &l, err))
                     goto out;
                 if (l < after) {
                     after = l;
@@ -216,9 +232,9 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 }
             }
         }
-        memcpy(prm.w, best, sizeof(float) * (size_t)nw);
-        if (prm.b)
-            memcpy(prm.b, best + nw, sizeof(float) * (size_t)L.cout);
+        memcpy(wt->data, best, sizeof(float) * (size_t)nw);
+        if (bt)
+            memcpy(bt->data, best + nw, sizeof(float) * (size_t)L.cout);
         memcpy(ws, best + nw + L.cout, sizeof(float) * (size_t)L.cout);
         /* write back: per-channel weight steps (per tensor: keep the scale) */
         if (qw->n == L.cout)
@@ -243,6 +259,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
     rc = qt_qplan_biases(p, err);
     (void)rc;
 out:
+    qt_aq_net_free(&net);
     qt_exec_free(x1);
     qt_graph_free(qg);
     qt_graph_free(fg);

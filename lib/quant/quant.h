@@ -208,6 +208,26 @@ struct qt_aq_adam {
 void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
                 const struct qt_aq_params *g);
 
+/* The same layer loss run by the engine (forward and backward through
+ * FakeQuant and the node's own op), for `batch` images at a time: the layer
+ * `node` of src with x of shape xs (any batch), its input and weight
+ * quantizers; weights, bias and per-channel steps are parameters of a private
+ * copy (qt_aq_net_params points into it). */
+struct qt_aq_net {
+    struct qt_graph *g;
+    struct qt_exec *x;
+    int vy, vw, vb, vws, cout, batch;
+    int64_t per_x, per_y; /* floats per image */
+};
+int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
+                  const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
+                  struct qt_err *err);
+/* Loss over `batch` images (X, T: per_x / per_y floats each); grad: also the
+ * backward, gradients in the arrays qt_aq_net_params gives. */
+int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err);
+void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_params *g);
+void qt_aq_net_free(struct qt_aq_net *a);
+
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the
  * weights, biases and weight steps of every quantized Conv/Gemm in place. */
 int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,

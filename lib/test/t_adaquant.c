@@ -205,6 +205,86 @@ static void check_adam(const char *kind) {
     release(&s);
 }
 
+
+/* The engine's layer (qt_aq_net: FakeQuant + the node's op, forward and
+ * backward on the executor) gives the reference loss and gradients. */
+static void check_engine(const char *kind) {
+    struct setup s;
+    struct qt_err e = {0};
+    make(&s, kind, 4);
+    struct qt_aq_layer *L = &s.L;
+    int gemm = !strcmp(kind, "gemm");
+    struct qt_graph *g = calloc(1, sizeof *g);
+    g->names = qt_map_new();
+    g->opset = 13;
+    g->ir_version = 7;
+    int64_t xd[4] = {L->n, L->cin, L->h, L->w}, wd[4] = {L->cout, L->cin / L->groups, L->kh, L->kw};
+    int64_t bd[1] = {L->cout};
+    int xnd = gemm ? 2 : 4;
+    struct qt_tensor *xs = qt_tensor_new(QT_FLOAT, xnd, xd), *wt = qt_tensor_new(QT_FLOAT, gemm ? 2 : 4, wd);
+    struct qt_tensor *bt = qt_tensor_new(QT_FLOAT, 1, bd);
+    memcpy(wt->data, s.w, sizeof(float) * (size_t)s.nw);
+    memcpy(bt->data, s.b, sizeof(float) * (size_t)L->cout);
+    int vx = qt_graph_add_value(g, "x", QT_V_INPUT, &e);
+    int vw = qt_graph_add_init(g, "w", wt, &e), vb = qt_graph_add_init(g, "b", bt, &e);
+    int vy = qt_graph_add_value(g, "y", QT_V_ACT, &e);
+    g->v[vx].dtype = QT_FLOAT;
+    g->v[vx].ndim = xnd;
+    memcpy(g->v[vx].dims, xd, sizeof xd);
+    g->v[vx].dims[0] = -1;
+    g->inputs = malloc(sizeof(int));
+    g->inputs[0] = vx;
+    g->ninputs = 1;
+    g->outputs = malloc(sizeof(int));
+    g->outputs[0] = vy;
+    g->noutputs = 1;
+    int k = qt_graph_add_node(g, "layer", gemm ? "Gemm" : "Conv", (const int[]){vx, vw, vb}, 3, &vy, 1, &e);
+    struct qt_node *n = &g->n[k];
+    if (gemm) {
+        qt_node_set_int(n, "transB", 1);
+    } else {
+        qt_node_set_int(n, "group", L->groups);
+        qt_node_set_ints(n, "strides", (const int64_t[]){L->sh, L->sw}, 2);
+        qt_node_set_ints(n, "pads", (const int64_t[]){L->pt, L->pl, L->pt, L->pl}, 4);
+    }
+    struct qt_qparam qa = {0}, qw = {0};
+    qt_qparam_alloc(&qa, 1, &e);
+    qt_qparam_alloc(&qw, L->cout, &e);
+    qa.qmin = L->aqmin, qa.qmax = L->aqmax, qa.scale[0] = 3.0f / 200, qa.zp[0] = L->azp;
+    qw.qmin = L->wqmin, qw.qmax = L->wqmax, qw.symmetric = 1, qw.axis = 0;
+    memcpy(qw.scale, s.ws, sizeof(float) * (size_t)L->cout);
+    struct qt_aq_net net;
+    int rc = qt_node_changed(g, k, &e) || qt_graph_check(g, &e) ||
+             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, &e);
+    T_OK(rc == 0, "%s: layer net built (%s)", kind, e.msg);
+    if (rc)
+        goto out;
+    double le, lr;
+    struct qt_aq_params p = {s.w, s.b, s.ws, qa.scale[0]}, gr = {s.gw, s.gb, s.gws, 0}, pe, ge;
+    qt_aq_loss(L, &p, s.x, s.t, NULL, NULL, &gr, &lr, &e);
+    T_OK(qt_aq_net_loss(&net, s.x, s.t, 1, &le, &e) == 0, "%s: engine forward and backward", kind);
+    qt_aq_net_params(&net, &pe, &ge);
+    T_OK(fabs(le - lr) <= 1e-5 * lr, "%s: engine loss %.8g = reference %.8g", kind, le, lr);
+    struct { const char *name; const float *a, *b; int64_t n; } cmp[3] = {
+        {"weights", ge.w, s.gw, s.nw}, {"bias", ge.b, s.gb, L->cout}, {"weight steps", ge.ws, s.gws, L->cout}};
+    for (int c = 0; c < 3; c++) {
+        double worst = 0, mx = 0;
+        for (int64_t i = 0; i < cmp[c].n; i++) {
+            worst = fmax(worst, fabs((double)cmp[c].a[i] - cmp[c].b[i]));
+            mx = fmax(mx, fabs(cmp[c].b[i]));
+        }
+        T_OK(mx > 0 && worst <= 1e-4 * mx, "%s: engine gradient of the %s = reference (max diff %.3g of %.3g)", kind,
+             cmp[c].name, worst, mx);
+    }
+    qt_aq_net_free(&net);
+out:
+    qt_tensor_free(xs);
+    qt_qparam_release(&qa);
+    qt_qparam_release(&qw);
+    qt_graph_free(g);
+    release(&s);
+}
+
 int main(void) {
     check_grad("conv");
     check_grad("depthwise");
@@ -212,5 +292,8 @@ int main(void) {
     check_adam("conv");
     check_adam("depthwise");
     check_adam("gemm");
+    check_engine("conv");
+    check_engine("depthwise");
+    check_engine("gemm");
     return t_done();
 }
