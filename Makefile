@@ -51,7 +51,7 @@ TEST_HOBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPERS))
 all: qtool
 
 qtool: $(BUILD)/qtool
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: proto/onnx.proto
 	@mkdir -p $(BUILD)/gen

@@ -15,7 +15,7 @@ static const struct opt ft_opts[] = {
     {OPT_LR, "lr", "LR", "learning rate, relative to each channel's weight step (default 0.003)"},
     {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
     {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
-    {OPT_MAXMEM, "max-memory", "BYTES", "bound for one layer's inputs and targets (default 1073741824)"},
+    {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 1073741824)"},
     {OPT_SEED, "seed", "S", "minibatch order (default 0)"},
     {0, NULL, NULL, NULL},
 };

@@ -9,6 +9,7 @@ D=testdata/fmnist
 PP="--preset mnist -q"
 ORT="node scripts/ort-run.mjs"
 FT="--limit 64 --iters 40 --wbits 4"
+mkdir -p $TMP/spill
 
 expect_ok "calib W4A8 (64 images)" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/c.onnx --wbits 4 --limit 64
 expect_ok "  eval" $QTOOL eval $TMP/c.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/ce.json
@@ -51,9 +52,13 @@ for l in json.load(open('$TMP/a4r.json'))['layers']:
 expect_ok "  ORT loads it" $ORT $TMP/a4.onnx --check-load
 
 expect_fail 2 "--mode magic" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/b.onnx --mode magic
-expect_fail 2 "--max-memory below one image" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/b.onnx \
-    --max-memory 100 --limit 8 --iters 1
-check "message names the layer" grep -q "Conv" "$_out"
+expect_ok "--max-memory 1000: layer inputs spilled to a temporary file" env TMPDIR=$TMP/spill $QTOOL finetune \
+    $D/model_bn.onnx --data $D/calib $PP -o $TMP/sp.onnx $FT --max-memory 1000
+check "  same model bytes as in memory" cmp -s $TMP/f.onnx $TMP/sp.onnx
+check "  no temporary file left" sh -c "[ -z \"\$(ls -A $TMP/spill)\" ]"
+expect_fail 1 "spilling into a missing directory" env TMPDIR=$TMP/nowhere $QTOOL finetune $D/model_bn.onnx \
+    --data $D/calib $PP -o $TMP/b.onnx --max-memory 100 --limit 8 --iters 1
+check "message names the directory" grep -q "nowhere" "$_out"
 check "no output written" test ! -e $TMP/b.onnx
 
 if [ -d "$SHARED/models" ]; then

@@ -6,18 +6,22 @@
  * with Adam on minibatches (adaquant.c), keep the best iterate, and write
  * the tuned values back into the plan. The input quantizer's step stays
  * (it can be shared by several readers through scale groups).
- * Memory: one layer's inputs and targets; the number of tuning images is cut
- * so that they fit under max_memory, and rounded down to whole minibatches.
+ * Memory: one layer's inputs and targets (in a temporary file when they
+ * exceed max_memory); the images are rounded down to whole minibatches.
  * The layer's forward and backward run on the engine (qt_aq_net: FakeQuant
  * and the node's own op, threaded and deterministic at any thread count);
  * the optimiser is serial, so the result does not depend on --threads. */
 #include "ops/conv.h"
 #include "quant/quant.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct cap {
     const char *name; /* value to copy */
@@ -76,6 +80,54 @@ static int capture(const struct qt_graph *g, struct qt_dataset *ds, const struct
     return err->code;
 }
 
+/* One layer's inputs and targets: in memory, or over max_memory in an
+ * unlinked temporary file (TMPDIR, else /tmp) mapped shared, so the kernel
+ * can write pages out and read them back instead of holding them all. */
+struct held {
+    float *p;
+    size_t bytes;
+    int mapped;
+};
+
+static int hold(struct held *h, size_t bytes, int spill, struct qt_err *err) {
+    h->bytes = bytes;
+    h->mapped = 0;
+    if (!spill) {
+        h->p = malloc(bytes ? bytes : 1);
+        return h->p ? 0 : qt_errf(err, QT_ENOMEM, "out of memory holding a layer's inputs (%zu bytes)", bytes);
+    }
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qtool-finetune-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return qt_errf(err, QT_EIO, "cannot create a temporary file in %s: %s", dir && *dir ? dir : "/tmp",
+                       strerror(errno));
+    unlink(path);
+    int rc = posix_fallocate(fd, 0, (off_t)bytes);
+    if (rc) {
+        close(fd);
+        return qt_errf(err, QT_EIO, "cannot spill %zu bytes of layer inputs to %s: %s", bytes,
+                       dir && *dir ? dir : "/tmp", strerror(rc));
+    }
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return qt_errf(err, QT_EIO, "cannot map the temporary file: %s", strerror(errno));
+    h->p = m;
+    h->mapped = 1;
+    return 0;
+}
+
+static void release_held(struct held *h) {
+    if (h->mapped)
+        munmap(h->p, h->bytes);
+    else
+        free(h->p);
+    h->p = NULL;
+    h->mapped = 0;
+}
+
 /* Mean loss over nchunk whole minibatches of the held images. */
 static int set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
                     struct qt_err *err) {
@@ -99,6 +151,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 struct qt_err *err) {
     struct qt_exec *x1 = NULL;
     struct qt_aq_net net = {0};
+    struct held held = {NULL, 0, 0};
     struct qt_graph *qg = NULL, *fg = NULL; /* fg: the untouched float graph (targets) */
     int *order = NULL, nl = 0, rc = 0;
     float *X = NULL, *T = NULL, *buf = NULL;
@@ -155,21 +208,12 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         int64_t per_x = (int64_t)L.cin * L.h * L.w, per_y = (int64_t)L.cout * L.oh * L.ow;
         int nimg = total;
         int64_t bytes_per = (int64_t)sizeof(float) * (per_x + per_y);
-        if (fo->max_memory > 0 && (int64_t)nimg * bytes_per > fo->max_memory)
-            nimg = (int)(fo->max_memory / bytes_per);
-        if (nimg < 1) {
-            qt_node_err(n, QT_EUSAGE, err, "one image's layer inputs and outputs (%lld bytes) exceed --max-memory",
-                        (long long)bytes_per);
+        release_held(&held);
+        if (hold(&held, (size_t)(bytes_per * nimg), fo->max_memory > 0 && (int64_t)nimg * bytes_per > fo->max_memory,
+                 err))
             goto out;
-        }
-        free(X);
-        free(T);
-        X = malloc(sizeof(float) * (size_t)(per_x * nimg));
-        T = malloc(sizeof(float) * (size_t)(per_y * nimg));
-        if (!X || !T) {
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
+        X = held.p;
+        T = X + (size_t)per_x * nimg;
         /* inputs: QDQ model (tuned prefix) or float model; targets: float */
         qt_graph_free(qg);
         qg = NULL;
@@ -264,8 +308,7 @@ out:
     qt_graph_free(qg);
     qt_graph_free(fg);
     free(order);
-    free(X);
-    free(T);
+    release_held(&held);
     free(buf);
     return err->code;
 }
