@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_QINFO = 400, OPT_DRY, OPT_BC, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED };
+enum { OPT_QINFO = 400, OPT_DRY, OPT_BC, OPT_BNRE, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED, OPT_FIXAS };
 
 /* qtool finetune: the calib options plus these */
 static const struct opt ft_opts[] = {
@@ -17,6 +17,7 @@ static const struct opt ft_opts[] = {
     {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
     {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 1073741824)"},
     {OPT_SEED, "seed", "S", "minibatch order (default 0)"},
+    {OPT_FIXAS, "fixed-act-steps", NULL, "keep the calibrated input steps (default: learn those of single-reader inputs)"},
     {0, NULL, NULL, NULL},
 };
 
@@ -26,6 +27,7 @@ static const struct opt opts[] = {
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
     CLI_QUANT_OPTS,
     {OPT_BC, "bias-correction", NULL, "correct each Conv/Gemm bias by the mean quantized-output error"},
+    {OPT_BNRE, "bn-reestimate", NULL, "bias correction that also matches each channel's output variance"},
     {OPT_DRY, "dry-run", NULL, "print the graph preparation and what would be quantized, write nothing"},
     {'b', "batch", "N", "images per run (default 32)"},
     {'n', "limit", "N", "use at most N images (sorted order)"},
@@ -80,6 +82,7 @@ int cli_calib_main(int argc, char **argv, int ft) {
         case OPT_QINFO: o.quant_info = optarg; break;
         case OPT_DRY: o.dry_run = 1; break;
         case OPT_BC: o.bias_correction = 1; break;
+        case OPT_BNRE: o.bn_reestimate = 1; break;
         case OPT_ITERS:
             if (cli_int(optarg, 0, 1000000, &v))
                 return cli_usage(cmd, "--iters takes a number from 0 to 1000000, not '%s'", optarg);
@@ -95,6 +98,7 @@ int cli_calib_main(int argc, char **argv, int ft) {
                 return cli_usage(cmd, "--batch takes a number from 1 to 4096, not '%s'", optarg);
             o.ft.batch = (int)v;
             break;
+        case OPT_FIXAS: o.ft.fixed_act_steps = 1; break;
         case OPT_MODE:
             if (strcmp(optarg, "sequential") && strcmp(optarg, "parallel"))
                 return cli_usage(cmd, "--mode is sequential or parallel, not '%s'", optarg);
@@ -201,6 +205,9 @@ int cli_calib_main(int argc, char **argv, int ft) {
                 cli_json_num(l, "loss_before", r.ft.layer[i].before);
                 cli_json_num(l, "loss_after", r.ft.layer[i].after);
                 cJSON_AddNumberToObject(l, "images", r.ft.layer[i].images);
+                cJSON_AddBoolToObject(l, "input_step_learned", r.ft.layer[i].learn_as);
+                cli_json_num(l, "input_step_before", r.ft.layer[i].as_before);
+                cli_json_num(l, "input_step_after", r.ft.layer[i].as_after);
                 cJSON_AddItemToArray(a, l);
             }
             cJSON_AddNumberToObject(d, "iters", o.ft.iters);

@@ -310,6 +310,7 @@ struct qt_ft_opts {
     double lr;                  /* relative to each channel's weight step (default 3e-3) */
     int batch;                  /* images per step (default 8) */
     int parallel;               /* 1: float inputs; 0: inputs from the tuned quantized prefix */
+    int fixed_act_steps;        /* 1: keep the calibrated input steps */
     int64_t max_memory;         /* bytes for one layer's inputs and targets (default 1 GiB) */
     uint64_t seed;
     void (*log)(void *ud, const char *line);
@@ -319,6 +320,8 @@ struct qt_ft_layer {
     char name[128];
     double before, after;       /* mean squared error over the tuning images */
     int images;
+    float as_before, as_after;  /* input step (equal when it is not learned) */
+    int learn_as;
 };
 struct qt_ft_report {
     struct qt_ft_layer *layer;  /* malloc'd; free() */
@@ -334,6 +337,7 @@ struct qt_calib_opts {
     int batch, limit, threads;
     int dry_run;
     int bias_correction;        /* empirical bias correction after the ranges */
+    int bn_reestimate;          /* ... matching the per-channel variance too */
     int finetune;               /* AdaQuant after calibration (qtool finetune) */
     struct qt_ft_opts ft;
     /* lines of the preparation report (--dry-run and the summary) */

@@ -51,6 +51,29 @@ for l in json.load(open('$TMP/a4r.json'))['layers']:
     assert l['loss_after'] < l['loss_before'], l"
 expect_ok "  ORT loads it" $ORT $TMP/a4.onnx --check-load
 
+# input steps: learned where the layer is its input's only reader; with
+# float inputs (parallel mode) both runs see the same data, so each learned
+# layer must end lower than with the calibrated step, the others equal
+A4P="--limit 64 --iters 40 --wbits 4 --abits 4 --mode parallel"
+expect_ok "W4A4 parallel, input steps learned" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/la.onnx \
+    $A4P --json $TMP/lar.json
+expect_ok "W4A4 parallel, --fixed-act-steps" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/lf.onnx \
+    $A4P --fixed-act-steps --json $TMP/lfr.json
+check "  learned steps lower each such layer's loss, others unchanged" python3 -c "
+import json
+a=json.load(open('$TMP/lar.json'))['layers']; f=json.load(open('$TMP/lfr.json'))['layers']
+assert sum(l['input_step_learned'] for l in a) >= 3 and not any(l['input_step_learned'] for l in f)
+for x, y in zip(a, f):
+    if x['input_step_learned']:
+        assert x['input_step_after'] != x['input_step_before'] and x['loss_after'] < y['loss_after'], (x, y)
+    else:
+        assert x['loss_after'] == y['loss_after'], (x, y)"
+check "  quant_info.json carries the learned steps" python3 -c "
+import json
+steps={round(l['input_step_after'],7) for l in json.load(open('$TMP/lar.json'))['layers'] if l['input_step_learned']}
+got={round(t['scale'][0],7) for t in json.load(open('$TMP/la.json'))['tensors'] if t['role']=='activation' and t['method']=='adaquant'}
+assert steps and steps == got, (steps, got)"
+expect_ok "  ORT loads it" $ORT $TMP/la.onnx --check-load
 expect_fail 2 "--mode magic" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/b.onnx --mode magic
 expect_ok "--max-memory 1000: layer inputs spilled to a temporary file" env TMPDIR=$TMP/spill $QTOOL finetune \
     $D/model_bn.onnx --data $D/calib $PP -o $TMP/sp.onnx $FT --max-memory 1000

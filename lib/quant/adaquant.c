@@ -201,7 +201,7 @@ void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_
 
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
-                  struct qt_err *err) {
+                  int learn_as, struct qt_err *err) {
     struct qt_graph *g = NULL;
     unsigned char *dead = NULL, *params = NULL;
     float *ws = NULL;
@@ -276,7 +276,10 @@ int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, con
     a->vws = vws;
     a->vb = n->nin > 2 && n->in[2] >= 0 ? n->in[2] : -1;
     a->vy = qt_graph_find(g, yname);
+    a->vas = vas;
+    a->learn_as = learn_as;
     params[vw] = params[vws] = 1;
+    params[vas] = (unsigned char)(learn_as != 0);
     if (a->vb >= 0)
         params[a->vb] = 1;
     if (qt_exec_new_train(&a->x, g, batch, threads, params, err))
@@ -300,7 +303,7 @@ fail:
 
 void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_params *g) {
     *p = (struct qt_aq_params){a->g->v[a->vw].init->data, a->vb >= 0 ? a->g->v[a->vb].init->data : NULL,
-                               a->g->v[a->vws].init->data, *(float *)a->g->v[qt_graph_find(a->g, "aq_as")].init->data};
+                               a->g->v[a->vws].init->data, *(float *)a->g->v[a->vas].init->data};
     *g = (struct qt_aq_params){qt_exec_grad(a->x, a->vw), a->vb >= 0 ? qt_exec_grad(a->x, a->vb) : NULL,
                                qt_exec_grad(a->x, a->vws), 0};
 }
@@ -321,6 +324,15 @@ int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad
     }
     *loss = sse / (double)ny;
     return grad ? qt_exec_backward(a->x, err) : 0;
+}
+
+float qt_aq_net_as_grad(const struct qt_aq_net *a) {
+    const float *g = a->learn_as ? qt_exec_grad((struct qt_exec *)a->x, a->vas) : NULL;
+    return g ? g[0] : 0.0f;
+}
+
+void qt_aq_net_set_as(struct qt_aq_net *a, float as) {
+    *(float *)a->g->v[a->vas].init->data = as;
 }
 
 void qt_aq_net_free(struct qt_aq_net *a) {

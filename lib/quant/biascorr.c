@@ -5,9 +5,18 @@
  * activation) is subtracted from the float bias, which is then re-quantized.
  * Each layer is corrected with the earlier layers already corrected (one
  * quantized pass per layer, stopped right after that layer).
- * Memory: one batch of activations and one double per output channel. */
+ * BatchNorm re-estimation (rescale = 1) also matches the per-channel
+ * variance, as re-estimating the statistics of a BatchNormalization folded
+ * into the layer on the quantized model would: with k = sd_f / sd_q (within
+ * [1/2, 2]) the channel's float weights and weight step are both multiplied
+ * by k (the integer weights do not change) and the bias becomes
+ * mean_f - k * (mean_q - bias), so the output has the float mean and
+ * standard deviation. Per-tensor weight steps cannot scale per channel:
+ * those layers get the mean correction only.
+ * Memory: one batch of activations and two doubles per output channel. */
 #include "quant/quant.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +25,7 @@ struct bc_layer {
     int bias_v;    /* float bias value in p->g */
     int nch;
     double *sum_f; /* per channel, float model */
+    double *sq_f;  /* per channel, sums of squares */
     double cnt;    /* values per channel seen */
 };
 
@@ -24,12 +34,13 @@ struct bc_pass {
     int nl;
     int target;        /* -1: float pass (every layer); else the layer index */
     const char *name;  /* target node name (quantized pass) */
-    double *sum_q;
+    double *sum_q, *sq_q;
     int stopped;
 };
 
-/* Per-channel sums of y (N x C x ...), channel axis 1, in a fixed order. */
-static double channel_sums(const struct qt_tensor *y, int nch, double *sum) {
+/* Per-channel sums of y and of y^2 (N x C x ...), channel axis 1, in a fixed
+ * order. */
+static double channel_sums(const struct qt_tensor *y, int nch, double *sum, double *sq) {
     if (y->ndim < 2 || y->dims[1] != nch)
         return 0;
     int64_t n = y->dims[0], inner = 1;
@@ -39,10 +50,13 @@ static double channel_sums(const struct qt_tensor *y, int nch, double *sum) {
     for (int64_t b = 0; b < n; b++)
         for (int c = 0; c < nch; c++) {
             const float *s = v + ((size_t)b * nch + c) * inner;
-            double a = 0;
-            for (int64_t i = 0; i < inner; i++)
+            double a = 0, a2 = 0;
+            for (int64_t i = 0; i < inner; i++) {
                 a += s[i];
+                a2 += (double)s[i] * s[i];
+            }
             sum[c] += a;
+            sq[c] += a2;
         }
     return (double)n * (double)inner;
 }
@@ -55,12 +69,12 @@ static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     if (b->target < 0) {
         for (int l = 0; l < b->nl; l++)
             if (b->L[l].node == node)
-                b->L[l].cnt += channel_sums(&x->t[n->out[0]], b->L[l].nch, b->L[l].sum_f);
+                b->L[l].cnt += channel_sums(&x->t[n->out[0]], b->L[l].nch, b->L[l].sum_f, b->L[l].sq_f);
         return 0;
     }
     if (!n->name || strcmp(n->name, b->name))
         return 0;
-    channel_sums(&x->t[n->out[0]], b->L[b->target].nch, b->sum_q);
+    channel_sums(&x->t[n->out[0]], b->L[b->target].nch, b->sum_q, b->sq_q);
     b->stopped = 1;
     err->code = BC_STOP;
     return BC_STOP;
@@ -97,9 +111,9 @@ static int bc_run(const struct qt_graph *g, struct qt_dataset *ds, const struct 
 }
 
 int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                    int c, int h, int w, int threads, struct qt_bc_report *rep, struct qt_err *err) {
+                    int c, int h, int w, int threads, int rescale, struct qt_bc_report *rep, struct qt_err *err) {
     struct bc_layer *L = calloc((size_t)p->nt + 1, sizeof *L);
-    double *sum_q = NULL;
+    double *sum_q = NULL, *sq_q = NULL;
     struct qt_graph *qg = NULL;
     int nl = 0, maxch = 1;
     if (rep)
@@ -118,7 +132,8 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         L[nl].bias_v = qt->v;
         L[nl].nch = (int)m;
         L[nl].sum_f = calloc((size_t)m + 1, sizeof(double));
-        if (!L[nl].sum_f) {
+        L[nl].sq_f = calloc((size_t)m + 1, sizeof(double));
+        if (!L[nl].sum_f || !L[nl].sq_f) {
             nl++;
             qt_errf(err, QT_ENOMEM, "out of memory");
             goto out;
@@ -128,11 +143,12 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         nl++;
     }
     sum_q = malloc(sizeof(double) * (size_t)maxch);
-    if (!sum_q) {
+    sq_q = malloc(sizeof(double) * (size_t)maxch);
+    if (!sum_q || !sq_q) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    struct bc_pass b = {L, nl, -1, NULL, sum_q, 0};
+    struct bc_pass b = {L, nl, -1, NULL, sum_q, sq_q, 0};
     if (bc_run(p->g, ds, pp, total, batch, c, h, w, threads, &b, err))
         goto out;
     /* layers in execution order of the float graph */
@@ -160,15 +176,34 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         if (qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err))
             goto out;
         memset(sum_q, 0, sizeof(double) * (size_t)L[l].nch);
-        b = (struct bc_pass){L, nl, l, n->name, sum_q, 0};
+        memset(sq_q, 0, sizeof(double) * (size_t)L[l].nch);
+        b = (struct bc_pass){L, nl, l, n->name, sum_q, sq_q, 0};
         if (bc_run(qg, ds, pp, total, batch, c, h, w, threads, &b, err))
             goto out;
         float *bias = p->g->v[L[l].bias_v].init->data;
+        int tw = n->nin > 1 && n->in[1] >= 0 ? p->tensor_of[n->in[1]] : -1;
+        struct qt_qparam *qw = tw >= 0 ? &p->t[tw].q : NULL;
+        struct qt_tensor *wt = n->nin > 1 && n->in[1] >= 0 ? p->g->v[n->in[1]].init : NULL;
+        int per_ch = rescale && qw && wt && qw->n == L[l].nch && qw->axis == 0;
+        int64_t inner = per_ch ? qt_tensor_numel(wt) / L[l].nch : 0;
         double shift = 0;
         for (int ch = 0; L[l].cnt > 0 && ch < L[l].nch; ch++) {
-            double mean = (sum_q[ch] - L[l].sum_f[ch]) / L[l].cnt;
-            bias[ch] = (float)(bias[ch] - mean);
-            shift += mean < 0 ? -mean : mean;
+            double mq = sum_q[ch] / L[l].cnt, mf = L[l].sum_f[ch] / L[l].cnt;
+            double k = 1;
+            if (per_ch) {
+                double vq = sq_q[ch] / L[l].cnt - mq * mq, vf = L[l].sq_f[ch] / L[l].cnt - mf * mf;
+                if (vq > 0 && vf > 0)
+                    k = fmin(2.0, fmax(0.5, sqrt(vf / vq)));
+                float *wc = (float *)wt->data + ch * inner;
+                for (int64_t i = 0; i < inner; i++)
+                    wc[i] = (float)(wc[i] * k);
+                qw->scale[ch] = (float)(qw->scale[ch] * k);
+                qw->rng_min[ch] = (float)(qw->rng_min[ch] * k);
+                qw->rng_max[ch] = (float)(qw->rng_max[ch] * k);
+            }
+            double nb = mf - k * (mq - bias[ch]);
+            shift += fabs(nb - bias[ch]);
+            bias[ch] = (float)nb;
         }
         if (rep) {
             rep->layers++;
@@ -181,8 +216,9 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
 out:
     qt_graph_free(qg);
     for (int l = 0; l < nl; l++)
-        free(L[l].sum_f);
+        free(L[l].sum_f), free(L[l].sq_f);
     free(L);
     free(sum_q);
+    free(sq_q);
     return err->code;
 }

@@ -261,9 +261,9 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     threads = o->threads > 0 ? o->threads : qt_ncpus();
     if (qt_qplan_biases(p, err))
         goto out;
-    if (o->bias_correction) {
+    if (o->bias_correction || o->bn_reestimate) {
         struct qt_bc_report bc;
-        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, &bc, err))
+        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
             goto out;
         r->bc_layers = bc.layers;
     }

@@ -4,8 +4,10 @@
  * and its float outputs (pre-activation) for the tuning images, minimise
  * the mean squared error over weights, bias and per-channel weight steps
  * with Adam on minibatches (adaquant.c), keep the best iterate, and write
- * the tuned values back into the plan. The input quantizer's step stays
- * (it can be shared by several readers through scale groups).
+ * the tuned values back into the plan. The input quantizer's step is learned
+ * too when this layer is the only reader of a tensor whose parameters no
+ * other tensor shares (a scale group of one); otherwise it stays, since
+ * changing it would move the inputs of layers already tuned.
  * Memory: one layer's inputs and targets (in a temporary file when they
  * exceed max_memory); the images are rounded down to whole minibatches.
  * The layer's forward and backward run on the engine (qt_aq_net: FakeQuant
@@ -22,6 +24,21 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* node k is the only reader of its input, and no other tensor shares that
+ * input's quantization parameters */
+static int sole_reader(const struct qt_qplan *p, int k) {
+    int v = p->g->n[k].in[0], t = p->tensor_of[v], readers = 0;
+    if (t < 0)
+        return 0;
+    for (int i = 0; i < p->g->nn; i++)
+        for (int j = 0; j < p->g->n[i].nin; j++)
+            readers += p->g->n[i].in[j] == v;
+    for (int u = 0; u < p->nt; u++)
+        if (u != t && p->t[t].group >= 0 && p->t[u].group == p->t[t].group)
+            return 0;
+    return readers == 1;
+}
 
 struct cap {
     const char *name; /* value to copy */
@@ -234,7 +251,8 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         int nchunk = nimg / mb;
         nimg = nchunk * mb; /* whole minibatches */
         qt_aq_net_free(&net);
-        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads, err))
+        int learn_as = !fo->fixed_act_steps && qa->n == 1 && sole_reader(p, k);
+        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads, learn_as, err))
             goto out;
         free(buf);
         buf = calloc((size_t)(3 * np + 8), sizeof(float));
@@ -246,7 +264,8 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         struct qt_aq_params prm, grd;
         qt_aq_net_params(&net, &prm, &grd);
         float *ws = prm.ws;
-        struct qt_aq_adam ad = {fo->lr, 0, 0, qw->n != L.cout, m, v};
+        struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
+        float as0 = prm.as, best_as = prm.as;
         L.n = nimg;
         double before = 0, after = 0, l = 0;
         if (set_loss(&net, X, T, nchunk, &before, err))
@@ -263,7 +282,10 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
             int start = mb < nimg ? (int)(lcg(&seed) % (uint64_t)(nimg - mb + 1)) : 0;
             if (qt_aq_net_loss(&net, X + (size_t)start * per_x, T + (size_t)start * per_y, 1, &l, err))
                 goto out;
+            grd.as = qt_aq_net_as_grad(&net);
             qt_aq_adam(&ad, &L, &prm, &grd);
+            if (learn_as)
+                qt_aq_net_set_as(&net, prm.as);
             if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
                 if (set_loss(&net, X, T, nchunk, &l, err))
                     goto out;
@@ -273,6 +295,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                     if (prm.b)
                         memcpy(best + nw, prm.b, sizeof(float) * (size_t)L.cout);
                     memcpy(best + nw + L.cout, ws, sizeof(float) * (size_t)L.cout);
+                    best_as = prm.as;
                 }
             }
         }
@@ -288,11 +311,20 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 qw->rng_max[o] = ws[o] * (float)qw->qmax;
             }
         qw->method = "adaquant";
+        if (learn_as && best_as != as0) {
+            qa->scale[0] = best_as;
+            qa->rng_min[0] = best_as * (float)(qa->qmin - qa->zp[0]);
+            qa->rng_max[0] = best_as * (float)(qa->qmax - qa->zp[0]);
+            qa->method = "adaquant";
+        }
         struct qt_ft_layer *r = &rep->layer[rep->nlayers++];
         snprintf(r->name, sizeof r->name, "%s", n->name);
         r->before = before;
         r->after = after;
         r->images = nimg;
+        r->as_before = as0;
+        r->as_after = learn_as ? best_as : as0;
+        r->learn_as = learn_as;
         if (fo->log) {
             char line[300];
             snprintf(line, sizeof line, "finetune: layer %d/%d %s: loss %.6g -> %.6g (%d images)", li + 1, nl,

@@ -171,13 +171,15 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
 
 /* Empirical bias correction (biascorr.c): call after the activation
  * parameters and biases are set; corrects the float biases of p->g in
- * execution order over the first `total` images of ds and re-quantizes them. */
+ * execution order over the first `total` images of ds and re-quantizes them.
+ * rescale: BatchNorm re-estimation, per-channel variance matched too (the
+ * float weights and per-channel weight steps scaled). */
 struct qt_bc_report {
     int layers;
     double mean_abs_shift; /* mean over layers of the mean |bias change| */
 };
 int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                    int c, int h, int w, int threads, struct qt_bc_report *rep, struct qt_err *err);
+                    int c, int h, int w, int threads, int rescale, struct qt_bc_report *rep, struct qt_err *err);
 
 /* AdaQuant layer-local loss and gradient (adaquant.c). A Conv (any groups,
  * strides, dilations, pads top/left given; output size oh x ow) or a Gemm
@@ -216,12 +218,16 @@ void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_
 struct qt_aq_net {
     struct qt_graph *g;
     struct qt_exec *x;
-    int vy, vw, vb, vws, cout, batch;
+    int vy, vw, vb, vws, vas, learn_as, cout, batch;
     int64_t per_x, per_y; /* floats per image */
 };
+/* learn_as: the input step is a parameter too (its gradient in
+ * qt_aq_net_as_grad, set it back with qt_aq_net_set_as). */
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
-                  struct qt_err *err);
+                  int learn_as, struct qt_err *err);
+float qt_aq_net_as_grad(const struct qt_aq_net *a);
+void qt_aq_net_set_as(struct qt_aq_net *a, float as);
 /* Loss over `batch` images (X, T: per_x / per_y floats each); grad: also the
  * backward, gradients in the arrays qt_aq_net_params gives. */
 int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err);
@@ -229,7 +235,8 @@ void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_
 void qt_aq_net_free(struct qt_aq_net *a);
 
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the
- * weights, biases and weight steps of every quantized Conv/Gemm in place. */
+ * weights, biases and weight steps of every quantized Conv/Gemm in place,
+ * and the input step of a layer that is its input's only reader. */
 int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
                 int c, int h, int w, int threads, const struct qt_ft_opts *fo, struct qt_ft_report *rep,
                 struct qt_err *err);

@@ -255,7 +255,7 @@ static void check_engine(const char *kind) {
     memcpy(qw.scale, s.ws, sizeof(float) * (size_t)L->cout);
     struct qt_aq_net net;
     int rc = qt_node_changed(g, k, &e) || qt_graph_check(g, &e) ||
-             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, &e);
+             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, 1, &e);
     T_OK(rc == 0, "%s: layer net built (%s)", kind, e.msg);
     if (rc)
         goto out;
@@ -276,6 +276,9 @@ static void check_engine(const char *kind) {
         T_OK(mx > 0 && worst <= 1e-4 * mx, "%s: engine gradient of the %s = reference (max diff %.3g of %.3g)", kind,
              cmp[c].name, worst, mx);
     }
+    float gas = qt_aq_net_as_grad(&net);
+    T_OK(gr.as != 0 && fabs(gas - gr.as) <= 1e-3 * fabs(gr.as), "%s: engine gradient of the input step %.6g = reference %.6g",
+         kind, gas, gr.as);
     qt_aq_net_free(&net);
 out:
     qt_tensor_free(xs);
