@@ -228,6 +228,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 qw->rng_max[o] = ws[o] * (float)qw->qmax;
             }
         qw->method = "adaquant";
+        p->tuned = 1;
         struct qt_ft_layer *r = &rep->layer[rep->nlayers++];
         snprintf(r->name, sizeof r->name, "%s", n->name);
         r->before = before;
