@@ -113,6 +113,31 @@ check "  per-tensor weights, profile name recorded" python3 -c "
 import json; d = json.load(open('$TMP/mine.onnx'[:-5] + '.json'))
 assert d['settings']['profile'] == 'mine' and d['settings']['weight_granularity'] == 'per_tensor'"
 
+# zoo models (scripts/t-zoo.sh exports them into build/zoo): MobileNetV3 (HardSwish, Sigmoid, Mul, Add)
+# and ShuffleNetV2 (Concat, Transpose, Reshape) round trip and run as QOperator in ONNX Runtime
+Z=${QT_ZOO:-$TOP/build/zoo}
+ZP="-q --rgb --resize 224 --crop 224 --preset imagenet"
+for m in mobilenet_v3_small shufflenet_v2_x0_5; do
+    if [ ! -f "$Z/$m.onnx" ]; then
+        skip "$Z/$m.onnx absent (made by scripts/t-zoo.sh): zoo round trip not tested"
+        continue
+    fi
+    expect_ok "$m: calib (8 images)" $QTOOL calib "$Z/$m.onnx" --data $D/calib $ZP -o $TMP/$m.onnx --limit 8 --batch 4
+    expect_ok "$m: export" $QTOOL export "$Z/$m.onnx" --quant-info $TMP/$m.json -o $TMP/${m}_e.onnx
+    check "$m: byte-identical" cmp -s $TMP/$m.onnx $TMP/${m}_e.onnx
+    expect_ok "$m: export --format qoperator --contrib" $QTOOL export "$Z/$m.onnx" --quant-info $TMP/$m.json \
+        -o $TMP/${m}_op.onnx --format qoperator --contrib
+    expect_ok "$m: qtool runs it" $QTOOL eval $TMP/${m}_op.onnx --data $D/test $ZP --latency-runs 0 --limit 4 \
+        --save-inputs $TMP/zin.bin
+    expect_ok "$m: ONNX Runtime runs the QDQ file" $ORT $TMP/$m.onnx --input $TMP/zin.bin --shape 4,3,224,224 \
+        --opt all --output $TMP/zq.bin
+    expect_ok "$m: ONNX Runtime runs the QOperator file" $ORT $TMP/${m}_op.onnx --input $TMP/zin.bin \
+        --shape 4,3,224,224 --opt all --output $TMP/zo.bin
+    expect_ok "$m: they agree" python3 scripts/cmpraw.py $TMP/zq.bin $TMP/zo.bin 1 --top1 1000
+    check "$m: 4/4 top-1" grep -q "top1_agree=4/4" "$_out"
+    rm -f $TMP/$m*.onnx
+done
+
 # bad inputs: clear message, non-zero exit, no output file
 expect_fail 2 "unknown profile" $QTOOL calib $M --data $D/calib $PP -o $TMP/bad.onnx --profile nope
 check "  names the built-in ones" grep -q "ort-x86" "$_out"

@@ -83,8 +83,8 @@ static int apply_json(struct qt_quant_opts *q, const char *src, const char *text
         bad(err, src, "\"scales\" is float or pow2");
     else if (str_in(d, "requantization", requant, &rq))
         bad(err, src, "\"requantization\" is float, shift or multiplier_shift");
-    else if (sc == 1 && (!n.act_signed || n.per_channel))
-        bad(err, src, "power-of-two scales need int8 symmetric activations and per-tensor weights");
+    else if (sc == 1 && !n.act_signed)
+        bad(err, src, "power-of-two scales need int8 symmetric activations");
     else if (rq == 1 && sc != 1)
         bad(err, src, "\"requantization\": \"shift\" needs \"scales\": \"pow2\"");
     if (!err->code) {
