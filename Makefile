@@ -57,6 +57,17 @@ $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: proto/onnx.proto
 	@mkdir -p $(BUILD)/gen
 	protoc-c --proto_path=proto --c_out=$(BUILD)/gen proto/onnx.proto
 
+# the built-in hardware profiles (share/profiles/*.json) as C strings
+PROFILES := $(sort $(wildcard share/profiles/*.json))
+$(BUILD)/gen/profiles.h: $(PROFILES)
+	@mkdir -p $(BUILD)/gen
+	@for f in $(PROFILES); do \
+	    printf '{"%s",\n' "$$(basename $$f .json)"; \
+	    sed 's/\\/\\\\/g; s/"/\\"/g; s/^/"/; s/$$/\\n"/' $$f; \
+	    printf '},\n'; \
+	done >$@.tmp && mv $@.tmp $@
+$(BUILD)/lib/quant/profile.o: $(BUILD)/gen/profiles.h
+
 $(BUILD)/gen/onnx.pb-c.o: $(BUILD)/gen/onnx.pb-c.c
 	$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -c $< -o $@
 
@@ -96,6 +107,8 @@ install: qtool
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 qtool $(DESTDIR)$(PREFIX)/bin/qtool
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/qtool/profiles
+	install -m 644 share/profiles/*.json $(DESTDIR)$(PREFIX)/share/qtool/profiles/
 	for f in man/*.5; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
 
 clean:

@@ -60,8 +60,9 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
 
 /* Shared quantization-settings options (calib, qat). */
 enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW,
-       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_Q_LAST };
+       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_PROFILE, OPT_Q_LAST };
 #define CLI_QUANT_OPTS                                                                                           \
+    {OPT_PROFILE, "profile", "NAME|FILE.json", "target: ort-x86 (default), ort-arm, tensorrt, pow2, int-only"},  \
     {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},                   \
     {OPT_PCT, "percentile", "P", "percentile for --observer percentile (default 99.99)"},                      \
     {OPT_WBITS, "wbits", "N", "weight bits, 2..8 (default 8)"},                                                \
@@ -76,7 +77,7 @@ enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, 
     {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},                \
     {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},                         \
     {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"}
-/* Handles one quantization option: 0 handled, 1 not one, 2 bad value (printed). */
+/* Handles one quantization option: 0 handled, 1 not one, 2 bad value, 3 bad profile file (printed). */
 int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
 /* A quantization or preprocessing option of calib/qat: 0 handled, else the
  * exit status (usage error printed). */
@@ -89,6 +90,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
 int cmd_qat(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 /* calib's option parsing and run; ft: qtool finetune (cli/calib.c) */
 int cli_calib_main(int argc, char **argv, int ft);
 #endif

@@ -148,6 +148,18 @@ int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const cha
         return 0;
     case OPT_NOFOLD: q->fold_bn = 0; return 0;
     case OPT_NOFUSE: q->fuse_act = 0; return 0;
+    case OPT_PROFILE: {
+        struct qt_err err = {0};
+        if (qt_profile_apply(q, arg, &err)) {
+            if (err.code == QT_EUSAGE) {
+                cli_usage(cmd, "%s", err.msg);
+                return 2;
+            }
+            fprintf(stderr, "qtool %s: error: %s\n", cmd, err.msg);
+            return 3;
+        }
+        return 0;
+    }
     }
     return 1;
 }
@@ -156,6 +168,8 @@ int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp 
     int k = id >= OPT_Q_FIRST && id < OPT_Q_LAST ? cli_quant_option(cmd, q, id, arg) : cli_pp_option(cmd, pp, id, arg);
     if (k == 2)
         return QT_EUSAGE;
+    if (k == 3)
+        return QT_EDATA; /* a bad --profile file (message printed) */
     if (k == 1)
         return cli_usage(cmd, "unknown option");
     return 0;

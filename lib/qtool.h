@@ -301,8 +301,40 @@ struct qt_quant_opts {
     const char *config;         /* per-layer JSON file */
     int keep_first_last;        /* 0: no; 8: first conv and last FC at 8 bits; -1: in float */
     int fold_bn, fuse_act;      /* graph preparation (default 1, 1) */
+    char profile[64];           /* hardware profile applied (default "ort-x86") */
+    int pow2_scales;            /* scales rounded up to powers of two (profile pow2) */
+    int int_requant;            /* requantization recorded in quant_info.json: 0 none (float), 1 shift
+                                 * (pow2), 2 multiplier and shift per channel (int-only) */
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
+/* Applies a hardware profile (man qtool-profiles(5)): a built-in name
+ * ("ort-x86", "ort-arm", "tensorrt", "pow2", "int-only") or a JSON file.
+ * QT_EUSAGE for an unknown name, QT_EDATA for a bad file. */
+int qt_profile_apply(struct qt_quant_opts *q, const char *name_or_file, struct qt_err *err);
+/* The i-th built-in profile's name, NULL past the end. */
+const char *qt_profile_builtin(int i);
+
+/* ---- export (qtool export) --------------------------------------------- */
+
+enum { QT_EXPORT_QDQ, QT_EXPORT_QOPERATOR, QT_EXPORT_FLOAT };
+
+struct qt_export_opts {
+    const char *model;          /* the float model calib/finetune/qat started from */
+    const char *quant_info;     /* their quant_info.json */
+    const char *out;
+    int format;                 /* QT_EXPORT_* */
+    int contrib;                /* qoperator: com.microsoft QLinearAdd, QLinearGlobalAveragePool, ... */
+    const char *profile;        /* NULL: as recorded; else must match the recorded one */
+};
+struct qt_export_result {
+    int ntensors;               /* quantized tensors restored */
+    int tuned;                  /* weight tensors restored from the tuned-weights file */
+    int qnodes;                 /* qoperator: nodes written as integer operators */
+};
+/* Rebuilds a model from the float model and quant_info.json without
+ * calibrating. QT_EDATA when the JSON is missing, malformed or written for
+ * another model (sha256 mismatch); nothing is written then. */
+int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, struct qt_err *err);
 
 /* AdaQuant (qtool finetune) settings and per-layer report */
 struct qt_ft_opts {

@@ -127,5 +127,13 @@ static inline int32_t qt_qclamp_round(float v, int32_t zp, int32_t lo, int32_t h
  * becomes QLinearConv / QGemm / QLinearMatMul (a Gemm or MatMul without Q
  * becomes a float-output QGemm). *nfused counts the rewritten nodes. */
 int qt_int8_lower(struct qt_graph *g, int *nfused, struct qt_err *err);
+/* The same for a model to save (qtool export --format qoperator):
+ * QT_LOWER_NO_ACT leaves Conv/MatMul -> Relu/Clip -> Q in QDQ form (the
+ * fused bounds are qtool attributes), QT_LOWER_NO_CONTRIB leaves what only
+ * com.microsoft operators express (QGemm, QLinearAdd,
+ * QLinearGlobalAveragePool) in QDQ form. */
+#define QT_LOWER_NO_ACT 1u
+#define QT_LOWER_NO_CONTRIB 2u
+int qt_int8_lower_flags(struct qt_graph *g, unsigned flags, int *nfused, struct qt_err *err);
 
 #endif

@@ -229,12 +229,12 @@ static int dq_type(const struct dq *d) {
 
 /* Tries to lower node i; *dead gets the nodes it replaces. Returns 1 when
  * lowered, 0 when the pattern does not apply, < 0 on error. */
-static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_err *err) {
+static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *dead, struct qt_err *err) {
     struct qt_node *n = &g->n[i];
     int conv = is_op(g, i, "Conv"), gemm = is_op(g, i, "Gemm"), mm = is_op(g, i, "MatMul");
     struct dq x, w, b;
     struct qt_err e = {0};
-    if ((!conv && !gemm && !mm) || n->nin < 2 || n->nout < 1)
+    if ((!conv && !gemm && !mm) || n->nin < 2 || n->nout < 1 || (gemm && (flags & QT_LOWER_NO_CONTRIB)))
         return 0;
     if (!dq_of(g, n->in[0], &x) || !act_ok(&x) || !dq_of(g, n->in[1], &w))
         return 0;
@@ -255,6 +255,8 @@ static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_e
     float lo = -INFINITY, hi = INFINITY;
     if (r >= 0 && (is_op(g, r, "Relu") || is_op(g, r, "Clip")) && g->n[r].in[0] == out) {
         if (!act_bounds(g, r, &lo, &hi))
+            return 0;
+        if (flags & QT_LOWER_NO_ACT)
             return 0;
         act = r;
         r = only_reader(g, g->n[act].out[0]);
@@ -310,11 +312,11 @@ static int lower_one(struct qt_graph *g, int i, unsigned char *dead, struct qt_e
 /* DQ -> Add <- DQ, -> Q: com.microsoft QLinearAdd; DQ -> GlobalAveragePool
  * -> Q: com.microsoft QLinearGlobalAveragePool (as ONNX Runtime fuses them;
  * same type in and out, per tensor). Returns as lower_one. */
-static int lower_eltwise(struct qt_graph *g, int i, unsigned char *dead, struct qt_err *err) {
+static int lower_eltwise(struct qt_graph *g, int i, unsigned flags, unsigned char *dead, struct qt_err *err) {
     struct qt_node *n = &g->n[i];
     int add = is_op(g, i, "Add"), gap = is_op(g, i, "GlobalAveragePool");
     struct dq a, b, yq;
-    if ((!add && !gap) || n->nout < 1 || n->nin != (add ? 2 : 1))
+    if ((!add && !gap) || n->nout < 1 || n->nin != (add ? 2 : 1) || (flags & QT_LOWER_NO_CONTRIB))
         return 0;
     if (!dq_of(g, n->in[0], &a) || !per_tensor(a.st) || (a.zt && (!per_tensor(a.zt) || !qt_qtype_ok(a.zt->dtype))))
         return 0;
@@ -341,6 +343,10 @@ static int lower_eltwise(struct qt_graph *g, int i, unsigned char *dead, struct 
 }
 
 int qt_int8_lower(struct qt_graph *g, int *nfused, struct qt_err *err) {
+    return qt_int8_lower_flags(g, 0, nfused, err);
+}
+
+int qt_int8_lower_flags(struct qt_graph *g, unsigned flags, int *nfused, struct qt_err *err) {
     int n0 = g->nn, count = 0, rc = 0;
     unsigned char *dead = calloc((size_t)n0 * 2 + 16, 1);
     *nfused = 0;
@@ -349,9 +355,9 @@ int qt_int8_lower(struct qt_graph *g, int *nfused, struct qt_err *err) {
     for (int i = 0; i < n0; i++) {
         if (dead[i])
             continue;
-        int r = lower_one(g, i, dead, err);
+        int r = lower_one(g, i, flags, dead, err);
         if (r == 0)
-            r = lower_eltwise(g, i, dead, err);
+            r = lower_eltwise(g, i, flags, dead, err);
         if (r < 0) {
             rc = err->code;
             goto out;

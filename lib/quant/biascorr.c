@@ -186,6 +186,8 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         struct qt_tensor *wt = n->nin > 1 && n->in[1] >= 0 ? p->g->v[n->in[1]].init : NULL;
         int per_ch = rescale && qw && wt && qw->n == L[l].nch && qw->axis == 0;
         int64_t inner = per_ch ? qt_tensor_numel(wt) / L[l].nch : 0;
+        if (per_ch)
+            p->tuned = 1; /* float weights changed: quant_info.json records them */
         double shift = 0;
         for (int ch = 0; L[l].cnt > 0 && ch < L[l].nch; ch++) {
             double mq = sum_q[ch] / L[l].cnt, mf = L[l].sum_f[ch] / L[l].cnt;

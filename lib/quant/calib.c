@@ -259,6 +259,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     if (!fixed && batch > total)
         batch = total;
     threads = o->threads > 0 ? o->threads : qt_ncpus();
+    qt_qplan_pow2(p);
     if (qt_qplan_biases(p, err))
         goto out;
     if (o->bias_correction || o->bn_reestimate) {
@@ -269,6 +270,11 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     }
     if (o->finetune && qt_finetune(p, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
+    if (o->finetune && p->o.pow2_scales) { /* the learnt weight steps back on powers of two */
+        qt_qplan_pow2(p);
+        if (qt_qplan_biases(p, err))
+            goto out;
+    }
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
     if (qt_graph_save(qg, o->out, err))

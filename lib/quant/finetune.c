@@ -311,6 +311,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                 qw->rng_max[o] = ws[o] * (float)qw->qmax;
             }
         qw->method = "adaquant";
+        p->tuned = 1;
         if (learn_as && best_as != as0) {
             qa->scale[0] = best_as;
             qa->rng_min[0] = best_as * (float)(qa->qmin - qa->zp[0]);

@@ -28,6 +28,81 @@ static const char *role_name(int r) {
     return r == QT_ROLE_WEIGHT ? "weight" : r == QT_ROLE_BIAS ? "bias" : "activation";
 }
 
+/* pow2: scale = 2^-fraction_bits per channel */
+static void add_fraction_bits(cJSON *e, const struct qt_qparam *q) {
+    cJSON *a = cJSON_AddArrayToObject(e, "fraction_bits");
+    for (int c = 0; c < q->n; c++) {
+        int ex;
+        double f = frexp(q->scale[c], &ex);
+        cJSON_AddItemToArray(a, f == 0.5 ? cJSON_CreateNumber(1 - ex) : cJSON_CreateNull());
+    }
+}
+
+/* The integer requantization of the node reading weight qt: from its
+ * accumulator (scale s_in s_w[c]) to its quantized output (s_out). */
+static int add_requant(const struct qt_qplan *p, const struct qt_qtensor *qt, cJSON *e, struct qt_err *err) {
+    const struct qt_graph *g = p->g;
+    const struct qt_node *n = &g->n[qt->node];
+    int y = p->qn[qt->node].fused >= 0 ? g->n[p->qn[qt->node].fused].out[0] : n->out[0];
+    int ti = p->tensor_of[n->in[0]], to = y >= 0 ? p->tensor_of[y] : -1;
+    if (ti < 0 || to < 0)
+        return 0; /* float output (a graph output): the accumulator is dequantized */
+    const struct qt_qparam *qi = &p->t[ti].q, *qo = &p->t[to].q, *qw = &qt->q;
+    cJSON *r = cJSON_AddObjectToObject(e, "requant");
+    if (!r)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    cJSON_AddStringToObject(r, "input", g->v[p->t[ti].v].name);
+    cJSON_AddStringToObject(r, "output", g->v[p->t[to].v].name);
+    cJSON *m = cJSON_AddArrayToObject(r, "multiplier"), *sh = cJSON_AddArrayToObject(r, "shift");
+    for (int c = 0; c < qw->n; c++) {
+        int32_t mult;
+        int s;
+        qt_requant_fixed((double)qi->scale[0] * qw->scale[c] / qo->scale[0], &mult, &s);
+        cJSON_AddItemToArray(m, cJSON_CreateNumber(mult));
+        cJSON_AddItemToArray(sh, cJSON_CreateNumber(s));
+    }
+    return 0;
+}
+
+/* Tuned float weights: every float initializer of the prepared graph, raw
+ * little-endian float32, in <path without .json>.weights.bin. */
+static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struct qt_err *err) {
+    const struct qt_graph *g = p->g;
+    size_t total = 0, off = 0;
+    for (int v = 0; v < g->nv; v++)
+        if (g->v[v].kind == QT_V_INIT && g->v[v].init && g->v[v].init->dtype == QT_FLOAT)
+            total += g->v[v].init->nbytes;
+    unsigned char *buf = malloc(total + 1);
+    char file[4096], hex[65];
+    size_t l = strlen(path);
+    if (l >= 5 && !strcmp(path + l - 5, ".json"))
+        l -= 5;
+    snprintf(file, sizeof file, "%.*s.weights.bin", (int)l, path);
+    if (!buf)
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", file);
+    cJSON *tw = cJSON_AddObjectToObject(d, "tuned_weights"); /* no file name: the JSON is the same whatever OUT */
+    cJSON *arr = cJSON_CreateArray();
+    for (int v = 0; v < g->nv; v++) {
+        const struct qt_tensor *t = g->v[v].init;
+        if (g->v[v].kind != QT_V_INIT || !t || t->dtype != QT_FLOAT)
+            continue;
+        memcpy(buf + off, t->data, t->nbytes);
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", g->v[v].name);
+        cJSON_AddNumberToObject(e, "offset", (double)off);
+        cJSON_AddNumberToObject(e, "count", (double)(t->nbytes / sizeof(float)));
+        cJSON_AddItemToArray(arr, e);
+        off += t->nbytes;
+    }
+    qt_sha256_hex(buf, total, hex);
+    cJSON_AddStringToObject(tw, "sha256", hex);
+    cJSON_AddNumberToObject(tw, "bytes", (double)total);
+    cJSON_AddItemToObject(tw, "tensors", arr);
+    int rc = qt_write_file_atomic(file, buf, total, err);
+    free(buf);
+    return rc;
+}
+
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err) {
     const struct qt_graph *g = p->g;
@@ -80,6 +155,10 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddStringToObject(set, "exclude", o->exclude ? o->exclude : "");
     cJSON_AddStringToObject(set, "exclude_ops", o->exclude_ops ? o->exclude_ops : "");
     cJSON_AddStringToObject(set, "config", o->config ? o->config : "");
+    cJSON_AddStringToObject(set, "profile", o->profile);
+    cJSON_AddStringToObject(set, "scales", o->pow2_scales ? "pow2" : "float");
+    cJSON_AddStringToObject(set, "requantization",
+                            o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
     cJSON *fused = cJSON_AddArrayToObject(prep, "fused");
@@ -121,7 +200,17 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
         cJSON_AddItemToObject(e, "range_min", farr(q->rng_min, q->n));
         cJSON_AddItemToObject(e, "range_max", farr(q->rng_max, q->n));
         cJSON_AddStringToObject(e, "method", q->method ? q->method : "");
+        if (o->pow2_scales && q->role != QT_ROLE_BIAS)
+            add_fraction_bits(e, q);
+        if (o->int_requant && q->role == QT_ROLE_WEIGHT && add_requant(p, qt, e, err)) {
+            cJSON_Delete(d);
+            return err->code;
+        }
         cJSON_AddItemToArray(ts, e);
+    }
+    if (p->tuned && add_tuned(p, path, d, err)) {
+        cJSON_Delete(d);
+        return err->code;
     }
     char *s = cJSON_PrintBuffered(d, 1 << 20, 1);
     cJSON_Delete(d);

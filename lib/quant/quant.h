@@ -145,6 +145,7 @@ struct qt_qplan {
     int nfolded, nfused, nexcluded;
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    int tuned;              /* finetune/qat changed the float weights: quant_info.json records them */
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
@@ -165,7 +166,29 @@ int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct 
 int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
                      int limit, int batch, int fixed, int threads, int *images,
                      void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err);
-/* quant_info.json */
+/* Rebuilds the plan a quant_info.json describes for model g read from
+ * model_path (export.c): same preparation, every tensor's parameters, the
+ * float biases and tuned weights restored. QT_EDATA for a missing,
+ * malformed or mismatched file (another model: sha256). *ntuned: weight
+ * tensors restored from the tuned-weights file. */
+int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const char *model_path, const char *path,
+                       int *ntuned, struct qt_err *err);
+/* The QOperator model (qoperator.c): QLinearConv/QLinearMatMul for compute
+ * nodes, QuantizeLinear/DequantizeLinear at the borders; other quantized
+ * nodes as DequantizeLinear -> float op -> QuantizeLinear, or with contrib
+ * com.microsoft QLinearAdd/QLinearGlobalAveragePool/QLinearConcat/QGemm.
+ * *nq: nodes written as integer operators. */
+int qt_qplan_export_qop(const struct qt_qplan *p, int contrib, struct qt_graph **out, int *nq, struct qt_err *err);
+/* Hardware-profile constraints (profile.c): with o.pow2_scales, rounds every
+ * activation and weight scale up to a power of two (symmetric, so the zero
+ * points stay 0). Call before qt_qplan_biases. */
+void qt_qplan_pow2(struct qt_qplan *p);
+/* Requantization of a compute node's output as integers: M = s_in s_w[c] /
+ * s_out ~= mult / 2^shift with mult in [2^30, 2^31) (0 and shift 0 when M is
+ * 0 or not finite). */
+void qt_requant_fixed(double m, int32_t *mult, int *shift);
+/* quant_info.json. With p->tuned, the float weights also go to a binary file
+ * beside it (<path without .json>.weights.bin), named in the JSON. */
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
 
