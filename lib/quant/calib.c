@@ -271,9 +271,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         goto out;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
-    if (qt_graph_save(qg, o->out, err))
-        goto out;
-    if (qt_qplan_write_info(p, o->quant_info, o->model, &pp, total, o->data, err))
+    if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, total, o->data, err))
         goto out;
 out:
     r->wall_s = qt_now() - t0;
@@ -282,4 +280,25 @@ out:
     qt_qplan_free(p);
     qt_graph_free(g);
     return err->code;
+}
+
+int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
+                  const char *model_path, const struct qt_preproc *pp, int images, const char *data,
+                  struct qt_err *err) {
+    struct qt_wfile f;
+    void *buf;
+    size_t len;
+    if (!qinfo)
+        return qt_graph_save(qg, out, err);
+    if (qt_graph_pack(qg, &buf, &len, err))
+        return qt_err_prefix(err, "writing '%s'", out);
+    int rc = qt_wfile_begin(&f, out, buf, len, err);
+    free(buf);
+    if (rc)
+        return rc;
+    if (qt_qplan_write_info(p, qinfo, model_path, pp, images, data, err)) {
+        qt_wfile_abort(&f);
+        return err->code;
+    }
+    return qt_wfile_commit(&f, err);
 }

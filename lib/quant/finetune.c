@@ -197,6 +197,10 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         int mb = fo->batch > 0 && fo->batch < nimg ? fo->batch : nimg;
         int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
         for (int it = 0; it < fo->iters; it++) {
+            if (fo->stop && *fo->stop) {
+                qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", n->name);
+                goto out;
+            }
             int start = mb < nimg ? (int)(lcg(&seed) % (uint64_t)(nimg - mb + 1)) : 0;
             struct qt_aq_layer Lb = L;
             Lb.n = mb;

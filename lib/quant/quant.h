@@ -168,6 +168,12 @@ int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_
 /* quant_info.json */
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
+/* Writes the QDQ model qg to out and quant_info.json to qinfo as a pair: the
+ * model is saved under a temporary name and renamed only once the JSON is
+ * written, so a failure (a full disk) leaves the previous pair untouched. */
+int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
+                  const char *model_path, const struct qt_preproc *pp, int images, const char *data,
+                  struct qt_err *err);
 
 /* Empirical bias correction (biascorr.c): call after the activation
  * parameters and biases are set; corrects the float biases of p->g in
