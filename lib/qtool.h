@@ -440,6 +440,8 @@ struct qt_wfile {
 };
 int qt_wfile_begin(struct qt_wfile *f, const char *path, const void *buf, size_t len, struct qt_err *err);
 int qt_wfile_commit(struct qt_wfile *f, struct qt_err *err);
+/* Commits n files, renamed one right after the other (all aborted on failure). */
+int qt_wfile_commit_all(struct qt_wfile *f, int n, struct qt_err *err);
 void qt_wfile_abort(struct qt_wfile *f);
 /* Reads a whole file (malloc'd, NUL-terminated for convenience). max_bytes
  * bounds the size (QT_EDATA beyond it). */

@@ -185,33 +185,60 @@ int qt_wfile_begin(struct qt_wfile *f, const char *path, const void *buf, size_t
     return 0;
 }
 
-int qt_wfile_commit(struct qt_wfile *f, struct qt_err *err) {
+/* Gives f's nameless file a temporary name in its directory. */
+static int wfile_link(struct qt_wfile *f) {
     static unsigned seq;
     char proc[64];
-    if (!f->named) {
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
-        for (int tries = 0;; tries++) {
-            unsigned r = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED) * 2654435761u ^ (unsigned)getpid();
-            snprintf(f->tmp, strlen(f->path) + 32, "%s.%08x.tmp", f->path, r);
-            if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
-                break;
-            if (errno != EEXIST || tries > 100)
-                return wfile_fail(f, errno, err);
-        }
-        f->named = 1;
+    if (f->named)
+        return 0;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    for (int tries = 0;; tries++) {
+        unsigned r = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED) * 2654435761u ^ (unsigned)getpid();
+        snprintf(f->tmp, strlen(f->path) + 32, "%s.%08x.tmp", f->path, r);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
+            break;
+        if (errno != EEXIST || tries > 100)
+            return errno;
     }
-    int fd = f->fd;
-    f->fd = -1;
-    if (close(fd) != 0 || rename(f->tmp, f->path) != 0)
-        return wfile_fail(f, errno, err);
-    f->named = 0;
-    /* the rename itself reaches the disk with the directory */
-    if ((fd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    qt_wfile_abort(f);
+    f->named = 1;
     return 0;
+}
+
+int qt_wfile_commit_all(struct qt_wfile *f, int n, struct qt_err *err) {
+    int e = 0, k;
+    for (k = 0; k < n && !e; k++) /* temporary names and closed files first ... */
+        if (!(e = wfile_link(&f[k]))) {
+            int fd = f[k].fd;
+            f[k].fd = -1;
+            if (close(fd) != 0)
+                e = errno;
+        }
+    for (k = 0; k < n && !e; k++) { /* ... so the renames follow each other */
+        if (rename(f[k].tmp, f[k].path) != 0)
+            e = errno;
+        else
+            f[k].named = 0;
+    }
+    if (e) {
+        int bad = k > 0 ? k - 1 : 0;
+        qt_errf(err, QT_EIO, "cannot write '%s': %s", f[bad].path ? f[bad].path : "", strerror(e));
+        for (k = 0; k < n; k++)
+            qt_wfile_abort(&f[k]);
+        return QT_EIO;
+    }
+    for (k = 0; k < n; k++) { /* the renames reach the disk with their directories */
+        int fd = open(f[k].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+        qt_wfile_abort(&f[k]);
+    }
+    return 0;
+}
+
+int qt_wfile_commit(struct qt_wfile *f, struct qt_err *err) {
+    return qt_wfile_commit_all(f, 1, err);
 }
 
 void qt_wfile_abort(struct qt_wfile *f) {

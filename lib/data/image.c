@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <setjmp.h>
 #include <string.h>
@@ -139,6 +140,20 @@ static void jpg_output_message(j_common_ptr cinfo) {
     (void)cinfo;
 }
 
+/* Warnings: libjpeg pads a truncated file with grey and goes on, so a few
+ * hundred bytes declaring 16384x16384 would cost seconds and a gigabyte. A
+ * truncated file is an error (as PIL says "image file is truncated"), and so
+ * is a file that keeps warning. */
+static void jpg_emit_message(j_common_ptr cinfo, int level) {
+    struct jpg_err *e = (struct jpg_err *)cinfo->err;
+    if (level >= 0)
+        return;
+    if (e->pub.msg_code == JWRN_JPEG_EOF || ++e->pub.num_warnings > 100) {
+        e->pub.format_message(cinfo, e->msg);
+        longjmp(e->jb, 1);
+    }
+}
+
 static int load_jpeg(struct qt_image *img, const char *path, const unsigned char *buf, size_t len,
                      struct qt_err *err) {
     struct jpeg_decompress_struct ci;
@@ -148,6 +163,7 @@ static int load_jpeg(struct qt_image *img, const char *path, const unsigned char
     ci.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jpg_error_exit;
     je.pub.output_message = jpg_output_message;
+    je.pub.emit_message = jpg_emit_message;
     je.msg[0] = 0;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&ci);

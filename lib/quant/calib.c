@@ -285,20 +285,20 @@ out:
 int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
                   const char *model_path, const struct qt_preproc *pp, int images, const char *data,
                   struct qt_err *err) {
-    struct qt_wfile f;
     void *buf;
     size_t len;
     if (!qinfo)
         return qt_graph_save(qg, out, err);
     if (qt_graph_pack(qg, &buf, &len, err))
         return qt_err_prefix(err, "writing '%s'", out);
-    int rc = qt_wfile_begin(&f, out, buf, len, err);
+    struct qt_wfile fs[2];
+    int rc = qt_wfile_begin(&fs[0], out, buf, len, err);
     free(buf);
     if (rc)
         return rc;
-    if (qt_qplan_write_info(p, qinfo, model_path, pp, images, data, err)) {
-        qt_wfile_abort(&f);
+    if (qt_qplan_info_begin(p, qinfo, model_path, pp, images, data, &fs[1], err)) {
+        qt_wfile_abort(&fs[0]);
         return err->code;
     }
-    return qt_wfile_commit(&f, err);
+    return qt_wfile_commit_all(fs, 2, err);
 }
