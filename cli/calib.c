@@ -59,7 +59,7 @@ int cli_calib_main(int argc, char **argv, int ft) {
     struct cli_pp pp;
     const char *json = NULL;
     char qinfo[4096];
-    int quiet = 0, c;
+    int quiet = 0, c, rc;
     long v;
     double d;
     qt_calib_opts_init(&o);
@@ -166,7 +166,18 @@ int cli_calib_main(int argc, char **argv, int ft) {
         o.ft.log = logline;
         o.ft.log_ud = stderr;
     }
-    if (qt_calib_run(&o, &r, &err)) {
+    if (o.finetune) { /* minutes of tuning: stop cleanly between steps */
+        cli_stop_catch(1);
+        o.ft.stop = &cli_stop;
+    }
+    rc = qt_calib_run(&o, &r, &err);
+    cli_stop_catch(0);
+    if (rc && cli_stop) {
+        free(r.ft.layer);
+        fprintf(stderr, "qtool %s: interrupted (%s); nothing written\n", cmd, err.msg);
+        return 128 + cli_stop;
+    }
+    if (rc) {
         free(r.ft.layer);
         return cli_fail(cmd, &err);
     }
@@ -218,7 +229,7 @@ int cli_calib_main(int argc, char **argv, int ft) {
             cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
         }
         cli_json_num(d, "wall_s", r.wall_s);
-        int rc = cli_json_write(d, json, &err);
+        rc = cli_json_write(d, json, &err);
         cJSON_Delete(d);
         if (rc) {
             free(r.ft.layer);

@@ -22,6 +22,12 @@ struct optparse {
 void opt_build(const struct opt *opts, struct optparse *p);
 void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt *opts);
 
+/* SIGINT and SIGTERM set cli_stop to the signal's number (polled through the
+ * library's `stop` options) instead of killing the process; cli_stop_catch(0)
+ * restores the defaults. The exit status after a stop is 128 + cli_stop. */
+extern volatile int cli_stop;
+void cli_stop_catch(int on);
+
 /* Prints "qtool CMD: error: MSG" and returns the exit status for err. */
 int cli_fail(const char *cmd, const struct qt_err *err);
 /* Usage error: message, hint to --help, returns 2. */

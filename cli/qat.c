@@ -5,7 +5,6 @@
 #include "cli_json.h"
 #include "train/train.h"
 
-#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -50,13 +49,6 @@ static const struct opt opts[] = {
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
 };
-
-static volatile int stop_flag;
-
-static void on_sigint(int sig) {
-    (void)sig;
-    stop_flag = 1;
-}
 
 static void logline(void *ud, const char *line) {
     fprintf(ud, "qat: %s\n", line);
@@ -203,13 +195,10 @@ int cmd_qat(int argc, char **argv) {
         o.log = logline;
         o.log_ud = stderr;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, NULL);
-    o.stop = &stop_flag;
+    cli_stop_catch(1);
+    o.stop = &cli_stop;
     int rc = qt_qat_run(&o, &r, &err);
-    signal(SIGINT, SIG_DFL);
+    cli_stop_catch(0);
     if (rc) {
         free(r.epoch);
         return cli_fail("qat", &err);
@@ -237,5 +226,5 @@ int cmd_qat(int argc, char **argv) {
         return cli_fail("qat", &err);
     }
     free(r.epoch);
-    return r.interrupted ? 130 : 0;
+    return r.interrupted ? 128 + (cli_stop ? cli_stop : 2) : 0;
 }

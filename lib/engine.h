@@ -273,7 +273,7 @@ void *qt_exec_save(struct qt_exec *x, const struct qt_node *n, size_t bytes, str
 /* Records that the op needs `floats` floats of scratch per thread. */
 void qt_exec_scratch(struct qt_exec *x, size_t floats);
 static inline float *qt_scratch(struct qt_exec *x, int tid) {
-    return x->scratch + (size_t)tid * x->scratch_per;
+    return x->scratch ? x->scratch + (size_t)tid * x->scratch_per : NULL;
 }
 /* Runs fn over [0, ntasks) split in contiguous chunks across the threads.
  * fn must compute each task independently of the split so results are the

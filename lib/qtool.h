@@ -181,6 +181,9 @@ struct qt_image {
  * 3 RGB, 0 as stored (grey stays 1 channel, anything else becomes 3).
  * QT_EDATA for a corrupt or unsupported file, QT_EIO when it cannot be read. */
 int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_err *err);
+/* The same from memory; name is used in messages. */
+int qt_image_load_mem(struct qt_image *img, const void *buf, size_t len, const char *name, int want_c,
+                      struct qt_err *err);
 void qt_image_release(struct qt_image *img);
 
 /* Preprocessing, torchvision semantics: Resize(resize) (shorter side, PIL
@@ -345,6 +348,7 @@ struct qt_ft_opts {
     int fixed_act_steps;        /* 1: keep the calibrated input steps */
     int64_t max_memory;         /* bytes for one layer's inputs and targets (default 1 GiB) */
     uint64_t seed;
+    const volatile int *stop;   /* set asynchronously (SIGINT/SIGTERM): fail with "interrupted" */
     void (*log)(void *ud, const char *line);
     void *log_ud;
 };
@@ -458,12 +462,30 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
 
 /* Number of online CPUs (at least 1). */
 int qt_ncpus(void);
-/* Writes len bytes to path atomically: path.XXXXXX.tmp in the same directory,
- * fsync, rename. Never leaves a partial file at path. */
+/* Writes len bytes to path atomically: a nameless O_TMPFILE in the same
+ * directory (or path.XXXXXX where the file system lacks it), fsync, a
+ * temporary name, rename, fsync of the directory. Never leaves a partial
+ * file at path; a process killed while writing leaves no file at all. */
 int qt_write_file_atomic(const char *path, const void *buf, size_t len, struct qt_err *err);
+/* The same in two steps, to replace several files together: begin writes and
+ * fsyncs the data (path untouched), commit renames it into place, abort
+ * (also after a failed begin/commit, and on a zeroed struct) drops it. */
+struct qt_wfile {
+    int fd, named;
+    char *path, *tmp, *dir;
+};
+int qt_wfile_begin(struct qt_wfile *f, const char *path, const void *buf, size_t len, struct qt_err *err);
+int qt_wfile_commit(struct qt_wfile *f, struct qt_err *err);
+/* Commits n files, renamed one right after the other (all aborted on failure). */
+int qt_wfile_commit_all(struct qt_wfile *f, int n, struct qt_err *err);
+void qt_wfile_abort(struct qt_wfile *f);
 /* Reads a whole file (malloc'd, NUL-terminated for convenience). max_bytes
  * bounds the size (QT_EDATA beyond it). */
 int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
+/* Bytes one model may plan for activations (each tensor and all of them
+ * together): the machine's RAM, or QT_MEM_LIMIT_MB from the environment.
+ * A model that needs more fails with a clear error instead of an OOM kill. */
+size_t qt_mem_limit(void);
 /* Monotonic seconds. */
 double qt_now(void);
 

@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh          build dependencies (make runs this when pkg-config misses one)
 #   scripts/install-deps.sh --test   also what `make check` and `make bench` use: Node.js + npm
 #                                    (onnxruntime-node, installed by scripts/setup-node.sh), Debian's
-#                                    python3-torch/torchvision/onnx (zoo export, fixtures), groff
+#                                    python3-torch/torchvision/onnx (zoo export, fixtures), groff,
+#                                    clang + libclang-rt (make fuzz), valgrind (.ci/run)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -u
 BUILD_PKGS="make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libopenblas-dev"

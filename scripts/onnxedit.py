@@ -71,3 +71,29 @@ def scale_initializer(src, dst, name, start, count, factor, add=0.0):
                         open(dst, "wb").write(bytes(b))
                         return
     raise ValueError("no float raw_data initializer " + name)
+
+
+def map_float_initializers(src, dst, fn, first_only=False):
+    """Writes dst = src with every float32 raw_data initializer's values v[i]
+    replaced by fn(name, i, v) (with first_only, only the first initializer)."""
+    b = bytearray(open(src, "rb").read())
+    done = False
+    for f, wt, _, gs, ge in _fields(bytes(b)):
+        if f != 7 or wt != 2:
+            continue
+        for f2, wt2, _, ts, te in _fields(bytes(b[gs:ge])):
+            if f2 != 5 or wt2 != 2 or (first_only and done):
+                continue
+            t = bytes(b[gs + ts:gs + te])
+            dtype = next((_varint(t, vs)[0] for f3, w3, _, vs, _ in _fields(t) if f3 == 2), None)
+            name = next((t[vs:ve].decode() for f3, w3, _, vs, ve in _fields(t) if f3 == 8), "")
+            for f3, w3, _, rs, re_ in _fields(t):
+                if f3 == 9 and dtype == 1:
+                    o = gs + ts + rs
+                    n = (re_ - rs) // 4
+                    vals = struct.unpack("<%df" % n, bytes(b[o:o + 4 * n]))
+                    b[o:o + 4 * n] = struct.pack("<%df" % n, *(fn(name, i, v) for i, v in enumerate(vals)))
+                    done = True
+    if not done:
+        raise ValueError("no float initializer with raw_data")
+    open(dst, "wb").write(bytes(b))

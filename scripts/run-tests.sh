@@ -3,7 +3,7 @@
 # "N passed, N failed" line (adding up the "# N passed, N failed" line each
 # driver prints). Unit drivers: BUILD/test/t_*. End-to-end: scripts/t-*.sh.
 # QT_UNIT_ONLY=1 runs the unit drivers only (sanitizer builds).
-# QT_TESTS="t_ops t-eval" runs only those.
+# QT_TESTS="t_ops t-eval" runs only those; QT_SKIP="t-zoo" all but those.
 set -u
 build=${1:-build}
 pass=0
@@ -13,6 +13,7 @@ log=$build/test-logs
 mkdir -p "$log"
 
 want() {
+    for w in ${QT_SKIP:-}; do [ "$w" = "$1" ] && return 1; done
     [ -z "${QT_TESTS:-}" ] && return 0
     for w in $QT_TESTS; do [ "$w" = "$1" ] && return 0; done
     return 1

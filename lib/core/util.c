@@ -78,8 +78,13 @@ int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, st
         fclose(f);
         return qt_errf(err, QT_EIO, "cannot read '%s': is a directory", path);
     }
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode))
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        if (max_bytes && (uint64_t)st.st_size > max_bytes) {
+            fclose(f);
+            return qt_errf(err, QT_EDATA, "'%s' is larger than %zu bytes", path, max_bytes);
+        }
         cap = (size_t)st.st_size + 1;
+    }
     if (cap < 4096)
         cap = 4096;
     for (;;) {
@@ -117,51 +122,158 @@ int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, st
     return 0;
 }
 
-int qt_write_file_atomic(const char *path, const void *buf, size_t len, struct qt_err *err) {
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 32);
-    const char *p = buf;
-    int fd;
-    if (!tmp)
-        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
-    snprintf(tmp, pl + 32, "%s.XXXXXX", path);
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(e));
-    }
-    {
-        mode_t um = umask(0);
-        umask(um);
-        fchmod(fd, 0644 & ~um);
-    }
+/* Writes all of buf to fd; 0 or errno. */
+static int write_all(int fd, const char *p, size_t len) {
     while (len > 0) {
         ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            unlink(tmp);
-            free(tmp);
-            return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(e));
-        }
+        if (w <= 0)
+            return w < 0 ? errno : ENOSPC;
         p += w;
         len -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(e));
+    return fsync(fd) != 0 ? errno : 0;
+}
+
+static int wfile_fail(struct qt_wfile *f, int e, struct qt_err *err) {
+    qt_errf(err, QT_EIO, "cannot write '%s': %s", f->path ? f->path : "", strerror(e));
+    qt_wfile_abort(f);
+    return QT_EIO;
+}
+
+/* The file is written nameless (O_TMPFILE in the target directory) so a
+ * process killed before the commit leaves nothing behind; it gets a
+ * temporary name only for the rename. Where O_TMPFILE is not supported, a
+ * named temporary file (path.XXXXXX) is written instead. */
+int qt_wfile_begin(struct qt_wfile *f, const char *path, const void *buf, size_t len, struct qt_err *err) {
+    size_t pl = strlen(path);
+    mode_t um = umask(0);
+    int e;
+    umask(um);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+    f->path = malloc(pl + 1);
+    f->tmp = malloc(pl + 32);
+    f->dir = malloc(pl + 2);
+    if (!f->path || !f->tmp || !f->dir) {
+        qt_wfile_abort(f);
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
     }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        free(tmp);
-        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(e));
+    memcpy(f->path, path, pl + 1);
+    memcpy(f->dir, path, pl + 1);
+    char *slash = strrchr(f->dir, '/');
+    if (!slash)
+        strcpy(f->dir, ".");
+    else
+        slash[slash == f->dir ? 1 : 0] = 0;
+#ifdef O_TMPFILE
+    f->fd = open(f->dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644 & ~um);
+    if (f->fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        return wfile_fail(f, errno, err);
+#endif
+    if (f->fd < 0) { /* no O_TMPFILE here */
+        snprintf(f->tmp, pl + 32, "%s.XXXXXX", path);
+        f->fd = mkstemp(f->tmp);
+        if (f->fd < 0)
+            return wfile_fail(f, errno, err);
+        f->named = 1;
+        fchmod(f->fd, 0644 & ~um);
     }
-    free(tmp);
+    if ((e = write_all(f->fd, buf, len)))
+        return wfile_fail(f, e, err);
     return 0;
+}
+
+/* Gives f's nameless file a temporary name in its directory. */
+static int wfile_link(struct qt_wfile *f) {
+    static unsigned seq;
+    char proc[64];
+    if (f->named)
+        return 0;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", f->fd);
+    for (int tries = 0;; tries++) {
+        unsigned r = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED) * 2654435761u ^ (unsigned)getpid();
+        snprintf(f->tmp, strlen(f->path) + 32, "%s.%08x.tmp", f->path, r);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
+            break;
+        if (errno != EEXIST || tries > 100)
+            return errno;
+    }
+    f->named = 1;
+    return 0;
+}
+
+int qt_wfile_commit_all(struct qt_wfile *f, int n, struct qt_err *err) {
+    int e = 0, k;
+    for (k = 0; k < n && !e; k++) /* temporary names and closed files first ... */
+        if (!(e = wfile_link(&f[k]))) {
+            int fd = f[k].fd;
+            f[k].fd = -1;
+            if (close(fd) != 0)
+                e = errno;
+        }
+    for (k = 0; k < n && !e; k++) { /* ... so the renames follow each other */
+        if (rename(f[k].tmp, f[k].path) != 0)
+            e = errno;
+        else
+            f[k].named = 0;
+    }
+    if (e) {
+        int bad = k > 0 ? k - 1 : 0;
+        qt_errf(err, QT_EIO, "cannot write '%s': %s", f[bad].path ? f[bad].path : "", strerror(e));
+        for (k = 0; k < n; k++)
+            qt_wfile_abort(&f[k]);
+        return QT_EIO;
+    }
+    for (k = 0; k < n; k++) { /* the renames reach the disk with their directories */
+        int fd = open(f[k].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+        qt_wfile_abort(&f[k]);
+    }
+    return 0;
+}
+
+int qt_wfile_commit(struct qt_wfile *f, struct qt_err *err) {
+    return qt_wfile_commit_all(f, 1, err);
+}
+
+void qt_wfile_abort(struct qt_wfile *f) {
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->named && f->tmp)
+        unlink(f->tmp);
+    free(f->path);
+    free(f->tmp);
+    free(f->dir);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+}
+
+int qt_write_file_atomic(const char *path, const void *buf, size_t len, struct qt_err *err) {
+    struct qt_wfile f;
+    if (qt_wfile_begin(&f, path, buf, len, err))
+        return err->code;
+    return qt_wfile_commit(&f, err);
+}
+
+size_t qt_mem_limit(void) {
+    static size_t limit;
+    size_t l = __atomic_load_n(&limit, __ATOMIC_RELAXED);
+    if (l)
+        return l;
+    const char *s = getenv("QT_MEM_LIMIT_MB");
+    char *end;
+    unsigned long long mb = s ? strtoull(s, &end, 10) : 0;
+    if (s && *s && !*end && mb > 0 && mb < ((unsigned long long)1 << 40))
+        l = (size_t)mb << 20;
+    else {
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        l = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)1 << 40;
+    }
+    __atomic_store_n(&limit, l, __ATOMIC_RELAXED);
+    return l;
 }

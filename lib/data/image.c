@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <setjmp.h>
 #include <string.h>
@@ -80,7 +81,7 @@ static int load_png(struct qt_image *img, const char *path, const unsigned char 
         return qt_errf(err, QT_EDATA, "image '%s' is not a valid PNG (%s)", path, ctx.msg[0] ? ctx.msg : "corrupt");
     }
     png_set_read_fn(png, &ctx, png_read_mem);
-    png_set_user_limits(png, QT_IMAGE_MAX_SIDE, QT_IMAGE_MAX_SIDE);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff); /* check_size() decides, with a clearer message */
     png_set_chunk_malloc_max(png, 64 << 20);
     png_read_info(png, info);
     uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
@@ -139,6 +140,20 @@ static void jpg_output_message(j_common_ptr cinfo) {
     (void)cinfo;
 }
 
+/* Warnings: libjpeg pads a truncated file with grey and goes on, so a few
+ * hundred bytes declaring 16384x16384 would cost seconds and a gigabyte. A
+ * truncated file is an error (as PIL says "image file is truncated"), and so
+ * is a file that keeps warning. */
+static void jpg_emit_message(j_common_ptr cinfo, int level) {
+    struct jpg_err *e = (struct jpg_err *)cinfo->err;
+    if (level >= 0)
+        return;
+    if (e->pub.msg_code == JWRN_JPEG_EOF || ++e->pub.num_warnings > 100) {
+        e->pub.format_message(cinfo, e->msg);
+        longjmp(e->jb, 1);
+    }
+}
+
 static int load_jpeg(struct qt_image *img, const char *path, const unsigned char *buf, size_t len,
                      struct qt_err *err) {
     struct jpeg_decompress_struct ci;
@@ -148,6 +163,7 @@ static int load_jpeg(struct qt_image *img, const char *path, const unsigned char
     ci.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jpg_error_exit;
     je.pub.output_message = jpg_output_message;
+    je.pub.emit_message = jpg_emit_message;
     je.msg[0] = 0;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&ci);
@@ -219,26 +235,35 @@ static int convert(struct qt_image *img, int want_c, const char *path, struct qt
     return 0;
 }
 
+int qt_image_load_mem(struct qt_image *img, const void *buf, size_t len, const char *name, int want_c,
+                      struct qt_err *err) {
+    int rc;
+    const unsigned char *b = buf;
+    memset(img, 0, sizeof *img);
+    if (want_c != 0 && want_c != 1 && want_c != 3)
+        return qt_errf(err, QT_EUSAGE, "images have 1 or 3 channels, not %d", want_c);
+    if (len >= 8 && !png_sig_cmp(b, 0, 8))
+        rc = load_png(img, name, b, len, err);
+    else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        rc = load_jpeg(img, name, b, len, err);
+    else
+        rc = qt_errf(err, QT_EDATA, "image '%s' is neither PNG nor JPEG", name);
+    if (!rc)
+        rc = convert(img, want_c, name, err);
+    if (rc)
+        qt_image_release(img);
+    return rc;
+}
+
 int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_err *err) {
     void *buf;
     size_t len;
-    int rc;
     memset(img, 0, sizeof *img);
     if (want_c != 0 && want_c != 1 && want_c != 3)
         return qt_errf(err, QT_EUSAGE, "images have 1 or 3 channels, not %d", want_c);
     if (qt_read_file(path, (size_t)1 << 30, &buf, &len, err))
         return err->code;
-    const unsigned char *b = buf;
-    if (len >= 8 && !png_sig_cmp(b, 0, 8))
-        rc = load_png(img, path, b, len, err);
-    else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        rc = load_jpeg(img, path, b, len, err);
-    else
-        rc = qt_errf(err, QT_EDATA, "image '%s' is neither PNG nor JPEG", path);
+    int rc = qt_image_load_mem(img, buf, len, path, want_c, err);
     free(buf);
-    if (!rc)
-        rc = convert(img, want_c, path, err);
-    if (rc)
-        qt_image_release(img);
     return rc;
 }

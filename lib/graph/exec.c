@@ -25,7 +25,7 @@ void qt_exec_scratch(struct qt_exec *x, size_t floats) {
         x->scratch_per = floats;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void qt_bias_post(const struct qt_post *p, int has_bias, float bias, float *y, int64_t n) {
@@ -69,6 +69,10 @@ int qt_set_out(struct qt_exec *x, const struct qt_node *n, int i, int dtype, int
     if (ne < 0 || !es || (uint64_t)ne > ((uint64_t)1 << 40) / es)
         return qt_node_err(n, QT_EMODEL, err, "output shape %s is invalid or too large",
                            qt_dims_str(ndim, dims, buf, sizeof buf));
+    if ((uint64_t)ne * es > qt_mem_limit())
+        return qt_node_err(n, QT_EFAIL, err, "output shape %s needs %llu bytes, more than the memory limit (%zu MiB)",
+                           qt_dims_str(ndim, dims, buf, sizeof buf), (unsigned long long)ne * es,
+                           qt_mem_limit() >> 20);
     t->dtype = dtype;
     t->ndim = ndim;
     for (int k = 0; k < ndim; k++)
@@ -163,6 +167,9 @@ static int alloc_arena(struct qt_exec *x, struct buf *bufs, int nb, const char *
     size_t total = place(bufs, nb, err);
     if (total == (size_t)-1)
         return err->code;
+    if (total > qt_mem_limit())
+        return qt_errf(err, QT_EFAIL, "out of memory: %s need %zu MiB, more than the memory limit (%zu MiB)", what,
+                       total >> 20, qt_mem_limit() >> 20);
     x->arena_bytes = total;
     x->arena = aligned_alloc(ALIGN, total ? (total + ALIGN - 1) / ALIGN * ALIGN : ALIGN);
     if (!x->arena)

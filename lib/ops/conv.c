@@ -343,7 +343,7 @@ static size_t dw_scratch(const struct qt_conv_shape *s) {
 
 /* z[i] = b + sum_k w[k] * p[i + off[k]], i in [0, n): stride-1 rows laid
  * end to end over the padded width */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void dw_flat3x3(float *restrict z, const float *restrict p, const float *w, float b, int64_t n,
@@ -357,7 +357,7 @@ static void dw_flat3x3(float *restrict z, const float *restrict p, const float *
 }
 
 /* one stride-2 output row of a 3x3 kernel */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void dw_row3x3s2(float *restrict y, const float *restrict p, const float *w, float b, int64_t n,
@@ -391,7 +391,7 @@ static inline __attribute__((always_inline)) void dw_post(float *dst, const floa
 
 /* One channel. p: the padded plane, whose border is zero (dw_task clears
  * it once per call; only the interior is written here). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void dw_plane(const float *xc, const float *w, float bias, float *y, const struct qt_conv_shape *s,

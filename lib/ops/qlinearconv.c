@@ -46,7 +46,9 @@ static int qconv_init_common(struct qt_graph *g, struct qt_node *n, int integer,
     const struct qt_tensor *w = n->nin > wi && n->in[wi] >= 0 ? g->v[n->in[wi]].init : NULL;
     const struct qt_tensor *wz = n->nin > wzi && n->in[wzi] >= 0 ? g->v[n->in[wzi]].init : NULL;
     int packable = w && qt_qtype_ok(w->dtype) && w->ndim >= 3 && w->dims[0] > 0 &&
-                   (n->nin <= wzi || n->in[wzi] < 0 || (wz && wz->dtype == w->dtype));
+                   (n->nin <= wzi || n->in[wzi] < 0 ||
+                    (wz && wz->dtype == w->dtype &&
+                     (qt_tensor_numel(wz) == 1 || qt_tensor_numel(wz) == w->dims[0])));
     size_t extra = packable ? qt_qweights_size(w->dims[0], qt_tensor_numel(w) / w->dims[0]) : 0;
     struct qconv *q = calloc(1, sizeof *q + extra);
     if (!q)

@@ -44,7 +44,11 @@ static int qmm_init_common(struct qt_graph *g, struct qt_node *n, int kind, stru
     const struct qt_tensor *b = n->nin > bi && n->in[bi] >= 0 ? g->v[n->in[bi]].init : NULL;
     const struct qt_tensor *bz = n->nin > bzi && n->in[bzi] >= 0 ? g->v[n->in[bzi]].init : NULL;
     int transb = kind == QK_QGEMM ? (int)qt_attr_int(n, "transB", 0, err) : 0;
-    int packable = b && qt_qtype_ok(b->dtype) && b->ndim == 2 && (n->nin <= bzi || n->in[bzi] < 0 || bz);
+    /* a zero point of another type or size is left to the run (qt_qp_read names it) */
+    int packable = b && qt_qtype_ok(b->dtype) && b->ndim == 2 &&
+                   (n->nin <= bzi || n->in[bzi] < 0 ||
+                    (bz && bz->dtype == b->dtype &&
+                     (qt_tensor_numel(bz) == 1 || qt_tensor_numel(bz) == b->dims[transb ? 0 : 1])));
     size_t extra = packable ? qt_qweights_size(b->dims[transb ? 0 : 1], b->dims[transb ? 1 : 0]) : 0;
     struct qmm *q = calloc(1, sizeof *q + extra);
     if (!q)

@@ -112,7 +112,7 @@ struct qdq_job {
 
 /* compiled for AVX-512 / AVX2 too (the same IEEE division and rounding,
  * vectorised): the first QuantizeLinear of a model reads the whole input */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static void q_task(void *arg, int64_t r0, int64_t r1, int tid) {

@@ -277,9 +277,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     }
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
-    if (qt_graph_save(qg, o->out, err))
-        goto out;
-    if (qt_qplan_write_info(p, o->quant_info, o->model, &pp, total, o->data, err))
+    if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, total, o->data, err))
         goto out;
 out:
     r->wall_s = qt_now() - t0;
@@ -288,4 +286,25 @@ out:
     qt_qplan_free(p);
     qt_graph_free(g);
     return err->code;
+}
+
+int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
+                  const char *model_path, const struct qt_preproc *pp, int images, const char *data,
+                  struct qt_err *err) {
+    void *buf;
+    size_t len;
+    if (!qinfo)
+        return qt_graph_save(qg, out, err);
+    if (qt_graph_pack(qg, &buf, &len, err))
+        return qt_err_prefix(err, "writing '%s'", out);
+    struct qt_wfile fs[2];
+    int rc = qt_wfile_begin(&fs[0], out, buf, len, err);
+    free(buf);
+    if (rc)
+        return rc;
+    if (qt_qplan_info_begin(p, qinfo, model_path, pp, images, data, &fs[1], err)) {
+        qt_wfile_abort(&fs[0]);
+        return err->code;
+    }
+    return qt_wfile_commit_all(fs, 2, err);
 }

@@ -279,6 +279,10 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
         uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
         int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
         for (int it = 0; it < fo->iters; it++) {
+            if (fo->stop && *fo->stop) {
+                qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", n->name);
+                goto out;
+            }
             int start = mb < nimg ? (int)(lcg(&seed) % (uint64_t)(nimg - mb + 1)) : 0;
             if (qt_aq_net_loss(&net, X + (size_t)start * per_x, T + (size_t)start * per_y, 1, &l, err))
                 goto out;

@@ -105,6 +105,17 @@ static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struc
 
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err) {
+    struct qt_wfile f;
+    if (!path)
+        return 0;
+    if (qt_qplan_info_begin(p, path, model_path, pp, images, data, &f, err))
+        return err->code;
+    return qt_wfile_commit(&f, err);
+}
+
+int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
+                        const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
+                        struct qt_err *err) {
     const struct qt_graph *g = p->g;
     const struct qt_quant_opts *o = &p->o;
     void *buf = NULL;
@@ -225,7 +236,7 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
     memcpy(withnl, s, sl);
     withnl[sl] = '\n';
     free(s);
-    rc = qt_write_file_atomic(path, withnl, sl + 1, err);
+    rc = qt_wfile_begin(f, path, withnl, sl + 1, err);
     free(withnl);
     return rc;
 }

@@ -548,8 +548,7 @@ static int export_quant(struct qat *q, int images, struct qt_err *err) {
     p->tuned = 1;
     qt_qplan_pow2(p);
     int rc = qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
-             qt_graph_save(qg, q->o->out, err) ||
-             qt_qplan_write_info(p, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
+             qt_qplan_save(p, qg, q->o->out, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
     qt_graph_free(qg);
     return rc ? err->code : 0;
 }

@@ -1,0 +1,86 @@
+#!/bin/sh
+# fuzz.sh: runs the libFuzzer targets of `make fuzz` (lib/test/fuzz_*.c).
+#   scripts/fuzz.sh seeds              write the seed corpora build/fuzz/seeds/TARGET from testdata/
+#   scripts/fuzz.sh run SECS [TARGET]  fuzz each target (or one) for SECS seconds (default 60)
+#   scripts/fuzz.sh replay             run every target once over testdata/bad/fuzz-TARGET-* (regressions)
+# Longer runs, e.g. 10 minutes per target in the background at low priority:
+#   nice -n 19 scripts/fuzz.sh run 600 >build/fuzz/run.log 2>&1 &
+# The growing corpus is kept in build/fuzz/corpus/TARGET (seeds are merged in on each run);
+# a crash is written to build/fuzz/crash-TARGET-*: copy it to testdata/bad/fuzz-TARGET-NAME,
+# fix the bug, and scripts/t-bad.sh replays it from then on. Each run prints one line
+# "fuzz TARGET: N executions in S s, C crashes" (grep '^fuzz ' for the record).
+# Memory: rss limit 2 GiB; the ONNX target plans at most 64 MiB (QT_MEM_LIMIT_MB).
+set -u
+cd "$(dirname "$0")/.."
+F=build/fuzz
+TARGETS="onnx image config"
+
+seeds() {
+    rm -rf $F/seeds && mkdir -p $F/seeds/onnx $F/seeds/image $F/seeds/config
+    # ONNX: every small model of testdata (op cases, the bundled models)
+    find testdata -name '*.onnx' -size -64k | sort | while read -r f; do
+        cp "$f" "$F/seeds/onnx/$(echo "$f" | tr / _)"
+    done
+    cp testdata/fmnist/model.onnx $F/seeds/onnx/fmnist_model.onnx
+    # images: the decoder test images (all PNG colour types and depths, JPEG grey/RGB, broken ones)
+    for f in testdata/images/*.png testdata/images/*.jpg; do
+        [ -f "$f" ] && cp "$f" $F/seeds/image/
+    done
+    # --config: the documented keys on the bundled model's node names
+    c=$F/seeds/config
+    echo '{"layers": {}}' >$c/empty.json
+    echo '{"layers": {"/stem/stem.0/Conv": {"wbits": 4, "abits": 8}}}' >$c/bits.json
+    echo '{"layers": {"/fc/Gemm": {"quantize": false}, "/Add": {"observer": "minmax"}}}' >$c/skip.json
+    echo '{"layers": {"/dw/dw.0/Conv": {"granularity": "per_tensor", "wbits": 2, "observer": "mse"}}}' >$c/gran.json
+    echo '{"layers": {"/pw/pw.0/Conv": {"observer": "percentile"}, "/down/down.0/Conv": {"abits": 3}}}' >$c/obs.json
+    echo '{"layers": []}' >$c/array.json
+    ls $F/seeds/* | grep -vc : | sed 's/^/seed files: /'
+}
+
+need() {
+    for t in $TARGETS; do
+        [ -x $F/fuzz_$t ] || { echo "fuzz.sh: $F/fuzz_$t missing: run make fuzz" >&2; exit 1; }
+    done
+}
+
+run() { # secs [target]
+    secs=${1:-60}
+    need
+    [ -d $F/seeds ] || seeds >/dev/null
+    crashes=0
+    for t in ${2:-$TARGETS}; do
+        mkdir -p $F/corpus/$t
+        log=$F/run-$t.log
+        t0=$(date +%s)
+        ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+            $F/fuzz_$t -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
+            -print_final_stats=1 -artifact_prefix=$F/crash-$t- $F/corpus/$t $F/seeds/$t >"$log" 2>&1
+        rc=$?
+        took=$(( $(date +%s) - t0 ))
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+        n=$(ls $F/crash-$t-* $F/leak-$t-* $F/timeout-$t-* $F/oom-$t-* 2>/dev/null | wc -l)
+        echo "fuzz $t: ${execs:-0} executions in ${took} s, exit $rc, $n crash files (log $log)"
+        [ "$rc" != 0 ] && { grep -m 3 -E 'ERROR|SUMMARY|==[0-9]+==' "$log"; crashes=$((crashes + 1)); }
+    done
+    [ "$crashes" = 0 ]
+}
+
+replay() {
+    need
+    fail=0
+    for t in $TARGETS; do
+        set -- testdata/bad/fuzz-$t-*
+        [ -f "$1" ] || continue
+        ASAN_OPTIONS=allocator_may_return_null=1 $F/fuzz_$t -runs=1 "$@" >$F/replay-$t.log 2>&1 \
+            || { echo "fuzz replay $t: FAILED (see $F/replay-$t.log)"; fail=1; continue; }
+        echo "fuzz replay $t: $# regression inputs ok"
+    done
+    return $fail
+}
+
+case "${1:-}" in
+seeds) seeds ;;
+run) shift; run "$@" ;;
+replay) replay ;;
+*) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
