@@ -4,7 +4,7 @@ HELP_check = build and run every test (unit drivers, op cases, end-to-end script
 HELP_demo  = run the main job on the bundled testdata
 HELP_bench = time qtool against ONNX Runtime on ../shared (not part of check)
 HELP_san   = build with -fsanitize=address,undefined into build/san and run the unit tests
-HELP_install = install qtool and its man pages under PREFIX (default /usr/local)
+HELP_install = install qtool, its man pages and bash completion under PREFIX (default /usr/local)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -50,8 +50,12 @@ TEST_HOBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPERS))
 .PHONY: all check unit demo bench san install clean help
 all: qtool
 
-qtool: $(BUILD)/qtool
+qtool: $(BUILD)/qtool $(BUILD)/qtool.bash
 	cp $< $@
+
+# bash completion, made from the binary's --help so it lists every option
+$(BUILD)/qtool.bash: $(BUILD)/qtool scripts/gen-completion.sh
+	sh scripts/gen-completion.sh $(BUILD)/qtool >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: proto/onnx.proto
 	@mkdir -p $(BUILD)/gen
@@ -93,10 +97,13 @@ san:
 	@QT_UNIT_ONLY=1 sh scripts/run-tests.sh build/san
 
 install: qtool
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 755 qtool $(DESTDIR)$(PREFIX)/bin/qtool
+	install -m 755 scripts/qtool-zoo $(DESTDIR)$(PREFIX)/bin/qtool-zoo
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	for f in man/*.5; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
+	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 $(BUILD)/qtool.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/qtool
 
 clean:
 	rm -rf build qtool

@@ -22,27 +22,30 @@ static const struct opt opts[] = {
     {OPT_LAT, "latency-runs", "N", "timed batch-1 runs for the latency figure (default 20, 0 = skip)"},
     {OPT_SIM, "simulate", NULL, "run a QDQ model as written, in float (default: QDQ patterns on int8 kernels)"},
     {'q', "quiet", NULL, "no progress on stderr"},
+    {OPT_CONFIG, "config", "FILE.json", "options by long name, e.g. {\"preset\": \"imagenet\", \"limit\": 500}"},
     CLI_PREPROC_OPTS,
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
 };
 
-static void progress(void *ud, int done, int total) {
-    (void)ud;
-    fprintf(stderr, "\reval: %d/%d images", done, total);
-    if (done == total)
-        fprintf(stderr, "\n");
-}
+static int eval_main(int argc, char **argv, void *ctx);
 
 int cmd_eval(int argc, char **argv) {
+    return cli_run_config("eval", opts, argc, argv, eval_main, NULL);
+}
+
+static int eval_main(int argc, char **argv, void *ctx) {
     struct optparse op;
     struct qt_eval_opts o;
     struct qt_eval_result r;
     struct qt_err err = {0};
     struct cli_pp pp;
+    struct cli_progress prog;
+    struct cli_json js;
     const char *json = NULL;
     int quiet = 0, c;
     long v;
+    (void)ctx;
     qt_eval_opts_init(&o);
     cli_pp_init(&pp);
     opt_build(opts, &op);
@@ -77,6 +80,7 @@ int cmd_eval(int argc, char **argv) {
             break;
         case OPT_SIM: o.simulate = 1; break;
         case 'q': quiet = 1; break;
+        case OPT_CONFIG: break; /* read by cli_run_config */
         case 'h':
             opt_usage(stdout, "eval", "MODEL.onnx --data DIR [options]", opts);
             return 0;
@@ -97,10 +101,14 @@ int cmd_eval(int argc, char **argv) {
     o.pp = pp.pp;
     o.channels_set = pp.set_channels;
     o.classes = pp.classes;
-    if (!quiet && isatty(2))
-        o.progress = progress;
+    if (!quiet) {
+        cli_progress_init(&prog, "eval", "images");
+        o.progress = cli_progress_cb;
+        o.progress_ud = &prog;
+    }
+    cli_json_begin(&js, "eval", json);
     if (qt_eval_run(&o, &r, &err))
-        return cli_fail("eval", &err);
+        return cli_json_fail(&js, &err);
 
     int to_stdout = json && !strcmp(json, "-");
     FILE *f = to_stdout ? stderr : stdout;
@@ -125,8 +133,7 @@ int cmd_eval(int argc, char **argv) {
     if (r.int8_nodes)
         fprintf(f, "int8:        %d nodes on integer kernels (%s)\n", r.int8_nodes, r.int8_isa);
     if (json) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "command", "eval");
+        cJSON *d = js.doc;
         cJSON_AddStringToObject(d, "model", o.model);
         cJSON_AddStringToObject(d, "data", o.data);
         cJSON_AddNumberToObject(d, "images", r.images);
@@ -159,11 +166,7 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "int8_nodes", r.int8_nodes);
         cJSON_AddStringToObject(d, "int8_isa", r.int8_isa);
         cJSON_AddBoolToObject(d, "simulate", o.simulate);
-        cli_json_num(d, "wall_s", r.wall_s);
-        int rc = cli_json_write(d, json, &err);
-        cJSON_Delete(d);
-        if (rc)
-            return cli_fail("eval", &err);
+        cli_json_num(d, "run_s", r.wall_s);
     }
-    return 0;
+    return cli_json_end(&js, 0, NULL);
 }

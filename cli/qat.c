@@ -76,10 +76,8 @@ static int count(const char *name, const char *arg, long lo, long hi, int *out) 
     return 0;
 }
 
-static int write_json(const char *json, const struct qt_qat_opts *o, const struct qt_qat_result *r,
-                      struct qt_err *err) {
-    cJSON *d = cJSON_CreateObject(), *eps = cJSON_CreateArray();
-    cJSON_AddStringToObject(d, "command", "qat");
+static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat_result *r) {
+    cJSON *eps = cJSON_CreateArray();
     cJSON_AddStringToObject(d, "model", o->model);
     cJSON_AddStringToObject(d, "output", o->out);
     if (!o->no_quant)
@@ -104,13 +102,18 @@ static int write_json(const char *json, const struct qt_qat_opts *o, const struc
         cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToObject(d, "epochs", eps);
-    cli_json_num(d, "wall_s", r->wall_s);
-    int rc = cli_json_write(d, json, err);
-    cJSON_Delete(d);
-    return rc;
+    cli_json_num(d, "run_s", r->wall_s);
 }
 
+static int qat_main(int argc, char **argv, void *ctx);
+
 int cmd_qat(int argc, char **argv) {
+    return cli_run_config("qat", opts, argc, argv, qat_main, NULL);
+}
+
+static int qat_main(int argc, char **argv, void *ctx) {
+    struct cli_progress prog;
+    struct cli_json js;
     struct optparse op;
     struct qt_qat_opts o;
     struct qt_qat_result r;
@@ -120,6 +123,7 @@ int cmd_qat(int argc, char **argv) {
     char qinfo[4096];
     int quiet = 0, c, k;
     double d;
+    (void)ctx;
     qt_qat_opts_init(&o);
     cli_pp_init(&pp);
     opt_build(opts, &op);
@@ -202,7 +206,11 @@ int cmd_qat(int argc, char **argv) {
     if (!quiet) {
         o.log = logline;
         o.log_ud = stderr;
+        cli_progress_init(&prog, "qat", "steps");
+        o.progress = cli_progress_cb;
+        o.progress_ud = &prog;
     }
+    cli_json_begin(&js, "qat", json);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -212,7 +220,7 @@ int cmd_qat(int argc, char **argv) {
     signal(SIGINT, SIG_DFL);
     if (rc) {
         free(r.epoch);
-        return cli_fail("qat", &err);
+        return cli_json_fail(&js, &err);
     }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
     if (r.interrupted) {
@@ -232,10 +240,8 @@ int cmd_qat(int argc, char **argv) {
         else
             fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
     }
-    if (json && write_json(json, &o, &r, &err)) {
-        free(r.epoch);
-        return cli_fail("qat", &err);
-    }
+    if (js.doc)
+        fill_json(js.doc, &o, &r);
     free(r.epoch);
-    return r.interrupted ? 130 : 0;
+    return cli_json_end(&js, r.interrupted ? 130 : 0, NULL);
 }

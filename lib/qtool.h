@@ -314,6 +314,8 @@ struct qt_ft_opts {
     uint64_t seed;
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    void (*progress)(void *ud, int done, int total); /* layers tuned so far (may be NULL) */
+    void *progress_ud;
 };
 struct qt_ft_layer {
     char name[128];
@@ -393,6 +395,9 @@ struct qt_qat_opts {
     const volatile int *stop;   /* set asynchronously (SIGINT): checkpoint and return */
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    /* training steps done of all (epochs x steps per epoch) this run (may be NULL) */
+    void (*progress)(void *ud, int done, int total);
+    void *progress_ud;
 };
 
 struct qt_qat_epoch {
