@@ -105,6 +105,12 @@ void cli_progress_cb(void *ud, int done, int total);
 int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **argv,
                    int (*fn)(int argc, char **argv, void *ctx), void *ctx);
 
+/* qtool eval --report: DIR/index.html (its path into path) with the charts
+ * of rep, the histograms of the nworst lowest-SQNR tensors (cli/report.c). */
+int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct qt_eval_result *r,
+                     const struct qt_layer_report *rep, int nworst, char *path, size_t pathlen,
+                     struct qt_err *err);
+
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);
