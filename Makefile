@@ -96,10 +96,10 @@ san:
 	$(MAKE) BUILD=build/san SAN=1 OPT=-O1 build/san/qtool unit
 	@QT_UNIT_ONLY=1 sh scripts/run-tests.sh build/san
 
-install: qtool
+install: $(BUILD)/qtool $(BUILD)/qtool.bash
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
-	install -m 755 qtool $(DESTDIR)$(PREFIX)/bin/qtool
+	install -m 755 $(BUILD)/qtool $(DESTDIR)$(PREFIX)/bin/qtool
 	install -m 755 scripts/qtool-zoo $(DESTDIR)$(PREFIX)/bin/qtool-zoo
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/

@@ -38,6 +38,7 @@ static const struct opt opts[] = {
 };
 
 static void logline(void *ud, const char *line) {
+    cli_progress_clear(ud);
     fprintf(ud, "%s\n", line);
 }
 

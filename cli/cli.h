@@ -95,6 +95,8 @@ struct cli_progress {
 };
 void cli_progress_init(struct cli_progress *p, const char *label, const char *unit);
 void cli_progress_cb(void *ud, int done, int total);
+/* Before a log line on f: erases a bar drawn on the terminal's current line. */
+void cli_progress_clear(FILE *f);
 
 /* --config FILE.json carries long options by name ({"observer": "mse",
  * "wbits": 4, "mean": [0.5, 0.5, 0.5], "no-fold-bn": true}); "layers" is

@@ -26,12 +26,26 @@ static void fmt_time(double s, char *b, size_t n) {
         snprintf(b, n, "%02d:%02d", (int)s / 60, (int)s % 60);
 }
 
+void cli_progress_clear(FILE *f) {
+    if (f == stderr && isatty(2))
+        fputs("\r\033[K", stderr);
+}
+
+/* "12.3 images/s", or "4.2 s/layer" below one a second */
+static void fmt_rate(double rate, const char *unit, char *b, size_t n) {
+    size_t l = strlen(unit);
+    if (rate >= 1 || rate <= 0)
+        snprintf(b, n, "%.1f %s/s", rate, unit);
+    else /* "layers" -> "layer" */
+        snprintf(b, n, "%.1f s/%.*s", 1 / rate, (int)(l > 1 && unit[l - 1] == 's' ? l - 1 : l), unit);
+}
+
 void cli_progress_cb(void *ud, int done, int total) {
     struct cli_progress *p = ud;
     double now = qt_now(), el = now - p->t0;
     double rate = el > 0 ? done / el : 0;
     double eta = rate > 0 && total > done ? (total - done) / rate : 0;
-    char e1[16], e2[16];
+    char e1[16], e2[16], rs[48];
     if (total <= 0)
         return;
     if (done < p->prev_done) { /* a new phase (qat epoch, finetune layer pass) restarts the count */
@@ -41,6 +55,7 @@ void cli_progress_cb(void *ud, int done, int total) {
         rate = 0;
     }
     p->prev_done = done;
+    fmt_rate(rate, p->unit, rs, sizeof rs);
     fmt_time(el, e1, sizeof e1);
     fmt_time(done < total ? eta : 0, e2, sizeof e2);
     if (p->tty) {
@@ -53,8 +68,8 @@ void cli_progress_cb(void *ud, int done, int total) {
         for (int i = 0; i < width; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
-        fprintf(stderr, "\r%s: [%s] %d/%d %s %3d%% %.1f %s/s %s ETA %s\033[K", p->label, bar, done, total, p->unit,
-                (int)(100LL * done / total), rate, p->unit, e1, e2);
+        fprintf(stderr, "\r%s: [%s] %d/%d %s %3d%% %s %s ETA %s\033[K", p->label, bar, done, total, p->unit,
+                (int)(100LL * done / total), rs, e1, e2);
         if (done >= total)
             fputc('\n', stderr);
         return;
@@ -68,6 +83,6 @@ void cli_progress_cb(void *ud, int done, int total) {
         return;
     p->last_tenth = done >= total ? 10 : tenth;
     p->last = now;
-    fprintf(stderr, "%s: %d/%d %s (%d%%), %.1f %s/s, elapsed %s, ETA %s\n", p->label, done, total, p->unit,
-            (int)(100LL * done / total), rate, p->unit, e1, e2);
+    fprintf(stderr, "%s: %d/%d %s (%d%%), %s, elapsed %s, ETA %s\n", p->label, done, total, p->unit,
+            (int)(100LL * done / total), rs, e1, e2);
 }

@@ -59,6 +59,7 @@ static void on_sigint(int sig) {
 }
 
 static void logline(void *ud, const char *line) {
+    cli_progress_clear(ud);
     fprintf(ud, "qat: %s\n", line);
 }
 
