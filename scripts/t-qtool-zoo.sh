@@ -51,4 +51,6 @@ check "--only wrote that model only" sh -c "test -f $TMP/one/plain.json && ! tes
 expect_ok "--summary-only" sh scripts/qtool-zoo --summary-only $M $TMP/one
 check "pending models listed" grep -q '^bn,pending' $TMP/one/summary.csv
 expect_fail 2 "output folder = models folder" $Z $M $M
+expect_ok "--help" sh scripts/qtool-zoo --help
+check "--help lists the options" grep -q -- "--summary-only" "$_out"
 done_testing
