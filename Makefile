@@ -5,7 +5,7 @@ HELP_demo  = run the main job on the bundled testdata
 HELP_bench = time qtool against ONNX Runtime on ../shared (not part of check)
 HELP_san   = build with -fsanitize=address,undefined into build/san and run the tests under it
 HELP_fuzz  = build the libFuzzer targets (clang) into build/fuzz; scripts/fuzz.sh runs them
-HELP_install = install qtool and its man pages under PREFIX (default /usr/local)
+HELP_install = install qtool, its man pages, profiles and bash completion under PREFIX (default /usr/local)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -55,8 +55,12 @@ TEST_HOBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPERS))
 .PHONY: all check unit demo bench san fuzz fuzz-targets install clean help
 all: qtool
 
-qtool: $(BUILD)/qtool
+qtool: $(BUILD)/qtool $(BUILD)/qtool.bash
 	cp $< $@.tmp && mv -f $@.tmp $@
+
+# bash completion, made from the binary's --help so it lists every option
+$(BUILD)/qtool.bash: $(BUILD)/qtool scripts/gen-completion.sh
+	sh scripts/gen-completion.sh $(BUILD)/qtool >$@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/onnx.pb-c.c $(BUILD)/gen/onnx.pb-c.h: proto/onnx.proto
 	@mkdir -p $(BUILD)/gen
@@ -122,13 +126,16 @@ fuzz-targets: $(FUZZ_BIN)
 $(BUILD)/fuzz_%: $(BUILD)/lib/test/fuzz_%.o $(BUILD)/libqtool.a
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(BUILD)/libqtool.a $(LDLIBS)
 
-install: qtool
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 755 qtool $(DESTDIR)$(PREFIX)/bin/qtool
+install: $(BUILD)/qtool $(BUILD)/qtool.bash
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 755 $(BUILD)/qtool $(DESTDIR)$(PREFIX)/bin/qtool
+	install -m 755 scripts/qtool-zoo $(DESTDIR)$(PREFIX)/bin/qtool-zoo
 	install -m 644 man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 $(BUILD)/qtool.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/qtool
 	install -d $(DESTDIR)$(PREFIX)/share/qtool/profiles
 	install -m 644 share/profiles/*.json $(DESTDIR)$(PREFIX)/share/qtool/profiles/
-	for f in man/*.5; do [ -f "$$f" ] && install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
 
 clean:
 	rm -rf build qtool

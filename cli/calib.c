@@ -39,31 +39,19 @@ static const struct opt opts[] = {
     {0, NULL, NULL, NULL},
 };
 
-static void progress(void *ud, int done, int total) {
-    (void)ud;
-    fprintf(stderr, "\rcalib: %d/%d images", done, total);
-    if (done == total)
-        fprintf(stderr, "\n");
-}
-
 static void logline(void *ud, const char *line) {
+    cli_progress_clear(ud);
     fprintf(ud, "%s\n", line);
 }
 
+struct calib_ctx {
+    int ft;
+    const struct opt *all;
+};
+
+static int calib_main(int argc, char **argv, void *ctx);
+
 int cli_calib_main(int argc, char **argv, int ft) {
-    const char *cmd = ft ? "finetune" : "calib";
-    struct optparse op;
-    struct qt_calib_opts o;
-    struct qt_calib_result r;
-    struct qt_err err = {0};
-    struct cli_pp pp;
-    const char *json = NULL;
-    char qinfo[4096];
-    int quiet = 0, c, rc;
-    long v;
-    double d;
-    qt_calib_opts_init(&o);
-    cli_pp_init(&pp);
     struct opt all[128];
     int na = 0;
     for (int i = 0; opts[i].name; i++)
@@ -72,6 +60,29 @@ int cli_calib_main(int argc, char **argv, int ft) {
     for (int i = 0; ft && ft_opts[i].name; i++)
         all[na++] = ft_opts[i];
     all[na] = (struct opt){0, NULL, NULL, NULL};
+    struct calib_ctx cx = {ft, all};
+    return cli_run_config(ft ? "finetune" : "calib", all, argc, argv, calib_main, &cx);
+}
+
+static int calib_main(int argc, char **argv, void *ctx) {
+    const struct calib_ctx *cx = ctx;
+    int ft = cx->ft;
+    const struct opt *all = cx->all;
+    const char *cmd = ft ? "finetune" : "calib";
+    struct optparse op;
+    struct qt_calib_opts o;
+    struct qt_calib_result r;
+    struct qt_err err = {0};
+    struct cli_pp pp;
+    struct cli_progress prog, ftprog;
+    struct cli_json js;
+    const char *json = NULL;
+    char qinfo[4096];
+    int quiet = 0, c;
+    long v;
+    double d;
+    qt_calib_opts_init(&o);
+    cli_pp_init(&pp);
     o.finetune = ft;
     opt_build(all, &op);
     optind = 1;
@@ -159,27 +170,32 @@ int cli_calib_main(int argc, char **argv, int ft) {
     } else if (!quiet) {
         o.log = logline;
         o.log_ud = stderr;
-        if (isatty(2))
-            o.progress = progress;
+        cli_progress_init(&prog, cmd, "images");
+        o.progress = cli_progress_cb;
+        o.progress_ud = &prog;
     }
     if (!quiet) {
         o.ft.log = logline;
         o.ft.log_ud = stderr;
+        cli_progress_init(&ftprog, "finetune", "layers");
+        o.ft.progress = cli_progress_cb;
+        o.ft.progress_ud = &ftprog;
     }
     if (o.finetune) { /* minutes of tuning: stop cleanly between steps */
         cli_stop_catch(1);
         o.ft.stop = &cli_stop;
     }
-    rc = qt_calib_run(&o, &r, &err);
+    cli_json_begin(&js, cmd, json);
+    int rc = qt_calib_run(&o, &r, &err);
     cli_stop_catch(0);
     if (rc && cli_stop) {
         free(r.ft.layer);
         fprintf(stderr, "qtool %s: interrupted (%s); nothing written\n", cmd, err.msg);
-        return 128 + cli_stop;
+        return cli_json_end(&js, 128 + cli_stop, &err);
     }
     if (rc) {
         free(r.ft.layer);
-        return cli_fail(cmd, &err);
+        return cli_json_fail(&js, &err);
     }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
     if (o.dry_run) {
@@ -192,8 +208,7 @@ int cli_calib_main(int argc, char **argv, int ft) {
         fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
     }
     if (json) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "command", cmd);
+        cJSON *d = js.doc;
         cJSON_AddStringToObject(d, "model", o.model);
         if (o.out)
             cJSON_AddStringToObject(d, "output", o.out);
@@ -202,6 +217,9 @@ int cli_calib_main(int argc, char **argv, int ft) {
         cJSON_AddBoolToObject(d, "dry_run", o.dry_run);
         cJSON_AddNumberToObject(d, "images", r.images);
         cJSON_AddStringToObject(d, "observer", qt_obs_name(o.q.observer));
+        cJSON_AddNumberToObject(d, "wbits", o.q.wbits);
+        cJSON_AddNumberToObject(d, "abits", o.q.abits);
+        cJSON_AddBoolToObject(d, "per_channel", o.q.per_channel);
         cJSON_AddNumberToObject(d, "folded_batchnorm", r.nfolded_bn);
         cJSON_AddNumberToObject(d, "fused_activations", r.nfused_act);
         cJSON_AddNumberToObject(d, "excluded_nodes", r.nexcluded);
@@ -228,16 +246,10 @@ int cli_calib_main(int argc, char **argv, int ft) {
             cJSON_AddNumberToObject(d, "seed", (double)o.ft.seed);
             cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
         }
-        cli_json_num(d, "wall_s", r.wall_s);
-        rc = cli_json_write(d, json, &err);
-        cJSON_Delete(d);
-        if (rc) {
-            free(r.ft.layer);
-            return cli_fail(cmd, &err);
-        }
+        cli_json_num(d, "run_s", r.wall_s);
     }
     free(r.ft.layer);
-    return 0;
+    return cli_json_end(&js, 0, NULL);
 }
 
 int cmd_calib(int argc, char **argv) {

@@ -91,6 +91,35 @@ int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp 
 /* OUT.onnx -> OUT.json (the default quant_info path) into buf. */
 const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 
+/* The progress reporter (cli/progress.c): pass cli_progress_cb with a
+ * struct cli_progress as the library's progress callback and user data. A
+ * bar with rate and ETA when stderr is a terminal, else a line every 10% or
+ * 5 s. A call with done below the previous one starts a new phase. */
+struct cli_progress {
+    const char *label, *unit;
+    int tty, last_tenth, prev_done;
+    double t0, last;
+};
+void cli_progress_init(struct cli_progress *p, const char *label, const char *unit);
+void cli_progress_cb(void *ud, int done, int total);
+/* Before a log line on f: erases a bar drawn on the terminal's current line. */
+void cli_progress_clear(FILE *f);
+
+/* --config FILE.json carries long options by name ({"observer": "mse",
+ * "wbits": 4, "mean": [0.5, 0.5, 0.5], "no-fold-bn": true}); "layers" is
+ * left to the library; quantization settings are skipped by commands without
+ * them (eval). Finds --config in argv, and calls fn with an argv in
+ * which the file's options come first, so the command line wins. Returns
+ * fn's status, or 2 (message printed) for a bad file or an unknown key. */
+int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **argv,
+                   int (*fn)(int argc, char **argv, void *ctx), void *ctx);
+
+/* qtool eval --report: DIR/index.html (its path into path) with the charts
+ * of rep, the histograms of the nworst lowest-SQNR tensors (cli/report.c). */
+int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct qt_eval_result *r,
+                     const struct qt_layer_report *rep, int nworst, char *path, size_t pathlen,
+                     struct qt_err *err);
+
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_calib(int argc, char **argv);

@@ -9,4 +9,24 @@
 int cli_json_write(cJSON *doc, const char *path, struct qt_err *err);
 /* Adds a number, or null when it is not finite. */
 cJSON *cli_json_num(cJSON *o, const char *k, double v);
+
+/* The --json envelope every subcommand shares (man/qtool-json.5):
+ * {"schema": "qtool-CMD/1", "command": CMD, "version", "started_at" (UTC,
+ * ISO 8601), then the command's fields, then "ok", "exit_code", "error"
+ * (null or the message) and "wall_s" (the whole command)}. */
+struct cli_json {
+    cJSON *doc;
+    const char *path; /* NULL: no --json */
+    const char *cmd;
+    double t0;
+};
+/* Starts the document (d->doc is NULL when path is NULL). */
+void cli_json_begin(struct cli_json *d, const char *cmd, const char *path);
+/* Adds the closing fields for exit status rc (err->msg when rc != 0), writes
+ * the document and frees it. Returns rc, or the write failure's status
+ * (message printed). */
+int cli_json_end(struct cli_json *d, int rc, const struct qt_err *err);
+/* A failure after the options were read: the message on stderr, and a JSON
+ * document with the envelope and the error (so batch jobs see why). */
+int cli_json_fail(struct cli_json *d, const struct qt_err *err);
 #endif

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET, OPT_SIM };
+enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET, OPT_SIM, OPT_REPORT, OPT_REPIMG };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "image folder (ImageFolder layout; a flat folder is unlabeled)"},
@@ -21,28 +21,35 @@ static const struct opt opts[] = {
     {OPT_SAVEIN, "save-inputs", "FILE", "raw float32 preprocessed inputs in image order (for other tools)"},
     {OPT_LAT, "latency-runs", "N", "timed batch-1 runs for the latency figure (default 20, 0 = skip)"},
     {OPT_SIM, "simulate", NULL, "run a QDQ model as written, in float (default: QDQ patterns on int8 kernels)"},
+    {OPT_REPORT, "report", "DIR", "with --ref: DIR/index.html, per-layer SQNR, histograms, depthwise ranges"},
+    {OPT_REPIMG, "report-images", "N", "images for the per-layer figures of --report (default 64)"},
     {'q', "quiet", NULL, "no progress on stderr"},
+    {OPT_CONFIG, "config", "FILE.json", "options by long name, e.g. {\"preset\": \"imagenet\", \"limit\": 500}"},
     CLI_PREPROC_OPTS,
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
 };
 
-static void progress(void *ud, int done, int total) {
-    (void)ud;
-    fprintf(stderr, "\reval: %d/%d images", done, total);
-    if (done == total)
-        fprintf(stderr, "\n");
-}
+static int eval_main(int argc, char **argv, void *ctx);
 
 int cmd_eval(int argc, char **argv) {
+    return cli_run_config("eval", opts, argc, argv, eval_main, NULL);
+}
+
+static int eval_main(int argc, char **argv, void *ctx) {
     struct optparse op;
     struct qt_eval_opts o;
     struct qt_eval_result r;
     struct qt_err err = {0};
     struct cli_pp pp;
-    const char *json = NULL;
-    int quiet = 0, c;
+    struct cli_progress prog;
+    struct cli_json js;
+    struct qt_layer_report rep = {0};
+    const char *json = NULL, *report = NULL;
+    char report_path[4096];
+    int quiet = 0, c, report_images = 64;
     long v;
+    (void)ctx;
     qt_eval_opts_init(&o);
     cli_pp_init(&pp);
     opt_build(opts, &op);
@@ -76,7 +83,14 @@ int cmd_eval(int argc, char **argv) {
             o.latency_runs = (int)v;
             break;
         case OPT_SIM: o.simulate = 1; break;
+        case OPT_REPORT: report = optarg; break;
+        case OPT_REPIMG:
+            if (cli_int(optarg, 1, 1L << 30, &v))
+                return cli_usage("eval", "--report-images takes a positive number, not '%s'", optarg);
+            report_images = (int)v;
+            break;
         case 'q': quiet = 1; break;
+        case OPT_CONFIG: break; /* read by cli_run_config */
         case 'h':
             opt_usage(stdout, "eval", "MODEL.onnx --data DIR [options]", opts);
             return 0;
@@ -93,14 +107,28 @@ int cmd_eval(int argc, char **argv) {
         return cli_usage("eval", "expects one model file");
     if (!o.data)
         return cli_usage("eval", "--data DIR is required");
+    if (report && !o.ref)
+        return cli_usage("eval", "--report compares with the float model: give --ref FLOAT.onnx");
     o.model = argv[optind];
     o.pp = pp.pp;
     o.channels_set = pp.set_channels;
     o.classes = pp.classes;
-    if (!quiet && isatty(2))
-        o.progress = progress;
+    if (!quiet) {
+        cli_progress_init(&prog, "eval", "images");
+        o.progress = cli_progress_cb;
+        o.progress_ud = &prog;
+    }
+    cli_json_begin(&js, "eval", json);
     if (qt_eval_run(&o, &r, &err))
-        return cli_fail("eval", &err);
+        return cli_json_fail(&js, &err);
+    if (report) {
+        o.progress = NULL;
+        if (qt_eval_layers(&o, report_images, &rep, &err) ||
+            cli_report_write(report, &o, &r, &rep, 6, report_path, sizeof report_path, &err)) {
+            qt_layer_report_free(&rep);
+            return cli_json_fail(&js, &err);
+        }
+    }
 
     int to_stdout = json && !strcmp(json, "-");
     FILE *f = to_stdout ? stderr : stdout;
@@ -125,8 +153,7 @@ int cmd_eval(int argc, char **argv) {
     if (r.int8_nodes)
         fprintf(f, "int8:        %d nodes on integer kernels (%s)\n", r.int8_nodes, r.int8_isa);
     if (json) {
-        cJSON *d = cJSON_CreateObject();
-        cJSON_AddStringToObject(d, "command", "eval");
+        cJSON *d = js.doc;
         cJSON_AddStringToObject(d, "model", o.model);
         cJSON_AddStringToObject(d, "data", o.data);
         cJSON_AddNumberToObject(d, "images", r.images);
@@ -159,11 +186,37 @@ int cmd_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(d, "int8_nodes", r.int8_nodes);
         cJSON_AddStringToObject(d, "int8_isa", r.int8_isa);
         cJSON_AddBoolToObject(d, "simulate", o.simulate);
-        cli_json_num(d, "wall_s", r.wall_s);
-        int rc = cli_json_write(d, json, &err);
-        cJSON_Delete(d);
-        if (rc)
-            return cli_fail("eval", &err);
+        cli_json_num(d, "run_s", r.wall_s);
+        if (report) {
+            cJSON_AddStringToObject(d, "report", report_path);
+            cJSON_AddNumberToObject(d, "report_images", rep.images);
+            cJSON *a = cJSON_AddArrayToObject(d, "layers");
+            for (int i = 0; i < rep.nlayers; i++) {
+                const struct qt_layer_stats *l = &rep.layer[i];
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "name", l->name);
+                cJSON_AddStringToObject(e, "node", l->node);
+                cJSON_AddStringToObject(e, "op", l->op);
+                cli_json_num(e, "sqnr_db", l->sqnr_db);
+                cli_json_num(e, "min", l->min);
+                cli_json_num(e, "max", l->max);
+                cli_json_num(e, "clip_min", l->clip_min);
+                cli_json_num(e, "clip_max", l->clip_max);
+                cJSON_AddNumberToObject(e, "count", (double)l->count);
+                cJSON_AddItemToArray(a, e);
+            }
+            a = cJSON_AddArrayToObject(d, "depthwise");
+            for (int i = 0; i < rep.ndw; i++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "node", rep.dw[i].node);
+                cJSON_AddNumberToObject(e, "channels", rep.dw[i].channels);
+                cJSON_AddItemToArray(a, e);
+            }
+        }
     }
-    return 0;
+    if (report)
+        fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
+                rep.ndw, rep.images);
+    qt_layer_report_free(&rep);
+    return cli_json_end(&js, 0, NULL);
 }

@@ -1,11 +1,13 @@
 /* inspect.c: `qtool inspect MODEL.onnx`: what a model is made of. */
 #include "cli.h"
+#include "cli_json.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const struct opt opts[] = {
     {'b', "batch", "N", "batch size used for the memory figure (default 1)"},
+    {'j', "json", "FILE", "write the same figures as JSON ('-' for stdout, the text then goes to stderr)"},
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
 };
@@ -24,6 +26,8 @@ int cmd_inspect(int argc, char **argv) {
     struct qt_err err = {0};
     struct qt_graph *g = NULL;
     struct qt_exec *x = NULL;
+    struct cli_json js;
+    const char *json = NULL;
     long batch = 1;
     int c, rc = 0;
     opt_build(opts, &op);
@@ -34,6 +38,7 @@ int cmd_inspect(int argc, char **argv) {
             if (cli_int(optarg, 1, 1 << 20, &batch))
                 return cli_usage("inspect", "--batch takes a positive number, not '%s'", optarg);
             break;
+        case 'j': json = optarg; break;
         case 'h':
             opt_usage(stdout, "inspect", "MODEL.onnx [options]", opts);
             return 0;
@@ -44,30 +49,45 @@ int cmd_inspect(int argc, char **argv) {
     if (optind != argc - 1)
         return cli_usage("inspect", "expects one model file");
     const char *path = argv[optind];
+    cli_json_begin(&js, "inspect", json);
     if (qt_graph_load(&g, path, &err))
-        return cli_fail("inspect", &err);
+        return cli_json_fail(&js, &err);
 
+    FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
+    cJSON *d = js.doc, *a;
     struct qt_graph_info info;
     qt_graph_info(g, &info);
-    printf("model:      %s\n", path);
-    printf("producer:   %s\n", info.producer);
-    printf("ir_version: %lld\n", (long long)info.ir_version);
-    printf("opset:      %d\n", info.opset);
-    for (int i = 0; i < info.ninputs; i++) {
-        int dt, nd;
-        int64_t d[QT_MAXDIM];
-        char b[160];
-        const char *nm = qt_graph_input(g, i, &dt, &nd, d);
-        printf("input:      %s %s %s\n", nm, qt_dtype_name(dt), nd >= 0 ? qt_dims_str(nd, d, b, sizeof b) : "?");
+    fprintf(f, "model:      %s\n", path);
+    fprintf(f, "producer:   %s\n", info.producer);
+    fprintf(f, "ir_version: %lld\n", (long long)info.ir_version);
+    fprintf(f, "opset:      %d\n", info.opset);
+    if (d) {
+        cJSON_AddStringToObject(d, "model", path);
+        cJSON_AddStringToObject(d, "producer", info.producer);
+        cJSON_AddNumberToObject(d, "ir_version", (double)info.ir_version);
+        cJSON_AddNumberToObject(d, "opset", info.opset);
     }
-    for (int i = 0; i < info.noutputs; i++) {
-        int dt, nd;
-        int64_t d[QT_MAXDIM];
-        char b[160];
-        const char *nm = qt_graph_output(g, i, &dt, &nd, d);
-        printf("output:     %s %s %s\n", nm, qt_dtype_name(dt), nd >= 0 ? qt_dims_str(nd, d, b, sizeof b) : "?");
+    for (int io = 0; io < 2; io++) {
+        a = d ? cJSON_AddArrayToObject(d, io ? "outputs" : "inputs") : NULL;
+        for (int i = 0; i < (io ? info.noutputs : info.ninputs); i++) {
+            int dt, nd;
+            int64_t dims[QT_MAXDIM];
+            char b[160];
+            const char *nm = io ? qt_graph_output(g, i, &dt, &nd, dims) : qt_graph_input(g, i, &dt, &nd, dims);
+            fprintf(f, "%s     %s %s %s\n", io ? "output:" : "input: ", nm, qt_dtype_name(dt),
+                    nd >= 0 ? qt_dims_str(nd, dims, b, sizeof b) : "?");
+            if (a) {
+                cJSON *t = cJSON_CreateObject(), *sh = nd >= 0 ? cJSON_CreateArray() : cJSON_CreateNull();
+                cJSON_AddStringToObject(t, "name", nm);
+                cJSON_AddStringToObject(t, "dtype", qt_dtype_name(dt));
+                for (int k = 0; k < nd; k++)
+                    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)dims[k]));
+                cJSON_AddItemToObject(t, "shape", sh);
+                cJSON_AddItemToArray(a, t);
+            }
+        }
     }
-    printf("nodes:      %d\n", info.nnodes);
+    fprintf(f, "nodes:      %d\n", info.nnodes);
     struct opcount *cnt = calloc((size_t)info.nnodes + 1, sizeof *cnt);
     int ncnt = 0, nunsup = 0;
     for (int i = 0; cnt && i < info.nnodes; i++) {
@@ -83,27 +103,50 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (cnt)
         qsort(cnt, (size_t)ncnt, sizeof *cnt, cmp_op);
-    for (int k = 0; k < ncnt; k++)
-        printf("  %-24s %d\n", cnt[k].op, cnt[k].n);
+    cJSON *ops = d ? cJSON_CreateObject() : NULL;
+    for (int k = 0; k < ncnt; k++) {
+        fprintf(f, "  %-24s %d\n", cnt[k].op, cnt[k].n);
+        if (ops)
+            cJSON_AddNumberToObject(ops, cnt[k].op, cnt[k].n);
+    }
     free(cnt);
-    printf("parameters: %lld (%lld bytes of initializers)\n", (long long)info.nparams, (long long)info.param_bytes);
+    fprintf(f, "parameters: %lld (%lld bytes of initializers)\n", (long long)info.nparams,
+            (long long)info.param_bytes);
+    if (d) {
+        cJSON_AddNumberToObject(d, "nodes", info.nnodes);
+        cJSON_AddItemToObject(d, "operators", ops);
+        cJSON_AddNumberToObject(d, "parameters", (double)info.nparams);
+        cJSON_AddNumberToObject(d, "parameter_bytes", (double)info.param_bytes);
+    }
+    a = d ? cJSON_AddArrayToObject(d, "unsupported") : NULL;
     if (nunsup) {
-        printf("unsupported:\n");
+        fprintf(f, "unsupported:\n");
         for (int i = 0; i < info.nnodes; i++) {
             const char *t;
             int sup;
             const char *nm = qt_graph_node(g, i, &t, &sup);
-            if (!sup)
-                printf("  %s (%s)\n", nm, t);
+            if (!sup) {
+                fprintf(f, "  %s (%s)\n", nm, t);
+                if (a) {
+                    cJSON *u = cJSON_CreateObject();
+                    cJSON_AddStringToObject(u, "name", nm);
+                    cJSON_AddStringToObject(u, "op", t);
+                    cJSON_AddItemToArray(a, u);
+                }
+            }
         }
         qt_graph_unsupported(g, &err);
         rc = cli_fail("inspect", &err);
     } else if (qt_exec_new(&x, g, (int)batch, 1, &err)) {
         rc = cli_fail("inspect", &err);
     } else {
-        printf("activations: %zu bytes peak at batch %ld\n", qt_exec_peak_bytes(x), batch);
+        fprintf(f, "activations: %zu bytes peak at batch %ld\n", qt_exec_peak_bytes(x), batch);
+        if (d) {
+            cJSON_AddNumberToObject(d, "batch", (double)batch);
+            cJSON_AddNumberToObject(d, "activation_bytes", (double)qt_exec_peak_bytes(x));
+        }
     }
     qt_exec_free(x);
     qt_graph_free(g);
-    return rc;
+    return cli_json_end(&js, rc, &err);
 }

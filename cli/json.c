@@ -1,8 +1,10 @@
 /* json.c: writing cJSON documents to a file or stdout, atomically. */
+#include "cli.h"
 #include "cli_json.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cli_json_write(cJSON *doc, const char *path, struct qt_err *err) {
     char *s = cJSON_Print(doc);
@@ -32,4 +34,48 @@ cJSON *cli_json_num(cJSON *o, const char *k, double v) {
     if (v != v || v == 1.0 / 0.0 || v == -1.0 / 0.0)
         return cJSON_AddNullToObject(o, k);
     return cJSON_AddNumberToObject(o, k, v);
+}
+
+void cli_json_begin(struct cli_json *d, const char *cmd, const char *path) {
+    char schema[64], when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    memset(d, 0, sizeof *d);
+    d->cmd = cmd;
+    d->path = path;
+    d->t0 = qt_now();
+    if (!path)
+        return;
+    d->doc = cJSON_CreateObject();
+    snprintf(schema, sizeof schema, "qtool-%s/1", cmd);
+    cJSON_AddStringToObject(d->doc, "schema", schema);
+    cJSON_AddStringToObject(d->doc, "command", cmd);
+    cJSON_AddStringToObject(d->doc, "version", QT_VERSION);
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON_AddStringToObject(d->doc, "started_at", when);
+}
+
+int cli_json_end(struct cli_json *d, int rc, const struct qt_err *err) {
+    struct qt_err werr = {0};
+    if (!d->doc)
+        return rc;
+    cJSON_AddBoolToObject(d->doc, "ok", rc == 0);
+    cJSON_AddNumberToObject(d->doc, "exit_code", rc);
+    if (rc && err && err->msg[0])
+        cJSON_AddStringToObject(d->doc, "error", err->msg);
+    else
+        cJSON_AddNullToObject(d->doc, "error");
+    cli_json_num(d->doc, "wall_s", qt_now() - d->t0);
+    int w = cli_json_write(d->doc, d->path, &werr);
+    cJSON_Delete(d->doc);
+    d->doc = NULL;
+    if (w && !rc)
+        return cli_fail(d->cmd, &werr);
+    return rc;
+}
+
+int cli_json_fail(struct cli_json *d, const struct qt_err *err) {
+    int rc = cli_fail(d->cmd, err);
+    return cli_json_end(d, rc, err);
 }

@@ -2,6 +2,8 @@
 #include "cli.h"
 #include "quant/quant.h"
 
+#include <cJSON.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -262,4 +264,129 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {
         return 0;
     }
     return 1;
+}
+
+/* Quantization settings in a --config file are skipped by commands that
+ * have none (eval), so one file serves a model's calib and eval runs. */
+static const struct opt quant_opts[] = {CLI_QUANT_OPTS, {0, NULL, NULL, NULL}};
+
+/* One --config value as the text a command-line option would carry. */
+static int config_value(const cJSON *v, char *buf, size_t len) {
+    if (cJSON_IsString(v))
+        return snprintf(buf, len, "%s", v->valuestring) >= (int)len ? -1 : 0;
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == (double)(long long)d)
+            snprintf(buf, len, "%lld", (long long)d);
+        else
+            snprintf(buf, len, "%.17g", d);
+        return 0;
+    }
+    if (cJSON_IsArray(v)) { /* --mean [0.5, 0.5, 0.5], --exclude ["a", "b"] */
+        size_t n = 0;
+        const cJSON *e;
+        buf[0] = 0;
+        cJSON_ArrayForEach(e, v) {
+            char one[256];
+            if (cJSON_IsArray(e) || config_value(e, one, sizeof one))
+                return -1;
+            int k = snprintf(buf + n, len - n, "%s%s", n ? "," : "", one);
+            if (k < 0 || (size_t)k >= len - n)
+                return -1;
+            n += (size_t)k;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **argv,
+                   int (*fn)(int argc, char **argv, void *ctx), void *ctx) {
+    const char *path = NULL;
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+    }
+    if (!path)
+        return fn(argc, argv, ctx);
+    struct qt_err err = {0};
+    void *buf;
+    size_t len;
+    if (qt_read_file(path, 16 << 20, &buf, &len, &err))
+        return cli_usage(cmd, "--config: %s", err.msg);
+    cJSON *doc = cJSON_ParseWithLength(buf, len);
+    free(buf);
+    if (!cJSON_IsObject(doc)) {
+        cJSON_Delete(doc);
+        return cli_usage(cmd, "--config: '%s' is not a JSON object", path);
+    }
+    int n = cJSON_GetArraySize(doc), na = 1, rc = 0;
+    char **av = calloc((size_t)(argc + n + 1), sizeof *av);
+    char **owned = calloc((size_t)n + 1, sizeof *owned);
+    int nowned = 0;
+    if (!av || !owned) {
+        rc = cli_usage(cmd, "out of memory");
+        goto out;
+    }
+    av[0] = argv[0];
+    const cJSON *it;
+    cJSON_ArrayForEach(it, doc) {
+        const char *k = it->string;
+        const struct opt *o;
+        if (!strcmp(k, "layers"))
+            continue; /* per-layer settings: the library reads them from the same file */
+        for (o = opts; o->name && strcmp(o->name, k); o++)
+            ;
+        if (!o->name) {
+            const struct opt *q;
+            for (q = quant_opts; q->name && strcmp(q->name, k); q++)
+                ;
+            if (q->name)
+                continue;
+        }
+        if (!o->name || !strcmp(k, "config") || !strcmp(k, "help")) {
+            rc = cli_usage(cmd, "--config: '%s' sets \"%s\", which is not an option of qtool %s", path, k, cmd);
+            goto out;
+        }
+        char val[4096], *a;
+        if (!o->arg) {
+            if (!cJSON_IsBool(it)) {
+                rc = cli_usage(cmd, "--config: '%s': \"%s\" is a flag: true or false", path, k);
+                goto out;
+            }
+            if (cJSON_IsFalse(it))
+                continue;
+            a = malloc(strlen(k) + 3);
+            if (a)
+                sprintf(a, "--%s", k);
+        } else {
+            if (config_value(it, val, sizeof val)) {
+                rc = cli_usage(cmd, "--config: '%s': \"%s\" takes a string, a number or a list of them", path,
+                               k);
+                goto out;
+            }
+            a = malloc(strlen(k) + strlen(val) + 4);
+            if (a)
+                sprintf(a, "--%s=%s", k, val);
+        }
+        if (!a) {
+            rc = cli_usage(cmd, "out of memory");
+            goto out;
+        }
+        owned[nowned++] = a;
+        av[na++] = a;
+    }
+    for (int i = 1; i < argc; i++)
+        av[na++] = argv[i];
+    av[na] = NULL;
+    rc = fn(na, av, ctx);
+out:
+    for (int i = 0; owned && i < nowned; i++)
+        free(owned[i]);
+    free(owned);
+    free(av);
+    cJSON_Delete(doc);
+    return rc;
 }

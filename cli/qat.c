@@ -51,6 +51,7 @@ static const struct opt opts[] = {
 };
 
 static void logline(void *ud, const char *line) {
+    cli_progress_clear(ud);
     fprintf(ud, "qat: %s\n", line);
 }
 
@@ -68,10 +69,8 @@ static int count(const char *name, const char *arg, long lo, long hi, int *out) 
     return 0;
 }
 
-static int write_json(const char *json, const struct qt_qat_opts *o, const struct qt_qat_result *r,
-                      struct qt_err *err) {
-    cJSON *d = cJSON_CreateObject(), *eps = cJSON_CreateArray();
-    cJSON_AddStringToObject(d, "command", "qat");
+static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat_result *r) {
+    cJSON *eps = cJSON_CreateArray();
     cJSON_AddStringToObject(d, "model", o->model);
     cJSON_AddStringToObject(d, "output", o->out);
     if (!o->no_quant)
@@ -96,13 +95,18 @@ static int write_json(const char *json, const struct qt_qat_opts *o, const struc
         cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToObject(d, "epochs", eps);
-    cli_json_num(d, "wall_s", r->wall_s);
-    int rc = cli_json_write(d, json, err);
-    cJSON_Delete(d);
-    return rc;
+    cli_json_num(d, "run_s", r->wall_s);
 }
 
+static int qat_main(int argc, char **argv, void *ctx);
+
 int cmd_qat(int argc, char **argv) {
+    return cli_run_config("qat", opts, argc, argv, qat_main, NULL);
+}
+
+static int qat_main(int argc, char **argv, void *ctx) {
+    struct cli_progress prog;
+    struct cli_json js;
     struct optparse op;
     struct qt_qat_opts o;
     struct qt_qat_result r;
@@ -112,6 +116,7 @@ int cmd_qat(int argc, char **argv) {
     char qinfo[4096];
     int quiet = 0, c, k;
     double d;
+    (void)ctx;
     qt_qat_opts_init(&o);
     cli_pp_init(&pp);
     opt_build(opts, &op);
@@ -194,14 +199,18 @@ int cmd_qat(int argc, char **argv) {
     if (!quiet) {
         o.log = logline;
         o.log_ud = stderr;
+        cli_progress_init(&prog, "qat", "steps");
+        o.progress = cli_progress_cb;
+        o.progress_ud = &prog;
     }
+    cli_json_begin(&js, "qat", json);
     cli_stop_catch(1);
     o.stop = &cli_stop;
     int rc = qt_qat_run(&o, &r, &err);
     cli_stop_catch(0);
     if (rc) {
         free(r.epoch);
-        return cli_fail("qat", &err);
+        return cli_json_fail(&js, &err);
     }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
     if (r.interrupted) {
@@ -221,10 +230,8 @@ int cmd_qat(int argc, char **argv) {
         else
             fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
     }
-    if (json && write_json(json, &o, &r, &err)) {
-        free(r.epoch);
-        return cli_fail("qat", &err);
-    }
+    if (js.doc)
+        fill_json(js.doc, &o, &r);
     free(r.epoch);
-    return r.interrupted ? 128 + (cli_stop ? cli_stop : 2) : 0;
+    return cli_json_end(&js, r.interrupted ? 128 + (cli_stop ? cli_stop : 2) : 0, NULL);
 }

@@ -13,7 +13,7 @@ struct cmd {
 
 static const struct cmd cmds[] = {
     {"calib", cmd_calib, "post-training static quantization to a QDQ model and quant_info.json"},
-    {"finetune", cmd_finetune, "calib followed by AdaQuant layer-wise tuning (weights, biases, weight steps)"},
+    {"finetune", cmd_finetune, "calib followed by AdaQuant layer-wise tuning (weights, biases, quantization steps)"},
     {"qat", cmd_qat, "quantization-aware training with fake quantization, to a QDQ model"},
     {"export", cmd_export, "rebuild a QDQ, QOperator or float model from the float model and quant_info.json"},
     {"eval", cmd_eval, "top-1/top-5, loss, agreement and SQNR of a float or quantized model"},

@@ -283,6 +283,43 @@ struct qt_eval_result {
 void qt_eval_opts_init(struct qt_eval_opts *o);
 int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err);
 
+/* Per-layer figures of a QDQ model against its float model (qtool eval
+ * --report): for every quantized activation T (QuantizeLinear on a tensor a
+ * node produces, or on the graph input), the SQNR of the model's
+ * DequantizeLinear output against the reference's T of the same name, a
+ * histogram of T's float values (the reference's; the quantized model's when
+ * the reference has no T) over three times the clipping range, and that
+ * range; and for every depthwise Conv the per-channel range of its weights
+ * with the quantization grid's limits. */
+#define QT_LAYER_BINS 96
+struct qt_layer_stats {
+    char name[128];             /* the quantized tensor */
+    char node[128], op[32];     /* its producer in the quantized model ("" for a graph input) */
+    double sqnr_db;             /* NAN: the reference has no tensor of that name; INFINITY: no error */
+    float clip_min, clip_max;   /* scale * (qmin - zero point), scale * (qmax - zero point) */
+    float min, max;             /* observed */
+    float hlo, hhi;             /* histogram range: the clipping range widened by its width each side */
+    int64_t hist[QT_LAYER_BINS], under, over, count;
+};
+struct qt_dw_stats {
+    char node[128];
+    int channels;
+    float *wmin, *wmax;         /* per channel, of the (dequantized) weights */
+    float *gmin, *gmax;         /* per channel, the grid's limits (equal to wmin/wmax for float weights) */
+};
+struct qt_layer_report {
+    struct qt_layer_stats *layer;
+    int nlayers;
+    struct qt_dw_stats *dw;
+    int ndw;
+    int images;
+};
+/* Runs o->model (as written, in float) and o->ref on the first `images`
+ * images of o->data (o->pp, o->classes, o->limit as qt_eval_run). Fills rep
+ * (free with qt_layer_report_free, also after an error). */
+int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err);
+void qt_layer_report_free(struct qt_layer_report *rep);
+
 /* The image size and channel count a model expects (input 0 is [N,C,H,W]),
  * using pp's crop when H/W are dynamic. */
 int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, int *c, int *h, int *w,
@@ -351,6 +388,8 @@ struct qt_ft_opts {
     const volatile int *stop;   /* set asynchronously (SIGINT/SIGTERM): fail with "interrupted" */
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    void (*progress)(void *ud, int done, int total); /* layers tuned so far (may be NULL) */
+    void *progress_ud;
 };
 struct qt_ft_layer {
     char name[128];
@@ -433,6 +472,9 @@ struct qt_qat_opts {
     const volatile int *stop;   /* set asynchronously (SIGINT): checkpoint and return */
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    /* training steps done of all (epochs x steps per epoch) this run (may be NULL) */
+    void (*progress)(void *ud, int done, int total);
+    void *progress_ud;
 };
 
 struct qt_qat_epoch {

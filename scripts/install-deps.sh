@@ -4,11 +4,12 @@
 #   scripts/install-deps.sh --test   also what `make check` and `make bench` use: Node.js + npm
 #                                    (onnxruntime-node, installed by scripts/setup-node.sh), Debian's
 #                                    python3-torch/torchvision/onnx (zoo export, fixtures), groff,
-#                                    clang + libclang-rt (make fuzz), valgrind (.ci/run)
+#                                    clang + libclang-rt (make fuzz), valgrind (.ci/run),
+#                                    chromium (renders the eval --report page in scripts/t-report.sh)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -u
 BUILD_PKGS="make gcc pkg-config protobuf-c-compiler libprotobuf-c-dev libpng-dev libjpeg62-turbo-dev libcjson-dev libopenblas-dev"
-TEST_PKGS="clang libclang-rt-14-dev groff-base nodejs npm python3 python3-numpy python3-onnx python3-torch python3-torchvision python3-pil valgrind"
+TEST_PKGS="clang libclang-rt-14-dev groff-base nodejs npm python3 python3-numpy python3-onnx python3-torch python3-torchvision python3-pil valgrind chromium"
 pkgs=$BUILD_PKGS
 [ "${1:-}" = "--test" ] && pkgs="$BUILD_PKGS $TEST_PKGS"
 

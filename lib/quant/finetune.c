@@ -336,6 +336,8 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
                      n->name, before, after, nimg);
             fo->log(fo->log_ud, line);
         }
+        if (fo->progress)
+            fo->progress(fo->progress_ud, li + 1, nl);
     }
     rc = qt_qplan_biases(p, err);
     (void)rc;

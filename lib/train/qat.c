@@ -773,6 +773,8 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
             qt_optim_step(&q.opt, lr);
             if (ep > start || it > 0)
                 steps[nsteps++] = qt_now() - st;
+            if (o->progress)
+                o->progress(o->progress_ud, (ep - start) * iters + it + 1, (o->epochs - start) * iters);
             if (o->stop && *o->stop) {
                 /* the finished epochs and the optimizer state; the partial epoch reruns on --resume */
                 if (ck_write(&q, ep, err))
