@@ -317,6 +317,13 @@ int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **arg
     if (qt_read_file(path, 16 << 20, &buf, &len, &err))
         return cli_usage(cmd, "--config: %s", err.msg);
     cJSON *doc = cJSON_ParseWithLength(buf, len);
+    if (!doc) {
+        const char *at = cJSON_GetErrorPtr();
+        long off = at && at >= (const char *)buf && at <= (const char *)buf + len ? (long)(at - (const char *)buf) : -1;
+        free(buf);
+        qt_errf(&err, QT_EDATA, "--config: '%s' is not valid JSON (near byte %ld)", path, off);
+        return cli_fail(cmd, &err);
+    }
     free(buf);
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);

@@ -95,7 +95,7 @@ def walk(v):
             walk(x)
     elif isinstance(v, list):
         for x in v: walk(x)
-walk(json.load(open('$TMP/z.json')))"
+walk(json.load(open('$TMP/z.json'))['tensors'])"
 expect_ok "  ONNX Runtime loads it" $ORT $TMP/z.onnx --check-load
 
 # ---- images -------------------------------------------------------------------
@@ -160,7 +160,7 @@ def walk(v):
             walk(x)
     elif isinstance(v, list):
         for x in v: walk(x)
-walk(json.load(open('$TMP/black.json')))"
+walk(json.load(open('$TMP/black.json'))['tensors'])"
 expect_ok "  ONNX Runtime loads it" $ORT $TMP/black.onnx --check-load
 
 # ---- --config JSON ----------------------------------------------------------------

@@ -48,15 +48,16 @@ Q="$D/model.onnx --train $D/calib $PP --wbits 4 --abits 4 --lr 0.001 --no-augmen
    --iters-per-epoch 4 --schedule const --threads 1"
 rm -f $O/*
 expect_ok "previous qat output" $QTOOL qat $Q --epochs 1 -o $O/q.onnx
-cp $O/q.onnx $TMP/prev.onnx && cp $O/q.json $TMP/prev.json
+cp $O/q.onnx $TMP/prev.onnx && cp $O/q.json $TMP/prev.json && cp $O/q.weights.bin $TMP/prev.weights.bin
 expect_ok "qat with a checkpoint, 1 epoch" $QTOOL qat $Q --epochs 1 -o $TMP/ref/c1.onnx --checkpoint $TMP/ck
 $QTOOL qat $Q --epochs 1000 -o $O/q.onnx --checkpoint $TMP/ck --resume >/dev/null 2>&1 &
 pid=$!
 sleep 1.5
 kill -KILL $pid
 wait $pid 2>/dev/null
-check "qat killed mid-run: previous pair untouched" sh -c "cmp -s $O/q.onnx $TMP/prev.onnx && cmp -s $O/q.json $TMP/prev.json"
-check "  no temporary file in the output folder ($(files $O))" test "$(files $O)" = "q.json q.onnx "
+check "qat killed mid-run: previous model, quant_info and tuned weights untouched" sh -c \
+    "cmp -s $O/q.onnx $TMP/prev.onnx && cmp -s $O/q.json $TMP/prev.json && cmp -s $O/q.weights.bin $TMP/prev.weights.bin"
+check "  no temporary file in the output folder ($(files $O))" test "$(files $O)" = "q.json q.onnx q.weights.bin "
 check "  nor in the checkpoint folder ($(files $TMP/ck))" test "$(files $TMP/ck)" = "checkpoint.bin "
 expect_ok "  a rerun resumes from the checkpoint and finishes" $QTOOL qat $Q --epochs 3 -o $O/q.onnx --checkpoint $TMP/ck \
     --resume

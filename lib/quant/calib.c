@@ -297,14 +297,23 @@ int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const cha
         return qt_graph_save(qg, out, err);
     if (qt_graph_pack(qg, &buf, &len, err))
         return qt_err_prefix(err, "writing '%s'", out);
-    struct qt_wfile fs[2];
+    struct qt_wfile fs[3];
     int rc = qt_wfile_begin(&fs[0], out, buf, len, err);
     free(buf);
     if (rc)
         return rc;
-    if (qt_qplan_info_begin(p, qinfo, model_path, pp, images, data, &fs[1], err)) {
+    if (qt_qplan_info_begin(p, qinfo, model_path, pp, images, data, &fs[1], &fs[2], err)) {
         qt_wfile_abort(&fs[0]);
+        qt_wfile_abort(&fs[2]);
         return err->code;
+    }
+    /* the weights first, so a quant_info.json in place always has its file */
+    if (fs[2].path) {
+        struct qt_wfile t = fs[2];
+        fs[2] = fs[1];
+        fs[1] = fs[0];
+        fs[0] = t;
+        return qt_wfile_commit_all(fs, 3, err);
     }
     return qt_wfile_commit_all(fs, 2, err);
 }

@@ -66,7 +66,7 @@ static int add_requant(const struct qt_qplan *p, const struct qt_qtensor *qt, cJ
 
 /* Tuned float weights: every float initializer of the prepared graph, raw
  * little-endian float32, in <path without .json>.weights.bin. */
-static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struct qt_err *err) {
+static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struct qt_wfile *fw, struct qt_err *err) {
     const struct qt_graph *g = p->g;
     size_t total = 0, off = 0;
     for (int v = 0; v < g->nv; v++)
@@ -98,7 +98,7 @@ static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struc
     cJSON_AddStringToObject(tw, "sha256", hex);
     cJSON_AddNumberToObject(tw, "bytes", (double)total);
     cJSON_AddItemToObject(tw, "tensors", arr);
-    int rc = qt_write_file_atomic(file, buf, total, err);
+    int rc = fw ? qt_wfile_begin(fw, file, buf, total, err) : qt_write_file_atomic(file, buf, total, err);
     free(buf);
     return rc;
 }
@@ -108,15 +108,19 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
     struct qt_wfile f;
     if (!path)
         return 0;
-    if (qt_qplan_info_begin(p, path, model_path, pp, images, data, &f, err))
+    if (qt_qplan_info_begin(p, path, model_path, pp, images, data, &f, NULL, err))
         return err->code;
     return qt_wfile_commit(&f, err);
 }
 
 int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
-                        struct qt_err *err) {
+                        struct qt_wfile *fw, struct qt_err *err) {
     const struct qt_graph *g = p->g;
+    if (fw) {
+        memset(fw, 0, sizeof *fw);
+        fw->fd = -1;
+    }
     const struct qt_quant_opts *o = &p->o;
     void *buf = NULL;
     size_t len = 0;
@@ -219,7 +223,7 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         }
         cJSON_AddItemToArray(ts, e);
     }
-    if (p->tuned && add_tuned(p, path, d, err)) {
+    if (p->tuned && add_tuned(p, path, d, fw, err)) {
         cJSON_Delete(d);
         return err->code;
     }

@@ -191,12 +191,15 @@ void qt_requant_fixed(double m, int32_t *mult, int *shift);
  * beside it (<path without .json>.weights.bin), named in the JSON. */
 int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_err *err);
-/* The same, written but not yet in place (qt_wfile_commit / _abort). */
+/* The same, written but not yet in place (qt_wfile_commit / _abort). fw
+ * (may be NULL: written in place at once) gets the tuned-weights file when
+ * the plan is tuned (fw->path is NULL otherwise). */
 int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
-                        struct qt_err *err);
-/* Writes the QDQ model qg to out and quant_info.json to qinfo as a pair: both
- * are written and fsync'ed nameless, then renamed one right after the other,
+                        struct qt_wfile *fw, struct qt_err *err);
+/* Writes the QDQ model qg to out and quant_info.json to qinfo (and the tuned
+ * weights beside it) together: all are written nameless, then renamed one
+ * right after the other,
  * so a failure (a full disk) or a kill leaves the previous pair untouched. */
 int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
                   const char *model_path, const struct qt_preproc *pp, int images, const char *data,
