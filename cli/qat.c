@@ -81,6 +81,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
     cJSON_AddNumberToObject(d, "seed", (double)o->seed);
     cJSON_AddNumberToObject(d, "calib_images", r->calib_images);
     cJSON_AddNumberToObject(d, "trained_tensors", r->nparams);
+    cJSON_AddNumberToObject(d, "batchnorm_unfolded", r->bn_unfolded);
+    cJSON_AddNumberToObject(d, "freeze_bn_after", o->freeze_bn_after);
     cJSON_AddBoolToObject(d, "interrupted", r->interrupted);
     for (int i = 0; i < r->nepoch; i++) {
         cJSON *e = cJSON_CreateObject();

@@ -490,6 +490,7 @@ struct qt_qat_result {
     int interrupted;            /* stopped by o->stop: checkpoint written, no model */
     int nparams;                /* trained tensors */
     int calib_images;
+    int bn_unfolded;            /* BatchNormalization trained with batch statistics (freeze_bn_after > 0) */
     double wall_s;
     struct qt_qat_epoch *epoch; /* per epoch run (malloc'd, epochs_done entries; free()) */
     int nepoch;

@@ -114,7 +114,7 @@ echo '{"per-tensor": 1}' >$TMP/bad3.json
 expect_fail 2 "a flag with a number in --config" $QTOOL calib $D/model_bn.onnx --data $D/calib -o $TMP/b.onnx \
     --config $TMP/bad3.json
 echo '[1, 2' >$TMP/bad4.json
-expect_fail 2 "--config that is not JSON" $QTOOL eval $D/model.onnx --data $D/test --config $TMP/bad4.json
+expect_fail 4 "--config that is not JSON" $QTOOL eval $D/model.onnx --data $D/test --config $TMP/bad4.json
 check "no output file after a bad config" test ! -e $TMP/b.onnx
 
 # progress: plain lines on a file, the closing one with a rate; none with -q

@@ -76,6 +76,28 @@ check "loss fell epoch over epoch" python3 -c "
 import json; e=json.load(open('$TMP/s.log.json'))['epochs']; assert e[-1]['loss'] < 0.8 * e[0]['loss'], e"
 expect_ok "ONNX Runtime loads the float model" $ORT $TMP/s.onnx --check-load
 
+# BatchNormalization trained with batch statistics until --freeze-bn-after,
+# then on running statistics, folded at export: the written QDQ file must be
+# the network the last epoch validated (W4A8: one-step rounding differences
+# between fake quantization and int32 biases stay small)
+QB="--wbits 4 --abits 8 --epochs 3 --lr 0.001 --no-augment --calib-images 300 --batch 32"
+expect_ok "qat --freeze-bn-after 2 on the BatchNormalization model" $QTOOL qat $D/model_bn.onnx --train $D/calib \
+    --val $D/test $PP $QB --freeze-bn-after 2 -o $TMP/bn.onnx --json $TMP/bn.log.json --threads 1
+check "  6 BatchNormalization trained unfolded" test "$(json $TMP/bn.log.json batchnorm_unfolded)" = 6
+expect_ok "  eval" $QTOOL eval $TMP/bn.onnx --data $D/test $PP --latency-runs 0 --json $TMP/bne.json
+check "  QDQ top-1 $(json $TMP/bne.json top1) = last epoch's val top-1 within 0.6" python3 -c "
+import json; v=json.load(open('$TMP/bn.log.json'))['epochs'][-1]['val_top1']; assert abs(v - $(json $TMP/bne.json top1)) <= 0.6, v"
+expect_ok "  ORT loads it" $ORT $TMP/bn.onnx --check-load
+expect_ok "  same at 2 threads" $QTOOL qat $D/model_bn.onnx --train $D/calib --val $D/test $PP $QB --freeze-bn-after 2 \
+    -o $TMP/bn2.onnx --threads 2
+check "  byte-identical" cmp -s $TMP/bn.onnx $TMP/bn2.onnx
+expect_ok "  --freeze-bn-after 0 (folded from the start)" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP $QB \
+    --freeze-bn-after 0 -o $TMP/bn0.onnx --json $TMP/bn0.log.json
+check "  nothing unfolded, another model" sh -c "test $(json $TMP/bn0.log.json batchnorm_unfolded) = 0 && ! cmp -s $TMP/bn.onnx $TMP/bn0.onnx"
+expect_fail 2 "--freeze-bn-after 1 with --per-tensor" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP $QB \
+    --freeze-bn-after 1 --per-tensor -o $TMP/bnp.onnx
+check "  no output" test ! -e $TMP/bnp.onnx
+
 # distillation on an unlabeled (flat) folder
 mkdir -p $TMP/flat
 for f in $D/calib/*/000[0-9]*.png; do cp "$f" $TMP/flat/$(basename $(dirname "$f"))_$(basename "$f"); done

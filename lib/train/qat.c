@@ -52,6 +52,15 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     o->calib_images = 256;
 }
 
+/* A Conv whose BatchNormalization the plan folded, trained unfolded: tg's
+ * Conv reads the original weights and bias (values vw, vb, the plan's
+ * indices) and writes vpre, read by a BatchNormalization node (bn) with
+ * copies of the parameters and running statistics (vg, vbeta, vmean, vvar). */
+struct bnc {
+    int conv, bn, vw, vb, vg, vbeta, vmean, vvar;
+    float eps;
+};
+
 struct qat {
     const struct qt_qat_opts *o;
     struct qt_graph *g;      /* the float model (teacher) */
@@ -63,6 +72,8 @@ struct qat {
     int *act_scale;          /* scale parameters (values of tg) */
     int nact;
     int *wscale;             /* per plan tensor: its weight scale value in tg, or -1 */
+    struct bnc *bnc;         /* BatchNormalization trained unfolded (freeze_bn_after > 0) */
+    int nbnc;
     struct qt_exec *x, *tx;  /* training plan, teacher plan */
     struct qt_optim opt;
     struct qt_dataset *ds, *vds;
@@ -154,11 +165,132 @@ static void mse_init(float *scale, const struct qt_tensor *w, const struct qt_qp
     }
 }
 
+/* BatchNormalization trained with batch statistics before freeze_bn_after:
+ * every Conv of tg into which the plan folded a BatchNormalization gets its
+ * original weights and bias back and the BatchNormalization after it again
+ * (as PyTorch's QAT ConvBn before freeze_bn_stats). Weight FakeQuant then
+ * acts on the unfolded weights with per-channel steps s / |k|, k = gamma /
+ * sqrt(var + eps): folding at export (fold_back) turns them into the folded
+ * weights with steps s exactly, the quantized weights scaled by k. From
+ * freeze_bn_after on the running statistics are used, which is the folded
+ * Conv itself (exactly, while gamma stays positive: see the sign below). */
+static int unfold_bn(struct qat *q, struct qt_err *err) {
+    struct qt_graph *tg = q->tg;
+    const struct qt_graph *g = q->g;
+    int nn = tg->nn;
+    q->bnc = calloc((size_t)nn + 1, sizeof *q->bnc);
+    if (!q->bnc)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int k = 0; k < nn; k++) {
+        const struct qt_node *c = &tg->n[k];
+        if (strcmp(c->op_type, "Conv") || c->nin < 3 || c->in[2] < 0 || c->nout < 1)
+            continue;
+        const char *yn = tg->v[c->out[0]].name;
+        const struct qt_node *bn = NULL;
+        for (int i = 0; i < g->nn && !bn; i++)
+            if (!strcmp(g->n[i].op_type, "BatchNormalization") && g->n[i].nout > 0 && g->n[i].nin >= 5 &&
+                !strcmp(g->v[g->n[i].out[0]].name, yn))
+                bn = &g->n[i];
+        if (!bn || g->v[bn->in[0]].producer < 0)
+            continue;
+        const struct qt_node *c0 = &g->n[g->v[bn->in[0]].producer];
+        const struct qt_tensor *w0 = c0->nin > 1 && c0->in[1] >= 0 ? g->v[c0->in[1]].init : NULL;
+        const struct qt_tensor *b0 = c0->nin > 2 && c0->in[2] >= 0 ? g->v[c0->in[2]].init : NULL;
+        struct qt_tensor *wt = tg->v[c->in[1]].init, *bt = tg->v[c->in[2]].init;
+        if (!w0 || !wt || !bt || w0->dtype != QT_FLOAT || w0->nbytes != wt->nbytes ||
+            (b0 && (b0->dtype != QT_FLOAT || b0->nbytes != bt->nbytes)))
+            continue;
+        struct bnc *r = &q->bnc[q->nbnc];
+        r->conv = k;
+        r->vw = c->in[1];
+        r->vb = c->in[2];
+        r->eps = qt_attr_float(bn, "epsilon", 1e-5f, err);
+        float momentum = qt_attr_float(bn, "momentum", 0.9f, err);
+        int in[5], *dst[4] = {&r->vg, &r->vbeta, &r->vmean, &r->vvar};
+        char name[600];
+        for (int j = 1; j < 5; j++) {
+            struct qt_tensor *t = qt_tensor_clone(g->v[bn->in[j]].init);
+            if (!t)
+                return qt_errf(err, QT_ENOMEM, "out of memory");
+            snprintf(name, sizeof name, "%s", qt_graph_unique_name(tg, g->v[bn->in[j]].name, "_qat"));
+            if ((in[j] = *dst[j - 1] = qt_graph_add_init(tg, name, t, err)) < 0)
+                return err->code;
+        }
+        memcpy(wt->data, w0->data, wt->nbytes);
+        if (b0)
+            memcpy(bt->data, b0->data, bt->nbytes);
+        else
+            memset(bt->data, 0, bt->nbytes);
+        /* a channel with gamma < 0 is trained negated (weights, bias, gamma
+         * and running mean: the same function), so that k > 0 and the
+         * folded weights' quantization is exactly the unfolded one scaled
+         * (the clamp range [qmin, qmax] is not symmetric) */
+        float *ga = tg->v[r->vg].init->data, *mu = tg->v[r->vmean].init->data, *W = wt->data, *B = bt->data;
+        int64_t m = wt->dims[0], per = qt_tensor_numel(wt) / m;
+        for (int64_t o = 0; o < m; o++)
+            if (ga[o] < 0) {
+                ga[o] = -ga[o];
+                mu[o] = -mu[o];
+                B[o] = -B[o];
+                for (int64_t e = 0; e < per; e++)
+                    W[o * per + e] = -W[o * per + e];
+            }
+        tg->v[r->vw].orig = tg->v[r->vb].orig = NULL;
+        snprintf(name, sizeof name, "%s", qt_graph_unique_name(tg, yn, "_prebn"));
+        if ((in[0] = qt_graph_add_value(tg, name, QT_V_ACT, err)) < 0)
+            return err->code;
+        int y = tg->n[k].out[0];
+        snprintf(name, sizeof name, "%s", qt_graph_unique_name(tg, bn->name, "_qat"));
+        int b = qt_graph_add_node(tg, name, "BatchNormalization", in, 5, &y, 1, err);
+        if (b < 0 || qt_node_set_float(&tg->n[b], "epsilon", r->eps) ||
+            qt_node_set_float(&tg->n[b], "momentum", momentum))
+            return err->code ? err->code : qt_errf(err, QT_ENOMEM, "out of memory");
+        tg->n[k].out[0] = in[0];
+        r->bn = b;
+        q->nbnc++;
+        if (qt_node_changed(tg, b, err) || qt_node_changed(tg, k, err))
+            return err->code;
+    }
+    logf_(q, "%d BatchNormalization trained with batch statistics until epoch %d, then folded", q->nbnc,
+          q->o->freeze_bn_after + 1);
+    return qt_graph_check(tg, err);
+}
+
+/* the BatchNormalization factor k = gamma / sqrt(var + eps) of channel o */
+static double bn_k(const struct qat *q, const struct bnc *r, int64_t o) {
+    const float *ga = q->tg->v[r->vg].init->data, *var = q->tg->v[r->vvar].init->data;
+    return ga[o] / sqrt((double)var[o] + r->eps);
+}
+
+/* Folds every unfolded BatchNormalization back into its Conv (weights, bias
+ * and weight steps in tg, running statistics), for export. */
+static void fold_back(struct qat *q) {
+    for (int i = 0; i < q->nbnc; i++) {
+        const struct bnc *r = &q->bnc[i];
+        struct qt_tensor *wt = q->tg->v[r->vw].init;
+        float *W = wt->data, *B = q->tg->v[r->vb].init->data;
+        const float *be = q->tg->v[r->vbeta].init->data, *mu = q->tg->v[r->vmean].init->data;
+        int64_t m = wt->dims[0], per = qt_tensor_numel(wt) / m;
+        int t = q->p->tensor_of[r->vw];
+        float *ws = t >= 0 && q->wscale[t] >= 0 ? q->tg->v[q->wscale[t]].init->data : NULL;
+        for (int64_t o = 0; o < m; o++) {
+            double f = bn_k(q, r, o);
+            B[o] = (float)((B[o] - mu[o]) * f + be[o]);
+            for (int64_t e = 0; e < per; e++)
+                W[o * per + e] = (float)(W[o * per + e] * f);
+            if (ws)
+                ws[o] = (float)(ws[o] * fabs(f));
+        }
+    }
+}
+
 /* The quantized training graph (see the top of the file). */
 static int build_qat_graph(struct qat *q, struct qt_err *err) {
     struct qt_qplan *p = q->p;
     int *gs = NULL;
     if (qt_graph_clone(&q->tg, p->g, err))
+        return err->code;
+    if (q->o->freeze_bn_after > 0 && unfold_bn(q, err))
         return err->code;
     struct qt_graph *tg = q->tg;
     gs = malloc(sizeof(int) * 2 * ((size_t)p->ngroups + 1));
@@ -212,6 +344,10 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
             char nm[600];
             snprintf(nm, sizeof nm, "%s_qat_scale", tg->v[qt->v].name);
             int s = new_init(tg, nm, qp->n, qp->scale, err);
+            for (int i = 0; s >= 0 && i < q->nbnc; i++) /* unfolded weights: steps / |k| */
+                if (q->bnc[i].vw == qt->v && qp->n == tg->v[qt->v].init->dims[0])
+                    for (int c = 0; c < qp->n; c++)
+                        ((float *)tg->v[s].init->data)[c] = (float)(qp->scale[c] / fabs(bn_k(q, &q->bnc[i], c)));
             if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax)
                 mse_init(tg->v[s].init->data, tg->v[qt->v].init, qp);
             snprintf(nm, sizeof nm, "%s_qat_zp", tg->v[qt->v].name);
@@ -508,6 +644,7 @@ out:
 static int export_quant(struct qat *q, int images, struct qt_err *err) {
     struct qt_qplan *p = q->p;
     struct qt_graph *qg = NULL;
+    fold_back(q);
     for (int v = 0; v < p->g->nv; v++) /* training graph values keep the plan's indices */
         if (q->params[v] && is_float_init(p->g, v)) {
             memcpy(p->g->v[v].init->data, q->tg->v[v].init->data, p->g->v[v].init->nbytes);
@@ -621,6 +758,7 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
               r->calib_images, q->p->nfolded);
         if (build_qat_graph(q, err))
             return err->code;
+        r->bn_unfolded = q->nbnc;
     }
     if (mark_params(q, err))
         return err->code;
@@ -684,10 +822,11 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         return qt_errf(err, QT_EUSAGE, "model, training folder and output are required");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
-    if (!o->no_quant && o->freeze_bn_after > 0)
-        return qt_errf(err, QT_EUNSUPPORTED,
-                       "quantized training folds BatchNormalization before the first step "
-                       "(--freeze-bn-after 0); later freezing is only available with --no-quant");
+    if (!o->no_quant && o->freeze_bn_after > 0 && !o->q.per_channel)
+        return qt_errf(err, QT_EUSAGE,
+                       "--freeze-bn-after %d trains BatchNormalization unfolded, which needs per-channel weight "
+                       "steps (fold them exactly at export); drop --per-tensor or use --freeze-bn-after 0",
+                       o->freeze_bn_after);
     if (setup(&q, r, err))
         goto out;
     if (o->resume) {
@@ -831,6 +970,7 @@ out:
     free(q.afq);
     free(q.act_scale);
     free(q.wscale);
+    free(q.bnc);
     free(q.order);
     free(q.labels);
     free(q.tlogits);
