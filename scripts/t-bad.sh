@@ -73,6 +73,15 @@ for f in $B/fuzz-onnx-*; do
         sh -c "case $rc in 0|3|5) exit 0;; *) exit 1;; esac"
 done
 
+# scales_ok Q.json: every tensor's scale in quant_info.json is positive and finite
+scales_ok() {
+    python3 -c "
+import json, math, sys
+for t in json.load(open(sys.argv[1]))['tensors']:
+    for s in t['scale']:
+        assert s > 0 and math.isfinite(s), (t['name'], s)" "$1"
+}
+
 # ---- weights ----------------------------------------------------------------
 python3 - $D/model_bn.onnx $TMP <<'PY'
 import struct, sys
@@ -85,17 +94,7 @@ map_float_initializers(src, tmp + "/zero.onnx", lambda name, i, v: 0.0 if name i
 PY
 bad 5 "weight 'stem.0.weight' has NaN or infinite values" "Inf weights" $QTOOL calib $TMP/inf.onnx --data $D/calib $PP -o $O --limit 8
 expect_ok "all-zero weights are quantized" $QTOOL calib $TMP/zero.onnx --data $D/calib $PP -o $TMP/z.onnx --limit 16
-check "  every scale is positive and finite" python3 -c "
-import json, math
-def walk(v):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if k in ('scale', 'scales'):
-                for s in (x if isinstance(x, list) else [x]): assert s > 0 and math.isfinite(s), (k, s)
-            walk(x)
-    elif isinstance(v, list):
-        for x in v: walk(x)
-walk(json.load(open('$TMP/z.json'))['tensors'])"
+check "  every scale is positive and finite" scales_ok $TMP/z.json
 expect_ok "  ONNX Runtime loads it" $ORT $TMP/z.onnx --check-load
 
 # ---- images -------------------------------------------------------------------
@@ -150,17 +149,7 @@ mkdir -p $TMP/img/black
 for i in 1 2 3 4 5 6 7 8; do cp $B/all-black.png $TMP/img/black/$i.png; done
 expect_ok "constant activations (all-black images)" $QTOOL calib $D/model_bn.onnx --data $TMP/img/black $PP \
     -o $TMP/black.onnx
-check "  every scale is positive and finite" python3 -c "
-import json, math
-def walk(v):
-    if isinstance(v, dict):
-        for k, x in v.items():
-            if k in ('scale', 'scales'):
-                for s in (x if isinstance(x, list) else [x]): assert s > 0 and math.isfinite(s), (k, s)
-            walk(x)
-    elif isinstance(v, list):
-        for x in v: walk(x)
-walk(json.load(open('$TMP/black.json'))['tensors'])"
+check "  every scale is positive and finite" scales_ok $TMP/black.json
 expect_ok "  ONNX Runtime loads it" $ORT $TMP/black.onnx --check-load
 
 # ---- --config JSON ----------------------------------------------------------------
