@@ -464,6 +464,7 @@ struct qt_qat_opts {
     int augment;                /* random resized crop + flip (default 1) */
     double rrc_min_scale;       /* smallest crop area fraction (default 0.08, as torchvision) */
     int calib_images;           /* images to initialise activation ranges (default 256) */
+    const char *init_info;      /* start from this quant_info.json (calib/finetune/qat) instead */
     int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
     uint64_t seed;
     int threads;

@@ -98,6 +98,25 @@ expect_fail 2 "--freeze-bn-after 1 with --per-tensor" $QTOOL qat $D/model_bn.onn
     --freeze-bn-after 1 --per-tensor -o $TMP/bnp.onnx
 check "  no output" test ! -e $TMP/bnp.onnx
 
+# --init: training starts from a finished plan (here finetune's), not from
+# calibration: with a vanishing learning rate the result is that plan
+expect_ok "finetune W4A4 (the plan to start from)" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP --wbits 4 \
+    --abits 4 --limit 64 --iters 20 -o $TMP/ft.onnx
+expect_ok "  eval" $QTOOL eval $TMP/ft.onnx --data $D/test $PP --latency-runs 0 --json $TMP/fte.json
+expect_ok "qat --init from its quant_info.json, lr 1e-9" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP \
+    --init $TMP/ft.json --epochs 1 --iters-per-epoch 2 --lr 1e-9 --no-augment -o $TMP/qi.onnx --json $TMP/qi.log.json
+expect_ok "  eval" $QTOOL eval $TMP/qi.onnx --data $D/test $PP --latency-runs 0 --json $TMP/qie.json
+check "  top-1 $(json $TMP/qie.json top1) = finetune's $(json $TMP/fte.json top1)" \
+    test "$(json $TMP/qie.json top1)" = "$(json $TMP/fte.json top1)"
+check "  4-bit settings kept from the file" python3 -c "
+import json; assert any(t['quant_max'] == 15 for t in json.load(open('$TMP/qi.json'))['tensors'] if t['role'] == 'activation')"
+expect_fail 4 "--init written for another model" $QTOOL qat $D/model.onnx --train $D/calib $PP --init $TMP/ft.json \
+    -o $TMP/qb.onnx
+check "  message names the file" grep -q "ft.json' was written for another model" "$_out"
+expect_fail 2 "--init with --freeze-bn-after 1" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP --init $TMP/ft.json \
+    --freeze-bn-after 1 -o $TMP/qb.onnx
+check "  no output" test ! -e $TMP/qb.onnx
+
 # distillation on an unlabeled (flat) folder
 mkdir -p $TMP/flat
 for f in $D/calib/*/000[0-9]*.png; do cp "$f" $TMP/flat/$(basename $(dirname "$f"))_$(basename "$f"); done

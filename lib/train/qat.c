@@ -3,7 +3,9 @@
  * 1. The float model is prepared as calib prepares it (qt_qplan_build: same
  *    quantization settings, BatchNormalization folded, activations fused)
  *    and its activation ranges are calibrated on the first calib_images
- *    training images (qt_calib_observe).
+ *    training images (qt_calib_observe); or, with init_info, the plan a
+ *    quant_info.json describes is rebuilt (qt_qplan_from_info: its settings,
+ *    steps and tuned weights, e.g. finetune's) and training starts there.
  * 2. The training graph is a copy of the prepared graph with a FakeQuant
  *    node after every quantized activation (one learnable LSQ scale per
  *    activation group, initialised from calibration, zero point fixed) and
@@ -348,7 +350,7 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
                 if (q->bnc[i].vw == qt->v && qp->n == tg->v[qt->v].init->dims[0])
                     for (int c = 0; c < qp->n; c++)
                         ((float *)tg->v[s].init->data)[c] = (float)(qp->scale[c] / fabs(bn_k(q, &q->bnc[i], c)));
-            if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax)
+            if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax && !q->o->init_info)
                 mse_init(tg->v[s].init->data, tg->v[qt->v].init, qp);
             snprintf(nm, sizeof nm, "%s_qat_zp", tg->v[qt->v].name);
             int z = s < 0 ? -1 : new_init(tg, nm, qp->n, zf, err);
@@ -749,13 +751,20 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     } else {
         if (o->from_scratch)
             return qt_errf(err, QT_EUSAGE, "--from-scratch trains a float model: add --no-quant");
-        if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err) || qt_qplan_weights(q->p, err))
-            return err->code;
-        if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
-                             &r->calib_images, NULL, NULL, err))
-            return err->code;
-        logf_(q, "calibrated %d activation groups on %d images; %d BatchNormalization folded", q->p->ngroups,
-              r->calib_images, q->p->nfolded);
+        if (o->init_info) { /* a finished plan: settings, steps and tuned weights */
+            int ntuned;
+            if (qt_qplan_from_info(&q->p, q->g, o->model, o->init_info, &ntuned, err))
+                return err->code;
+            logf_(q, "started from %s: %d tensors, %d tuned weight tensors", o->init_info, q->p->nt, ntuned);
+        } else {
+            if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err) || qt_qplan_weights(q->p, err))
+                return err->code;
+            if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
+                                 &r->calib_images, NULL, NULL, err))
+                return err->code;
+            logf_(q, "calibrated %d activation groups on %d images; %d BatchNormalization folded", q->p->ngroups,
+                  r->calib_images, q->p->nfolded);
+        }
         if (build_qat_graph(q, err))
             return err->code;
         r->bn_unfolded = q->nbnc;
@@ -822,6 +831,9 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         return qt_errf(err, QT_EUSAGE, "model, training folder and output are required");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
+    if (o->init_info && (o->no_quant || o->freeze_bn_after > 0))
+        return qt_errf(err, QT_EUSAGE, "--init starts from a folded, quantized plan: it excludes --no-quant and "
+                                       "--freeze-bn-after > 0");
     if (!o->no_quant && o->freeze_bn_after > 0 && !o->q.per_channel)
         return qt_errf(err, QT_EUSAGE,
                        "--freeze-bn-after %d trains BatchNormalization unfolded, which needs per-channel weight "
