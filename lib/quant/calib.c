@@ -224,7 +224,7 @@ out:
 }
 
 int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
-    struct qt_graph *g = NULL, *qg = NULL;
+    struct qt_graph *g = NULL, *qg = NULL, *fref = NULL;
     struct qt_qplan *p = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
@@ -264,11 +264,15 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         goto out;
     if (o->bias_correction || o->bn_reestimate) {
         struct qt_bc_report bc;
+        /* the corrections edit p->g's weights and biases: finetune's float
+         * targets must come from the prepared graph before them */
+        if (o->finetune && qt_graph_clone(&fref, p->g, err))
+            goto out;
         if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
             goto out;
         r->bc_layers = bc.layers;
     }
-    if (o->finetune && qt_finetune(p, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
+    if (o->finetune && qt_finetune(p, fref, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
     if (o->finetune && p->o.pow2_scales) { /* the learnt weight steps back on powers of two */
         qt_qplan_pow2(p);
@@ -283,6 +287,7 @@ out:
     r->wall_s = qt_now() - t0;
     qt_dataset_free(ds);
     qt_graph_free(qg);
+    qt_graph_free(fref);
     qt_qplan_free(p);
     qt_graph_free(g);
     return err->code;

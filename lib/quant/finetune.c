@@ -163,9 +163,9 @@ static uint64_t lcg(uint64_t *s) {
     return *s >> 33;
 }
 
-int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                int c, int h, int w, int threads, const struct qt_ft_opts *fo, struct qt_ft_report *rep,
-                struct qt_err *err) {
+int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
+                int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
+                struct qt_ft_report *rep, struct qt_err *err) {
     struct qt_exec *x1 = NULL;
     struct qt_aq_net net = {0};
     struct held held = {NULL, 0, 0};
@@ -173,7 +173,7 @@ int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_prepr
     int *order = NULL, nl = 0, rc = 0;
     float *X = NULL, *T = NULL, *buf = NULL;
     memset(rep, 0, sizeof *rep);
-    if (qt_graph_clone(&fg, p->g, err))
+    if (qt_graph_clone(&fg, fref ? fref : p->g, err))
         return err->code;
     if (qt_exec_new_flags(&x1, p->g, 1, 1, QT_EXEC_NOFUSE, err)) {
         qt_graph_free(fg);

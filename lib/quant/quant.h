@@ -273,8 +273,10 @@ void qt_aq_net_free(struct qt_aq_net *a);
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the
  * weights, biases and weight steps of every quantized Conv/Gemm in place,
  * and the input step of a layer that is its input's only reader. */
-int qt_finetune(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                int c, int h, int w, int threads, const struct qt_ft_opts *fo, struct qt_ft_report *rep,
-                struct qt_err *err);
+/* fref: the prepared float graph the targets come from (NULL: p->g as it
+ * is; pass a copy taken before bias correction, which edits p->g). */
+int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
+                int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
+                struct qt_ft_report *rep, struct qt_err *err);
 
 #endif
