@@ -13,10 +13,10 @@
 set -u
 cd "$(dirname "$0")/.."
 F=build/fuzz
-TARGETS="onnx image config"
+TARGETS="onnx image config qinfo"
 
 seeds() {
-    rm -rf $F/seeds && mkdir -p $F/seeds/onnx $F/seeds/image $F/seeds/config
+    rm -rf $F/seeds && mkdir -p $F/seeds/onnx $F/seeds/image $F/seeds/config $F/seeds/qinfo
     # ONNX: every small model of testdata (op cases, the bundled models)
     find testdata -name '*.onnx' -size -64k | sort | while read -r f; do
         cp "$f" "$F/seeds/onnx/$(echo "$f" | tr / _)"
@@ -34,6 +34,15 @@ seeds() {
     echo '{"layers": {"/dw/dw.0/Conv": {"granularity": "per_tensor", "wbits": 2, "observer": "mse"}}}' >$c/gran.json
     echo '{"layers": {"/pw/pw.0/Conv": {"observer": "percentile"}, "/down/down.0/Conv": {"abits": 3}}}' >$c/obs.json
     echo '{"layers": []}' >$c/array.json
+    # quant_info.json: what calib writes for the bundled model (needs build/qtool; make check builds it)
+    q=$F/seeds/qinfo
+    if [ -x build/qtool ]; then
+        for s in "w8:" "w4:--wbits 4 --abits 4 --keep-first-last 8" "pt:--per-tensor --act-dtype int8" \
+            "pow2:--profile pow2" "int:--profile int-only --exclude-op Add"; do
+            build/qtool calib testdata/fmnist/model_bn.onnx --data testdata/fmnist/calib --preset mnist -q --limit 16 \
+                ${s#*:} -o $q/${s%%:*}.onnx >/dev/null 2>&1 && rm -f $q/${s%%:*}.onnx
+        done
+    fi
     ls $F/seeds/* | grep -vc : | sed 's/^/seed files: /'
 }
 

@@ -14,7 +14,7 @@
 #   t-eval.sh  empty or missing data folder (4, 1), corrupt PNG (4),
 #              image of the wrong size (4), 3 channels for a grey model (2)
 #   t-qat.sh   checkpoint of other settings (4), unlabeled data without --distill (4)
-# Fuzzer regressions (testdata/bad/fuzz-*) are replayed through inspect and calib.
+# Fuzzer regressions (testdata/bad/fuzz-*) are replayed: models through inspect, quant_info.json files through export.
 . scripts/testlib.sh
 B=testdata/bad
 D=testdata/fmnist
@@ -71,6 +71,12 @@ for f in $B/fuzz-onnx-*; do
     rc=$?
     check "fuzzer regression $(basename "$f"): exit $rc is 0 or a model error (3, 5), no crash" \
         sh -c "case $rc in 0|3|5) exit 0;; *) exit 1;; esac"
+done
+for f in $B/fuzz-qinfo-*; do # quant_info.json regressions, through export
+    [ -f "$f" ] || continue
+    expect_fail 4 "fuzzer regression $(basename "$f"): export refuses it" $QTOOL export $D/model_bn.onnx \
+        --quant-info "$f" -o $O
+    check "  no output" test ! -e $O
 done
 
 # scales_ok Q.json: every tensor's scale in quant_info.json is positive and finite

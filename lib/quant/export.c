@@ -9,6 +9,7 @@
 #include "quant/quant.h"
 
 #include <cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,9 +20,11 @@ static const cJSON *item(const cJSON *o, const char *k) {
 
 static int jint(const cJSON *o, const char *k, int lo, int hi, int *out) {
     const cJSON *f = item(o, k);
-    if (!cJSON_IsNumber(f) || f->valuedouble != (double)(int)f->valuedouble || f->valueint < lo || f->valueint > hi)
+    /* range first: (int) of a double outside int is undefined */
+    if (!cJSON_IsNumber(f) || !(f->valuedouble >= lo && f->valuedouble <= hi) ||
+        f->valuedouble != (double)(int)f->valuedouble)
         return -1;
-    *out = f->valueint;
+    *out = (int)f->valuedouble;
     return 0;
 }
 
@@ -95,7 +98,7 @@ static int farr(const cJSON *a, int n, float *out) {
     cJSON_ArrayForEach(it, a) {
         if (cJSON_IsNull(it))
             out[i++] = NAN;
-        else if (cJSON_IsNumber(it))
+        else if (cJSON_IsNumber(it) && fabs(it->valuedouble) <= FLT_MAX) /* beyond: undefined as float */
             out[i++] = (float)it->valuedouble;
         else
             return -1;
