@@ -100,16 +100,21 @@ check "  no output" test ! -e $TMP/bnp.onnx
 
 # --init: training starts from a finished plan (here finetune's), not from
 # calibration: with a vanishing learning rate the result is that plan
-expect_ok "finetune W4A4 (the plan to start from)" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP --wbits 4 \
-    --abits 4 --limit 64 --iters 20 -o $TMP/ft.onnx
+expect_ok "finetune W4A4, first/last 8 bit (the plan to start from)" $QTOOL finetune $D/model_bn.onnx --data $D/calib \
+    $PP --wbits 4 --abits 4 --keep-first-last 8 --limit 64 --iters 20 -o $TMP/ft.onnx
 expect_ok "  eval" $QTOOL eval $TMP/ft.onnx --data $D/test $PP --latency-runs 0 --json $TMP/fte.json
 expect_ok "qat --init from its quant_info.json, lr 1e-9" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP \
     --init $TMP/ft.json --epochs 1 --iters-per-epoch 2 --lr 1e-9 --no-augment -o $TMP/qi.onnx --json $TMP/qi.log.json
 expect_ok "  eval" $QTOOL eval $TMP/qi.onnx --data $D/test $PP --latency-runs 0 --json $TMP/qie.json
 check "  top-1 $(json $TMP/qie.json top1) = finetune's $(json $TMP/fte.json top1)" \
     test "$(json $TMP/qie.json top1)" = "$(json $TMP/fte.json top1)"
-check "  4-bit settings kept from the file" python3 -c "
-import json; assert any(t['quant_max'] == 15 for t in json.load(open('$TMP/qi.json'))['tensors'] if t['role'] == 'activation')"
+check "  every tensor's bits and range kept from the file (8-bit first/last layers too)" python3 -c "
+import json
+a={t['name']: t for t in json.load(open('$TMP/ft.json'))['tensors']}
+b={t['name']: t for t in json.load(open('$TMP/qi.json'))['tensors']}
+assert a.keys() == b.keys() and any(t['bits'] == 8 and t['role'] == 'weight' for t in a.values())
+for n in a:
+    assert [a[n][k] for k in ('bits', 'quant_min', 'quant_max', 'axis')] == [b[n][k] for k in ('bits', 'quant_min', 'quant_max', 'axis')], n"
 expect_fail 4 "--init written for another model" $QTOOL qat $D/model.onnx --train $D/calib $PP --init $TMP/ft.json \
     -o $TMP/qb.onnx
 check "  message names the file" grep -q "ft.json' was written for another model" "$_out"

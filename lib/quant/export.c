@@ -145,6 +145,10 @@ static int read_tensor(struct qt_qplan *p, struct qt_qtensor *qt, const cJSON *e
         return err->code;
     q->dtype = dtype;
     q->bits = bits;
+    if (want_role == QT_ROLE_WEIGHT) { /* the node's settings follow (qt_qplan_weights reads them) */
+        p->qn[qt->node].wbits = bits;
+        p->qn[qt->node].per_channel = axis >= 0;
+    }
     q->qmin = qmin;
     q->qmax = qmax;
     q->symmetric = sym;
