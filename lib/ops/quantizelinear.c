@@ -135,7 +135,7 @@ static void q_task(void *arg, int64_t r0, int64_t r1, int tid) {
     do {                                                                             \
         const T *X = j->t->data;                                                     \
         for (int64_t i = r * j->inner, e = i + j->inner; i < e; i++)                 \
-            Y[i] = (float)((int32_t)X[i] - zp) * s;                                  \
+            Y[i] = (float)((int64_t)X[i] - zp) * s;                                  \
     } while (0)
 
 static void dq_task(void *arg, int64_t r0, int64_t r1, int tid) {
