@@ -9,6 +9,8 @@
 # a crash is written to build/fuzz/crash-TARGET-*: copy it to testdata/bad/fuzz-TARGET-NAME,
 # fix the bug, and scripts/t-bad.sh replays it from then on. Each run prints one line
 # "fuzz TARGET: N executions in S s, C crashes" (grep '^fuzz ' for the record).
+# The mutation sequence is seeded (FUZZ_SEED, default 1) so a CI run over the same commit
+# explores the same inputs; FUZZ_SEED=0 lets libFuzzer pick one (exploratory runs).
 # Memory: rss limit 2 GiB; the ONNX target plans at most 64 MiB (QT_MEM_LIMIT_MB).
 set -u
 cd "$(dirname "$0")/.."
@@ -62,7 +64,7 @@ run() { # secs [target]
         log=$F/run-$t.log
         t0=$(date +%s)
         ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
-            $F/fuzz_$t -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
+            $F/fuzz_$t -seed="${FUZZ_SEED:-1}" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len=262144 \
             -print_final_stats=1 -artifact_prefix=$F/crash-$t- $F/corpus/$t $F/seeds/$t >"$log" 2>&1
         rc=$?
         took=$(( $(date +%s) - t0 ))

@@ -260,7 +260,7 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
 #define EPI_Q8_LOOP(T, IDX)                                                                                    \
     for (int c = 0; c < nc; c++) {                                                                             \
         float v = (float)a[c] * sc;                                                                            \
-        v = v < flo ? flo : v;                                                                                 \
+        v = v >= flo ? v : flo; /* NaN (a scale of 0 or inf in the file) too */                                \
         v = v > fhi ? fhi : v;                                                                                 \
         o[IDX] = (T)((int32_t)__builtin_nearbyintf(v) + zp);                                                   \
     }
