@@ -97,3 +97,23 @@ def map_float_initializers(src, dst, fn, first_only=False):
     if not done:
         raise ValueError("no float initializer with raw_data")
     open(dst, "wb").write(bytes(b))
+
+
+def raw_initializers(path, dtypes=(2, 3)):
+    """{name: raw_data bytes} of the initializers whose data_type is in dtypes
+    (default UINT8 2 and INT8 3: a QDQ file's quantized weights)."""
+    b = open(path, "rb").read()
+    out = {}
+    for f, wt, _, gs, ge in _fields(b):
+        if f != 7 or wt != 2:
+            continue
+        for f2, wt2, _, ts, te in _fields(b[gs:ge]):
+            if f2 != 5 or wt2 != 2:
+                continue
+            t = b[gs + ts:gs + te]
+            dtype = next((_varint(t, vs)[0] for f3, w3, _, vs, _ in _fields(t) if f3 == 2), None)
+            name = next((t[vs:ve].decode() for f3, w3, _, vs, ve in _fields(t) if f3 == 8), "")
+            raw = next((t[rs:re_] for f3, w3, _, rs, re_ in _fields(t) if f3 == 9), None)
+            if dtype in dtypes and raw is not None:
+                out[name] = raw
+    return out

@@ -115,6 +115,29 @@ b={t['name']: t for t in json.load(open('$TMP/qi.json'))['tensors']}
 assert a.keys() == b.keys() and any(t['bits'] == 8 and t['role'] == 'weight' for t in a.values())
 for n in a:
     assert [a[n][k] for k in ('bits', 'quant_min', 'quant_max', 'axis')] == [b[n][k] for k in ('bits', 'quant_min', 'quant_max', 'axis')], n"
+# tuned weights sit on rounding boundaries (straight-through training leaves
+# them there); qat moves them onto their grid points first, so one Adam step
+# (every weight moves by lr, far below half a step) changes no quantized weight
+expect_ok "qat --init, one Adam step of 1e-4 with frozen steps" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP \
+    --init $TMP/ft.json --epochs 1 --iters-per-epoch 1 --optimizer adam --lr 1e-4 --freeze-observers-after 0 \
+    --no-augment -o $TMP/qa.onnx
+check "  every quantized weight of a channel whose step exceeds 1e-3 unchanged" python3 -c "
+import json, sys
+sys.path.insert(0, 'scripts')
+import onnxedit
+a = onnxedit.raw_initializers('$TMP/ft.onnx'); b = onnxedit.raw_initializers('$TMP/qa.onnx')
+info = {t['name']: t for t in json.load(open('$TMP/ft.json'))['tensors'] if t['role'] == 'weight'}
+checked = changed = 0
+for name, t in info.items():
+    q = name + '_quantized'
+    s = t['scale'] if isinstance(t['scale'], list) else [t['scale']]
+    per = len(a[q]) // len(s)
+    for c, sc in enumerate(s):
+        if sc > 1e-3:
+            checked += per
+            changed += sum(x != y for x, y in zip(a[q][c * per:(c + 1) * per], b[q][c * per:(c + 1) * per]))
+print('checked', checked, 'changed', changed)
+assert checked > 1000 and changed == 0"
 expect_fail 4 "--init written for another model" $QTOOL qat $D/model.onnx --train $D/calib $PP --init $TMP/ft.json \
     -o $TMP/qb.onnx
 check "  message names the file" grep -q "ft.json' was written for another model" "$_out"
