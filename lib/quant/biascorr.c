@@ -35,7 +35,6 @@ struct bc_pass {
     int target;        /* -1: float pass (every layer); else the layer index */
     const char *name;  /* target node name (quantized pass) */
     double *sum_q, *sq_q;
-    int stopped;
 };
 
 /* Per-channel sums of y and of y^2 (N x C x ...), channel axis 1, in a fixed
@@ -61,8 +60,6 @@ static double channel_sums(const struct qt_tensor *y, int nch, double *sum, doub
     return (double)n * (double)inner;
 }
 
-#define BC_STOP 0x5107 /* private code: the target layer is done */
-
 static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     struct bc_pass *b = ud;
     const struct qt_node *n = &x->g->n[node];
@@ -75,39 +72,16 @@ static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     if (!n->name || strcmp(n->name, b->name))
         return 0;
     channel_sums(&x->t[n->out[0]], b->L[b->target].nch, b->sum_q, b->sq_q);
-    b->stopped = 1;
-    err->code = BC_STOP;
-    return BC_STOP;
+    err->code = QT_STOP_BATCH;
+    return err->code;
 }
 
 /* Runs g on the first `total` images with the hook. */
-static int bc_run(const struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total,
-                  int batch, int c, int h, int w, int threads, struct bc_pass *b, struct qt_err *err) {
-    struct qt_exec *x = NULL;
-    int done = 0, cur = 0;
-    while (done < total) {
-        int nb = total - done < batch ? total - done : batch;
-        if (nb != cur) {
-            qt_exec_free(x);
-            x = NULL;
-            if (qt_exec_new_flags(&x, (struct qt_graph *)g, nb, threads, QT_EXEC_NOFUSE, err))
-                return err->code;
-            x->after_node = bc_after;
-            x->after_ud = b;
-            cur = nb;
-        }
-        if (qt_dataset_load(ds, pp, done, nb, c, h, w, qt_exec_input(x, 0), NULL, threads, 0, err))
-            break;
-        b->stopped = 0;
-        if (qt_exec_run(x, err)) {
-            if (!b->stopped)
-                break;
-            *err = (struct qt_err){0};
-        }
-        done += nb;
-    }
-    qt_exec_free(x);
-    return err->code;
+static int bc_run(struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                  int c, int h, int w, int threads, struct bc_pass *b, struct qt_err *err) {
+    struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                               .threads = threads, .exec_flags = QT_EXEC_NOFUSE, .after_node = bc_after, .ud = b};
+    return qt_run_images(g, ds, &run, err);
 }
 
 int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
@@ -148,7 +122,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    struct bc_pass b = {L, nl, -1, NULL, sum_q, sq_q, 0};
+    struct bc_pass b = {L, nl, -1, NULL, sum_q, sq_q};
     if (bc_run(p->g, ds, pp, total, batch, c, h, w, threads, &b, err))
         goto out;
     /* layers in execution order of the float graph */
@@ -177,7 +151,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
             goto out;
         memset(sum_q, 0, sizeof(double) * (size_t)L[l].nch);
         memset(sq_q, 0, sizeof(double) * (size_t)L[l].nch);
-        b = (struct bc_pass){L, nl, l, n->name, sum_q, sq_q, 0};
+        b = (struct bc_pass){L, nl, l, n->name, sum_q, sq_q};
         if (bc_run(qg, ds, pp, total, batch, c, h, w, threads, &b, err))
             goto out;
         float *bias = p->g->v[L[l].bias_v].init->data;

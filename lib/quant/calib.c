@@ -106,6 +106,55 @@ static int after_node(struct qt_exec *x, int node, void *ud, struct qt_err *err)
     return 0;
 }
 
+/* A batch is loaded: per-thread statistics once the thread count is known,
+ * then the graph inputs observed. */
+static int calib_before(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
+    struct calib_ctx *c = ud;
+    (void)done;
+    (void)nb;
+    if (!c->stats) {
+        c->stats = calloc((size_t)x->nthreads, sizeof *c->stats);
+        c->hist = calloc((size_t)x->nthreads * QT_HIST_BINS, sizeof(double));
+        c->zeros = calloc((size_t)x->nthreads, sizeof(double));
+        if (!c->stats || !c->hist || !c->zeros)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < c->p->g->ninputs; i++)
+        observe_value(c, x, c->p->g->inputs[i]);
+    return 0;
+}
+
+int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err) {
+    struct qt_exec *x = NULL;
+    int done = 0, cur = 0;
+    while (done < r->total) {
+        int nb = r->total - done < r->batch ? r->total - done : r->batch;
+        if (nb != cur) {
+            qt_exec_free(x);
+            x = NULL;
+            if (qt_exec_new_flags(&x, g, nb, r->threads, r->exec_flags, err))
+                break;
+            x->after_node = r->after_node;
+            x->after_ud = r->ud;
+            cur = nb;
+        }
+        if (qt_dataset_load(ds, r->pp, done, nb, r->c, r->h, r->w, qt_exec_input(x, 0), NULL, r->threads, 0, err))
+            break;
+        if (r->before_run && r->before_run(x, done, nb, r->ud, err))
+            break;
+        if (qt_exec_run(x, err)) {
+            if (err->code != QT_STOP_BATCH)
+                break;
+            *err = (struct qt_err){0};
+        }
+        done += nb;
+        if (r->progress)
+            r->progress(r->progress_ud, done, r->total);
+    }
+    qt_exec_free(x);
+    return err->code;
+}
+
 /* Activation parameters from the group observers. */
 static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err *err) {
     for (int t = 0; t < p->nt; t++) {
@@ -139,10 +188,8 @@ static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err
 int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
                      int limit, int batch, int fixed, int threads, int *images,
                      void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err) {
-    struct qt_exec *x = NULL;
     struct qt_observer *obs = NULL;
     struct calib_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
-    int *labels = NULL;
     int ngroups = p->ngroups, total = qt_dataset_count(ds);
     *images = 0;
     obs = calloc((size_t)ngroups + 1, sizeof *obs);
@@ -165,49 +212,21 @@ int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_
     batch = fixed ? fixed : (batch > 0 ? batch : 32);
     if (!fixed && batch > total)
         batch = total;
-    /* the last partial batch gets its own plan: padding would skew ranges */
+    if (fixed && total % fixed) {
+        qt_errf(err, QT_EUSAGE, "the model has a fixed batch of %d; use --limit a multiple of it", fixed);
+        goto out;
+    }
     ctx.p = p;
     ctx.obs = obs;
     threads = threads > 0 ? threads : qt_ncpus();
-    labels = malloc(sizeof(int) * (size_t)(batch > 0 ? batch : 1));
-    if (!labels) {
-        qt_errf(err, QT_ENOMEM, "out of memory");
-        goto out;
-    }
-    int done = 0, cur = 0;
-    while (done < total) {
-        int nb = total - done < batch ? total - done : batch;
-        if (nb != cur) {
-            qt_exec_free(x);
-            x = NULL;
-            if (fixed && nb != fixed) {
-                qt_errf(err, QT_EUSAGE, "the model has a fixed batch of %d; use --limit a multiple of it", fixed);
-                goto out;
-            }
-            if (qt_exec_new_flags(&x, p->g, nb, threads, conv_out_observed(p) ? QT_EXEC_NOFUSE : 0, err))
-                goto out;
-            x->after_node = after_node;
-            x->after_ud = &ctx;
-            if (!ctx.stats) {
-                ctx.stats = calloc((size_t)x->nthreads, sizeof *ctx.stats);
-                ctx.hist = calloc((size_t)x->nthreads * QT_HIST_BINS, sizeof(double));
-                ctx.zeros = calloc((size_t)x->nthreads, sizeof(double));
-                if (!ctx.stats || !ctx.hist || !ctx.zeros) {
-                    qt_errf(err, QT_ENOMEM, "out of memory");
-                    goto out;
-                }
-            }
-            cur = nb;
-        }
-        if (qt_dataset_load(ds, pp, done, nb, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
+    {
+        struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                                   .threads = threads,
+                                   .exec_flags = conv_out_observed(p) ? QT_EXEC_NOFUSE : 0,
+                                   .before_run = calib_before, .after_node = after_node, .ud = &ctx,
+                                   .progress = progress, .progress_ud = progress_ud};
+        if (qt_run_images(p->g, ds, &run, err))
             goto out;
-        for (int i = 0; i < p->g->ninputs; i++)
-            observe_value(&ctx, x, p->g->inputs[i]);
-        if (qt_exec_run(x, err))
-            goto out;
-        done += nb;
-        if (progress)
-            progress(progress_ud, done, total);
     }
     *images = total;
     act_params(p, obs, err);
@@ -218,8 +237,6 @@ out:
     free(ctx.stats);
     free(ctx.hist);
     free(ctx.zeros);
-    free(labels);
-    qt_exec_free(x);
     return err->code;
 }
 

@@ -46,7 +46,6 @@ struct cap {
     float *dst;
     int64_t per;      /* floats per image */
     int off;          /* images done */
-    int stopped;
 };
 
 static int cap_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
@@ -59,42 +58,26 @@ static int cap_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) 
     }
     if (!n->name || strcmp(n->name, c->node))
         return 0;
-    c->stopped = 1;
-    err->code = 0x5108;
+    err->code = QT_STOP_BATCH;
     return err->code;
 }
 
-static int capture(const struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total,
-                   int batch, int c, int h, int w, int threads, struct cap *cp, struct qt_err *err) {
-    struct qt_exec *x = NULL;
-    int done = 0, cur = 0;
-    /* a graph input is captured straight from the loaded images */
-    while (done < total) {
-        int nb = total - done < batch ? total - done : batch;
-        if (nb != cur) {
-            qt_exec_free(x);
-            x = NULL;
-            if (qt_exec_new_flags(&x, (struct qt_graph *)g, nb, threads, QT_EXEC_NOFUSE, err))
-                return err->code;
-            x->after_node = cap_after;
-            x->after_ud = cp;
-            cur = nb;
-        }
-        if (qt_dataset_load(ds, pp, done, nb, c, h, w, qt_exec_input(x, 0), NULL, threads, 0, err))
-            break;
-        cp->off = done;
-        if (!strcmp(g->v[g->inputs[0]].name, cp->name))
-            memcpy(cp->dst + (size_t)done * cp->per, qt_exec_input(x, 0), sizeof(float) * (size_t)(cp->per * nb));
-        cp->stopped = 0;
-        if (qt_exec_run(x, err)) {
-            if (!cp->stopped)
-                break;
-            *err = (struct qt_err){0};
-        }
-        done += nb;
-    }
-    qt_exec_free(x);
-    return err->code;
+/* A graph input is captured straight from the loaded images. */
+static int cap_before(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
+    struct cap *cp = ud;
+    (void)err;
+    cp->off = done;
+    if (!strcmp(x->g->v[x->g->inputs[0]].name, cp->name))
+        memcpy(cp->dst + (size_t)done * cp->per, qt_exec_input(x, 0), sizeof(float) * (size_t)(cp->per * nb));
+    return 0;
+}
+
+static int capture(struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+                   int c, int h, int w, int threads, struct cap *cp, struct qt_err *err) {
+    struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                               .threads = threads, .exec_flags = QT_EXEC_NOFUSE, .before_run = cap_before,
+                               .after_node = cap_after, .ud = cp};
+    return qt_run_images(g, ds, &run, err);
 }
 
 /* One layer's inputs and targets: in memory, or over max_memory in an
@@ -238,8 +221,8 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
             goto out;
         if (!fo->parallel && qt_qplan_export_qdq(p, &qg, err))
             goto out;
-        struct cap cx = {p->g->v[n->in[0]].name, n->name, X, per_x, 0, 0};
-        struct cap cy = {p->g->v[n->out[0]].name, n->name, T, per_y, 0, 0};
+        struct cap cx = {p->g->v[n->in[0]].name, n->name, X, per_x, 0};
+        struct cap cy = {p->g->v[n->out[0]].name, n->name, T, per_y, 0};
         if (capture(fo->parallel ? fg : qg, ds, pp, nimg, batch, c, h, w, threads, &cx, err) ||
             capture(fg, ds, pp, nimg, batch, c, h, w, threads, &cy, err))
             goto out;
