@@ -466,6 +466,7 @@ struct qt_qat_opts {
     int calib_images;           /* images to initialise activation ranges (default 256) */
     const char *init_info;      /* start from this quant_info.json (calib/finetune/qat) instead */
     int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
+    int relative_lr;            /* lr as a fraction of each weight's step and each scale's value */
     uint64_t seed;
     int threads;
     const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */

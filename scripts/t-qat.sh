@@ -138,6 +138,28 @@ for name, t in info.items():
             changed += sum(x != y for x, y in zip(a[q][c * per:(c + 1) * per], b[q][c * per:(c + 1) * per]))
 print('checked', checked, 'changed', changed)
 assert checked > 1000 and changed == 0"
+# --relative-lr: lr is a fraction of each channel's step, so one Adam step of
+# 0.4 steps (frozen steps) leaves every quantized weight where it was, tiny
+# channels included; the same lr in absolute units moves many
+expect_ok "qat --init --relative-lr, one Adam step of 0.4 steps" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP \
+    --init $TMP/ft.json --epochs 1 --iters-per-epoch 1 --optimizer adam --lr 0.4 --relative-lr \
+    --freeze-observers-after 0 --no-augment -o $TMP/qr.onnx --json $TMP/qr.log.json
+check "  JSON says relative_lr" test "$(json $TMP/qr.log.json relative_lr)" = True
+expect_ok "  the same lr, absolute" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP --init $TMP/ft.json --epochs 1 \
+    --iters-per-epoch 1 --optimizer adam --lr 0.4 --freeze-observers-after 0 --no-augment -o $TMP/qn.onnx
+check "  relative: no quantized weight changed; absolute: over 10% changed" python3 -c "
+import sys
+sys.path.insert(0, 'scripts')
+import onnxedit
+a = onnxedit.raw_initializers('$TMP/ft.onnx')
+r = onnxedit.raw_initializers('$TMP/qr.onnx'); n = onnxedit.raw_initializers('$TMP/qn.onnx')
+w = [k for k in a if k.endswith('weight_quantized')]
+total = sum(len(a[k]) for k in w)
+dr = sum(x != y for k in w for x, y in zip(a[k], r[k])); dn = sum(x != y for k in w for x, y in zip(a[k], n[k]))
+print('weights', total, 'changed relative', dr, 'absolute', dn)
+assert w and dr == 0 and dn > total // 10"
+expect_fail 2 "--relative-lr with --no-quant" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP --no-quant \
+    --relative-lr -o $TMP/qx.onnx
 expect_fail 4 "--init written for another model" $QTOOL qat $D/model.onnx --train $D/calib $PP --init $TMP/ft.json \
     -o $TMP/qb.onnx
 check "  message names the file" grep -q "ft.json' was written for another model" "$_out"

@@ -651,6 +651,17 @@ static void optim_cases(void) {
     T_OK(fabs(w[0] - 0.99) < 1e-6 && fabs(w[1] + 2.01) < 1e-6, "Adam first step: %.6f %.6f", w[0], w[1]);
     qt_optim_step(&o, 0.01f);
     T_OK(fabs(w[0] - 0.98) < 1e-6, "Adam second step with a constant gradient: %.6f", w[0]);
+    qt_optim_release(&o);
+    w[0] = 1;
+    w[1] = -2;
+    qt_optim_init(&o, QT_OPT_ADAM, 0, 0);
+    qt_optim_add(&o, w, g, 2, 1, -INFINITY, &err);
+    o.p[0].lr_elem = malloc(2 * sizeof(float)); /* per-element factors (qat --relative-lr), freed by release */
+    o.p[0].lr_elem[0] = 0.5f;
+    o.p[0].lr_elem[1] = 3.0f;
+    qt_optim_step(&o, 0.01f);
+    T_OK(fabs(w[0] - 0.995) < 1e-6 && fabs(w[1] + 2.03) < 1e-6, "Adam, per-element lr factors 0.5 and 3: %.6f %.6f",
+         w[0], w[1]);
     float gg[2] = {3, 4};
     qt_optim_release(&o);
     qt_optim_init(&o, QT_OPT_SGD, 0, 0);

@@ -19,6 +19,7 @@ void qt_optim_release(struct qt_optim *o) {
     for (int i = 0; i < o->np; i++) {
         free(o->p[i].m);
         free(o->p[i].v);
+        free(o->p[i].lr_elem);
     }
     free(o->p);
     memset(o, 0, sizeof *o);
@@ -36,7 +37,7 @@ int qt_optim_add(struct qt_optim *o, float *w, const float *g, int64_t n, float 
     }
     struct qt_param *p = &o->p[o->np];
     *p = (struct qt_param){w, g, n, wd_mult, 1.0f, min, calloc((size_t)n + 1, sizeof(float)),
-                           calloc((size_t)n + 1, sizeof(float))};
+                           calloc((size_t)n + 1, sizeof(float)), NULL};
     if (!p->m || !p->v) {
         free(p->m);
         free(p->v);
@@ -56,6 +57,8 @@ void qt_optim_step(struct qt_optim *o, float lr) {
             continue;
         for (int64_t k = 0; k < p->n; k++) {
             float g = p->g[k] + wd * p->w[k];
+            if (p->lr_elem)
+                l = lr * p->lr_mult * p->lr_elem[k];
             if (o->kind == QT_OPT_ADAM) {
                 p->m[k] = o->beta1 * p->m[k] + (1 - o->beta1) * g;
                 p->v[k] = o->beta2 * p->v[k] + (1 - o->beta2) * g * g;

@@ -489,6 +489,73 @@ static void snap_weights(struct qat *q) {
     }
 }
 
+static int is_scale(const struct qat *q, int v);
+
+/* --relative-lr: each weight's update scaled by its channel's quantization
+ * step at the start, and its node's bias by the same step per output
+ * channel; each learnt scale's by its starting value. lr is then a fraction
+ * of a step whatever the channel's magnitude: BN-folded weights span orders
+ * of magnitude between channels (MobileNet: steps from 1e-8 to 29), and one
+ * absolute lr either freezes the large channels or scrambles the small ones.
+ * Other parameters (BatchNormalization's scale and bias) keep lr itself. */
+static int step_relative_lr(struct qat *q, struct qt_err *err) {
+    for (int i = 0; i < q->nwfq; i++) {
+        const struct qt_node *n = &q->tg->n[q->wfq[i]];
+        const struct qt_fq *f = n->priv;
+        struct qt_tensor *w = q->tg->v[n->in[0]].init;
+        const float *s = q->tg->v[n->in[1]].init->data;
+        struct qt_param *pp = NULL;
+        for (int k = 0; k < q->opt.np; k++)
+            if (q->opt.p[k].w == w->data)
+                pp = &q->opt.p[k];
+        if (!pp)
+            continue;
+        int64_t C = 1, inner = 1, numel = qt_tensor_numel(w);
+        if (f->axis >= 0) {
+            C = w->dims[f->axis];
+            for (int d = f->axis + 1; d < w->ndim; d++)
+                inner *= w->dims[d];
+        }
+        pp->lr_elem = malloc(sizeof(float) * (size_t)(numel + 1));
+        if (!pp->lr_elem)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        for (int64_t k = 0; k < numel; k++)
+            pp->lr_elem[k] = s[(k / inner) % C];
+        /* the bias of the node reading the weights: per output channel */
+        const struct qt_node *cn = NULL;
+        for (int j = 0; j < q->tg->nn; j++)
+            for (int a = 0; a < q->tg->n[j].nin; a++)
+                if (q->tg->n[j].in[a] == n->out[0])
+                    cn = &q->tg->n[j];
+        if (cn && cn->nin > 2 && cn->in[2] >= 0 && C > 1 && f->axis == 0) {
+            for (int k = 0; k < q->opt.np; k++)
+                if (q->opt.p[k].w == q->tg->v[cn->in[2]].init->data && q->opt.p[k].n == C && !q->opt.p[k].lr_elem) {
+                    q->opt.p[k].lr_elem = malloc(sizeof(float) * (size_t)(C + 1));
+                    if (!q->opt.p[k].lr_elem)
+                        return qt_errf(err, QT_ENOMEM, "out of memory");
+                    for (int64_t c = 0; c < C; c++)
+                        q->opt.p[k].lr_elem[c] = s[c];
+                }
+        }
+    }
+    /* learnt scales: relative to their own starting value */
+    for (int k = 0; k < q->opt.np; k++) {
+        struct qt_param *pp = &q->opt.p[k];
+        int sc = 0;
+        for (int v = 0; v < q->tg->nv; v++)
+            if (q->params[v] && q->tg->v[v].init->data == pp->w && is_scale(q, v))
+                sc = 1;
+        if (!sc || pp->lr_elem)
+            continue;
+        pp->lr_elem = malloc(sizeof(float) * (size_t)(pp->n + 1));
+        if (!pp->lr_elem)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        for (int64_t e = 0; e < pp->n; e++)
+            pp->lr_elem[e] = pp->w[e];
+    }
+    return 0;
+}
+
 static int is_scale(const struct qat *q, int v) {
     for (int i = 0; i < q->nact; i++)
         if (q->act_scale[i] == v)
@@ -829,6 +896,8 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
             return err->code;
         r->nparams++;
     }
+    if (o->relative_lr && step_relative_lr(q, err))
+        return err->code;
     q->order = malloc(sizeof(int) * (size_t)qt_dataset_count(q->ds));
     q->labels = malloc(sizeof(int) * (size_t)o->batch);
     if (!q->order || !q->labels)
@@ -862,6 +931,8 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         return qt_errf(err, QT_EUSAGE, "model, training folder and output are required");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
+    if (o->relative_lr && o->no_quant)
+        return qt_errf(err, QT_EUSAGE, "--relative-lr scales lr by quantization steps: it excludes --no-quant");
     if (o->init_info && (o->no_quant || o->freeze_bn_after > 0))
         return qt_errf(err, QT_EUSAGE, "--init starts from a folded, quantized plan: it excludes --no-quant and "
                                        "--freeze-bn-after > 0");

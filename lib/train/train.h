@@ -33,6 +33,7 @@ struct qt_param {
     float lr_mult;  /* 0 freezes the parameter */
     float min;      /* lower bound after the step (scales stay positive); -INFINITY: none */
     float *m, *v;   /* optimizer state (owned) */
+    float *lr_elem; /* per-element learning-rate factor (owned), NULL: 1 */
 };
 
 struct qt_optim {
