@@ -3,6 +3,7 @@ HELP_all   = build ./qtool
 HELP_check = build and run every test (unit drivers, op cases, end-to-end scripts)
 HELP_demo  = run the main job on the bundled testdata
 HELP_bench = time qtool against ONNX Runtime on ../shared (not part of check)
+HELP_accuracy = the README's MobileNet accuracy table, measured again (~40 min; not part of check)
 HELP_san   = build with -fsanitize=address,undefined into build/san and run the tests under it
 HELP_fuzz  = build the libFuzzer targets (clang) into build/fuzz; scripts/fuzz.sh runs them
 HELP_install = install qtool, its man pages, profiles and bash completion under PREFIX (default /usr/local)
@@ -52,7 +53,7 @@ FUZZ_SRC := $(sort $(wildcard lib/test/fuzz_*.c))
 TEST_HELPERS := $(filter-out $(TEST_SRC) $(FUZZ_SRC),$(sort $(wildcard lib/test/*.c)))
 TEST_HOBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_HELPERS))
 
-.PHONY: all check unit demo bench san fuzz fuzz-targets install clean help
+.PHONY: all check unit demo bench accuracy san fuzz fuzz-targets install clean help
 all: qtool
 
 qtool: $(BUILD)/qtool $(BUILD)/qtool.bash
@@ -108,6 +109,9 @@ demo: qtool
 bench: qtool
 	@sh scripts/bench.sh
 
+accuracy: qtool
+	@sh scripts/accuracy.sh
+
 # end-to-end scripts left out under the sanitizers (CI time): real-model
 # accuracy checks whose code paths the others cover
 SAN_SKIP ?= t-zoo t-models t-calib-models
@@ -141,6 +145,6 @@ clean:
 	rm -rf build qtool
 
 help:
-	@$(foreach t,all check demo bench san fuzz install clean,printf '  %-8s %s\n' $(t) "$(HELP_$(t))";)
+	@$(foreach t,all check demo bench accuracy san fuzz install clean,printf '  %-8s %s\n' $(t) "$(HELP_$(t))";)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,64 @@
+#!/bin/sh
+# accuracy.sh (make accuracy): the README's MobileNet accuracy table, measured
+# again. The ImageNet MobileNetV1-0.75 of ../shared (BatchNormalization kept,
+# _bn.onnx) is quantized by calib, finetune and qat, each tuned or trained on
+# the first 512 images of imagenet-dev (sorted order, as --limit takes them)
+# and judged on the 154 held-out images and on all 666, against the float
+# model (top-1, agreement). Prints one Markdown row per run. About 40 minutes
+# on 2 cores; ACC_QUICK=1 runs every command on a few images (a smoke test
+# of this script, not a measurement). Not part of make check.
+set -eu
+Q=${QTOOL:-./qtool}
+S=${QT_SHARED:-../shared}
+M=$S/models/mobilenet_v1_075_bn.onnx
+REF=$S/models/mobilenet_v1_075.onnx
+D=$S/data/imagenet-dev
+if [ ! -f "$M" ] || [ ! -d "$D" ]; then echo "accuracy: $M or $D is absent; nothing to measure"; exit 0; fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+PP="--classes $S/data/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5"
+# the split: symbolic links, first 512 images to train/, the rest to hold/
+python3 - "$D" "$T" <<'EOF'
+import os, sys
+d, t = os.path.abspath(sys.argv[1]), sys.argv[2]
+i = 0
+for c in sorted(os.listdir(d)):
+    if not os.path.isdir(os.path.join(d, c)):
+        continue
+    for f in sorted(os.listdir(os.path.join(d, c))):
+        dst = os.path.join(t, "train" if i < 512 else "hold", c)
+        os.makedirs(dst, exist_ok=True)
+        os.symlink(os.path.join(d, c, f), os.path.join(dst, f))
+        i += 1
+EOF
+if [ "${ACC_QUICK:-0}" = 1 ]; then
+    N=64; FT="--limit 32 --iters 2"; EP="--epochs 1 --iters-per-epoch 2"; EP4="--epochs 2 --iters-per-epoch 2 --freeze-bn-after 1"
+else
+    N=512; FT="--limit 512"; EP="--epochs 3"; EP4="--epochs 10 --freeze-bn-after 8"
+fi
+QAT="--distill --optimizer adam --relative-lr --lr 0.003 --no-augment"
+ev() { # ev MODEL DATA -> "top1 agreement"
+    $Q eval "$1" --data "$2" $PP --ref $REF --latency-runs 0 -q --json - 2>/dev/null |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f %.1f%%" % (d["top1"], d["agreement"]))'
+}
+row() { # row NAME SECONDS MODEL
+    h=$(ev "$3" $T/hold); a=$(ev "$3" $D)
+    printf '| %s | %s | %s | %s | %s | %s s |\n' "$1" ${h% *} ${h#* } ${a% *} ${a#* } "$2"
+}
+run() { # run NAME OUT COMMAND...: times the command, then prints its row
+    name=$1 out=$2; shift 2
+    t0=$(date +%s.%N)
+    "$@" -q -o "$out" >$T/log 2>&1 || { echo "accuracy: $name failed:"; cat $T/log; exit 1; }
+    row "$name" "$(python3 -c "import time; print('%.0f' % (time.time() - $t0))")" "$out"
+}
+echo "| run | held-out top-1 | agreement | all 666 top-1 | agreement | time |"
+echo "|---|---|---|---|---|---|"
+row "float" 0 $REF
+run "calib W8A8" $T/c8.onnx $Q calib $M --data $T/train $PP --limit $N
+run "calib W8A8 --bn-reestimate" $T/c8r.onnx $Q calib $M --data $T/train $PP --limit $N --bn-reestimate
+run "finetune W8A8 --bn-reestimate" $T/f8r.onnx $Q finetune $M --data $T/train $PP $FT --bn-reestimate
+run "qat W8A8 --init finetune plan" $T/q8.onnx $Q qat $M --train $T/train $PP --init $T/f8r.json $QAT $EP
+run "calib W4A8" $T/c4.onnx $Q calib $M --data $T/train $PP --limit $N --wbits 4
+run "calib W4A8 --bn-reestimate" $T/c4r.onnx $Q calib $M --data $T/train $PP --limit $N --wbits 4 --bn-reestimate
+run "finetune W4A8 --bn-reestimate" $T/f4r.onnx $Q finetune $M --data $T/train $PP $FT --wbits 4 --bn-reestimate
+run "qat W4A8 from calibration, BN unfolded" $T/q4.onnx $Q qat $M --train $T/train $PP --wbits 4 $QAT $EP4
