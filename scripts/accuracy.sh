@@ -34,7 +34,7 @@ EOF
 if [ "${ACC_QUICK:-0}" = 1 ]; then
     N=64; FT="--limit 32 --iters 2"; EP="--epochs 1 --iters-per-epoch 2"; EP4="--epochs 2 --iters-per-epoch 2 --freeze-bn-after 1"
 else
-    N=512; FT="--limit 512"; EP="--epochs 3"; EP4="--epochs 10 --freeze-bn-after 8"
+    N=512; FT="--limit 512"; EP="--epochs 3"; EP4="--epochs 5 --freeze-bn-after 4"
 fi
 QAT="--distill --optimizer adam --relative-lr --lr 0.003 --no-augment"
 ev() { # ev MODEL DATA -> "top1 agreement"
