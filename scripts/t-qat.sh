@@ -88,6 +88,16 @@ expect_ok "  eval" $QTOOL eval $TMP/bn.onnx --data $D/test $PP --latency-runs 0 
 check "  QDQ top-1 $(json $TMP/bne.json top1) = last epoch's val top-1 within 0.6" python3 -c "
 import json; v=json.load(open('$TMP/bn.log.json'))['epochs'][-1]['val_top1']; assert abs(v - $(json $TMP/bne.json top1)) <= 0.6, v"
 expect_ok "  ORT loads it" $ORT $TMP/bn.onnx --check-load
+expect_ok "  with --relative-lr 0.003 and Adam (unfolded weights: steps s / |k|)" $QTOOL qat $D/model_bn.onnx \
+    --train $D/calib --val $D/test $PP $QB --freeze-bn-after 2 --relative-lr --lr 0.003 --optimizer adam \
+    -o $TMP/bnr.onnx --json $TMP/bnr.log.json --threads 1
+expect_ok "    eval" $QTOOL eval $TMP/bnr.onnx --data $D/test $PP --latency-runs 0 --json $TMP/bnre.json
+check "    QDQ top-1 $(json $TMP/bnre.json top1) = last epoch's val top-1 within 0.6, and within 2 pt of float" python3 -c "
+import json; v=json.load(open('$TMP/bnr.log.json'))['epochs'][-1]['val_top1']; q=$(json $TMP/bnre.json top1)
+assert abs(v - q) <= 0.6 and q >= $(json $TMP/f.json top1) - 2, (v, q)"
+expect_ok "    same at 2 threads" $QTOOL qat $D/model_bn.onnx --train $D/calib --val $D/test $PP $QB --freeze-bn-after 2 \
+    --relative-lr --lr 0.003 --optimizer adam -o $TMP/bnr2.onnx --threads 2
+check "    byte-identical" cmp -s $TMP/bnr.onnx $TMP/bnr2.onnx
 expect_ok "  same at 2 threads" $QTOOL qat $D/model_bn.onnx --train $D/calib --val $D/test $PP $QB --freeze-bn-after 2 \
     -o $TMP/bn2.onnx --threads 2
 check "  byte-identical" cmp -s $TMP/bn.onnx $TMP/bn2.onnx
