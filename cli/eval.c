@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_QUIET, OPT_SIM, OPT_REPORT, OPT_REPIMG };
+enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_LATB, OPT_QUIET, OPT_SIM, OPT_REPORT, OPT_REPIMG };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "image folder (ImageFolder layout; a flat folder is unlabeled)"},
@@ -19,7 +19,8 @@ static const struct opt opts[] = {
     {OPT_PRED, "predictions", "FILE.csv", "one row per image: path, label, top-5 indices and scores"},
     {OPT_SAVE, "save-outputs", "FILE", "raw little-endian float32 outputs in image order"},
     {OPT_SAVEIN, "save-inputs", "FILE", "raw float32 preprocessed inputs in image order (for other tools)"},
-    {OPT_LAT, "latency-runs", "N", "timed batch-1 runs for the latency figure (default 20, 0 = skip)"},
+    {OPT_LAT, "latency-runs", "N", "timed runs for the latency figure (default 20, 0 = skip)"},
+    {OPT_LATB, "latency-batch", "N", "images per timed run (default 1)"},
     {OPT_SIM, "simulate", NULL, "run a QDQ model as written, in float (default: QDQ patterns on int8 kernels)"},
     {OPT_REPORT, "report", "DIR", "with --ref: DIR/index.html, per-layer SQNR, histograms, depthwise ranges"},
     {OPT_REPIMG, "report-images", "N", "images for the per-layer figures of --report (default 64)"},
@@ -81,6 +82,11 @@ static int eval_main(int argc, char **argv, void *ctx) {
             if (cli_int(optarg, 0, 100000, &v))
                 return cli_usage("eval", "--latency-runs takes a number, not '%s'", optarg);
             o.latency_runs = (int)v;
+            break;
+        case OPT_LATB:
+            if (cli_int(optarg, 1, 4096, &v))
+                return cli_usage("eval", "--latency-batch takes a number from 1 to 4096, not '%s'", optarg);
+            o.latency_batch = (int)v;
             break;
         case OPT_SIM: o.simulate = 1; break;
         case OPT_REPORT: report = optarg; break;
@@ -146,8 +152,8 @@ static int eval_main(int argc, char **argv, void *ctx) {
         fprintf(f, "sqnr:        %.2f dB\n", r.sqnr_db);
     }
     if (o.latency_runs)
-        fprintf(f, "latency:     %.3f ms median, %.3f ms p90 (batch 1, %d threads)\n", r.lat_median_ms, r.lat_p90_ms,
-                r.threads);
+        fprintf(f, "latency:     %.3f ms median, %.3f ms p90 (batch %d, %d threads)\n", r.lat_median_ms, r.lat_p90_ms,
+                r.lat_batch, r.threads);
     fprintf(f, "throughput:  %.1f images/s (batch %d)\n", r.throughput, r.batch);
     fprintf(f, "activations: %zu bytes at batch %d\n", r.peak_act_bytes, r.batch);
     if (r.int8_nodes)
@@ -178,6 +184,7 @@ static int eval_main(int argc, char **argv, void *ctx) {
         if (o.latency_runs) {
             cli_json_num(d, "latency_ms_median", r.lat_median_ms);
             cli_json_num(d, "latency_ms_p90", r.lat_p90_ms);
+            cJSON_AddNumberToObject(d, "latency_batch", r.lat_batch);
         }
         cli_json_num(d, "throughput_ips", r.throughput);
         cJSON_AddNumberToObject(d, "batch", r.batch);

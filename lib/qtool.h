@@ -249,7 +249,8 @@ struct qt_eval_opts {
     int batch;                  /* images per run (default 32) */
     int limit;                  /* at most this many images (0 = all) */
     int threads;                /* 0 = all cores */
-    int latency_runs;           /* batch-1 timed runs after warm-up (0 = skip latency) */
+    int latency_runs;           /* timed runs after warm-up (0 = skip latency) */
+    int latency_batch;          /* images per timed run (default 1) */
     int simulate;               /* 1: run a QDQ model as written (float simulation); 0: QDQ
                                  * patterns on integer kernels (the reference always as written) */
     const char *predictions;    /* CSV: path,label,top5 indices and scores */
@@ -271,7 +272,8 @@ struct qt_eval_result {
     double sqnr_db;             /* 10 log10(sum ref^2 / sum (out - ref)^2) over all outputs */
     double ref_top1;            /* the reference's own top-1 */
     long long model_bytes;
-    double lat_median_ms, lat_p90_ms; /* batch 1 */
+    double lat_median_ms, lat_p90_ms; /* one run at batch lat_batch */
+    int lat_batch;
     double throughput;          /* images/s of model compute at the chosen batch */
     double wall_s;
     size_t peak_act_bytes;      /* planned activation memory at the chosen batch */

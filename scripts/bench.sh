@@ -2,8 +2,9 @@
 # bench.sh (make bench): qtool against ONNX Runtime (onnxruntime-node) on the
 # same ONNX file and the same preprocessed images, interleaved in one run:
 # the ImageNet MobileNetV1-0.75 of ../shared/models, float, batch 1 latency
-# (median of timed runs after warm-up) and batch 32 time per batch, at 1 and
-# 2 threads. Prints a table of times and qtool/ORT ratios (lower is better).
+# and batch 32 time per batch (each the median of timed runs after warm-up,
+# qtool's by eval --latency-batch), at 1 and 2 threads. Prints a table of
+# times and qtool/ORT ratios (lower is better).
 # Then calibration and one QAT training step against PyTorch 1.13 eager mode.
 set -eu
 Q=${QTOOL:-./qtool}
@@ -19,14 +20,16 @@ trap 'rm -rf "$T"' EXIT
 PP="--data $D --classes $S/data/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5"
 $Q eval "$M" $PP --limit 32 --latency-runs 0 -q --save-inputs $T/in32.bin >/dev/null
 head -c $((3 * 224 * 224 * 4)) $T/in32.bin >$T/in1.bin
+# qtool's time of one run at batch 1 or 32: median of timed runs after three
+# warm-up runs, as ort-run.mjs --time measures ONNX Runtime's
+lat() { python3 -c 'import json,sys; print(json.load(sys.stdin)["latency_ms_median"])'; }
 med() { python3 -c "import sys,statistics; print('%.3f' % statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 printf '%-8s %-6s %12s %12s %8s\n' threads batch qtool_ms ort_ms ratio
 for th in 1 2; do
     q1=""; o1=""; q32=""; o32=""
     for r in $(seq "$ROUNDS"); do
-        j=$($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json -)
-        q1="$q1 $(echo "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["latency_ms_median"])')"
-        q32="$q32 $(echo "$j" | python3 -c 'import json,sys; print(32000.0/json.load(sys.stdin)["throughput_ips"])')"
+        q1="$q1 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs $RUNS -q --json - | lat)"
+        q32="$q32 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs 5 --latency-batch 32 -q --json - | lat)"
         o=$(node scripts/ort-run.mjs "$M" --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS)
         o1="$o1 $(echo "$o" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])')"
         o=$(node scripts/ort-run.mjs "$M" --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5)
@@ -46,19 +49,25 @@ done
 MQ=$S/models/mobilenet_v1_075_bn.onnx
 if [ -f "$MQ" ]; then
     $Q calib "$MQ" $PP --limit 64 --threads 2 -q -o $T/mq.onnx >/dev/null
-    jq1() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["latency_ms_median"], 32000.0/d["throughput_ips"])'; }
+    # qlat MODEL THREADS [flags]: qtool's batch-1 and batch-32 run times
+    qlat() {
+        m=$1 t=$2
+        shift 2
+        echo "$($Q eval "$m" $PP --limit 1 --threads $t --latency-runs $RUNS -q "$@" --json - 2>/dev/null | lat)" \
+            "$($Q eval "$m" $PP --limit 1 --threads $t --latency-runs 5 --latency-batch 32 -q "$@" --json - 2>/dev/null | lat)"
+    }
     ort1() { python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])'; }
     printf '\n%-26s %-6s %10s %10s %7s %10s %8s %10s\n' "int8 (QDQ MobileNet)" batch qtool_ms ort_ms ratio float_ms speedup sim_ms
     for th in 1 2; do
         qa=""; qb=""; oa=""; ob=""; fa=""; fb=""; sa=""; sb=""
         for r in $(seq "$ROUNDS"); do
-            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
+            set -- $(qlat $T/mq.onnx $th)
             qa="$qa $1"; qb="$qb $2"
             oa="$oa $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS | ort1)"
             ob="$ob $(node scripts/ort-run.mjs $T/mq.onnx --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5 | ort1)"
-            set -- $($Q eval "$M" $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | jq1)
+            set -- $(qlat "$M" $th)
             fa="$fa $1"; fb="$fb $2"
-            set -- $($Q eval $T/mq.onnx $PP --limit 64 --batch 32 --threads $th --latency-runs $RUNS -q --simulate --json - 2>/dev/null | jq1)
+            set -- $(qlat $T/mq.onnx $th --simulate)
             sa="$sa $1"; sb="$sb $2"
         done
         for b in 1 32; do

@@ -28,6 +28,14 @@ check "stdout holds only the JSON" python3 -c "import json; json.load(open('$TMP
 expect_ok "latency measured" $QTOOL eval $D/model.onnx --data $D/test --preset mnist -q --limit 8 --latency-runs 5 \
     --json $TMP/l.json
 check "latency is positive" fcmp "$(json $TMP/l.json latency_ms_median)" '>' 0
+check "latency batch 1 by default" test "$(json $TMP/l.json latency_batch)" = 1
+expect_ok "latency of a batch of 32" $QTOOL eval $D/model.onnx --data $D/test --preset mnist -q --limit 8 \
+    --latency-runs 3 --latency-batch 32 --json $TMP/l32.json
+check "latency_batch 32 reported" test "$(json $TMP/l32.json latency_batch)" = 32
+check "batch-32 latency is positive" fcmp "$(json $TMP/l32.json latency_ms_median)" '>' 0
+expect_ok "the text report names the latency batch" sh -c "$QTOOL eval $D/model.onnx --data $D/test --preset mnist \
+    -q --limit 8 --latency-runs 3 --latency-batch 4 | grep -q 'p90 (batch 4,'"
+expect_fail 2 "--latency-batch 0 is a usage error" $QTOOL eval $D/model.onnx --data $D/test --latency-batch 0
 
 # ONNX Runtime on the same inputs
 expect_ok "save inputs" $QTOOL eval $D/model.onnx --data $D/test $PP --limit 50 --save-inputs $TMP/in.bin \

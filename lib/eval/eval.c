@@ -1,6 +1,6 @@
 /* eval.c: qtool eval: stream a folder of images through a model (and a
  * reference model), in batches, and compute accuracy, loss, agreement and
- * SQNR; then time batch-1 latency. Memory is one batch of images plus the
+ * SQNR; then time the latency of one run at batch 1 (or --latency-batch). Memory is one batch of images plus the
  * planned activations, whatever the number of images. */
 #include "engine.h"
 #include "int8/int8.h"
@@ -16,6 +16,7 @@ void qt_eval_opts_init(struct qt_eval_opts *o) {
     qt_preproc_default(&o->pp);
     o->batch = 32;
     o->latency_runs = 20;
+    o->latency_batch = 1;
 }
 
 int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, int *c, int *h, int *w,
@@ -104,17 +105,22 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int latency(struct side *m, const float *img, int c, int h, int w, int threads, int runs,
+/* Median and 90th percentile of `runs` timed runs at batch `nb` (every
+ * row the first image) after three warm-up runs, on an executor of its own. */
+static int latency(struct side *m, const float *img, int c, int h, int w, int nb, int threads, int runs,
                    struct qt_eval_result *r, struct qt_err *err) {
     struct qt_exec *x = NULL;
     double *t = malloc(sizeof(double) * (size_t)(runs + 1));
+    size_t img_floats = (size_t)c * h * w;
     if (!t)
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    if (qt_exec_new(&x, m->g, 1, threads, err)) {
+    if (qt_exec_new(&x, m->g, nb, threads, err)) {
         free(t);
         return err->code;
     }
-    memcpy(qt_exec_input(x, 0), img, sizeof(float) * (size_t)c * h * w);
+    for (int i = 0; i < nb; i++)
+        memcpy(qt_exec_input(x, 0) + (size_t)i * img_floats, img, sizeof(float) * img_floats);
+    r->lat_batch = nb;
     for (int i = 0; i < 3; i++) /* warm-up */
         if (qt_exec_run(x, err))
             goto out;
@@ -329,7 +335,8 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     r->throughput = t_compute > 0 ? total / t_compute : 0;
     if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
         goto out;
-    if (o->latency_runs > 0 && total > 0 && latency(&m, first, c, h, w, threads, o->latency_runs, r, err))
+    if (o->latency_runs > 0 && total > 0 && latency(&m, first, c, h, w, o->latency_batch > 0 ? o->latency_batch : 1, threads,
+                                                             o->latency_runs, r, err))
         goto out;
     r->wall_s = qt_now() - t_start;
 out:
