@@ -28,8 +28,8 @@ printf '%-8s %-6s %12s %12s %8s\n' threads batch qtool_ms ort_ms ratio
 for th in 1 2; do
     q1=""; o1=""; q32=""; o32=""
     for r in $(seq "$ROUNDS"); do
-        q1="$q1 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs $RUNS -q --json - | lat)"
-        q32="$q32 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs 5 --latency-batch 32 -q --json - | lat)"
+        q1="$q1 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs $RUNS -q --json - 2>/dev/null | lat)"
+        q32="$q32 $($Q eval "$M" $PP --limit 1 --threads $th --latency-runs 5 --latency-batch 32 -q --json - 2>/dev/null | lat)"
         o=$(node scripts/ort-run.mjs "$M" --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $RUNS)
         o1="$o1 $(echo "$o" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])')"
         o=$(node scripts/ort-run.mjs "$M" --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time 5)
