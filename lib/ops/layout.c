@@ -106,6 +106,30 @@ int qt_attr_ints_max(const struct qt_node *n, const char *name, int64_t *v, int 
     return 0;
 }
 
+int qt_axes_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    struct qt_axes *a = calloc(1, sizeof *a);
+    if (!a)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    n->priv = a;
+    if (n->nin < 1 || n->in[0] < 0)
+        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+    return qt_attr_ints_max(n, "axes", a->v, QT_MAXDIM, &a->n, err);
+}
+
+int qt_axes_get(struct qt_exec *x, const struct qt_node *n, const struct qt_axes *a, int required, int64_t *v,
+                int *cnt, struct qt_err *err) {
+    *cnt = 0;
+    if (a->n >= 0) {
+        memcpy(v, a->v, sizeof(int64_t) * (size_t)a->n);
+        *cnt = a->n;
+        return 0;
+    }
+    if (!required && !qt_in(x, n, 1))
+        return 0;
+    return qt_const_ints(x, n, 1, "axes", v, QT_MAXDIM, cnt, err);
+}
+
 void qt_strides(int ndim, const int64_t *dims, int64_t *strides) {
     uint64_t s = 1; /* wraps only for empty tensors with absurd dims, whose strides are never used */
     for (int d = ndim - 1; d >= 0; d--) {

@@ -40,6 +40,20 @@ int qt_const_ints(struct qt_exec *x, const struct qt_node *n, int i, const char 
 int qt_attr_ints_max(const struct qt_node *n, const char *name, int64_t *v, int max, int *cnt,
                      struct qt_err *err);
 
+/* The axes of Squeeze, Unsqueeze and the Reduce ops: the `axes` attribute
+ * of the older opsets (n = -1 when absent), else input 1 of the newer ones. */
+struct qt_axes {
+    int n;
+    int64_t v[QT_MAXDIM];
+};
+/* Op init for ops whose priv is a struct qt_axes (input 0 required). */
+int qt_axes_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err);
+/* The axes into v and *cnt: the attribute when given, else input 1 (known
+ * at plan time); with neither, *cnt = 0, or when `required` the error
+ * naming the node that input 'axes' is missing. */
+int qt_axes_get(struct qt_exec *x, const struct qt_node *n, const struct qt_axes *a, int required, int64_t *v,
+                int *cnt, struct qt_err *err);
+
 /* Strided copy of es-byte elements: for every output coordinate o over dims
  * (row-major, 0 <= ndim <= 2 * QT_MAXDIM), dst[o] = src[sum_d o_d * strides[d]] (strides in
  * elements; 0 broadcasts, negative walks backwards). Split over blocks of

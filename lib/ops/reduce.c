@@ -6,9 +6,8 @@
 #include <string.h>
 
 struct reduce_attr {
+    struct qt_axes axes;
     int keepdims, noop;
-    int naxes; /* -1: no axes attribute */
-    int64_t axes[QT_MAXDIM];
 };
 
 int qt_reduce_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
@@ -21,7 +20,7 @@ int qt_reduce_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
         return qt_node_err(n, QT_EMODEL, err, "needs input data");
     a->keepdims = qt_attr_int(n, "keepdims", 1, err) != 0;
     a->noop = qt_attr_int(n, "noop_with_empty_axes", 0, err) != 0;
-    return qt_attr_ints_max(n, "axes", a->axes, QT_MAXDIM, &a->naxes, err);
+    return qt_attr_ints_max(n, "axes", a->axes.v, QT_MAXDIM, &a->axes.n, err);
 }
 
 /* Which axes of t are reduced (mask), the output dims; *identity when
@@ -31,14 +30,9 @@ static int reduce_plan(struct qt_exec *x, const struct qt_node *n, unsigned char
     const struct reduce_attr *a = n->priv;
     const struct qt_tensor *t = qt_in(x, n, 0);
     int64_t axes[QT_MAXDIM];
-    int na = 0;
-    if (a->naxes >= 0) {
-        na = a->naxes;
-        memcpy(axes, a->axes, sizeof(int64_t) * (size_t)na);
-    } else if (qt_in(x, n, 1)) {
-        if (qt_const_ints(x, n, 1, "axes", axes, QT_MAXDIM, &na, err))
-            return err->code;
-    }
+    int na;
+    if (qt_axes_get(x, n, &a->axes, 0, axes, &na, err))
+        return err->code;
     *identity = na == 0 && a->noop;
     memset(mask, na == 0 && !a->noop, QT_MAXDIM);
     for (int i = 0; i < na; i++) {

@@ -7,35 +7,13 @@
  * Gradient (training): dx = dy reshaped back. */
 #include "ops/layout.h"
 
-struct squeeze_attr {
-    int naxes; /* -1: no attribute */
-    int64_t axes[QT_MAXDIM];
-};
-
-static int squeeze_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
-    (void)g;
-    struct squeeze_attr *a = calloc(1, sizeof *a);
-    if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
-    return qt_attr_ints_max(n, "axes", a->axes, QT_MAXDIM, &a->naxes, err);
-}
-
 static int squeeze_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
-    const struct squeeze_attr *a = n->priv;
     const struct qt_tensor *t = qt_in(x, n, 0);
     unsigned char drop[QT_MAXDIM] = {0};
     int64_t axes[QT_MAXDIM], d[QT_MAXDIM];
-    int na = 0, nd = 0;
-    if (a->naxes >= 0) {
-        na = a->naxes;
-        for (int i = 0; i < na; i++)
-            axes[i] = a->axes[i];
-    } else if (qt_in(x, n, 1) && qt_const_ints(x, n, 1, "axes", axes, QT_MAXDIM, &na, err)) {
+    int na, nd = 0;
+    if (qt_axes_get(x, n, n->priv, 0, axes, &na, err))
         return err->code;
-    }
     for (int i = 0; i < na; i++) {
         int ax;
         if (qt_axis(n, axes[i], t->ndim, &ax, err))
@@ -59,7 +37,7 @@ static int squeeze_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err
 const struct qt_op qt_op_squeeze = {
     .name = "Squeeze",
     .flags = QT_OPF_ALIAS,
-    .init = squeeze_init,
+    .init = qt_axes_init,
     .infer = squeeze_infer,
     .fwd = squeeze_fwd,
     .bwd = qt_bwd_pass,

@@ -7,35 +7,13 @@
  * Gradient (training): dx = dy reshaped back. */
 #include "ops/layout.h"
 
-struct unsqueeze_attr {
-    int naxes; /* -1: no attribute */
-    int64_t axes[QT_MAXDIM];
-};
-
-static int unsqueeze_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
-    (void)g;
-    struct unsqueeze_attr *a = calloc(1, sizeof *a);
-    if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
-    return qt_attr_ints_max(n, "axes", a->axes, QT_MAXDIM, &a->naxes, err);
-}
-
 static int unsqueeze_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
-    const struct unsqueeze_attr *a = n->priv;
     const struct qt_tensor *t = qt_in(x, n, 0);
     unsigned char ins[QT_MAXDIM] = {0};
     int64_t axes[QT_MAXDIM], d[QT_MAXDIM];
-    int na = 0;
-    if (a->naxes >= 0) {
-        na = a->naxes;
-        for (int i = 0; i < na; i++)
-            axes[i] = a->axes[i];
-    } else if (qt_const_ints(x, n, 1, "axes", axes, QT_MAXDIM, &na, err)) {
+    int na;
+    if (qt_axes_get(x, n, n->priv, 1, axes, &na, err))
         return err->code;
-    }
     int ond = t->ndim + na;
     if (ond > QT_MAXDIM)
         return qt_node_err(n, QT_EUNSUPPORTED, err, "output would have %d dims (at most %d)", ond, QT_MAXDIM);
@@ -61,7 +39,7 @@ static int unsqueeze_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_e
 const struct qt_op qt_op_unsqueeze = {
     .name = "Unsqueeze",
     .flags = QT_OPF_ALIAS,
-    .init = unsqueeze_init,
+    .init = qt_axes_init,
     .infer = unsqueeze_infer,
     .fwd = unsqueeze_fwd,
     .bwd = qt_bwd_pass,
