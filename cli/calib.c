@@ -7,12 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_QINFO = 400, OPT_DRY, OPT_BC, OPT_BNRE, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED, OPT_FIXAS };
+enum { OPT_QINFO = 400, OPT_DRY, OPT_BC, OPT_BNRE, OPT_ITERS, OPT_LR, OPT_FTBATCH, OPT_MODE, OPT_MAXMEM, OPT_SEED, OPT_FIXAS, OPT_METHOD };
 
 /* qtool finetune: the calib options plus these */
 static const struct opt ft_opts[] = {
+    {OPT_METHOD, "method", "adaquant|adaround", "tune weights, biases and steps (default) or learn the rounding only"},
     {OPT_ITERS, "iters", "N", "Adam steps per layer (default 300)"},
-    {OPT_LR, "lr", "LR", "learning rate, relative to each channel's weight step (default 0.003)"},
+    {OPT_LR, "lr", "LR", "learning rate: adaquant relative to each channel's weight step (default 0.003), "
+                         "adaround of the rounding variables (default 0.01)"},
     {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
     {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
     {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 1073741824)"},
@@ -80,7 +82,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     char qinfo[4096];
     int quiet = 0, c;
     long v;
-    double d;
+    double d, lr = 0;
     qt_calib_opts_init(&o);
     cli_pp_init(&pp);
     o.finetune = ft;
@@ -102,7 +104,12 @@ static int calib_main(int argc, char **argv, void *ctx) {
         case OPT_LR:
             if (cli_float(optarg, &d) || !(d > 0 && d < 1))
                 return cli_usage(cmd, "--lr takes a number in (0, 1), not '%s'", optarg);
-            o.ft.lr = d;
+            lr = d;
+            break;
+        case OPT_METHOD:
+            if (strcmp(optarg, "adaquant") && strcmp(optarg, "adaround"))
+                return cli_usage(cmd, "--method is adaquant or adaround, not '%s'", optarg);
+            o.ft.method = !strcmp(optarg, "adaround") ? QT_FT_ADAROUND : QT_FT_ADAQUANT;
             break;
         case OPT_FTBATCH:
             if (cli_int(optarg, 1, 4096, &v))
@@ -155,6 +162,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     if (optind != argc - 1)
         return cli_usage(cmd, "expects one model file");
     o.model = argv[optind];
+    o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 1e-2 : o.ft.lr;
     if (!o.dry_run && !o.out)
         return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)
@@ -239,6 +247,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
                 cli_json_num(l, "input_step_after", r.ft.layer[i].as_after);
                 cJSON_AddItemToArray(a, l);
             }
+            cJSON_AddStringToObject(d, "method", o.ft.method == QT_FT_ADAROUND ? "adaround" : "adaquant");
             cJSON_AddNumberToObject(d, "iters", o.ft.iters);
             cli_json_num(d, "lr", o.ft.lr);
             cJSON_AddNumberToObject(d, "batch", o.ft.batch);

@@ -379,9 +379,12 @@ struct qt_export_result {
 int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, struct qt_err *err);
 
 /* AdaQuant (qtool finetune) settings and per-layer report */
+enum { QT_FT_ADAQUANT, QT_FT_ADAROUND };
 struct qt_ft_opts {
+    int method;                 /* QT_FT_ADAQUANT (default) or QT_FT_ADAROUND (learnt rounding only) */
     int iters;                  /* Adam steps per layer (default 300) */
-    double lr;                  /* relative to each channel's weight step (default 3e-3) */
+    double lr;                  /* AdaQuant: relative to each channel's weight step (default 3e-3);
+                                 * AdaRound: of the rounding variables (qtool's default 1e-2) */
     int batch;                  /* images per step (default 8) */
     int parallel;               /* 1: float inputs; 0: inputs from the tuned quantized prefix */
     int fixed_act_steps;        /* 1: keep the calibrated input steps */

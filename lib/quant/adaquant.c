@@ -201,7 +201,8 @@ void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_
 
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
-                  int learn_as, struct qt_err *err) {
+                  int flags, struct qt_err *err) {
+    int learn_as = (flags & QT_AQ_LEARN_AS) != 0, soft = (flags & QT_AQ_SOFT_W) != 0;
     struct qt_graph *g = NULL;
     unsigned char *dead = NULL, *params = NULL;
     float *ws = NULL;
@@ -253,18 +254,20 @@ int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, con
     int k = (int)(n - g->n);
     int vws = qt_graph_add_init(g, "aq_ws", tws, err), vas = qt_graph_add_init(g, "aq_as", tas, err);
     int vzp = qt_graph_add_init(g, "aq_azp", tzp, err);
-    int vxq = qt_graph_add_value(g, "aq_xq", QT_V_ACT, err), vwq = qt_graph_add_value(g, "aq_wq", QT_V_ACT, err);
+    int vxq = qt_graph_add_value(g, "aq_xq", QT_V_ACT, err);
+    int vwq = soft ? 0 : qt_graph_add_value(g, "aq_wq", QT_V_ACT, err);
     if (vws < 0 || vas < 0 || vzp < 0 || vxq < 0 || vwq < 0)
         goto fail;
     n = &g->n[k];
     int vw = n->in[1];
     if (qt_fq_add(g, "aq_xfq", qt_graph_find(g, xname), vas, vzp, vxq, qa->qmin, qa->qmax, -1, 0, qa->symmetric, 1.0f,
                   "minmax", err) < 0 ||
-        qt_fq_add(g, "aq_wfq", vw, vws, -1, vwq, qw->qmin, qw->qmax, 0, 0, 1, 1.0f, "minmax", err) < 0)
+        (!soft && qt_fq_add(g, "aq_wfq", vw, vws, -1, vwq, qw->qmin, qw->qmax, 0, 0, 1, 1.0f, "minmax", err) < 0))
         goto fail;
     n = &g->n[k];
     n->in[0] = vxq;
-    n->in[1] = vwq;
+    if (!soft)
+        n->in[1] = vwq;
     if (qt_node_changed(g, k, err) || qt_graph_check(g, err))
         goto fail;
     params = calloc((size_t)g->nv + 1, 1);
@@ -278,10 +281,11 @@ int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, con
     a->vy = qt_graph_find(g, yname);
     a->vas = vas;
     a->learn_as = learn_as;
-    params[vw] = params[vws] = 1;
+    params[vw] = 1;
+    params[vws] = (unsigned char)!soft;
     params[vas] = (unsigned char)(learn_as != 0);
     if (a->vb >= 0)
-        params[a->vb] = 1;
+        params[a->vb] = (unsigned char)!soft;
     if (qt_exec_new_train(&a->x, g, batch, threads, params, err))
         goto fail;
     a->g = g;
@@ -324,6 +328,23 @@ int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad
     }
     *loss = sse / (double)ny;
     return grad ? qt_exec_backward(a->x, err) : 0;
+}
+
+int qt_aq_net_set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
+                       struct qt_err *err) {
+    double s = 0, l = 0;
+    for (int i = 0; i < nchunk; i++) {
+        if (qt_aq_net_loss(a, X + (size_t)i * a->batch * a->per_x, T + (size_t)i * a->batch * a->per_y, 0, &l, err))
+            return err->code;
+        s += l;
+    }
+    *loss = s / nchunk;
+    return 0;
+}
+
+int qt_aq_pick(uint64_t *seed, int nimg, int mb) {
+    *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return mb < nimg ? (int)((*seed >> 33) % (uint64_t)(nimg - mb + 1)) : 0;
 }
 
 float qt_aq_net_as_grad(const struct qt_aq_net *a) {

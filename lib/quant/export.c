@@ -83,7 +83,7 @@ static int read_settings(const cJSON *d, const char *path, struct qt_quant_opts 
 
 static const char *method_name(const char *s) {
     static const char *const known[] = {"minmax", "ema", "percentile", "entropy", "mse", "derived",
-                                        "adaquant", "lsq", NULL};
+                                        "adaquant", "adaround", "lsq", NULL};
     for (int i = 0; known[i]; i++)
         if (!strcmp(s, known[i]))
             return known[i];

@@ -128,22 +128,25 @@ static void release_held(struct held *h) {
     h->mapped = 0;
 }
 
-/* Mean loss over nchunk whole minibatches of the held images. */
-static int set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
-                    struct qt_err *err) {
-    double s = 0, l;
-    for (int i = 0; i < nchunk; i++) {
-        if (qt_aq_net_loss(a, X + (size_t)i * a->batch * a->per_x, T + (size_t)i * a->batch * a->per_y, 0, &l, err))
-            return err->code;
-        s += l;
+/* The report entry, log line and progress of a tuned layer. */
+static void ft_layer_done(struct qt_ft_report *rep, const char *name, double before, double after, int nimg,
+                         float as0, float as1, int learn_as, const struct qt_ft_opts *fo, int li, int nl) {
+    struct qt_ft_layer *r = &rep->layer[rep->nlayers++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->before = before;
+    r->after = after;
+    r->images = nimg;
+    r->as_before = as0;
+    r->as_after = as1;
+    r->learn_as = learn_as;
+    if (fo->log) {
+        char line[300];
+        snprintf(line, sizeof line, "finetune: layer %d/%d %s: loss %.6g -> %.6g (%d images)", li + 1, nl, name,
+                 before, after, nimg);
+        fo->log(fo->log_ud, line);
     }
-    *loss = s / nchunk;
-    return 0;
-}
-
-static uint64_t lcg(uint64_t *s) {
-    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return *s >> 33;
+    if (fo->progress)
+        fo->progress(fo->progress_ud, li + 1, nl);
 }
 
 int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
@@ -234,14 +237,30 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         int nchunk = nimg / mb;
         nimg = nchunk * mb; /* whole minibatches */
         qt_aq_net_free(&net);
-        int learn_as = !fo->fixed_act_steps && qa->n == 1 && sole_reader(p, k);
-        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads, learn_as, err))
+        int adaround = fo->method == QT_FT_ADAROUND;
+        int learn_as = !adaround && !fo->fixed_act_steps && qa->n == 1 && sole_reader(p, k);
+        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads,
+                          adaround ? QT_AQ_SOFT_W : learn_as ? QT_AQ_LEARN_AS : 0, err))
             goto out;
         free(buf);
         buf = calloc((size_t)(3 * np + 8), sizeof(float));
         if (!buf) {
             qt_errf(err, QT_ENOMEM, "out of memory");
             goto out;
+        }
+        uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
+        double before = 0, after = 0, l = 0;
+        if (adaround) {
+            struct qt_aq_params prm, grd;
+            qt_aq_net_params(&net, &prm, &grd);
+            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, X, T, nimg, mb, fo->iters, fo->lr, seed,
+                           fo->stop, n->name, buf, &before, &after, err))
+                goto out;
+            memcpy(wt->data, buf, sizeof(float) * (size_t)nw);
+            qw->method = "adaround";
+            p->tuned = 1;
+            ft_layer_done(rep, n->name, before, after, nimg, qa->scale[0], qa->scale[0], 0, fo, li, nl);
+            continue;
         }
         float *m = buf, *v = m + np, *best = v + np;
         struct qt_aq_params prm, grd;
@@ -250,8 +269,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
         float as0 = prm.as, best_as = prm.as;
         L.n = nimg;
-        double before = 0, after = 0, l = 0;
-        if (set_loss(&net, X, T, nchunk, &before, err))
+        if (qt_aq_net_set_loss(&net, X, T, nchunk, &before, err))
             goto out;
         /* keep the best iterate (full-set loss checked four times) */
         memcpy(best, prm.w, sizeof(float) * (size_t)nw);
@@ -259,14 +277,13 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
             memcpy(best + nw, prm.b, sizeof(float) * (size_t)L.cout);
         memcpy(best + nw + L.cout, ws, sizeof(float) * (size_t)L.cout);
         after = before;
-        uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
         int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
         for (int it = 0; it < fo->iters; it++) {
             if (fo->stop && *fo->stop) {
                 qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", n->name);
                 goto out;
             }
-            int start = mb < nimg ? (int)(lcg(&seed) % (uint64_t)(nimg - mb + 1)) : 0;
+            int start = qt_aq_pick(&seed, nimg, mb);
             if (qt_aq_net_loss(&net, X + (size_t)start * per_x, T + (size_t)start * per_y, 1, &l, err))
                 goto out;
             grd.as = qt_aq_net_as_grad(&net);
@@ -274,7 +291,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
             if (learn_as)
                 qt_aq_net_set_as(&net, prm.as);
             if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
-                if (set_loss(&net, X, T, nchunk, &l, err))
+                if (qt_aq_net_set_loss(&net, X, T, nchunk, &l, err))
                     goto out;
                 if (l < after) {
                     after = l;
@@ -305,22 +322,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
             qa->rng_max[0] = best_as * (float)(qa->qmax - qa->zp[0]);
             qa->method = "adaquant";
         }
-        struct qt_ft_layer *r = &rep->layer[rep->nlayers++];
-        snprintf(r->name, sizeof r->name, "%s", n->name);
-        r->before = before;
-        r->after = after;
-        r->images = nimg;
-        r->as_before = as0;
-        r->as_after = learn_as ? best_as : as0;
-        r->learn_as = learn_as;
-        if (fo->log) {
-            char line[300];
-            snprintf(line, sizeof line, "finetune: layer %d/%d %s: loss %.6g -> %.6g (%d images)", li + 1, nl,
-                     n->name, before, after, nimg);
-            fo->log(fo->log_ud, line);
-        }
-        if (fo->progress)
-            fo->progress(fo->progress_ud, li + 1, nl);
+        ft_layer_done(rep, n->name, before, after, nimg, as0, learn_as ? best_as : as0, learn_as, fo, li, nl);
     }
     rc = qt_qplan_biases(p, err);
     (void)rc;

@@ -275,11 +275,15 @@ struct qt_aq_net {
     int vy, vw, vb, vws, vas, learn_as, cout, batch;
     int64_t per_x, per_y; /* floats per image */
 };
-/* learn_as: the input step is a parameter too (its gradient in
- * qt_aq_net_as_grad, set it back with qt_aq_net_set_as). */
+/* flags: QT_AQ_LEARN_AS, the input step is a parameter too (its gradient in
+ * qt_aq_net_as_grad, set it back with qt_aq_net_set_as); QT_AQ_SOFT_W, no
+ * weight FakeQuant: the node reads the weights as they are (AdaRound writes
+ * its soft-quantized weights there) and only they are parameters. */
+#define QT_AQ_LEARN_AS 1
+#define QT_AQ_SOFT_W 2
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
-                  int learn_as, struct qt_err *err);
+                  int flags, struct qt_err *err);
 float qt_aq_net_as_grad(const struct qt_aq_net *a);
 void qt_aq_net_set_as(struct qt_aq_net *a, float as);
 /* Loss over `batch` images (X, T: per_x / per_y floats each); grad: also the
@@ -287,6 +291,42 @@ void qt_aq_net_set_as(struct qt_aq_net *a, float as);
 int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err);
 void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_params *g);
 void qt_aq_net_free(struct qt_aq_net *a);
+/* Mean loss over nchunk whole minibatches of held images X / T. */
+int qt_aq_net_set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
+                       struct qt_err *err);
+/* The first image of the next random minibatch of mb out of nimg (seeded
+ * generator in *seed). */
+int qt_aq_pick(uint64_t *seed, int nimg, int mb);
+
+/* AdaRound (Nagel et al. 2020, arXiv 2004.10568; adaround.c): weights stay
+ * w = s (floor(w0 / s) + h(v)) with a learnt rounding variable v per weight,
+ * h(v) = clamp(sigmoid(v) (zeta - gamma) + gamma, 0, 1), zeta 1.1, gamma -0.1,
+ * and the result clamped to [qmin, qmax] steps; loss = cout * mean((y - t)^2)
+ * (AIMET's sum over channels) + lambda sum (1 - |2 h(v) - 1|^beta). At the
+ * end h is rounded to 0 or 1 (v >= 0). per: weights per channel (s = ws[i / per]). */
+struct qt_ar {
+    int64_t nw, per;
+    int qmin, qmax;
+    const float *ws;
+    float *fl, *v;           /* floor(w0 / s), the rounding variables */
+};
+float qt_ar_h(float v);
+/* fl and v from the float weights w0: h(v) = the fractional part of w0 / s. */
+void qt_ar_init(struct qt_ar *r, const float *w0);
+/* w = the soft (hard = 0) or final (hard = 1) quantized weights. */
+void qt_ar_weights(const struct qt_ar *r, int hard, float *w);
+/* gv = the gradient over v of cout * mse + lambda * reg, given gw = d mse /
+ * d w at w = qt_ar_weights(r, 0); returns reg. */
+double qt_ar_grad(const struct qt_ar *r, const float *gw, double cout, double lambda, double beta, float *gv);
+/* Tunes one layer: iters Adam steps (rate lr) on minibatches of mb of the
+ * nimg held images X / T, through net (built with QT_AQ_SOFT_W; its weights
+ * are overwritten). The first 20% of the steps without the regulariser,
+ * then beta from 20 down to 2 (cosine). Returns in w the better of the
+ * final rounding and round-to-nearest by the loss over all images
+ * (*before: nearest, *after: the one kept). */
+int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax, const float *X,
+               const float *T, int nimg, int mb, int iters, double lr, uint64_t seed, const volatile int *stop,
+               const char *name, float *w, double *before, double *after, struct qt_err *err);
 
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the
  * weights, biases and weight steps of every quantized Conv/Gemm in place,

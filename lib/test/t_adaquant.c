@@ -255,7 +255,7 @@ static void check_engine(const char *kind) {
     memcpy(qw.scale, s.ws, sizeof(float) * (size_t)L->cout);
     struct qt_aq_net net;
     int rc = qt_node_changed(g, k, &e) || qt_graph_check(g, &e) ||
-             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, 1, &e);
+             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, QT_AQ_LEARN_AS, &e);
     T_OK(rc == 0, "%s: layer net built (%s)", kind, e.msg);
     if (rc)
         goto out;
