@@ -84,6 +84,57 @@ expect_ok "  plain finetune, all test images" $QTOOL eval $TMP/f.onnx --data $D/
     --ref $D/model_bn.onnx --json $TMP/fae.json
 check "  SQNR $(json $TMP/bre.json sqnr_db) dB > plain finetune's $(json $TMP/fae.json sqnr_db) + 1" \
     fcmp "$(json $TMP/bre.json sqnr_db)" '>' "$(python3 -c "print($(json $TMP/fae.json sqnr_db) + 1)")"
+# AdaRound: learnt rounding only (steps, biases and input steps as
+# calibrated); every tuned weight on its grid point, no layer worse than
+# round-to-nearest, accuracy above calib at W3A8 (where rounding matters),
+# export rebuilds the file, ORT runs it, the same bytes at 2 threads
+AR="--limit 128 --iters 300 --wbits 3 --method adaround"
+expect_ok "calib W3A8 (128 images)" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/c3.onnx --wbits 3 --limit 128
+expect_ok "  eval" $QTOOL eval $TMP/c3.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/c3e.json
+expect_ok "  the float model with BatchNormalization folded (export --format float)" $QTOOL export $D/model_bn.onnx \
+    --quant-info $TMP/c3.json -o $TMP/fold.onnx --format float
+expect_ok "finetune --method adaround W3A8" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/ar.onnx $AR \
+    --threads 1 --json $TMP/arr.json
+check "  JSON names the method and its learning rate" python3 -c "
+import json; d=json.load(open('$TMP/arr.json')); assert d['method'] == 'adaround' and d['lr'] == 0.01, d"
+check "  no layer above round-to-nearest, most lower, input steps kept" python3 -c "
+import json
+L=json.load(open('$TMP/arr.json'))['layers']
+assert len(L) == 7 and all(l['loss_after'] <= l['loss_before'] and not l['input_step_learned'] for l in L), L
+assert sum(l['loss_after'] < 0.9 * l['loss_before'] for l in L) >= 5, L"
+check "  steps as calibrated, method adaround" python3 -c "
+import json
+a=json.load(open('$TMP/ar.json'))['tensors']; c={(t['name'], t['role']): t for t in json.load(open('$TMP/c3.json'))['tensors']}
+ws=[t for t in a if t['role'] == 'weight']
+assert len(ws) == 7 and all(t['method'] == 'adaround' for t in ws), [t['method'] for t in ws]
+assert all(t['scale'] == c[(t['name'], t['role'])]['scale'] for t in a if t['role'] != 'bias')"
+expect_ok "  export --format float: the tuned float weights" $QTOOL export $D/model_bn.onnx --quant-info $TMP/ar.json \
+    -o $TMP/arf.onnx --format float
+check "  every tuned weight on its grid point, some rounded away from nearest" python3 -c "
+import json, struct, sys
+sys.path.insert(0, 'scripts'); import onnxedit
+W=onnxedit.raw_initializers('$TMP/arf.onnx', (1,)); F=onnxedit.raw_initializers('$TMP/fold.onnx', (1,))
+flips=0
+for t in json.load(open('$TMP/ar.json'))['tensors']:
+    if t['role'] != 'weight':
+        continue
+    w=struct.unpack('<%df' % (len(W[t['name']]) // 4), W[t['name']])
+    f=struct.unpack('<%df' % (len(F[t['name']]) // 4), F[t['name']])
+    per=len(w) // len(t['scale'])
+    for i, x in enumerate(w):
+        s=t['scale'][i // per]; q=x / s; u=f[i] / s
+        assert abs(q - round(q)) < 1e-3 and t['quant_min'] <= round(q) <= t['quant_max'], (t['name'], i, q)
+        flips += abs(round(q) - min(max(round(u), t['quant_min']), t['quant_max'])) > 0.5
+assert flips > 0, flips"
+expect_ok "  eval" $QTOOL eval $TMP/ar.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/are.json
+check "  W3A8 top-1 $(json $TMP/are.json top1) > calib's $(json $TMP/c3e.json top1) + 5" \
+    fcmp "$(json $TMP/are.json top1)" '>' "$(python3 -c "print($(json $TMP/c3e.json top1) + 5)")"
+expect_ok "  ORT loads it" $ORT $TMP/ar.onnx --check-load
+expect_ok "  export rebuilds it" $QTOOL export $D/model_bn.onnx --quant-info $TMP/ar.json -o $TMP/are.onnx
+check "  byte-identical" cmp -s $TMP/ar.onnx $TMP/are.onnx
+expect_ok "  again at 2 threads" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/ar2.onnx $AR --threads 2
+check "  same model bytes at 1 and 2 threads" cmp -s $TMP/ar.onnx $TMP/ar2.onnx
+expect_fail 2 "--method adaquantum" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/b.onnx --method adaquantum
 expect_fail 2 "--mode magic" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/b.onnx --mode magic
 expect_ok "--max-memory 1000: layer inputs spilled to a temporary file" env TMPDIR=$TMP/spill $QTOOL finetune \
     $D/model_bn.onnx --data $D/calib $PP -o $TMP/sp.onnx $FT --max-memory 1000

@@ -75,12 +75,12 @@ double qt_ar_grad(const struct qt_ar *r, const float *gw, double cout, double la
 }
 
 int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax, const float *X,
-               const float *T, int nimg, int mb, int iters, double lr, uint64_t seed, const volatile int *stop,
+               const float *T, int nimg, int iters, double lr, uint64_t seed, const volatile int *stop,
                const char *name, float *w, double *before, double *after, struct qt_err *err) {
     struct qt_aq_params prm, grd;
     qt_aq_net_params(net, &prm, &grd);
     int64_t nw = qt_tensor_numel(net->g->v[net->vw].init);
-    int nchunk = nimg / mb, warm = (int)(AR_WARM * iters);
+    int mb = net->batch, nchunk = nimg / mb, warm = (int)(AR_WARM * iters);
     float *buf = calloc((size_t)(5 * nw + 1), sizeof(float));
     if (!buf)
         return qt_errf(err, QT_ENOMEM, "out of memory");

@@ -253,7 +253,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         if (adaround) {
             struct qt_aq_params prm, grd;
             qt_aq_net_params(&net, &prm, &grd);
-            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, X, T, nimg, mb, fo->iters, fo->lr, seed,
+            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, X, T, nimg, fo->iters, fo->lr, seed,
                            fo->stop, n->name, buf, &before, &after, err))
                 goto out;
             memcpy(wt->data, buf, sizeof(float) * (size_t)nw);

@@ -318,14 +318,14 @@ void qt_ar_weights(const struct qt_ar *r, int hard, float *w);
 /* gv = the gradient over v of cout * mse + lambda * reg, given gw = d mse /
  * d w at w = qt_ar_weights(r, 0); returns reg. */
 double qt_ar_grad(const struct qt_ar *r, const float *gw, double cout, double lambda, double beta, float *gv);
-/* Tunes one layer: iters Adam steps (rate lr) on minibatches of mb of the
- * nimg held images X / T, through net (built with QT_AQ_SOFT_W; its weights
- * are overwritten). The first 20% of the steps without the regulariser,
- * then beta from 20 down to 2 (cosine). Returns in w the better of the
- * final rounding and round-to-nearest by the loss over all images
- * (*before: nearest, *after: the one kept). */
+/* Tunes one layer: iters Adam steps (rate lr) on random minibatches of
+ * net->batch of the nimg held images X / T, through net (built with
+ * QT_AQ_SOFT_W; its weights are overwritten). The first 20% of the steps
+ * without the regulariser, then beta from 20 down to 2 (cosine). Returns in
+ * w the best of round-to-nearest and the rounding at four check points, by
+ * the loss over all images (*before: nearest, *after: the one kept). */
 int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax, const float *X,
-               const float *T, int nimg, int mb, int iters, double lr, uint64_t seed, const volatile int *stop,
+               const float *T, int nimg, int iters, double lr, uint64_t seed, const volatile int *stop,
                const char *name, float *w, double *before, double *after, struct qt_err *err);
 
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the

@@ -1,7 +1,11 @@
 /* t_adaquant.c: AdaQuant's layer-local gradients (Conv, depthwise Conv,
  * Gemm; weights, bias, LSQ weight and input steps) against central finite
  * differences of the loss with the rounding residuals frozen (where the
- * STE/LSQ gradient is exact), and Adam lowering the real quantized loss. */
+ * STE/LSQ gradient is exact), and Adam lowering the real quantized loss.
+ * AdaRound: its start reproduces the float weights, the gradient over the
+ * rounding variables (reconstruction + regulariser) against central finite
+ * differences, the engine's soft-weight layer against the reference loops,
+ * and qt_ar_tune ending on grid weights with a lower loss. */
 #include "quant/quant.h"
 #include "test/tap.h"
 
@@ -206,12 +210,96 @@ static void check_adam(const char *kind) {
 }
 
 
+/* AdaRound's objective at its variables: cout * mse of the layer with the
+ * soft weights (qt_aq_loss with zero residuals runs the node on w as it is)
+ * + lambda * the regulariser */
+static double ar_objective(struct setup *s, struct qt_ar *r, float *ew0, double lambda, double beta, float *gv) {
+    struct qt_err e = {0};
+    struct qt_aq_params p = {s->w, s->b, s->ws, 3.0f / 200}, g = {s->gw, s->gb, s->gws, 0};
+    double l;
+    qt_ar_weights(r, 0, s->w);
+    qt_aq_loss(&s->L, &p, s->x, s->t, ew0, NULL, &g, &l, &e);
+    double reg = qt_ar_grad(r, s->gw, s->L.cout, lambda, beta, gv);
+    return s->L.cout * l + lambda * reg;
+}
+
+static void check_ar_grad(const char *kind) {
+    struct setup s;
+    make(&s, kind, 4);
+    int64_t nw = s.nw;
+    float *w0 = malloc(sizeof(float) * nw), *fl = malloc(sizeof(float) * nw), *v = malloc(sizeof(float) * nw);
+    float *gv = malloc(sizeof(float) * nw), *tmp = malloc(sizeof(float) * nw), *ew0 = calloc(nw, sizeof(float));
+    memcpy(w0, s.w, sizeof(float) * nw);
+    struct qt_ar r = {nw, nw / s.L.cout, s.L.wqmin, s.L.wqmax, s.ws, fl, v};
+    qt_ar_init(&r, w0);
+    double worst = 0;
+    int inrange = 0;
+    qt_ar_weights(&r, 0, s.w);
+    for (int64_t i = 0; i < nw; i++) {
+        float q = w0[i] / s.ws[i / r.per];
+        if (q > s.L.wqmin && q < s.L.wqmax) {
+            inrange++;
+            worst = fmax(worst, fabs(s.w[i] - w0[i]) / s.ws[i / r.per]);
+        }
+    }
+    T_OK(inrange > nw / 2 && worst < 1e-4, "%s: AdaRound starts at the float weights (%d in range, worst %.2g steps)",
+         kind, inrange, worst);
+    /* away from the start, where h is not the fractional part */
+    for (int64_t i = 0; i < nw; i++)
+        v[i] += 1.6f * (urand() - 0.5f);
+    double lambda = 0.05, beta = 3.0;
+    ar_objective(&s, &r, ew0, lambda, beta, gv);
+    int bad = 0, flat = 0, checked = 0;
+    for (int64_t i = 0; i < nw; i++) {
+        float hr = 1.0f / (1.0f + expf(-v[i])) * 1.2f - 0.1f;
+        if (hr < 0.02f || hr > 0.98f) /* the kinks of h's clamp */
+            continue;
+        float vi = v[i], h = 1e-3f;
+        v[i] = vi + h;
+        double lp = ar_objective(&s, &r, ew0, lambda, beta, tmp);
+        v[i] = vi - h;
+        double lm = ar_objective(&s, &r, ew0, lambda, beta, tmp);
+        v[i] = vi;
+        double fd = (lp - lm) / (2 * h);
+        bad += !close(fd, gv[i]);
+        flat += gv[i] == 0;
+        checked++;
+    }
+    T_OK(bad == 0 && checked > nw / 2 && flat < checked,
+         "%s: AdaRound gradient over the rounding variables matches finite differences (%d of %d off, %d zero)", kind,
+         bad, checked, flat);
+    free(w0), free(fl), free(v), free(gv), free(tmp), free(ew0);
+    release(&s);
+}
+
+/* qt_ar_tune on the engine's soft-weight layer: grid weights, lower loss */
+static void check_ar_tune(const char *kind, struct qt_aq_net *net, struct setup *s) {
+    struct qt_err e = {0};
+    float *w = malloc(sizeof(float) * s->nw);
+    double before, after;
+    int per = (int)(s->nw / s->L.cout), offgrid = 0;
+    int rc = qt_ar_tune(net, s->w, s->ws, s->L.wqmin, s->L.wqmax, s->x, s->t, s->L.n, 400, 1e-2, 7, NULL, kind, w,
+                        &before, &after, &e);
+    for (int64_t i = 0; i < s->nw; i++) {
+        float q = w[i] / s->ws[i / per];
+        offgrid += fabsf(q - nearbyintf(q)) > 1e-4f || q < s->L.wqmin || q > s->L.wqmax;
+    }
+    T_OK(rc == 0 && offgrid == 0, "%s: AdaRound weights on the grid (%d off)", kind, offgrid);
+    T_OK(after < 0.95 * before, "%s: AdaRound lowers the layer loss %.4g -> %.4g", kind, before, after);
+    free(w);
+}
+
 /* The engine's layer (qt_aq_net: FakeQuant + the node's op, forward and
  * backward on the executor) gives the reference loss and gradients. */
-static void check_engine(const char *kind) {
+static void check_engine(const char *kind, int soft) {
     struct setup s;
     struct qt_err e = {0};
     make(&s, kind, 4);
+    float *ew0 = calloc((size_t)s.nw, sizeof(float)); /* soft: the node reads w as it is */
+    for (int64_t i = 0; soft && i < s.nw; i++) { /* as AdaRound's weights, inside the grid's range */
+        float lo = s.L.wqmin * s.ws[i / (s.nw / s.L.cout)], hi = s.L.wqmax * s.ws[i / (s.nw / s.L.cout)];
+        s.w[i] = s.w[i] < lo ? lo : s.w[i] > hi ? hi : s.w[i];
+    }
     struct qt_aq_layer *L = &s.L;
     int gemm = !strcmp(kind, "gemm");
     struct qt_graph *g = calloc(1, sizeof *g);
@@ -255,16 +343,31 @@ static void check_engine(const char *kind) {
     memcpy(qw.scale, s.ws, sizeof(float) * (size_t)L->cout);
     struct qt_aq_net net;
     int rc = qt_node_changed(g, k, &e) || qt_graph_check(g, &e) ||
-             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, QT_AQ_LEARN_AS, &e);
-    T_OK(rc == 0, "%s: layer net built (%s)", kind, e.msg);
+             qt_aq_net_new(&net, g, k, xs, &qa, &qw, L->cout, L->n, 2, soft ? QT_AQ_SOFT_W : QT_AQ_LEARN_AS, &e);
+    const char *what = soft ? "soft-weight layer" : "layer";
+    T_OK(rc == 0, "%s: %s net built (%s)", kind, what, e.msg);
     if (rc)
         goto out;
     double le, lr;
     struct qt_aq_params p = {s.w, s.b, s.ws, qa.scale[0]}, gr = {s.gw, s.gb, s.gws, 0}, pe, ge;
-    qt_aq_loss(L, &p, s.x, s.t, NULL, NULL, &gr, &lr, &e);
-    T_OK(qt_aq_net_loss(&net, s.x, s.t, 1, &le, &e) == 0, "%s: engine forward and backward", kind);
+    qt_aq_loss(L, &p, s.x, s.t, soft ? ew0 : NULL, NULL, &gr, &lr, &e);
+    T_OK(qt_aq_net_loss(&net, s.x, s.t, 1, &le, &e) == 0, "%s: engine forward and backward (%s)", kind, what);
     qt_aq_net_params(&net, &pe, &ge);
-    T_OK(fabs(le - lr) <= 1e-5 * lr, "%s: engine loss %.8g = reference %.8g", kind, le, lr);
+    T_OK(fabs(le - lr) <= 1e-5 * lr, "%s: engine %s loss %.8g = reference %.8g", kind, what, le, lr);
+    if (soft) {
+        T_OK(!ge.b && !ge.ws && qt_aq_net_as_grad(&net) == 0, "%s: only the weights are parameters of the %s", kind,
+             what);
+        double worst = 0, mx = 0;
+        for (int64_t i = 0; i < s.nw; i++) {
+            worst = fmax(worst, fabs((double)ge.w[i] - s.gw[i]));
+            mx = fmax(mx, fabs(s.gw[i]));
+        }
+        T_OK(mx > 0 && worst <= 1e-4 * mx, "%s: engine gradient of the unquantized weights = reference (max diff "
+             "%.3g of %.3g)", kind, worst, mx);
+        check_ar_tune(kind, &net, &s);
+        qt_aq_net_free(&net);
+        goto out;
+    }
     struct { const char *name; const float *a, *b; int64_t n; } cmp[3] = {
         {"weights", ge.w, s.gw, s.nw}, {"bias", ge.b, s.gb, L->cout}, {"weight steps", ge.ws, s.gws, L->cout}};
     for (int c = 0; c < 3; c++) {
@@ -285,6 +388,7 @@ out:
     qt_qparam_release(&qa);
     qt_qparam_release(&qw);
     qt_graph_free(g);
+    free(ew0);
     release(&s);
 }
 
@@ -295,8 +399,14 @@ int main(void) {
     check_adam("conv");
     check_adam("depthwise");
     check_adam("gemm");
-    check_engine("conv");
-    check_engine("depthwise");
-    check_engine("gemm");
+    check_engine("conv", 0);
+    check_engine("depthwise", 0);
+    check_engine("gemm", 0);
+    check_ar_grad("conv");
+    check_ar_grad("depthwise");
+    check_ar_grad("gemm");
+    check_engine("conv", 1);
+    check_engine("depthwise", 1);
+    check_engine("gemm", 1);
     return t_done();
 }
