@@ -14,7 +14,7 @@ static const struct opt ft_opts[] = {
     {OPT_METHOD, "method", "adaquant|adaround", "tune weights, biases and steps (default) or learn the rounding only"},
     {OPT_ITERS, "iters", "N", "Adam steps per layer (default 300)"},
     {OPT_LR, "lr", "LR", "learning rate: adaquant relative to each channel's weight step (default 0.003), "
-                         "adaround of the rounding variables (default 0.01)"},
+                         "adaround of the rounding variables (default 0.05)"},
     {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
     {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
     {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 1073741824)"},
@@ -162,7 +162,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     if (optind != argc - 1)
         return cli_usage(cmd, "expects one model file");
     o.model = argv[optind];
-    o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 1e-2 : o.ft.lr;
+    o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 5e-2 : o.ft.lr;
     if (!o.dry_run && !o.out)
         return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)

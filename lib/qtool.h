@@ -384,7 +384,7 @@ struct qt_ft_opts {
     int method;                 /* QT_FT_ADAQUANT (default) or QT_FT_ADAROUND (learnt rounding only) */
     int iters;                  /* Adam steps per layer (default 300) */
     double lr;                  /* AdaQuant: relative to each channel's weight step (default 3e-3);
-                                 * AdaRound: of the rounding variables (qtool's default 1e-2) */
+                                 * AdaRound: of the rounding variables (qtool's default 5e-2) */
     int batch;                  /* images per step (default 8) */
     int parallel;               /* 1: float inputs; 0: inputs from the tuned quantized prefix */
     int fixed_act_steps;        /* 1: keep the calibrated input steps */

@@ -96,7 +96,7 @@ expect_ok "  the float model with BatchNormalization folded (export --format flo
 expect_ok "finetune --method adaround W3A8" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/ar.onnx $AR \
     --threads 1 --json $TMP/arr.json
 check "  JSON names the method and its learning rate" python3 -c "
-import json; d=json.load(open('$TMP/arr.json')); assert d['method'] == 'adaround' and d['lr'] == 0.01, d"
+import json; d=json.load(open('$TMP/arr.json')); assert d['method'] == 'adaround' and d['lr'] == 0.05, d"
 check "  no layer above round-to-nearest, most lower, input steps kept" python3 -c "
 import json
 L=json.load(open('$TMP/arr.json'))['layers']
