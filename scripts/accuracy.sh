@@ -4,7 +4,7 @@
 # _bn.onnx) is quantized by calib, finetune and qat, each tuned or trained on
 # the first 512 images of imagenet-dev (sorted order, as --limit takes them)
 # and judged on the 154 held-out images and on all 666, against the float
-# model (top-1, agreement). Prints one Markdown row per run. About 40 minutes
+# model (top-1, agreement). Prints one Markdown row per run. About 45 minutes
 # on 2 cores; ACC_QUICK=1 runs every command on a few images (a smoke test
 # of this script, not a measurement). Not part of make check.
 set -eu
@@ -61,4 +61,6 @@ run "qat W8A8 --init finetune plan" $T/q8.onnx $Q qat $M --train $T/train $PP --
 run "calib W4A8" $T/c4.onnx $Q calib $M --data $T/train $PP --limit $N --wbits 4
 run "calib W4A8 --bn-reestimate" $T/c4r.onnx $Q calib $M --data $T/train $PP --limit $N --wbits 4 --bn-reestimate
 run "finetune W4A8 --bn-reestimate" $T/f4r.onnx $Q finetune $M --data $T/train $PP $FT --wbits 4 --bn-reestimate
+run "finetune W4A8 --method adaround --bn-reestimate" $T/a4r.onnx $Q finetune $M --data $T/train $PP $FT --wbits 4 \
+    --method adaround --bn-reestimate
 run "qat W4A8 from calibration, BN unfolded" $T/q4.onnx $Q qat $M --train $T/train $PP --wbits 4 $QAT $EP4
