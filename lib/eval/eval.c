@@ -1,7 +1,8 @@
 /* eval.c: qtool eval: stream a folder of images through a model (and a
  * reference model), in batches, and compute accuracy, loss, agreement and
- * SQNR; then time the latency of one run at batch 1 (or --latency-batch). Memory is one batch of images plus the
- * planned activations, whatever the number of images. */
+ * SQNR; then time one run at batch 1 (or --latency-batch). Memory is one
+ * batch of images plus the planned activations, whatever the number of
+ * images. */
 #include "engine.h"
 #include "int8/int8.h"
 
@@ -335,8 +336,8 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     r->throughput = t_compute > 0 ? total / t_compute : 0;
     if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
         goto out;
-    if (o->latency_runs > 0 && total > 0 && latency(&m, first, c, h, w, o->latency_batch > 0 ? o->latency_batch : 1, threads,
-                                                             o->latency_runs, r, err))
+    if (o->latency_runs > 0 && total > 0 &&
+        latency(&m, first, c, h, w, o->latency_batch > 0 ? o->latency_batch : 1, threads, o->latency_runs, r, err))
         goto out;
     r->wall_s = qt_now() - t_start;
 out:

@@ -161,15 +161,12 @@ int qt_aq_loss(const struct qt_aq_layer *L, const struct qt_aq_params *p, const 
 void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
                 const struct qt_aq_params *g) {
     int64_t nw = (int64_t)L->cout * (L->cin / L->groups) * L->kh * L->kw;
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     a->t++;
-    double c1 = 1 - pow(b1, a->t), c2 = 1 - pow(b2, a->t);
+    double c1 = 1 - pow(0.9, a->t), c2 = 1 - pow(0.999, a->t);
     int64_t k = 0;
 #define ADAM(ptr, grad, lr)                                                                                   \
     do {                                                                                                      \
-        a->m[k] = (float)(b1 * a->m[k] + (1 - b1) * (grad));                                                  \
-        a->v[k] = (float)(b2 * a->v[k] + (1 - b2) * (double)(grad) * (grad));                                 \
-        *(ptr) -= (float)((lr) * (a->m[k] / c1) / (sqrt(a->v[k] / c2) + eps));                                \
+        qt_aq_adam1((ptr), (grad), &a->m[k], &a->v[k], (lr), c1, c2);                                         \
         k++;                                                                                                  \
     } while (0)
     for (int64_t i = 0; i < nw; i++)

@@ -89,10 +89,8 @@ int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin
     double l;
     qt_ar_init(&r, w0);
     /* round to nearest: the starting point and the fallback */
-    for (int64_t i = 0; i < nw; i++) {
-        float q = __builtin_nearbyintf(w0[i] / ws[i / r.per]);
-        w[i] = ws[i / r.per] * (q < (float)qmin ? (float)qmin : q > (float)qmax ? (float)qmax : q);
-    }
+    for (int64_t i = 0; i < nw; i++)
+        w[i] = ws[i / r.per] * clampq(&r, __builtin_nearbyintf(w0[i] / ws[i / r.per]));
     memcpy(prm.w, w, sizeof(float) * (size_t)nw);
     if (qt_aq_net_set_loss(net, X, T, nchunk, before, err))
         goto out;
@@ -113,12 +111,9 @@ int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin
             lambda = AR_LAMBDA;
         }
         qt_ar_grad(&r, grd.w, net->cout, lambda, beta, gv);
-        double b1 = 0.9, b2 = 0.999, t1 = 1 - pow(b1, it + 1), t2 = 1 - pow(b2, it + 1);
-        for (int64_t i = 0; i < nw; i++) {
-            m[i] = (float)(b1 * m[i] + (1 - b1) * gv[i]);
-            s2[i] = (float)(b2 * s2[i] + (1 - b2) * (double)gv[i] * gv[i]);
-            v[i] -= (float)(lr * (m[i] / t1) / (sqrt(s2[i] / t2) + 1e-8));
-        }
+        double c1 = 1 - pow(0.9, it + 1), c2 = 1 - pow(0.999, it + 1);
+        for (int64_t i = 0; i < nw; i++)
+            qt_aq_adam1(&v[i], gv[i], &m[i], &s2[i], lr, c1, c2);
         /* the rounded weights, judged on all images after the warm-up at
          * three points and at the end; the best one is kept */
         int check = it + 1 == iters || (it >= warm && (it + 1 - warm) % ((iters - warm) / 3 + 1) == 0);

@@ -5,6 +5,8 @@
 #define QT_QUANT_H
 #include "engine.h"
 
+#include <math.h>
+
 /* ---- observers -------------------------------------------------------- */
 
 enum qt_obs_kind { QT_OBS_MINMAX, QT_OBS_EMA, QT_OBS_PERCENTILE, QT_OBS_ENTROPY, QT_OBS_MSE };
@@ -263,6 +265,13 @@ struct qt_aq_adam {
 };
 void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
                 const struct qt_aq_params *g);
+/* One Adam update of one value (beta1 0.9, beta2 0.999, eps 1e-8; c1, c2:
+ * the bias corrections 1 - beta^t), in double: AdaQuant's and AdaRound's. */
+static inline void qt_aq_adam1(float *w, float g, float *m, float *v, double lr, double c1, double c2) {
+    *m = (float)(0.9 * *m + (1 - 0.9) * g);
+    *v = (float)(0.999 * *v + (1 - 0.999) * (double)g * g);
+    *w -= (float)(lr * (*m / c1) / (sqrt(*v / c2) + 1e-8));
+}
 
 /* The same layer loss run by the engine (forward and backward through
  * FakeQuant and the node's own op), for `batch` images at a time: the layer
