@@ -109,6 +109,8 @@ write("dangling.onnx", model([conv, node("Relu", ["nowhere"], ["r"], "relu"), ga
 write("two-producers.onnx", model([conv, relu, node("Relu", ["c"], ["r"], "relu2"), gap, flat], inits, [X], [Y]))
 # graph output nothing produces
 write("missing-output.onnx", model([conv, relu, gap, flat], inits, [X], [value_info("z", [1, 2])]))
+# a node whose output 0 is the empty name (found by the fuzzer: the Add ran with no output)
+write("empty-node-output.onnx", model([conv, relu, node("Add", ["r", "r"], [""], "add"), gap, flat], inits, [X], [Y]))
 # an op with a missing required attribute: Concat without axis
 gapk = node("GlobalAveragePool", ["k"], ["p"], "gap")
 write("missing-attr.onnx", model([conv, relu, node("Concat", ["r", "r"], ["k"], "concat"), gapk, flat], inits, [X],
