@@ -114,6 +114,9 @@ const char *qt_graph_unique_name(struct qt_graph *g, const char *base, const cha
 /* Nodes in topological order (malloc'd array of nn indices), QT_EMODEL on a
  * cycle or a value with two producers. */
 int qt_graph_topo(const struct qt_graph *g, int **order, struct qt_err *err);
+/* Checks each node qtool runs has its output 0 and parses its attributes
+ * (op->init); the loader's last step. */
+int qt_graph_init_ops(struct qt_graph *g, struct qt_err *err);
 /* Recomputes producers, checks every input is defined. */
 int qt_graph_check(struct qt_graph *g, struct qt_err *err);
 /* Removes nodes marked by dead[i] != 0 and values no longer referenced. */

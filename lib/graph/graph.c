@@ -500,6 +500,18 @@ int qt_node_set_str(struct qt_node *n, const char *name, const char *s) {
     return a->s ? 0 : -1;
 }
 
+int qt_graph_init_ops(struct qt_graph *g, struct qt_err *err) {
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_node *n = &g->n[i];
+        /* every operator qtool runs writes its output 0 (ONNX makes it required) */
+        if (n->op && (n->nout < 1 || n->out[0] < 0))
+            return qt_node_err(n, QT_EMODEL, err, "has no output 0 (its first output name is missing or empty)");
+        if (n->op && n->op->init && n->op->init(g, n, err))
+            return err->code;
+    }
+    return 0;
+}
+
 int qt_node_changed(struct qt_graph *g, int node, struct qt_err *err) {
     struct qt_node *n = &g->n[node];
     n->orig = NULL;

@@ -420,15 +420,7 @@ static int convert(struct qt_graph *g, const Onnx__ModelProto *m, const char *fn
     if (qt_graph_topo(g, &order, err))
         return err->code;
     free(order);
-    for (int i = 0; i < g->nn; i++) {
-        struct qt_node *n = &g->n[i];
-        /* every operator qtool runs writes its output 0 (ONNX makes it required) */
-        if (n->op && (n->nout < 1 || n->out[0] < 0))
-            return qt_node_err(n, QT_EMODEL, err, "has no output 0 (its first output name is missing or empty)");
-        if (n->op && n->op->init && n->op->init(g, n, err))
-            return err->code;
-    }
-    return 0;
+    return qt_graph_init_ops(g, err);
 }
 
 int qt_graph_load_mem(struct qt_graph **out, const void *buf, size_t len, const char *fname,
