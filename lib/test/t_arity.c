@@ -22,14 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_ACT, K_FLOAT, K_INT64, K_SCALAR, K_ONES, K_VEC, K_U8, K_U8S, K_MAT, K_BOOL, K_NKIND };
+enum kind { K_ACT, K_FLOAT, K_INT64, K_SCALAR, K_ONES, K_VEC, K_U8, K_U8S, K_MAT, K_BOOL, K_NKIND, K_U8M /* only in the quantized patterns */ };
 static const char *const kind_name[] = {"activation", "float initializer", "int64 initializer", "float scalar",
                                         "int64 [2,1,1,1]", "float [3]", "uint8 initializer", "uint8 scalar",
-                                        "float [2,2]", "bool initializer"};
+                                        "float [2,2]", "bool initializer", "", "uint8 [4,4]"};
 
 /* input i of the variant: its kind, or -1 for an omitted (empty) input */
 struct variant {
-    int nin, in[8];
+    int nin, in[10];
     int nout, out0_empty;
     int attrs;
 };
@@ -88,6 +88,10 @@ static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
         t = qt_tensor_new(QT_BOOL, 4, (const int64_t[]){2, 3, 4, 4});
         for (int64_t k = 0; k < qt_tensor_numel(t); k++)
             ((uint8_t *)t->data)[k] = (uint8_t)(k % 3 == 0);
+    } else if (kind == K_U8M) {
+        t = qt_tensor_new(QT_UINT8, 2, (const int64_t[]){4, 4});
+        for (int k = 0; k < 16; k++)
+            ((uint8_t *)t->data)[k] = (uint8_t)(k * 41);
     } else if (kind == K_U8S) {
         t = qt_tensor_new(QT_UINT8, 0, NULL);
         *(uint8_t *)t->data = 128;
@@ -105,7 +109,7 @@ static int try_variant(const struct qt_op *op, const struct variant *va, char *w
     struct qt_err err = {0};
     struct qt_graph *g = gnew();
     struct qt_exec *x = NULL;
-    int in[8], out[3], rc = 0;
+    int in[10], out[3], rc = 0;
     for (int i = 0; i < va->nin; i++)
         in[i] = va->in[i] < 0 ? -1 : add_input(g, i, va->in[i], &err);
     const char *oname[3] = {"y0", "y1", "y2"};
@@ -164,7 +168,7 @@ static void describe(const struct variant *va, char *buf, size_t len) {
 
 int main(void) {
     setenv("QT_MEM_LIMIT_MB", "64", 1);
-    struct variant vs[2048];
+    struct variant vs[4096];
     int nv = 0;
     for (int attrs = 0; attrs < 2; attrs++) {
         /* every input of one kind, 0..5 inputs */
@@ -186,16 +190,22 @@ int main(void) {
                         v.in[i] = kind;
                     vs[nv++] = v;
                 }
-        /* quantized operators: (uint8, scale, zero point) triples */
-        for (int nt = 1; nt <= 3; nt++) {
-            struct variant v = {.nin = 3 * nt, .nout = 1, .attrs = attrs};
-            for (int t = 0; t < nt && 3 * t + 2 < 6; t++) {
-                v.in[3 * t] = K_U8;
-                v.in[3 * t + 1] = K_SCALAR;
-                v.in[3 * t + 2] = K_U8S;
-            }
-            if (v.nin <= 6)
+        /* quantized operators: uint8 data with (scale, zero point) pairs in
+         * the orders of QLinearConv/MatMul/Add (8), QLinearGlobalAveragePool
+         * (5), QLinearConcat (2 + 3k), MatMulInteger (4), QuantizeLinear (3), QGemm,
+         * each also with one input omitted */
+        static const char *const qpat[] = {"uspuspsp", "uspsp", "spusp", "spuspusp", "uuppp", "usp", "uspuspspf",
+                                           "uspmspsp", "umpp", "mspmsp", "mspmspfsp"};
+        for (size_t q = 0; q < sizeof qpat / sizeof qpat[0]; q++) {
+            int len = (int)strlen(qpat[q]);
+            for (int gap = -1; gap < len; gap++) {
+                struct variant v = {.nin = len, .nout = 1, .attrs = attrs};
+                for (int i = 0; i < len; i++) {
+                    char c = qpat[q][i];
+                    v.in[i] = i == gap ? -1 : c == 'u' ? K_U8 : c == 's' ? K_SCALAR : c == 'p' ? K_U8S : c == 'm' ? K_U8M : K_VEC;
+                }
                 vs[nv++] = v;
+            }
         }
         /* one omitted input at each position */
         for (int nin = 1; nin <= 5; nin++)
