@@ -97,6 +97,9 @@ struct qt_graph {
     void *model;            /* the ONNX envelope (lib/onnx), shared by clones */
 };
 
+/* An empty graph of ai.onnx opset `opset` (IR version 7), or NULL when out
+ * of memory. Loading, cloning and the test drivers start from it. */
+struct qt_graph *qt_graph_new(int opset);
 /* Value index by name, -1 if absent. */
 int qt_graph_find(const struct qt_graph *g, const char *name);
 /* Adds a value (name copied) and returns its index, or -1 (out of memory or

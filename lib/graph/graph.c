@@ -563,12 +563,24 @@ static int attr_copy(struct qt_attr *d, const struct qt_attr *s) {
 
 void *qt_onnx_env_ref(void *env); /* load.c */
 
-int qt_graph_clone(struct qt_graph **out, const struct qt_graph *s, struct qt_err *err) {
+struct qt_graph *qt_graph_new(int opset) {
     struct qt_graph *g = calloc(1, sizeof *g);
+    if (g && !(g->names = qt_map_new())) {
+        free(g);
+        return NULL;
+    }
+    if (g) {
+        g->opset = opset;
+        g->ir_version = 7;
+    }
+    return g;
+}
+
+int qt_graph_clone(struct qt_graph **out, const struct qt_graph *s, struct qt_err *err) {
+    struct qt_graph *g = qt_graph_new(s->opset);
     *out = NULL;
-    if (!g || !(g->names = qt_map_new()))
+    if (!g)
         goto oom;
-    g->opset = s->opset;
     g->ir_version = s->ir_version;
     if (s->producer && !(g->producer = qt_strdup(s->producer)))
         goto oom;

@@ -433,9 +433,9 @@ int qt_graph_load_mem(struct qt_graph **out, const void *buf, size_t len, const 
         return qt_errf(err, QT_EMODEL, "'%s' is empty", fname);
     if (wire_check(buf, (const uint8_t *)buf + len, &onnx__model_proto__descriptor, 0, &why))
         return qt_errf(err, QT_EMODEL, "'%s' is not a valid ONNX file (%s)", fname, why);
-    g = calloc(1, sizeof *g);
+    g = qt_graph_new(0);
     env = calloc(1, sizeof *env);
-    if (!g || !env || !(g->names = qt_map_new())) {
+    if (!g || !env) {
         free(env);
         qt_graph_free(g);
         return qt_errf(err, QT_ENOMEM, "out of memory loading '%s'", fname);

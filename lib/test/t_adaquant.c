@@ -302,10 +302,7 @@ static void check_engine(const char *kind, int soft) {
     }
     struct qt_aq_layer *L = &s.L;
     int gemm = !strcmp(kind, "gemm");
-    struct qt_graph *g = calloc(1, sizeof *g);
-    g->names = qt_map_new();
-    g->opset = 13;
-    g->ir_version = 7;
+    struct qt_graph *g = qt_graph_new(13);
     int64_t xd[4] = {L->n, L->cin, L->h, L->w}, wd[4] = {L->cout, L->cin / L->groups, L->kh, L->kw};
     int64_t bd[1] = {L->cout};
     int xnd = gemm ? 2 : 4;

@@ -34,14 +34,6 @@ struct variant {
     int attrs;
 };
 
-static struct qt_graph *gnew(void) {
-    struct qt_graph *g = calloc(1, sizeof *g);
-    g->names = qt_map_new();
-    g->opset = 13;
-    g->ir_version = 7;
-    return g;
-}
-
 static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
     char name[16];
     snprintf(name, sizeof name, "in%d", i);
@@ -107,7 +99,7 @@ static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
  * step failed without a usable message. */
 static int try_variant(const struct qt_op *op, const struct variant *va, char *why, size_t whylen) {
     struct qt_err err = {0};
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     struct qt_exec *x = NULL;
     int in[10], out[3], rc = 0;
     for (int i = 0; i < va->nin; i++)

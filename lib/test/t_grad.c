@@ -30,14 +30,6 @@ static float urand(float lo, float hi) {
     return lo + (hi - lo) * qt_rand01(&rng);
 }
 
-static struct qt_graph *gnew(void) {
-    struct qt_graph *g = calloc(1, sizeof *g);
-    g->names = qt_map_new();
-    g->opset = 13;
-    g->ir_version = 7;
-    return g;
-}
-
 /* A float initializer with values uniform in [lo, hi] (|v| >= gap when gap > 0:
  * away from kinks at 0). */
 static int tensor(struct qt_graph *g, const char *name, int nd, const int64_t *d, float lo, float hi, float gap) {
@@ -162,7 +154,7 @@ out:
 
 static void conv_case(const char *label, const int64_t *xd, const int64_t *wd, int group, const int64_t *strides,
                       const int64_t *pads, const int64_t *dil) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "x", 4, xd, -1, 1, 0), w = tensor(g, "w", 4, wd, -1, 1, 0);
     int b = tensor(g, "b", 1, D(wd[0]), -1, 1, 0);
     struct qt_node *n = node(g, "Conv", IN(a, w, b), 3);
@@ -175,7 +167,7 @@ static void conv_case(const char *label, const int64_t *xd, const int64_t *wd, i
 }
 
 static void unary_case(const char *op, float lo, float hi, float gap) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "x", 3, D(2, 3, 4), lo, hi, gap);
     struct qt_node *n = node(g, op, IN(a), 1);
     if (!strcmp(op, "LeakyRelu"))
@@ -185,7 +177,7 @@ static void unary_case(const char *op, float lo, float hi, float gap) {
 }
 
 static void binary_case(const char *op, const char *label, int nda, const int64_t *da, int ndb, const int64_t *db) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "a", nda, da, -1, 1, 0);
     int b = !strcmp(op, "Div") ? tensor(g, "b", ndb, db, 0.5f, 1.5f, 0) : tensor(g, "b", ndb, db, -1, 1, 0);
     node(g, op, IN(a, b), 2);
@@ -194,7 +186,7 @@ static void binary_case(const char *op, const char *label, int nda, const int64_
 }
 
 static void pool_case(const char *op, const char *label, int include_pad, int ceil) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "x", 4, D(2, 2, 7, 6), -1, 1, 0);
     float *xv = g->v[a].init->data;
     for (int i = 0; i < 168; i++) /* distinct values 0.05 apart: no tie within the step */
@@ -218,7 +210,7 @@ static void op_cases(void) {
     conv_case("Conv 1x1", D(2, 3, 4, 4), D(5, 3, 1, 1), 1, D(1, 1), D(0, 0, 0, 0), D(1, 1));
     conv_case("Conv dilation 2 stride (2,1)", D(1, 2, 7, 7), D(3, 2, 3, 2), 1, D(2, 1), D(2, 1, 2, 0), D(2, 2));
 
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "A", 2, D(3, 4), -1, 1, 0), b = tensor(g, "B", 2, D(5, 4), -1, 1, 0);
     int c = tensor(g, "C", 1, D(5), -1, 1, 0);
     struct qt_node *n = node(g, "Gemm", IN(a, b, c), 3);
@@ -228,7 +220,7 @@ static void op_cases(void) {
     check(g, "Gemm transB, C [N]", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "A", 2, D(4, 3), -1, 1, 0);
     b = tensor(g, "B", 2, D(4, 5), -1, 1, 0);
     c = tensor(g, "C", 2, D(3, 1), -1, 1, 0);
@@ -237,21 +229,21 @@ static void op_cases(void) {
     check(g, "Gemm transA, C [M,1]", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "A", 3, D(2, 3, 4), -1, 1, 0);
     b = tensor(g, "B", 2, D(4, 5), -1, 1, 0);
     node(g, "MatMul", IN(a, b), 2);
     check(g, "MatMul [2,3,4] x [4,5] (broadcast B)", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "A", 3, D(2, 3, 4), -1, 1, 0);
     b = tensor(g, "B", 3, D(2, 4, 2), -1, 1, 0);
     node(g, "MatMul", IN(a, b), 2);
     check(g, "MatMul batched", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 4, D(3, 4, 3, 3), -1, 2, 0);
     int s = tensor(g, "scale", 1, D(4), 0.5f, 1.5f, 0), bb = tensor(g, "bias", 1, D(4), -1, 1, 0);
     int m = tensor(g, "mean", 1, D(4), -1, 1, 0), v = tensor(g, "var", 1, D(4), 0.5f, 1.5f, 0);
@@ -266,7 +258,7 @@ static void op_cases(void) {
     unary_case("HardSigmoid", -4, 4, 0);
     unary_case("HardSwish", -4, 4, 0);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 3, 4), -1, 1, 0);
     int lo = scalar(g, "lo", -0.5f), hi = scalar(g, "hi", 0.6f);
     node(g, "Clip", IN(a, lo, hi), 3);
@@ -284,32 +276,32 @@ static void op_cases(void) {
     pool_case("AveragePool", "AveragePool count_include_pad 0", 0, 0);
     pool_case("AveragePool", "AveragePool count_include_pad 1 ceil_mode", 1, 1);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 4, D(2, 3, 4, 5), -1, 1, 0);
     node(g, "GlobalAveragePool", IN(a), 1);
     check(g, "GlobalAveragePool", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 4, D(2, 3, 4, 5), -1, 1, 0);
     node(g, "GlobalMaxPool", IN(a), 1);
     check(g, "GlobalMaxPool", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 4, D(2, 3, 2, 2), -1, 1, 0);
     n = node(g, "Flatten", IN(a), 1);
     check(g, "Flatten", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 3, 4), -1, 1, 0);
     int sh = ints(g, "shape", 2, D(4, -1));
     node(g, "Reshape", IN(a, sh), 2);
     check(g, "Reshape", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "a", 3, D(2, 3, 4), -1, 1, 0);
     b = tensor(g, "b", 3, D(2, 2, 4), -1, 1, 0);
     n = node(g, "Concat", IN(a, b), 2);
@@ -317,14 +309,14 @@ static void op_cases(void) {
     check(g, "Concat axis 1", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 4, D(2, 3, 4, 5), -1, 1, 0);
     n = node(g, "ReduceMean", IN(a), 1);
     qt_node_set_ints(n, "axes", D(1, 3), 2);
     check(g, "ReduceMean axes (1,3) keepdims", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 3, 4), -1, 1, 0);
     n = node(g, "ReduceMean", IN(a), 1);
     qt_node_set_ints(n, "axes", D(-1), 1);
@@ -332,14 +324,14 @@ static void op_cases(void) {
     check(g, "ReduceMean last axis, no keepdims", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 3, 4), -1, 1, 0);
     n = node(g, "Transpose", IN(a), 1);
     qt_node_set_ints(n, "perm", D(2, 0, 1), 3);
     check(g, "Transpose perm (2,0,1)", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 6, 5), -1, 1, 0);
     int st = ints(g, "starts", 2, D(1, -1)), en = ints(g, "ends", 2, D(6, -6)), ax = ints(g, "axes", 2, D(1, 2));
     int sp = ints(g, "steps", 2, D(2, -2));
@@ -347,7 +339,7 @@ static void op_cases(void) {
     check(g, "Slice steps 2 and -2", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 5, 3), -1, 1, 0);
     int y0 = qt_graph_add_value(g, "y", QT_V_ACT, &err), y1 = qt_graph_add_value(g, "y1", QT_V_ACT, &err);
     int k = qt_graph_add_node(g, "n", "Split", IN(a), 1, IN(y0, y1), 2, &err);
@@ -372,7 +364,7 @@ static void op_cases(void) {
     static const char *const modes[] = {"constant", "edge", "reflect"};
     for (int m = 0; m < 3; m++) {
         char label[64];
-        g = gnew();
+        g = qt_graph_new(13);
         a = tensor(g, "x", 4, D(1, 2, 4, 3), -1, 1, 0);
         int pads = ints(g, "pads", 8, D(0, 0, 2, 1, 0, 1, 1, 2));
         n = node(g, "Pad", IN(a, pads), 2);
@@ -382,20 +374,20 @@ static void op_cases(void) {
         qt_graph_free(g);
     }
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 2, D(3, 6), -2, 2, 0);
     node(g, "Softmax", IN(a), 1);
     check(g, "Softmax", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 4, 3), -2, 2, 0);
     n = node(g, "LogSoftmax", IN(a), 1);
     qt_node_set_int(n, "axis", 1);
     check(g, "LogSoftmax axis 1", NULL, 0);
     qt_graph_free(g);
 
-    g = gnew();
+    g = qt_graph_new(13);
     a = tensor(g, "x", 2, D(8, 16), -1, 1, 0);
     int ratio = scalar(g, "ratio", 0.3f);
     node(g, "Dropout", IN(a, ratio), 2);
@@ -420,7 +412,7 @@ static double lsq_ref(const float *x, const float *s, const float *z, const doub
 }
 
 static void fq_case(const char *label, int per_channel, int qmin, int qmax) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int64_t C = per_channel ? 3 : 1, n = 2 * 3 * 4 * 4, inner = per_channel ? 32 : n;
     float span = 0.045f * (float)(qmax - qmin); /* some values fall outside the range */
     int a = tensor(g, "x", 4, per_channel ? D(3, 2, 4, 4) : D(2, 3, 4, 4), -span, 0.8f * span, 0);
@@ -501,7 +493,7 @@ static void fq_case(const char *label, int per_channel, int qmin, int qmax) {
 }
 
 static void pact_case(void) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int64_t n = 64;
     int a = tensor(g, "x", 2, D(4, 16), -0.5f, 1.5f, 0), al = tensor(g, "alpha", 1, D(1), 1.0f, 1.0f, 0);
     int y = qt_graph_add_value(g, "y", QT_V_ACT, &err);
@@ -552,7 +544,7 @@ static void pact_case(void) {
 }
 
 static void fq_observer_case(void) {
-    struct qt_graph *g = gnew();
+    struct qt_graph *g = qt_graph_new(13);
     int a = tensor(g, "w", 2, D(3, 5), -1, 1, 0), s = tensor(g, "s", 1, D(3), 1, 1, 0);
     int z = tensor(g, "z", 1, D(3), 0, 0, 0);
     int y = qt_graph_add_value(g, "y", QT_V_ACT, &err);
@@ -688,7 +680,7 @@ static void determinism_case(void) {
     float *res[2] = {NULL, NULL};
     for (int th = 1; th <= 2; th++) {
         rng = 99;
-        struct qt_graph *g = gnew();
+        struct qt_graph *g = qt_graph_new(13);
         int a = tensor(g, "x", 4, D(4, 8, 9, 9), -1, 1, 0), w = tensor(g, "w", 4, D(16, 8, 3, 3), -1, 1, 0);
         struct qt_node *n = node(g, "Conv", IN(a, w), 2);
         qt_node_set_ints(n, "pads", D(1, 1, 1, 1), 4);
