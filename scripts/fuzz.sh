@@ -15,15 +15,16 @@
 set -u
 cd "$(dirname "$0")/.."
 F=build/fuzz
-TARGETS="onnx image config qinfo"
+TARGETS="onnx quant image config qinfo"
 
 seeds() {
-    rm -rf $F/seeds && mkdir -p $F/seeds/onnx $F/seeds/image $F/seeds/config $F/seeds/qinfo
+    rm -rf $F/seeds && mkdir -p $F/seeds/onnx $F/seeds/quant $F/seeds/image $F/seeds/config $F/seeds/qinfo
     # ONNX: every small model of testdata (op cases, the bundled models)
     find testdata -name '*.onnx' -size -64k | sort | while read -r f; do
         cp "$f" "$F/seeds/onnx/$(echo "$f" | tr / _)"
     done
     cp testdata/fmnist/model.onnx $F/seeds/onnx/fmnist_model.onnx
+    cp $F/seeds/onnx/* $F/seeds/quant/ # quant: the same models, through calib's and export's path
     # images: the decoder test images (all PNG colour types and depths, JPEG grey/RGB, broken ones)
     for f in testdata/images/*.png testdata/images/*.jpg; do
         [ -f "$f" ] && cp "$f" $F/seeds/image/

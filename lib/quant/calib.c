@@ -155,33 +155,49 @@ int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_ima
     return err->code;
 }
 
+/* Sets activation tensor qt's parameters for the range [lo, hi]; omin and
+ * omax are the observed extremes, method the observer's name. */
+static int act_set(struct qt_qplan *p, struct qt_qtensor *qt, const char *method, float omin, float omax, double lo,
+                   double hi, struct qt_err *err) {
+    struct qt_qparam *q = &qt->q;
+    int bits = q->bits;
+    qt_qparam_release(q);
+    q->role = QT_ROLE_ACT;
+    q->bits = bits;
+    if (qt_qparam_alloc(q, 1, err))
+        return err->code;
+    q->dtype = p->o.act_signed ? QT_INT8 : QT_UINT8;
+    q->symmetric = p->o.act_signed;
+    q->axis = -1;
+    q->method = method;
+    qt_qrange(q->dtype, bits, 0, &q->qmin, &q->qmax);
+    q->obs_min[0] = omin;
+    q->obs_max[0] = omax;
+    q->rng_min[0] = (float)lo;
+    q->rng_max[0] = (float)hi;
+    qt_qparams_from_range(lo, hi, q->qmin, q->qmax, q->symmetric, &q->scale[0], &q->zp[0]);
+    return 0;
+}
+
 /* Activation parameters from the group observers. */
 static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err *err) {
     for (int t = 0; t < p->nt; t++) {
-        struct qt_qtensor *qt = &p->t[t];
-        if (qt->q.role != QT_ROLE_ACT)
+        if (p->t[t].q.role != QT_ROLE_ACT)
             continue;
-        const struct qt_observer *o = &obs[qt->group];
-        struct qt_qparam *q = &qt->q;
-        int bits = q->bits;
-        qt_qparam_release(q);
-        q->role = QT_ROLE_ACT;
-        q->bits = bits;
-        if (qt_qparam_alloc(q, 1, err))
-            return err->code;
-        q->dtype = p->o.act_signed ? QT_INT8 : QT_UINT8;
-        q->symmetric = p->o.act_signed;
-        q->axis = -1;
-        q->method = qt_obs_name(o->kind);
-        qt_qrange(q->dtype, bits, 0, &q->qmin, &q->qmax);
+        const struct qt_observer *o = &obs[p->t[t].group];
         double lo, hi;
-        qt_obs_range(o, bits, q->symmetric, p->o.percentile, &lo, &hi);
-        q->obs_min[0] = o->count ? (float)o->min : 0;
-        q->obs_max[0] = o->count ? (float)o->max : 0;
-        q->rng_min[0] = (float)lo;
-        q->rng_max[0] = (float)hi;
-        qt_qparams_from_range(lo, hi, q->qmin, q->qmax, q->symmetric, &q->scale[0], &q->zp[0]);
+        qt_obs_range(o, p->t[t].q.bits, p->o.act_signed, p->o.percentile, &lo, &hi);
+        if (act_set(p, &p->t[t], qt_obs_name(o->kind), o->count ? (float)o->min : 0, o->count ? (float)o->max : 0,
+                    lo, hi, err))
+            return err->code;
     }
+    return 0;
+}
+
+int qt_qplan_act_fixed(struct qt_qplan *p, double lo, double hi, struct qt_err *err) {
+    for (int t = 0; t < p->nt; t++)
+        if (p->t[t].q.role == QT_ROLE_ACT && act_set(p, &p->t[t], "minmax", (float)lo, (float)hi, lo, hi, err))
+            return err->code;
     return 0;
 }
 

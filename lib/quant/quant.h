@@ -186,6 +186,9 @@ int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_ima
 int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
                      int limit, int batch, int fixed, int threads, int *images,
                      void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err);
+/* Sets every activation's parameters for one range [lo, hi] instead of
+ * calibrating (the quantization fuzz target, lib/test/fuzz_quant.c). */
+int qt_qplan_act_fixed(struct qt_qplan *p, double lo, double hi, struct qt_err *err);
 /* Rebuilds the plan a quant_info.json describes for model g read from
  * model_path (export.c): same preparation, every tensor's parameters, the
  * float biases and tuned weights restored. QT_EDATA for a missing,

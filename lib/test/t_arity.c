@@ -1,9 +1,11 @@
 /* t_arity.c: every registered operator against inputs and outputs a
  * hostile or broken file can give it: no inputs, too many, an omitted
  * (empty-named) input at each position, inputs of the wrong type or rank
- * (float activations, float and int64 initializers, scalars), no output, an
- * empty output 0, extra outputs; with and without a set of common
- * attributes. The CI fuzzer found one such case (Add with an empty output
+ * (ten kinds: float activations; float, int64, uint8 and bool initializers;
+ * float and uint8 scalars; a [3] vector, a [2,2] matrix, a valid and a
+ * hostile int64 shape), one kind followed by another, the quantized
+ * operators' input orders, no output, an empty output 0, extra outputs;
+ * with and without a set of common attributes. The CI fuzzer found one such case (Add with an empty output
  * ran and dereferenced NULL); this walks all of them systematically.
  *
  * Each variant goes through what loading a file does (qt_graph_check,
