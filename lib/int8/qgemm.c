@@ -696,7 +696,9 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
     int32_t *Q = (int32_t *)(((uintptr_t)(P + pp * phgt + 4) + 63) & ~(uintptr_t)63);
     int32_t *acc = Q + (s->sw == 1 ? pp * phgt + 16 : 0);
     acc = (int32_t *)(((uintptr_t)acc + 63) & ~(uintptr_t)63);
-    memset(P, 0, sizeof(int16_t) * (size_t)(pp * phgt + 4));
+    /* zeros past the plane too: the stride-1 small-plane loop reads up to
+     * 33 elements beyond it (into Q's space, unused there) */
+    memset(P, 0, sizeof(int16_t) * (size_t)(pp * phgt + 40));
     const __m512i vxz = _mm512_set1_epi16((short)xzp);
     for (int64_t y = 0; y < s->ih; y++) {
         int16_t *d = P + (y + s->ph) * pp + s->pw;
@@ -730,6 +732,31 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
          * the plane's slack (Q's space) covers the reads past a row */
         const int64_t oh = s->oh, ow = s->ow;
         uint8_t *o8 = out;
+        if (ow < 32) {
+            /* a narrow plane (MobileNet's 14x14 and 7x7): its rows one
+             * after the other at the pitch pp, 32 outputs a step across
+             * rows, into acc's space; output (oy, ox) is flat index
+             * oy * pp + ox, whose taps are P[j + ki * pp + kj] as within a
+             * row; the columns from ow to pp are computed and dropped */
+            uint8_t *tb = (uint8_t *)acc;
+            const int64_t tot = oh * pp;
+            for (int64_t j = 0; j < tot; j += 32) {
+                __m512i e = vb, od = vb;
+                for (int ki = 0; ki < 3; ki++) {
+                    const int16_t *r = P + j + ki * pp;
+                    __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
+                    __m512i a2 = _mm512_loadu_si512((const void *)(r + 2));
+                    e = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_madd_epi16(a0, w01[ki]), _mm512_madd_epi16(a2, w2[ki])));
+                    od = _mm512_add_epi32(od, _mm512_add_epi32(_mm512_madd_epi16(a1, w01[ki]), _mm512_madd_epi16(a2, w2h[ki])));
+                }
+                __m128i e8 = DW3_REQ(e), o8v = DW3_REQ(od);
+                _mm_storeu_si128((__m128i *)(tb + j), _mm_unpacklo_epi8(e8, o8v));
+                _mm_storeu_si128((__m128i *)(tb + j + 16), _mm_unpackhi_epi8(e8, o8v));
+            }
+            for (int64_t oy = 0; oy < oh; oy++)
+                memcpy(o8 + oy * ow, tb + oy * pp, (size_t)ow);
+            return;
+        }
         for (int64_t oy = 0; oy < oh; oy++) {
             for (int64_t ox = 0; ox < ow; ox += 32) {
                 __m512i e = vb, od = vb; /* the sums start at the bias */

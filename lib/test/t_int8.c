@@ -124,7 +124,10 @@ static void dw_cases(void) {
         int64_t ih, iw, k, st, pad0, pad1, dil;
         int s8;
     } cases[] = {{13, 13, 3, 1, 1, 1, 1, 0}, {112, 112, 3, 2, 0, 1, 1, 0}, {7, 9, 3, 2, 1, 1, 1, 1},
-                 {10, 10, 5, 1, 2, 2, 1, 0}, {11, 11, 3, 1, 2, 2, 2, 1}, {1, 1, 1, 1, 0, 0, 1, 0}};
+                 {10, 10, 5, 1, 2, 2, 1, 0}, {11, 11, 3, 1, 2, 2, 2, 1}, {1, 1, 1, 1, 0, 0, 1, 0},
+                 /* 3x3 stride 1 on narrow planes (one pass across rows) and at the width where that stops */
+                 {14, 14, 3, 1, 1, 1, 1, 0}, {7, 7, 3, 1, 1, 1, 1, 1}, {1, 1, 3, 1, 1, 1, 1, 0},
+                 {5, 31, 3, 1, 1, 1, 1, 0}, {6, 32, 3, 1, 1, 1, 1, 1}, {9, 4, 3, 1, 0, 0, 1, 0}};
     int maxisa = qt_int8_isa_max();
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         struct qt_conv_shape s = {0};
