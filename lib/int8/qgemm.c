@@ -725,6 +725,23 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         _mm512_cvtps_epi32(_mm512_min_ps(                                                                      \
             _mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), vs), vlo), vhi)),                               \
         vzp))
+/* 32 stride-1 outputs whose top-left tap is at r (three rows at pitch pp),
+ * requantized: the even ones into E8, the odd ones into O8 */
+#define DW3_S1_32(r, E8, O8)                                                                                   \
+    do {                                                                                                       \
+        __m512i e_ = vb, o_ = vb; /* the sums start at the bias */                                             \
+        for (int ki = 0; ki < 3; ki++) {                                                                       \
+            const int16_t *r_ = (r) + ki * pp;                                                                 \
+            __m512i a0 = _mm512_loadu_si512((const void *)r_), a1 = _mm512_loadu_si512((const void *)(r_ + 1)); \
+            __m512i a2 = _mm512_loadu_si512((const void *)(r_ + 2));                                           \
+            e_ = _mm512_add_epi32(e_, _mm512_madd_epi16(a0, w01[ki]));                                        \
+            e_ = _mm512_add_epi32(e_, _mm512_madd_epi16(a2, w2[ki]));                                          \
+            o_ = _mm512_add_epi32(o_, _mm512_madd_epi16(a1, w01[ki]));                                        \
+            o_ = _mm512_add_epi32(o_, _mm512_madd_epi16(a2, w2h[ki]));                                         \
+        }                                                                                                      \
+        E8 = DW3_REQ(e_);                                                                                      \
+        O8 = DW3_REQ(o_);                                                                                      \
+    } while (0)
     if (s->sw == 1 && q8) {
         /* 32 outputs from three loads per row: read as int32 lanes, P + ox
          * holds the taps 0, 1 of the even outputs, P + ox + 1 those of the
@@ -741,15 +758,8 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
             uint8_t *tb = (uint8_t *)acc;
             const int64_t tot = oh * pp;
             for (int64_t j = 0; j < tot; j += 32) {
-                __m512i e = vb, od = vb;
-                for (int ki = 0; ki < 3; ki++) {
-                    const int16_t *r = P + j + ki * pp;
-                    __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
-                    __m512i a2 = _mm512_loadu_si512((const void *)(r + 2));
-                    e = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_madd_epi16(a0, w01[ki]), _mm512_madd_epi16(a2, w2[ki])));
-                    od = _mm512_add_epi32(od, _mm512_add_epi32(_mm512_madd_epi16(a1, w01[ki]), _mm512_madd_epi16(a2, w2h[ki])));
-                }
-                __m128i e8 = DW3_REQ(e), o8v = DW3_REQ(od);
+                __m128i e8, o8v;
+                DW3_S1_32(P + j, e8, o8v);
                 _mm_storeu_si128((__m128i *)(tb + j), _mm_unpacklo_epi8(e8, o8v));
                 _mm_storeu_si128((__m128i *)(tb + j + 16), _mm_unpackhi_epi8(e8, o8v));
             }
@@ -759,15 +769,8 @@ T512 static void dw3_avx512(const void *x, int s8, int32_t xzp, const int32_t *w
         }
         for (int64_t oy = 0; oy < oh; oy++) {
             for (int64_t ox = 0; ox < ow; ox += 32) {
-                __m512i e = vb, od = vb; /* the sums start at the bias */
-                for (int ki = 0; ki < 3; ki++) {
-                    const int16_t *r = P + (oy * s->sh + ki) * pp + ox;
-                    __m512i a0 = _mm512_loadu_si512((const void *)r), a1 = _mm512_loadu_si512((const void *)(r + 1));
-                    __m512i a2 = _mm512_loadu_si512((const void *)(r + 2));
-                    e = _mm512_add_epi32(e, _mm512_add_epi32(_mm512_madd_epi16(a0, w01[ki]), _mm512_madd_epi16(a2, w2[ki])));
-                    od = _mm512_add_epi32(od, _mm512_add_epi32(_mm512_madd_epi16(a1, w01[ki]), _mm512_madd_epi16(a2, w2h[ki])));
-                }
-                __m128i e8 = DW3_REQ(e), o8v = DW3_REQ(od);
+                __m128i e8, o8v;
+                DW3_S1_32(P + oy * s->sh * pp + ox, e8, o8v);
                 int64_t nleft = ow - ox;
                 __mmask16 k0 = nleft >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nleft) - 1);
                 __mmask16 k1 = nleft >= 32 ? (__mmask16)0xffff : nleft > 16 ? (__mmask16)((1u << (nleft - 16)) - 1) : 0;
