@@ -326,6 +326,11 @@ int qt_axis(const struct qt_node *n, int64_t axis, int ndim, int *out, struct qt
 int qt_node_err(const struct qt_node *n, int code, struct qt_err *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Op init helper for ops that read input 0: n->priv = a zeroed block of
+ * `size` bytes; NULL with err filled when out of memory or input 0 is
+ * missing ("needs input data"). */
+void *qt_node_priv(struct qt_node *n, size_t size, struct qt_err *err);
+
 /* Memory helpers that report failure through err. */
 void *qt_malloc(size_t n, struct qt_err *err);
 void *qt_calloc(size_t n, size_t size, struct qt_err *err);

@@ -706,6 +706,20 @@ int qt_graph_unsupported(const struct qt_graph *g, struct qt_err *err) {
     return c;
 }
 
+void *qt_node_priv(struct qt_node *n, size_t size, struct qt_err *err) {
+    void *a = calloc(1, size);
+    if (!a) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        return NULL;
+    }
+    n->priv = a;
+    if (n->nin < 1 || n->in[0] < 0) {
+        qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return NULL;
+    }
+    return a;
+}
+
 int qt_node_err(const struct qt_node *n, int code, struct qt_err *err, const char *fmt, ...) {
     char msg[400];
     va_list ap;

@@ -13,12 +13,9 @@ struct argmax_attr {
 
 static int argmax_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct argmax_attr *a = calloc(1, sizeof *a);
+    struct argmax_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     a->axis = qt_attr_int(n, "axis", 0, err);
     a->keepdims = qt_attr_int(n, "keepdims", 1, err) != 0;
     a->last = qt_attr_int(n, "select_last_index", 0, err) != 0;

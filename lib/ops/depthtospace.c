@@ -17,12 +17,9 @@ struct d2s_attr {
 
 static int d2s_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct d2s_attr *a = calloc(1, sizeof *a);
+    struct d2s_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     a->b = qt_attr_int(n, "blocksize", 0, err);
     const char *mode = qt_attr_str(n, "mode", "DCR", err);
     if (err->code)

@@ -8,12 +8,9 @@
 
 static int flatten_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    int64_t *axis = calloc(1, sizeof *axis);
+    int64_t *axis = qt_node_priv(n, sizeof *axis, err);
     if (!axis)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = axis;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     *axis = qt_attr_int(n, "axis", 1, err);
     return err->code;
 }

@@ -108,12 +108,9 @@ int qt_attr_ints_max(const struct qt_node *n, const char *name, int64_t *v, int 
 
 int qt_axes_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct qt_axes *a = calloc(1, sizeof *a);
+    struct qt_axes *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     return qt_attr_ints_max(n, "axes", a->v, QT_MAXDIM, &a->n, err);
 }
 

@@ -22,12 +22,9 @@ struct pad_attr {
 
 static int pad_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct pad_attr *a = calloc(1, sizeof *a);
+    struct pad_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     const char *mode = qt_attr_str(n, "mode", "constant", err);
     a->value = qt_attr_float(n, "value", 0.f, err);
     if (err->code)

@@ -12,12 +12,9 @@ struct reduce_attr {
 
 int qt_reduce_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct reduce_attr *a = calloc(1, sizeof *a);
+    struct reduce_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     a->keepdims = qt_attr_int(n, "keepdims", 1, err) != 0;
     a->noop = qt_attr_int(n, "noop_with_empty_axes", 0, err) != 0;
     return qt_attr_ints_max(n, "axes", a->axes.v, QT_MAXDIM, &a->axes.n, err);

@@ -12,12 +12,9 @@ struct shape_attr {
 
 static int shape_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct shape_attr *a = calloc(1, sizeof *a);
+    struct shape_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     a->start = qt_attr_int(n, "start", 0, err);
     a->has_end = qt_attr_find(n, "end") != NULL;
     a->end = qt_attr_int(n, "end", 0, err);

@@ -8,12 +8,9 @@
 
 static int s2d_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    int64_t *b = calloc(1, sizeof *b);
+    int64_t *b = qt_node_priv(n, sizeof *b, err);
     if (!b)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = b;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     *b = qt_attr_int(n, "blocksize", 0, err);
     if (err->code)
         return err->code;

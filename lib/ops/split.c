@@ -15,12 +15,9 @@ struct split_attr {
 
 static int split_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct split_attr *a = calloc(1, sizeof *a);
+    struct split_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     if (n->nout < 1)
         return qt_node_err(n, QT_EMODEL, err, "has no outputs");
     a->axis = qt_attr_int(n, "axis", 0, err);

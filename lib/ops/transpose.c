@@ -12,12 +12,9 @@ struct transpose_attr {
 
 static int transpose_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
-    struct transpose_attr *a = calloc(1, sizeof *a);
+    struct transpose_attr *a = qt_node_priv(n, sizeof *a, err);
     if (!a)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    n->priv = a;
-    if (n->nin < 1 || n->in[0] < 0)
-        return qt_node_err(n, QT_EMODEL, err, "needs input data");
+        return err->code;
     return qt_attr_ints_max(n, "perm", a->perm, QT_MAXDIM, &a->nperm, err);
 }
 
