@@ -2,7 +2,11 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct cmd {
@@ -25,6 +29,81 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\n'qtool <command> --help' lists a command's options; 'qtool help <command>' opens its manual.\n");
+}
+
+/* is PROG an executable somewhere on $PATH? */
+static int on_path(const char *prog) {
+    const char *path = getenv("PATH");
+    char buf[PATH_MAX];
+    while (path && *path) {
+        size_t n = strcspn(path, ":");
+        if (n > 0 && n + strlen(prog) + 2 < sizeof buf) {
+            snprintf(buf, sizeof buf, "%.*s/%s", (int)n, path, prog);
+            if (access(buf, X_OK) == 0)
+                return 1;
+        }
+        path += n + (path[n] == ':');
+    }
+    return 0;
+}
+
+/* the page PAGE (qtool-calib.1) beside this binary: the checkout's man/
+ * (./qtool, build/qtool) or PREFIX/share/man/man1 (PREFIX/bin/qtool) */
+static int page_beside_binary(const char *page, char *out, size_t cap) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return 0;
+    *slash = 0;
+    static const char *const rel[] = {"man", "../man", "../../man", "../share/man/man1"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        struct stat st;
+        if ((size_t)snprintf(out, cap, "%s/%s/%s", exe, rel[i], page) < cap && stat(out, &st) == 0 &&
+            S_ISREG(st.st_mode))
+            return 1;
+    }
+    return 0;
+}
+
+/* does man(1) know PAGE (man -w, quietly)? */
+static int man_knows(const char *page) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        FILE *null = freopen("/dev/null", "w", stdout);
+        null = freopen("/dev/null", "w", stderr);
+        (void)null;
+        execlp("man", "man", "-w", page, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* qtool help CMD: the manual page of this qtool (the checkout's or the
+ * installed one), else the one man(1) finds, else CMD --help */
+static int help_cmd(const struct cmd *c) {
+    char page[64], file[PATH_MAX];
+    snprintf(page, sizeof page, "qtool-%s", c->name);
+    if (on_path("man")) {
+        char page1[72];
+        snprintf(page1, sizeof page1, "%s.1", page);
+        fflush(stdout);
+        if (page_beside_binary(page1, file, sizeof file))
+            execlp("man", "man", "-l", file, (char *)NULL);
+        else if (man_knows(page))
+            execlp("man", "man", page, (char *)NULL);
+    }
+    char *av[] = {(char *)c->name, "--help", NULL};
+    return c->fn(2, av);
 }
 
 static int finish_stdout(int rc) {
@@ -56,14 +135,8 @@ int main(int argc, char **argv) {
             return finish_stdout(0);
         }
         for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-            if (!strcmp(argv[2], cmds[i].name)) {
-                char page[64];
-                snprintf(page, sizeof page, "qtool-%s", cmds[i].name);
-                execlp("man", "man", page, (char *)NULL);
-                /* no man(1) or page not installed: fall back to --help */
-                char *av[] = {(char *)cmds[i].name, "--help", NULL};
-                return finish_stdout(cmds[i].fn(2, av));
-            }
+            if (!strcmp(argv[2], cmds[i].name))
+                return finish_stdout(help_cmd(&cmds[i]));
         }
         fprintf(stderr, "qtool: '%s' is not a qtool command\n", argv[2]);
         return QT_EUSAGE;

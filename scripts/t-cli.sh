@@ -12,6 +12,22 @@ expect_fail 2 "eval with a bad --batch" $QTOOL eval x.onnx --data . --batch zero
 expect_ok "eval --help" $QTOOL eval --help
 expect_ok "inspect --help" $QTOOL inspect --help
 
+# qtool help CMD: the checkout's page beside the binary, else --help
+if command -v man >/dev/null 2>&1 && [ -f "$(dirname "$QTOOL")/../man/qtool-calib.1" -o -f "$(dirname "$QTOOL")/../../man/qtool-calib.1" ]; then
+    expect_ok "qtool help calib from the source tree" env MANPAGER=cat MANWIDTH=80 $QTOOL help calib
+    check "it shows the checkout's manual page" grep -q "QTOOL-CALIB(1)" "$_out"
+    check "without a warning" sh -c "! grep -qi 'warning\|no manual entry' '$_out'"
+else
+    skip "man(1) absent or binary outside the tree: the page is not opened"
+fi
+cp "$QTOOL" "$TMP/qtool-alone"
+expect_ok "qtool help calib with no page anywhere falls back to --help" env MANPATH="$TMP" "$TMP/qtool-alone" help calib
+check "it prints calib's options" grep -q -- "--data DIR" "$_out"
+check "and no 'No manual entry'" sh -c "! grep -q 'No manual entry' '$_out'"
+expect_ok "qtool help calib without man(1) prints --help" env PATH=/nonexistent $QTOOL help calib
+check "it prints calib's options" grep -q -- "--data DIR" "$_out"
+expect_fail 2 "qtool help of an unknown command" $QTOOL help frobnicate
+
 # missing file
 expect_fail 1 "inspect of a missing file" $QTOOL inspect "$TMP/missing.onnx"
 check "the message names the file" grep -q "missing.onnx" "$_out"

@@ -17,6 +17,9 @@ for m in man/*.1 man/*.5; do
 done
 if command -v man >/dev/null 2>&1; then
     check "man finds qtool-calib under PREFIX" sh -c "MANPATH='$P/share/man' man -w qtool-calib | grep -q '$P'"
+    expect_ok "installed qtool help calib opens the installed page" \
+        env MANPAGER=cat MANWIDTH=80 "$P/bin/qtool" help calib
+    check "it is the manual page" grep -q "QTOOL-CALIB(1)" "$_out"
 else
     skip "man(1) absent: the installed pages are not looked up"
 fi
