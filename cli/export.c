@@ -1,6 +1,7 @@
 /* export.c: `qtool export MODEL.onnx --quant-info Q.json -o OUT.onnx`:
  * rebuild a deployable model from the float model and quant_info.json. */
 #include "cli.h"
+#include "cli_json.h"
 
 #include <string.h>
 
@@ -14,6 +15,7 @@ static const struct opt opts[] = {
     {OPT_CONTRIB, "contrib", NULL, "qoperator: ONNX Runtime's com.microsoft QLinearAdd, QLinearGlobalAveragePool, "
                                    "QLinearConcat"},
     {OPT_XPROFILE, "profile", "NAME|FILE.json", "check that the recorded parameters suit this profile"},
+    {'j', "json", "FILE|-", "also write the result as JSON (qtool-json(5)); - is standard output"},
     {'q', "quiet", NULL, "no summary"},
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
@@ -24,6 +26,8 @@ int cmd_export(int argc, char **argv) {
     struct qt_export_opts o = {0};
     struct qt_export_result r;
     struct qt_err err = {0};
+    struct cli_json js;
+    const char *json = NULL;
     int quiet = 0, c;
     static const char *const formats[] = {"qdq", "qoperator", "float"};
     opt_build(opts, &op);
@@ -42,6 +46,7 @@ int cmd_export(int argc, char **argv) {
             break;
         case OPT_CONTRIB: o.contrib = 1; break;
         case OPT_XPROFILE: o.profile = optarg; break;
+        case 'j': json = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
             opt_usage(stdout, "export", "MODEL.onnx --quant-info Q.json -o OUT.onnx [options]", opts);
@@ -58,15 +63,34 @@ int cmd_export(int argc, char **argv) {
         return cli_usage("export", "-o OUT.onnx is required");
     if (o.contrib && o.format != QT_EXPORT_QOPERATOR)
         return cli_usage("export", "--contrib goes with --format qoperator");
-    if (qt_export_run(&o, &r, &err))
-        return cli_fail("export", &err);
-    if (!quiet) {
-        printf("wrote %s (%s): %d quantized tensors restored", o.out, formats[o.format], r.ntensors);
-        if (r.tuned)
-            printf(", %d tuned float tensors", r.tuned);
-        if (o.format == QT_EXPORT_QOPERATOR)
-            printf(", %d integer operators", r.qnodes);
-        printf("\n");
+    cli_json_begin(&js, "export", json);
+    if (js.doc) {
+        cJSON_AddStringToObject(js.doc, "model", o.model);
+        cJSON_AddStringToObject(js.doc, "quant_info", o.quant_info);
+        cJSON_AddStringToObject(js.doc, "output", o.out);
+        cJSON_AddStringToObject(js.doc, "format", formats[o.format]);
+        cJSON_AddBoolToObject(js.doc, "contrib", o.contrib);
+        if (o.profile)
+            cJSON_AddStringToObject(js.doc, "profile", o.profile);
+        else
+            cJSON_AddNullToObject(js.doc, "profile");
     }
-    return 0;
+    if (qt_export_run(&o, &r, &err))
+        return cli_json_fail(&js, &err);
+    if (js.doc) {
+        cli_json_num(js.doc, "quantized_tensors", r.ntensors);
+        cli_json_num(js.doc, "tuned_tensors", r.tuned);
+        cli_json_num(js.doc, "integer_nodes", o.format == QT_EXPORT_QOPERATOR ? r.qnodes : 0);
+    }
+    /* with --json - the document owns standard output */
+    FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
+    if (!quiet) {
+        fprintf(f, "wrote %s (%s): %d quantized tensors restored", o.out, formats[o.format], r.ntensors);
+        if (r.tuned)
+            fprintf(f, ", %d tuned float tensors", r.tuned);
+        if (o.format == QT_EXPORT_QOPERATOR)
+            fprintf(f, ", %d integer operators", r.qnodes);
+        fprintf(f, "\n");
+    }
+    return cli_json_end(&js, 0, &err);
 }

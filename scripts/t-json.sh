@@ -78,6 +78,24 @@ check "eval: envelope and fields" jtypes $TMP/e.json eval model:str data:str ima
     run_s:num
 check "eval: 50 images, 10 classes" test "$(json $TMP/e.json images)/$(json $TMP/e.json classes)" = 50/10
 
+expect_ok "export --json" $QTOOL export $D/model_bn.onnx --quant-info $TMP/q.json -o $TMP/x1.onnx \
+    --format qoperator --json $TMP/x.json
+check "export: envelope and fields" jtypes $TMP/x.json export model:str quant_info:str output:str format:str \
+    contrib:bool profile:null quantized_tensors:num tuned_tensors:num integer_nodes:num
+check "export: the counts equal the text summary's" test \
+    "wrote $TMP/x1.onnx (qoperator): $(json $TMP/x.json quantized_tensors) quantized tensors restored, $(json $TMP/x.json integer_nodes) integer operators" = \
+    "$($QTOOL export $D/model_bn.onnx --quant-info $TMP/q.json -o $TMP/x1.onnx --format qoperator)"
+check "export: some integer operators" test "$(json $TMP/x.json integer_nodes)" -gt 0
+expect_ok "export --json - writes the document on stdout" sh -c \
+    "$QTOOL export $D/model_bn.onnx --quant-info $TMP/q.json -o $TMP/x3.onnx --json - >$TMP/x3.json 2>$TMP/x3.err"
+check "export --json -: stdout is the document, the summary on stderr" sh -c \
+    "test \"\$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[\"format\"])' $TMP/x3.json)\" = qdq && grep -q '^wrote' $TMP/x3.err"
+printf '{"not": "quant info"}' >$TMP/notq.json
+expect_fail 4 "export with a bad quant_info.json" $QTOOL export $D/model_bn.onnx --quant-info $TMP/notq.json \
+    -o $TMP/x4.onnx --json $TMP/x4.json
+check "export failure: ok false, the exit code, no model" test \
+    "$(json $TMP/x4.json ok)/$(json $TMP/x4.json exit_code)/$(test -e $TMP/x4.onnx && echo model)" = "False/4/"
+
 # a failure writes the envelope with the error and the exit code
 mkdir -p $TMP/empty
 expect_fail 4 "eval of an empty folder" $QTOOL eval $D/model.onnx --data $TMP/empty $PP --json $TMP/x.json
