@@ -100,7 +100,13 @@ $(BUILD)/test/%: $(BUILD)/lib/test/%.o $(TEST_HOBJ) $(BUILD)/libqtool.a
 
 unit: $(TEST_BIN)
 
+# check sets up what its tests use, as `make` does for the build: Debian's
+# packages (apt-get as root; otherwise install-deps.sh prints the command) and
+# onnxruntime-node in scripts/node_modules (npm); a test whose needs are still
+# missing is skipped with a visible line and counted (scripts/run-tests.sh)
 check: qtool $(TEST_BIN)
+	@sh scripts/install-deps.sh --test || echo "make check: packages missing (command above): the tests that need them are skipped"
+	@sh scripts/setup-node.sh || echo "make check: onnxruntime-node missing: the tests that need it are skipped"
 	@sh scripts/run-tests.sh $(BUILD)
 
 demo: qtool

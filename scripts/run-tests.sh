@@ -1,13 +1,20 @@
 #!/bin/sh
 # run-tests.sh BUILD: runs every test of `make check` and prints one closing
-# "N passed, N failed" line (adding up the "# N passed, N failed" line each
-# driver prints). Unit drivers: BUILD/test/t_*. End-to-end: scripts/t-*.sh.
+# "N passed, N failed, N skipped" line (adding up the "# N passed, N failed"
+# line each driver prints). Unit drivers: BUILD/test/t_*. End-to-end:
+# scripts/t-*.sh. A script's "# needs: WHAT..." line names what it runs
+# besides qtool (ort: node + onnxruntime-node in scripts/node_modules;
+# python3; torch: Debian's python3-torch + torchvision; chromium; groff;
+# man); a script whose needs are missing is skipped with a visible line and
+# counted as skipped (`make check` installs them first, see the Makefile).
 # QT_UNIT_ONLY=1 runs the unit drivers only (sanitizer builds).
 # QT_TESTS="t_ops t-eval" runs only those; QT_SKIP="t-zoo" all but those.
+# QT_NO_SKIP=1 (CI): a missing need fails the script instead.
 set -u
 build=${1:-build}
 pass=0
 fail=0
+skipped=0
 failed=""
 log=$build/test-logs
 mkdir -p "$log"
@@ -44,6 +51,31 @@ run_one() { # name, command...
     fi
 }
 
+# have WHAT: is this need met? (each answer computed once)
+have_cache=" "
+have() {
+    case "$have_cache" in *" $1=1 "*) return 0 ;; *" $1=0 "*) return 1 ;; esac
+    case $1 in
+    ort) [ -f scripts/node_modules/onnxruntime-node/package.json ] &&
+        node -e "require('./scripts/node_modules/onnxruntime-node')" >/dev/null 2>&1 ;;
+    python3) command -v python3 >/dev/null 2>&1 ;;
+    torch) /usr/bin/python3 -c "import torch, torchvision" >/dev/null 2>&1 ;;
+    chromium) command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ;;
+    groff) command -v groff >/dev/null 2>&1 ;;
+    man) command -v man >/dev/null 2>&1 ;;
+    *) false ;;
+    esac
+    r=$?
+    [ $r = 0 ] && have_cache="$have_cache$1=1 " || have_cache="$have_cache$1=0 "
+    return $r
+}
+# missing SCRIPT: the needs of SCRIPT that are not met
+missing() {
+    m=""
+    for n in $(sed -n 's/^# needs: *//p' "$1"); do have "$n" || m="$m $n"; done
+    echo "$m"
+}
+
 for t in "$build"/test/t_*; do
     [ -x "$t" ] || continue
     n=$(basename "$t")
@@ -53,9 +85,16 @@ if [ -z "${QT_UNIT_ONLY:-}" ]; then
     for t in scripts/t-*.sh; do
         [ -f "$t" ] || continue
         n=$(basename "$t" .sh)
-        want "$n" && run_one "$n" env QTOOL="$build/qtool" sh "$t"
+        want "$n" || continue
+        m=$(missing "$t")
+        if [ -n "$m" ] && [ -z "${QT_NO_SKIP:-}" ]; then
+            skipped=$((skipped + 1))
+            echo "skip $n: needs$m (make check installs it as root: scripts/install-deps.sh --test, scripts/setup-node.sh)"
+            continue
+        fi
+        run_one "$n" env QTOOL="$build/qtool" sh "$t"
     done
 fi
 [ -n "$failed" ] && echo "failed:$failed"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skipped skipped"
 [ "$fail" = 0 ]

@@ -15,6 +15,7 @@
 #              image of the wrong size (4), 3 channels for a grey model (2)
 #   t-qat.sh   checkpoint of other settings (4), unlabeled data without --distill (4)
 # Fuzzer regressions (testdata/bad/fuzz-*) are replayed: models through inspect, quant_info.json files through export.
+# needs: ort python3
 . scripts/testlib.sh
 B=testdata/bad
 D=testdata/fmnist

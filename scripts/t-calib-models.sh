@@ -8,6 +8,7 @@
 # - ONNX Runtime (optimized: its int8 kernels) and qtool agree on >= 99.5% of
 #   the quantized file's top-1 predictions;
 # - per-tensor minmax collapses as in the PyTorch tutorial (regression signal).
+# needs: ort python3
 . scripts/testlib.sh
 M=$SHARED/models
 D=$SHARED/data

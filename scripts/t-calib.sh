@@ -4,6 +4,7 @@
 # kernels, ORT and qtool agree on it, accuracy stays near float, every
 # observer and option runs, outputs are deterministic, bad input is refused
 # without leaving files.
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist -q"

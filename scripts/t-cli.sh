@@ -1,6 +1,7 @@
 #!/bin/sh
 # t-cli.sh: command line behaviour and bad model files: each a one-line
 # error naming the file, the documented exit code, no output file.
+# needs: python3
 . scripts/testlib.sh
 
 expect_ok "qtool --help" $QTOOL --help

@@ -3,6 +3,7 @@
 # accuracy equal to PyTorch's (testdata/fmnist/expected.json), outputs equal
 # to ONNX Runtime's, identical at any thread count, CSV/JSON/raw outputs,
 # and bad image folders.
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 E=$D/expected.json

@@ -6,6 +6,7 @@
 # and in qtool; the float file is the BatchNorm-folded model; profiles:
 # pow2 scales are exact powers of two, int-only records requantization
 # multipliers and shifts; bad inputs fail with a clear message and no output.
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 M=$D/model_bn.onnx

@@ -4,6 +4,7 @@
 # new pair, whole, if it got that far) and no temporary file; a rerun then
 # succeeds. SIGINT/SIGTERM stop finetune cleanly (nothing written, 130/143)
 # and make qat write its checkpoint (130/143) from which --resume finishes.
+# needs: python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist -q"

@@ -4,6 +4,7 @@
 # same settings, ONNX Runtime loads and runs the file and agrees with qtool,
 # the result is the same at 1 and 2 threads, parallel mode and W4A4 run,
 # bad options are refused without output.
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist -q"

@@ -6,6 +6,7 @@
 # kernels forced (QT_INT8_ISA=ref; the operator cases with avx2 and ref too). On the bundled Fashion-MNIST model (uint8
 # and int8 activations), and on the ImageNet MobileNetV1 of ../shared when
 # present (13 depthwise convolutions).
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist -q --latency-runs 0"

@@ -4,6 +4,7 @@
 # text summary); a failed run still writes the envelope with the error;
 # --config carries long options (the command line wins); progress lines on a
 # non-terminal stderr, none with --quiet.
+# needs: python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist"

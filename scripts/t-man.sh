@@ -3,6 +3,7 @@
 # columns (as man(1) lays it out on an 80-column terminal: groff -t, line
 # length 78n; and man -l itself when man-db is there), and every long option
 # a subcommand's --help lists is documented in its page.
+# needs: groff
 . scripts/testlib.sh
 for p in man/*.1 man/*.5; do
     [ -f "$p" ] || continue

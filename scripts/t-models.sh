@@ -3,6 +3,7 @@
 # images: qtool's float top-1/top-5 equal the PyTorch figures of
 # ../shared/models/README.md, and qtool's outputs are within 1e-4 (relative
 # to the output scale) of ONNX Runtime's on the same preprocessed inputs.
+# needs: ort python3
 . scripts/testlib.sh
 M=$SHARED/models
 D=$SHARED/data

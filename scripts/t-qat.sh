@@ -6,6 +6,7 @@
 # 2 threads and after a checkpoint + --resume, float training from scratch
 # learns, --distill works without labels, Ctrl-C checkpoints and exits 130,
 # bad input leaves no file.
+# needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist -q"

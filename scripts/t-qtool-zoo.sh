@@ -4,6 +4,7 @@
 # file): one JSON per model with the eval figures, a failure recorded with
 # its error, Markdown and CSV summaries that agree with the JSON, and a
 # second run that redoes only what is missing.
+# needs: python3
 . scripts/testlib.sh
 D=testdata/fmnist
 Z="sh scripts/qtool-zoo --qtool $QTOOL --calib $D/calib --val $D/test --eval-args --latency-runs=0"

@@ -7,6 +7,7 @@
 # clipping ranges from quant_info.json, the histogram counts) and against a
 # 4-bit model (lower SQNR). With Debian's chromium: the page renders to a
 # screenshot that is not blank, with no console error.
+# needs: python3
 . scripts/testlib.sh
 D=testdata/fmnist
 PP="--preset mnist --latency-runs 0 -q"

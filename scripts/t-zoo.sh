@@ -5,6 +5,7 @@
 # (scripts/gen-zoo.py, into build/zoo, not committed), loads in qtool and
 # matches ONNX Runtime within 1e-4 relative; then each calibrates to QDQ on
 # random images and the QDQ file loads in ONNX Runtime.
+# needs: ort python3
 . scripts/testlib.sh
 Z=${QT_ZOO:-$TOP/build/zoo}
 if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
