@@ -17,6 +17,8 @@ fi
 echo "setup-node.sh: npm install in $here" >&2
 if ! (cd "$here" && npm install --no-audit --no-fund >&2); then
     echo "setup-node.sh: 'npm install' in $here failed: onnxruntime-node is not installed" >&2
+    echo "setup-node.sh: (behind a proxy that re-signs TLS, npm reports SELF_SIGNED_CERT_IN_CHAIN: give node the" >&2
+    echo "setup-node.sh: proxy's CA with NODE_EXTRA_CA_CERTS=/path/to/ca.crt and run make check again)" >&2
     exit 1
 fi
 if ! (cd "$here" && node -e "require('onnxruntime-node')" 2>&1); then
