@@ -82,6 +82,8 @@ static int side_open(struct side *s, const char *path, int batch, int threads, i
                      int *nlowered, struct qt_err *err) {
     if (qt_graph_load(&s->g, path, err))
         return err->code;
+    if (qt_graph_check_weights(s->g, err))
+        return qt_err_prefix(err, "'%s'", path);
     if (lower && qt_int8_lower(s->g, nlowered, err))
         return qt_err_prefix(err, "'%s'", path);
     if (qt_exec_new(&s->x, s->g, batch, threads, err))
@@ -157,6 +159,8 @@ static int outfile_open(struct outfile *o, const char *path, struct qt_err *err)
     if (!o->tmp)
         return qt_errf(err, QT_ENOMEM, "out of memory");
     snprintf(o->tmp, l, "%s.tmp", path);
+    if (qt_out_check(path, err))
+        return err->code;
     if (!(o->f = fopen(o->tmp, "wb")))
         return qt_errf(err, QT_EIO, "cannot write '%s'", path);
     return 0;
@@ -174,8 +178,10 @@ static int outfile_close(struct outfile *o, struct qt_err *err) {
     int bad = ferror(o->f) | fflush(o->f) | fsync(fileno(o->f));
     bad |= fclose(o->f);
     o->f = NULL;
-    if (bad || rename(o->tmp, o->path))
+    if (bad)
         return qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
+    if (qt_out_check(o->path, err) || rename(o->tmp, o->path))
+        return err->code ? err->code : qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
     free(o->tmp);
     o->tmp = NULL;
     return 0;
@@ -207,6 +213,10 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
 
     memset(r, 0, sizeof *r);
     threads = o->threads > 0 ? o->threads : qt_ncpus();
+    /* the output files first: a bad path fails before any work, leaving nothing */
+    if ((o->predictions && qt_out_check(o->predictions, err)) || (o->save_outputs && qt_out_check(o->save_outputs, err)) ||
+        (o->save_inputs && qt_out_check(o->save_inputs, err)))
+        goto out;
     if (qt_graph_load(&probe, o->model, err))
         goto out;
     if (qt_model_image_shape(probe, &pp, &c, &h, &w, &fixed, err))
