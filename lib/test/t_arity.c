@@ -1,11 +1,11 @@
 /* t_arity.c: every registered operator against inputs and outputs a
  * hostile or broken file can give it: no inputs, too many, an omitted
  * (empty-named) input at each position, inputs of the wrong type or rank
- * (sixteen kinds: float activations; float, int64, uint8 and bool initializers;
+ * (seventeen kinds: float activations; float, int64, uint8 and bool initializers;
  * float and uint8 scalars; a [3] vector, a [2,2] matrix, a valid and a
  * hostile int64 shape; zero-sized and degenerate shapes: an activation
- * [N,0,4,4] and one [N,1,1,1], float [2,0,4,4] and [0], int64 [0], uint8
- * [0,4]), one kind followed by another, the quantized
+ * [N,0,4,4] and one [N,1,1,1], float [2,0,4,4], [0,3,4,4] and [0], int64
+ * [0], uint8 [0,4]), one kind followed by another, the quantized
  * operators' input orders, no output, an empty output 0, extra outputs;
  * with and without a set of common attributes. The CI fuzzer found one such case (Add with an empty output
  * ran and dereferenced NULL); this walks all of them systematically.
@@ -28,12 +28,13 @@
 
 enum kind { K_ACT, K_FLOAT, K_INT64, K_SCALAR, K_ONES, K_VEC, K_U8, K_U8S, K_MAT, K_BOOL,
             /* zero-sized and degenerate shapes */
-            K_ACTZ, K_ACT1, K_ZERO, K_ZERO1, K_I64Z, K_U8Z,
+            K_ACTZ, K_ACT1, K_ZERO, K_ZEROO, K_ZERO1, K_I64Z, K_U8Z,
             K_NKIND, K_U8M /* only in the quantized patterns */ };
 static const char *const kind_name[] = {"activation", "float initializer", "int64 initializer", "float scalar",
                                         "int64 [2,1,1,1]", "float [3]", "uint8 initializer", "uint8 scalar",
                                         "float [2,2]", "bool initializer", "activation [N,0,4,4]",
-                                        "activation [N,1,1,1]", "float [2,0,4,4]", "float [0]", "int64 [0]",
+                                        "activation [N,1,1,1]", "float [2,0,4,4]", "float [0,3,4,4]", "float [0]",
+                                        "int64 [0]",
                                         "uint8 [0,4]", "", "uint8 [4,4]"};
 
 /* input i of the variant: its kind, or -1 for an omitted (empty) input */
@@ -95,6 +96,8 @@ static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
             ((uint8_t *)t->data)[k] = (uint8_t)(k * 41);
     } else if (kind == K_ZERO) {
         t = qt_tensor_new(QT_FLOAT, 4, (const int64_t[]){2, 0, 4, 4});
+    } else if (kind == K_ZEROO) {
+        t = qt_tensor_new(QT_FLOAT, 4, (const int64_t[]){0, 3, 4, 4});
     } else if (kind == K_ZERO1) {
         t = qt_tensor_new(QT_FLOAT, 1, (const int64_t[]){0});
     } else if (kind == K_I64Z) {
