@@ -67,8 +67,9 @@ double qt_now(void) {
 
 /* What a file of mode m is when it is not a regular file, for messages. */
 static const char *mode_kind(mode_t m) {
-    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISCHR(m) ? "a character device"
-           : S_ISBLK(m) ? "a block device" : S_ISLNK(m) ? "a symbolic link" : "not a regular file";
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+           : S_ISLNK(m) ? "a symbolic link" : "a special file";
 }
 
 static int read_stream(FILE *f, const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
@@ -92,11 +93,13 @@ int qt_read_regular_file(const char *path, size_t max_bytes, void **buf, size_t 
     *len = 0;
     if (fd < 0)
         return qt_errf(err, QT_EIO, "cannot open '%s': %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        if (S_ISREG(st.st_mode))
-            return qt_errf(err, QT_EIO, "cannot read '%s': %s", path, strerror(e));
+        return qt_errf(err, QT_EIO, "cannot read '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
         return qt_errf(err, QT_EDATA, "'%s' is %s, not a regular file", path, mode_kind(st.st_mode));
     }
     int fl = fcntl(fd, F_GETFL);

@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "int8/int8.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -154,15 +155,23 @@ static int outfile_open(struct outfile *o, const char *path, struct qt_err *err)
     if (!path)
         return 0;
     size_t l = strlen(path) + 8;
+    struct stat st;
     o->path = path;
-    o->tmp = malloc(l);
-    if (!o->tmp)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    snprintf(o->tmp, l, "%s.tmp", path);
     if (qt_out_check(path, err))
         return err->code;
-    if (!(o->f = fopen(o->tmp, "wb")))
+    char *tmp = malloc(l);
+    if (!tmp)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    snprintf(tmp, l, "%s.tmp", path);
+    /* PATH.tmp too is only ever a regular file: never followed, never waited on */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !(o->f = fdopen(fd, "wb"))) {
+        if (fd >= 0)
+            close(fd);
+        free(tmp);
         return qt_errf(err, QT_EIO, "cannot write '%s'", path);
+    }
+    o->tmp = tmp; /* ours from here: removed on failure */
     return 0;
 }
 
@@ -214,8 +223,8 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     memset(r, 0, sizeof *r);
     threads = o->threads > 0 ? o->threads : qt_ncpus();
     /* the output files first: a bad path fails before any work, leaving nothing */
-    if ((o->predictions && qt_out_check(o->predictions, err)) || (o->save_outputs && qt_out_check(o->save_outputs, err)) ||
-        (o->save_inputs && qt_out_check(o->save_inputs, err)))
+    if ((o->predictions && qt_out_check(o->predictions, err)) ||
+        (o->save_outputs && qt_out_check(o->save_outputs, err)) || (o->save_inputs && qt_out_check(o->save_inputs, err)))
         goto out;
     if (qt_graph_load(&probe, o->model, err))
         goto out;
