@@ -165,3 +165,17 @@ write("zero-folded-conv.onnx", model([node("Conv", ["k", "W", "B"], ["c"], "conv
 gemm = node("Gemm", ["f", "G"], ["y"], "fc", [attr_int("transB", 1)])
 write("zero-gemm.onnx", model([conv, relu, gap, node("Flatten", ["p"], ["f"], "flatten", [attr_int("axis", 1)]), gemm],
       inits + [tensor("G", [0, 2], raw=b"")], [X28], [value_info("y", [-1, 0])]))
+
+# ---- valid inputs that must stay accepted -----------------------------------------
+# grey28.png again, Adam7-interlaced (t-bad.sh: the same calibration as the plain file)
+def png_adam7(w, h, rows):
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    data = b""
+    for x0, y0, dx, dy in passes:
+        for y in range(y0, h, dy):
+            px = bytes(rows[y][x] for x in range(x0, w, dx))
+            if px:
+                data += b"\x00" + px
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1))
+            + chunk(b"IDAT", zlib.compress(data, 9)) + chunk(b"IEND", b""))
+write("interlaced.png", png_adam7(28, 28, grey))

@@ -139,6 +139,31 @@ cp $B/grey28.png $TMP/g8.png
 expect_ok "  the same calibration as its 8-bit twin" $QTOOL calib $D/model.onnx --data "$(dir g8 $TMP/g8.png)" $PP \
     -o $TMP/g8.onnx
 check "  byte-identical models" cmp -s $TMP/g16.onnx $TMP/g8.onnx
+expect_ok "interlaced (Adam7) PNG" $QTOOL calib $D/model.onnx --data "$(dir adam7 $B/interlaced.png)" $PP \
+    -o $TMP/adam7.onnx
+check "  the same calibration as its plain twin" cmp -s $TMP/adam7.onnx $TMP/g8.onnx
+mkdir -p $TMP/img/latin1
+for i in 1 2 3 4; do cp $B/grey28.png $TMP/img/latin1/good$i.png; done
+cp $B/grey28.png "$TMP/img/latin1/$(printf 'caf\351 \377.png')" # Latin-1 bytes: not UTF-8
+expect_ok "a file name that is not UTF-8" $QTOOL eval $D/model.onnx --data $TMP/img/latin1 $PP --latency-runs 0 \
+    --predictions $TMP/latin1.csv
+check "  it is read (5 rows)" test "$(tail -n +2 $TMP/latin1.csv | wc -l)" -eq 5
+if /usr/bin/python3 -c "import PIL" 2>/dev/null; then # Debian's python3-pil writes the JPEG pair
+    mkdir -p $TMP/img/jpeg/base $TMP/img/jpeg/prog
+    /usr/bin/python3 - $B/grey28.png $TMP/img/jpeg <<'PY'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1])
+for i in range(4):
+    im.save("%s/base/%d.jpg" % (sys.argv[2], i), quality=90)
+    im.save("%s/prog/%d.jpg" % (sys.argv[2], i), quality=90, progressive=True)
+PY
+    expect_ok "progressive JPEG" $QTOOL calib $D/model.onnx --data $TMP/img/jpeg/prog $PP -o $TMP/prog.onnx
+    expect_ok "  its baseline twin" $QTOOL calib $D/model.onnx --data $TMP/img/jpeg/base $PP -o $TMP/base.onnx
+    check "  the same calibration" cmp -s $TMP/prog.onnx $TMP/base.onnx
+else
+    skip "progressive JPEG: needs Debian's python3-pil to write one"
+fi
 mkdir -p $TMP/img/cls/a $TMP/img/cls/b $TMP/img/cls/c
 cp $B/grey28.png $TMP/img/cls/a/ && cp $B/grey28.png $TMP/img/cls/c/
 expect_ok "empty class folder: accepted, keeps its label index" $QTOOL eval $D/model.onnx --data $TMP/img/cls $PP \
