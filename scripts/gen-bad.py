@@ -4,7 +4,9 @@
 Standard library only (any python3):  python3 scripts/gen-bad.py [OUTDIR]
 Small ONNX models encoded by hand (protobuf wire format) around one valid
 model, ok.onnx (x[1,1,4,4] -> Conv -> Relu -> GlobalAveragePool -> Flatten),
-each broken in one way, and PNG files broken in one way. Deterministic: the
+each broken in one way (and a few with zero-sized tensors), PNG files broken
+in one way, and odd but valid files that must stay accepted (interlaced.png,
+grey16.png). Deterministic: the
 same bytes every run. Files named fuzz-* in testdata/bad are crashes found by
 the fuzzers (scripts/fuzz.sh), not written here."""
 import os, struct, sys, zlib
