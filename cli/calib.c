@@ -194,6 +194,8 @@ static int calib_main(int argc, char **argv, void *ctx) {
         o.ft.stop = &cli_stop;
     }
     cli_json_begin(&js, cmd, json);
+    if (cli_json_check(&js, &err))
+        return cli_json_fail(&js, &err);
     int rc = qt_calib_run(&o, &r, &err);
     cli_stop_catch(0);
     if (rc && cli_stop) {

@@ -119,6 +119,9 @@ int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **arg
 int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct qt_eval_result *r,
                      const struct qt_layer_report *rep, int nworst, char *path, size_t pathlen,
                      struct qt_err *err);
+/* Before the run: DIR is a folder or can be made, and DIR/index.html can be
+ * written (qt_out_check). */
+int cli_report_check(const char *dir, struct qt_err *err);
 
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);

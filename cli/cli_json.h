@@ -26,6 +26,9 @@ void cli_json_begin(struct cli_json *d, const char *cmd, const char *path);
  * the document and frees it. Returns rc, or the write failure's status
  * (message printed). */
 int cli_json_end(struct cli_json *d, int rc, const struct qt_err *err);
+/* Checks the --json path (qt_out_check; "-" and no --json pass) before the
+ * command runs, so a bad path fails first and leaves no other output. */
+int cli_json_check(const struct cli_json *d, struct qt_err *err);
 /* A failure after the options were read: the message on stderr, and a JSON
  * document with the envelope and the error (so batch jobs see why). */
 int cli_json_fail(struct cli_json *d, const struct qt_err *err);

@@ -125,6 +125,8 @@ static int eval_main(int argc, char **argv, void *ctx) {
         o.progress_ud = &prog;
     }
     cli_json_begin(&js, "eval", json);
+    if (cli_json_check(&js, &err) || (report && cli_report_check(report, &err)))
+        return cli_json_fail(&js, &err);
     if (qt_eval_run(&o, &r, &err))
         return cli_json_fail(&js, &err);
     if (report) {

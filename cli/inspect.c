@@ -50,7 +50,7 @@ int cmd_inspect(int argc, char **argv) {
         return cli_usage("inspect", "expects one model file");
     const char *path = argv[optind];
     cli_json_begin(&js, "inspect", json);
-    if (qt_graph_load(&g, path, &err))
+    if (cli_json_check(&js, &err) || qt_graph_load(&g, path, &err))
         return cli_json_fail(&js, &err);
 
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;

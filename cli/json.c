@@ -75,6 +75,12 @@ int cli_json_end(struct cli_json *d, int rc, const struct qt_err *err) {
     return rc;
 }
 
+int cli_json_check(const struct cli_json *d, struct qt_err *err) {
+    if (!d->path || !strcmp(d->path, "-"))
+        return 0;
+    return qt_out_check(d->path, err);
+}
+
 int cli_json_fail(struct cli_json *d, const struct qt_err *err) {
     int rc = cli_fail(d->cmd, err);
     return cli_json_end(d, rc, err);

@@ -215,6 +215,8 @@ static int qat_main(int argc, char **argv, void *ctx) {
         o.progress_ud = &prog;
     }
     cli_json_begin(&js, "qat", json);
+    if (cli_json_check(&js, &err))
+        return cli_json_fail(&js, &err);
     cli_stop_catch(1);
     o.stop = &cli_stop;
     int rc = qt_qat_run(&o, &r, &err);

@@ -176,6 +176,18 @@ static int cmp_worst(const void *a, const void *b) {
     return u < v ? -1 : u > v ? 1 : strcmp(x->name, y->name);
 }
 
+int cli_report_check(const char *dir, struct qt_err *err) {
+    struct stat st;
+    char path[4096];
+    if (stat(dir, &st) != 0) /* made at the end: its parent must take it */
+        return errno == ENOENT ? qt_out_check(dir, err)
+                               : qt_errf(err, QT_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return qt_errf(err, QT_EIO, "cannot create '%s': %s", dir, strerror(EEXIST));
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    return qt_out_check(path, err);
+}
+
 int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct qt_eval_result *r,
                      const struct qt_layer_report *rep, int nworst, char *path, size_t pathlen,
                      struct qt_err *err) {

@@ -169,6 +169,9 @@ struct qt_exec;
 enum qt_op_flags {
     QT_OPF_SHAPE_ONLY = 1, /* output depends only on the input's shape (Shape, Size) */
     QT_OPF_ALIAS = 2,      /* output 0 may share input 0's buffer (Reshape, Flatten...) */
+    QT_OPF_EMPTY = 4,      /* runs on zero-sized tensors (shape glue: Shape, Concat, Slice...); every
+                              other op whose input 0 or any output has a zero dimension is refused
+                              at plan time, naming the node */
 };
 
 struct qt_op {

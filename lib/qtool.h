@@ -125,6 +125,12 @@ void qt_graph_free(struct qt_graph *g);
 /* Number of nodes whose operator qtool cannot run; fills err with the first
  * ("unsupported operator 'X' (node 'n')") when there is one. */
 int qt_graph_unsupported(const struct qt_graph *g, struct qt_err *err);
+/* The one NaN/Inf check of the weights every command that computes with a
+ * model runs (calib, finetune, qat, export, eval): the float initializers
+ * that Conv, ConvTranspose, Gemm, MatMul, BatchNormalization and
+ * InstanceNormalization nodes read (weights, biases, statistics). QT_EMODEL
+ * "node 'n' (Conv): weight 'W' has NaN or infinite values" for the first. */
+int qt_graph_check_weights(const struct qt_graph *g, struct qt_err *err);
 
 /* A read-only summary for `qtool inspect`. */
 struct qt_graph_info {
@@ -532,6 +538,15 @@ void qt_wfile_abort(struct qt_wfile *f);
 /* Reads a whole file (malloc'd, NUL-terminated for convenience). max_bytes
  * bounds the size (QT_EDATA beyond it). */
 int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
+/* The same for a file that must be a regular file (images in a folder): a
+ * FIFO, socket or device is QT_EDATA naming it, without blocking on it. */
+int qt_read_regular_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
+/* Checks, before anything is written, that path can take an output file:
+ * missing or a regular file (qtool never replaces a device, FIFO, socket,
+ * symbolic link or directory: QT_EIO naming it), in a folder where a new
+ * file can be created (probed with a nameless file). qt_wfile_begin and
+ * qt_wfile_commit_all check the type again. Returns 0 or QT_EIO. */
+int qt_out_check(const char *path, struct qt_err *err);
 /* Bytes one model may plan for activations (each tensor and all of them
  * together): the machine's RAM, or QT_MEM_LIMIT_MB from the environment.
  * A model that needs more fails with a clear error instead of an OOM kill. */

@@ -1,6 +1,7 @@
 #!/bin/sh
 # fuzz.sh: runs the libFuzzer targets of `make fuzz` (lib/test/fuzz_*.c).
 #   scripts/fuzz.sh seeds              write the seed corpora build/fuzz/seeds/TARGET from testdata/
+#                                      (with every op case again at zero-sized and all-ones input shapes)
 #   scripts/fuzz.sh run SECS [TARGET]  fuzz each target (or one) for SECS seconds (default 60)
 #   scripts/fuzz.sh replay             run every target once over testdata/bad/fuzz-TARGET-* (regressions)
 # Longer runs, e.g. 10 minutes per target in the background at low priority:
@@ -24,6 +25,22 @@ seeds() {
         cp "$f" "$F/seeds/onnx/$(echo "$f" | tr / _)"
     done
     cp testdata/fmnist/model.onnx $F/seeds/onnx/fmnist_model.onnx
+    # zero-sized and degenerate shapes for every operator: each op case again with its graph inputs'
+    # dim 1 (dim 0 of a vector) at 0, and with every dim after the first at 1
+    python3 - $F/seeds/onnx testdata/ops <<'PY'
+import os, sys
+sys.path.insert(0, "scripts")
+from onnxedit import set_input_dims
+out, top = sys.argv[1], sys.argv[2]
+zero = lambda i, d: [0 if k == min(1, len(d) - 1) else v for k, v in enumerate(d)]
+ones = lambda i, d: d[:1] + [1] * (len(d) - 1)
+for op in sorted(os.listdir(top)):
+    for case in sorted(os.listdir(os.path.join(top, op))):
+        m = os.path.join(top, op, case, "model.onnx")
+        if os.path.isfile(m):
+            for tag, fn in (("zero", zero), ("ones", ones)):
+                set_input_dims(m, os.path.join(out, "%s_%s_%s.onnx" % (tag, op, case)), fn)
+PY
     cp $F/seeds/onnx/* $F/seeds/quant/ # quant: the same models, through calib's and export's path
     # images: the decoder test images (all PNG colour types and depths, JPEG grey/RGB, broken ones)
     for f in testdata/images/*.png testdata/images/*.jpg; do

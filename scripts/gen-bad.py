@@ -4,7 +4,9 @@
 Standard library only (any python3):  python3 scripts/gen-bad.py [OUTDIR]
 Small ONNX models encoded by hand (protobuf wire format) around one valid
 model, ok.onnx (x[1,1,4,4] -> Conv -> Relu -> GlobalAveragePool -> Flatten),
-each broken in one way, and PNG files broken in one way. Deterministic: the
+each broken in one way (and a few with zero-sized tensors), PNG files broken
+in one way, and odd but valid files that must stay accepted (interlaced.png,
+grey16.png). Deterministic: the
 same bytes every run. Files named fuzz-* in testdata/bad are crashes found by
 the fuzzers (scripts/fuzz.sh), not written here."""
 import os, struct, sys, zlib
@@ -146,3 +148,36 @@ write("grey16.png", png(28, 28, 16, 0, [b"".join(struct.pack(">H", v * 257) for 
 write("small.png", png(20, 20, 8, 0, [r[:20] for r in grey[:20]]))
 write("huge-header.png", png(100000, 100000, 8, 0, [b"\x00"]))  # header only: the size check must come first
 write("all-black.png", png(28, 28, 8, 0, [bytes(28)] * 28))
+
+# ---- zero-sized and degenerate shapes (issue 21) -------------------------------
+# a Conv with zero output channels: weight [0,1,3,3], bias [0] (valid ONNX; an empty tensor all the way down),
+# on 28x28 grey images (as grey28.png) so calib and eval reach the kernels
+X28 = value_info("x", [-1, 1, 28, 28])
+write("zero-out-channels.onnx", model([conv, relu, gap, flat], [tensor("W", [0, 1, 3, 3], raw=b""),
+      tensor("B", [0], raw=b"")], [X28], [value_info("y", [-1, 0])]))
+# a graph input with a zero dimension: x [N,0,4,4] into a Conv of zero input channels
+write("zero-input-dim.onnx", model([conv, relu, gap, flat], [tensor("W", [2, 0, 3, 3], raw=b""), inits[1]],
+      [value_info("x", [-1, 0, 4, 4])], [Y]))
+# the zero-channel Conv on constants only: folded at plan time
+write("zero-folded-conv.onnx", model([node("Conv", ["k", "W", "B"], ["c"], "conv", [attr_ints("kernel_shape", [3, 3])]),
+      node("Add", ["x", "c"], ["y"], "add")], [tensor("k", [1, 1, 3, 3], values=W[:9]),
+      tensor("W", [0, 1, 3, 3], raw=b""), tensor("B", [0], raw=b"")], [value_info("x", [1, 1, 1, 1])],
+      [value_info("y", [1, 0, 1, 1])]))
+# a Gemm with zero output features after a valid Conv
+gemm = node("Gemm", ["f", "G"], ["y"], "fc", [attr_int("transB", 1)])
+write("zero-gemm.onnx", model([conv, relu, gap, node("Flatten", ["p"], ["f"], "flatten", [attr_int("axis", 1)]), gemm],
+      inits + [tensor("G", [0, 2], raw=b"")], [X28], [value_info("y", [-1, 0])]))
+
+# ---- valid inputs that must stay accepted -----------------------------------------
+# grey28.png again, Adam7-interlaced (t-bad.sh: the same calibration as the plain file)
+def png_adam7(w, h, rows):
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    data = b""
+    for x0, y0, dx, dy in passes:
+        for y in range(y0, h, dy):
+            px = bytes(rows[y][x] for x in range(x0, w, dx))
+            if px:
+                data += b"\x00" + px
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1))
+            + chunk(b"IDAT", zlib.compress(data, 9)) + chunk(b"IEND", b""))
+write("interlaced.png", png_adam7(28, 28, grey))

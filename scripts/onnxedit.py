@@ -117,3 +117,54 @@ def raw_initializers(path, dtypes=(2, 3)):
             if dtype in dtypes and raw is not None:
                 out[name] = raw
     return out
+
+
+def _enc_varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        c = n & 0x7f; n >>= 7
+        out.append(c | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _rewrite(b, path, fn):
+    """b with the length-delimited fields along path (field numbers, outermost
+    first) re-encoded; at the end of the path, fn(payload) -> new payload."""
+    out = bytearray()
+    for f, wt, i, j, k in _fields(b):
+        if f == path[0] and wt == 2:
+            sub = fn(b[j:k]) if len(path) == 1 else _rewrite(b[j:k], path[1:], fn)
+            out += _enc_varint(f << 3 | 2) + _enc_varint(len(sub)) + sub
+        else:
+            out += b[i:k]
+    return bytes(out)
+
+
+def set_input_dims(src, dst, fn):
+    """Writes dst = src with the declared dims of every graph input replaced:
+    fn(input_index, dims) -> new dims (a dim_param counts as -1 and is kept
+    symbolic when fn returns -1 for it)."""
+    b = open(src, "rb").read()
+    count = [0]
+
+    def shape(s):  # TensorShapeProto: dim = 1 (Dimension: dim_value 1, dim_param 2)
+        dims = []
+        for f, wt, i, j, k in _fields(s):
+            if f == 1 and wt == 2:
+                d = s[j:k]
+                v = next((_varint(d, vs)[0] for f2, w2, _, vs, _ in _fields(d) if f2 == 1 and w2 == 0), None)
+                dims.append((v if v is not None else -1, d))
+        new = fn(count[0] - 1, [v for v, _ in dims])
+        out = b""
+        for n, (v, d) in zip(new, dims + [(None, None)] * (len(new) - len(dims))):
+            body = d if n == -1 and v == -1 else _enc_varint(1 << 3) + _enc_varint(max(n, 0))
+            out += _enc_varint(1 << 3 | 2) + _enc_varint(len(body)) + body
+        return out
+
+    def value_info(v):
+        count[0] += 1
+        return _rewrite(v, [2, 1, 2], shape)  # type -> tensor_type -> shape
+
+    open(dst, "wb").write(_rewrite(b, [7, 11], value_info))

@@ -15,6 +15,11 @@
 #              image of the wrong size (4), 3 channels for a grey model (2)
 #   t-qat.sh   checkpoint of other settings (4), unlabeled data without --distill (4)
 # Fuzzer regressions (testdata/bad/fuzz-*) are replayed: models through inspect, quant_info.json files through export.
+# Issue 21 (second hostile round), at the end: zero-sized tensors (3, naming the node), FIFOs, sockets and
+# devices named like images (4, under `timeout 30`), outputs onto a FIFO, a symbolic link or a copy of
+# /dev/full (1, the node still there), NaN/Inf weights through export, eval, qat and the tuned-weights
+# file (5), and a bad --json/--report/--predictions/--save-*/--quant-info/weights path of every
+# subcommand (1) leaving no other output.
 # needs: ort python3
 . scripts/testlib.sh
 B=testdata/bad
@@ -135,6 +140,31 @@ cp $B/grey28.png $TMP/g8.png
 expect_ok "  the same calibration as its 8-bit twin" $QTOOL calib $D/model.onnx --data "$(dir g8 $TMP/g8.png)" $PP \
     -o $TMP/g8.onnx
 check "  byte-identical models" cmp -s $TMP/g16.onnx $TMP/g8.onnx
+expect_ok "interlaced (Adam7) PNG" $QTOOL calib $D/model.onnx --data "$(dir adam7 $B/interlaced.png)" $PP \
+    -o $TMP/adam7.onnx
+check "  the same calibration as its plain twin" cmp -s $TMP/adam7.onnx $TMP/g8.onnx
+mkdir -p $TMP/img/latin1
+for i in 1 2 3 4; do cp $B/grey28.png $TMP/img/latin1/good$i.png; done
+cp $B/grey28.png "$TMP/img/latin1/$(printf 'caf\351 \377.png')" # Latin-1 bytes: not UTF-8
+expect_ok "a file name that is not UTF-8" $QTOOL eval $D/model.onnx --data $TMP/img/latin1 $PP --latency-runs 0 \
+    --predictions $TMP/latin1.csv
+check "  it is read (5 rows)" test "$(tail -n +2 $TMP/latin1.csv | wc -l)" -eq 5
+if /usr/bin/python3 -c "import PIL" 2>/dev/null; then # Debian's python3-pil writes the JPEG pair
+    mkdir -p $TMP/img/jpeg/base $TMP/img/jpeg/prog
+    /usr/bin/python3 - $B/grey28.png $TMP/img/jpeg <<'PY'
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1])
+for i in range(4):
+    im.save("%s/base/%d.jpg" % (sys.argv[2], i), quality=90)
+    im.save("%s/prog/%d.jpg" % (sys.argv[2], i), quality=90, progressive=True)
+PY
+    expect_ok "progressive JPEG" $QTOOL calib $D/model.onnx --data $TMP/img/jpeg/prog $PP -o $TMP/prog.onnx
+    expect_ok "  its baseline twin" $QTOOL calib $D/model.onnx --data $TMP/img/jpeg/base $PP -o $TMP/base.onnx
+    check "  the same calibration" cmp -s $TMP/prog.onnx $TMP/base.onnx
+else
+    skip "progressive JPEG: needs Debian's python3-pil to write one"
+fi
 mkdir -p $TMP/img/cls/a $TMP/img/cls/b $TMP/img/cls/c
 cp $B/grey28.png $TMP/img/cls/a/ && cp $B/grey28.png $TMP/img/cls/c/
 expect_ok "empty class folder: accepted, keeps its label index" $QTOOL eval $D/model.onnx --data $TMP/img/cls $PP \
@@ -182,4 +212,160 @@ if [ "$(id -u)" = 0 ] && mkdir -p $TMP/full && mount -t tmpfs -o size=64k tmpfs 
 else
     skip "full disk: needs root and a tmpfs mount (not available here)"
 fi
+
+# ---- zero-sized shapes (issue 21): refused at plan time naming the node, never a signal ----
+ZMSG="node 'conv' (Conv): output 'c' has the zero-sized shape"
+dir z28 >/dev/null
+bad 3 "$ZMSG [1,0,28,28] (qtool does not run Conv on empty tensors)" "Conv with zero output channels: calib" \
+    $QTOOL calib $B/zero-out-channels.onnx --data $TMP/img/z28 $PP -o $O
+bad 3 "$ZMSG [4,0,28,28]" "  eval" $QTOOL eval $B/zero-out-channels.onnx --data $TMP/img/z28 $PP --latency-runs 0 \
+    --predictions $TMP/out/p.csv
+bad 3 "$ZMSG [1,0,28,28]" "  calib --dry-run" $QTOOL calib $B/zero-out-channels.onnx $PP --dry-run
+# inspect prints the summary it read, then the planning error
+expect_fail 3 "  inspect" $QTOOL inspect $B/zero-out-channels.onnx
+check "  says so" grep -qF "qtool inspect: error: $ZMSG [1,0,28,28]" "$_out"
+expect_fail 3 "zero-channel Conv on constants (folded at plan time): inspect" $QTOOL inspect $B/zero-folded-conv.onnx
+check "  says so" grep -qF "qtool inspect: error: $ZMSG [1,0,1,1]" "$_out"
+bad 3 "node 'fc' (Gemm): output 'y' has the zero-sized shape [1,0]" "Gemm with zero output features: calib" \
+    $QTOOL calib $B/zero-gemm.onnx --data $TMP/img/z28 $PP -o $O
+expect_fail 3 "graph input with a zero dim: inspect" $QTOOL inspect $B/zero-input-dim.onnx
+check "  says so" grep -qF "node 'conv' (Conv): input 'x' has the zero-sized shape [1,0,4,4]" "$_out"
+bad 3 "input 'x' has 0 channels; qtool feeds 1 or 3" "  calib" $QTOOL calib $B/zero-input-dim.onnx \
+    --data $TMP/img/z28 $PP -o $O
+
+# ---- image folders (issue 21): only regular files are read; a FIFO must not block (timeout 30 s) ----
+dir fifo >/dev/null && mkfifo $TMP/img/fifo/pipe.png
+bad 4 "image '$TMP/img/fifo/pipe.png' is a FIFO, not a regular file" "FIFO named like an image: calib" \
+    timeout 30 $QTOOL calib $D/model.onnx --data $TMP/img/fifo $PP -o $O
+bad 4 "image '$TMP/img/fifo/pipe.png' is a FIFO, not a regular file" "  eval" \
+    timeout 30 $QTOOL eval $D/model.onnx --data $TMP/img/fifo $PP --latency-runs 0 --predictions $TMP/out/p.csv
+mkdir -p $TMP/img/fifocls/a $TMP/img/fifocls/b && cp $B/grey28.png $TMP/img/fifocls/a/ && mkfifo $TMP/img/fifocls/b/x.jpg
+bad 4 "image '$TMP/img/fifocls/b/x.jpg' is a FIFO, not a regular file" "  in a class folder: qat" \
+    timeout 30 $QTOOL qat $D/model.onnx --train $TMP/img/fifocls $PP -o $O --batch 1
+dir sock >/dev/null
+python3 -c "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" $TMP/img/sock/s.png
+bad 4 "image '$TMP/img/sock/s.png' is a socket, not a regular file" "socket named like an image: calib" \
+    timeout 30 $QTOOL calib $D/model.onnx --data $TMP/img/sock $PP -o $O
+if [ "$(id -u)" = 0 ]; then
+    dir cdev >/dev/null && mknod $TMP/img/cdev/zero.png c 1 5
+    bad 4 "image '$TMP/img/cdev/zero.png' is a character device, not a regular file" \
+        "character device (a copy of /dev/zero) named like an image: eval" \
+        timeout 30 $QTOOL eval $D/model.onnx --data $TMP/img/cdev $PP --latency-runs 0
+else
+    skip "device named like an image: mknod needs root"
+fi
+ln -s "$(pwd)/$B/grey28.png" $TMP/img/z28/link.png
+expect_ok "a symbolic link to an image is read" $QTOOL calib $D/model.onnx --data $TMP/img/z28 $PP -o $TMP/link.onnx
+
+# ---- outputs onto what is not a regular file (issue 21): refused, exit 1, the node untouched ----
+mkdir -p $TMP/dev
+mkfifo $TMP/dev/fifo
+bad 1 "cannot write '$TMP/dev/fifo': it is a FIFO, and qtool replaces only regular files" "calib -o onto a FIFO" \
+    timeout 30 $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/dev/fifo --limit 8
+check "  still a FIFO, nothing else written" sh -c "test -p $TMP/dev/fifo && test \"\$(ls $TMP/dev)\" = fifo"
+ln -s $TMP/out/target.onnx $TMP/dev/link.onnx
+bad 1 "cannot write '$TMP/dev/link.onnx': it is a symbolic link" "calib -o onto a symbolic link" \
+    $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/dev/link.onnx --limit 8
+check "  still a link" test -L $TMP/dev/link.onnx
+rm $TMP/dev/link.onnx
+if [ "$(id -u)" = 0 ]; then
+    mknod $TMP/dev/full c 1 7 # a copy of /dev/full
+    isdev() { check "  still a character device, nothing else written" \
+        sh -c "test -c $TMP/dev/full && test \"\$(ls $TMP/dev | tr '\n' ' ')\" = 'fifo full '"; }
+    bad 1 "cannot write '$TMP/dev/full': it is a character device, and qtool replaces only regular files" \
+        "calib -o onto a character device" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/dev/full --limit 8
+    isdev
+    bad 1 "cannot write '$TMP/dev/full': it is a character device" "calib --quant-info onto it" \
+        $QTOOL calib $D/model.onnx --data $D/calib $PP -o $O --quant-info $TMP/dev/full --limit 8
+    isdev
+    bad 1 "cannot write '$TMP/dev/full': it is a character device" "calib --json onto it" \
+        $QTOOL calib $D/model.onnx --data $D/calib $PP -o $O --json $TMP/dev/full --limit 8
+    isdev
+    bad 1 "cannot write '$TMP/dev/full': it is a character device" "eval --save-outputs onto it" \
+        $QTOOL eval $D/model.onnx --data $D/calib $PP --limit 8 --latency-runs 0 --save-outputs $TMP/dev/full
+    isdev
+    bad 1 "cannot write '$TMP/dev/full': it is a character device" "eval --predictions onto it" \
+        $QTOOL eval $D/model.onnx --data $D/calib $PP --limit 8 --latency-runs 0 --predictions $TMP/dev/full
+    isdev
+    bad 1 "cannot write '$TMP/dev/full': it is a character device" "export -o onto it" \
+        $QTOOL export $D/model_bn.onnx --quant-info $TMP/z.json -o $TMP/dev/full
+    isdev
+else
+    skip "outputs onto a character device: mknod needs root"
+fi
+
+# ---- NaN and Inf weights on every path that reads weights (issue 21) ----
+python3 - $D/model_bn.onnx $TMP <<'PY'
+import sys
+sys.path.insert(0, "scripts")
+from onnxedit import map_float_initializers
+map_float_initializers(sys.argv[1], sys.argv[2] + "/nan.onnx", lambda name, i, v: float("nan") if name == "fc.weight" and i == 5 else v)
+PY
+FCNAN="node '/fc/Gemm' (Gemm): weight 'fc.weight' has NaN or infinite values"
+expect_ok "quant_info.json of the good model" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/good.onnx --limit 8
+# the same JSON, its checksum made to match the broken models (what a stale or edited file looks like)
+python3 - $TMP/good.json $TMP <<'PY'
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))
+for m in ("inf", "nan"):
+    d["source_model"]["sha256"] = hashlib.sha256(open("%s/%s.onnx" % (sys.argv[2], m), "rb").read()).hexdigest()
+    json.dump(d, open("%s/q_%s.json" % (sys.argv[2], m), "w"))
+PY
+bad 5 "node '/stem/stem.0/Conv' (Conv): weight 'stem.0.weight' has NaN or infinite values" \
+    "export: quant_info.json matching a model with Inf weights" $QTOOL export $TMP/inf.onnx --quant-info $TMP/q_inf.json -o $O
+bad 5 "$FCNAN" "export: a model with a NaN weight" $QTOOL export $TMP/nan.onnx --quant-info $TMP/q_nan.json -o $O
+bad 5 "$FCNAN" "  --format float" $QTOOL export $TMP/nan.onnx --quant-info $TMP/q_nan.json -o $O --format float
+bad 5 "$FCNAN" "  calib" $QTOOL calib $TMP/nan.onnx --data $D/calib $PP -o $O --limit 8
+bad 5 "$FCNAN" "  finetune" $QTOOL finetune $TMP/nan.onnx --data $D/calib $PP -o $O --limit 8 --iters 1
+bad 5 "$FCNAN" "  qat" $QTOOL qat $TMP/nan.onnx --train $D/calib $PP -o $O --iters-per-epoch 1
+bad 5 "$FCNAN" "  eval of the float model" $QTOOL eval $TMP/nan.onnx --data $D/calib $PP --limit 8 --latency-runs 0 \
+    --predictions $TMP/out/p.csv
+bad 5 "$FCNAN" "  eval with it as --ref" $QTOOL eval $TMP/good.onnx --ref $TMP/nan.onnx --data $D/calib $PP --limit 8 \
+    --latency-runs 0
+# the tuned-weights file: a NaN in q.weights.bin whose checksum the JSON records
+expect_ok "finetune writes tuned weights" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/ft.onnx --limit 8 \
+    --iters 1
+python3 - $TMP/ft.json <<'PY'
+import hashlib, json, struct, sys
+j = sys.argv[1]
+w = j[:-5] + ".weights.bin"
+b = bytearray(open(w, "rb").read())
+b[8:12] = struct.pack("<f", float("nan"))  # stem.0.weight[2]
+open(w, "wb").write(b)
+d = json.load(open(j))
+d["tuned_weights"]["sha256"] = hashlib.sha256(b).hexdigest()
+json.dump(d, open(j, "w"))
+PY
+bad 5 "ft.weights.bin': tuned tensor 'stem.0.weight' has NaN or infinite values" "export: NaN in the tuned weights" \
+    $QTOOL export $D/model_bn.onnx --quant-info $TMP/ft.json -o $O
+bad 5 "ft.weights.bin': tuned tensor 'stem.0.weight' has NaN or infinite values" "  qat --init" \
+    $QTOOL qat $D/model_bn.onnx --train $D/calib $PP -o $O --iters-per-epoch 1 --init $TMP/ft.json
+
+# ---- every output path checked before anything is written (issue 21): a bad one leaves nothing ----
+M=$TMP/missing
+bad 1 "cannot write '$M/x.json': No such file or directory" "calib --json in a missing folder" \
+    $QTOOL calib $D/model.onnx --data $D/calib $PP -o $O --json $M/x.json --limit 8
+bad 1 "cannot write '$M/q.json': No such file or directory" "calib --quant-info in a missing folder" \
+    $QTOOL calib $D/model.onnx --data $D/calib $PP -o $O --quant-info $M/q.json --limit 8
+mkdir -p $TMP/wdir/q.weights.bin
+bad 1 "cannot write '$TMP/wdir/q.weights.bin': Is a directory" "finetune: the tuned-weights file is a directory" \
+    $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $O --quant-info $TMP/wdir/q.json --limit 8 --iters 1
+check "  no quant_info.json either" test ! -e $TMP/wdir/q.json
+bad 1 "cannot write '$M/x.json': No such file or directory" "finetune --json in a missing folder" \
+    $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $O --json $M/x.json --limit 8 --iters 1
+bad 1 "cannot write '$M/x.json': No such file or directory" "qat --json in a missing folder" \
+    $QTOOL qat $D/model.onnx --train $D/calib $PP -o $O --iters-per-epoch 1 --json $M/x.json
+bad 1 "cannot write '$M/q.json': No such file or directory" "qat --quant-info in a missing folder" \
+    $QTOOL qat $D/model.onnx --train $D/calib $PP -o $O --iters-per-epoch 1 --quant-info $M/q.json
+bad 1 "cannot write '$M/e.onnx': No such file or directory" "export -o in a missing folder" \
+    $QTOOL export $D/model_bn.onnx --quant-info $TMP/good.json -o $M/e.onnx
+EV="$QTOOL eval $D/model.onnx --data $D/calib $PP --limit 8 --latency-runs 0"
+bad 1 "cannot write '$M/x.json': No such file or directory" "eval --json in a missing folder (with --predictions, --save-*)" \
+    $EV --json $M/x.json --predictions $TMP/out/p.csv --save-outputs $TMP/out/o.bin --save-inputs $TMP/out/i.bin
+bad 1 "cannot write '$M/rep': No such file or directory" "eval --report in a missing folder" \
+    $EV --ref $D/model.onnx --report $M/rep --predictions $TMP/out/p.csv
+bad 1 "cannot write '$M/i.bin': No such file or directory" "eval --save-inputs in a missing folder" \
+    $EV --predictions $TMP/out/p.csv --save-outputs $TMP/out/o.bin --save-inputs $M/i.bin
+bad 1 "cannot write '$M/p.csv': No such file or directory" "eval --predictions in a missing folder" \
+    $EV --predictions $M/p.csv --save-outputs $TMP/out/o.bin
 done_testing

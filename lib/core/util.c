@@ -65,15 +65,57 @@ double qt_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* What a file of mode m is when it is not a regular file, for messages. */
+static const char *mode_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket"
+           : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+           : S_ISLNK(m) ? "a symbolic link" : "a special file";
+}
+
+static int read_stream(FILE *f, const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err);
+
 int qt_read_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err) {
     FILE *f = fopen(path, "rb");
-    struct stat st;
-    char *p = NULL;
-    size_t n = 0, cap = 0;
     *buf = NULL;
     *len = 0;
     if (!f)
         return qt_errf(err, QT_EIO, "cannot open '%s': %s", path, strerror(errno));
+    return read_stream(f, path, max_bytes, buf, len, err);
+}
+
+/* The open is non-blocking (a FIFO without a writer would block it) and the
+ * type is checked on the open descriptor, so nothing can be swapped in
+ * between the check and the read. */
+int qt_read_regular_file(const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err) {
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    *buf = NULL;
+    *len = 0;
+    if (fd < 0)
+        return qt_errf(err, QT_EIO, "cannot open '%s': %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return qt_errf(err, QT_EIO, "cannot read '%s': %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return qt_errf(err, QT_EDATA, "'%s' is %s, not a regular file", path, mode_kind(st.st_mode));
+    }
+    int fl = fcntl(fd, F_GETFL);
+    FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return qt_errf(err, QT_EIO, "cannot read '%s': %s", path, strerror(e));
+    }
+    return read_stream(f, path, max_bytes, buf, len, err);
+}
+
+static int read_stream(FILE *f, const char *path, size_t max_bytes, void **buf, size_t *len, struct qt_err *err) {
+    struct stat st;
+    char *p = NULL;
+    size_t n = 0, cap = 0;
     if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
         fclose(f);
         return qt_errf(err, QT_EIO, "cannot read '%s': is a directory", path);
@@ -142,6 +184,62 @@ static int wfile_fail(struct qt_wfile *f, int e, struct qt_err *err) {
     return QT_EIO;
 }
 
+/* An existing path that is not a regular file is never replaced: the
+ * rename would put a regular file where a device, FIFO, socket, symbolic
+ * link or directory was. 0 when path is missing or a regular file. */
+static int out_kind_ok(const char *path, struct qt_err *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(errno));
+    }
+    if (S_ISREG(st.st_mode))
+        return 0;
+    if (S_ISDIR(st.st_mode))
+        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(EISDIR));
+    return qt_errf(err, QT_EIO, "cannot write '%s': it is %s, and qtool replaces only regular files", path,
+                   mode_kind(st.st_mode));
+}
+
+int qt_out_check(const char *path, struct qt_err *err) {
+    if (!path || !*path)
+        return qt_errf(err, QT_EIO, "cannot write '': empty output path");
+    if (out_kind_ok(path, err))
+        return err->code;
+    /* the folder must take a new file: a nameless one, created and dropped */
+    size_t pl = strlen(path);
+    char *dir = malloc(pl + 16);
+    int fd = -1, e = 0;
+    if (!dir)
+        return qt_errf(err, QT_ENOMEM, "out of memory checking '%s'", path);
+    memcpy(dir, path, pl + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else
+        slash[slash == dir ? 1 : 0] = 0;
+#ifdef O_TMPFILE
+    fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        e = errno;
+#endif
+    if (fd < 0 && !e) { /* no O_TMPFILE here: a named probe */
+        snprintf(dir + strlen(dir), 16, "/.qtXXXXXX");
+        fd = mkstemp(dir);
+        if (fd < 0)
+            e = errno;
+        else
+            unlink(dir);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    if (e)
+        return qt_errf(err, QT_EIO, "cannot write '%s': %s", path, strerror(e));
+    return 0;
+}
+
 /* The file is written nameless (O_TMPFILE in the target directory) so a
  * process killed before the commit leaves nothing behind; it gets a
  * temporary name only for the rename. Where O_TMPFILE is not supported, a
@@ -162,6 +260,10 @@ int qt_wfile_begin(struct qt_wfile *f, const char *path, const void *buf, size_t
     }
     memcpy(f->path, path, pl + 1);
     memcpy(f->dir, path, pl + 1);
+    if (out_kind_ok(path, err)) {
+        qt_wfile_abort(f);
+        return err->code;
+    }
     char *slash = strrchr(f->dir, '/');
     if (!slash)
         strcpy(f->dir, ".");
@@ -212,6 +314,12 @@ int qt_wfile_commit_all(struct qt_wfile *f, int n, struct qt_err *err) {
             f[k].fd = -1;
             if (close(fd) != 0)
                 e = errno;
+        }
+    for (k = 0; k < n && !e; k++) /* nothing but regular files is replaced (see out_kind_ok) */
+        if (out_kind_ok(f[k].path, err)) {
+            for (k = 0; k < n; k++)
+                qt_wfile_abort(&f[k]);
+            return err->code;
         }
     for (k = 0; k < n && !e; k++) { /* ... so the renames follow each other */
         if (rename(f[k].tmp, f[k].path) != 0)

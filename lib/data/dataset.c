@@ -128,9 +128,19 @@ static int walk(struct qt_dataset *ds, const char *dir, int label, int depth, st
             break;
         }
         snprintf(p, l, "%s/%s", dir, v[i]);
+        struct stat st;
         if (is_dir(p))
             walk(ds, p, label, depth + 1, err);
-        else if (is_image(v[i]))
+        else if (!is_image(v[i]))
+            ;
+        else if (stat(p, &st) == 0 && !S_ISREG(st.st_mode)) /* a FIFO would block the reader */
+            qt_errf(err, QT_EDATA, "image '%s' is %s, not a regular file", p,
+                    S_ISFIFO(st.st_mode)  ? "a FIFO"
+                    : S_ISSOCK(st.st_mode) ? "a socket"
+                    : S_ISCHR(st.st_mode)  ? "a character device"
+                    : S_ISBLK(st.st_mode)  ? "a block device"
+                                           : "a special file");
+        else
             add(ds, p, label, err);
         free(p);
     }

@@ -261,7 +261,7 @@ int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_
     memset(img, 0, sizeof *img);
     if (want_c != 0 && want_c != 1 && want_c != 3)
         return qt_errf(err, QT_EUSAGE, "images have 1 or 3 channels, not %d", want_c);
-    if (qt_read_file(path, (size_t)1 << 30, &buf, &len, err))
+    if (qt_read_regular_file(path, (size_t)1 << 30, &buf, &len, err))
         return err->code;
     int rc = qt_image_load_mem(img, buf, len, path, want_c, err);
     free(buf);

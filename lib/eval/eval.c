@@ -6,6 +6,7 @@
 #include "engine.h"
 #include "int8/int8.h"
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,6 +83,8 @@ static int side_open(struct side *s, const char *path, int batch, int threads, i
                      int *nlowered, struct qt_err *err) {
     if (qt_graph_load(&s->g, path, err))
         return err->code;
+    if (qt_graph_check_weights(s->g, err))
+        return qt_err_prefix(err, "'%s'", path);
     if (lower && qt_int8_lower(s->g, nlowered, err))
         return qt_err_prefix(err, "'%s'", path);
     if (qt_exec_new(&s->x, s->g, batch, threads, err))
@@ -152,13 +155,23 @@ static int outfile_open(struct outfile *o, const char *path, struct qt_err *err)
     if (!path)
         return 0;
     size_t l = strlen(path) + 8;
+    struct stat st;
     o->path = path;
-    o->tmp = malloc(l);
-    if (!o->tmp)
+    if (qt_out_check(path, err))
+        return err->code;
+    char *tmp = malloc(l);
+    if (!tmp)
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    snprintf(o->tmp, l, "%s.tmp", path);
-    if (!(o->f = fopen(o->tmp, "wb")))
+    snprintf(tmp, l, "%s.tmp", path);
+    /* PATH.tmp too is only ever a regular file: never followed, never waited on */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || !(o->f = fdopen(fd, "wb"))) {
+        if (fd >= 0)
+            close(fd);
+        free(tmp);
         return qt_errf(err, QT_EIO, "cannot write '%s'", path);
+    }
+    o->tmp = tmp; /* ours from here: removed on failure */
     return 0;
 }
 
@@ -174,8 +187,10 @@ static int outfile_close(struct outfile *o, struct qt_err *err) {
     int bad = ferror(o->f) | fflush(o->f) | fsync(fileno(o->f));
     bad |= fclose(o->f);
     o->f = NULL;
-    if (bad || rename(o->tmp, o->path))
+    if (bad)
         return qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
+    if (qt_out_check(o->path, err) || rename(o->tmp, o->path))
+        return err->code ? err->code : qt_errf(err, QT_EIO, "cannot write '%s'", o->path);
     free(o->tmp);
     o->tmp = NULL;
     return 0;
@@ -207,6 +222,10 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
 
     memset(r, 0, sizeof *r);
     threads = o->threads > 0 ? o->threads : qt_ncpus();
+    /* the output files first: a bad path fails before any work, leaving nothing */
+    if ((o->predictions && qt_out_check(o->predictions, err)) ||
+        (o->save_outputs && qt_out_check(o->save_outputs, err)) || (o->save_inputs && qt_out_check(o->save_inputs, err)))
+        goto out;
     if (qt_graph_load(&probe, o->model, err))
         goto out;
     if (qt_model_image_shape(probe, &pp, &c, &h, &w, &fixed, err))

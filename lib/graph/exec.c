@@ -481,6 +481,29 @@ int qt_exec_new_train(struct qt_exec **out, struct qt_graph *g, int batch, int n
     return exec_new(out, g, batch, nthreads, QT_EXEC_NOFUSE, params, err);
 }
 
+/* Zero-sized tensors: only the ops flagged QT_OPF_EMPTY (shape glue) take
+ * or make them; for any other op an empty input 0 or output is refused here,
+ * at plan time, so no kernel ever sees a zero-sized dimension (block counts,
+ * per-channel loops, averages over an empty plane). Other inputs (weights,
+ * scales, shapes) are checked against input 0 by each op's infer. */
+static int check_empty(const struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    char buf[160];
+    if (n->op->flags & QT_OPF_EMPTY)
+        return 0;
+    for (int j = -1; j < n->nout; j++) {
+        int v = j < 0 ? (n->nin > 0 ? n->in[0] : -1) : n->out[j];
+        if (v < 0)
+            continue;
+        const struct qt_tensor *t = &x->t[v];
+        if (qt_numel(t->ndim, t->dims) != 0)
+            continue;
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "%s '%s' has the zero-sized shape %s (qtool does not run %s on "
+                           "empty tensors)", j < 0 ? "input" : "output", x->g->v[v].name,
+                           qt_dims_str(t->ndim, t->dims, buf, sizeof buf), n->op->name);
+    }
+    return 0;
+}
+
 static int exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nthreads, unsigned flags,
                     const unsigned char *params, struct qt_err *err) {
     struct qt_exec *x = calloc(1, sizeof *x);
@@ -540,7 +563,7 @@ static int exec_new(struct qt_exec **out, struct qt_graph *g, int batch, int nth
                 allconst = 0;
         if ((n->op->flags & QT_OPF_SHAPE_ONLY))
             allconst = 1;
-        if (n->op->infer(x, n, err))
+        if (n->op->infer(x, n, err) || check_empty(x, n, err))
             goto fail;
         for (int j = 0; j < n->nout; j++)
             if (n->out[j] >= 0 && !x->t[n->out[j]].dtype) {

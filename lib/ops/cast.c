@@ -109,6 +109,7 @@ static int cast_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
 
 const struct qt_op qt_op_cast = {
     .name = "Cast",
+    .flags = QT_OPF_EMPTY,
     .init = cast_init,
     .infer = cast_infer,
     .fwd = cast_fwd,

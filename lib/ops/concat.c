@@ -113,6 +113,7 @@ static int concat_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
 
 const struct qt_op qt_op_concat = {
     .name = "Concat",
+    .flags = QT_OPF_EMPTY,
     .init = concat_init,
     .infer = concat_infer,
     .fwd = concat_fwd,

@@ -99,6 +99,7 @@ static int constant_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_er
 
 const struct qt_op qt_op_constant = {
     .name = "Constant",
+    .flags = QT_OPF_EMPTY,
     .init = constant_init,
     .infer = constant_infer,
     .fwd = constant_fwd,
@@ -157,6 +158,7 @@ static int cos_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
 
 const struct qt_op qt_op_constantofshape = {
     .name = "ConstantOfShape",
+    .flags = QT_OPF_EMPTY,
     .init = cos_init,
     .infer = cos_infer,
     .fwd = cos_fwd,

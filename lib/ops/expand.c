@@ -42,6 +42,7 @@ static int expand_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
 
 const struct qt_op qt_op_expand = {
     .name = "Expand",
+    .flags = QT_OPF_EMPTY,
     .infer = expand_infer,
     .fwd = expand_fwd,
 };

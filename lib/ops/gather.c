@@ -105,6 +105,7 @@ static int gather_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
 
 const struct qt_op qt_op_gather = {
     .name = "Gather",
+    .flags = QT_OPF_EMPTY,
     .init = gather_init,
     .infer = gather_infer,
     .fwd = gather_fwd,

@@ -72,6 +72,7 @@ static int range_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
 
 const struct qt_op qt_op_range = {
     .name = "Range",
+    .flags = QT_OPF_EMPTY,
     .init = range_init,
     .infer = range_infer,
     .fwd = range_fwd,

@@ -67,7 +67,7 @@ static int reshape_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err
 
 const struct qt_op qt_op_reshape = {
     .name = "Reshape",
-    .flags = QT_OPF_ALIAS,
+    .flags = QT_OPF_ALIAS | QT_OPF_EMPTY,
     .init = reshape_init,
     .infer = reshape_infer,
     .fwd = reshape_fwd,

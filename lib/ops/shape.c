@@ -51,7 +51,7 @@ static int shape_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
 
 const struct qt_op qt_op_shape = {
     .name = "Shape",
-    .flags = QT_OPF_SHAPE_ONLY,
+    .flags = QT_OPF_SHAPE_ONLY | QT_OPF_EMPTY,
     .init = shape_init,
     .infer = shape_infer,
     .fwd = shape_fwd,

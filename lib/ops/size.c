@@ -18,7 +18,7 @@ static int size_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
 
 const struct qt_op qt_op_size = {
     .name = "Size",
-    .flags = QT_OPF_SHAPE_ONLY,
+    .flags = QT_OPF_SHAPE_ONLY | QT_OPF_EMPTY,
     .infer = size_infer,
     .fwd = size_fwd,
 };

@@ -138,6 +138,7 @@ static int slice_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *
 
 const struct qt_op qt_op_slice = {
     .name = "Slice",
+    .flags = QT_OPF_EMPTY,
     .init = slice_init,
     .infer = slice_infer,
     .fwd = slice_fwd,

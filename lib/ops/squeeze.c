@@ -36,7 +36,7 @@ static int squeeze_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err
 
 const struct qt_op qt_op_squeeze = {
     .name = "Squeeze",
-    .flags = QT_OPF_ALIAS,
+    .flags = QT_OPF_ALIAS | QT_OPF_EMPTY,
     .init = qt_axes_init,
     .infer = squeeze_infer,
     .fwd = squeeze_fwd,

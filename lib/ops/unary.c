@@ -196,7 +196,7 @@ static int identity_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_er
 }
 const struct qt_op qt_op_identity = {
     .name = "Identity",
-    .flags = QT_OPF_ALIAS,
+    .flags = QT_OPF_ALIAS | QT_OPF_EMPTY,
     .init = one_input,
     .infer = qt_unary_infer,
     .fwd = identity_fwd,

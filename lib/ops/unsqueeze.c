@@ -38,7 +38,7 @@ static int unsqueeze_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_e
 
 const struct qt_op qt_op_unsqueeze = {
     .name = "Unsqueeze",
-    .flags = QT_OPF_ALIAS,
+    .flags = QT_OPF_ALIAS | QT_OPF_EMPTY,
     .init = qt_axes_init,
     .infer = unsqueeze_infer,
     .fwd = unsqueeze_fwd,

@@ -265,7 +265,11 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     double t0 = qt_now();
     memset(r, 0, sizeof *r);
 
-    if (qt_graph_load(&g, o->model, err) || qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
+    if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
+                                              o->finetune || o->bias_correction || o->bn_reestimate, err))
+        return err->code;
+    if (qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
+        qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
         goto out;
     if (!o->channels_set)
         pp.channels = c;

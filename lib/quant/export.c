@@ -186,13 +186,11 @@ static int read_tuned(struct qt_qplan *p, const cJSON *tw, const char *path, int
     char file[4096], hex[65];
     const char *sha = jstr(tw, "sha256");
     void *buf = NULL;
-    size_t len, l = strlen(path);
+    size_t len;
     const cJSON *ts = item(tw, "tensors"), *it;
     if (!sha || !cJSON_IsArray(ts))
         return qt_errf(err, QT_EDATA, "'%s': \"tuned_weights\" needs sha256 and tensors", path);
-    if (l >= 5 && !strcmp(path + l - 5, ".json"))
-        l -= 5;
-    snprintf(file, sizeof file, "%.*s.weights.bin", (int)l, path); /* as qinfo.c names it */
+    qt_qinfo_weights_path(path, file, sizeof file);
     if (qt_read_file(file, (size_t)1 << 34, &buf, &len, err))
         return qt_err_prefix(err, "tuned weights of '%s'", path);
     qt_sha256_hex(buf, len, hex);
@@ -213,6 +211,16 @@ static int read_tuned(struct qt_qplan *p, const cJSON *tw, const char *path, int
             break;
         }
         const unsigned char *src = (const unsigned char *)buf + (size_t)off->valuedouble;
+        int finite = 1;
+        for (size_t e = 0; e < t->nbytes / sizeof(float) && finite; e++) {
+            float f;
+            memcpy(&f, src + e * sizeof f, sizeof f);
+            finite = isfinite(f);
+        }
+        if (!finite) { /* the model's weights are checked by qt_graph_check_weights, these here */
+            qt_errf(err, QT_EMODEL, "'%s': tuned tensor '%s' has NaN or infinite values", file, name);
+            break;
+        }
         if (memcmp(t->data, src, t->nbytes)) {
             memcpy(t->data, src, t->nbytes);
             p->g->v[v].orig = NULL;
@@ -296,7 +304,8 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
     struct qt_graph *g = NULL, *og = NULL;
     struct qt_qplan *p = NULL;
     memset(r, 0, sizeof *r);
-    if (qt_graph_load(&g, o->model, err) || qt_qplan_from_info(&p, g, o->model, o->quant_info, &r->tuned, err))
+    if (qt_out_check(o->out, err) || qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
+        qt_qplan_from_info(&p, g, o->model, o->quant_info, &r->tuned, err))
         goto out;
     if (o->profile) {
         struct qt_quant_opts want = p->o;

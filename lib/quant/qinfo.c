@@ -64,6 +64,23 @@ static int add_requant(const struct qt_qplan *p, const struct qt_qtensor *qt, cJ
     return 0;
 }
 
+const char *qt_qinfo_weights_path(const char *qinfo, char *buf, size_t len) {
+    size_t l = strlen(qinfo);
+    if (l >= 5 && !strcmp(qinfo + l - 5, ".json"))
+        l -= 5;
+    snprintf(buf, len, "%.*s.weights.bin", (int)l, qinfo);
+    return buf;
+}
+
+int qt_qplan_outputs_check(const char *out, const char *qinfo, int tuned, struct qt_err *err) {
+    char file[4096];
+    if ((out && qt_out_check(out, err)) || (qinfo && qt_out_check(qinfo, err)))
+        return err->code;
+    if (qinfo && tuned && qt_out_check(qt_qinfo_weights_path(qinfo, file, sizeof file), err))
+        return err->code;
+    return 0;
+}
+
 /* Tuned float weights: every float initializer of the prepared graph, raw
  * little-endian float32, in <path without .json>.weights.bin. */
 static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struct qt_wfile *fw, struct qt_err *err) {
@@ -74,10 +91,7 @@ static int add_tuned(const struct qt_qplan *p, const char *path, cJSON *d, struc
             total += g->v[v].init->nbytes;
     unsigned char *buf = malloc(total + 1);
     char file[4096], hex[65];
-    size_t l = strlen(path);
-    if (l >= 5 && !strcmp(path + l - 5, ".json"))
-        l -= 5;
-    snprintf(file, sizeof file, "%.*s.weights.bin", (int)l, path);
+    qt_qinfo_weights_path(path, file, sizeof file);
     if (!buf)
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", file);
     cJSON *tw = cJSON_AddObjectToObject(d, "tuned_weights"); /* no file name: the JSON is the same whatever OUT */

@@ -227,6 +227,12 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
 int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const char *out, const char *qinfo,
                   const char *model_path, const struct qt_preproc *pp, int images, const char *data,
                   struct qt_err *err);
+/* The tuned-weights file beside quant_info.json qinfo: <qinfo without .json>.weights.bin, into buf. */
+const char *qt_qinfo_weights_path(const char *qinfo, char *buf, size_t len);
+/* Before any work: every file qt_qplan_save will write (out; qinfo when not
+ * NULL; its weights file when tuned) can be written (qt_out_check), so a bad
+ * path fails first and leaves nothing behind. */
+int qt_qplan_outputs_check(const char *out, const char *qinfo, int tuned, struct qt_err *err);
 
 /* Empirical bias correction (biascorr.c): call after the activation
  * parameters and biases are set; corrects the float biases of p->g in

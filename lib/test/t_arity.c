@@ -1,9 +1,11 @@
 /* t_arity.c: every registered operator against inputs and outputs a
  * hostile or broken file can give it: no inputs, too many, an omitted
  * (empty-named) input at each position, inputs of the wrong type or rank
- * (ten kinds: float activations; float, int64, uint8 and bool initializers;
+ * (seventeen kinds: float activations; float, int64, uint8 and bool initializers;
  * float and uint8 scalars; a [3] vector, a [2,2] matrix, a valid and a
- * hostile int64 shape), one kind followed by another, the quantized
+ * hostile int64 shape; zero-sized and degenerate shapes: an activation
+ * [N,0,4,4] and one [N,1,1,1], float [2,0,4,4], [0,3,4,4] and [0], int64
+ * [0], uint8 [0,4]), one kind followed by another, the quantized
  * operators' input orders, no output, an empty output 0, extra outputs;
  * with and without a set of common attributes. The CI fuzzer found one such case (Add with an empty output
  * ran and dereferenced NULL); this walks all of them systematically.
@@ -24,10 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_ACT, K_FLOAT, K_INT64, K_SCALAR, K_ONES, K_VEC, K_U8, K_U8S, K_MAT, K_BOOL, K_NKIND, K_U8M /* only in the quantized patterns */ };
+enum kind { K_ACT, K_FLOAT, K_INT64, K_SCALAR, K_ONES, K_VEC, K_U8, K_U8S, K_MAT, K_BOOL,
+            /* zero-sized and degenerate shapes */
+            K_ACTZ, K_ACT1, K_ZERO, K_ZEROO, K_ZERO1, K_I64Z, K_U8Z,
+            K_NKIND, K_U8M /* only in the quantized patterns */ };
 static const char *const kind_name[] = {"activation", "float initializer", "int64 initializer", "float scalar",
                                         "int64 [2,1,1,1]", "float [3]", "uint8 initializer", "uint8 scalar",
-                                        "float [2,2]", "bool initializer", "", "uint8 [4,4]"};
+                                        "float [2,2]", "bool initializer", "activation [N,0,4,4]",
+                                        "activation [N,1,1,1]", "float [2,0,4,4]", "float [0,3,4,4]", "float [0]",
+                                        "int64 [0]",
+                                        "uint8 [0,4]", "", "uint8 [4,4]"};
 
 /* input i of the variant: its kind, or -1 for an omitted (empty) input */
 struct variant {
@@ -39,15 +47,15 @@ struct variant {
 static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
     char name[16];
     snprintf(name, sizeof name, "in%d", i);
-    if (kind == K_ACT) {
+    if (kind == K_ACT || kind == K_ACTZ || kind == K_ACT1) {
         int v = qt_graph_add_value(g, name, QT_V_INPUT, err);
         struct qt_value *val = &g->v[v];
         val->dtype = QT_FLOAT;
         val->ndim = 4;
         val->dims[0] = -1;
-        val->dims[1] = 3;
-        val->dims[2] = 4;
-        val->dims[3] = 4;
+        val->dims[1] = kind == K_ACTZ ? 0 : kind == K_ACT1 ? 1 : 3;
+        val->dims[2] = kind == K_ACT1 ? 1 : 4;
+        val->dims[3] = kind == K_ACT1 ? 1 : 4;
         int *ni = realloc(g->inputs, sizeof(int) * (size_t)(g->ninputs + 1));
         ni[g->ninputs++] = v;
         g->inputs = ni;
@@ -86,6 +94,16 @@ static int add_input(struct qt_graph *g, int i, int kind, struct qt_err *err) {
         t = qt_tensor_new(QT_UINT8, 2, (const int64_t[]){4, 4});
         for (int k = 0; k < 16; k++)
             ((uint8_t *)t->data)[k] = (uint8_t)(k * 41);
+    } else if (kind == K_ZERO) {
+        t = qt_tensor_new(QT_FLOAT, 4, (const int64_t[]){2, 0, 4, 4});
+    } else if (kind == K_ZEROO) {
+        t = qt_tensor_new(QT_FLOAT, 4, (const int64_t[]){0, 3, 4, 4});
+    } else if (kind == K_ZERO1) {
+        t = qt_tensor_new(QT_FLOAT, 1, (const int64_t[]){0});
+    } else if (kind == K_I64Z) {
+        t = qt_tensor_new(QT_INT64, 1, (const int64_t[]){0});
+    } else if (kind == K_U8Z) {
+        t = qt_tensor_new(QT_UINT8, 2, (const int64_t[]){0, 4});
     } else if (kind == K_U8S) {
         t = qt_tensor_new(QT_UINT8, 0, NULL);
         *(uint8_t *)t->data = 128;
@@ -135,7 +153,8 @@ static int try_variant(const struct qt_op *op, const struct variant *va, char *w
     else {
         for (int i = 0; i < g->ninputs; i++) {
             float *p = qt_exec_input(x, i);
-            for (int64_t e = 0; e < 2 * 3 * 4 * 4; e++)
+            int64_t ne = qt_tensor_numel(qt_exec_input_tensor(x, i));
+            for (int64_t e = 0; e < ne; e++)
                 p[e] = 0.5f * (float)(e % 7) - 1.5f;
         }
         if (qt_exec_run(x, &err))

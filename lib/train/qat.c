@@ -815,7 +815,8 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     int fixed;
     q->pp = o->pp;
-    if (qt_graph_load(&q->g, o->model, err) || qt_model_image_shape(q->g, &q->pp, &q->c, &q->h, &q->w, &fixed, err))
+    if (qt_graph_load(&q->g, o->model, err) || qt_graph_check_weights(q->g, err) ||
+        qt_model_image_shape(q->g, &q->pp, &q->c, &q->h, &q->w, &fixed, err))
         return err->code;
     if (fixed)
         return qt_errf(err, QT_EUNSUPPORTED, "model '%s' has a fixed batch size; qat needs a dynamic batch",
@@ -941,6 +942,8 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
                        "--freeze-bn-after %d trains BatchNormalization unfolded, which needs per-channel weight "
                        "steps (fold them exactly at export); drop --per-tensor or use --freeze-bn-after 0",
                        o->freeze_bn_after);
+    if (qt_qplan_outputs_check(o->out, o->no_quant ? NULL : o->quant_info, 1, err))
+        return err->code;
     if (setup(&q, r, err))
         goto out;
     if (o->resume) {
