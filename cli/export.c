@@ -75,7 +75,9 @@ int cmd_export(int argc, char **argv) {
         else
             cJSON_AddNullToObject(js.doc, "profile");
     }
-    if (qt_export_run(&o, &r, &err))
+    /* the JSON path is checked before the model is written: a bad one
+     * leaves nothing behind */
+    if (cli_json_check(&js, &err) || qt_export_run(&o, &r, &err))
         return cli_json_fail(&js, &err);
     if (js.doc) {
         cli_json_num(js.doc, "quantized_tensors", r.ntensors);

@@ -359,6 +359,9 @@ bad 1 "cannot write '$M/q.json': No such file or directory" "qat --quant-info in
     $QTOOL qat $D/model.onnx --train $D/calib $PP -o $O --iters-per-epoch 1 --quant-info $M/q.json
 bad 1 "cannot write '$M/e.onnx': No such file or directory" "export -o in a missing folder" \
     $QTOOL export $D/model_bn.onnx --quant-info $TMP/good.json -o $M/e.onnx
+bad 1 "cannot write '$M/x.json': No such file or directory" "export --json in a missing folder" \
+    $QTOOL export $D/model_bn.onnx --quant-info $TMP/good.json -o $TMP/out/e.onnx --json $M/x.json
+check "  no model written" test ! -e $TMP/out/e.onnx
 EV="$QTOOL eval $D/model.onnx --data $D/calib $PP --limit 8 --latency-runs 0"
 bad 1 "cannot write '$M/x.json': No such file or directory" "eval --json in a missing folder (with --predictions, --save-*)" \
     $EV --json $M/x.json --predictions $TMP/out/p.csv --save-outputs $TMP/out/o.bin --save-inputs $TMP/out/i.bin
