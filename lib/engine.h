@@ -169,6 +169,63 @@ struct qt_exec;
 enum qt_op_flags {
     QT_OPF_SHAPE_ONLY = 1, /* output depends only on the input's shape (Shape, Size) */
     QT_OPF_ALIAS = 2,      /* output 0 may share input 0's buffer (Reshape, Flatten...) */
+    QT_OPF_POST_ACT = 4,   /* fwd applies x->post[node]: the executor may fuse a following
+                            * QT_QA_* activation into it (Conv) */
+};
+
+/* What an operator means to quantization: lib/quant (plan, QDQ export,
+ * calibration, bias correction, layer-wise tuning), lib/int8 (lowering),
+ * lib/eval (report) and lib/train (QAT graph) read these facts and never
+ * the op's name. lib/ops/README.md says how to make an op quantizable. */
+enum qt_op_qrole {
+    QT_QR_NONE = 0, /* stays float */
+    QT_QR_COMPUTE,  /* weighted (Conv, Gemm, MatMul): activation input 0, weight input .weight
+                     * (a constant of rank .wrank when set) quantized per channel along
+                     * .weight_axis, int32 bias input .bias; own output parameters */
+    QT_QR_BINARY,   /* elementwise on two activations (Add, Mul): own output parameters */
+    QT_QR_CONCAT,   /* every input and the output share one set of parameters */
+    QT_QR_PASS,     /* moves values without changing them (MaxPool, Reshape...): input 0
+                     * and the output share parameters */
+    QT_QR_UNARY,    /* one activation in, own output parameters (pools, Sigmoid, Relu...) */
+};
+enum qt_qflags {
+    QT_QF_FUSE_ACT = 1,    /* a following QT_QA_* activation joins its output: one
+                            * quantized unit (as ONNX Runtime fuses Conv+Relu) */
+    QT_QF_CONV_KERNEL = 2, /* weight is a kernel [M, C/group, k...] with a group attribute */
+    QT_QF_ABSORB_BN = 4,   /* a following BatchNormalization folds into weight and bias
+                            * (along .weight_axis) */
+    QT_QF_BN = 8,          /* BatchNormalization: inputs 1..4 are scale, bias, mean, var */
+};
+enum qt_qact { /* as the activation that follows a QT_QF_FUSE_ACT op */
+    QT_QA_NONE = 0,
+    QT_QA_RELU, /* max(x, 0) */
+    QT_QA_CLIP, /* clamp to min/max (attributes before opset 11, inputs 1 and 2 after) */
+};
+enum qt_qlower { /* int8 lowering of DequantizeLinear -> op -> QuantizeLinear (lib/int8/lower.c) */
+    QT_QL_NONE = 0,
+    QT_QL_LINEAR,  /* QLinearConv / QLinearMatMul inputs: x, xs, xz, w, ws, wz, ys, yz[, bias] */
+    QT_QL_GEMM,    /* com.microsoft QGemm: x, xs, xz, w, ws, wz, bias[, ys, yz]; float output allowed */
+    QT_QL_ELTWISE, /* com.microsoft QLinearAdd / QLinearGlobalAveragePool: each input's x, s, z, then ys, yz */
+};
+struct qt_conv_shape;
+struct qt_qfacts {
+    unsigned char role;   /* QT_QR_* */
+    unsigned char flags;  /* QT_QF_* */
+    unsigned char act;    /* QT_QA_* */
+    signed char weight;   /* QT_QR_COMPUTE: weight input (1) */
+    signed char bias;     /* QT_QR_COMPUTE: bias input, 0 = none */
+    unsigned char wrank;  /* QT_QR_COMPUTE: the weight rank the quantizer handles, 0 = any */
+    unsigned char lower;  /* QT_QL_* */
+    unsigned char lower_contrib; /* the lowered op is com.microsoft */
+    const char *lower_op; /* the integer op the QDQ pattern lowers to */
+    /* The role when it depends on attributes (Resize: by mode); NULL: .role. */
+    int (*role_of)(const struct qt_graph *g, const struct qt_node *n);
+    /* The weight's output-channel axis for a weight of wndim dims; NULL: 0. */
+    int (*weight_axis)(const struct qt_node *n, int wndim);
+    /* Layer-wise tuning (lib/quant/finetune.c): fills s when the node, on
+     * the plan's current inputs, is a convolution; 1 yes, 0 no, -1 on error
+     * (err filled). NULL: never. */
+    int (*as_conv)(const struct qt_exec *x, const struct qt_node *n, struct qt_conv_shape *s, struct qt_err *err);
 };
 
 struct qt_op {
@@ -193,7 +250,27 @@ struct qt_op {
      * output row). NULL: the op cannot be trained through (found at plan
      * time, naming the node). */
     int (*bwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+    struct qt_qfacts quant; /* zero: stays float */
 };
+
+/* The node's quantization facts (all zero for an unsupported op). */
+extern const struct qt_qfacts qt_qfacts_none;
+static inline const struct qt_qfacts *qt_qf(const struct qt_node *n) {
+    return n->op ? &n->op->quant : &qt_qfacts_none;
+}
+/* The output-channel axis of a QT_QR_COMPUTE node's weight of wndim dims. */
+static inline int qt_qf_weight_axis(const struct qt_node *n, int wndim) {
+    return n->op && n->op->quant.weight_axis ? n->op->quant.weight_axis(n, wndim) : 0;
+}
+/* Float bounds of a QT_QA_* activation node: Relu [0, inf); Clip its min
+ * and max, -inf/inf when absent, NaN when not a constant float scalar.
+ * Returns 0 (bounds -inf, inf) when n is no such activation. */
+int qt_act_bounds(const struct qt_graph *g, const struct qt_node *n, float *lo, float *hi);
+/* The constant tensor behind value v: an initializer or an ai.onnx
+ * Constant's "value" (owned by the graph), NULL otherwise. */
+const struct qt_tensor *qt_graph_const(const struct qt_graph *g, int v);
+/* Operators recognised by identity: the QDQ format itself. */
+extern const struct qt_op qt_op_quantizelinear, qt_op_dequantizelinear, qt_op_constant;
 
 /* The op for (domain, op_type), NULL if qtool does not run it. */
 const struct qt_op *qt_op_find(const char *domain, const char *op_type);

@@ -125,7 +125,7 @@ static int find_layers(const struct qt_graph *qg, const struct qt_graph *rg, str
         return qt_errf(err, QT_ENOMEM, "out of memory");
     for (int i = 0; i < qg->nn; i++) {
         const struct qt_node *n = &qg->n[i];
-        if (strcmp(n->op_type, "QuantizeLinear") || n->nin < 2 || n->in[0] < 0 ||
+        if (n->op != &qt_op_quantizelinear || n->nin < 2 || n->in[0] < 0 ||
             qg->v[n->in[0]].kind == QT_V_INIT)
             continue;
         const struct qt_tensor *s = init_of(qg, n, 1), *z = init_of(qg, n, 2);
@@ -133,7 +133,7 @@ static int find_layers(const struct qt_graph *qg, const struct qt_graph *rg, str
             continue;
         int cons[8], nc = qt_graph_consumers(qg, n->out[0], cons, 8), dq = -1;
         for (int k = 0; k < nc && k < 8; k++)
-            if (!strcmp(qg->n[cons[k]].op_type, "DequantizeLinear"))
+            if (qg->n[cons[k]].op == &qt_op_dequantizelinear)
                 dq = qg->n[cons[k]].out[0];
         if (dq < 0)
             continue;
@@ -178,12 +178,12 @@ static int find_depthwise(const struct qt_graph *g, struct qt_layer_report *rep,
     for (int i = 0; i < g->nn; i++) {
         const struct qt_node *n = &g->n[i];
         struct qt_err e = {0};
-        if (strcmp(n->op_type, "Conv") || n->nin < 2 || n->in[1] < 0)
+        if (!(qt_qf(n)->flags & QT_QF_CONV_KERNEL) || n->nin < 2 || n->in[1] < 0)
             continue;
         int64_t group = qt_attr_int(n, "group", 1, &e);
         const struct qt_tensor *wt = init_of(g, n, 1), *s = NULL, *z = NULL;
         int p = g->v[n->in[1]].producer;
-        if (!wt && p >= 0 && !strcmp(g->n[p].op_type, "DequantizeLinear")) {
+        if (!wt && p >= 0 && g->n[p].op == &qt_op_dequantizelinear) {
             wt = init_of(g, &g->n[p], 0);
             s = init_of(g, &g->n[p], 1);
             z = init_of(g, &g->n[p], 2);

@@ -100,7 +100,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
             continue;
         const struct qt_node *n = &p->g->n[qt->node];
         int64_t m = qt_tensor_numel(p->g->v[qt->v].init);
-        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm"))
+        if (qt_qf(n)->role != QT_QR_COMPUTE || !qt_qf(n)->bias)
             continue;
         L[nl].node = qt->node;
         L[nl].bias_v = qt->v;

@@ -87,10 +87,10 @@ static int conv_out_observed(const struct qt_qplan *p) {
     for (int i = 0; i < p->g->nn; i++) {
         const struct qt_node *n = &p->g->n[i];
         int c;
-        if (strcmp(n->op_type, "Conv") || n->nout < 1 || n->out[0] < 0 || p->tensor_of[n->out[0]] < 0 ||
+        if (!n->op || !(n->op->flags & QT_OPF_POST_ACT) || n->nout < 1 || n->out[0] < 0 || p->tensor_of[n->out[0]] < 0 ||
             qt_graph_consumers(p->g, n->out[0], &c, 1) != 1)
             continue;
-        if (!strcmp(p->g->n[c].op_type, "Relu") || !strcmp(p->g->n[c].op_type, "Clip"))
+        if (qt_qf(&p->g->n[c])->act)
             return 1;
     }
     return 0;

@@ -174,37 +174,28 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
     for (int s = 0; s < x1->nsteps; s++) {
         int k = x1->steps[s];
         const struct qt_node *n = &p->g->n[k];
-        if ((strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm")) || p->qn[k].excluded || n->nin < 2 ||
-            !n->name || !n->name[0] || p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0)
+        struct qt_conv_shape s;
+        if (!qt_qf(n)->as_conv || p->qn[k].excluded || n->nin < 2 || !n->name || !n->name[0] ||
+            p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0)
             continue;
-        if (!strcmp(n->op_type, "Gemm")) {
-            struct qt_err e = {0};
-            if (!qt_attr_int(n, "transB", 0, &e) || qt_attr_int(n, "transA", 0, &e) || x1->t[n->in[0]].ndim != 2)
-                continue;
-        }
-        order[nl++] = k;
+        int rc = qt_qf(n)->as_conv(x1, n, &s, err);
+        if (rc < 0)
+            goto out;
+        if (rc)
+            order[nl++] = k;
     }
     for (int li = 0; li < nl; li++) {
         int k = order[li];
         struct qt_node *n = &p->g->n[k];
-        const struct qt_tensor *xt = &x1->t[n->in[0]], *yt = &x1->t[n->out[0]];
+        const struct qt_tensor *xt = &x1->t[n->in[0]];
         struct qt_aq_layer L;
         memset(&L, 0, sizeof L);
-        if (!strcmp(n->op_type, "Conv")) {
-            struct qt_conv_shape s;
-            if (qt_conv_params(n, xt, &x1->t[n->in[1]], n->priv, &s, err))
-                goto out;
-            if (s.ph != s.ph_end || s.pw != s.pw_end) {
-                /* bottom/right padding larger than top/left is what the loops assume
-                 * (extra rows read as zero); both fine, nothing to do */
-            }
-            L = (struct qt_aq_layer){0, (int)s.c, (int)s.ih, (int)s.iw, (int)s.m, (int)s.oh, (int)s.ow, (int)s.kh,
-                                     (int)s.kw, (int)s.group, (int)s.sh, (int)s.sw, (int)s.ph, (int)s.pw,
-                                     (int)s.dh, (int)s.dw, 0, 0, 0, 0, 0};
-        } else {
-            L = (struct qt_aq_layer){0, (int)xt->dims[1], 1, 1, (int)yt->dims[1], 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1,
-                                     0, 0, 0, 0, 0};
-        }
+        struct qt_conv_shape s; /* bottom/right padding beyond top/left reads as zero */
+        if (qt_qf(n)->as_conv(x1, n, &s, err) < 0)
+            goto out;
+        L = (struct qt_aq_layer){0, (int)s.c, (int)s.ih, (int)s.iw, (int)s.m, (int)s.oh, (int)s.ow, (int)s.kh,
+                                 (int)s.kw, (int)s.group, (int)s.sh, (int)s.sw, (int)s.ph, (int)s.pw,
+                                 (int)s.dh, (int)s.dw, 0, 0, 0, 0, 0};
         struct qt_qparam *qw = &p->t[p->tensor_of[n->in[1]]].q, *qa = &p->t[p->tensor_of[n->in[0]]].q;
         L.wqmin = qw->qmin, L.wqmax = qw->qmax;
         L.aqmin = qa->qmin, L.aqmax = qa->qmax, L.azp = qa->zp[0];

@@ -100,6 +100,7 @@ static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, in
 /* FakeQuant, domain QT_FQ_DOMAIN (lib/quant/fakequant.c explains the maths).
  * Not an ONNX operator: found by qt_op_find but not listed by qt_op_at. */
 #define QT_FQ_DOMAIN "ai.qtool"
+extern const struct qt_op qt_op_fakequant;
 struct qt_fq { /* the node's priv */
     int qmin, qmax, axis, pact, symmetric, ema;
     float grad_scale;
@@ -133,7 +134,15 @@ struct qt_qnode {
     int excluded;
 };
 
-enum { QT_QN_NONE, QT_QN_COMPUTE, QT_QN_BINARY, QT_QN_CONCAT, QT_QN_PASS, QT_QN_UNARY, QT_QN_ACT_FUSED };
+enum { /* the op's role (enum qt_qrole), or a fused activation */
+    QT_QN_NONE = QT_QR_NONE,
+    QT_QN_COMPUTE = QT_QR_COMPUTE,
+    QT_QN_BINARY = QT_QR_BINARY,
+    QT_QN_CONCAT = QT_QR_CONCAT,
+    QT_QN_PASS = QT_QR_PASS,
+    QT_QN_UNARY = QT_QR_UNARY,
+    QT_QN_ACT_FUSED,
+};
 
 struct qt_qplan {
     struct qt_graph *g;     /* prepared float graph: BatchNorm folded (owned) */
