@@ -382,7 +382,9 @@ int qt_exec_new_train(struct qt_exec **x, struct qt_graph *g, int batch, int nth
 int qt_exec_backward(struct qt_exec *x, struct qt_err *err);
 /* Gradient buffer of value v (NULL when v has none). */
 float *qt_exec_grad(struct qt_exec *x, int v);
-/* Uniform float in [0, 1) from a 64-bit state (splitmix64). */
+/* qtool's one PRNG (lib/core/util.c): the next splitmix64 output of a
+ * 64-bit state; qt_rand01 maps it to a uniform float in [0, 1). */
+uint64_t qt_splitmix64(uint64_t *state);
 float qt_rand01(uint64_t *state);
 
 /* Thread pool (lib/core/pool.c). */

@@ -650,14 +650,6 @@ void *qt_exec_save(struct qt_exec *x, const struct qt_node *n, size_t bytes, str
     return x->save[i];
 }
 
-float qt_rand01(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
-}
-
 float *qt_exec_input(struct qt_exec *x, int i) {
     return i >= 0 && i < x->g->ninputs ? x->t[x->g->inputs[i]].data : NULL;
 }

@@ -261,13 +261,6 @@ struct qt_aq_params {
     float *w, *b, *ws;       /* weights, bias (may be NULL), per-channel weight steps */
     float as;                /* input step */
 };
-/* loss = mean((conv(fq(x), fq(w)) + b - t)^2); g (NULL: loss only) gets the
- * STE/LSQ gradient. ew/ex: frozen rounding residuals (NULL: round), the
- * gradient is then exact (qt_aq_residuals computes them at p). */
-int qt_aq_loss(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, const float *t,
-               const float *ew, const float *ex, struct qt_aq_params *g, double *loss, struct qt_err *err);
-void qt_aq_residuals(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, float *ew,
-                     float *ex);
 /* Adam with a learning rate relative to each channel's step; m, v: one
  * float per parameter (weights, biases, weight steps, input step), zeroed. */
 struct qt_aq_adam {
