@@ -662,6 +662,35 @@ static void loss_cases(void) {
     T_OK(L > 0 && worst < 1e-4, "KL distillation gradient at T=3 (worst %.2g)", worst);
     qt_loss_kl(t, t, 3, 4, 3.0f, d, &L, NULL);
     T_OK(fabs(L) < 1e-12, "KL of the teacher against itself is 0");
+
+    /* more classes than the old 4096-entry buffers: the gradient is not
+     * silently zeroed (softmax - onehot for cross-entropy, sums to 0) */
+    enum { C = 5000 };
+    float *zb = malloc(sizeof(float) * 2 * C), *tb = malloc(sizeof(float) * 2 * C), *db = malloc(sizeof(float) * 2 * C);
+    int lb[2] = {4321, 7};
+    for (int i = 0; i < 2 * C; i++)
+        zb[i] = urand(-2, 2), tb[i] = urand(-2, 2);
+    nl = qt_loss_xent(zb, lb, 2, C, db, &L, NULL);
+    double m = -INFINITY, se = 0, sum = 0, werr = 0;
+    for (int k = 0; k < C; k++)
+        m = fmax(m, zb[k]);
+    for (int k = 0; k < C; k++)
+        se += exp(zb[k] - m);
+    for (int k = 0; k < C; k++) {
+        double want = (exp(zb[k] - m) / se - (k == lb[0])) / 2;
+        werr = fmax(werr, fabs(db[k] - want));
+        sum += db[k];
+    }
+    T_OK(nl == 2 && werr < 1e-7 && fabs(sum) < 1e-5 && db[lb[0]] < -0.4f,
+         "cross-entropy over %d classes: gradient = (softmax - onehot) / 2 (worst %.2g, row sum %.2g)", C, werr, sum);
+    qt_loss_kl(zb, tb, 2, C, 2.0f, db, &L, NULL);
+    double amax = 0;
+    for (int i = 0; i < 2 * C; i++)
+        amax = fmax(amax, fabs(db[i]));
+    T_OK(L > 0 && amax > 1e-6, "KL over %d classes: loss %.4f, gradient not zeroed (max %.2g)", C, L, amax);
+    free(zb);
+    free(tb);
+    free(db);
 }
 
 static void optim_cases(void) {

@@ -812,6 +812,9 @@ static void shuffle(int *order, int n, uint64_t seed) {
 static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     int fixed;
+    if (o->batch > QT_QAT_MAX_BATCH) /* the step's index array */
+        return qt_errf(err, QT_EUSAGE, "batch %d is above %d, the most images per qat step", o->batch,
+                       QT_QAT_MAX_BATCH);
     q->pp = o->pp;
     if (qt_graph_load(&q->g, o->model, err) || qt_model_image_shape(q->g, &q->pp, &q->c, &q->h, &q->w, &fixed, err))
         return err->code;
