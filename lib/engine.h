@@ -313,10 +313,54 @@ struct qt_exec {
     void **save;              /* per node: malloc'd state the op keeps from fwd for bwd */
     uint64_t rng;             /* Dropout's generator state (seeded by the caller) */
     int bn_frozen;            /* BatchNormalization uses running statistics (still trainable) */
-    /* called after each node of a run when set (calibration observers) */
+    /* called after each node of a run when set (calibration observers):
+     * returns 0, an error code (err filled), or QT_HOOK_STOP when done with
+     * the batch: qt_exec_run then skips the rest of the graph and returns
+     * QT_HOOK_STOP, err untouched */
     int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
     void *after_ud;
 };
+#define QT_HOOK_STOP (-1)
+
+/* ---- streaming an image folder (lib/graph/stream.c) -------------------- */
+
+/* The one loop over the images [0, total) of a dataset, in batches of
+ * `batch` (the last one smaller): for each batch, input(ud, nb) says where
+ * to load its nb images (with pad, room for `batch`: the rest is zeroed),
+ * the images (and labels, when `labels` is set: batch ints) are loaded
+ * there, run(ud, in, labels, done, nb) uses them, then progress. Returns 0
+ * or the first error (input returns NULL with err filled). */
+struct qt_stream {
+    struct qt_dataset *ds;
+    const struct qt_preproc *pp;
+    int c, h, w, total, batch, threads;
+    int pad;
+    int *labels;
+    float *(*input)(void *ud, int nb, struct qt_err *err);
+    int (*run)(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err);
+    void *ud;
+    void (*progress)(void *, int, int);
+    void *progress_ud;
+};
+int qt_stream_images(const struct qt_stream *s, struct qt_err *err);
+
+/* Streams images [0, total) of ds through g in batches of `batch` (the last
+ * batch smaller, with its own executor: padding would skew statistics),
+ * calling before_run once a batch is loaded and after_node after every node
+ * (which may return QT_HOOK_STOP: the rest of the graph is skipped and the
+ * next batch starts). Used by calibration, bias correction and finetune's
+ * capture. */
+struct qt_image_run {
+    const struct qt_preproc *pp;
+    int c, h, w, total, batch, threads;
+    int exec_flags; /* QT_EXEC_NOFUSE: every node's output visible */
+    int (*before_run)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err);
+    int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
+    void *ud;
+    void (*progress)(void *, int, int);
+    void *progress_ud;
+};
+int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err);
 
 enum qt_post_kind { QT_POST_NONE, QT_POST_RELU, QT_POST_CLIP };
 struct qt_post {

@@ -24,6 +24,8 @@ struct lrun {
     struct qt_layer_report *rep;
     struct track *tr;
     int *of_ref, *of_qd, *of_qt; /* value -> track, -1 */
+    const struct qt_graph *qg;
+    struct qt_exec *qx, *rx;     /* quantized and reference runs */
 };
 
 static float tval(const struct qt_tensor *t, int64_t i) {
@@ -222,12 +224,38 @@ static int find_depthwise(const struct qt_graph *g, struct qt_layer_report *rep,
     return 0;
 }
 
+static float *lr_input(void *ud, int nb, struct qt_err *err) {
+    struct lrun *r = ud;
+    (void)nb;
+    (void)err;
+    return qt_exec_input(r->rx, 0);
+}
+
+/* One batch (whole: the image count is a multiple of the batch) through
+ * both graphs; their hooks compare the tracked tensors. */
+static int lr_batch(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err) {
+    struct lrun *r = ud;
+    struct qt_layer_report *rep = r->rep;
+    (void)labels;
+    (void)done;
+    memcpy(qt_exec_input(r->qx, 0), in, sizeof(float) * qt_tensor_numel(qt_exec_input_tensor(r->rx, 0)));
+    /* a quantized graph input is no node's output: feed the hooks directly */
+    for (int k = 0; k < rep->nlayers; k++)
+        if (r->qg->v[r->tr[k].qt_v].kind == QT_V_INPUT && r->tr[k].ref_v >= 0 &&
+            keep_ref(r, k, qt_exec_input_tensor(r->rx, 0), err))
+            return err->code;
+    if (qt_exec_run(r->rx, err) || qt_exec_run(r->qx, err))
+        return err->code;
+    rep->images += nb;
+    return 0;
+}
+
 int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err) {
     struct qt_graph *qg = NULL, *rg = NULL;
     struct qt_exec *qx = NULL, *rx = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
-    struct lrun r = {rep, NULL, NULL, NULL, NULL};
+    struct lrun r = {.rep = rep};
     int c, h, w, fixed, threads = o->threads > 0 ? o->threads : qt_ncpus();
     memset(rep, 0, sizeof *rep);
     if (!o->ref)
@@ -266,21 +294,13 @@ int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_rep
     if (images > 0 && images < total)
         total = images;
     total -= total % batch;
-    size_t img = (size_t)c * h * w;
-    for (int done = 0; done < total; done += batch) {
-        float *in = qt_exec_input(rx, 0);
-        if (qt_dataset_load(ds, &pp, done, batch, c, h, w, in, NULL, threads, 0, err))
-            goto out;
-        memcpy(qt_exec_input(qx, 0), in, sizeof(float) * img * (size_t)batch);
-        /* a quantized graph input is no node's output: feed the hooks directly */
-        for (int k = 0; k < rep->nlayers; k++)
-            if (qg->v[r.tr[k].qt_v].kind == QT_V_INPUT && r.tr[k].ref_v >= 0 &&
-                keep_ref(&r, k, qt_exec_input_tensor(rx, 0), err))
-                goto out;
-        if (qt_exec_run(rx, err) || qt_exec_run(qx, err))
-            goto out;
-        rep->images += batch;
-    }
+    r.qg = qg;
+    r.qx = qx;
+    r.rx = rx;
+    struct qt_stream s = {.ds = ds, .pp = &pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                          .threads = threads, .input = lr_input, .run = lr_batch, .ud = &r};
+    if (qt_stream_images(&s, err))
+        goto out;
     for (int k = 0; k < rep->nlayers; k++) {
         struct track *tr = &r.tr[k];
         rep->layer[k].sqnr_db = tr->ref_v < 0 ? NAN : tr->noise > 0 ? 10 * log10(tr->sig / tr->noise) : INFINITY;

@@ -605,8 +605,9 @@ int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
         const struct qt_node *n = &x->g->n[x->steps[s]];
         if (!x->skip[x->steps[s]] && n->op->fwd(x, n, err))
             return err->code;
-        if (x->after_node && x->after_node(x, x->steps[s], x->after_ud, err))
-            return err->code;
+        int rc = x->after_node ? x->after_node(x, x->steps[s], x->after_ud, err) : 0;
+        if (rc)
+            return rc == QT_HOOK_STOP ? rc : err->code;
     }
     return 0;
 }

@@ -124,37 +124,6 @@ static int calib_before(struct qt_exec *x, int done, int nb, void *ud, struct qt
     return 0;
 }
 
-int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err) {
-    struct qt_exec *x = NULL;
-    int done = 0, cur = 0;
-    while (done < r->total) {
-        int nb = r->total - done < r->batch ? r->total - done : r->batch;
-        if (nb != cur) {
-            qt_exec_free(x);
-            x = NULL;
-            if (qt_exec_new_flags(&x, g, nb, r->threads, r->exec_flags, err))
-                break;
-            x->after_node = r->after_node;
-            x->after_ud = r->ud;
-            cur = nb;
-        }
-        if (qt_dataset_load(ds, r->pp, done, nb, r->c, r->h, r->w, qt_exec_input(x, 0), NULL, r->threads, 0, err))
-            break;
-        if (r->before_run && r->before_run(x, done, nb, r->ud, err))
-            break;
-        if (qt_exec_run(x, err)) {
-            if (err->code != QT_STOP_BATCH)
-                break;
-            *err = (struct qt_err){0};
-        }
-        done += nb;
-        if (r->progress)
-            r->progress(r->progress_ud, done, r->total);
-    }
-    qt_exec_free(x);
-    return err->code;
-}
-
 /* Sets activation tensor qt's parameters for the range [lo, hi]; omin and
  * omax are the observed extremes, method the observer's name. */
 static int act_set(struct qt_qplan *p, struct qt_qtensor *qt, const char *method, float omin, float omax, double lo,

@@ -170,24 +170,8 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
-/* Streams images [0, total) of ds through g in batches of `batch` (the last
- * batch smaller, with its own executor: padding would skew statistics),
- * calling before_run once a batch is loaded and after_node after every node.
- * A hook that is done with a batch sets err->code = QT_STOP_BATCH and
- * returns it: the rest of the graph is skipped and the next batch starts.
- * Used by calibration, bias correction and finetune's capture. */
-#define QT_STOP_BATCH 0x5100
-struct qt_image_run {
-    const struct qt_preproc *pp;
-    int c, h, w, total, batch, threads;
-    int exec_flags; /* QT_EXEC_NOFUSE: every node's output visible */
-    int (*before_run)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err);
-    int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
-    void *ud;
-    void (*progress)(void *, int, int);
-    void *progress_ud;
-};
-int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err);
+/* (qt_run_images, the image loop of calibration, bias correction and
+ * finetune's capture, is in lib/graph/stream.c; see engine.h) */
 /* Calibrates the activation parameters of p: streams the first `limit`
  * images of ds (0 = all) through p->g with an observer per activation group
  * and sets every activation's scale and zero point. fixed: the model's
