@@ -323,6 +323,96 @@ static int is_graph_output(const struct qt_graph *g, int v) {
     return 0;
 }
 
+/* --keep-first-last: the first and the last compute node in float or at 8 bits. */
+static void keep_first_last(struct qt_qplan *p, const int *order) {
+    const struct qt_graph *g = p->g;
+    int first = -1, last = -1;
+    for (int k = 0; k < g->nn; k++) {
+        int i = order[k];
+        if (p->qn[i].kind != QT_QN_COMPUTE)
+            continue;
+        if (first < 0)
+            first = i;
+        last = i;
+    }
+    for (int e = 0; e < 2; e++) {
+        int i = e ? last : first;
+        if (i < 0)
+            continue;
+        if (p->o.keep_first_last < 0) {
+            p->qn[i].excluded = 1;
+            logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+        } else {
+            p->qn[i].wbits = p->qn[i].abits = 8;
+            logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+        }
+    }
+}
+
+/* A Relu/Clip that alone reads a compute or binary node's output joins it:
+ * one quantized unit. */
+static void fuse_acts(struct qt_qplan *p) {
+    struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        struct qt_node *n = &g->n[i];
+        if (q->excluded || (q->kind != QT_QN_COMPUTE && q->kind != QT_QN_BINARY) ||
+            !(qt_qf(n)->flags & QT_QF_FUSE_ACT) || !p->o.fuse_act || n->nout < 1)
+            continue;
+        int y = n->out[0], c;
+        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
+            continue;
+        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
+            continue;
+        q->fused = c;
+        p->qn[c].kind = QT_QN_ACT_FUSED;
+        p->qn[c].abits = q->abits;
+        p->nfused++;
+        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
+              n->name);
+    }
+}
+
+/* Activation scale groups (one per union-find root), the bits and observer
+ * of every tensor. */
+static void set_groups(struct qt_qplan *p, int *uf) {
+    const struct qt_graph *g = p->g;
+    const struct qt_quant_opts *o = &p->o;
+    for (int t = 0; t < p->nt; t++) {
+        if (p->t[t].q.role != QT_ROLE_ACT)
+            continue;
+        int r = find_root(uf, p->t[t].v);
+        int rt = p->tensor_of[r];
+        if (rt >= 0 && p->t[rt].group >= 0) {
+            p->t[t].group = p->t[rt].group;
+        } else {
+            p->t[t].group = p->ngroups++;
+            if (rt >= 0)
+                p->t[rt].group = p->t[t].group;
+        }
+        /* bits and observer: from the producing node (or the first reader) */
+        int prod = g->v[p->t[t].v].producer;
+        const struct qt_qnode *q = prod >= 0 ? &p->qn[prod] : NULL;
+        if (q && q->kind == QT_QN_ACT_FUSED) {
+            for (int i = 0; i < g->nn; i++)
+                if (p->qn[i].fused == prod)
+                    q = &p->qn[i];
+        }
+        if (!q || q->kind == QT_QN_NONE) {
+            int c;
+            q = qt_graph_consumers(g, p->t[t].v, &c, 1) ? &p->qn[c] : NULL;
+        }
+        p->t[t].q.bits = q ? q->abits : o->abits;
+        p->t[t].obs_kind = q ? q->obs_kind : o->observer;
+    }
+    for (int t = 0; t < p->nt; t++) {
+        struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role == QT_ROLE_ACT)
+            continue;
+        qt->q.bits = qt->q.role == QT_ROLE_WEIGHT ? p->qn[qt->node].wbits : 32;
+    }
+}
+
 int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const struct qt_quant_opts *o,
                    void (*log)(void *, const char *), void *log_ud, struct qt_err *err) {
     struct qt_qplan *p = calloc(1, sizeof *p);
@@ -374,49 +464,9 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         goto fail;
     if (qt_graph_topo(g, &order, err))
         goto fail;
-    /* first conv and last compute node */
-    if (o->keep_first_last) {
-        int first = -1, last = -1;
-        for (int k = 0; k < g->nn; k++) {
-            int i = order[k];
-            if (p->qn[i].kind != QT_QN_COMPUTE)
-                continue;
-            if (first < 0)
-                first = i;
-            last = i;
-        }
-        for (int e = 0; e < 2; e++) {
-            int i = e ? last : first;
-            if (i < 0)
-                continue;
-            if (o->keep_first_last < 0) {
-                p->qn[i].excluded = 1;
-                logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
-            } else {
-                p->qn[i].wbits = p->qn[i].abits = 8;
-                logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
-            }
-        }
-    }
-    /* activation fusion */
-    for (int i = 0; i < g->nn; i++) {
-        struct qt_qnode *q = &p->qn[i];
-        struct qt_node *n = &g->n[i];
-        if (q->excluded || (q->kind != QT_QN_COMPUTE && q->kind != QT_QN_BINARY) ||
-            !(qt_qf(n)->flags & QT_QF_FUSE_ACT) || !o->fuse_act || n->nout < 1)
-            continue;
-        int y = n->out[0], c;
-        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
-            continue;
-        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
-            continue;
-        q->fused = c;
-        p->qn[c].kind = QT_QN_ACT_FUSED;
-        p->qn[c].abits = q->abits;
-        p->nfused++;
-        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
-              n->name);
-    }
+    if (o->keep_first_last)
+        keep_first_last(p, order);
+    fuse_acts(p);
     /* tensors */
     for (int k = 0; k < g->nn; k++) {
         int i = order[k];
@@ -457,40 +507,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
             }
         }
     }
-    /* groups: one per union-find root among activation tensors */
-    for (int t = 0; t < p->nt; t++) {
-        if (p->t[t].q.role != QT_ROLE_ACT)
-            continue;
-        int r = find_root(uf, p->t[t].v);
-        int rt = p->tensor_of[r];
-        if (rt >= 0 && p->t[rt].group >= 0) {
-            p->t[t].group = p->t[rt].group;
-        } else {
-            p->t[t].group = p->ngroups++;
-            if (rt >= 0)
-                p->t[rt].group = p->t[t].group;
-        }
-        /* bits and observer: from the producing node (or the first reader) */
-        int prod = g->v[p->t[t].v].producer;
-        const struct qt_qnode *q = prod >= 0 ? &p->qn[prod] : NULL;
-        if (q && q->kind == QT_QN_ACT_FUSED) {
-            for (int i = 0; i < g->nn; i++)
-                if (p->qn[i].fused == prod)
-                    q = &p->qn[i];
-        }
-        if (!q || q->kind == QT_QN_NONE) {
-            int c;
-            q = qt_graph_consumers(g, p->t[t].v, &c, 1) ? &p->qn[c] : NULL;
-        }
-        p->t[t].q.bits = q ? q->abits : o->abits;
-        p->t[t].obs_kind = q ? q->obs_kind : o->observer;
-    }
-    for (int t = 0; t < p->nt; t++) {
-        struct qt_qtensor *qt = &p->t[t];
-        if (qt->q.role == QT_ROLE_ACT)
-            continue;
-        qt->q.bits = qt->q.role == QT_ROLE_WEIGHT ? p->qn[qt->node].wbits : 32;
-    }
+    set_groups(p, uf);
     logf_(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
     free(dead);
     free(order);

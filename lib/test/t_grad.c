@@ -270,6 +270,13 @@ static void op_cases(void) {
     check(g, "BatchNormalization (training, batch statistics)", (const char *const[]){"mean", "var"}, 2);
     qt_graph_free(g);
 
+}
+
+/* activations, elementwise, pooling and shape ops */
+static void op_cases2(void) {
+    struct qt_graph *g;
+    struct qt_node *n;
+    int a, b;
     unary_case("Relu", -1, 1, 0.05f);
     unary_case("LeakyRelu", -1, 1, 0.05f);
     unary_case("Sigmoid", -3, 3, 0);
@@ -350,6 +357,13 @@ static void op_cases(void) {
     check(g, "Transpose perm (2,0,1)", NULL, 0);
     qt_graph_free(g);
 
+}
+
+/* slicing, splitting, padding, softmax and pass-through ops */
+static void op_cases3(void) {
+    struct qt_graph *g;
+    struct qt_node *n;
+    int a;
     g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 6, 5), -1, 1, 0);
     int st = ints(g, "starts", 2, D(1, -1)), en = ints(g, "ends", 2, D(6, -6)), ax = ints(g, "axes", 2, D(1, 2));
@@ -802,6 +816,8 @@ static void coverage_case(void) {
 
 int main(void) {
     op_cases();
+    op_cases2();
+    op_cases3();
     coverage_case();
     fq_case("FakeQuant per tensor uint8", 0, 0, 255);
     fq_case("FakeQuant per tensor 4-bit", 0, 0, 15);
