@@ -172,6 +172,63 @@ enum qt_op_flags {
     QT_OPF_EMPTY = 4,      /* runs on zero-sized tensors (shape glue: Shape, Concat, Slice...); every
                               other op whose input 0 or any output has a zero dimension is refused
                               at plan time, naming the node */
+    QT_OPF_POST_ACT = 8,   /* fwd applies x->post[node]: the executor may fuse a following
+                            * QT_QA_* activation into it (Conv) */
+};
+
+/* What an operator means to quantization: lib/quant (plan, QDQ export,
+ * calibration, bias correction, layer-wise tuning), lib/int8 (lowering),
+ * lib/eval (report) and lib/train (QAT graph) read these facts and never
+ * the op's name. lib/ops/README.md says how to make an op quantizable. */
+enum qt_op_qrole {
+    QT_QR_NONE = 0, /* stays float */
+    QT_QR_COMPUTE,  /* weighted (Conv, Gemm, MatMul): activation input 0, weight input .weight
+                     * (a constant of rank .wrank when set) quantized per channel along
+                     * .weight_axis, int32 bias input .bias; own output parameters */
+    QT_QR_BINARY,   /* elementwise on two activations (Add, Mul): own output parameters */
+    QT_QR_CONCAT,   /* every input and the output share one set of parameters */
+    QT_QR_PASS,     /* moves values without changing them (MaxPool, Reshape...): input 0
+                     * and the output share parameters */
+    QT_QR_UNARY,    /* one activation in, own output parameters (pools, Sigmoid, Relu...) */
+};
+enum qt_qflags {
+    QT_QF_FUSE_ACT = 1,    /* a following QT_QA_* activation joins its output: one
+                            * quantized unit (as ONNX Runtime fuses Conv+Relu) */
+    QT_QF_CONV_KERNEL = 2, /* weight is a kernel [M, C/group, k...] with a group attribute */
+    QT_QF_ABSORB_BN = 4,   /* a following BatchNormalization folds into weight and bias
+                            * (along .weight_axis) */
+    QT_QF_BN = 8,          /* BatchNormalization: inputs 1..4 are scale, bias, mean, var */
+};
+enum qt_qact { /* as the activation that follows a QT_QF_FUSE_ACT op */
+    QT_QA_NONE = 0,
+    QT_QA_RELU, /* max(x, 0) */
+    QT_QA_CLIP, /* clamp to min/max (attributes before opset 11, inputs 1 and 2 after) */
+};
+enum qt_qlower { /* int8 lowering of DequantizeLinear -> op -> QuantizeLinear (lib/int8/lower.c) */
+    QT_QL_NONE = 0,
+    QT_QL_LINEAR,  /* QLinearConv / QLinearMatMul inputs: x, xs, xz, w, ws, wz, ys, yz[, bias] */
+    QT_QL_GEMM,    /* com.microsoft QGemm: x, xs, xz, w, ws, wz, bias[, ys, yz]; float output allowed */
+    QT_QL_ELTWISE, /* com.microsoft QLinearAdd / QLinearGlobalAveragePool: each input's x, s, z, then ys, yz */
+};
+struct qt_conv_shape;
+struct qt_qfacts {
+    unsigned char role;   /* QT_QR_* */
+    unsigned char flags;  /* QT_QF_* */
+    unsigned char act;    /* QT_QA_* */
+    signed char weight;   /* QT_QR_COMPUTE: weight input (1) */
+    signed char bias;     /* QT_QR_COMPUTE: bias input, 0 = none */
+    unsigned char wrank;  /* QT_QR_COMPUTE: the weight rank the quantizer handles, 0 = any */
+    unsigned char lower;  /* QT_QL_* */
+    unsigned char lower_contrib; /* the lowered op is com.microsoft */
+    const char *lower_op; /* the integer op the QDQ pattern lowers to */
+    /* The role when it depends on attributes (Resize: by mode); NULL: .role. */
+    int (*role_of)(const struct qt_graph *g, const struct qt_node *n);
+    /* The weight's output-channel axis for a weight of wndim dims; NULL: 0. */
+    int (*weight_axis)(const struct qt_node *n, int wndim);
+    /* Layer-wise tuning (lib/quant/finetune.c): fills s when the node, on
+     * the plan's current inputs, is a convolution; 1 yes, 0 no, -1 on error
+     * (err filled). NULL: never. */
+    int (*as_conv)(const struct qt_exec *x, const struct qt_node *n, struct qt_conv_shape *s, struct qt_err *err);
 };
 
 struct qt_op {
@@ -196,7 +253,27 @@ struct qt_op {
      * output row). NULL: the op cannot be trained through (found at plan
      * time, naming the node). */
     int (*bwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
+    struct qt_qfacts quant; /* zero: stays float */
 };
+
+/* The node's quantization facts (all zero for an unsupported op). */
+extern const struct qt_qfacts qt_qfacts_none;
+static inline const struct qt_qfacts *qt_qf(const struct qt_node *n) {
+    return n->op ? &n->op->quant : &qt_qfacts_none;
+}
+/* The output-channel axis of a QT_QR_COMPUTE node's weight of wndim dims. */
+static inline int qt_qf_weight_axis(const struct qt_node *n, int wndim) {
+    return n->op && n->op->quant.weight_axis ? n->op->quant.weight_axis(n, wndim) : 0;
+}
+/* Float bounds of a QT_QA_* activation node: Relu [0, inf); Clip its min
+ * and max, -inf/inf when absent, NaN when not a constant float scalar.
+ * Returns 0 (bounds -inf, inf) when n is no such activation. */
+int qt_act_bounds(const struct qt_graph *g, const struct qt_node *n, float *lo, float *hi);
+/* The constant tensor behind value v: an initializer or an ai.onnx
+ * Constant's "value" (owned by the graph), NULL otherwise. */
+const struct qt_tensor *qt_graph_const(const struct qt_graph *g, int v);
+/* Operators recognised by identity: the QDQ format itself. */
+extern const struct qt_op qt_op_quantizelinear, qt_op_dequantizelinear, qt_op_constant;
 
 /* The op for (domain, op_type), NULL if qtool does not run it. */
 const struct qt_op *qt_op_find(const char *domain, const char *op_type);
@@ -239,10 +316,54 @@ struct qt_exec {
     void **save;              /* per node: malloc'd state the op keeps from fwd for bwd */
     uint64_t rng;             /* Dropout's generator state (seeded by the caller) */
     int bn_frozen;            /* BatchNormalization uses running statistics (still trainable) */
-    /* called after each node of a run when set (calibration observers) */
+    /* called after each node of a run when set (calibration observers):
+     * returns 0, an error code (err filled), or QT_HOOK_STOP when done with
+     * the batch: qt_exec_run then skips the rest of the graph and returns
+     * QT_HOOK_STOP, err untouched */
     int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
     void *after_ud;
 };
+#define QT_HOOK_STOP (-1)
+
+/* ---- streaming an image folder (lib/graph/stream.c) -------------------- */
+
+/* The one loop over the images [0, total) of a dataset, in batches of
+ * `batch` (the last one smaller): for each batch, input(ud, nb) says where
+ * to load its nb images (with pad, room for `batch`: the rest is zeroed),
+ * the images (and labels, when `labels` is set: batch ints) are loaded
+ * there, run(ud, in, labels, done, nb) uses them, then progress. Returns 0
+ * or the first error (input returns NULL with err filled). */
+struct qt_stream {
+    struct qt_dataset *ds;
+    const struct qt_preproc *pp;
+    int c, h, w, total, batch, threads;
+    int pad;
+    int *labels;
+    float *(*input)(void *ud, int nb, struct qt_err *err);
+    int (*run)(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err);
+    void *ud;
+    void (*progress)(void *, int, int);
+    void *progress_ud;
+};
+int qt_stream_images(const struct qt_stream *s, struct qt_err *err);
+
+/* Streams images [0, total) of ds through g in batches of `batch` (the last
+ * batch smaller, with its own executor: padding would skew statistics),
+ * calling before_run once a batch is loaded and after_node after every node
+ * (which may return QT_HOOK_STOP: the rest of the graph is skipped and the
+ * next batch starts). Used by calibration, bias correction and finetune's
+ * capture. */
+struct qt_image_run {
+    const struct qt_preproc *pp;
+    int c, h, w, total, batch, threads;
+    int exec_flags; /* QT_EXEC_NOFUSE: every node's output visible */
+    int (*before_run)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err);
+    int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
+    void *ud;
+    void (*progress)(void *, int, int);
+    void *progress_ud;
+};
+int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err);
 
 enum qt_post_kind { QT_POST_NONE, QT_POST_RELU, QT_POST_CLIP };
 struct qt_post {
@@ -308,7 +429,9 @@ int qt_exec_new_train(struct qt_exec **x, struct qt_graph *g, int batch, int nth
 int qt_exec_backward(struct qt_exec *x, struct qt_err *err);
 /* Gradient buffer of value v (NULL when v has none). */
 float *qt_exec_grad(struct qt_exec *x, int v);
-/* Uniform float in [0, 1) from a 64-bit state (splitmix64). */
+/* qtool's one PRNG (lib/core/util.c): the next splitmix64 output of a
+ * 64-bit state; qt_rand01 maps it to a uniform float in [0, 1). */
+uint64_t qt_splitmix64(uint64_t *state);
 float qt_rand01(uint64_t *state);
 
 /* Thread pool (lib/core/pool.c). */

@@ -510,6 +510,8 @@ struct qt_qat_result {
 };
 
 void qt_qat_opts_init(struct qt_qat_opts *o);
+/* qt_qat_run refuses a batch above this (QT_EUSAGE). */
+#define QT_QAT_MAX_BATCH 4096
 /* Trains and writes o->out (the QDQ model and o->quant_info, or with
  * no_quant the float model). Per-epoch figures go through o->log and r. */
 int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_err *err);

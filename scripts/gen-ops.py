@@ -14,7 +14,7 @@ its own seed (crc32 of "<op>/<case>"), so adding a case changes no other.
 Outputs come from scripts/golden.mjs (ONNX Runtime, optimizations disabled).
 
 Only the cases listed here are written; other folders under testdata/ops
-(scripts/gen-ops-math.py, gen-ops-shape.py ...) are left alone. onnx 1.12
+(scripts/gen-ops-shape.py, gen-ops-int8.py, gen-imagetests.py) are left alone. onnx 1.12
 knows opsets up to 17: the opset-18 cases (ReduceMean axes input, Split
 num_outputs) are written with explicit output types and checked by ONNX
 Runtime alone (golden.mjs fails on a model it cannot load).

@@ -1,5 +1,5 @@
 /* util.c: files, time, CPUs, dtypes. */
-#include "qtool.h"
+#include "engine.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -384,4 +384,15 @@ size_t qt_mem_limit(void) {
     }
     __atomic_store_n(&limit, l, __ATOMIC_RELAXED);
     return l;
+}
+
+uint64_t qt_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float qt_rand01(uint64_t *state) {
+    return (float)(qt_splitmix64(state) >> 40) * (1.0f / 16777216.0f);
 }

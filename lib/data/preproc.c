@@ -216,12 +216,7 @@ out:
 
 /* ---- augmentation RNG ------------------------------------------------- */
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#define splitmix qt_splitmix64
 
 static double uniform(uint64_t *s, double a, double b) {
     return a + (b - a) * ((splitmix(s) >> 11) * (1.0 / 9007199254740992.0));

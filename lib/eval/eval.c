@@ -206,18 +206,98 @@ static void outfile_abort(struct outfile *o) {
     o->tmp = NULL;
 }
 
+/* The running figures of one evaluation (qt_stream_images' ud). */
+struct pass {
+    const struct qt_eval_opts *o;
+    struct qt_eval_result *r;
+    struct side *m, *ref;
+    struct qt_dataset *ds;
+    FILE *csv;
+    struct outfile *raw, *rawin;
+    float *first;      /* the first image, for the latency runs */
+    size_t img_floats;
+    int batch;
+    double t_compute, sig, noise, loss;
+    long long n1, n5, nagree, nref1;
+};
+
+static float *pass_input(void *ud, int nb, struct qt_err *err) {
+    struct pass *e = ud;
+    (void)nb;
+    (void)err;
+    return qt_exec_input(e->m->x, 0); /* the last batch is padded: one executor */
+}
+
+/* Image `idx`'s outputs v (and the reference's rv, or NULL) with label lab. */
+static void pass_image(struct pass *e, const float *v, const float *rv, int lab, int idx) {
+    int nout = e->m->nout, top[5] = {0}, k = nout < 5 ? nout : 5;
+    topk(v, nout, k, top);
+    if (lab >= 0 && lab < nout) {
+        e->r->labeled++;
+        e->n1 += top[0] == lab;
+        for (int j = 0; j < k; j++)
+            e->n5 += top[j] == lab;
+        e->loss += xent(v, nout, lab);
+    }
+    if (rv) {
+        int rtop[1] = {0};
+        topk(rv, nout, 1, rtop);
+        e->nagree += rtop[0] == top[0];
+        e->nref1 += lab >= 0 && rtop[0] == lab;
+        for (int j = 0; j < nout; j++) {
+            double d = (double)v[j] - rv[j];
+            e->sig += (double)rv[j] * rv[j];
+            e->noise += d * d;
+        }
+    }
+    if (e->csv) {
+        fprintf(e->csv, "%s,%d", qt_dataset_path(e->ds, idx), lab);
+        for (int j = 0; j < 5; j++)
+            fprintf(e->csv, j < k ? ",%d" : ",", top[j]);
+        for (int j = 0; j < 5; j++)
+            if (j < k)
+                fprintf(e->csv, ",%.6g", v[top[j]]);
+            else
+                fprintf(e->csv, ",");
+        fprintf(e->csv, "\n");
+    }
+}
+
+static int pass_batch(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err) {
+    struct pass *e = ud;
+    if (done == 0)
+        memcpy(e->first, in, sizeof(float) * e->img_floats);
+    double t0 = qt_now();
+    if (qt_exec_run(e->m->x, err))
+        return err->code;
+    e->t_compute += qt_now() - t0;
+    const float *out = qt_exec_output(e->m->x, 0), *rout = NULL;
+    if (e->o->ref) {
+        memcpy(qt_exec_input(e->ref->x, 0), in, sizeof(float) * (size_t)e->batch * e->img_floats);
+        if (qt_exec_run(e->ref->x, err))
+            return err->code;
+        rout = qt_exec_output(e->ref->x, 0);
+    }
+    for (int i = 0; i < nb; i++)
+        pass_image(e, out + (size_t)i * e->m->nout, rout ? rout + (size_t)i * e->m->nout : NULL, labels[i],
+                   done + i);
+    if (outfile_write(e->raw, out, sizeof(float) * (size_t)e->m->nout * nb, err) ||
+        outfile_write(e->rawin, in, sizeof(float) * e->img_floats * nb, err))
+        return err->code;
+    return 0;
+}
+
 int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err) {
     struct side m = {0}, ref = {0};
     struct qt_graph *probe = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
-    float *in = NULL, *first = NULL;
+    float *first = NULL;
     int *labels = NULL;
     struct outfile csvf = {0}, raw = {0}, rawin = {0};
     FILE *csv = NULL;
-    double t_start = qt_now(), t_compute = 0, sig = 0, noise = 0, loss = 0;
-    long long n1 = 0, n5 = 0, nagree = 0, nref1 = 0;
-    int c, h, w, fixed, batch, threads, total, done = 0;
+    double t_start = qt_now();
+    int c, h, w, fixed, batch, threads, total;
     struct stat st;
 
     memset(r, 0, sizeof *r);
@@ -265,7 +345,6 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         r->model_bytes = (long long)st.st_size;
 
     size_t img_floats = (size_t)c * h * w;
-    in = qt_exec_input(m.x, 0);
     labels = malloc(sizeof(int) * (size_t)batch);
     first = malloc(sizeof(float) * img_floats);
     if (!labels || !first) {
@@ -279,80 +358,25 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         fprintf(csv, "path,label,top1,top2,top3,top4,top5,score1,score2,score3,score4,score5\n");
     if (outfile_open(&raw, o->save_outputs, err) || outfile_open(&rawin, o->save_inputs, err))
         goto out;
-    while (done < total) {
-        int nb = total - done < batch ? total - done : batch;
-        if (qt_dataset_load(ds, &pp, done, nb, c, h, w, in, labels, threads, 0, err))
-            goto out;
-        if (nb < batch) /* pad the last batch; the extra rows are ignored */
-            memset(in + (size_t)nb * img_floats, 0, sizeof(float) * (size_t)(batch - nb) * img_floats);
-        if (done == 0)
-            memcpy(first, in, sizeof(float) * img_floats);
-        double t0 = qt_now();
-        if (qt_exec_run(m.x, err))
-            goto out;
-        t_compute += qt_now() - t0;
-        const float *out = qt_exec_output(m.x, 0), *rout = NULL;
-        if (o->ref) {
-            memcpy(qt_exec_input(ref.x, 0), in, sizeof(float) * (size_t)batch * img_floats);
-            if (qt_exec_run(ref.x, err))
-                goto out;
-            rout = qt_exec_output(ref.x, 0);
-        }
-        for (int i = 0; i < nb; i++) {
-            const float *v = out + (size_t)i * m.nout;
-            int top[5] = {0}, k = m.nout < 5 ? m.nout : 5;
-            topk(v, m.nout, k, top);
-            int lab = labels[i];
-            if (lab >= 0 && lab < m.nout) {
-                r->labeled++;
-                n1 += top[0] == lab;
-                for (int j = 0; j < k; j++)
-                    n5 += top[j] == lab;
-                loss += xent(v, m.nout, lab);
-            }
-            if (rout) {
-                const float *rv = rout + (size_t)i * m.nout;
-                int rtop[1] = {0};
-                topk(rv, m.nout, 1, rtop);
-                nagree += rtop[0] == top[0];
-                nref1 += lab >= 0 && rtop[0] == lab;
-                for (int j = 0; j < m.nout; j++) {
-                    double d = (double)v[j] - rv[j];
-                    sig += (double)rv[j] * rv[j];
-                    noise += d * d;
-                }
-            }
-            if (csv) {
-                fprintf(csv, "%s,%d", qt_dataset_path(ds, done + i), lab);
-                for (int j = 0; j < 5; j++)
-                    fprintf(csv, j < k ? ",%d" : ",", top[j]);
-                for (int j = 0; j < 5; j++)
-                    if (j < k)
-                        fprintf(csv, ",%.6g", v[top[j]]);
-                    else
-                        fprintf(csv, ",");
-                fprintf(csv, "\n");
-            }
-        }
-        if (outfile_write(&raw, out, sizeof(float) * (size_t)m.nout * nb, err) ||
-            outfile_write(&rawin, in, sizeof(float) * img_floats * nb, err))
-            goto out;
-        done += nb;
-        if (o->progress)
-            o->progress(o->progress_ud, done, total);
-    }
+    struct pass e = {.o = o, .r = r, .m = &m, .ref = &ref, .ds = ds, .csv = csv, .raw = &raw, .rawin = &rawin,
+                     .first = first, .img_floats = img_floats, .batch = batch};
+    struct qt_stream str = {.ds = ds, .pp = &pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                            .threads = threads, .pad = 1, .labels = labels, .input = pass_input,
+                            .run = pass_batch, .ud = &e, .progress = o->progress, .progress_ud = o->progress_ud};
+    if (qt_stream_images(&str, err))
+        goto out;
     r->images = total;
     if (r->labeled) {
-        r->top1 = 100.0 * n1 / r->labeled;
-        r->top5 = 100.0 * n5 / r->labeled;
-        r->loss = loss / r->labeled;
-        r->ref_top1 = 100.0 * nref1 / r->labeled;
+        r->top1 = 100.0 * e.n1 / r->labeled;
+        r->top5 = 100.0 * e.n5 / r->labeled;
+        r->loss = e.loss / r->labeled;
+        r->ref_top1 = 100.0 * e.nref1 / r->labeled;
     }
     if (o->ref && total) {
-        r->agree = 100.0 * nagree / total;
-        r->sqnr_db = noise > 0 ? 10 * log10(sig / noise) : INFINITY;
+        r->agree = 100.0 * e.nagree / total;
+        r->sqnr_db = e.noise > 0 ? 10 * log10(e.sig / e.noise) : INFINITY;
     }
-    r->throughput = t_compute > 0 ? total / t_compute : 0;
+    r->throughput = e.t_compute > 0 ? total / e.t_compute : 0;
     if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
         goto out;
     if (o->latency_runs > 0 && total > 0 &&

@@ -24,6 +24,8 @@ struct lrun {
     struct qt_layer_report *rep;
     struct track *tr;
     int *of_ref, *of_qd, *of_qt; /* value -> track, -1 */
+    const struct qt_graph *qg;
+    struct qt_exec *qx, *rx;     /* quantized and reference runs */
 };
 
 static float tval(const struct qt_tensor *t, int64_t i) {
@@ -125,7 +127,7 @@ static int find_layers(const struct qt_graph *qg, const struct qt_graph *rg, str
         return qt_errf(err, QT_ENOMEM, "out of memory");
     for (int i = 0; i < qg->nn; i++) {
         const struct qt_node *n = &qg->n[i];
-        if (strcmp(n->op_type, "QuantizeLinear") || n->nin < 2 || n->in[0] < 0 ||
+        if (n->op != &qt_op_quantizelinear || n->nin < 2 || n->in[0] < 0 ||
             qg->v[n->in[0]].kind == QT_V_INIT)
             continue;
         const struct qt_tensor *s = init_of(qg, n, 1), *z = init_of(qg, n, 2);
@@ -133,7 +135,7 @@ static int find_layers(const struct qt_graph *qg, const struct qt_graph *rg, str
             continue;
         int cons[8], nc = qt_graph_consumers(qg, n->out[0], cons, 8), dq = -1;
         for (int k = 0; k < nc && k < 8; k++)
-            if (!strcmp(qg->n[cons[k]].op_type, "DequantizeLinear"))
+            if (qg->n[cons[k]].op == &qt_op_dequantizelinear)
                 dq = qg->n[cons[k]].out[0];
         if (dq < 0)
             continue;
@@ -178,12 +180,12 @@ static int find_depthwise(const struct qt_graph *g, struct qt_layer_report *rep,
     for (int i = 0; i < g->nn; i++) {
         const struct qt_node *n = &g->n[i];
         struct qt_err e = {0};
-        if (strcmp(n->op_type, "Conv") || n->nin < 2 || n->in[1] < 0)
+        if (!(qt_qf(n)->flags & QT_QF_CONV_KERNEL) || n->nin < 2 || n->in[1] < 0)
             continue;
         int64_t group = qt_attr_int(n, "group", 1, &e);
         const struct qt_tensor *wt = init_of(g, n, 1), *s = NULL, *z = NULL;
         int p = g->v[n->in[1]].producer;
-        if (!wt && p >= 0 && !strcmp(g->n[p].op_type, "DequantizeLinear")) {
+        if (!wt && p >= 0 && g->n[p].op == &qt_op_dequantizelinear) {
             wt = init_of(g, &g->n[p], 0);
             s = init_of(g, &g->n[p], 1);
             z = init_of(g, &g->n[p], 2);
@@ -222,12 +224,38 @@ static int find_depthwise(const struct qt_graph *g, struct qt_layer_report *rep,
     return 0;
 }
 
+static float *lr_input(void *ud, int nb, struct qt_err *err) {
+    struct lrun *r = ud;
+    (void)nb;
+    (void)err;
+    return qt_exec_input(r->rx, 0);
+}
+
+/* One batch (whole: the image count is a multiple of the batch) through
+ * both graphs; their hooks compare the tracked tensors. */
+static int lr_batch(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err) {
+    struct lrun *r = ud;
+    struct qt_layer_report *rep = r->rep;
+    (void)labels;
+    (void)done;
+    memcpy(qt_exec_input(r->qx, 0), in, sizeof(float) * qt_tensor_numel(qt_exec_input_tensor(r->rx, 0)));
+    /* a quantized graph input is no node's output: feed the hooks directly */
+    for (int k = 0; k < rep->nlayers; k++)
+        if (r->qg->v[r->tr[k].qt_v].kind == QT_V_INPUT && r->tr[k].ref_v >= 0 &&
+            keep_ref(r, k, qt_exec_input_tensor(r->rx, 0), err))
+            return err->code;
+    if (qt_exec_run(r->rx, err) || qt_exec_run(r->qx, err))
+        return err->code;
+    rep->images += nb;
+    return 0;
+}
+
 int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err) {
     struct qt_graph *qg = NULL, *rg = NULL;
     struct qt_exec *qx = NULL, *rx = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
-    struct lrun r = {rep, NULL, NULL, NULL, NULL};
+    struct lrun r = {.rep = rep};
     int c, h, w, fixed, threads = o->threads > 0 ? o->threads : qt_ncpus();
     memset(rep, 0, sizeof *rep);
     if (!o->ref)
@@ -266,21 +294,13 @@ int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_rep
     if (images > 0 && images < total)
         total = images;
     total -= total % batch;
-    size_t img = (size_t)c * h * w;
-    for (int done = 0; done < total; done += batch) {
-        float *in = qt_exec_input(rx, 0);
-        if (qt_dataset_load(ds, &pp, done, batch, c, h, w, in, NULL, threads, 0, err))
-            goto out;
-        memcpy(qt_exec_input(qx, 0), in, sizeof(float) * img * (size_t)batch);
-        /* a quantized graph input is no node's output: feed the hooks directly */
-        for (int k = 0; k < rep->nlayers; k++)
-            if (qg->v[r.tr[k].qt_v].kind == QT_V_INPUT && r.tr[k].ref_v >= 0 &&
-                keep_ref(&r, k, qt_exec_input_tensor(rx, 0), err))
-                goto out;
-        if (qt_exec_run(rx, err) || qt_exec_run(qx, err))
-            goto out;
-        rep->images += batch;
-    }
+    r.qg = qg;
+    r.qx = qx;
+    r.rx = rx;
+    struct qt_stream s = {.ds = ds, .pp = &pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
+                          .threads = threads, .input = lr_input, .run = lr_batch, .ud = &r};
+    if (qt_stream_images(&s, err))
+        goto out;
     for (int k = 0; k < rep->nlayers; k++) {
         struct track *tr = &r.tr[k];
         rep->layer[k].sqnr_db = tr->ref_v < 0 ? NAN : tr->noise > 0 ? 10 * log10(tr->sig / tr->noise) : INFINITY;

@@ -387,12 +387,13 @@ static int const_scalar(struct qt_exec *x, const struct qt_node *n, int i, float
     return 1;
 }
 
-/* Marks Conv -> Relu/Clip pairs for fusion (see struct qt_exec). */
+/* Marks Conv -> Relu/Clip pairs (QT_OPF_POST_ACT -> QT_QA_*) for fusion
+ * (see struct qt_exec). */
 static void fuse_acts(struct qt_exec *x) {
     struct qt_graph *g = x->g;
     for (int s = 0; s < x->nsteps; s++) {
         struct qt_node *n = &g->n[x->steps[s]];
-        if (strcmp(n->op->name, "Conv") || n->nout < 1 || n->out[0] < 0)
+        if (!(n->op->flags & QT_OPF_POST_ACT) || n->nout < 1 || n->out[0] < 0)
             continue;
         int v = n->out[0], c, graph_out = 0;
         for (int i = 0; i < g->noutputs; i++)
@@ -403,9 +404,9 @@ static void fuse_acts(struct qt_exec *x) {
         if (a->nin < 1 || a->in[0] != v || a->nout < 1 || a->out[0] < 0 || x->t[v].dtype != QT_FLOAT)
             continue;
         struct qt_post p = {QT_POST_NONE, 0, 0};
-        if (!strcmp(a->op->name, "Relu")) {
+        if (a->op->quant.act == QT_QA_RELU) {
             p.kind = QT_POST_RELU;
-        } else if (!strcmp(a->op->name, "Clip")) {
+        } else if (a->op->quant.act == QT_QA_CLIP) {
             struct qt_err e = {0};
             p.kind = QT_POST_CLIP;
             if (g->opset >= 11) {
@@ -627,8 +628,9 @@ int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
         const struct qt_node *n = &x->g->n[x->steps[s]];
         if (!x->skip[x->steps[s]] && n->op->fwd(x, n, err))
             return err->code;
-        if (x->after_node && x->after_node(x, x->steps[s], x->after_ud, err))
-            return err->code;
+        int rc = x->after_node ? x->after_node(x, x->steps[s], x->after_ud, err) : 0;
+        if (rc)
+            return rc == QT_HOOK_STOP ? rc : err->code;
     }
     return 0;
 }
@@ -670,14 +672,6 @@ void *qt_exec_save(struct qt_exec *x, const struct qt_node *n, size_t bytes, str
     if (!x->save[i] && !(x->save[i] = calloc(1, bytes ? bytes : 1)))
         qt_errf(err, QT_ENOMEM, "out of memory for node '%s'", n->name);
     return x->save[i];
-}
-
-float qt_rand01(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 
 float *qt_exec_input(struct qt_exec *x, int i) {

@@ -691,13 +691,12 @@ const char *qt_graph_node(const struct qt_graph *g, int i, const char **op_type,
 }
 
 int qt_graph_check_weights(const struct qt_graph *g, struct qt_err *err) {
-    static const char *const ops[] = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization",
-                                      "InstanceNormalization"};
     for (int i = 0; i < g->nn; i++) {
         const struct qt_node *n = &g->n[i];
-        int w = 0;
-        for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++)
-            w |= !strcmp(n->op_type, ops[k]) && (!n->domain || !n->domain[0]);
+        /* the ops whose constant inputs are weights: weighted ops and
+         * BatchNormalization (their quantization facts say so) */
+        const struct qt_qfacts *q = n->op ? &n->op->quant : NULL;
+        int w = q && (q->role == QT_QR_COMPUTE || (q->flags & QT_QF_BN));
         for (int j = 1; w && j < n->nin; j++) {
             int v = n->in[j];
             const struct qt_tensor *t = v >= 0 && g->v[v].kind == QT_V_INIT ? g->v[v].init : NULL;
@@ -707,8 +706,7 @@ int qt_graph_check_weights(const struct qt_graph *g, struct qt_err *err) {
             for (int64_t e = 0, ne = qt_tensor_numel(t); e < ne; e++)
                 if (!isfinite(p[e]))
                     return qt_node_err(n, QT_EMODEL, err, "%s '%s' has NaN or infinite values",
-                                       j == 2 && strcmp(n->op_type, "BatchNormalization") ? "bias" : "weight",
-                                       g->v[v].name);
+                                       q->bias == j ? "bias" : "weight", g->v[v].name);
         }
     }
     return 0;

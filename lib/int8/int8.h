@@ -21,7 +21,10 @@
  * Kernels: a portable C reference, AVX2 (exact: u8 split into 7 + 1 bits so
  * vpmaddubsw never saturates) and AVX-512 VNNI (vpdpbusd), chosen at run
  * time from the CPU; QT_INT8_ISA=ref|avx2|avx512 or qt_int8_set_isa() forces
- * one (never above what the CPU has). All give bit-identical results. */
+ * one (never above what the CPU has). All give bit-identical results.
+ * Files: isa.c (the choice), qpack.c (packing), qgemm.c (reference kernel,
+ * dispatch), qgemm_avx2.c, qgemm_avx512.c, qdw.c (depthwise); qkern.h is
+ * what they share. */
 #ifndef QT_INT8_H
 #define QT_INT8_H
 

@@ -23,22 +23,10 @@
 #include <math.h>
 #include <string.h>
 
-/* The constant tensor of value v: an initializer or a Constant's output. */
-static const struct qt_tensor *const_of(const struct qt_graph *g, int v) {
-    if (v < 0)
-        return NULL;
-    if (g->v[v].kind == QT_V_INIT)
-        return g->v[v].init;
-    int p = g->v[v].producer;
-    if (p >= 0 && !strcmp(g->n[p].op_type, "Constant") && !g->n[p].domain[0]) {
-        struct qt_err e = {0};
-        return qt_attr_tensor(&g->n[p], "value", &e);
-    }
-    return NULL;
-}
+#define const_of qt_graph_const
 
-static int is_op(const struct qt_graph *g, int node, const char *op) {
-    return node >= 0 && !strcmp(g->n[node].op_type, op) && !g->n[node].domain[0];
+static int is_op(const struct qt_graph *g, int node, const struct qt_op *op) {
+    return node >= 0 && g->n[node].op == op;
 }
 
 static int is_graph_output(const struct qt_graph *g, int v) {
@@ -65,7 +53,7 @@ struct dq { /* a DequantizeLinear feeding the op */
 static int dq_of(const struct qt_graph *g, int v, struct dq *d) {
     memset(d, 0, sizeof *d);
     d->node = v >= 0 ? g->v[v].producer : -1;
-    if (!is_op(g, d->node, "DequantizeLinear"))
+    if (!is_op(g, d->node, &qt_op_dequantizelinear))
         return 0;
     const struct qt_node *n = &g->n[d->node];
     struct qt_err e = {0};
@@ -126,30 +114,7 @@ static int bias_ok(const struct dq *b, const struct dq *x, const struct dq *w, i
 
 /* Relu / Clip with constant bounds: the float bounds. */
 static int act_bounds(const struct qt_graph *g, int node, float *lo, float *hi) {
-    const struct qt_node *a = &g->n[node];
-    *lo = -INFINITY;
-    *hi = INFINITY;
-    if (is_op(g, node, "Relu")) {
-        *lo = 0;
-        return 1;
-    }
-    if (!is_op(g, node, "Clip"))
-        return 0;
-    if (g->opset < 11) {
-        struct qt_err e = {0};
-        *lo = qt_attr_float(a, "min", -INFINITY, &e);
-        *hi = qt_attr_float(a, "max", INFINITY, &e);
-        return !e.code;
-    }
-    for (int i = 1; i < 3 && i < a->nin; i++) {
-        if (a->in[i] < 0)
-            continue;
-        const struct qt_tensor *t = const_of(g, a->in[i]);
-        if (!t || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
-            return 0;
-        *(i == 1 ? lo : hi) = *(const float *)t->data;
-    }
-    return 1;
+    return qt_act_bounds(g, &g->n[node], lo, hi) && !isnan(*lo) && !isnan(*hi);
 }
 
 /* Q(v) with the output's scale and zero point, in int (saturated). */
@@ -210,7 +175,7 @@ static int replace_node(struct qt_graph *g, int i, const char *op, int contrib, 
 static int q_after(const struct qt_graph *g, int v, struct dq *yq) {
     int r = only_reader(g, v);
     memset(yq, 0, sizeof *yq);
-    if (r < 0 || !is_op(g, r, "QuantizeLinear"))
+    if (r < 0 || !is_op(g, r, &qt_op_quantizelinear))
         return -1;
     const struct qt_node *qn = &g->n[r];
     yq->s = qn->in[1];
@@ -231,29 +196,32 @@ static int dq_type(const struct dq *d) {
  * lowered, 0 when the pattern does not apply, < 0 on error. */
 static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *dead, struct qt_err *err) {
     struct qt_node *n = &g->n[i];
-    int conv = is_op(g, i, "Conv"), gemm = is_op(g, i, "Gemm"), mm = is_op(g, i, "MatMul");
+    const struct qt_qfacts *f = qt_qf(n);
+    int linear = f->lower == QT_QL_LINEAR, gemm = f->lower == QT_QL_GEMM;
+    int kernel = f->flags & QT_QF_CONV_KERNEL;
     struct dq x, w, b;
     struct qt_err e = {0};
-    if ((!conv && !gemm && !mm) || n->nin < 2 || n->nout < 1 || (gemm && (flags & QT_LOWER_NO_CONTRIB)))
+    if (f->role != QT_QR_COMPUTE || (!linear && !gemm) || n->nin < 2 || n->nout < 1 ||
+        (f->lower_contrib && (flags & QT_LOWER_NO_CONTRIB)))
         return 0;
     if (!dq_of(g, n->in[0], &x) || !act_ok(&x) || !dq_of(g, n->in[1], &w))
         return 0;
-    int transb = gemm ? (int)qt_attr_int(n, "transB", 0, &e) : 0;
-    if (gemm && (qt_attr_int(n, "transA", 0, &e) || qt_attr_float(n, "beta", 1, &e) != 1.0f || e.code))
+    /* Gemm's transA and beta (absent elsewhere) at their defaults */
+    if (qt_attr_int(n, "transA", 0, &e) || qt_attr_float(n, "beta", 1, &e) != 1.0f || e.code)
         return 0;
-    if (!w.qt || (!conv && w.qt->ndim != 2) || (conv && w.qt->ndim < 3))
+    if (!w.qt || (!kernel && w.qt->ndim != 2) || (kernel && w.qt->ndim < 3))
         return 0;
-    int axis = conv ? 0 : gemm ? (transb ? 0 : 1) : 1;
+    int axis = qt_qf_weight_axis(n, w.qt->ndim);
     if (!weight_ok(&w, axis))
         return 0;
     int64_t m = w.qt->dims[axis];
     int has_b = n->nin > 2 && n->in[2] >= 0;
-    if (has_b && (mm || !dq_of(g, n->in[2], &b) || !bias_ok(&b, &x, &w, m)))
+    if (has_b && (!f->bias || !dq_of(g, n->in[2], &b) || !bias_ok(&b, &x, &w, m)))
         return 0;
     /* the output side */
     int out = n->out[0], r = only_reader(g, out), act = -1, q = -1;
     float lo = -INFINITY, hi = INFINITY;
-    if (r >= 0 && (is_op(g, r, "Relu") || is_op(g, r, "Clip")) && g->n[r].in[0] == out) {
+    if (r >= 0 && qt_qf(&g->n[r])->act && g->n[r].in[0] == out) {
         if (!act_bounds(g, r, &lo, &hi))
             return 0;
         if (flags & QT_LOWER_NO_ACT)
@@ -262,9 +230,9 @@ static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *d
         r = only_reader(g, g->n[act].out[0]);
     }
     struct dq yq;
-    q = r >= 0 && is_op(g, r, "QuantizeLinear") ? q_after(g, act >= 0 ? g->n[act].out[0] : out, &yq) : -1;
+    q = r >= 0 && is_op(g, r, &qt_op_quantizelinear) ? q_after(g, act >= 0 ? g->n[act].out[0] : out, &yq) : -1;
     if (q < 0) {
-        if (r >= 0 && is_op(g, r, "QuantizeLinear"))
+        if (r >= 0 && is_op(g, r, &qt_op_quantizelinear))
             return 0; /* a Q this cannot take */
         if (!gemm || act >= 0)
             return 0; /* float output: Gemm only, without activation */
@@ -281,24 +249,21 @@ static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *d
     }
     /* the new node */
     int in[9], nin;
-    const char *op;
-    if (conv || mm) {
+    if (linear) {
         int k = 0;
         in[k++] = x.q, in[k++] = x.s, in[k++] = x.z, in[k++] = w.q, in[k++] = w.s, in[k++] = w.z;
         in[k++] = yq.s, in[k++] = yq.z;
         if (has_b)
             in[k++] = b.q;
         nin = k;
-        op = conv ? "QLinearConv" : "QLinearMatMul";
     } else {
         nin = 0;
         in[nin++] = x.q, in[nin++] = x.s, in[nin++] = x.z, in[nin++] = w.q, in[nin++] = w.s, in[nin++] = w.z;
         in[nin++] = has_b ? b.q : -1;
         if (q >= 0)
             in[nin++] = yq.s, in[nin++] = yq.z;
-        op = "QGemm";
     }
-    int rc = replace_node(g, i, op, gemm, in, nin, q >= 0 ? g->n[q].out[0] : out, 1, act >= 0, alo, ahi, err);
+    int rc = replace_node(g, i, f->lower_op, f->lower_contrib, in, nin, q >= 0 ? g->n[q].out[0] : out, 1, act >= 0, alo, ahi, err);
     if (rc < 0)
         return rc;
     dead[i] = 1;
@@ -314,9 +279,10 @@ static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *d
  * same type in and out, per tensor). Returns as lower_one. */
 static int lower_eltwise(struct qt_graph *g, int i, unsigned flags, unsigned char *dead, struct qt_err *err) {
     struct qt_node *n = &g->n[i];
-    int add = is_op(g, i, "Add"), gap = is_op(g, i, "GlobalAveragePool");
+    const struct qt_qfacts *f = qt_qf(n);
+    int add = f->role == QT_QR_BINARY;
     struct dq a, b, yq;
-    if ((!add && !gap) || n->nout < 1 || n->nin != (add ? 2 : 1) || (flags & QT_LOWER_NO_CONTRIB))
+    if (f->lower != QT_QL_ELTWISE || n->nout < 1 || n->nin != (add ? 2 : 1) || (flags & QT_LOWER_NO_CONTRIB))
         return 0;
     if (!dq_of(g, n->in[0], &a) || !per_tensor(a.st) || (a.zt && (!per_tensor(a.zt) || !qt_qtype_ok(a.zt->dtype))))
         return 0;
@@ -333,8 +299,7 @@ static int lower_eltwise(struct qt_graph *g, int i, unsigned flags, unsigned cha
     if (add)
         in[nin++] = b.q, in[nin++] = b.s, in[nin++] = b.z;
     in[nin++] = yq.s, in[nin++] = yq.z;
-    int rc = replace_node(g, i, add ? "QLinearAdd" : "QLinearGlobalAveragePool", 1, in, nin, g->n[q].out[0], 0, 0, 0,
-                          0, err);
+    int rc = replace_node(g, i, f->lower_op, f->lower_contrib, in, nin, g->n[q].out[0], 0, 0, 0, 0, err);
     if (rc < 0)
         return rc;
     dead[i] = 1;
@@ -372,7 +337,7 @@ int qt_int8_lower_flags(struct qt_graph *g, unsigned flags, int *nfused, struct 
     for (int changed = 1; changed;) {
         changed = 0;
         for (int i = 0; i < g->nn; i++) {
-            if (dead[i] || (!is_op(g, i, "DequantizeLinear") && !is_op(g, i, "Constant")))
+            if (dead[i] || (!is_op(g, i, &qt_op_dequantizelinear) && !is_op(g, i, &qt_op_constant)))
                 continue;
             int used = is_graph_output(g, g->n[i].out[0]);
             for (int k = 0; k < g->nn && !used; k++)

@@ -170,4 +170,5 @@ const struct qt_op qt_op_averagepool = {
     .infer = avgpool_infer,
     .fwd = avgpool_fwd,
     .bwd = avgpool_bwd,
+    .quant = {.role = QT_QR_UNARY},
 };

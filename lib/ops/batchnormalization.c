@@ -221,4 +221,5 @@ const struct qt_op qt_op_batchnormalization = {
     .infer = bn_infer,
     .fwd = bn_fwd,
     .bwd = bn_bwd,
+    .quant = {.flags = QT_QF_BN},
 };

@@ -95,14 +95,24 @@ static int pow_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
 #define OP(var, onnx, fn, ini)                                                                  \
     const struct qt_op qt_op_##var = {.name = onnx, .init = ini, .infer = fn##_infer, .fwd = fn##_fwd}
 
-#define OP_BWD(var, onnx)                                                                       \
-    const struct qt_op qt_op_##var = {                                                          \
-        .name = onnx, .init = two_inputs, .infer = var##_infer, .fwd = var##_fwd, .bwd = var##_bwd}
+#define OP_BWD(var, onnx, q)                                                                    \
+    const struct qt_op qt_op_##var = {.name = onnx,                                             \
+                                      .init = two_inputs,                                       \
+                                      .infer = var##_infer,                                     \
+                                      .fwd = var##_fwd,                                         \
+                                      .bwd = var##_bwd,                                         \
+                                      .quant = q}
+/* quantization: Add and Mul of two activations, a following Relu/Clip fused */
+#define Q_FLOAT {0}
+#define Q_MUL {.role = QT_QR_BINARY, .flags = QT_QF_FUSE_ACT}
+#define Q_ADD                                                                                   \
+    {.role = QT_QR_BINARY, .flags = QT_QF_FUSE_ACT, .lower = QT_QL_ELTWISE, .lower_contrib = 1, \
+     .lower_op = "QLinearAdd"}
 
-OP_BWD(add, "Add");
-OP_BWD(sub, "Sub");
-OP_BWD(mul, "Mul");
-OP_BWD(div, "Div");
+OP_BWD(add, "Add", Q_ADD);
+OP_BWD(sub, "Sub", Q_FLOAT);
+OP_BWD(mul, "Mul", Q_MUL);
+OP_BWD(div, "Div", Q_FLOAT);
 OP(equal, "Equal", equal, two_inputs);
 OP(less, "Less", less, two_inputs);
 OP(greater, "Greater", greater, two_inputs);

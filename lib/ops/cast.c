@@ -5,7 +5,7 @@
  * values outside the target's range saturate instead of being undefined,
  * NaN becomes 0. Anything to bool is x != 0. Integer to integer wraps to
  * the target width (two's complement) as a C conversion does.
- * Gradient (training): float to float passes dy through. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "engine.h"
 
 #include <math.h>

@@ -103,4 +103,29 @@ const struct qt_op qt_op_clip = {
     .init = clip_init,
     .infer = clip_infer,
     .fwd = clip_fwd,
+    .quant = {.role = QT_QR_UNARY, .act = QT_QA_CLIP},
 };
+
+int qt_act_bounds(const struct qt_graph *g, const struct qt_node *n, float *lo, float *hi) {
+    int act = qt_qf(n)->act;
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    if (act == QT_QA_RELU)
+        *lo = 0;
+    if (act != QT_QA_CLIP)
+        return act == QT_QA_RELU;
+    if (g->opset < 11) {
+        struct qt_err e = {0};
+        *lo = qt_attr_float(n, "min", -INFINITY, &e);
+        *hi = qt_attr_float(n, "max", INFINITY, &e);
+        if (e.code)
+            *lo = *hi = NAN;
+        return 1;
+    }
+    for (int i = 1; i < 3 && i < n->nin; i++) {
+        const struct qt_tensor *t = n->in[i] >= 0 ? qt_graph_const(g, n->in[i]) : NULL;
+        if (n->in[i] >= 0)
+            *(i == 1 ? lo : hi) = t && t->dtype == QT_FLOAT && qt_tensor_numel(t) == 1 ? *(const float *)t->data : NAN;
+    }
+    return 1;
+}

@@ -118,4 +118,5 @@ const struct qt_op qt_op_concat = {
     .infer = concat_infer,
     .fwd = concat_fwd,
     .bwd = concat_bwd,
+    .quant = {.role = QT_QR_CONCAT},
 };

@@ -105,6 +105,19 @@ const struct qt_op qt_op_constant = {
     .fwd = constant_fwd,
 };
 
+const struct qt_tensor *qt_graph_const(const struct qt_graph *g, int v) {
+    if (v < 0)
+        return NULL;
+    if (g->v[v].kind == QT_V_INIT)
+        return g->v[v].init;
+    int p = g->v[v].producer;
+    if (p >= 0 && g->n[p].op == &qt_op_constant) {
+        struct qt_err e = {0};
+        return qt_attr_tensor(&g->n[p], "value", &e);
+    }
+    return NULL;
+}
+
 /* ---- ConstantOfShape ---- */
 
 struct cos_priv {

@@ -641,10 +641,18 @@ static int conv_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return 0;
 }
 
+static int conv_as_conv(const struct qt_exec *x, const struct qt_node *n, struct qt_conv_shape *s,
+                        struct qt_err *err) {
+    return qt_conv_params(n, &x->t[n->in[0]], &x->t[n->in[1]], n->priv, s, err) ? -1 : 1;
+}
+
 const struct qt_op qt_op_conv = {
     .name = "Conv",
+    .flags = QT_OPF_POST_ACT,
     .init = conv_init,
     .infer = conv_infer,
     .fwd = conv_fwd,
     .bwd = conv_bwd,
+    .quant = {.role = QT_QR_COMPUTE, .flags = QT_QF_FUSE_ACT | QT_QF_CONV_KERNEL | QT_QF_ABSORB_BN, .weight = 1,
+              .bias = 2, .lower = QT_QL_LINEAR, .lower_op = "QLinearConv", .as_conv = conv_as_conv},
 };

@@ -31,339 +31,57 @@ static AVX512 inline __m512 act(int kind, __m512 v, __m512 lo, __m512 hi) {
     return v;
 }
 
-/* The micro-tiles, unrolled by hand (an array of accumulators was spilled to
- * the stack by gcc 12): 6 rows x nv vectors of 16 columns in named
- * registers. tile4 is the full 64-column strip; tileNm mask their last
- * vector. tile4m with an all-ones mask measured 3-4% slower than tile4 (the
- * masked load costs an extra uop), hence both. */
-static AVX512 void tile4(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,
-                        const float *bias, const struct qt_post *post, float *const *y) {
-    (void)last; /* full strips only */
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    __m512 i0 = bias ? _mm512_set1_ps(bias[0]) : _mm512_setzero_ps();
-    __m512 i1 = bias ? _mm512_set1_ps(bias[1]) : _mm512_setzero_ps();
-    __m512 i2 = bias ? _mm512_set1_ps(bias[2]) : _mm512_setzero_ps();
-    __m512 i3 = bias ? _mm512_set1_ps(bias[3]) : _mm512_setzero_ps();
-    __m512 i4 = bias ? _mm512_set1_ps(bias[4]) : _mm512_setzero_ps();
-    __m512 i5 = bias ? _mm512_set1_ps(bias[5]) : _mm512_setzero_ps();
-    __m512 c00 = i0, c01 = i0, c02 = i0, c03 = i0;
-    __m512 c10 = i1, c11 = i1, c12 = i1, c13 = i1;
-    __m512 c20 = i2, c21 = i2, c22 = i2, c23 = i2;
-    __m512 c30 = i3, c31 = i3, c32 = i3, c33 = i3;
-    __m512 c40 = i4, c41 = i4, c42 = i4, c43 = i4;
-    __m512 c50 = i5, c51 = i5, c52 = i5, c53 = i5;
-    for (int64_t k = 0; k < K; k++) {
-        const float *xk = x + k * ldx;
-        __m512 b0 = _mm512_loadu_ps(xk + 0);
-        __m512 b1 = _mm512_loadu_ps(xk + 16);
-        __m512 b2 = _mm512_loadu_ps(xk + 32);
-        __m512 b3 = _mm512_loadu_ps(xk + 48);
-        __m512 a0 = _mm512_set1_ps(w0[k]);
-        c00 = _mm512_fmadd_ps(a0, b0, c00); c01 = _mm512_fmadd_ps(a0, b1, c01); c02 = _mm512_fmadd_ps(a0, b2, c02); c03 = _mm512_fmadd_ps(a0, b3, c03);
-        __m512 a1 = _mm512_set1_ps(w1[k]);
-        c10 = _mm512_fmadd_ps(a1, b0, c10); c11 = _mm512_fmadd_ps(a1, b1, c11); c12 = _mm512_fmadd_ps(a1, b2, c12); c13 = _mm512_fmadd_ps(a1, b3, c13);
-        __m512 a2 = _mm512_set1_ps(w2[k]);
-        c20 = _mm512_fmadd_ps(a2, b0, c20); c21 = _mm512_fmadd_ps(a2, b1, c21); c22 = _mm512_fmadd_ps(a2, b2, c22); c23 = _mm512_fmadd_ps(a2, b3, c23);
-        __m512 a3 = _mm512_set1_ps(w3[k]);
-        c30 = _mm512_fmadd_ps(a3, b0, c30); c31 = _mm512_fmadd_ps(a3, b1, c31); c32 = _mm512_fmadd_ps(a3, b2, c32); c33 = _mm512_fmadd_ps(a3, b3, c33);
-        __m512 a4 = _mm512_set1_ps(w4[k]);
-        c40 = _mm512_fmadd_ps(a4, b0, c40); c41 = _mm512_fmadd_ps(a4, b1, c41); c42 = _mm512_fmadd_ps(a4, b2, c42); c43 = _mm512_fmadd_ps(a4, b3, c43);
-        __m512 a5 = _mm512_set1_ps(w5[k]);
-        c50 = _mm512_fmadd_ps(a5, b0, c50); c51 = _mm512_fmadd_ps(a5, b1, c51); c52 = _mm512_fmadd_ps(a5, b2, c52); c53 = _mm512_fmadd_ps(a5, b3, c53);
+/* The micro-tiles: 6 rows x NV vectors of 16 columns in named registers
+ * (an array of accumulators was spilled to the stack by gcc 12), written
+ * out by the preprocessor. tile4 is the full 64-column strip; tileNm mask
+ * their last vector (MASK = 1). tile4m with an all-ones mask measured 3-4%
+ * slower than tile4 (the masked load costs an extra uop), hence both. Each
+ * accumulator c<r><v> gets one fused multiply-add per k, in k order. */
+#define CG_R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define CG_V1(X, r) X(0, r)
+#define CG_V2(X, r) X(0, r) X(1, r)
+#define CG_V3(X, r) X(0, r) X(1, r) X(2, r)
+#define CG_V4(X, r) X(0, r) X(1, r) X(2, r) X(3, r)
+#define CG_RV(NV, X) CG_V##NV(X, 0) CG_V##NV(X, 1) CG_V##NV(X, 2) CG_V##NV(X, 3) CG_V##NV(X, 4) CG_V##NV(X, 5)
+#define CG_W(r) const float *w##r = w[r];
+#define CG_INIT(r) __m512 i##r = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+#define CG_ACC(v, r) __m512 c##r##v = i##r;
+#define CG_MASKED(v) (cg_mask && (v) == cg_nv - 1)
+#define CG_LOAD(v, r_)                                                                                         \
+    __m512 b##v = CG_MASKED(v) ? _mm512_maskz_loadu_ps(last, xk + 16 * (v)) : _mm512_loadu_ps(xk + 16 * (v));
+#define CG_FMA(v, r) c##r##v = _mm512_fmadd_ps(a##r, b##v, c##r##v);
+#define CG_ROW(NV, r)                                                                                          \
+    __m512 a##r = _mm512_set1_ps(w##r[k]);                                                                     \
+    CG_V##NV(CG_FMA, r)
+#define CG_STORE(v, r)                                                                                         \
+    if (y[r]) {                                                                                                \
+        if (CG_MASKED(v))                                                                                      \
+            _mm512_mask_storeu_ps(y[r] + 16 * (v), last, act(post->kind, c##r##v, lo, hi));                   \
+        else                                                                                                   \
+            _mm512_storeu_ps(y[r] + 16 * (v), act(post->kind, c##r##v, lo, hi));                               \
     }
-    __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);
-    __m512 hi = _mm512_set1_ps(post->hi);
-    if (y[0]) {
-        _mm512_storeu_ps(y[0] + 0, act(post->kind, c00, lo, hi));
-        _mm512_storeu_ps(y[0] + 16, act(post->kind, c01, lo, hi));
-        _mm512_storeu_ps(y[0] + 32, act(post->kind, c02, lo, hi));
-        _mm512_storeu_ps(y[0] + 48, act(post->kind, c03, lo, hi));
+#define CG_TILE(name, NV, MASK)                                                                                \
+    static AVX512 void name(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,     \
+                            const float *bias, const struct qt_post *post, float *const *y) {                  \
+        enum { cg_nv = NV, cg_mask = MASK };                                                                   \
+        (void)last; /* tile4: full strips only */                                                              \
+        CG_R6(CG_W)                                                                                            \
+        CG_R6(CG_INIT)                                                                                         \
+        CG_RV(NV, CG_ACC)                                                                                      \
+        for (int64_t k = 0; k < K; k++) {                                                                      \
+            const float *xk = x + k * ldx;                                                                     \
+            CG_V##NV(CG_LOAD, 0)                                                                               \
+            CG_ROW(NV, 0) CG_ROW(NV, 1) CG_ROW(NV, 2) CG_ROW(NV, 3) CG_ROW(NV, 4) CG_ROW(NV, 5)                \
+        }                                                                                                      \
+        __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);                              \
+        __m512 hi = _mm512_set1_ps(post->hi);                                                                  \
+        CG_RV(NV, CG_STORE)                                                                                    \
     }
-    if (y[1]) {
-        _mm512_storeu_ps(y[1] + 0, act(post->kind, c10, lo, hi));
-        _mm512_storeu_ps(y[1] + 16, act(post->kind, c11, lo, hi));
-        _mm512_storeu_ps(y[1] + 32, act(post->kind, c12, lo, hi));
-        _mm512_storeu_ps(y[1] + 48, act(post->kind, c13, lo, hi));
-    }
-    if (y[2]) {
-        _mm512_storeu_ps(y[2] + 0, act(post->kind, c20, lo, hi));
-        _mm512_storeu_ps(y[2] + 16, act(post->kind, c21, lo, hi));
-        _mm512_storeu_ps(y[2] + 32, act(post->kind, c22, lo, hi));
-        _mm512_storeu_ps(y[2] + 48, act(post->kind, c23, lo, hi));
-    }
-    if (y[3]) {
-        _mm512_storeu_ps(y[3] + 0, act(post->kind, c30, lo, hi));
-        _mm512_storeu_ps(y[3] + 16, act(post->kind, c31, lo, hi));
-        _mm512_storeu_ps(y[3] + 32, act(post->kind, c32, lo, hi));
-        _mm512_storeu_ps(y[3] + 48, act(post->kind, c33, lo, hi));
-    }
-    if (y[4]) {
-        _mm512_storeu_ps(y[4] + 0, act(post->kind, c40, lo, hi));
-        _mm512_storeu_ps(y[4] + 16, act(post->kind, c41, lo, hi));
-        _mm512_storeu_ps(y[4] + 32, act(post->kind, c42, lo, hi));
-        _mm512_storeu_ps(y[4] + 48, act(post->kind, c43, lo, hi));
-    }
-    if (y[5]) {
-        _mm512_storeu_ps(y[5] + 0, act(post->kind, c50, lo, hi));
-        _mm512_storeu_ps(y[5] + 16, act(post->kind, c51, lo, hi));
-        _mm512_storeu_ps(y[5] + 32, act(post->kind, c52, lo, hi));
-        _mm512_storeu_ps(y[5] + 48, act(post->kind, c53, lo, hi));
-    }
-}
-
-static AVX512 void tile1m(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,
-                        const float *bias, const struct qt_post *post, float *const *y) {
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    __m512 i0 = bias ? _mm512_set1_ps(bias[0]) : _mm512_setzero_ps();
-    __m512 i1 = bias ? _mm512_set1_ps(bias[1]) : _mm512_setzero_ps();
-    __m512 i2 = bias ? _mm512_set1_ps(bias[2]) : _mm512_setzero_ps();
-    __m512 i3 = bias ? _mm512_set1_ps(bias[3]) : _mm512_setzero_ps();
-    __m512 i4 = bias ? _mm512_set1_ps(bias[4]) : _mm512_setzero_ps();
-    __m512 i5 = bias ? _mm512_set1_ps(bias[5]) : _mm512_setzero_ps();
-    __m512 c00 = i0;
-    __m512 c10 = i1;
-    __m512 c20 = i2;
-    __m512 c30 = i3;
-    __m512 c40 = i4;
-    __m512 c50 = i5;
-    for (int64_t k = 0; k < K; k++) {
-        const float *xk = x + k * ldx;
-        __m512 b0 = _mm512_maskz_loadu_ps(last, xk + 0);
-        __m512 a0 = _mm512_set1_ps(w0[k]);
-        c00 = _mm512_fmadd_ps(a0, b0, c00);
-        __m512 a1 = _mm512_set1_ps(w1[k]);
-        c10 = _mm512_fmadd_ps(a1, b0, c10);
-        __m512 a2 = _mm512_set1_ps(w2[k]);
-        c20 = _mm512_fmadd_ps(a2, b0, c20);
-        __m512 a3 = _mm512_set1_ps(w3[k]);
-        c30 = _mm512_fmadd_ps(a3, b0, c30);
-        __m512 a4 = _mm512_set1_ps(w4[k]);
-        c40 = _mm512_fmadd_ps(a4, b0, c40);
-        __m512 a5 = _mm512_set1_ps(w5[k]);
-        c50 = _mm512_fmadd_ps(a5, b0, c50);
-    }
-    __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);
-    __m512 hi = _mm512_set1_ps(post->hi);
-    if (y[0]) {
-        _mm512_mask_storeu_ps(y[0] + 0, last, act(post->kind, c00, lo, hi));
-    }
-    if (y[1]) {
-        _mm512_mask_storeu_ps(y[1] + 0, last, act(post->kind, c10, lo, hi));
-    }
-    if (y[2]) {
-        _mm512_mask_storeu_ps(y[2] + 0, last, act(post->kind, c20, lo, hi));
-    }
-    if (y[3]) {
-        _mm512_mask_storeu_ps(y[3] + 0, last, act(post->kind, c30, lo, hi));
-    }
-    if (y[4]) {
-        _mm512_mask_storeu_ps(y[4] + 0, last, act(post->kind, c40, lo, hi));
-    }
-    if (y[5]) {
-        _mm512_mask_storeu_ps(y[5] + 0, last, act(post->kind, c50, lo, hi));
-    }
-}
-
-static AVX512 void tile2m(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,
-                        const float *bias, const struct qt_post *post, float *const *y) {
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    __m512 i0 = bias ? _mm512_set1_ps(bias[0]) : _mm512_setzero_ps();
-    __m512 i1 = bias ? _mm512_set1_ps(bias[1]) : _mm512_setzero_ps();
-    __m512 i2 = bias ? _mm512_set1_ps(bias[2]) : _mm512_setzero_ps();
-    __m512 i3 = bias ? _mm512_set1_ps(bias[3]) : _mm512_setzero_ps();
-    __m512 i4 = bias ? _mm512_set1_ps(bias[4]) : _mm512_setzero_ps();
-    __m512 i5 = bias ? _mm512_set1_ps(bias[5]) : _mm512_setzero_ps();
-    __m512 c00 = i0, c01 = i0;
-    __m512 c10 = i1, c11 = i1;
-    __m512 c20 = i2, c21 = i2;
-    __m512 c30 = i3, c31 = i3;
-    __m512 c40 = i4, c41 = i4;
-    __m512 c50 = i5, c51 = i5;
-    for (int64_t k = 0; k < K; k++) {
-        const float *xk = x + k * ldx;
-        __m512 b0 = _mm512_loadu_ps(xk + 0);
-        __m512 b1 = _mm512_maskz_loadu_ps(last, xk + 16);
-        __m512 a0 = _mm512_set1_ps(w0[k]);
-        c00 = _mm512_fmadd_ps(a0, b0, c00); c01 = _mm512_fmadd_ps(a0, b1, c01);
-        __m512 a1 = _mm512_set1_ps(w1[k]);
-        c10 = _mm512_fmadd_ps(a1, b0, c10); c11 = _mm512_fmadd_ps(a1, b1, c11);
-        __m512 a2 = _mm512_set1_ps(w2[k]);
-        c20 = _mm512_fmadd_ps(a2, b0, c20); c21 = _mm512_fmadd_ps(a2, b1, c21);
-        __m512 a3 = _mm512_set1_ps(w3[k]);
-        c30 = _mm512_fmadd_ps(a3, b0, c30); c31 = _mm512_fmadd_ps(a3, b1, c31);
-        __m512 a4 = _mm512_set1_ps(w4[k]);
-        c40 = _mm512_fmadd_ps(a4, b0, c40); c41 = _mm512_fmadd_ps(a4, b1, c41);
-        __m512 a5 = _mm512_set1_ps(w5[k]);
-        c50 = _mm512_fmadd_ps(a5, b0, c50); c51 = _mm512_fmadd_ps(a5, b1, c51);
-    }
-    __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);
-    __m512 hi = _mm512_set1_ps(post->hi);
-    if (y[0]) {
-        _mm512_storeu_ps(y[0] + 0, act(post->kind, c00, lo, hi));
-        _mm512_mask_storeu_ps(y[0] + 16, last, act(post->kind, c01, lo, hi));
-    }
-    if (y[1]) {
-        _mm512_storeu_ps(y[1] + 0, act(post->kind, c10, lo, hi));
-        _mm512_mask_storeu_ps(y[1] + 16, last, act(post->kind, c11, lo, hi));
-    }
-    if (y[2]) {
-        _mm512_storeu_ps(y[2] + 0, act(post->kind, c20, lo, hi));
-        _mm512_mask_storeu_ps(y[2] + 16, last, act(post->kind, c21, lo, hi));
-    }
-    if (y[3]) {
-        _mm512_storeu_ps(y[3] + 0, act(post->kind, c30, lo, hi));
-        _mm512_mask_storeu_ps(y[3] + 16, last, act(post->kind, c31, lo, hi));
-    }
-    if (y[4]) {
-        _mm512_storeu_ps(y[4] + 0, act(post->kind, c40, lo, hi));
-        _mm512_mask_storeu_ps(y[4] + 16, last, act(post->kind, c41, lo, hi));
-    }
-    if (y[5]) {
-        _mm512_storeu_ps(y[5] + 0, act(post->kind, c50, lo, hi));
-        _mm512_mask_storeu_ps(y[5] + 16, last, act(post->kind, c51, lo, hi));
-    }
-}
-
-static AVX512 void tile3m(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,
-                        const float *bias, const struct qt_post *post, float *const *y) {
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    __m512 i0 = bias ? _mm512_set1_ps(bias[0]) : _mm512_setzero_ps();
-    __m512 i1 = bias ? _mm512_set1_ps(bias[1]) : _mm512_setzero_ps();
-    __m512 i2 = bias ? _mm512_set1_ps(bias[2]) : _mm512_setzero_ps();
-    __m512 i3 = bias ? _mm512_set1_ps(bias[3]) : _mm512_setzero_ps();
-    __m512 i4 = bias ? _mm512_set1_ps(bias[4]) : _mm512_setzero_ps();
-    __m512 i5 = bias ? _mm512_set1_ps(bias[5]) : _mm512_setzero_ps();
-    __m512 c00 = i0, c01 = i0, c02 = i0;
-    __m512 c10 = i1, c11 = i1, c12 = i1;
-    __m512 c20 = i2, c21 = i2, c22 = i2;
-    __m512 c30 = i3, c31 = i3, c32 = i3;
-    __m512 c40 = i4, c41 = i4, c42 = i4;
-    __m512 c50 = i5, c51 = i5, c52 = i5;
-    for (int64_t k = 0; k < K; k++) {
-        const float *xk = x + k * ldx;
-        __m512 b0 = _mm512_loadu_ps(xk + 0);
-        __m512 b1 = _mm512_loadu_ps(xk + 16);
-        __m512 b2 = _mm512_maskz_loadu_ps(last, xk + 32);
-        __m512 a0 = _mm512_set1_ps(w0[k]);
-        c00 = _mm512_fmadd_ps(a0, b0, c00); c01 = _mm512_fmadd_ps(a0, b1, c01); c02 = _mm512_fmadd_ps(a0, b2, c02);
-        __m512 a1 = _mm512_set1_ps(w1[k]);
-        c10 = _mm512_fmadd_ps(a1, b0, c10); c11 = _mm512_fmadd_ps(a1, b1, c11); c12 = _mm512_fmadd_ps(a1, b2, c12);
-        __m512 a2 = _mm512_set1_ps(w2[k]);
-        c20 = _mm512_fmadd_ps(a2, b0, c20); c21 = _mm512_fmadd_ps(a2, b1, c21); c22 = _mm512_fmadd_ps(a2, b2, c22);
-        __m512 a3 = _mm512_set1_ps(w3[k]);
-        c30 = _mm512_fmadd_ps(a3, b0, c30); c31 = _mm512_fmadd_ps(a3, b1, c31); c32 = _mm512_fmadd_ps(a3, b2, c32);
-        __m512 a4 = _mm512_set1_ps(w4[k]);
-        c40 = _mm512_fmadd_ps(a4, b0, c40); c41 = _mm512_fmadd_ps(a4, b1, c41); c42 = _mm512_fmadd_ps(a4, b2, c42);
-        __m512 a5 = _mm512_set1_ps(w5[k]);
-        c50 = _mm512_fmadd_ps(a5, b0, c50); c51 = _mm512_fmadd_ps(a5, b1, c51); c52 = _mm512_fmadd_ps(a5, b2, c52);
-    }
-    __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);
-    __m512 hi = _mm512_set1_ps(post->hi);
-    if (y[0]) {
-        _mm512_storeu_ps(y[0] + 0, act(post->kind, c00, lo, hi));
-        _mm512_storeu_ps(y[0] + 16, act(post->kind, c01, lo, hi));
-        _mm512_mask_storeu_ps(y[0] + 32, last, act(post->kind, c02, lo, hi));
-    }
-    if (y[1]) {
-        _mm512_storeu_ps(y[1] + 0, act(post->kind, c10, lo, hi));
-        _mm512_storeu_ps(y[1] + 16, act(post->kind, c11, lo, hi));
-        _mm512_mask_storeu_ps(y[1] + 32, last, act(post->kind, c12, lo, hi));
-    }
-    if (y[2]) {
-        _mm512_storeu_ps(y[2] + 0, act(post->kind, c20, lo, hi));
-        _mm512_storeu_ps(y[2] + 16, act(post->kind, c21, lo, hi));
-        _mm512_mask_storeu_ps(y[2] + 32, last, act(post->kind, c22, lo, hi));
-    }
-    if (y[3]) {
-        _mm512_storeu_ps(y[3] + 0, act(post->kind, c30, lo, hi));
-        _mm512_storeu_ps(y[3] + 16, act(post->kind, c31, lo, hi));
-        _mm512_mask_storeu_ps(y[3] + 32, last, act(post->kind, c32, lo, hi));
-    }
-    if (y[4]) {
-        _mm512_storeu_ps(y[4] + 0, act(post->kind, c40, lo, hi));
-        _mm512_storeu_ps(y[4] + 16, act(post->kind, c41, lo, hi));
-        _mm512_mask_storeu_ps(y[4] + 32, last, act(post->kind, c42, lo, hi));
-    }
-    if (y[5]) {
-        _mm512_storeu_ps(y[5] + 0, act(post->kind, c50, lo, hi));
-        _mm512_storeu_ps(y[5] + 16, act(post->kind, c51, lo, hi));
-        _mm512_mask_storeu_ps(y[5] + 32, last, act(post->kind, c52, lo, hi));
-    }
-}
-
-static AVX512 void tile4m(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,
-                        const float *bias, const struct qt_post *post, float *const *y) {
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
-    __m512 i0 = bias ? _mm512_set1_ps(bias[0]) : _mm512_setzero_ps();
-    __m512 i1 = bias ? _mm512_set1_ps(bias[1]) : _mm512_setzero_ps();
-    __m512 i2 = bias ? _mm512_set1_ps(bias[2]) : _mm512_setzero_ps();
-    __m512 i3 = bias ? _mm512_set1_ps(bias[3]) : _mm512_setzero_ps();
-    __m512 i4 = bias ? _mm512_set1_ps(bias[4]) : _mm512_setzero_ps();
-    __m512 i5 = bias ? _mm512_set1_ps(bias[5]) : _mm512_setzero_ps();
-    __m512 c00 = i0, c01 = i0, c02 = i0, c03 = i0;
-    __m512 c10 = i1, c11 = i1, c12 = i1, c13 = i1;
-    __m512 c20 = i2, c21 = i2, c22 = i2, c23 = i2;
-    __m512 c30 = i3, c31 = i3, c32 = i3, c33 = i3;
-    __m512 c40 = i4, c41 = i4, c42 = i4, c43 = i4;
-    __m512 c50 = i5, c51 = i5, c52 = i5, c53 = i5;
-    for (int64_t k = 0; k < K; k++) {
-        const float *xk = x + k * ldx;
-        __m512 b0 = _mm512_loadu_ps(xk + 0);
-        __m512 b1 = _mm512_loadu_ps(xk + 16);
-        __m512 b2 = _mm512_loadu_ps(xk + 32);
-        __m512 b3 = _mm512_maskz_loadu_ps(last, xk + 48);
-        __m512 a0 = _mm512_set1_ps(w0[k]);
-        c00 = _mm512_fmadd_ps(a0, b0, c00); c01 = _mm512_fmadd_ps(a0, b1, c01); c02 = _mm512_fmadd_ps(a0, b2, c02); c03 = _mm512_fmadd_ps(a0, b3, c03);
-        __m512 a1 = _mm512_set1_ps(w1[k]);
-        c10 = _mm512_fmadd_ps(a1, b0, c10); c11 = _mm512_fmadd_ps(a1, b1, c11); c12 = _mm512_fmadd_ps(a1, b2, c12); c13 = _mm512_fmadd_ps(a1, b3, c13);
-        __m512 a2 = _mm512_set1_ps(w2[k]);
-        c20 = _mm512_fmadd_ps(a2, b0, c20); c21 = _mm512_fmadd_ps(a2, b1, c21); c22 = _mm512_fmadd_ps(a2, b2, c22); c23 = _mm512_fmadd_ps(a2, b3, c23);
-        __m512 a3 = _mm512_set1_ps(w3[k]);
-        c30 = _mm512_fmadd_ps(a3, b0, c30); c31 = _mm512_fmadd_ps(a3, b1, c31); c32 = _mm512_fmadd_ps(a3, b2, c32); c33 = _mm512_fmadd_ps(a3, b3, c33);
-        __m512 a4 = _mm512_set1_ps(w4[k]);
-        c40 = _mm512_fmadd_ps(a4, b0, c40); c41 = _mm512_fmadd_ps(a4, b1, c41); c42 = _mm512_fmadd_ps(a4, b2, c42); c43 = _mm512_fmadd_ps(a4, b3, c43);
-        __m512 a5 = _mm512_set1_ps(w5[k]);
-        c50 = _mm512_fmadd_ps(a5, b0, c50); c51 = _mm512_fmadd_ps(a5, b1, c51); c52 = _mm512_fmadd_ps(a5, b2, c52); c53 = _mm512_fmadd_ps(a5, b3, c53);
-    }
-    __m512 lo = _mm512_set1_ps(post->kind == QT_POST_CLIP ? post->lo : 0.f);
-    __m512 hi = _mm512_set1_ps(post->hi);
-    if (y[0]) {
-        _mm512_storeu_ps(y[0] + 0, act(post->kind, c00, lo, hi));
-        _mm512_storeu_ps(y[0] + 16, act(post->kind, c01, lo, hi));
-        _mm512_storeu_ps(y[0] + 32, act(post->kind, c02, lo, hi));
-        _mm512_mask_storeu_ps(y[0] + 48, last, act(post->kind, c03, lo, hi));
-    }
-    if (y[1]) {
-        _mm512_storeu_ps(y[1] + 0, act(post->kind, c10, lo, hi));
-        _mm512_storeu_ps(y[1] + 16, act(post->kind, c11, lo, hi));
-        _mm512_storeu_ps(y[1] + 32, act(post->kind, c12, lo, hi));
-        _mm512_mask_storeu_ps(y[1] + 48, last, act(post->kind, c13, lo, hi));
-    }
-    if (y[2]) {
-        _mm512_storeu_ps(y[2] + 0, act(post->kind, c20, lo, hi));
-        _mm512_storeu_ps(y[2] + 16, act(post->kind, c21, lo, hi));
-        _mm512_storeu_ps(y[2] + 32, act(post->kind, c22, lo, hi));
-        _mm512_mask_storeu_ps(y[2] + 48, last, act(post->kind, c23, lo, hi));
-    }
-    if (y[3]) {
-        _mm512_storeu_ps(y[3] + 0, act(post->kind, c30, lo, hi));
-        _mm512_storeu_ps(y[3] + 16, act(post->kind, c31, lo, hi));
-        _mm512_storeu_ps(y[3] + 32, act(post->kind, c32, lo, hi));
-        _mm512_mask_storeu_ps(y[3] + 48, last, act(post->kind, c33, lo, hi));
-    }
-    if (y[4]) {
-        _mm512_storeu_ps(y[4] + 0, act(post->kind, c40, lo, hi));
-        _mm512_storeu_ps(y[4] + 16, act(post->kind, c41, lo, hi));
-        _mm512_storeu_ps(y[4] + 32, act(post->kind, c42, lo, hi));
-        _mm512_mask_storeu_ps(y[4] + 48, last, act(post->kind, c43, lo, hi));
-    }
-    if (y[5]) {
-        _mm512_storeu_ps(y[5] + 0, act(post->kind, c50, lo, hi));
-        _mm512_storeu_ps(y[5] + 16, act(post->kind, c51, lo, hi));
-        _mm512_storeu_ps(y[5] + 32, act(post->kind, c52, lo, hi));
-        _mm512_mask_storeu_ps(y[5] + 48, last, act(post->kind, c53, lo, hi));
-    }
-}
+CG_TILE(tile4, 4, 0)
+CG_TILE(tile1m, 1, 1)
+CG_TILE(tile2m, 2, 1)
+CG_TILE(tile3m, 3, 1)
+CG_TILE(tile4m, 4, 1)
 
 typedef void (*tile_fn)(__mmask16, int64_t, const float *const *, const float *, int64_t, const float *,
                         const struct qt_post *, float *const *);

@@ -5,7 +5,7 @@
  *                  [N, C/b^2, H, b, W, b];
  *   CRD (opset 11): x viewed as [N, C/b^2, b, b, H, W], transposed likewise;
  * y = that reshaped to [N, C/b^2, H*b, W*b].
- * Gradient (training): dx = SpaceToDepth-like inverse permutation of dy. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/layout.h"
 
 #include <string.h>

@@ -89,4 +89,5 @@ const struct qt_op qt_op_dropout = {
     .init = dropout_init,
     .infer = dropout_infer,
     .fwd = dropout_fwd,
+    .quant = {.role = QT_QR_PASS},
 };

@@ -2,7 +2,7 @@
  *
  * y = x broadcast (numpy rules, both ways) with the shape in input 1, which
  * must be known at plan time: y's shape is broadcast(x.shape, shape).
- * Gradient (training): dx = dy summed over the broadcast axes. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/eltwise.h"
 #include "ops/layout.h"
 

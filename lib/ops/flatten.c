@@ -39,4 +39,5 @@ const struct qt_op qt_op_flatten = {
     .infer = flatten_infer,
     .fwd = flatten_fwd,
     .bwd = qt_bwd_pass,
+    .quant = {.role = QT_QR_PASS},
 };

@@ -3,7 +3,7 @@
  * y[i0..i(a-1), j..., k...] = x[i0..i(a-1), idx[j...], k...] along `axis`
  * (default 0); negative indices count from the end. y's shape is x's with
  * the axis replaced by the indices' shape (a scalar index drops the axis).
- * Gradient (training): dx[.., idx[j], ..] += dy[.., j, ..]. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/layout.h"
 
 #include <string.h>

@@ -193,10 +193,34 @@ static int gemm_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     return 0;
 }
 
+/* B is [N, K] with transB (axis 0 holds the outputs), [K, N] otherwise. */
+static int gemm_weight_axis(const struct qt_node *n, int wndim) {
+    struct qt_err e = {0};
+    (void)wndim;
+    return qt_attr_int(n, "transB", 0, &e) ? 0 : 1;
+}
+
+/* x [B, K] times W^T [N, K] is a 1x1 convolution of B images, K channels
+ * in and N out (the layout AdaQuant tunes); other layouts are not. */
+static int gemm_as_conv(const struct qt_exec *x, const struct qt_node *n, struct qt_conv_shape *s,
+                        struct qt_err *err) {
+    struct qt_err e = {0};
+    const struct qt_tensor *xt = &x->t[n->in[0]], *yt = &x->t[n->out[0]];
+    (void)err;
+    if (!qt_attr_int(n, "transB", 0, &e) || qt_attr_int(n, "transA", 0, &e) || xt->ndim != 2)
+        return 0;
+    *s = (struct qt_conv_shape){.n = xt->dims[0], .c = xt->dims[1], .m = yt->dims[1], .group = 1, .ih = 1,
+                                .iw = 1, .kh = 1, .kw = 1, .oh = 1, .ow = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+    return 1;
+}
+
 const struct qt_op qt_op_gemm = {
     .name = "Gemm",
     .init = gemm_init,
     .infer = gemm_infer,
     .fwd = gemm_fwd,
     .bwd = gemm_bwd,
+    .quant = {.role = QT_QR_COMPUTE, .flags = QT_QF_FUSE_ACT | QT_QF_ABSORB_BN, .weight = 1, .bias = 2,
+              .lower = QT_QL_GEMM, .lower_contrib = 1, .lower_op = "QGemm", .weight_axis = gemm_weight_axis,
+              .as_conv = gemm_as_conv},
 };

@@ -118,6 +118,7 @@ const struct qt_op qt_op_globalaveragepool = {
     .infer = gpool_infer,
     .fwd = gap_fwd,
     .bwd = gap_bwd,
+    .quant = {.role = QT_QR_UNARY, .lower = QT_QL_ELTWISE, .lower_contrib = 1, .lower_op = "QLinearGlobalAveragePool"},
 };
 const struct qt_op qt_op_globalmaxpool = {
     .name = "GlobalMaxPool",

@@ -131,9 +131,17 @@ static int matmul_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return 0;
 }
 
+static int matmul_weight_axis(const struct qt_node *n, int wndim) {
+    (void)n;
+    return wndim - 1;
+}
+
 const struct qt_op qt_op_matmul = {
     .name = "MatMul",
     .infer = matmul_infer,
     .fwd = matmul_fwd,
     .bwd = matmul_bwd,
+    /* quantized with a constant 2-D weight [K, N] only */
+    .quant = {.role = QT_QR_COMPUTE, .flags = QT_QF_FUSE_ACT, .weight = 1, .wrank = 2, .lower = QT_QL_LINEAR,
+              .lower_op = "QLinearMatMul", .weight_axis = matmul_weight_axis},
 };

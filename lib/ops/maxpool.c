@@ -177,4 +177,5 @@ const struct qt_op qt_op_maxpool = {
     .infer = maxpool_infer,
     .fwd = maxpool_fwd,
     .bwd = maxpool_bwd,
+    .quant = {.role = QT_QR_PASS},
 };

@@ -10,7 +10,7 @@
  * scale and zero_point are scalars (per tensor) or 1-D of the size of dim
  * `axis` (default 1) of x. Blocked quantization (opset 21 block_size) is not
  * supported.
- * Gradient (training, fake quantization): straight-through, see lib/quant. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "engine.h"
 
 #include <math.h>

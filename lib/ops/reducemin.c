@@ -1,7 +1,7 @@
 /* reducemin.c: ONNX ReduceMin (opsets 7-21; axes is an input from opset 18).
  * y = min of x over the reduced axes (a NaN counts only as the first element,
  * as in ONNX Runtime).
- * Gradient (training): dy flows to the arg-min element.
+ * No backward: a training plan through this op fails, naming the node.
  * Axes, keepdims, noop_with_empty_axes and types as in reduce.h. */
 #include "ops/reduce.h"
 

@@ -1,6 +1,6 @@
 /* reducesum.c: ONNX ReduceSum (opsets 7-21; axes is an input from opset 13).
  * y = sum of x over the reduced axes.
- * Gradient (training): dx = dy broadcast back over the reduced axes.
+ * No backward: a training plan through this op fails, naming the node.
  * Axes, keepdims, noop_with_empty_axes and types as in reduce.h. */
 #include "ops/reduce.h"
 

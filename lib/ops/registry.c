@@ -13,6 +13,8 @@ static const struct qt_op *const ops[] = {
 #undef QT_OP
 };
 
+const struct qt_qfacts qt_qfacts_none;
+
 /* qtool's own training operators: findable, not listed */
 extern const struct qt_op qt_op_fakequant;
 static const struct qt_op *const internal_ops[] = {&qt_op_fakequant};

@@ -29,4 +29,5 @@ const struct qt_op qt_op_relu = {
     .infer = qt_unary_infer,
     .fwd = relu_fwd,
     .bwd = relu_bwd,
+    .quant = {.role = QT_QR_UNARY, .act = QT_QA_RELU},
 };

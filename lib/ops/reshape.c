@@ -72,4 +72,5 @@ const struct qt_op qt_op_reshape = {
     .infer = reshape_infer,
     .fwd = reshape_fwd,
     .bwd = qt_bwd_pass,
+    .quant = {.role = QT_QR_PASS},
 };

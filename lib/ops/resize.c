@@ -9,7 +9,7 @@
  * smallest/largest of their scales. roi is ignored: tf_crop_and_resize,
  * cubic mode and antialias are unsupported. Resize-10 uses asymmetric
  * coordinates and "simple" nearest rounding, like Upsample.
- * Gradient (training): dx accumulates dy with the interpolation weights. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/layout.h"
 #include "ops/resize.h"
 
@@ -424,9 +424,18 @@ static int resize_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return qt_resize_run(x, n, &a->r, s, qt_in(x, n, 0), qt_out(x, n, 0), err);
 }
 
+/* Nearest resizing moves values (input and output share parameters);
+ * interpolating ones compute new values (their own output parameters). */
+static int resize_qrole(const struct qt_graph *g, const struct qt_node *n) {
+    const struct qt_attr *a = qt_attr_find(n, "mode");
+    (void)g;
+    return a && a->s && strcmp(a->s, "nearest") ? QT_QR_UNARY : QT_QR_PASS;
+}
+
 const struct qt_op qt_op_resize = {
     .name = "Resize",
     .init = resize_init,
     .infer = resize_infer,
     .fwd = resize_fwd,
+    .quant = {.role_of = resize_qrole},
 };

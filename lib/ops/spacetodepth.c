@@ -3,7 +3,7 @@
  * Moves b x b spatial blocks into depth (b = blocksize): x viewed as
  * [N, C, H/b, b, W/b, b], transposed to [N, b, b, C, H/b, W/b], reshaped to
  * y = [N, C*b*b, H/b, W/b].
- * Gradient (training): dx = the inverse permutation of dy (DepthToSpace DCR). */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/layout.h"
 
 static int s2d_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {

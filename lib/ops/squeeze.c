@@ -41,4 +41,5 @@ const struct qt_op qt_op_squeeze = {
     .infer = squeeze_infer,
     .fwd = squeeze_fwd,
     .bwd = qt_bwd_pass,
+    .quant = {.role = QT_QR_PASS},
 };

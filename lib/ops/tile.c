@@ -2,7 +2,7 @@
  *
  * y = x repeated repeats[i] times along each axis i; repeats (input 1,
  * int64, one per axis) must be known at plan time.
- * Gradient (training): dx = dy summed over the copies. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/layout.h"
 
 static int tile_repeats(struct qt_exec *x, const struct qt_node *n, int64_t *rep, struct qt_err *err) {

@@ -80,4 +80,5 @@ const struct qt_op qt_op_transpose = {
     .init = transpose_init,
     .infer = transpose_infer,
     .fwd = transpose_fwd,
+    .quant = {.role = QT_QR_PASS},
 };

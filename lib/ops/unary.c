@@ -107,13 +107,18 @@ F32_GRAD(leakyrelu, v < 0 ? p->alpha : 1.0f)
 F32_GRAD(hardsigmoid, p->alpha * v + p->beta > 0 && p->alpha * v + p->beta < 1 ? p->alpha : 0.0f)
 F32_GRAD(hardswish, v < -3.0f ? 0.0f : v > 3.0f ? 1.0f : v * (1.0f / 3.0f) + 0.5f)
 
-/* float32 ops */
+/* float32 ops; those with a backward (Sigmoid, Tanh, LeakyRelu, HardSigmoid,
+ * HardSwish) are quantized as one activation in, their own output out */
 #define F32_OP_BWD(fn, onnx, ini)                                                          \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
     }                                                                                      \
-    const struct qt_op qt_op_##fn = {                                                      \
-        .name = onnx, .init = ini, .infer = qt_unary_infer, .fwd = fn##_fwd, .bwd = fn##_bwd}
+    const struct qt_op qt_op_##fn = {.name = onnx,                                         \
+                                     .init = ini,                                          \
+                                     .infer = qt_unary_infer,                              \
+                                     .fwd = fn##_fwd,                                      \
+                                     .bwd = fn##_bwd,                                      \
+                                     .quant = {.role = QT_QR_UNARY}}
 #define F32_OP(fn, onnx, ini)                                                              \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
@@ -201,4 +206,5 @@ const struct qt_op qt_op_identity = {
     .infer = qt_unary_infer,
     .fwd = identity_fwd,
     .bwd = qt_bwd_pass,
+    .quant = {.role = QT_QR_PASS},
 };

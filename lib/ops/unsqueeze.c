@@ -43,4 +43,5 @@ const struct qt_op qt_op_unsqueeze = {
     .infer = unsqueeze_infer,
     .fwd = unsqueeze_fwd,
     .bwd = qt_bwd_pass,
+    .quant = {.role = QT_QR_PASS},
 };

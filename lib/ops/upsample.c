@@ -5,7 +5,7 @@
  * nearest (any dtype) or linear (bilinear over the last two axes of a 2-D or
  * NCHW input), with asymmetric coordinates and the "simple" nearest rounding
  * of resize.h.
- * Gradient (training): dx accumulates dy with the interpolation weights. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/resize.h"
 
 #include <string.h>

@@ -2,8 +2,7 @@
  * sum / mean of one or more inputs broadcast together (numpy rules).
  * float32, float64, int32, int64 (Sum/Max/Min). The inputs are folded
  * in order (y = in0; y = op(y, in_k)), so Sum's rounding is ONNX Runtime's.
- * Gradient (training): Sum passes dy to each input, Mean dy/N, Max/Min to
- * the input that won (reduced over broadcast dimensions). */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/eltwise.h"
 
 #include <string.h>

@@ -1,6 +1,6 @@
 /* where.c: ONNX Where. y = cond ? a : b, the three broadcast together
  * (numpy rules); a and b of any one type, cond bool.
- * Gradient (training): da = dy where cond, db = dy elsewhere. */
+ * No backward: a training plan through this op fails, naming the node. */
 #include "ops/eltwise.h"
 
 #include <string.h>

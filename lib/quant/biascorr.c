@@ -62,6 +62,7 @@ static double channel_sums(const struct qt_tensor *y, int nch, double *sum, doub
 
 static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     struct bc_pass *b = ud;
+    (void)err;
     const struct qt_node *n = &x->g->n[node];
     if (b->target < 0) {
         for (int l = 0; l < b->nl; l++)
@@ -72,8 +73,7 @@ static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     if (!n->name || strcmp(n->name, b->name))
         return 0;
     channel_sums(&x->t[n->out[0]], b->L[b->target].nch, b->sum_q, b->sq_q);
-    err->code = QT_STOP_BATCH;
-    return err->code;
+    return QT_HOOK_STOP;
 }
 
 /* Runs g on the first `total` images with the hook. */
@@ -100,7 +100,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
             continue;
         const struct qt_node *n = &p->g->n[qt->node];
         int64_t m = qt_tensor_numel(p->g->v[qt->v].init);
-        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm"))
+        if (qt_qf(n)->role != QT_QR_COMPUTE || !qt_qf(n)->bias)
             continue;
         L[nl].node = qt->node;
         L[nl].bias_v = qt->v;

@@ -87,10 +87,10 @@ static int conv_out_observed(const struct qt_qplan *p) {
     for (int i = 0; i < p->g->nn; i++) {
         const struct qt_node *n = &p->g->n[i];
         int c;
-        if (strcmp(n->op_type, "Conv") || n->nout < 1 || n->out[0] < 0 || p->tensor_of[n->out[0]] < 0 ||
+        if (!n->op || !(n->op->flags & QT_OPF_POST_ACT) || n->nout < 1 || n->out[0] < 0 || p->tensor_of[n->out[0]] < 0 ||
             qt_graph_consumers(p->g, n->out[0], &c, 1) != 1)
             continue;
-        if (!strcmp(p->g->n[c].op_type, "Relu") || !strcmp(p->g->n[c].op_type, "Clip"))
+        if (qt_qf(&p->g->n[c])->act)
             return 1;
     }
     return 0;
@@ -122,37 +122,6 @@ static int calib_before(struct qt_exec *x, int done, int nb, void *ud, struct qt
     for (int i = 0; i < c->p->g->ninputs; i++)
         observe_value(c, x, c->p->g->inputs[i]);
     return 0;
-}
-
-int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err) {
-    struct qt_exec *x = NULL;
-    int done = 0, cur = 0;
-    while (done < r->total) {
-        int nb = r->total - done < r->batch ? r->total - done : r->batch;
-        if (nb != cur) {
-            qt_exec_free(x);
-            x = NULL;
-            if (qt_exec_new_flags(&x, g, nb, r->threads, r->exec_flags, err))
-                break;
-            x->after_node = r->after_node;
-            x->after_ud = r->ud;
-            cur = nb;
-        }
-        if (qt_dataset_load(ds, r->pp, done, nb, r->c, r->h, r->w, qt_exec_input(x, 0), NULL, r->threads, 0, err))
-            break;
-        if (r->before_run && r->before_run(x, done, nb, r->ud, err))
-            break;
-        if (qt_exec_run(x, err)) {
-            if (err->code != QT_STOP_BATCH)
-                break;
-            *err = (struct qt_err){0};
-        }
-        done += nb;
-        if (r->progress)
-            r->progress(r->progress_ud, done, r->total);
-    }
-    qt_exec_free(x);
-    return err->code;
 }
 
 /* Sets activation tensor qt's parameters for the range [lo, hi]; omin and

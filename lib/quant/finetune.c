@@ -56,10 +56,8 @@ static int cap_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) 
         if (v >= 0 && !strcmp(x->g->v[v].name, c->name) && qt_tensor_numel(&x->t[v]) == c->per * x->batch)
             memcpy(c->dst + (size_t)c->off * c->per, x->t[v].data, sizeof(float) * (size_t)(c->per * x->batch));
     }
-    if (!n->name || strcmp(n->name, c->node))
-        return 0;
-    err->code = QT_STOP_BATCH;
-    return err->code;
+    (void)err;
+    return !n->name || strcmp(n->name, c->node) ? 0 : QT_HOOK_STOP;
 }
 
 /* A graph input is captured straight from the loaded images. */
@@ -149,6 +147,118 @@ static void ft_layer_done(struct qt_ft_report *rep, const char *name, double bef
         fo->progress(fo->progress_ud, li + 1, nl);
 }
 
+/* The nodes AdaQuant tunes, in execution order: quantized, named, a
+ * convolution on the plan's inputs (struct qt_qfacts.as_conv). Returns how
+ * many, or -1 (err filled). */
+static int tunable_layers(const struct qt_qplan *p, const struct qt_exec *x1, int *order, struct qt_err *err) {
+    int nl = 0;
+    for (int s = 0; s < x1->nsteps; s++) {
+        int k = x1->steps[s];
+        const struct qt_node *n = &p->g->n[k];
+        struct qt_conv_shape cs;
+        if (!qt_qf(n)->as_conv || p->qn[k].excluded || n->nin < 2 || !n->name || !n->name[0] ||
+            p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0)
+            continue;
+        int rc = qt_qf(n)->as_conv(x1, n, &cs, err);
+        if (rc < 0)
+            return -1;
+        if (rc)
+            order[nl++] = k;
+    }
+    return nl;
+}
+
+/* The node as AdaQuant's convolution layer with its quantizers (bottom/right
+ * padding beyond top/left reads as zero). */
+static int layer_of(const struct qt_exec *x1, const struct qt_node *n, const struct qt_qparam *qw,
+                    const struct qt_qparam *qa, struct qt_aq_layer *L, struct qt_err *err) {
+    struct qt_conv_shape s;
+    if (qt_qf(n)->as_conv(x1, n, &s, err) < 0)
+        return err->code;
+    *L = (struct qt_aq_layer){0, (int)s.c, (int)s.ih, (int)s.iw, (int)s.m, (int)s.oh, (int)s.ow, (int)s.kh,
+                              (int)s.kw, (int)s.group, (int)s.sh, (int)s.sw, (int)s.ph, (int)s.pw,
+                              (int)s.dh, (int)s.dw, qw->qmin, qw->qmax, qa->qmin, qa->qmax, qa->zp[0]};
+    return 0;
+}
+
+/* One layer's AdaQuant: the engine's layer net, its Adam, the captured
+ * inputs X and targets T (nimg images, in nchunk minibatches of mb). */
+struct aq_run {
+    struct qt_aq_net *net;
+    struct qt_aq_adam *ad;
+    const struct qt_aq_layer *L;
+    struct qt_aq_params *prm, *grd;
+    const float *X, *T;
+    int nimg, mb, nchunk;
+    int64_t per_x, per_y, nw;
+    int learn_as;
+    const char *name;
+};
+
+/* best := the current weights, bias and weight steps */
+static void keep_best(const struct aq_run *a, float *best) {
+    memcpy(best, a->prm->w, sizeof(float) * (size_t)a->nw);
+    if (a->prm->b)
+        memcpy(best + a->nw, a->prm->b, sizeof(float) * (size_t)a->L->cout);
+    memcpy(best + a->nw + a->L->cout, a->prm->ws, sizeof(float) * (size_t)a->L->cout);
+}
+
+/* fo->iters Adam steps on random minibatches; the full-set loss is checked
+ * four times and the best iterate kept (best, *best_as, *after; *after
+ * starts at the loss before). */
+static int aq_steps(const struct aq_run *a, const struct qt_ft_opts *fo, uint64_t *seed, float *best,
+                    float *best_as, double *after, struct qt_err *err) {
+    double l = 0;
+    keep_best(a, best);
+    int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
+    for (int it = 0; it < fo->iters; it++) {
+        if (fo->stop && *fo->stop)
+            return qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", a->name);
+        int start = qt_aq_pick(seed, a->nimg, a->mb);
+        if (qt_aq_net_loss(a->net, a->X + (size_t)start * a->per_x, a->T + (size_t)start * a->per_y, 1, &l, err))
+            return err->code;
+        a->grd->as = qt_aq_net_as_grad(a->net);
+        qt_aq_adam(a->ad, a->L, a->prm, a->grd);
+        if (a->learn_as)
+            qt_aq_net_set_as(a->net, a->prm->as);
+        if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
+            if (qt_aq_net_set_loss(a->net, a->X, a->T, a->nchunk, &l, err))
+                return err->code;
+            if (l < *after) {
+                *after = l;
+                keep_best(a, best);
+                *best_as = a->prm->as;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The best iterate into the plan's weight, bias, weight steps (per tensor:
+ * the scale is kept) and, when learnt, input step. */
+static void write_back(const struct aq_run *a, const float *best, struct qt_tensor *wt, struct qt_tensor *bt,
+                       struct qt_qparam *qw, struct qt_qparam *qa, float as0, float best_as) {
+    int cout = a->L->cout;
+    float *ws = a->prm->ws;
+    memcpy(wt->data, best, sizeof(float) * (size_t)a->nw);
+    if (bt)
+        memcpy(bt->data, best + a->nw, sizeof(float) * (size_t)cout);
+    memcpy(ws, best + a->nw + cout, sizeof(float) * (size_t)cout);
+    if (qw->n == cout)
+        for (int o = 0; o < cout; o++) {
+            qw->scale[o] = ws[o];
+            qw->rng_min[o] = ws[o] * (float)qw->qmin;
+            qw->rng_max[o] = ws[o] * (float)qw->qmax;
+        }
+    qw->method = "adaquant";
+    if (a->learn_as && best_as != as0) {
+        qa->scale[0] = best_as;
+        qa->rng_min[0] = best_as * (float)(qa->qmin - qa->zp[0]);
+        qa->rng_max[0] = best_as * (float)(qa->qmax - qa->zp[0]);
+        qa->method = "adaquant";
+    }
+}
+
 int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
                 int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
                 struct qt_ft_report *rep, struct qt_err *err) {
@@ -171,43 +281,16 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    for (int s = 0; s < x1->nsteps; s++) {
-        int k = x1->steps[s];
-        const struct qt_node *n = &p->g->n[k];
-        if ((strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm")) || p->qn[k].excluded || n->nin < 2 ||
-            !n->name || !n->name[0] || p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0)
-            continue;
-        if (!strcmp(n->op_type, "Gemm")) {
-            struct qt_err e = {0};
-            if (!qt_attr_int(n, "transB", 0, &e) || qt_attr_int(n, "transA", 0, &e) || x1->t[n->in[0]].ndim != 2)
-                continue;
-        }
-        order[nl++] = k;
-    }
+    if ((nl = tunable_layers(p, x1, order, err)) < 0)
+        goto out;
     for (int li = 0; li < nl; li++) {
         int k = order[li];
         struct qt_node *n = &p->g->n[k];
-        const struct qt_tensor *xt = &x1->t[n->in[0]], *yt = &x1->t[n->out[0]];
+        const struct qt_tensor *xt = &x1->t[n->in[0]];
         struct qt_aq_layer L;
-        memset(&L, 0, sizeof L);
-        if (!strcmp(n->op_type, "Conv")) {
-            struct qt_conv_shape s;
-            if (qt_conv_params(n, xt, &x1->t[n->in[1]], n->priv, &s, err))
-                goto out;
-            if (s.ph != s.ph_end || s.pw != s.pw_end) {
-                /* bottom/right padding larger than top/left is what the loops assume
-                 * (extra rows read as zero); both fine, nothing to do */
-            }
-            L = (struct qt_aq_layer){0, (int)s.c, (int)s.ih, (int)s.iw, (int)s.m, (int)s.oh, (int)s.ow, (int)s.kh,
-                                     (int)s.kw, (int)s.group, (int)s.sh, (int)s.sw, (int)s.ph, (int)s.pw,
-                                     (int)s.dh, (int)s.dw, 0, 0, 0, 0, 0};
-        } else {
-            L = (struct qt_aq_layer){0, (int)xt->dims[1], 1, 1, (int)yt->dims[1], 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1,
-                                     0, 0, 0, 0, 0};
-        }
         struct qt_qparam *qw = &p->t[p->tensor_of[n->in[1]]].q, *qa = &p->t[p->tensor_of[n->in[0]]].q;
-        L.wqmin = qw->qmin, L.wqmax = qw->qmax;
-        L.aqmin = qa->qmin, L.aqmax = qa->qmax, L.azp = qa->zp[0];
+        if (layer_of(x1, n, qw, qa, &L, err))
+            goto out;
         int64_t per_x = (int64_t)L.cin * L.h * L.w, per_y = (int64_t)L.cout * L.oh * L.ow;
         int nimg = total;
         int64_t bytes_per = (int64_t)sizeof(float) * (per_x + per_y);
@@ -249,7 +332,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
             goto out;
         }
         uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
-        double before = 0, after = 0, l = 0;
+        double before = 0, after = 0;
         if (adaround) {
             struct qt_aq_params prm, grd;
             qt_aq_net_params(&net, &prm, &grd);
@@ -265,63 +348,17 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         float *m = buf, *v = m + np, *best = v + np;
         struct qt_aq_params prm, grd;
         qt_aq_net_params(&net, &prm, &grd);
-        float *ws = prm.ws;
         struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
         float as0 = prm.as, best_as = prm.as;
         L.n = nimg;
         if (qt_aq_net_set_loss(&net, X, T, nchunk, &before, err))
             goto out;
-        /* keep the best iterate (full-set loss checked four times) */
-        memcpy(best, prm.w, sizeof(float) * (size_t)nw);
-        if (prm.b)
-            memcpy(best + nw, prm.b, sizeof(float) * (size_t)L.cout);
-        memcpy(best + nw + L.cout, ws, sizeof(float) * (size_t)L.cout);
+        struct aq_run ar = {&net, &ad, &L, &prm, &grd, X, T, nimg, mb, nchunk, per_x, per_y, nw, learn_as, n->name};
         after = before;
-        int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
-        for (int it = 0; it < fo->iters; it++) {
-            if (fo->stop && *fo->stop) {
-                qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", n->name);
-                goto out;
-            }
-            int start = qt_aq_pick(&seed, nimg, mb);
-            if (qt_aq_net_loss(&net, X + (size_t)start * per_x, T + (size_t)start * per_y, 1, &l, err))
-                goto out;
-            grd.as = qt_aq_net_as_grad(&net);
-            qt_aq_adam(&ad, &L, &prm, &grd);
-            if (learn_as)
-                qt_aq_net_set_as(&net, prm.as);
-            if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
-                if (qt_aq_net_set_loss(&net, X, T, nchunk, &l, err))
-                    goto out;
-                if (l < after) {
-                    after = l;
-                    memcpy(best, prm.w, sizeof(float) * (size_t)nw);
-                    if (prm.b)
-                        memcpy(best + nw, prm.b, sizeof(float) * (size_t)L.cout);
-                    memcpy(best + nw + L.cout, ws, sizeof(float) * (size_t)L.cout);
-                    best_as = prm.as;
-                }
-            }
-        }
-        memcpy(wt->data, best, sizeof(float) * (size_t)nw);
-        if (bt)
-            memcpy(bt->data, best + nw, sizeof(float) * (size_t)L.cout);
-        memcpy(ws, best + nw + L.cout, sizeof(float) * (size_t)L.cout);
-        /* write back: per-channel weight steps (per tensor: keep the scale) */
-        if (qw->n == L.cout)
-            for (int o = 0; o < L.cout; o++) {
-                qw->scale[o] = ws[o];
-                qw->rng_min[o] = ws[o] * (float)qw->qmin;
-                qw->rng_max[o] = ws[o] * (float)qw->qmax;
-            }
-        qw->method = "adaquant";
+        if (aq_steps(&ar, fo, &seed, best, &best_as, &after, err))
+            goto out;
+        write_back(&ar, best, wt, bt, qw, qa, as0, best_as);
         p->tuned = 1;
-        if (learn_as && best_as != as0) {
-            qa->scale[0] = best_as;
-            qa->rng_min[0] = best_as * (float)(qa->qmin - qa->zp[0]);
-            qa->rng_max[0] = best_as * (float)(qa->qmax - qa->zp[0]);
-            qa->method = "adaquant";
-        }
         ft_layer_done(rep, n->name, before, after, nimg, as0, learn_as ? best_as : as0, learn_as, fo, li, nl);
     }
     rc = qt_qplan_biases(p, err);

@@ -94,7 +94,7 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
     struct qt_graph *g = p->g;
     for (int i = 0; i < g->nn; i++) {
         struct qt_node *bn = &g->n[i];
-        if (strcmp(bn->op_type, "BatchNormalization") || bn->nin < 5 || bn->nout < 1)
+        if (!(qt_qf(bn)->flags & QT_QF_BN) || bn->nin < 5 || bn->nout < 1)
             continue;
         if (qt_attr_int(bn, "training_mode", 0, err))
             continue;
@@ -102,8 +102,7 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
         if (k < 0 || dead[k] || nconsumers(g, x) != 1)
             continue;
         struct qt_node *c = &g->n[k];
-        int conv = !strcmp(c->op_type, "Conv"), gemm = !strcmp(c->op_type, "Gemm");
-        if (!conv && !gemm)
+        if (!(qt_qf(c)->flags & QT_QF_ABSORB_BN))
             continue;
         if (!is_const_init(g, c->in[1]) || (c->nin > 2 && c->in[2] >= 0 && !is_const_init(g, c->in[2])))
             continue;
@@ -113,9 +112,11 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
         if (!ok)
             continue;
         const struct qt_tensor *w = g->v[c->in[1]].init;
-        int64_t m = gemm ? (qt_attr_int(c, "transB", 0, err) ? w->dims[0] : w->dims[1]) : w->dims[0];
-        if (gemm && (qt_attr_int(c, "transA", 0, err) || qt_attr_float(c, "alpha", 1, err) != 1.0f ||
-                     qt_attr_float(c, "beta", 1, err) != 1.0f))
+        int ax = qt_qf_weight_axis(c, w->ndim);
+        int64_t m = w->dims[ax];
+        /* a plain x W + b: Gemm's transA, alpha and beta (absent elsewhere) at their defaults */
+        if (qt_attr_int(c, "transA", 0, err) || qt_attr_float(c, "alpha", 1, err) != 1.0f ||
+            qt_attr_float(c, "beta", 1, err) != 1.0f)
             continue;
         const float *gam = g->v[bn->in[1]].init->data, *bet = g->v[bn->in[2]].init->data;
         const float *mu = g->v[bn->in[3]].init->data, *var = g->v[bn->in[4]].init->data;
@@ -136,15 +137,14 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
         }
         int64_t per = qt_tensor_numel(w) / m;
         float *W = nw->data, *B = nb->data;
-        int tb = gemm && qt_attr_int(c, "transB", 0, err);
         for (int64_t o = 0; o < m; o++) {
             double f = gam[o] / sqrt((double)var[o] + eps);
             double b = b0 ? ((const float *)b0->data)[o] : 0;
             B[o] = (float)((b - mu[o]) * f + bet[o]);
-            if (!gemm || tb)
+            if (ax == 0)
                 for (int64_t e = 0; e < per; e++)
                     W[o * per + e] = (float)(W[o * per + e] * f);
-            else /* Gemm, B is [K, M]: column o */
+            else /* output channels along axis 1 (Gemm's B [K, M]): column o */
                 for (int64_t e = 0; e < per; e++)
                     W[e * m + o] = (float)(W[e * m + o] * f);
         }
@@ -161,54 +161,23 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
     return err->code;
 }
 
+/* How node n is quantized, from its op's facts (struct qt_qfacts). */
 static int op_kind(const struct qt_graph *g, const struct qt_node *n) {
-    const char *t = n->op_type;
-    if (n->domain[0])
-        return QT_QN_NONE;
-    if (!strcmp(t, "Conv"))
-        return n->nin >= 2 && is_const_init(g, n->in[1]) ? QT_QN_COMPUTE : QT_QN_NONE;
-    if (!strcmp(t, "Gemm"))
-        return n->nin >= 2 && is_const_init(g, n->in[1]) ? QT_QN_COMPUTE : QT_QN_NONE;
-    if (!strcmp(t, "MatMul"))
-        return n->nin >= 2 && is_const_init(g, n->in[1]) && g->v[n->in[1]].init->ndim == 2 ? QT_QN_COMPUTE
-                                                                                           : QT_QN_NONE;
-    if (!strcmp(t, "Add") || !strcmp(t, "Mul"))
-        return !is_const_init(g, n->in[0]) && !is_const_init(g, n->in[1]) ? QT_QN_BINARY : QT_QN_NONE;
-    if (!strcmp(t, "Concat"))
-        return QT_QN_CONCAT;
-    if (!strcmp(t, "MaxPool") || !strcmp(t, "Reshape") || !strcmp(t, "Flatten") || !strcmp(t, "Transpose") ||
-        !strcmp(t, "Squeeze") || !strcmp(t, "Unsqueeze") || !strcmp(t, "Identity") || !strcmp(t, "Dropout"))
-        return QT_QN_PASS;
-    if (!strcmp(t, "Resize")) {
-        const struct qt_attr *a = qt_attr_find(n, "mode");
-        return a && a->s && strcmp(a->s, "nearest") ? QT_QN_UNARY : QT_QN_PASS;
+    const struct qt_qfacts *f = qt_qf(n);
+    int role = f->role_of ? f->role_of(g, n) : f->role;
+    if (role == QT_QR_COMPUTE) {
+        int w = n->nin > f->weight ? n->in[f->weight] : -1;
+        return is_const_init(g, w) && (!f->wrank || g->v[w].init->ndim == f->wrank) ? QT_QN_COMPUTE : QT_QN_NONE;
     }
-    if (!strcmp(t, "AveragePool") || !strcmp(t, "GlobalAveragePool") || !strcmp(t, "Sigmoid") ||
-        !strcmp(t, "HardSigmoid") || !strcmp(t, "HardSwish") || !strcmp(t, "LeakyRelu") || !strcmp(t, "Tanh") ||
-        !strcmp(t, "Relu") || !strcmp(t, "Clip"))
-        return QT_QN_UNARY;
-    return QT_QN_NONE;
+    if (role == QT_QR_BINARY)
+        return !is_const_init(g, n->in[0]) && !is_const_init(g, n->in[1]) ? QT_QN_BINARY : QT_QN_NONE;
+    return role; /* QT_QN_* = QT_QR_* for the others */
 }
 
 /* A Relu, or a Clip with a constant lower bound of 0 (ReLU6 and friends). */
 static int is_relu_like(const struct qt_graph *g, const struct qt_node *n) {
-    if (!strcmp(n->op_type, "Relu"))
-        return 1;
-    if (strcmp(n->op_type, "Clip"))
-        return 0;
-    struct qt_err e = {0};
-    if (g->opset < 11)
-        return qt_attr_float(n, "min", -INFINITY, &e) == 0.0f;
-    if (n->nin < 2 || n->in[1] < 0)
-        return 0;
-    const struct qt_value *mn = &g->v[n->in[1]];
-    if (mn->kind == QT_V_INIT && mn->init && mn->init->dtype == QT_FLOAT && qt_tensor_numel(mn->init) == 1)
-        return ((const float *)mn->init->data)[0] == 0.0f;
-    if (mn->producer >= 0 && !strcmp(g->n[mn->producer].op_type, "Constant")) {
-        const struct qt_tensor *t = qt_attr_tensor(&g->n[mn->producer], "value", &e);
-        return t && t->dtype == QT_FLOAT && qt_tensor_numel(t) == 1 && ((const float *)t->data)[0] == 0.0f;
-    }
-    return 0;
+    float lo, hi;
+    return qt_act_bounds(g, n, &lo, &hi) && lo == 0.0f;
 }
 
 static int find_root(int *uf, int a) {
@@ -354,6 +323,96 @@ static int is_graph_output(const struct qt_graph *g, int v) {
     return 0;
 }
 
+/* --keep-first-last: the first and the last compute node in float or at 8 bits. */
+static void keep_first_last(struct qt_qplan *p, const int *order) {
+    const struct qt_graph *g = p->g;
+    int first = -1, last = -1;
+    for (int k = 0; k < g->nn; k++) {
+        int i = order[k];
+        if (p->qn[i].kind != QT_QN_COMPUTE)
+            continue;
+        if (first < 0)
+            first = i;
+        last = i;
+    }
+    for (int e = 0; e < 2; e++) {
+        int i = e ? last : first;
+        if (i < 0)
+            continue;
+        if (p->o.keep_first_last < 0) {
+            p->qn[i].excluded = 1;
+            logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+        } else {
+            p->qn[i].wbits = p->qn[i].abits = 8;
+            logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+        }
+    }
+}
+
+/* A Relu/Clip that alone reads a compute or binary node's output joins it:
+ * one quantized unit. */
+static void fuse_acts(struct qt_qplan *p) {
+    struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        struct qt_node *n = &g->n[i];
+        if (q->excluded || (q->kind != QT_QN_COMPUTE && q->kind != QT_QN_BINARY) ||
+            !(qt_qf(n)->flags & QT_QF_FUSE_ACT) || !p->o.fuse_act || n->nout < 1)
+            continue;
+        int y = n->out[0], c;
+        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
+            continue;
+        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
+            continue;
+        q->fused = c;
+        p->qn[c].kind = QT_QN_ACT_FUSED;
+        p->qn[c].abits = q->abits;
+        p->nfused++;
+        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
+              n->name);
+    }
+}
+
+/* Activation scale groups (one per union-find root), the bits and observer
+ * of every tensor. */
+static void set_groups(struct qt_qplan *p, int *uf) {
+    const struct qt_graph *g = p->g;
+    const struct qt_quant_opts *o = &p->o;
+    for (int t = 0; t < p->nt; t++) {
+        if (p->t[t].q.role != QT_ROLE_ACT)
+            continue;
+        int r = find_root(uf, p->t[t].v);
+        int rt = p->tensor_of[r];
+        if (rt >= 0 && p->t[rt].group >= 0) {
+            p->t[t].group = p->t[rt].group;
+        } else {
+            p->t[t].group = p->ngroups++;
+            if (rt >= 0)
+                p->t[rt].group = p->t[t].group;
+        }
+        /* bits and observer: from the producing node (or the first reader) */
+        int prod = g->v[p->t[t].v].producer;
+        const struct qt_qnode *q = prod >= 0 ? &p->qn[prod] : NULL;
+        if (q && q->kind == QT_QN_ACT_FUSED) {
+            for (int i = 0; i < g->nn; i++)
+                if (p->qn[i].fused == prod)
+                    q = &p->qn[i];
+        }
+        if (!q || q->kind == QT_QN_NONE) {
+            int c;
+            q = qt_graph_consumers(g, p->t[t].v, &c, 1) ? &p->qn[c] : NULL;
+        }
+        p->t[t].q.bits = q ? q->abits : o->abits;
+        p->t[t].obs_kind = q ? q->obs_kind : o->observer;
+    }
+    for (int t = 0; t < p->nt; t++) {
+        struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role == QT_ROLE_ACT)
+            continue;
+        qt->q.bits = qt->q.role == QT_ROLE_WEIGHT ? p->qn[qt->node].wbits : 32;
+    }
+}
+
 int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const struct qt_quant_opts *o,
                    void (*log)(void *, const char *), void *log_ud, struct qt_err *err) {
     struct qt_qplan *p = calloc(1, sizeof *p);
@@ -405,48 +464,9 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         goto fail;
     if (qt_graph_topo(g, &order, err))
         goto fail;
-    /* first conv and last compute node */
-    if (o->keep_first_last) {
-        int first = -1, last = -1;
-        for (int k = 0; k < g->nn; k++) {
-            int i = order[k];
-            if (p->qn[i].kind != QT_QN_COMPUTE)
-                continue;
-            if (first < 0)
-                first = i;
-            last = i;
-        }
-        for (int e = 0; e < 2; e++) {
-            int i = e ? last : first;
-            if (i < 0)
-                continue;
-            if (o->keep_first_last < 0) {
-                p->qn[i].excluded = 1;
-                logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
-            } else {
-                p->qn[i].wbits = p->qn[i].abits = 8;
-                logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
-            }
-        }
-    }
-    /* activation fusion */
-    for (int i = 0; i < g->nn; i++) {
-        struct qt_qnode *q = &p->qn[i];
-        struct qt_node *n = &g->n[i];
-        if (q->excluded || (q->kind != QT_QN_COMPUTE && q->kind != QT_QN_BINARY) || !o->fuse_act || n->nout < 1)
-            continue;
-        int y = n->out[0], c;
-        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
-            continue;
-        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
-            continue;
-        q->fused = c;
-        p->qn[c].kind = QT_QN_ACT_FUSED;
-        p->qn[c].abits = q->abits;
-        p->nfused++;
-        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
-              n->name);
-    }
+    if (o->keep_first_last)
+        keep_first_last(p, order);
+    fuse_acts(p);
     /* tensors */
     for (int k = 0; k < g->nn; k++) {
         int i = order[k];
@@ -466,14 +486,14 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
             if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
                 goto fail;
         if (q->kind == QT_QN_COMPUTE) {
-            if (add_tensor(p, n->in[1], i, QT_ROLE_WEIGHT, err))
+            const struct qt_qfacts *f = qt_qf(n);
+            int w = n->in[f->weight], b = f->bias && n->nin > f->bias ? n->in[f->bias] : -1;
+            if (add_tensor(p, w, i, QT_ROLE_WEIGHT, err))
                 goto fail;
-            if (n->nin > 2 && n->in[2] >= 0 && is_const_init(g, n->in[2]) &&
-                (strcmp(n->op_type, "Gemm") || qt_tensor_numel(g->v[n->in[2]].init) ==
-                                                   (qt_attr_int(n, "transB", 0, err)
-                                                        ? g->v[n->in[1]].dims[0]
-                                                        : g->v[n->in[1]].dims[1])) &&
-                add_tensor(p, n->in[2], i, QT_ROLE_BIAS, err))
+            /* an int32 bias per output channel (Gemm's C may broadcast instead) */
+            if (is_const_init(g, b) &&
+                qt_tensor_numel(g->v[b].init) == g->v[w].dims[qt_qf_weight_axis(n, g->v[w].ndim)] &&
+                add_tensor(p, b, i, QT_ROLE_BIAS, err))
                 goto fail;
         }
         int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
@@ -487,40 +507,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
             }
         }
     }
-    /* groups: one per union-find root among activation tensors */
-    for (int t = 0; t < p->nt; t++) {
-        if (p->t[t].q.role != QT_ROLE_ACT)
-            continue;
-        int r = find_root(uf, p->t[t].v);
-        int rt = p->tensor_of[r];
-        if (rt >= 0 && p->t[rt].group >= 0) {
-            p->t[t].group = p->t[rt].group;
-        } else {
-            p->t[t].group = p->ngroups++;
-            if (rt >= 0)
-                p->t[rt].group = p->t[t].group;
-        }
-        /* bits and observer: from the producing node (or the first reader) */
-        int prod = g->v[p->t[t].v].producer;
-        const struct qt_qnode *q = prod >= 0 ? &p->qn[prod] : NULL;
-        if (q && q->kind == QT_QN_ACT_FUSED) {
-            for (int i = 0; i < g->nn; i++)
-                if (p->qn[i].fused == prod)
-                    q = &p->qn[i];
-        }
-        if (!q || q->kind == QT_QN_NONE) {
-            int c;
-            q = qt_graph_consumers(g, p->t[t].v, &c, 1) ? &p->qn[c] : NULL;
-        }
-        p->t[t].q.bits = q ? q->abits : o->abits;
-        p->t[t].obs_kind = q ? q->obs_kind : o->observer;
-    }
-    for (int t = 0; t < p->nt; t++) {
-        struct qt_qtensor *qt = &p->t[t];
-        if (qt->q.role == QT_ROLE_ACT)
-            continue;
-        qt->q.bits = qt->q.role == QT_ROLE_WEIGHT ? p->qn[qt->node].wbits : 32;
-    }
+    set_groups(p, uf);
     logf_(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
     free(dead);
     free(order);

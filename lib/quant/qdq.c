@@ -21,16 +21,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int weight_axis(const struct qt_graph *g, const struct qt_node *n, const struct qt_tensor *w) {
-    struct qt_err e = {0};
-    if (!strcmp(n->op_type, "Gemm"))
-        return qt_attr_int(n, "transB", 0, &e) ? 0 : 1;
-    if (!strcmp(n->op_type, "MatMul"))
-        return w->ndim - 1;
-    (void)g;
-    return 0;
-}
-
 int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
     struct qt_graph *g = p->g;
     for (int t = 0; t < p->nt; t++) {
@@ -41,7 +31,7 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
         const struct qt_tensor *w = g->v[qt->v].init;
         const float *W = w->data;
         int per_ch = p->qn[qt->node].per_channel;
-        int axis = weight_axis(g, n, w);
+        int axis = qt_qf_weight_axis(n, w->ndim);
         int64_t nch = per_ch ? w->dims[axis] : 1, total = qt_tensor_numel(w);
         int64_t inner = 1;
         for (int d = axis + 1; d < w->ndim; d++)
@@ -228,27 +218,12 @@ static int quantize_const(struct qt_graph *g, int v, const struct qt_qparam *q, 
 static int clip_drops(const struct qt_graph *g, const struct qt_node *act, const struct qt_qparam *q) {
     if (q->symmetric || q->zp[0] != q->qmin)
         return 0; /* the quantizer does not clip at 0 */
-    if (!strcmp(act->op_type, "Relu"))
-        return 1;
-    /* Clip: the quantized range must lie within [0, max] */
-    double mx = INFINITY;
-    struct qt_err e = {0};
-    if (g->opset < 11) {
-        mx = qt_attr_float(act, "max", INFINITY, &e);
-    } else if (act->nin > 2 && act->in[2] >= 0) {
-        const struct qt_value *v = &g->v[act->in[2]];
-        if (v->kind == QT_V_INIT && v->init && v->init->dtype == QT_FLOAT)
-            mx = ((const float *)v->init->data)[0];
-        else if (v->producer >= 0 && !strcmp(g->n[v->producer].op_type, "Constant")) {
-            const struct qt_tensor *t = qt_attr_tensor(&g->n[v->producer], "value", &e);
-            if (t && t->dtype == QT_FLOAT)
-                mx = ((const float *)t->data)[0];
-        } else {
-            return 0;
-        }
-    }
+    /* the quantized range must lie within [0, max] */
+    float lo, mx;
+    if (!qt_act_bounds(g, act, &lo, &mx) || isnan(mx))
+        return 0;
     double top = (double)q->scale[0] * (q->qmax - q->zp[0]);
-    return top <= mx * (1 + 1e-6);
+    return top <= (double)mx * (1 + 1e-6);
 }
 
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err) {

@@ -127,34 +127,9 @@ int qt_qplan_write_info(const struct qt_qplan *p, const char *path, const char *
     return qt_wfile_commit(&f, err);
 }
 
-int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
-                        const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
-                        struct qt_wfile *fw, struct qt_err *err) {
-    const struct qt_graph *g = p->g;
-    if (fw) {
-        memset(fw, 0, sizeof *fw);
-        fw->fd = -1;
-    }
-    const struct qt_quant_opts *o = &p->o;
-    void *buf = NULL;
-    size_t len = 0;
-    char hex[65];
-    int rc;
-    if (!path)
-        return 0;
-    if (qt_read_file(model_path, 0, &buf, &len, err))
-        return err->code;
-    qt_sha256_hex(buf, len, hex);
-    free(buf);
-
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "schema", "qtool-quant-info");
-    cJSON_AddNumberToObject(d, "version", QINFO_VERSION);
-    cJSON_AddStringToObject(d, "qtool_version", QT_VERSION);
-    cJSON *src = cJSON_AddObjectToObject(d, "source_model");
-    cJSON_AddStringToObject(src, "path", model_path);
-    cJSON_AddStringToObject(src, "sha256", hex);
-    cJSON_AddNumberToObject(src, "bytes", (double)len);
+/* The "preprocessing", "calibration" and "settings" objects of d. */
+static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct qt_preproc *pp, const char *data,
+                         int images) {
     cJSON *ppj = cJSON_AddObjectToObject(d, "preprocessing");
     cJSON_AddNumberToObject(ppj, "channels", pp->channels);
     cJSON_AddStringToObject(ppj, "order", pp->channels == 1 ? "gray" : pp->bgr ? "bgr" : "rgb");
@@ -188,6 +163,37 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddStringToObject(set, "scales", o->pow2_scales ? "pow2" : "float");
     cJSON_AddStringToObject(set, "requantization",
                             o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
+}
+
+int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
+                        const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
+                        struct qt_wfile *fw, struct qt_err *err) {
+    const struct qt_graph *g = p->g;
+    if (fw) {
+        memset(fw, 0, sizeof *fw);
+        fw->fd = -1;
+    }
+    const struct qt_quant_opts *o = &p->o;
+    void *buf = NULL;
+    size_t len = 0;
+    char hex[65];
+    int rc;
+    if (!path)
+        return 0;
+    if (qt_read_file(model_path, 0, &buf, &len, err))
+        return err->code;
+    qt_sha256_hex(buf, len, hex);
+    free(buf);
+
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "schema", "qtool-quant-info");
+    cJSON_AddNumberToObject(d, "version", QINFO_VERSION);
+    cJSON_AddStringToObject(d, "qtool_version", QT_VERSION);
+    cJSON *src = cJSON_AddObjectToObject(d, "source_model");
+    cJSON_AddStringToObject(src, "path", model_path);
+    cJSON_AddStringToObject(src, "sha256", hex);
+    cJSON_AddNumberToObject(src, "bytes", (double)len);
+    add_settings(d, o, pp, data, images);
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
     cJSON *fused = cJSON_AddArrayToObject(prep, "fused");

@@ -100,6 +100,7 @@ static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, in
 /* FakeQuant, domain QT_FQ_DOMAIN (lib/quant/fakequant.c explains the maths).
  * Not an ONNX operator: found by qt_op_find but not listed by qt_op_at. */
 #define QT_FQ_DOMAIN "ai.qtool"
+extern const struct qt_op qt_op_fakequant;
 struct qt_fq { /* the node's priv */
     int qmin, qmax, axis, pact, symmetric, ema;
     float grad_scale;
@@ -133,7 +134,15 @@ struct qt_qnode {
     int excluded;
 };
 
-enum { QT_QN_NONE, QT_QN_COMPUTE, QT_QN_BINARY, QT_QN_CONCAT, QT_QN_PASS, QT_QN_UNARY, QT_QN_ACT_FUSED };
+enum { /* the op's role (enum qt_qrole), or a fused activation */
+    QT_QN_NONE = QT_QR_NONE,
+    QT_QN_COMPUTE = QT_QR_COMPUTE,
+    QT_QN_BINARY = QT_QR_BINARY,
+    QT_QN_CONCAT = QT_QR_CONCAT,
+    QT_QN_PASS = QT_QR_PASS,
+    QT_QN_UNARY = QT_QR_UNARY,
+    QT_QN_ACT_FUSED,
+};
 
 struct qt_qplan {
     struct qt_graph *g;     /* prepared float graph: BatchNorm folded (owned) */
@@ -161,24 +170,8 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
-/* Streams images [0, total) of ds through g in batches of `batch` (the last
- * batch smaller, with its own executor: padding would skew statistics),
- * calling before_run once a batch is loaded and after_node after every node.
- * A hook that is done with a batch sets err->code = QT_STOP_BATCH and
- * returns it: the rest of the graph is skipped and the next batch starts.
- * Used by calibration, bias correction and finetune's capture. */
-#define QT_STOP_BATCH 0x5100
-struct qt_image_run {
-    const struct qt_preproc *pp;
-    int c, h, w, total, batch, threads;
-    int exec_flags; /* QT_EXEC_NOFUSE: every node's output visible */
-    int (*before_run)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err);
-    int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
-    void *ud;
-    void (*progress)(void *, int, int);
-    void *progress_ud;
-};
-int qt_run_images(struct qt_graph *g, struct qt_dataset *ds, const struct qt_image_run *r, struct qt_err *err);
+/* (qt_run_images, the image loop of calibration, bias correction and
+ * finetune's capture, is in lib/graph/stream.c; see engine.h) */
 /* Calibrates the activation parameters of p: streams the first `limit`
  * images of ds (0 = all) through p->g with an observer per activation group
  * and sets every activation's scale and zero point. fixed: the model's
@@ -258,13 +251,6 @@ struct qt_aq_params {
     float *w, *b, *ws;       /* weights, bias (may be NULL), per-channel weight steps */
     float as;                /* input step */
 };
-/* loss = mean((conv(fq(x), fq(w)) + b - t)^2); g (NULL: loss only) gets the
- * STE/LSQ gradient. ew/ex: frozen rounding residuals (NULL: round), the
- * gradient is then exact (qt_aq_residuals computes them at p). */
-int qt_aq_loss(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, const float *t,
-               const float *ew, const float *ex, struct qt_aq_params *g, double *loss, struct qt_err *err);
-void qt_aq_residuals(const struct qt_aq_layer *L, const struct qt_aq_params *p, const float *x, float *ew,
-                     float *ex);
 /* Adam with a learning rate relative to each channel's step; m, v: one
  * float per parameter (weights, biases, weight steps, input step), zeroed. */
 struct qt_aq_adam {

@@ -6,7 +6,7 @@
  * rounding variables (reconstruction + regulariser) against central finite
  * differences, the engine's soft-weight layer against the reference loops,
  * and qt_ar_tune ending on grid weights with a lower loss. */
-#include "quant/quant.h"
+#include "test/aq_ref.h"
 #include "test/tap.h"
 
 #include <math.h>

@@ -79,6 +79,20 @@ static int run(struct qt_exec *x) {
     return qt_exec_run(x, &err);
 }
 
+/* Ops with a backward that some case checked (the coverage assertion). */
+static const struct qt_op *covered[256];
+static int ncovered;
+
+static void cover(const struct qt_graph *g) {
+    for (int i = 0; i < g->nn; i++) {
+        int seen = 0;
+        for (int k = 0; k < ncovered; k++)
+            seen |= covered[k] == g->n[i].op;
+        if (!seen && g->n[i].op && g->n[i].op->bwd && ncovered < 256)
+            covered[ncovered++] = g->n[i].op;
+    }
+}
+
 /* Checks every float initializer of g except those in `fixed` (names). */
 static void check(struct qt_graph *g, const char *label, const char *const *fixed, int nfixed) {
     unsigned char *params = calloc((size_t)g->nv + 1, 1);
@@ -114,6 +128,7 @@ static void check(struct qt_graph *g, const char *label, const char *const *fixe
         T_OK(0, "%s: backward: %s", label, err.msg);
         goto out;
     }
+    cover(g);
     for (int v = 0; v < g->nv; v++) {
         if (!params[v])
             continue;
@@ -121,26 +136,30 @@ static void check(struct qt_graph *g, const char *label, const char *const *fixe
         int64_t n = qt_tensor_numel(g->v[v].init), step = n > 48 ? n / 48 : 1;
         float *an = malloc(sizeof(float) * (size_t)n);
         memcpy(an, qt_exec_grad(x, v), sizeof(float) * (size_t)n);
-        double worst = 0, wa = 0, wn = 0, gmax = 0;
-        for (int64_t k = 0; k < n; k += step) {
+        double worst = 0, wa = 0, wn = 0, gmax = 0, amax = 0;
+        int rc = 0;
+        for (int64_t k = 0; k < n && !rc; k += step) {
             float w0 = w[k], h = 1e-2f;
             w[k] = w0 + h;
-            run(x);
+            rc = run(x);
             double lp = loss_of(x, r, yv);
             w[k] = w0 - h;
-            run(x);
+            rc = rc ? rc : run(x);
             double lm = loss_of(x, r, yv);
             w[k] = w0;
             double num = (lp - lm) / (2.0 * h), e = fabs(an[k] - num) / (2e-3 + 1e-2 * fabs(num));
             gmax = fabs(num) > gmax ? fabs(num) : gmax;
+            amax = fabs(an[k]) > amax ? fabs(an[k]) : amax;
             if (e > worst) {
                 worst = e;
                 wa = an[k];
                 wn = num;
             }
         }
-        T_OK(worst <= 1 && gmax > 1e-3, "%s: d/d%s matches finite differences (worst analytic %.5f numeric %.5f, max |g| %.3f)",
-             label, g->v[v].name, wa, wn, gmax);
+        /* an all-zero gradient (analytic or numeric) checks nothing: a failure */
+        T_OK(!rc && worst <= 1 && gmax > 1e-3 && amax > 1e-3,
+             "%s: d/d%s matches finite differences (worst analytic %.5f numeric %.5f, max |g| %.3f)%s%s", label,
+             g->v[v].name, wa, wn, gmax, rc ? ": forward failed: " : "", rc ? err.msg : "");
         free(an);
     }
 out:
@@ -251,6 +270,13 @@ static void op_cases(void) {
     check(g, "BatchNormalization (training, batch statistics)", (const char *const[]){"mean", "var"}, 2);
     qt_graph_free(g);
 
+}
+
+/* activations, elementwise, pooling and shape ops */
+static void op_cases2(void) {
+    struct qt_graph *g;
+    struct qt_node *n;
+    int a, b;
     unary_case("Relu", -1, 1, 0.05f);
     unary_case("LeakyRelu", -1, 1, 0.05f);
     unary_case("Sigmoid", -3, 3, 0);
@@ -331,6 +357,13 @@ static void op_cases(void) {
     check(g, "Transpose perm (2,0,1)", NULL, 0);
     qt_graph_free(g);
 
+}
+
+/* slicing, splitting, padding, softmax and pass-through ops */
+static void op_cases3(void) {
+    struct qt_graph *g;
+    struct qt_node *n;
+    int a;
     g = qt_graph_new(13);
     a = tensor(g, "x", 3, D(2, 6, 5), -1, 1, 0);
     int st = ints(g, "starts", 2, D(1, -1)), en = ints(g, "ends", 2, D(6, -6)), ax = ints(g, "axes", 2, D(1, 2));
@@ -385,6 +418,26 @@ static void op_cases(void) {
     n = node(g, "LogSoftmax", IN(a), 1);
     qt_node_set_int(n, "axis", 1);
     check(g, "LogSoftmax axis 1", NULL, 0);
+    qt_graph_free(g);
+
+    g = qt_graph_new(13);
+    a = tensor(g, "x", 3, D(2, 3, 4), -1, 1, 0);
+    node(g, "Identity", IN(a), 1);
+    check(g, "Identity", NULL, 0);
+    qt_graph_free(g);
+
+    g = qt_graph_new(13);
+    a = tensor(g, "x", 4, D(2, 1, 4, 1), -1, 1, 0);
+    int sq = ints(g, "axes", 2, D(1, -1));
+    node(g, "Squeeze", IN(a, sq), 2);
+    check(g, "Squeeze axes (1,-1)", NULL, 0);
+    qt_graph_free(g);
+
+    g = qt_graph_new(13);
+    a = tensor(g, "x", 2, D(3, 4), -1, 1, 0);
+    int usq = ints(g, "axes", 2, D(0, 3));
+    node(g, "Unsqueeze", IN(a, usq), 2);
+    check(g, "Unsqueeze axes (0,3)", NULL, 0);
     qt_graph_free(g);
 
     g = qt_graph_new(13);
@@ -623,6 +676,35 @@ static void loss_cases(void) {
     T_OK(L > 0 && worst < 1e-4, "KL distillation gradient at T=3 (worst %.2g)", worst);
     qt_loss_kl(t, t, 3, 4, 3.0f, d, &L, NULL);
     T_OK(fabs(L) < 1e-12, "KL of the teacher against itself is 0");
+
+    /* more classes than the old 4096-entry buffers: the gradient is not
+     * silently zeroed (softmax - onehot for cross-entropy, sums to 0) */
+    enum { C = 5000 };
+    float *zb = malloc(sizeof(float) * 2 * C), *tb = malloc(sizeof(float) * 2 * C), *db = malloc(sizeof(float) * 2 * C);
+    int lb[2] = {4321, 7};
+    for (int i = 0; i < 2 * C; i++)
+        zb[i] = urand(-2, 2), tb[i] = urand(-2, 2);
+    nl = qt_loss_xent(zb, lb, 2, C, db, &L, NULL);
+    double m = -INFINITY, se = 0, sum = 0, werr = 0;
+    for (int k = 0; k < C; k++)
+        m = fmax(m, zb[k]);
+    for (int k = 0; k < C; k++)
+        se += exp(zb[k] - m);
+    for (int k = 0; k < C; k++) {
+        double want = (exp(zb[k] - m) / se - (k == lb[0])) / 2;
+        werr = fmax(werr, fabs(db[k] - want));
+        sum += db[k];
+    }
+    T_OK(nl == 2 && werr < 1e-7 && fabs(sum) < 1e-5 && db[lb[0]] < -0.4f,
+         "cross-entropy over %d classes: gradient = (softmax - onehot) / 2 (worst %.2g, row sum %.2g)", C, werr, sum);
+    qt_loss_kl(zb, tb, 2, C, 2.0f, db, &L, NULL);
+    double amax = 0;
+    for (int i = 0; i < 2 * C; i++)
+        amax = fmax(amax, fabs(db[i]));
+    T_OK(L > 0 && amax > 1e-6, "KL over %d classes: loss %.4f, gradient not zeroed (max %.2g)", C, L, amax);
+    free(zb);
+    free(tb);
+    free(db);
 }
 
 static void optim_cases(void) {
@@ -684,29 +766,59 @@ static void determinism_case(void) {
         int a = tensor(g, "x", 4, D(4, 8, 9, 9), -1, 1, 0), w = tensor(g, "w", 4, D(16, 8, 3, 3), -1, 1, 0);
         struct qt_node *n = node(g, "Conv", IN(a, w), 2);
         qt_node_set_ints(n, "pads", D(1, 1, 1, 1), 4);
-        qt_node_changed(g, 0, &err);
         unsigned char params[4] = {1, 1, 0, 0};
         struct qt_exec *x = NULL;
-        qt_exec_new_train(&x, g, 1, th, params, &err);
-        qt_exec_run(x, &err);
+        memset(&err, 0, sizeof err);
+        res[th - 1] = calloc(16 * 8 * 9 + 4 * 8 * 81, sizeof(float));
+        if (qt_node_changed(g, 0, &err) || qt_exec_new_train(&x, g, 1, th, params, &err) ||
+            qt_exec_run(x, &err)) {
+            T_OK(0, "Conv backward at %d threads: %s", th, err.msg);
+            qt_exec_free(x);
+            qt_graph_free(g);
+            continue;
+        }
         int64_t ny = qt_tensor_numel(&x->t[g->outputs[0]]);
         for (int64_t i = 0; i < ny; i++)
             qt_exec_grad(x, g->outputs[0])[i] = urand(-1, 1);
-        qt_exec_backward(x, &err);
-        res[th - 1] = malloc(sizeof(float) * (16 * 8 * 9 + 4 * 8 * 81));
-        memcpy(res[th - 1], qt_exec_grad(x, w), sizeof(float) * 16 * 8 * 9);
-        memcpy(res[th - 1] + 16 * 8 * 9, qt_exec_grad(x, a), sizeof(float) * 4 * 8 * 81);
+        if (qt_exec_backward(x, &err))
+            T_OK(0, "Conv backward at %d threads: %s", th, err.msg);
+        else
+            memcpy(res[th - 1], qt_exec_grad(x, w), sizeof(float) * 16 * 8 * 9),
+                memcpy(res[th - 1] + 16 * 8 * 9, qt_exec_grad(x, a), sizeof(float) * 4 * 8 * 81);
         qt_exec_free(x);
         qt_graph_free(g);
     }
-    T_OK(!memcmp(res[0], res[1], sizeof(float) * (16 * 8 * 9 + 4 * 8 * 81)),
-         "Conv backward: identical bytes at 1 and 2 threads");
+    int nonzero = 0;
+    for (int i = 0; i < 16 * 8 * 9 + 4 * 8 * 81; i++)
+        nonzero += res[0][i] != 0;
+    T_OK(nonzero > (16 * 8 * 9 + 4 * 8 * 81) / 2 && !memcmp(res[0], res[1], sizeof(float) * (16 * 8 * 9 + 4 * 8 * 81)),
+         "Conv backward: identical bytes at 1 and 2 threads (%d nonzero gradient elements)", nonzero);
     free(res[0]);
     free(res[1]);
 }
 
+/* Every registered op with a backward has a case above (as t_ops.c checks
+ * for the forward). */
+static void coverage_case(void) {
+    int missing = 0;
+    for (int i = 0; i < qt_op_count(); i++) {
+        const struct qt_op *op = qt_op_at(i);
+        int seen = 0;
+        for (int k = 0; k < ncovered; k++)
+            seen |= covered[k] == op;
+        if (op->bwd && !seen) {
+            T_OK(0, "%s has a backward but no gradient case", op->name);
+            missing++;
+        }
+    }
+    T_OK(!missing && ncovered > 0, "every op with a backward has a gradient case (%d ops)", ncovered);
+}
+
 int main(void) {
     op_cases();
+    op_cases2();
+    op_cases3();
+    coverage_case();
     fq_case("FakeQuant per tensor uint8", 0, 0, 255);
     fq_case("FakeQuant per tensor 4-bit", 0, 0, 15);
     fq_case("FakeQuant per channel int4", 1, -8, 7);

@@ -3,42 +3,42 @@
 
 #include <math.h>
 
-/* log softmax of row z / T into out (double), returns the argmax */
-static int log_softmax(const float *z, int c, double T, double *out) {
+/* log(sum_k exp(z[k] / T)) of a row, computed as m + log(sum exp(z/T - m));
+ * *best gets the row's argmax. Row k's log softmax is then z[k] / T - lse:
+ * no per-class buffer, so any number of classes. */
+static double log_sum_exp(const float *z, int c, double T, int *best) {
     double m = -INFINITY, s = 0;
-    int best = 0;
+    *best = 0;
     for (int k = 0; k < c; k++) {
-        if (z[k] > z[best])
-            best = k;
+        if (z[k] > z[*best])
+            *best = k;
         if (z[k] / T > m)
             m = z[k] / T;
     }
     for (int k = 0; k < c; k++)
         s += exp(z[k] / T - m);
-    double ls = m + log(s);
-    for (int k = 0; k < c; k++)
-        out[k] = z[k] / T - ls;
-    return best;
+    return m + log(s);
 }
 
 int qt_loss_xent(const float *logits, const int *labels, int n, int c, float *dlogits, double *loss, int *correct) {
-    double total = 0, ls[4096];
+    double total = 0;
     int labeled = 0, hits = 0;
     for (int i = 0; i < n; i++)
         labeled += labels[i] >= 0 && labels[i] < c;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (int64_t)i * c;
         float *d = dlogits + (int64_t)i * c;
-        int y = labels[i];
-        if (y < 0 || y >= c || c > 4096) {
+        int y = labels[i], best;
+        if (y < 0 || y >= c) {
             for (int k = 0; k < c; k++)
                 d[k] = 0;
             continue;
         }
-        hits += log_softmax(z, c, 1.0, ls) == y;
-        total -= ls[y];
+        double lse = log_sum_exp(z, c, 1.0, &best);
+        hits += best == y;
+        total -= z[y] / 1.0 - lse;
         for (int k = 0; k < c; k++)
-            d[k] = (float)((exp(ls[k]) - (k == y)) / labeled);
+            d[k] = (float)((exp(z[k] / 1.0 - lse) - (k == y)) / labeled);
     }
     *loss = labeled ? total / labeled : 0;
     if (correct)
@@ -48,21 +48,18 @@ int qt_loss_xent(const float *logits, const int *labels, int n, int c, float *dl
 
 void qt_loss_kl(const float *logits, const float *teacher, int n, int c, float temperature, float *dlogits,
                 double *loss, int *agree) {
-    double total = 0, ls[4096], lt[4096], T = temperature > 0 ? temperature : 1;
+    double total = 0, T = temperature > 0 ? temperature : 1;
     int same = 0;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (int64_t)i * c, *t = teacher + (int64_t)i * c;
         float *d = dlogits + (int64_t)i * c;
-        if (c > 4096) {
-            for (int k = 0; k < c; k++)
-                d[k] = 0;
-            continue;
-        }
-        same += log_softmax(z, c, T, ls) == log_softmax(t, c, T, lt);
+        int bz, bt;
+        double lz = log_sum_exp(z, c, T, &bz), ltt = log_sum_exp(t, c, T, &bt);
+        same += bz == bt;
         for (int k = 0; k < c; k++) {
-            double pt = exp(lt[k]);
-            total += pt * (lt[k] - ls[k]);
-            d[k] = (float)(T * (exp(ls[k]) - pt) / n);
+            double ls = z[k] / T - lz, lt = t[k] / T - ltt, pt = exp(lt);
+            total += pt * (lt - ls);
+            d[k] = (float)(T * (exp(ls) - pt) / n);
         }
     }
     *loss = n ? total * T * T / n : 0;

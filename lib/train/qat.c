@@ -185,12 +185,12 @@ static int unfold_bn(struct qat *q, struct qt_err *err) {
         return qt_errf(err, QT_ENOMEM, "out of memory");
     for (int k = 0; k < nn; k++) {
         const struct qt_node *c = &tg->n[k];
-        if (strcmp(c->op_type, "Conv") || c->nin < 3 || c->in[2] < 0 || c->nout < 1)
+        if (!(qt_qf(c)->flags & QT_QF_CONV_KERNEL) || c->nin < 3 || c->in[2] < 0 || c->nout < 1)
             continue;
         const char *yn = tg->v[c->out[0]].name;
         const struct qt_node *bn = NULL;
         for (int i = 0; i < g->nn && !bn; i++)
-            if (!strcmp(g->n[i].op_type, "BatchNormalization") && g->n[i].nout > 0 && g->n[i].nin >= 5 &&
+            if ((qt_qf(&g->n[i])->flags & QT_QF_BN) && g->n[i].nout > 0 && g->n[i].nin >= 5 &&
                 !strcmp(g->v[g->n[i].out[0]].name, yn))
                 bn = &g->n[i];
         if (!bn || g->v[bn->in[0]].producer < 0)
@@ -380,13 +380,11 @@ static int mark_params(struct qat *q, struct qt_err *err) {
         return qt_errf(err, QT_ENOMEM, "out of memory");
     for (int i = 0; i < tg->nn; i++) {
         const struct qt_node *n = &tg->n[i];
-        const char *op = n->op_type;
-        if (!strcmp(op, "Conv") || !strcmp(op, "Gemm") || !strcmp(op, "MatMul") ||
-            !strcmp(op, "BatchNormalization")) {
+        if (qt_qf(n)->role == QT_QR_COMPUTE || (qt_qf(n)->flags & QT_QF_BN)) {
             for (int j = 1; j < 3 && j < n->nin; j++) {
                 int v = n->in[j];
                 if (v >= 0 && !is_float_init(tg, v) && tg->v[v].producer >= 0 &&
-                    !strcmp(tg->n[tg->v[v].producer].op_type, "FakeQuant"))
+                    tg->n[tg->v[v].producer].op == &qt_op_fakequant)
                     v = tg->n[tg->v[v].producer].in[0]; /* the float weight behind its FakeQuant */
                 if (is_float_init(tg, v))
                     q->params[v] = 1;
@@ -408,9 +406,8 @@ static void reinit(struct qat *q) {
     uint64_t st = q->o->seed * 0x2545f4914f6cdd1dull + 1;
     for (int i = 0; i < g->nn; i++) {
         const struct qt_node *n = &g->n[i];
-        struct qt_err e = {0};
-        int isbn = !strcmp(n->op_type, "BatchNormalization");
-        if (isbn) {
+        const struct qt_qfacts *f = qt_qf(n);
+        if (f->flags & QT_QF_BN) {
             for (int j = 1; j < 5; j++) {
                 if (!is_float_init(g, n->in[j]))
                     continue;
@@ -421,16 +418,17 @@ static void reinit(struct qat *q) {
             }
             continue;
         }
-        if (strcmp(n->op_type, "Conv") && strcmp(n->op_type, "Gemm") && strcmp(n->op_type, "MatMul"))
+        if (f->role != QT_QR_COMPUTE)
             continue;
         if (n->nin > 1 && is_float_init(g, n->in[1])) {
             struct qt_tensor *t = g->v[n->in[1]].init;
             int64_t fan = 1;
-            if (!strcmp(n->op_type, "Conv"))
+            int conv = f->flags & QT_QF_CONV_KERNEL;
+            if (conv)
                 fan = qt_tensor_numel(t) / (t->dims[0] ? t->dims[0] : 1);
-            else if (t->ndim == 2)
-                fan = !strcmp(n->op_type, "Gemm") && qt_attr_int(n, "transB", 0, &e) ? t->dims[1] : t->dims[0];
-            double bound = strcmp(n->op_type, "Conv") ? 1.0 / sqrt((double)fan) : sqrt(6.0 / (double)fan);
+            else if (t->ndim == 2) /* the input axis: the one that is not the output channels' */
+                fan = t->dims[1 - qt_qf_weight_axis(n, 2)];
+            double bound = conv ? sqrt(6.0 / (double)fan) : 1.0 / sqrt((double)fan);
             for (int64_t k = 0; k < qt_tensor_numel(t); k++)
                 ((float *)t->data)[k] = (float)((2 * qt_rand01(&st) - 1) * bound);
             g->v[n->in[1]].orig = NULL;
@@ -814,6 +812,9 @@ static void shuffle(int *order, int n, uint64_t seed) {
 static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     int fixed;
+    if (o->batch > QT_QAT_MAX_BATCH) /* the step's index array */
+        return qt_errf(err, QT_EUSAGE, "batch %d is above %d, the most images per qat step", o->batch,
+                       QT_QAT_MAX_BATCH);
     q->pp = o->pp;
     if (qt_graph_load(&q->g, o->model, err) || qt_graph_check_weights(q->g, err) ||
         qt_model_image_shape(q->g, &q->pp, &q->c, &q->h, &q->w, &fixed, err))
