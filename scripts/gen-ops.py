@@ -709,6 +709,39 @@ def gen_math_extra():
 GENERATORS.append(gen_math_extra)
 
 
+# The operators of transformer and ConvNeXt exports (issue 19): Mod (Swin's
+# window glue), LayerNormalization (opset 17), Gelu (opset 20), ScatterND.
+def gen_transformer():
+    FL = TensorProto.FLOAT
+    r = rng_for("transformer", "x")
+    one("Mod", "mod_int64", [I(i64([7, -7, 7, -7, 0, 5, 6])), I(i64([3, 3, -3, -3, 2, 7, 6]))], opset=13)
+    one("Mod", "mod_int64_bcast", [I(i64([[13, -4, 56], [0, 9, -9]])), C(i64(7))], opset=13)
+    one("Mod", "mod_int32_fmod", [I(np.array([7, -7, 7, -7], np.int32)), I(np.array([3, 3, -3, -3], np.int32))],
+        dict(fmod=1), opset=13)
+    one("Mod", "mod_float_fmod", [I(f32(r, 2, 3, 4) * 5), C(fl([1.5, -2.0, 0.7, 3.0]))], dict(fmod=1), opset=13)
+    ln = "LayerNormalization"
+    x = f32(r, 2, 5, 16) * 2 + 0.5
+    one(ln, "layernorm_last", [I(x), C(f32(r, 16)), C(f32(r, 16))], opset=17)
+    one(ln, "layernorm_axis1_noB", [I(x), C(f32(r, 5, 16))], dict(axis=1, epsilon=1e-3), opset=17)
+    one(ln, "layernorm_stats", [I(f32(r, 3, 4, 8)), C(f32(r, 8)), C(f32(r, 8))], dict(axis=-1), nout=3, opset=17)
+    one(ln, "layernorm_4d_axis2", [I(f32(r, 2, 3, 4, 5)), C(f32(r, 4, 5)), C(f32(r, 4, 5))], dict(axis=2),
+        opset=17)
+    g = np.concatenate([f32(r, 2, 3, 8).ravel() * 3, fl([0.0, -0.0, 6.0, -6.0, 12.0, -12.0])])
+    one("Gelu", "gelu_none", [I(g)], opset=20, out_types={"y": (FL, list(g.shape))})
+    one("Gelu", "gelu_tanh", [I(g)], dict(approximate="tanh"), opset=20, out_types={"y": (FL, list(g.shape))})
+    sn = "ScatterND"
+    d = f32(r, 4, 5, 6)
+    one(sn, "scatternd_rows", [I(d), C(i64([[1], [3]])), I(f32(r, 2, 5, 6))], opset=13)
+    one(sn, "scatternd_elems", [I(d), C(i64([[0, 1, 2], [3, 4, 5], [2, 2, 2]])), I(f32(r, 3))], opset=13)
+    one(sn, "scatternd_add", [I(d), C(i64([[1, 1], [1, 1], [0, 4]])), I(f32(r, 3, 6))], dict(reduction="add"),
+        opset=16)
+    one(sn, "scatternd_int64", [I(i64([[0, 0, 0], [0, 0, 0]])), C(i64([[0, 1], [1, 2]])), I(i64([4, 5]))],
+        opset=13)
+
+
+GENERATORS.append(gen_transformer)
+
+
 def main():
     global OUT, ONLY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
