@@ -393,6 +393,40 @@ static void op_cases(void) {
     node(g, "Dropout", IN(a, ratio), 2);
     check(g, "Dropout (training, seeded mask)", (const char *const[]){"ratio"}, 1);
     qt_graph_free(g);
+
+    /* transformer ops (after the others: their random draws leave the earlier cases' data as it was) */
+    unary_case("Erf", -2, 2, 0);
+    unary_case("Gelu", -3, 3, 0);
+    g = qt_graph_new(20);
+    a = tensor(g, "x", 3, D(2, 3, 4), -3, 3, 0);
+    n = node(g, "Gelu", IN(a), 1);
+    qt_node_set_str(n, "approximate", "tanh");
+    check(g, "Gelu approximate tanh", NULL, 0);
+    qt_graph_free(g);
+
+    /* LayerNormalization: x, Scale and B all trained */
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 3, D(2, 3, 6), -2, 2, 0);
+    s = tensor(g, "scale", 1, D(6), 0.5f, 1.5f, 0);
+    bb = tensor(g, "bias", 1, D(6), -1, 1, 0);
+    node(g, "LayerNormalization", IN(a, s, bb), 3);
+    check(g, "LayerNormalization last axis", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 3, D(2, 3, 4), -2, 2, 0);
+    s = tensor(g, "scale", 2, D(3, 4), 0.5f, 1.5f, 0);
+    n = node(g, "LayerNormalization", IN(a, s), 2);
+    qt_node_set_int(n, "axis", 1);
+    qt_node_set_float(n, "epsilon", 1e-3f);
+    check(g, "LayerNormalization axis 1, no B", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 2, D(3, 5), -2, 2, 0);
+    s = tensor(g, "scale", 1, D(1), 0.5f, 1.5f, 0);
+    bb = tensor(g, "bias", 1, D(1), -1, 1, 0);
+    node(g, "LayerNormalization", IN(a, s, bb), 3);
+    check(g, "LayerNormalization scalar Scale and B", NULL, 0);
+    qt_graph_free(g);
 }
 
 /* ---- FakeQuant ------------------------------------------------------------ */
