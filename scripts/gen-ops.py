@@ -729,6 +729,8 @@ def gen_transformer():
     g = np.concatenate([f32(r, 2, 3, 8).ravel() * 3, fl([0.0, -0.0, 6.0, -6.0, 12.0, -12.0])])
     one("Gelu", "gelu_none", [I(g)], opset=20, out_types={"y": (FL, list(g.shape))})
     one("Gelu", "gelu_tanh", [I(g)], dict(approximate="tanh"), opset=20, out_types={"y": (FL, list(g.shape))})
+    # Swin's attention dropout exports as Dropout(ratio 0, training_mode true): y = x
+    one("Dropout", "dropout_training_ratio0", [I(f32(r, 2, 3, 4)), C(fl(0.0)), C(np.array(True))], opset=13)
     sn = "ScatterND"
     d = f32(r, 4, 5, 6)
     one(sn, "scatternd_rows", [I(d), C(i64([[1], [3]])), I(f32(r, 2, 5, 6))], opset=13)
