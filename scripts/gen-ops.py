@@ -740,6 +740,25 @@ def gen_transformer():
     one(sn, "scatternd_int64", [I(i64([[0, 0, 0], [0, 0, 0]])), C(i64([[0, 1], [1, 2]])), I(i64([4, 5]))],
         opset=13)
 
+    # Einsum (maxvit's attention; the forms of the ONNX node tests)
+    re_ = rng_for("Einsum", "x")
+    es = "Einsum"
+    one(es, "einsum_maxvit_qk", [I(f32(re_, 2, 3, 2, 5, 4)), I(f32(re_, 2, 3, 2, 6, 4))],
+        dict(equation="B G H I D, B G H J D -> B G H I J"), opset=13)
+    one(es, "einsum_maxvit_av", [I(f32(re_, 2, 3, 2, 5, 6)), I(f32(re_, 2, 3, 2, 6, 4))],
+        dict(equation="B G H I J, B G H J D -> B G H I D"), opset=13)
+    one(es, "einsum_matmul", [I(f32(re_, 3, 4)), C(f32(re_, 4, 5))], dict(equation="ij,jk->ik"), opset=12)
+    one(es, "einsum_implicit_transpose", [I(f32(re_, 3, 4))], dict(equation="ji"), opset=12)
+    one(es, "einsum_sum", [I(f32(re_, 3, 4))], dict(equation="ij->i"), opset=12)
+    one(es, "einsum_inner", [I(f32(re_, 7)), I(f32(re_, 7))], dict(equation="i,i"), opset=12)
+    one(es, "einsum_batch_diagonal", [I(f32(re_, 3, 5, 5))], dict(equation="...ii->...i"), opset=12)
+    one(es, "einsum_ellipsis_bcast", [I(f32(re_, 2, 1, 3, 4)), I(f32(re_, 1, 5, 4, 2))], dict(equation="...ij,...jk->...ik"),
+        opset=12)
+    one(es, "einsum_three", [I(f32(re_, 2, 3)), I(f32(re_, 3, 4)), I(f32(re_, 4))], dict(equation="ab,bc,c->a"),
+        opset=12)
+    one(es, "einsum_double", [I(re_.standard_normal((2, 3))), I(re_.standard_normal((3, 2)))],
+        dict(equation="ij,jk->ik"), opset=12)
+
 
 GENERATORS.append(gen_transformer)
 

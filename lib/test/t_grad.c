@@ -427,6 +427,29 @@ static void op_cases(void) {
     node(g, "LayerNormalization", IN(a, s, bb), 3);
     check(g, "LayerNormalization scalar Scale and B", NULL, 0);
     qt_graph_free(g);
+
+    /* Einsum: both inputs trained (maxvit's attention product), a broadcast
+     * ellipsis, a diagonal */
+    g = qt_graph_new(13);
+    a = tensor(g, "q", 4, D(2, 2, 3, 4), -1, 1, 0);
+    b = tensor(g, "k", 4, D(2, 2, 5, 4), -1, 1, 0);
+    n = node(g, "Einsum", IN(a, b), 2);
+    qt_node_set_str(n, "equation", "B H I D, B H J D -> B H I J");
+    check(g, "Einsum B H I D, B H J D -> B H I J", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 3, 4), -1, 1, 0);
+    b = tensor(g, "b", 3, D(1, 4, 2), -1, 1, 0);
+    n = node(g, "Einsum", IN(a, b), 2);
+    qt_node_set_str(n, "equation", "...ij,...jk->...ik");
+    check(g, "Einsum ...ij,...jk->...ik (b broadcast)", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 4, 4), -1, 1, 0);
+    n = node(g, "Einsum", IN(a), 1);
+    qt_node_set_str(n, "equation", "bii->bi");
+    check(g, "Einsum bii->bi (diagonal)", NULL, 0);
+    qt_graph_free(g);
 }
 
 /* ---- FakeQuant ------------------------------------------------------------ */
