@@ -740,6 +740,15 @@ def gen_transformer():
     one(sn, "scatternd_int64", [I(i64([[0, 0, 0], [0, 0, 0]])), C(i64([[0, 1], [1, 2]])), I(i64([4, 5]))],
         opset=13)
 
+    # float16 casts (mixed-precision exports): rounding to nearest even, subnormals, overflow
+    h = fl([0.0, -0.0, 1.0, 1.0 + 2 ** -11, 1.0 + 3 * 2 ** -11, 65504.0, 65519.0, 65520.0, 1e6, -1e6, 6e-8, 3e-8,
+            2.98e-8, 1e-5, -1e-5, 0.1, 3.14159, np.inf, -np.inf])
+    one("Cast", "cast_float_to_float16", [I(h)], dict(to=TensorProto.FLOAT16), opset=13)
+    one("Cast", "cast_float16_to_float", [I(h.astype(np.float16))], dict(to=TensorProto.FLOAT), opset=13)
+    one("Cast", "cast_int64_to_float16", [I(i64([-70000, -2049, 2049, 3, 0]))], dict(to=TensorProto.FLOAT16),
+        opset=13)
+    one("Cast", "cast_float16_to_int64", [I(fl([-3.7, 0.5, 2049.0, 60000.0]).astype(np.float16))],
+        dict(to=TensorProto.INT64), opset=13)
     # Einsum (maxvit's attention; the forms of the ONNX node tests)
     re_ = rng_for("Einsum", "x")
     es = "Einsum"
