@@ -749,6 +749,19 @@ def gen_transformer():
         opset=13)
     one("Cast", "cast_float16_to_int64", [I(fl([-3.7, 0.5, 2049.0, 60000.0]).astype(np.float16))],
         dict(to=TensorProto.INT64), opset=13)
+    # bicubic Resize (F.interpolate(mode="bicubic") exports: pytorch_half_pixel / align_corners, a = -0.75)
+    rc = rng_for("Resize", "cubic")
+    xc = f32(rc, 2, 3, 5, 6)
+    one("Resize", "resize_cubic_pytorch_half_pixel_x2", [I(xc), None, C(fl([1, 1, 2, 2]))],
+        dict(mode="cubic", coordinate_transformation_mode="pytorch_half_pixel"), opset=13)
+    one("Resize", "resize_cubic_align_corners_sizes", [I(xc), None, None, C(i64([2, 3, 9, 4]))],
+        dict(mode="cubic", coordinate_transformation_mode="align_corners"), opset=13)
+    one("Resize", "resize_cubic_half_pixel_down", [I(f32(rc, 1, 2, 9, 8)), None, C(fl([1, 1, 0.5, 0.75]))],
+        dict(mode="cubic"), opset=13)
+    one("Resize", "resize_cubic_a05_exclude_outside", [I(xc), None, C(fl([1, 1, 1.5, 2.5]))],
+        dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), opset=13)
+    one("Resize", "resize_cubic_2d_asymmetric", [I(f32(rc, 4, 5)), None, C(fl([2.0, 1.6]))],
+        dict(mode="cubic", coordinate_transformation_mode="asymmetric"), opset=13)
     # Einsum (maxvit's attention; the forms of the ONNX node tests)
     re_ = rng_for("Einsum", "x")
     es = "Einsum"

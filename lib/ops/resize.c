@@ -6,8 +6,9 @@
  * time; with sizes the scale of an axis is size / input as a float. From
  * opset 18 the `axes` attribute says which axes scales/sizes list, and
  * keep_aspect_ratio_policy not_larger/not_smaller rescales sizes by the
- * smallest/largest of their scales. roi is ignored: tf_crop_and_resize,
- * cubic mode and antialias are unsupported. Resize-10 uses asymmetric
+ * smallest/largest of their scales. roi is ignored: tf_crop_and_resize
+ * and antialias are unsupported; cubic mode (cubic_coeff_a, exclude_outside)
+ * resizes the last two axes like linear. Resize-10 uses asymmetric
  * coordinates and "simple" nearest rounding, like Upsample.
  * Gradient (training): dx accumulates dy with the interpolation weights. */
 #include "ops/layout.h"
@@ -25,13 +26,14 @@ int qt_resize_check(const struct qt_node *n, const struct qt_resize *r, const st
     for (int d = 0; d < x->ndim; d++)
         if (!(scales[d] > 0) || isinf(scales[d]))
             return qt_node_err(n, QT_EMODEL, err, "scale %g of axis %d is not positive", (double)scales[d], d);
-    if (r->mode == QT_RESIZE_LINEAR) {
+    if (r->mode != QT_RESIZE_NEAREST) {
+        const char *m = r->mode == QT_RESIZE_LINEAR ? "linear" : "cubic";
         if (x->dtype != QT_FLOAT)
-            return qt_node_err(n, QT_EUNSUPPORTED, err, "linear mode needs float32 input (got %s)",
+            return qt_node_err(n, QT_EUNSUPPORTED, err, "%s mode needs float32 input (got %s)", m,
                                qt_dtype_name(x->dtype));
         if (!(x->ndim == 2 || (x->ndim == 4 && scales[0] == 1 && scales[1] == 1)))
             return qt_node_err(n, QT_EUNSUPPORTED, err,
-                               "linear mode resizes only the last two axes of a 2-D or 4-D (NCHW) input");
+                               "%s mode resizes only the last two axes of a 2-D or 4-D (NCHW) input", m);
     }
     return 0;
 }
@@ -229,6 +231,80 @@ static int resize_bilinear(struct qt_exec *ex, const struct qt_resize *r, const 
     return 0;
 }
 
+/* Bicubic: 4 taps and weights per output index along each axis. */
+static void cubic_axis(const struct qt_resize *r, float s, int64_t in, int64_t out, int64_t *idx, float *w) {
+    float A = r->cubic_a;
+    for (int64_t o = 0; o < out; o++) {
+        float c = s == 1.0f ? (float)o : src_coord(r->coord, (float)o, s, (float)out, (float)in);
+        float f = floorf(c), t = c - f, sum = 0;
+        float cw[4] = {((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A,
+                       ((A + 2) * t - (A + 3)) * t * t + 1, ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1,
+                       ((A * (2 - t) - 5 * A) * (2 - t) + 8 * A) * (2 - t) - 4 * A};
+        for (int k = 0; k < 4; k++) {
+            int64_t i = (int64_t)f - 1 + k;
+            if (r->exclude_outside && (i < 0 || i >= in))
+                cw[k] = 0;
+            sum += cw[k];
+            idx[o * 4 + k] = i < 0 ? 0 : i >= in ? in - 1 : i;
+        }
+        for (int k = 0; k < 4; k++)
+            w[o * 4 + k] = r->exclude_outside && sum != 0 ? cw[k] / sum : cw[k];
+    }
+}
+
+struct bicubic_job {
+    const float *x;
+    float *y;
+    int64_t ih, iw, oh, ow;
+    const int64_t *iy, *ix;
+    const float *wy, *wx;
+};
+
+static void bicubic_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct bicubic_job *j = arg;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xp = j->x + t * j->ih * j->iw;
+        float *yp = j->y + t * j->oh * j->ow;
+        for (int64_t oy = 0; oy < j->oh; oy++)
+            for (int64_t ox = 0; ox < j->ow; ox++) {
+                const int64_t *cx = j->ix + ox * 4;
+                const float *wx = j->wx + ox * 4;
+                float acc = 0;
+                for (int k = 0; k < 4; k++) {
+                    const float *row = xp + j->iy[oy * 4 + k] * j->iw;
+                    float v = wx[0] * row[cx[0]] + wx[1] * row[cx[1]] + wx[2] * row[cx[2]] + wx[3] * row[cx[3]];
+                    acc += j->wy[oy * 4 + k] * v;
+                }
+                yp[oy * j->ow + ox] = acc;
+            }
+    }
+}
+
+static int resize_bicubic(struct qt_exec *ex, const struct qt_resize *r, const float *scales,
+                          const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err) {
+    int nd = x->ndim;
+    struct bicubic_job j = {.x = x->data, .y = y->data, .ih = x->dims[nd - 2], .iw = x->dims[nd - 1],
+                            .oh = y->dims[nd - 2], .ow = y->dims[nd - 1]};
+    size_t cnt = (size_t)(j.oh + j.ow) * 4;
+    if (j.ih == 0 || j.iw == 0)
+        return 0;
+    int64_t *idx = qt_malloc(cnt * sizeof *idx, err);
+    float *wts = qt_malloc(cnt * sizeof *wts, err);
+    if (!idx || !wts) {
+        free(idx);
+        free(wts);
+        return err->code;
+    }
+    j.iy = idx, j.ix = idx + 4 * j.oh, j.wy = wts, j.wx = wts + 4 * j.oh;
+    cubic_axis(r, scales[nd - 2], j.ih, j.oh, idx, wts);
+    cubic_axis(r, scales[nd - 1], j.iw, j.ow, idx + 4 * j.oh, wts + 4 * j.oh);
+    qt_parallel_for(ex, nd == 4 ? x->dims[0] * x->dims[1] : 1, bicubic_task, &j);
+    free(idx);
+    free(wts);
+    return 0;
+}
+
 int qt_resize_run(struct qt_exec *ex, const struct qt_node *n, const struct qt_resize *r, const float *scales,
                   const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err) {
     if (qt_resize_check(n, r, x, scales, err))
@@ -239,6 +315,8 @@ int qt_resize_run(struct qt_exec *ex, const struct qt_node *n, const struct qt_r
         return qt_node_err(n, QT_EMODEL, err, "cannot resize an empty input to a non-empty output");
     if (r->mode == QT_RESIZE_LINEAR)
         return resize_bilinear(ex, r, scales, x, y, err);
+    if (r->mode == QT_RESIZE_CUBIC)
+        return resize_bicubic(ex, r, scales, x, y, err);
     return resize_nearest(ex, r, scales, x, y, err);
 }
 
@@ -272,14 +350,16 @@ static int resize_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err
         a->r.mode = QT_RESIZE_NEAREST;
     else if (!strcmp(mode, "linear"))
         a->r.mode = QT_RESIZE_LINEAR;
-    else if (!strcmp(mode, "cubic"))
-        return qt_node_err(n, QT_EUNSUPPORTED, err, "mode 'cubic' is not supported");
+    else if (!strcmp(mode, "cubic") && a->opset >= 11)
+        a->r.mode = QT_RESIZE_CUBIC;
     else
         return qt_node_err(n, QT_EMODEL, err, "unknown mode '%s'", mode);
+    a->r.cubic_a = qt_attr_float(n, "cubic_coeff_a", -0.75f, err);
+    a->r.exclude_outside = (int)eo;
     if (aa)
         return qt_node_err(n, QT_EUNSUPPORTED, err, "antialias is not supported");
-    if (eo)
-        return qt_node_err(n, QT_EUNSUPPORTED, err, "exclude_outside is not supported");
+    if (eo && a->r.mode != QT_RESIZE_CUBIC)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "exclude_outside is supported in cubic mode only");
     if (a->opset < 11) {
         a->r.coord = QT_COORD_ASYMMETRIC;
         a->r.round = QT_ROUND_SIMPLE;

@@ -35,12 +35,16 @@ static const char *const r_name[R_N] = {"pass", "refused", "wrong", "crashed"};
 static const struct {
     const char *test, *why;
     int n;          /* ONNX Runtime's output 0 (onnxruntime-node 1.30, the */
-    float ort[8];   /* test's run-time inputs as initializers)             */
+    float ort[16];  /* test's run-time inputs as initializers)             */
 } expected[] = {
     {"test_resize_downsample_scales_linear_align_corners",
      "ONNX's reference maps align_corners through the unrounded output width 4*0.6 = 2.4, "
      "x = 1*(4-1)/(2.4-1) = 2.14 -> 3.14; ONNX Runtime and qtool through the output width 2, x = 3 -> 4",
      2, {1.f, 4.f}},
+    {"test_resize_downsample_scales_cubic_align_corners",
+     "the same for cubic: ONNX's reference maps through the unrounded output size 4*0.8 = 3.2, "
+     "x = 1*(4-1)/(3.2-1) = 1.36; ONNX Runtime and qtool through the output size 3, x = 1.5",
+     9, {1.f, 2.5f, 4.f, 7.f, 8.5f, 10.f, 13.f, 14.5f, 16.f}},
     {NULL, NULL, 0, {0}},
 };
 
