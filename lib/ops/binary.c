@@ -13,7 +13,8 @@
  *
  * float32, float64, int32 and int64 (shape glue) inputs.
  * Gradients (training): Add/Sub pass dy (negated for Sub's b), Mul dy*b and
- * dy*a, Div dy/b and -dy*a/b^2, each summed over the broadcast dimensions. */
+ * dy*a, Div dy/b and -dy*a/b^2, Pow dy*b*a^(b-1) and dy*a^b*ln(a), each
+ * summed over the broadcast dimensions. */
 #include "ops/eltwise.h"
 
 #include <math.h>
@@ -129,6 +130,28 @@ static int pow_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
     return rc;
 }
 
+/* Pow backward: the binary machinery (d/da = b a^(b-1), d/db = a^b ln a);
+ * an exponent of another type (a constant: no gradient) is converted as in
+ * the forward. */
+static int pow_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    struct qt_tensor *a = qt_in(x, n, 0), *b = qt_in(x, n, 1);
+    if (a->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    if (a->dtype == b->dtype)
+        return qt_binary_bwd(x, n, QT_BIN_POW, err);
+    int64_t cnt = qt_tensor_numel(b);
+    float *conv = qt_scratch(x, 0);
+    for (int64_t i = 0; i < cnt; i++)
+        conv[i] = (float)qt_tensor_get(b, i);
+    struct qt_tensor saved = *b;
+    b->dtype = QT_FLOAT;
+    b->data = conv;
+    b->nbytes = (size_t)cnt * sizeof(float);
+    int rc = qt_binary_bwd(x, n, QT_BIN_POW, err);
+    *b = saved;
+    return rc;
+}
+
 #define OP(var, onnx, fn, ini)                                                                  \
     const struct qt_op qt_op_##var = {.name = onnx, .init = ini, .infer = fn##_infer, .fwd = fn##_fwd}
 
@@ -147,5 +170,6 @@ OP(and, "And", and, two_inputs);
 OP(or, "Or", or, two_inputs);
 OP(xor, "Xor", xor, two_inputs);
 OP(prelu, "PRelu", prelu, two_inputs);
-const struct qt_op qt_op_pow = {.name = "Pow", .init = two_inputs, .infer = pow_infer, .fwd = pow_fwd};
+const struct qt_op qt_op_pow = {
+    .name = "Pow", .init = two_inputs, .infer = pow_infer, .fwd = pow_fwd, .bwd = pow_bwd};
 const struct qt_op qt_op_mod = {.name = "Mod", .init = mod_init, .infer = mod_infer, .fwd = mod_fwd};

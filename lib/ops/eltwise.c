@@ -97,6 +97,8 @@ static inline float bin_elem_grad(const struct bin_bwd_job *j, float av, float b
         return j->which ? -g : g;
     case QT_BIN_MUL:
         return j->which ? g * av : g * bv;
+    case QT_BIN_POW: /* d/da = b a^(b-1), d/db = a^b ln a */
+        return j->which ? g * powf(av, bv) * logf(av) : g * bv * powf(av, bv - 1.0f);
     default: /* DIV */
         return j->which ? -g * av / (bv * bv) : g / bv;
     }

@@ -45,4 +45,9 @@ int qt_resize_out_dims(const struct qt_node *n, const struct qt_tensor *x, const
  * works on any dtype, linear and cubic on float32. */
 int qt_resize_run(struct qt_exec *ex, const struct qt_node *n, const struct qt_resize *r, const float *scales,
                   const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err);
+/* Backward: ADDS to dx (x's shape) dy (y's shape) through the same taps and
+ * weights; float32. */
+int qt_resize_bwd(struct qt_exec *ex, const struct qt_node *n, const struct qt_resize *r, const float *scales,
+                  const struct qt_tensor *x, const struct qt_tensor *y, const float *dy, float *dx,
+                  struct qt_err *err);
 #endif

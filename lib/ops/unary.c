@@ -14,7 +14,7 @@
  *
  * Gradients (training): Sigmoid dy*y*(1-y), Tanh dy*(1-y^2), LeakyRelu
  * dy*(x<0 ? alpha : 1), HardSigmoid dy*alpha inside (0,1), HardSwish
- * dy*(x<-3 ? 0 : x>3 ? 1 : x/3+1/2), Erf dy*2/sqrt(pi)*e^(-x^2), Gelu
+ * dy*(x<-3 ? 0 : x>3 ? 1 : x/3+1/2), Sqrt dy/(2y), Erf dy*2/sqrt(pi)*e^(-x^2), Gelu
  * (none) dy*(Phi(x) + x*phi(x)) with phi(x) = e^(-x^2/2)/sqrt(2 pi), Gelu (tanh)
  * dy*(0.5(1+t) + 0.5x(1-t^2) sqrt(2/pi)(1 + 3*0.044715 x^2)), t the tanh. */
 #include "ops/eltwise.h"
@@ -143,6 +143,7 @@ F32_GRAD(leakyrelu, v < 0 ? p->alpha : 1.0f)
 F32_GRAD(hardsigmoid, p->alpha * v + p->beta > 0 && p->alpha * v + p->beta < 1 ? p->alpha : 0.0f)
 F32_GRAD(hardswish, v < -3.0f ? 0.0f : v > 3.0f ? 1.0f : v * (1.0f / 3.0f) + 0.5f)
 F32_GRAD(erf, 1.1283791670955126f * expf(-v * v))
+F32_GRAD(sqrt, 0.5f / u)
 F32_GRAD(gelu, gelu_d(v, p->tanh_approx))
 
 /* float32 ops */
@@ -162,7 +163,7 @@ F32_OP_BWD(sigmoid, "Sigmoid", one_input);
 F32_OP_BWD(tanh, "Tanh", one_input);
 F32_OP(exp, "Exp", one_input);
 F32_OP(log, "Log", one_input);
-F32_OP(sqrt, "Sqrt", one_input);
+F32_OP_BWD(sqrt, "Sqrt", one_input);
 F32_OP(reciprocal, "Reciprocal", one_input);
 F32_OP(floor, "Floor", one_input);
 F32_OP(ceil, "Ceil", one_input);
