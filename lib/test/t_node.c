@@ -167,7 +167,8 @@ static void *to_constants(Onnx__ModelProto *m, const char *dir, unsigned char *t
         Onnx__TensorProto **old_init = gp->initializer;
         size_t old_ninit = gp->n_initializer;
         Onnx__TensorProto **init = calloc(old_ninit + moved, sizeof *init);
-        memcpy(init, old_init, old_ninit * sizeof *init);
+        if (old_ninit)
+            memcpy(init, old_init, old_ninit * sizeof *init);
         memcpy(init + old_ninit, extra, moved * sizeof *init);
         gp->input = keep;
         gp->n_input = nkeep;
