@@ -161,6 +161,9 @@ int64_t qt_tensor_numel(const struct qt_tensor *t);
 /* Element i as double / int64 (any numeric dtype). */
 double qt_tensor_get(const struct qt_tensor *t, int64_t i);
 int64_t qt_tensor_geti(const struct qt_tensor *t, int64_t i);
+/* IEEE half <-> float32 (round to nearest even; NaN and infinities kept). */
+float qt_half_to_float(uint16_t h);
+uint16_t qt_float_to_half(float f);
 
 /* ---- operators -------------------------------------------------------- */
 

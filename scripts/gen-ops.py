@@ -709,6 +709,82 @@ def gen_math_extra():
 GENERATORS.append(gen_math_extra)
 
 
+# The operators of transformer and ConvNeXt exports (issue 19): Mod (Swin's
+# window glue), LayerNormalization (opset 17), Gelu (opset 20), ScatterND.
+def gen_transformer():
+    FL = TensorProto.FLOAT
+    r = rng_for("transformer", "x")
+    one("Mod", "mod_int64", [I(i64([7, -7, 7, -7, 0, 5, 6])), I(i64([3, 3, -3, -3, 2, 7, 6]))], opset=13)
+    one("Mod", "mod_int64_bcast", [I(i64([[13, -4, 56], [0, 9, -9]])), C(i64(7))], opset=13)
+    one("Mod", "mod_int32_fmod", [I(np.array([7, -7, 7, -7], np.int32)), I(np.array([3, 3, -3, -3], np.int32))],
+        dict(fmod=1), opset=13)
+    one("Mod", "mod_float_fmod", [I(f32(r, 2, 3, 4) * 5), C(fl([1.5, -2.0, 0.7, 3.0]))], dict(fmod=1), opset=13)
+    ln = "LayerNormalization"
+    x = f32(r, 2, 5, 16) * 2 + 0.5
+    one(ln, "layernorm_last", [I(x), C(f32(r, 16)), C(f32(r, 16))], opset=17)
+    one(ln, "layernorm_axis1_noB", [I(x), C(f32(r, 5, 16))], dict(axis=1, epsilon=1e-3), opset=17)
+    one(ln, "layernorm_stats", [I(f32(r, 3, 4, 8)), C(f32(r, 8)), C(f32(r, 8))], dict(axis=-1), nout=3, opset=17)
+    one(ln, "layernorm_4d_axis2", [I(f32(r, 2, 3, 4, 5)), C(f32(r, 4, 5)), C(f32(r, 4, 5))], dict(axis=2),
+        opset=17)
+    g = np.concatenate([f32(r, 2, 3, 8).ravel() * 3, fl([0.0, -0.0, 6.0, -6.0, 12.0, -12.0])])
+    one("Gelu", "gelu_none", [I(g)], opset=20, out_types={"y": (FL, list(g.shape))})
+    one("Gelu", "gelu_tanh", [I(g)], dict(approximate="tanh"), opset=20, out_types={"y": (FL, list(g.shape))})
+    # Swin's attention dropout exports as Dropout(ratio 0, training_mode true): y = x
+    one("Dropout", "dropout_training_ratio0", [I(f32(r, 2, 3, 4)), C(fl(0.0)), C(np.array(True))], opset=13)
+    sn = "ScatterND"
+    d = f32(r, 4, 5, 6)
+    one(sn, "scatternd_rows", [I(d), C(i64([[1], [3]])), I(f32(r, 2, 5, 6))], opset=13)
+    one(sn, "scatternd_elems", [I(d), C(i64([[0, 1, 2], [3, 4, 5], [2, 2, 2]])), I(f32(r, 3))], opset=13)
+    one(sn, "scatternd_add", [I(d), C(i64([[1, 1], [1, 1], [0, 4]])), I(f32(r, 3, 6))], dict(reduction="add"),
+        opset=16)
+    one(sn, "scatternd_int64", [I(i64([[0, 0, 0], [0, 0, 0]])), C(i64([[0, 1], [1, 2]])), I(i64([4, 5]))],
+        opset=13)
+
+    # float16 casts (mixed-precision exports): rounding to nearest even, subnormals, overflow
+    h = fl([0.0, -0.0, 1.0, 1.0 + 2 ** -11, 1.0 + 3 * 2 ** -11, 65504.0, 65519.0, 65520.0, 1e6, -1e6, 6e-8, 3e-8,
+            2.98e-8, 1e-5, -1e-5, 0.1, 3.14159, np.inf, -np.inf])
+    one("Cast", "cast_float_to_float16", [I(h)], dict(to=TensorProto.FLOAT16), opset=13)
+    one("Cast", "cast_float16_to_float", [I(h.astype(np.float16))], dict(to=TensorProto.FLOAT), opset=13)
+    one("Cast", "cast_int64_to_float16", [I(i64([-70000, -2049, 2049, 3, 0]))], dict(to=TensorProto.FLOAT16),
+        opset=13)
+    one("Cast", "cast_float16_to_int64", [I(fl([-3.7, 0.5, 2049.0, 60000.0]).astype(np.float16))],
+        dict(to=TensorProto.INT64), opset=13)
+    # bicubic Resize (F.interpolate(mode="bicubic") exports: pytorch_half_pixel / align_corners, a = -0.75)
+    rc = rng_for("Resize", "cubic")
+    xc = f32(rc, 2, 3, 5, 6)
+    one("Resize", "resize_cubic_pytorch_half_pixel_x2", [I(xc), None, C(fl([1, 1, 2, 2]))],
+        dict(mode="cubic", coordinate_transformation_mode="pytorch_half_pixel"), opset=13)
+    one("Resize", "resize_cubic_align_corners_sizes", [I(xc), None, None, C(i64([2, 3, 9, 4]))],
+        dict(mode="cubic", coordinate_transformation_mode="align_corners"), opset=13)
+    one("Resize", "resize_cubic_half_pixel_down", [I(f32(rc, 1, 2, 9, 8)), None, C(fl([1, 1, 0.5, 0.75]))],
+        dict(mode="cubic"), opset=13)
+    one("Resize", "resize_cubic_a05_exclude_outside", [I(xc), None, C(fl([1, 1, 1.5, 2.5]))],
+        dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), opset=13)
+    one("Resize", "resize_cubic_2d_asymmetric", [I(f32(rc, 4, 5)), None, C(fl([2.0, 1.6]))],
+        dict(mode="cubic", coordinate_transformation_mode="asymmetric"), opset=13)
+    # Einsum (maxvit's attention; the forms of the ONNX node tests)
+    re_ = rng_for("Einsum", "x")
+    es = "Einsum"
+    one(es, "einsum_maxvit_qk", [I(f32(re_, 2, 3, 2, 5, 4)), I(f32(re_, 2, 3, 2, 6, 4))],
+        dict(equation="B G H I D, B G H J D -> B G H I J"), opset=13)
+    one(es, "einsum_maxvit_av", [I(f32(re_, 2, 3, 2, 5, 6)), I(f32(re_, 2, 3, 2, 6, 4))],
+        dict(equation="B G H I J, B G H J D -> B G H I D"), opset=13)
+    one(es, "einsum_matmul", [I(f32(re_, 3, 4)), C(f32(re_, 4, 5))], dict(equation="ij,jk->ik"), opset=12)
+    one(es, "einsum_implicit_transpose", [I(f32(re_, 3, 4))], dict(equation="ji"), opset=12)
+    one(es, "einsum_sum", [I(f32(re_, 3, 4))], dict(equation="ij->i"), opset=12)
+    one(es, "einsum_inner", [I(f32(re_, 7)), I(f32(re_, 7))], dict(equation="i,i"), opset=12)
+    one(es, "einsum_batch_diagonal", [I(f32(re_, 3, 5, 5))], dict(equation="...ii->...i"), opset=12)
+    one(es, "einsum_ellipsis_bcast", [I(f32(re_, 2, 1, 3, 4)), I(f32(re_, 1, 5, 4, 2))], dict(equation="...ij,...jk->...ik"),
+        opset=12)
+    one(es, "einsum_three", [I(f32(re_, 2, 3)), I(f32(re_, 3, 4)), I(f32(re_, 4))], dict(equation="ab,bc,c->a"),
+        opset=12)
+    one(es, "einsum_double", [I(re_.standard_normal((2, 3))), I(re_.standard_normal((3, 2)))],
+        dict(equation="ij,jk->ik"), opset=12)
+
+
+GENERATORS.append(gen_transformer)
+
+
 def main():
     global OUT, ONLY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

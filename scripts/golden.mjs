@@ -36,6 +36,7 @@ const TYPES = {
     6: { ort: 'int32', size: 4, arr: Int32Array },
     7: { ort: 'int64', size: 8, arr: BigInt64Array },
     9: { ort: 'bool', size: 1, arr: Uint8Array },
+    10: { ort: 'float16', size: 2, arr: Uint16Array },
     11: { ort: 'float64', size: 8, arr: Float64Array },
     12: { ort: 'uint32', size: 4, arr: Uint32Array },
     13: { ort: 'uint64', size: 8, arr: BigUint64Array },

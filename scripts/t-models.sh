@@ -42,4 +42,30 @@ for m in mobilenet_v1_075 mobilenet_v1_075_bn; do
     expect_ok "$m: outputs within 1e-4 of ONNX Runtime" python3 scripts/cmpraw.py $TMP/q.bin $TMP/ort.bin 1e-4 --top1 1000
     cat "$_out"
 done
+
+# ImageNet MobileNetV2 (BN pre-folded, ReLU6 as Clip) and SqueezeNet 1.1
+# (MaxPool ceil_mode=1): 666 images, ImageNet mean/std; PyTorch 79.429 / 95.345
+# and 69.369 / 89.640 (../shared/models/README.md)
+IMG2="--data $D/imagenet-dev --classes $D/imagenet_classes.txt --crop 224 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225"
+for spec in mobilenet_v2:79.42:79.43:95.34:95.35 squeezenet1_1:69.36:69.37:89.63:89.64; do
+    set -- $(echo "$spec" | tr : ' ')
+    m=$1
+    if [ ! -f $M/$m.onnx ]; then
+        skip "$M/$m.onnx is absent"
+        continue
+    fi
+    expect_ok "$m: eval on imagenet-dev" $QTOOL eval $M/$m.onnx $IMG2 --latency-runs 0 --json $TMP/$m.json -q
+    t1=$(json $TMP/$m.json top1)
+    t5=$(json $TMP/$m.json top5)
+    check "$m: top-1 $t1 above $2 as PyTorch" fcmp "$t1" '>' $2
+    check "$m: top-1 below $3" fcmp "$t1" '<' $3
+    check "$m: top-5 $t5 above $4 as PyTorch" fcmp "$t5" '>' $4
+    check "$m: top-5 below $5" fcmp "$t5" '<' $5
+    expect_ok "$m: 16 images with inputs and outputs saved" $QTOOL eval $M/$m.onnx $IMG2 --limit 16 \
+        --latency-runs 0 -q --save-inputs $TMP/in.bin --save-outputs $TMP/q.bin
+    expect_ok "$m: ONNX Runtime on the same inputs" $ORT $M/$m.onnx --input $TMP/in.bin --shape 16,3,224,224 \
+        --output $TMP/ort.bin
+    expect_ok "$m: outputs within 1e-4 of ONNX Runtime" python3 scripts/cmpraw.py $TMP/q.bin $TMP/ort.bin 1e-4 --top1 1000
+    cat "$_out"
+done
 done_testing

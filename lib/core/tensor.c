@@ -61,8 +61,54 @@ int64_t qt_tensor_numel(const struct qt_tensor *t) {
     return qt_numel(t->ndim, t->dims);
 }
 
+float qt_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
+    if (e == 0x1f) {
+        u = sign | 0x7f800000u | (m << 13);
+    } else if (e) {
+        u = sign | ((e + 112) << 23) | (m << 13);
+    } else if (m) { /* subnormal: normalise */
+        e = 113;
+        while (!(m & 0x400)) {
+            m <<= 1;
+            e--;
+        }
+        u = sign | (e << 23) | ((m & 0x3ff) << 13);
+    } else {
+        u = sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t qt_float_to_half(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+    uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) /* inf, NaN (kept quiet) */
+        return (uint16_t)(sign | 0x7c00 | (a > 0x7f800000u ? 0x200 | ((a >> 13) & 0x3ff) : 0));
+    if (a >= 0x477ff000u) /* rounds to >= 65520: infinity */
+        return (uint16_t)(sign | 0x7c00);
+    if (a < 0x38800000u) { /* below the smallest normal half: subnormal or zero */
+        if (a < 0x33000000u)
+            return sign; /* < 2^-25 rounds to 0 */
+        uint32_t m = (a & 0x7fffff) | 0x800000, e = a >> 23, shift = 126 - e; /* 14..24 */
+        uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1)))
+            r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = ((a - 0x38000000u) >> 13), rem = a & 0x1fff; /* rebias 127 -> 15 */
+    if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+        r++;
+    return (uint16_t)(sign | r);
+}
+
 double qt_tensor_get(const struct qt_tensor *t, int64_t i) {
     switch (t->dtype) {
+    case QT_FLOAT16: return qt_half_to_float(((const uint16_t *)t->data)[i]);
     case QT_FLOAT: return ((const float *)t->data)[i];
     case QT_DOUBLE: return ((const double *)t->data)[i];
     case QT_UINT8: case QT_BOOL: return ((const uint8_t *)t->data)[i];
@@ -81,7 +127,7 @@ int64_t qt_tensor_geti(const struct qt_tensor *t, int64_t i) {
     switch (t->dtype) {
     case QT_INT64: return ((const int64_t *)t->data)[i];
     case QT_UINT64: return (int64_t)((const uint64_t *)t->data)[i];
-    case QT_FLOAT: case QT_DOUBLE: {
+    case QT_FLOAT: case QT_DOUBLE: case QT_FLOAT16: {
         double d = qt_tensor_get(t, i);
         if (d != d)
             return 0;

@@ -289,6 +289,26 @@ static void shape_from_type(const Onnx__TypeProto *tp, struct qt_value *v) {
     }
 }
 
+/* Opsets 1-6: accepted (and run as opset 7) when every node is one of the
+ * element-wise ops whose versions 1-6 differ from 7 only by the
+ * consumed_inputs attribute (ignored by every runtime) and the types; the
+ * binary ops' legacy broadcast/axis attributes did change meaning. */
+static int old_opset_ok(const Onnx__GraphProto *gp) {
+    static const char *const same[] = {"Not", "Identity", "Abs", "Neg", "Floor", "Ceil", "Relu", "Sigmoid",
+                                       "Tanh", "Exp", "Log", "Sqrt", "Reciprocal"};
+    for (size_t i = 0; gp && i < gp->n_node; i++) {
+        const Onnx__NodeProto *nd = gp->node[i];
+        size_t k = 0;
+        if (nd->domain && *nd->domain && strcmp(nd->domain, "ai.onnx"))
+            return 0;
+        while (k < sizeof same / sizeof *same && (!nd->op_type || strcmp(nd->op_type, same[k])))
+            k++;
+        if (k == sizeof same / sizeof *same)
+            return 0;
+    }
+    return gp != NULL;
+}
+
 static int convert(struct qt_graph *g, const Onnx__ModelProto *m, const char *fname, struct qt_err *err) {
     const Onnx__GraphProto *gp = m->graph;
     char tmp[64];
@@ -303,9 +323,11 @@ static int convert(struct qt_graph *g, const Onnx__ModelProto *m, const char *fn
         return qt_errf(err, QT_EMODEL, "'%s' has no graph (not an ONNX model?)", fname);
     if (g->opset == 0 && m->n_opset_import == 0)
         return qt_errf(err, QT_EMODEL, "'%s' declares no opset (not an ONNX model?)", fname);
-    if (g->opset < 7 || g->opset > 21)
-        return qt_errf(err, QT_EUNSUPPORTED, "'%s' uses ai.onnx opset %d; qtool supports opsets 7 to 21", fname,
-                       g->opset);
+    if (g->opset < 7 && g->opset >= 1 && old_opset_ok(gp))
+        g->opset = 7;
+    if (g->opset < 7 || g->opset > QT_OPSET_MAX)
+        return qt_errf(err, QT_EUNSUPPORTED, "'%s' uses ai.onnx opset %d; qtool supports opsets 7 to %d", fname,
+                       g->opset, QT_OPSET_MAX);
     g->producer = qt_strdup(m->producer_name);
     if (!g->producer)
         return qt_errf(err, QT_ENOMEM, "out of memory");

@@ -1,6 +1,8 @@
 /* cast.c: ONNX Cast. y = x converted to the type `to`.
  *
- * Numeric types and bool (not strings, not float16/bfloat16/float8).
+ * Numeric types, float16 and bool (not strings, bfloat16 or float8).
+ * To float16: through float32, rounded to nearest even (overflow gives
+ * infinity), as ONNX Runtime does.
  * Floating to integer truncates toward zero as C (and ONNX Runtime) does;
  * values outside the target's range saturate instead of being undefined,
  * NaN becomes 0. Anything to bool is x != 0. Integer to integer wraps to
@@ -14,7 +16,7 @@
 static int castable(int t) {
     switch (t) {
     case QT_FLOAT: case QT_DOUBLE: case QT_UINT8: case QT_INT8: case QT_UINT16: case QT_INT16:
-    case QT_INT32: case QT_UINT32: case QT_INT64: case QT_UINT64: case QT_BOOL:
+    case QT_INT32: case QT_UINT32: case QT_INT64: case QT_UINT64: case QT_BOOL: case QT_FLOAT16:
         return 1;
     default:
         return 0;
@@ -22,7 +24,7 @@ static int castable(int t) {
 }
 
 static int is_float(int t) {
-    return t == QT_FLOAT || t == QT_DOUBLE;
+    return t == QT_FLOAT || t == QT_DOUBLE || t == QT_FLOAT16;
 }
 
 static int cast_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
@@ -70,6 +72,9 @@ static void put(struct qt_tensor *y, int64_t i, const struct qt_tensor *a) {
     uint64_t u = (uint64_t)v; /* integer sources: wrap to the target width */
     switch (y->dtype) {
     case QT_FLOAT: ((float *)y->data)[i] = ft ? (float)d : a->dtype == QT_UINT64 ? (float)u : (float)v; break;
+    case QT_FLOAT16:
+        ((uint16_t *)y->data)[i] = qt_float_to_half(ft ? (float)d : a->dtype == QT_UINT64 ? (float)u : (float)v);
+        break;
     case QT_DOUBLE: ((double *)y->data)[i] = ft ? d : a->dtype == QT_UINT64 ? (double)u : (double)v; break;
     case QT_BOOL: ((uint8_t *)y->data)[i] = ft ? d != 0 : v != 0; break;
     case QT_UINT8: ((uint8_t *)y->data)[i] = (uint8_t)(ft ? sat(d, 0, 255) : (int64_t)(u & 0xff)); break;

@@ -1,6 +1,7 @@
 /* dropout.c: ONNX Dropout. Inference: y = x, the optional mask all true.
  * training_mode (input 2, opset 12+) must be absent or a constant false in
- * the model: training is a mode of the plan (qt_exec_new_train).
+ * the model (or true with a constant ratio 0, which drops nothing): training
+ * is a mode of the plan (qt_exec_new_train).
  * Training plans: mask[i] = u_i >= ratio with u_i uniform from x->rng
  * (drawn in element order, so the same seed gives the same mask at any
  * thread count), y = x * mask / (1 - ratio). ratio: input 1 (opset 12+) or
@@ -22,7 +23,10 @@ static int dropout_infer(struct qt_exec *x, const struct qt_node *n, struct qt_e
     if (tm) {
         if (!qt_in_const(x, n, 2))
             return qt_node_err(n, QT_EUNSUPPORTED, err, "training_mode is not known before the run");
-        if (qt_tensor_numel(tm) != 1 || qt_tensor_get(tm, 0) != 0)
+        /* true with a constant ratio 0 drops nothing: y = x (Swin's exports) */
+        const struct qt_tensor *r = qt_in(x, n, 1);
+        int zero = r && qt_in_const(x, n, 1) && qt_tensor_numel(r) == 1 && qt_tensor_get(r, 0) == 0;
+        if ((qt_tensor_numel(tm) != 1 || qt_tensor_get(tm, 0) != 0) && !zero)
             return qt_node_err(n, QT_EUNSUPPORTED, err, "training_mode=true is not supported for inference");
     }
     if (qt_set_out(x, n, 0, t->dtype, t->ndim, t->dims, err))

@@ -97,6 +97,8 @@ static inline float bin_elem_grad(const struct bin_bwd_job *j, float av, float b
         return j->which ? -g : g;
     case QT_BIN_MUL:
         return j->which ? g * av : g * bv;
+    case QT_BIN_POW: /* d/da = b a^(b-1), d/db = a^b ln a */
+        return j->which ? g * powf(av, bv) * logf(av) : g * bv * powf(av, bv - 1.0f);
     default: /* DIV */
         return j->which ? -g * av / (bv * bv) : g / bv;
     }
@@ -201,7 +203,11 @@ static inline double fop(enum qt_binop op, double a, double b) {
     case QT_BIN_GREATER: return a > b;
     case QT_BIN_AND: return a != 0 && b != 0;
     case QT_BIN_OR: return a != 0 || b != 0;
-    case QT_BIN_MOD: return fmod(a, b);
+    case QT_BIN_MOD: { /* sign of the divisor, as Python (Mod fmod=0) */
+        double r = fmod(a, b);
+        return r != 0 && ((r < 0) != (b < 0)) ? r + b : r;
+    }
+    case QT_BIN_FMOD: return fmod(a, b);
     case QT_BIN_PRELU: return a < 0 ? a * b : a;
     case QT_BIN_XOR: return (a != 0) != (b != 0);
     }
@@ -237,6 +243,10 @@ static inline int64_t iop(enum qt_binop op, int64_t a, int64_t b) {
             r += b;
         return r;
     }
+    case QT_BIN_FMOD: /* sign of the dividend, as C (Mod fmod=1) */
+        if (b == 0 || (b == -1 && a == INT64_MIN))
+            return 0;
+        return a % b;
     case QT_BIN_POW: {
         int64_t r = 1;
         for (int64_t k = 0; k < b && k < 64; k++)

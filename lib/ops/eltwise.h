@@ -23,7 +23,7 @@ int qt_unary_bwd_f32(struct qt_exec *x, const struct qt_node *n, qt_unary_bwd_fn
 enum qt_binop {
     QT_BIN_ADD, QT_BIN_SUB, QT_BIN_MUL, QT_BIN_DIV, QT_BIN_POW, QT_BIN_MIN, QT_BIN_MAX,
     QT_BIN_EQUAL, QT_BIN_LESS, QT_BIN_GREATER, QT_BIN_AND, QT_BIN_OR, QT_BIN_MOD, QT_BIN_PRELU,
-    QT_BIN_XOR,
+    QT_BIN_XOR, QT_BIN_FMOD,
 };
 /* Broadcast shape; output dtype = input dtype (bool for comparisons). Both
  * inputs must have the same dtype. */

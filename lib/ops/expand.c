@@ -40,9 +40,35 @@ static int expand_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return 0;
 }
 
+/* backward: dy summed into dx over the broadcast axes, in output order (one
+ * task: the sums are reductions) */
+static int expand_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0), *y = qt_out(x, n, 0);
+    const float *dy = qt_gout(x, n, 0);
+    float *dx = qt_gin(x, n, 0);
+    int64_t st[QT_MAXDIM], idx[QT_MAXDIM] = {0}, off = 0;
+    if (!dx || !dy || qt_tensor_numel(y) == 0)
+        return 0;
+    if (t->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    qt_bcast_strides(t->ndim, t->dims, y->ndim, y->dims, st);
+    for (int64_t o = 0, cnt = qt_tensor_numel(y); o < cnt; o++) {
+        dx[off] += dy[o];
+        for (int d = y->ndim - 1; d >= 0; d--) {
+            off += st[d];
+            if (++idx[d] < y->dims[d])
+                break;
+            off -= st[d] * y->dims[d];
+            idx[d] = 0;
+        }
+    }
+    return 0;
+}
+
 const struct qt_op qt_op_expand = {
     .name = "Expand",
     .flags = QT_OPF_EMPTY,
     .infer = expand_infer,
     .fwd = expand_fwd,
+    .bwd = expand_bwd,
 };

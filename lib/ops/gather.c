@@ -103,10 +103,53 @@ static int gather_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
     return 0;
 }
 
+/* backward: one task per outer row o, its indices in order (repeated
+ * indices add up in the same order at any thread count) */
+struct gather_bwd_job {
+    const struct qt_tensor *idx;
+    const float *dy;
+    float *dx;
+    int64_t dim, ni, inner;
+};
+
+static void gather_bwd_task(void *arg, int64_t o0, int64_t o1, int tid) {
+    const struct gather_bwd_job *j = arg;
+    (void)tid;
+    for (int64_t o = o0; o < o1; o++)
+        for (int64_t k = 0; k < j->ni; k++) {
+            const float *g = j->dy + (o * j->ni + k) * j->inner;
+            float *d = j->dx + (o * j->dim + index_at(j->idx, k, j->dim)) * j->inner;
+            for (int64_t i = 0; i < j->inner; i++)
+                d[i] += g[i];
+        }
+}
+
+static int gather_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qt_tensor *t = qt_in(x, n, 0), *idx = qt_in(x, n, 1);
+    struct gather_bwd_job j = {idx, qt_gout(x, n, 0), qt_gin(x, n, 0), 0, qt_tensor_numel(idx), 0};
+    int ax;
+    if (!j.dx || !j.dy)
+        return 0;
+    if (t->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    if (qt_axis(n, *(const int64_t *)n->priv, t->ndim, &ax, err))
+        return err->code;
+    j.dim = t->dims[ax];
+    j.inner = qt_numel(t->ndim - ax - 1, t->dims + ax + 1);
+    int64_t outer = qt_numel(ax, t->dims);
+    if (outer == 0 || j.ni == 0 || j.inner == 0)
+        return 0;
+    if (check_indices(n, idx, j.dim, err))
+        return err->code;
+    qt_parallel_for(x, outer, gather_bwd_task, &j);
+    return 0;
+}
+
 const struct qt_op qt_op_gather = {
     .name = "Gather",
     .flags = QT_OPF_EMPTY,
     .init = gather_init,
     .infer = gather_infer,
     .fwd = gather_fwd,
+    .bwd = gather_bwd,
 };

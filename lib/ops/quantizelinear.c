@@ -9,7 +9,8 @@
  *                   uint16 and int32 x (int32: zero point 0, the bias case).
  * scale and zero_point are scalars (per tensor) or 1-D of the size of dim
  * `axis` (default 1) of x. Blocked quantization (opset 21 block_size) is not
- * supported.
+ * supported, nor a DequantizeLinear output_dtype or a QuantizeLinear
+ * precision (opset 23) other than float32.
  * No backward: a training plan through this op fails, naming the node. */
 #include "engine.h"
 
@@ -33,6 +34,12 @@ static int qdq_init_common(struct qt_node *n, int quant, struct qt_err *err) {
         return qt_node_err(n, QT_EUNSUPPORTED, err, "blocked quantization (block_size) is not supported");
     if (quant && qt_attr_find(n, "output_dtype") && (n->nin < 3 || n->in[2] < 0))
         return qt_node_err(n, QT_EUNSUPPORTED, err, "output_dtype without a zero point is not supported");
+    /* opset 23: DequantizeLinear's output_dtype, QuantizeLinear's precision
+     * (the type the division / multiplication runs in): float32 only */
+    int64_t od = qt_attr_int(n, quant ? "precision" : "output_dtype", 0, err);
+    if (od != 0 && od != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "%s=%s is not supported (float32 only)",
+                           quant ? "precision" : "output_dtype", qt_dtype_name((int)od));
     return err->code;
 }
 static int q_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {

@@ -6,10 +6,12 @@
  * time; with sizes the scale of an axis is size / input as a float. From
  * opset 18 the `axes` attribute says which axes scales/sizes list, and
  * keep_aspect_ratio_policy not_larger/not_smaller rescales sizes by the
- * smallest/largest of their scales. roi is ignored: tf_crop_and_resize,
- * cubic mode and antialias are unsupported. Resize-10 uses asymmetric
+ * smallest/largest of their scales. roi is ignored: tf_crop_and_resize
+ * and antialias are unsupported; cubic mode (cubic_coeff_a, exclude_outside)
+ * resizes the last two axes like linear. Resize-10 uses asymmetric
  * coordinates and "simple" nearest rounding, like Upsample.
- * No backward: a training plan through this op fails, naming the node. */
+ * Gradient (training): dx accumulates dy with the interpolation weights
+ * (qt_resize_bwd). */
 #include "ops/layout.h"
 #include "ops/resize.h"
 
@@ -25,13 +27,14 @@ int qt_resize_check(const struct qt_node *n, const struct qt_resize *r, const st
     for (int d = 0; d < x->ndim; d++)
         if (!(scales[d] > 0) || isinf(scales[d]))
             return qt_node_err(n, QT_EMODEL, err, "scale %g of axis %d is not positive", (double)scales[d], d);
-    if (r->mode == QT_RESIZE_LINEAR) {
+    if (r->mode != QT_RESIZE_NEAREST) {
+        const char *m = r->mode == QT_RESIZE_LINEAR ? "linear" : "cubic";
         if (x->dtype != QT_FLOAT)
-            return qt_node_err(n, QT_EUNSUPPORTED, err, "linear mode needs float32 input (got %s)",
+            return qt_node_err(n, QT_EUNSUPPORTED, err, "%s mode needs float32 input (got %s)", m,
                                qt_dtype_name(x->dtype));
         if (!(x->ndim == 2 || (x->ndim == 4 && scales[0] == 1 && scales[1] == 1)))
             return qt_node_err(n, QT_EUNSUPPORTED, err,
-                               "linear mode resizes only the last two axes of a 2-D or 4-D (NCHW) input");
+                               "%s mode resizes only the last two axes of a 2-D or 4-D (NCHW) input", m);
     }
     return 0;
 }
@@ -121,6 +124,23 @@ static void nearest_task(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* Source index of each output index along one axis (nearest mode). */
+static void nearest_map(const struct qt_resize *r, float s, int64_t in, int64_t out, int nd, int64_t *map) {
+    for (int64_t o = 0; o < out; o++) {
+        if (s == 1.0f && nd > 1 && o < in) { /* as ONNX Runtime: no transform at scale 1 */
+            map[o] = o;
+            continue;
+        }
+        float v = src_coord(r->coord, (float)o, s, (float)out, (float)in);
+        if (!(v >= -2.0f)) /* also NaN; the index is clamped below anyway */
+            v = -2.0f;
+        if (v > (float)in + 1)
+            v = (float)in + 1;
+        int64_t i = round_coord(r->round, v, s < 1);
+        map[o] = i < 0 ? 0 : i >= in ? in - 1 : i;
+    }
+}
+
 static int resize_nearest(struct qt_exec *ex, const struct qt_resize *r, const float *scales,
                           const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err) {
     struct nearest_job j = {.x = x->data, .y = y->data, .nd = x->ndim, .es = qt_dtype_size(x->dtype), .per = 1};
@@ -137,19 +157,7 @@ static int resize_nearest(struct qt_exec *ex, const struct qt_resize *r, const f
         j.od[d] = out;
         j.map[d] = maps + tot;
         tot += out;
-        for (int64_t o = 0; o < out; o++) {
-            if (scales[d] == 1.0f && x->ndim > 1 && o < in) { /* as ONNX Runtime: no transform at scale 1 */
-                j.map[d][o] = o;
-                continue;
-            }
-            float v = src_coord(r->coord, (float)o, scales[d], (float)out, (float)in);
-            if (!(v >= -2.0f)) /* also NaN; the index is clamped below anyway */
-                v = -2.0f;
-            if (v > (float)in + 1)
-                v = (float)in + 1;
-            int64_t i = round_coord(r->round, v, scales[d] < 1);
-            j.map[d][o] = i < 0 ? 0 : i >= in ? in - 1 : i;
-        }
+        nearest_map(r, scales[d], in, out, x->ndim, j.map[d]);
     }
     int64_t w = y->dims[x->ndim - 1];
     j.rows = qt_tensor_numel(y) / w;
@@ -229,6 +237,80 @@ static int resize_bilinear(struct qt_exec *ex, const struct qt_resize *r, const 
     return 0;
 }
 
+/* Bicubic: 4 taps and weights per output index along each axis. */
+static void cubic_axis(const struct qt_resize *r, float s, int64_t in, int64_t out, int64_t *idx, float *w) {
+    float A = r->cubic_a;
+    for (int64_t o = 0; o < out; o++) {
+        float c = s == 1.0f ? (float)o : src_coord(r->coord, (float)o, s, (float)out, (float)in);
+        float f = floorf(c), t = c - f, sum = 0;
+        float cw[4] = {((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A,
+                       ((A + 2) * t - (A + 3)) * t * t + 1, ((A + 2) * (1 - t) - (A + 3)) * (1 - t) * (1 - t) + 1,
+                       ((A * (2 - t) - 5 * A) * (2 - t) + 8 * A) * (2 - t) - 4 * A};
+        for (int k = 0; k < 4; k++) {
+            int64_t i = (int64_t)f - 1 + k;
+            if (r->exclude_outside && (i < 0 || i >= in))
+                cw[k] = 0;
+            sum += cw[k];
+            idx[o * 4 + k] = i < 0 ? 0 : i >= in ? in - 1 : i;
+        }
+        for (int k = 0; k < 4; k++)
+            w[o * 4 + k] = r->exclude_outside && sum != 0 ? cw[k] / sum : cw[k];
+    }
+}
+
+struct bicubic_job {
+    const float *x;
+    float *y;
+    int64_t ih, iw, oh, ow;
+    const int64_t *iy, *ix;
+    const float *wy, *wx;
+};
+
+static void bicubic_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct bicubic_job *j = arg;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        const float *xp = j->x + t * j->ih * j->iw;
+        float *yp = j->y + t * j->oh * j->ow;
+        for (int64_t oy = 0; oy < j->oh; oy++)
+            for (int64_t ox = 0; ox < j->ow; ox++) {
+                const int64_t *cx = j->ix + ox * 4;
+                const float *wx = j->wx + ox * 4;
+                float acc = 0;
+                for (int k = 0; k < 4; k++) {
+                    const float *row = xp + j->iy[oy * 4 + k] * j->iw;
+                    float v = wx[0] * row[cx[0]] + wx[1] * row[cx[1]] + wx[2] * row[cx[2]] + wx[3] * row[cx[3]];
+                    acc += j->wy[oy * 4 + k] * v;
+                }
+                yp[oy * j->ow + ox] = acc;
+            }
+    }
+}
+
+static int resize_bicubic(struct qt_exec *ex, const struct qt_resize *r, const float *scales,
+                          const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err) {
+    int nd = x->ndim;
+    struct bicubic_job j = {.x = x->data, .y = y->data, .ih = x->dims[nd - 2], .iw = x->dims[nd - 1],
+                            .oh = y->dims[nd - 2], .ow = y->dims[nd - 1]};
+    size_t cnt = (size_t)(j.oh + j.ow) * 4;
+    if (j.ih == 0 || j.iw == 0)
+        return 0;
+    int64_t *idx = qt_malloc(cnt * sizeof *idx, err);
+    float *wts = qt_malloc(cnt * sizeof *wts, err);
+    if (!idx || !wts) {
+        free(idx);
+        free(wts);
+        return err->code;
+    }
+    j.iy = idx, j.ix = idx + 4 * j.oh, j.wy = wts, j.wx = wts + 4 * j.oh;
+    cubic_axis(r, scales[nd - 2], j.ih, j.oh, idx, wts);
+    cubic_axis(r, scales[nd - 1], j.iw, j.ow, idx + 4 * j.oh, wts + 4 * j.oh);
+    qt_parallel_for(ex, nd == 4 ? x->dims[0] * x->dims[1] : 1, bicubic_task, &j);
+    free(idx);
+    free(wts);
+    return 0;
+}
+
 int qt_resize_run(struct qt_exec *ex, const struct qt_node *n, const struct qt_resize *r, const float *scales,
                   const struct qt_tensor *x, struct qt_tensor *y, struct qt_err *err) {
     if (qt_resize_check(n, r, x, scales, err))
@@ -239,7 +321,114 @@ int qt_resize_run(struct qt_exec *ex, const struct qt_node *n, const struct qt_r
         return qt_node_err(n, QT_EMODEL, err, "cannot resize an empty input to a non-empty output");
     if (r->mode == QT_RESIZE_LINEAR)
         return resize_bilinear(ex, r, scales, x, y, err);
+    if (r->mode == QT_RESIZE_CUBIC)
+        return resize_bicubic(ex, r, scales, x, y, err);
     return resize_nearest(ex, r, scales, x, y, err);
+}
+
+/* ---- backward ----------------------------------------------------------
+ * dx accumulates dy through the forward's taps and weights. Linear and cubic:
+ * one task per (n, c) plane, its outputs in order; nearest: one pass over
+ * the output in order (any rank). */
+struct taps_job {
+    const float *dy;
+    float *dx;
+    int64_t ih, iw, oh, ow;
+    int nt; /* taps per axis: 2 (linear) or 4 (cubic) */
+    const int64_t *iy, *ix;
+    const float *wy, *wx;
+};
+
+static void taps_bwd_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct taps_job *j = arg;
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        float *dp = j->dx + t * j->ih * j->iw;
+        const float *gp = j->dy + t * j->oh * j->ow;
+        for (int64_t oy = 0; oy < j->oh; oy++)
+            for (int64_t ox = 0; ox < j->ow; ox++) {
+                float g = gp[oy * j->ow + ox];
+                for (int ky = 0; ky < j->nt; ky++) {
+                    float *row = dp + j->iy[oy * j->nt + ky] * j->iw;
+                    float gy = g * j->wy[oy * j->nt + ky];
+                    for (int kx = 0; kx < j->nt; kx++)
+                        row[j->ix[ox * j->nt + kx]] += gy * j->wx[ox * j->nt + kx];
+                }
+            }
+    }
+}
+
+int qt_resize_bwd(struct qt_exec *ex, const struct qt_node *n, const struct qt_resize *r, const float *scales,
+                  const struct qt_tensor *x, const struct qt_tensor *y, const float *dy, float *dx,
+                  struct qt_err *err) {
+    int nd = x->ndim;
+    if (!dx || !dy || qt_tensor_numel(y) == 0 || qt_tensor_numel(x) == 0)
+        return 0;
+    if (x->dtype != QT_FLOAT)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "backward is float32 only");
+    if (r->mode == QT_RESIZE_NEAREST) {
+        int64_t tot = 0, is[QT_MAXDIM], idx[QT_MAXDIM] = {0};
+        for (int d = 0; d < nd; d++)
+            tot += y->dims[d];
+        int64_t *maps = qt_malloc(sizeof(int64_t) * (size_t)tot, err), *map[QT_MAXDIM];
+        if (!maps)
+            return err->code;
+        qt_strides(nd, x->dims, is);
+        tot = 0;
+        for (int d = 0; d < nd; d++) {
+            map[d] = maps + tot;
+            nearest_map(r, scales[d], x->dims[d], y->dims[d], nd, map[d]);
+            tot += y->dims[d];
+        }
+        for (int64_t o = 0, cnt = qt_tensor_numel(y); o < cnt; o++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd; d++)
+                off += map[d][idx[d]] * is[d];
+            dx[off] += dy[o];
+            for (int d = nd - 1; d >= 0 && ++idx[d] == y->dims[d]; d--)
+                idx[d] = 0;
+        }
+        free(maps);
+        return 0;
+    }
+    struct taps_job j = {.dy = dy, .dx = dx, .ih = x->dims[nd - 2], .iw = x->dims[nd - 1], .oh = y->dims[nd - 2],
+                         .ow = y->dims[nd - 1], .nt = r->mode == QT_RESIZE_CUBIC ? 4 : 2};
+    size_t cnt = (size_t)(j.oh + j.ow) * (size_t)j.nt;
+    int64_t *idx = qt_malloc(cnt * sizeof *idx, err);
+    float *wts = qt_malloc(cnt * sizeof *wts, err);
+    if (!idx || !wts) {
+        free(idx);
+        free(wts);
+        return err->code;
+    }
+    j.iy = idx, j.ix = idx + j.nt * j.oh, j.wy = wts, j.wx = wts + j.nt * j.oh;
+    if (j.nt == 4) {
+        cubic_axis(r, scales[nd - 2], j.ih, j.oh, idx, wts);
+        cubic_axis(r, scales[nd - 1], j.iw, j.ow, idx + 4 * j.oh, wts + 4 * j.oh);
+    } else {
+        /* linear_axis gives (i1, i2, d1, d2): weight of i1 is d2, of i2 is d1 */
+        int64_t *t1 = qt_malloc(4 * (size_t)(j.oh + j.ow) * sizeof *t1, err);
+        float *w1 = qt_malloc(4 * (size_t)(j.oh + j.ow) * sizeof *w1, err);
+        if (!t1 || !w1) {
+            free(t1), free(w1), free(idx), free(wts);
+            return err->code;
+        }
+        int64_t len[2] = {j.oh, j.ow}, in[2] = {j.ih, j.iw}, base[2] = {0, 2 * j.oh};
+        for (int a = 0; a < 2; a++) {
+            int64_t m = len[a];
+            linear_axis(r->coord, scales[nd - 2 + a], in[a], m, t1, t1 + m, w1, w1 + m);
+            for (int64_t o = 0; o < m; o++) {
+                idx[base[a] + 2 * o] = t1[o], idx[base[a] + 2 * o + 1] = t1[m + o];
+                wts[base[a] + 2 * o] = w1[m + o], wts[base[a] + 2 * o + 1] = w1[o];
+            }
+        }
+        free(t1);
+        free(w1);
+    }
+    qt_parallel_for(ex, nd == 4 ? x->dims[0] * x->dims[1] : 1, taps_bwd_task, &j);
+    free(idx);
+    free(wts);
+    return 0;
 }
 
 /* ---- the Resize operator ---------------------------------------------- */
@@ -272,14 +461,16 @@ static int resize_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err
         a->r.mode = QT_RESIZE_NEAREST;
     else if (!strcmp(mode, "linear"))
         a->r.mode = QT_RESIZE_LINEAR;
-    else if (!strcmp(mode, "cubic"))
-        return qt_node_err(n, QT_EUNSUPPORTED, err, "mode 'cubic' is not supported");
+    else if (!strcmp(mode, "cubic") && a->opset >= 11)
+        a->r.mode = QT_RESIZE_CUBIC;
     else
         return qt_node_err(n, QT_EMODEL, err, "unknown mode '%s'", mode);
+    a->r.cubic_a = qt_attr_float(n, "cubic_coeff_a", -0.75f, err);
+    a->r.exclude_outside = (int)eo;
     if (aa)
         return qt_node_err(n, QT_EUNSUPPORTED, err, "antialias is not supported");
-    if (eo)
-        return qt_node_err(n, QT_EUNSUPPORTED, err, "exclude_outside is not supported");
+    if (eo && a->r.mode != QT_RESIZE_CUBIC)
+        return qt_node_err(n, QT_EUNSUPPORTED, err, "exclude_outside is supported in cubic mode only");
     if (a->opset < 11) {
         a->r.coord = QT_COORD_ASYMMETRIC;
         a->r.round = QT_ROUND_SIMPLE;
@@ -432,10 +623,20 @@ static int resize_qrole(const struct qt_graph *g, const struct qt_node *n) {
     return a && a->s && strcmp(a->s, "nearest") ? QT_QR_UNARY : QT_QR_PASS;
 }
 
+static int resize_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct resize_attr *a = n->priv;
+    float s[QT_MAXDIM];
+    int64_t d[QT_MAXDIM];
+    if (resize_plan(x, n, s, d, err))
+        return err->code;
+    return qt_resize_bwd(x, n, &a->r, s, qt_in(x, n, 0), qt_out(x, n, 0), qt_gout(x, n, 0), qt_gin(x, n, 0), err);
+}
+
 const struct qt_op qt_op_resize = {
     .name = "Resize",
     .init = resize_init,
     .infer = resize_infer,
     .fwd = resize_fwd,
+    .bwd = resize_bwd,
     .quant = {.role_of = resize_qrole},
 };

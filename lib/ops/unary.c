@@ -9,10 +9,14 @@
  *   HardSigmoid max(0, min(1, alpha*x+beta))  (alpha 0.2, beta 0.5)
  *   HardSwish  x * max(0, min(1, x/6+1/2))
  *   Identity   y = x, any type (shares x's buffer when the planner allows)
+ *   Gelu       (opset 20) approximate "none": x/2 * (1 + erf(x/sqrt(2)));
+ *              "tanh": x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
  *
  * Gradients (training): Sigmoid dy*y*(1-y), Tanh dy*(1-y^2), LeakyRelu
  * dy*(x<0 ? alpha : 1), HardSigmoid dy*alpha inside (0,1), HardSwish
- * dy*(x<-3 ? 0 : x>3 ? 1 : x/3+1/2). */
+ * dy*(x<-3 ? 0 : x>3 ? 1 : x/3+1/2), Sqrt dy/(2y), Erf dy*2/sqrt(pi)*e^(-x^2), Gelu
+ * (none) dy*(Phi(x) + x*phi(x)) with phi(x) = e^(-x^2/2)/sqrt(2 pi), Gelu (tanh)
+ * dy*(0.5(1+t) + 0.5x(1-t^2) sqrt(2/pi)(1 + 3*0.044715 x^2)), t the tanh. */
 #include "ops/eltwise.h"
 #include "ops/layout.h"
 
@@ -21,7 +25,24 @@
 
 struct unary_attr {
     float alpha, beta;
+    int tanh_approx; /* Gelu approximate="tanh" */
 };
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+static inline float gelu_f(float v, int tanh_approx) {
+    if (tanh_approx)
+        return 0.5f * v * (1.0f + tanhf(GELU_K * (v + 0.044715f * v * v * v)));
+    return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+}
+
+static inline float gelu_d(float v, int tanh_approx) {
+    if (tanh_approx) {
+        float t = tanhf(GELU_K * (v + 0.044715f * v * v * v));
+        return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+    }
+    return 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * expf(-0.5f * v * v) * 0.3989422804014327f;
+}
 
 #define F32_KERNEL(fn, expr)                                                         \
     static void fn##_f32(const float *x, float *y, int64_t n, const void *ctx) {     \
@@ -50,6 +71,7 @@ F32_KERNEL(elu, v < 0 ? p->alpha * (expf(v) - 1.0f) : v)
 F32_KERNEL(softplus, v > 20.0f ? v : log1pf(expf(v)))
 F32_KERNEL(hardsigmoid, fmaxf(0.0f, fminf(1.0f, p->alpha * v + p->beta)))
 F32_KERNEL(hardswish, v * fmaxf(0.0f, fminf(1.0f, v * (1.0f / 6.0f) + 0.5f)))
+F32_KERNEL(gelu, gelu_f(v, p->tanh_approx))
 
 static int one_input(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
     (void)g;
@@ -83,6 +105,20 @@ static int hardsigmoid_init(struct qt_graph *g, struct qt_node *n, struct qt_err
     return attr_init(n, 0.2f, 0.5f, err);
 }
 
+static int gelu_init(struct qt_graph *g, struct qt_node *n, struct qt_err *err) {
+    (void)g;
+    if (attr_init(n, 0, 0, err))
+        return err->code;
+    struct unary_attr *a = n->priv;
+    const char *ap = qt_attr_str(n, "approximate", "none", err);
+    if (err->code)
+        return err->code;
+    if (strcmp(ap, "none") && strcmp(ap, "tanh"))
+        return qt_node_err(n, QT_EMODEL, err, "approximate '%s' must be 'none' or 'tanh'", ap);
+    a->tanh_approx = !strcmp(ap, "tanh");
+    return 0;
+}
+
 #define F32_GRAD(fn, expr)                                                                                \
     static void fn##_g(const float *x, const float *y, const float *dy, float *dx, int64_t n, const void *ctx) { \
         const struct unary_attr *p = ctx;                                                                 \
@@ -106,6 +142,9 @@ F32_GRAD(tanh, 1.0f - u * u)
 F32_GRAD(leakyrelu, v < 0 ? p->alpha : 1.0f)
 F32_GRAD(hardsigmoid, p->alpha * v + p->beta > 0 && p->alpha * v + p->beta < 1 ? p->alpha : 0.0f)
 F32_GRAD(hardswish, v < -3.0f ? 0.0f : v > 3.0f ? 1.0f : v * (1.0f / 3.0f) + 0.5f)
+F32_GRAD(erf, 1.1283791670955126f * expf(-v * v))
+F32_GRAD(sqrt, 0.5f / u)
+F32_GRAD(gelu, gelu_d(v, p->tanh_approx))
 
 /* float32 ops; those with a backward (Sigmoid, Tanh, LeakyRelu, HardSigmoid,
  * HardSwish) are quantized as one activation in, their own output out */
@@ -129,12 +168,13 @@ F32_OP_BWD(sigmoid, "Sigmoid", one_input);
 F32_OP_BWD(tanh, "Tanh", one_input);
 F32_OP(exp, "Exp", one_input);
 F32_OP(log, "Log", one_input);
-F32_OP(sqrt, "Sqrt", one_input);
+F32_OP_BWD(sqrt, "Sqrt", one_input);
 F32_OP(reciprocal, "Reciprocal", one_input);
 F32_OP(floor, "Floor", one_input);
 F32_OP(ceil, "Ceil", one_input);
 F32_OP(round, "Round", one_input);
-F32_OP(erf, "Erf", one_input);
+F32_OP_BWD(erf, "Erf", one_input);
+F32_OP_BWD(gelu, "Gelu", gelu_init);
 F32_OP_BWD(leakyrelu, "LeakyRelu", leakyrelu_init);
 F32_OP(elu, "Elu", elu_init);
 F32_OP(softplus, "Softplus", one_input);

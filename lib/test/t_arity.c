@@ -139,6 +139,10 @@ static int try_variant(const struct qt_op *op, const struct variant *va, char *w
         qt_node_set_ints(n, "axes", (const int64_t[]){1}, 1);
         qt_node_set_ints(n, "perm", (const int64_t[]){0, 1, 3, 2}, 4);
         qt_node_set_int(n, "blocksize", 1);
+        qt_node_set_int(n, "fmod", 1);                 /* Mod */
+        qt_node_set_str(n, "approximate", "tanh");     /* Gelu */
+        qt_node_set_str(n, "reduction", "add");        /* ScatterND */
+        qt_node_set_float(n, "epsilon", 1e-3f);        /* LayerNormalization */
     }
     g->outputs = malloc(sizeof(int) * 3);
     for (int i = 0; i < va->nout; i++)

@@ -446,6 +446,123 @@ static void op_cases3(void) {
     node(g, "Dropout", IN(a, ratio), 2);
     check(g, "Dropout (training, seeded mask)", (const char *const[]){"ratio"}, 1);
     qt_graph_free(g);
+
+}
+
+/* transformer ops (after the others: their random draws leave the earlier
+ * cases' data as it was) */
+static void op_cases4(void) {
+    struct qt_graph *g;
+    struct qt_node *n;
+    int a, b, s, bb;
+    unary_case("Erf", -2, 2, 0);
+    unary_case("Gelu", -3, 3, 0);
+    g = qt_graph_new(20);
+    a = tensor(g, "x", 3, D(2, 3, 4), -3, 3, 0);
+    n = node(g, "Gelu", IN(a), 1);
+    qt_node_set_str(n, "approximate", "tanh");
+    check(g, "Gelu approximate tanh", NULL, 0);
+    qt_graph_free(g);
+
+    /* LayerNormalization: x, Scale and B all trained */
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 3, D(2, 3, 6), -2, 2, 0);
+    s = tensor(g, "scale", 1, D(6), 0.5f, 1.5f, 0);
+    bb = tensor(g, "bias", 1, D(6), -1, 1, 0);
+    node(g, "LayerNormalization", IN(a, s, bb), 3);
+    check(g, "LayerNormalization last axis", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 3, D(2, 3, 4), -2, 2, 0);
+    s = tensor(g, "scale", 2, D(3, 4), 0.5f, 1.5f, 0);
+    n = node(g, "LayerNormalization", IN(a, s), 2);
+    qt_node_set_int(n, "axis", 1);
+    qt_node_set_float(n, "epsilon", 1e-3f);
+    check(g, "LayerNormalization axis 1, no B", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(17);
+    a = tensor(g, "x", 2, D(3, 5), -2, 2, 0);
+    s = tensor(g, "scale", 1, D(1), 0.5f, 1.5f, 0);
+    bb = tensor(g, "bias", 1, D(1), -1, 1, 0);
+    node(g, "LayerNormalization", IN(a, s, bb), 3);
+    check(g, "LayerNormalization scalar Scale and B", NULL, 0);
+    qt_graph_free(g);
+
+    /* Einsum: both inputs trained (maxvit's attention product), a broadcast
+     * ellipsis, a diagonal */
+    g = qt_graph_new(13);
+    a = tensor(g, "q", 4, D(2, 2, 3, 4), -1, 1, 0);
+    b = tensor(g, "k", 4, D(2, 2, 5, 4), -1, 1, 0);
+    n = node(g, "Einsum", IN(a, b), 2);
+    qt_node_set_str(n, "equation", "B H I D, B H J D -> B H I J");
+    check(g, "Einsum B H I D, B H J D -> B H I J", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 3, 4), -1, 1, 0);
+    b = tensor(g, "b", 3, D(1, 4, 2), -1, 1, 0);
+    n = node(g, "Einsum", IN(a, b), 2);
+    qt_node_set_str(n, "equation", "...ij,...jk->...ik");
+    check(g, "Einsum ...ij,...jk->...ik (b broadcast)", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 4, 4), -1, 1, 0);
+    n = node(g, "Einsum", IN(a), 1);
+    qt_node_set_str(n, "equation", "bii->bi");
+    check(g, "Einsum bii->bi (diagonal)", NULL, 0);
+    qt_graph_free(g);
+
+    /* what the torchvision transformer and segmentation exports train
+     * through: Gather of an activation, Expand, Pow and Sqrt (LayerNorm
+     * decomposed at opset 13), Resize */
+    unary_case("Sqrt", 0.5f, 2, 0);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 3, 4), 0.5f, 2, 0);
+    b = tensor(g, "b", 1, D(4), 0.5f, 2.5f, 0);
+    node(g, "Pow", IN(a, b), 2);
+    check(g, "Pow a^b (both trained, b broadcast)", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "a", 3, D(2, 3, 4), -2, 2, 0);
+    b = scalar(g, "two", 2.0f);
+    node(g, "Pow", IN(a, b), 2);
+    check(g, "Pow x^2 (constant exponent)", (const char *const[]){"two"}, 1);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "x", 3, D(3, 4, 5), -1, 1, 0);
+    b = ints(g, "idx", 4, D(2, 0, 2, -1));
+    n = node(g, "Gather", IN(a, b), 2);
+    qt_node_set_int(n, "axis", 1);
+    check(g, "Gather axis 1, repeated and negative indices", NULL, 0);
+    qt_graph_free(g);
+    g = qt_graph_new(13);
+    a = tensor(g, "x", 3, D(1, 3, 1), -1, 1, 0);
+    b = ints(g, "shape", 3, D(2, 3, 4));
+    node(g, "Expand", IN(a, b), 2);
+    check(g, "Expand [1,3,1] to [2,3,4]", NULL, 0);
+    qt_graph_free(g);
+    static const struct {
+        const char *label, *mode, *coord;
+        float sh, sw;
+    } rz[] = {
+        {"Resize linear pytorch_half_pixel x2", "linear", "pytorch_half_pixel", 2, 2},
+        {"Resize linear align_corners (1.5, 0.75)", "linear", "align_corners", 1.5f, 0.75f},
+        {"Resize cubic half_pixel (2, 1.5)", "cubic", "half_pixel", 2, 1.5f},
+        {"Resize nearest asymmetric (2, 0.5)", "nearest", "asymmetric", 2, 0.5f},
+    };
+    for (size_t k = 0; k < sizeof rz / sizeof rz[0]; k++) {
+        g = qt_graph_new(13);
+        a = tensor(g, "x", 4, D(2, 2, 4, 6), -1, 1, 0);
+        int64_t four = 4;
+        struct qt_tensor *sc = qt_tensor_new(QT_FLOAT, 1, &four);
+        float *sv = sc->data;
+        sv[0] = sv[1] = 1, sv[2] = rz[k].sh, sv[3] = rz[k].sw;
+        int sv_v = qt_graph_add_init(g, "scales", sc, &err);
+        n = node(g, "Resize", IN(a, -1, sv_v), 3);
+        qt_node_set_str(n, "mode", rz[k].mode);
+        qt_node_set_str(n, "coordinate_transformation_mode", rz[k].coord);
+        check(g, rz[k].label, (const char *const[]){"scales"}, 1);
+        qt_graph_free(g);
+    }
 }
 
 /* ---- FakeQuant ------------------------------------------------------------ */
@@ -818,6 +935,7 @@ int main(void) {
     op_cases();
     op_cases2();
     op_cases3();
+    op_cases4();
     coverage_case();
     fq_case("FakeQuant per tensor uint8", 0, 0, 255);
     fq_case("FakeQuant per tensor 4-bit", 0, 0, 15);

@@ -81,7 +81,7 @@ static int compare(const struct qt_tensor *got, const struct qt_tensor *want, do
                      (long long)qt_tensor_geti(want, i));
             return 1;
         }
-        if (!(fabs(a - b) <= atol + rtol * fabs(b))) {
+        if (a != b && !(fabs(a - b) <= atol + rtol * fabs(b))) { /* a == b: equal infinities too */
             snprintf(why, wl, "element %lld: %.9g, expected %.9g", (long long)i, a, b);
             return 1;
         }
