@@ -347,6 +347,8 @@ struct qt_quant_opts {
     int pow2_scales;            /* scales rounded up to powers of two (profile pow2) */
     int int_requant;            /* requantization recorded in quant_info.json: 0 none (float), 1 shift
                                  * (pow2), 2 multiplier and shift per channel (int-only) */
+    int cle;                    /* cross-layer equalization before calibration (calib, finetune, qat):
+                                 * 1 on, 0 off, -1 (default) on with per-tensor weights only */
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 /* Applies a hardware profile (man qtool-profiles(5)): a built-in name
@@ -431,6 +433,7 @@ struct qt_calib_result {
     int images;
     int nquant_act, nquant_weight, nfolded_bn, nfused_act, nexcluded;
     int bc_layers;              /* layers bias-corrected */
+    int cle_pairs, cle_absorbed; /* cross-layer equalization: layer pairs, channels with high bias absorbed */
     struct qt_ft_report ft;     /* finetune: per layer (free(ft.layer)) */
     double wall_s;
 };

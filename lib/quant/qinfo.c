@@ -174,6 +174,15 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddStringToObject(set, "scales", o->pow2_scales ? "pow2" : "float");
     cJSON_AddStringToObject(set, "requantization",
                             o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
+    cJSON_AddBoolToObject(set, "cle", p->cle.rounds > 0);
+    if (p->cle.rounds > 0) { /* what cross-layer equalization did; the weights are in "tuned_weights" */
+        cJSON *cl = cJSON_AddObjectToObject(d, "cle");
+        cJSON_AddNumberToObject(cl, "pairs", p->cle.pairs);
+        cJSON_AddNumberToObject(cl, "clip_pairs", p->cle.clip_pairs);
+        cJSON_AddNumberToObject(cl, "limited_channels", p->cle.limited);
+        cJSON_AddNumberToObject(cl, "rounds", p->cle.rounds);
+        cJSON_AddNumberToObject(cl, "absorbed_biases", p->cle.absorbed);
+    }
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
     cJSON *fused = cJSON_AddArrayToObject(prep, "fused");
