@@ -444,6 +444,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
 /* ---- quantization-aware training (qtool qat) --------------------------- */
 
 enum { QT_QAT_SGD, QT_QAT_ADAM };
+enum { QT_ACT_LSQ, QT_ACT_PACT, QT_ACT_FIXED };
 
 struct qt_qat_opts {
     const char *model;          /* float ONNX model */
@@ -474,6 +475,9 @@ struct qt_qat_opts {
     int calib_images;           /* images to initialise activation ranges (default 256) */
     const char *init_info;      /* start from this quant_info.json (calib/finetune/qat) instead */
     int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
+    int act_range;              /* activation ranges: QT_ACT_LSQ (default, learnt steps), QT_ACT_PACT (learnt
+                                 * clipping level of the ranges that start at 0, LSQ elsewhere), QT_ACT_FIXED
+                                 * (the calibrated ranges, not trained) */
     int relative_lr;            /* lr as a fraction of each weight's step and each scale's value */
     uint64_t seed;
     int threads;
