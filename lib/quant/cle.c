@@ -39,6 +39,8 @@
  * pass only takes minima and maxima. */
 #include "quant/quant.h"
 
+#include <cJSON.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -340,9 +342,13 @@ static double cle_round(struct cle_pair *P, int np, int *nclamped) {
                 continue;
             double s = sqrt((double)r1 * r2) / r2;
             if (isfinite(L->hi)) {
-                /* enlarge only, and only while the channel stays below M / margin */
-                double lo = L->mx[i] >= L->hi ? 1.0 : fmax(CLE_CLIP_MARGIN * L->mx[i] / L->hi, 0.0);
-                double c = fmin(1.0, fmax(s, lo));
+                /* only channels below M / margin, and only while they stay there */
+                double m = getenv("QT_CLE_MARGIN") ? atof(getenv("QT_CLE_MARGIN")) : CLE_CLIP_MARGIN;
+                int shrink = getenv("QT_CLE_SHRINK") != NULL;
+                double lo = m * L->mx[i] >= L->hi ? 1.0 : fmax(m * L->mx[i] / L->hi, 0.0);
+                double c = fmax(s, lo);
+                if (!shrink || lo >= 1.0)
+                    c = fmin(1.0, c);
                 if (c != s && nclamped)
                     (*nclamped)++;
                 s = c;
@@ -465,4 +471,38 @@ out:
     free(P);
     free(order);
     return err->code;
+}
+
+int qt_cle_info(const struct qt_qplan *p, void *json) {
+    cJSON *d = json, *cl = cJSON_AddObjectToObject(d, "cle"), *arr;
+    const struct qt_graph *g = p->g;
+    int *order = NULL;
+    struct qt_err e = {0};
+    if (!cl)
+        return -1;
+    cJSON_AddNumberToObject(cl, "clip_pairs", p->cle.clip_pairs);
+    cJSON_AddNumberToObject(cl, "limited_channels", p->cle.limited);
+    cJSON_AddNumberToObject(cl, "rounds", p->cle.rounds);
+    cJSON_AddNumberToObject(cl, "absorbed_biases", p->cle.absorbed);
+    arr = cJSON_AddArrayToObject(cl, "pairs");
+    if (!arr || qt_graph_topo(g, &order, &e))
+        return -1;
+    for (int k = 0; k < g->nn; k++) { /* the same pairs qt_cle found: the graph's shape is unchanged */
+        struct cle_pair P;
+        if (find_pair(g, order[k], &P))
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        const struct qt_node *a = &g->n[P.a], *b = &g->n[P.b];
+        cJSON_AddStringToObject(o, "from", a->name ? a->name : "");
+        cJSON_AddStringToObject(o, "to", b->name ? b->name : "");
+        cJSON_AddStringToObject(o, "activation", P.act >= 0 ? g->n[P.act].op_type : "");
+        cJSON_AddNumberToObject(o, "channels", (double)P.nch);
+        cJSON_AddStringToObject(o, "from_weight", g->v[a->in[1]].name);
+        cJSON_AddStringToObject(o, "to_weight", g->v[b->in[1]].name);
+        cJSON_AddStringToObject(o, "to_layout", P.bk == 0 ? "oik" : P.bk == 1 ? "depthwise" : "io");
+        cJSON_AddNumberToObject(o, "kernel", (double)P.bk_n);
+        cJSON_AddItemToArray(arr, o);
+    }
+    free(order);
+    return 0;
 }

@@ -175,13 +175,9 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddStringToObject(set, "requantization",
                             o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
     cJSON_AddBoolToObject(set, "cle", p->cle.rounds > 0);
-    if (p->cle.rounds > 0) { /* what cross-layer equalization did; the weights are in "tuned_weights" */
-        cJSON *cl = cJSON_AddObjectToObject(d, "cle");
-        cJSON_AddNumberToObject(cl, "pairs", p->cle.pairs);
-        cJSON_AddNumberToObject(cl, "clip_pairs", p->cle.clip_pairs);
-        cJSON_AddNumberToObject(cl, "limited_channels", p->cle.limited);
-        cJSON_AddNumberToObject(cl, "rounds", p->cle.rounds);
-        cJSON_AddNumberToObject(cl, "absorbed_biases", p->cle.absorbed);
+    if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
+        cJSON_Delete(d);
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
     }
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);

@@ -260,6 +260,9 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
  * Sets p->tuned when weights changed, p->cle and *rep. */
 int qt_cle(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch, int c,
            int h, int w, int threads, struct qt_cle_report *rep, struct qt_err *err);
+/* Adds the "cle" object of quant_info.json to the cJSON object json: what
+ * qt_cle did and its layer pairs. -1 when out of memory. */
+int qt_cle_info(const struct qt_qplan *p, void *json);
 /* Whether the options ask for it (o->cle -1: with per-tensor weights). */
 static inline int qt_cle_wanted(const struct qt_quant_opts *o) {
     return o->cle > 0 || (o->cle < 0 && !o->per_channel);
