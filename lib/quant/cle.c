@@ -19,13 +19,22 @@
  * Clip(0, M) (ReLU6) is not positively homogeneous: clip(x / s, 0, M) s =
  * clip(x, 0, M s). AIMET replaces ReLU6 by ReLU for CLE, which changes the
  * float model (MobileNetV1-0.75 of ../shared: 77.03 -> 70.27 top-1). qtool
- * keeps the Clip and only enlarges channels (s_i <= 1) that stay below M on
- * the calibration images with a margin: s_i >= 2 m_i / M, m_i the channel's
- * largest value before the Clip. On those images the Clip then never acts
- * on a changed channel, so the float outputs are the same up to rounding;
- * elsewhere only a value above twice the calibration maximum could differ.
- * Channels that reach M are left alone.
- *
+ * keeps the Clip and scales only the channels whose largest value before it
+ * on the calibration images, m_i, stays below M / 2, and only so far that
+ * it stays there (s_i >= 2 m_i / M); channels that come nearer M keep
+ * s_i = 1. On those images the Clip then never acts on a changed channel,
+ * so the float outputs are the same up to rounding; elsewhere a value would
+ * have to exceed twice the calibration maximum (measured: the equalized
+ * MobileNetV2 agrees with the original on all 154 held-out images, output
+ * SQNR 113 dB).
+ * A channel that is never positive on the calibration images (dead after
+ * the Relu/Clip) is not equalized to sqrt(r1_i r2_i): its weights can be
+ * tiny (a BatchNorm with a tiny variance folded) and its bias then grows
+ * by 1 / s_i past what an int32 bias at the weight step holds
+ * (MobileNetV1's first layer: -3.4e7). It is enlarged only as far as B's
+ * column comes down to the largest of the live channels' (r2 of the first
+ * depthwise layer: 224 -> 3.1), which is what matters for a per-tensor
+ * step, and stays dead, so this is exact on those images too.
  * High-bias absorption (the paper's section 4.1): through a Relu (no upper
  * bound) into a B that reads no padding (a Gemm, or a Conv with zero pads,
  * whose bias exists), c_i = the smallest value of A's channel i over the
@@ -336,19 +345,26 @@ static double cle_round(struct cle_pair *P, int np, int *nclamped) {
     double worst = 0;
     for (int l = 0; l < np; l++) {
         struct cle_pair *L = &P[l];
+        float live = 0; /* largest r2 of the channels that are positive somewhere */
+        for (int64_t i = 0; L->mx && i < L->nch; i++)
+            if (L->mx[i] > 0)
+                live = fmaxf(live, b_range(L, i));
         for (int64_t i = 0; i < L->nch; i++) {
             float r1 = a_range(L, i), r2 = b_range(L, i);
             if (!(r1 > 0) || !(r2 > 0))
                 continue;
             double s = sqrt((double)r1 * r2) / r2;
-            if (isfinite(L->hi)) {
+            if (L->mx && !(L->mx[i] > 0)) {
+                /* dead on the images: enlarging it stays exact, but only as far as
+                 * B's column comes down to the live channels' largest (its bias
+                 * grows by 1 / s) */
+                if (!(r2 > live) || !(live > 0))
+                    continue;
+                s = fmax(s, (double)live / r2);
+            } else if (isfinite(L->hi)) {
                 /* only channels below M / margin, and only while they stay there */
-                double m = getenv("QT_CLE_MARGIN") ? atof(getenv("QT_CLE_MARGIN")) : CLE_CLIP_MARGIN;
-                int shrink = getenv("QT_CLE_SHRINK") != NULL;
-                double lo = m * L->mx[i] >= L->hi ? 1.0 : fmax(m * L->mx[i] / L->hi, 0.0);
-                double c = fmax(s, lo);
-                if (!shrink || lo >= 1.0)
-                    c = fmin(1.0, c);
+                double lo = CLE_CLIP_MARGIN * L->mx[i] >= L->hi ? 1.0 : CLE_CLIP_MARGIN * L->mx[i] / L->hi;
+                double c = lo >= 1.0 ? 1.0 : fmax(s, lo);
                 if (c != s && nclamped)
                     (*nclamped)++;
                 s = c;
@@ -381,7 +397,7 @@ int qt_cle(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *p
         if (find_pair(g, order[k], &P[np]))
             continue;
         struct cle_pair *L = &P[np++];
-        if (isfinite(L->hi) || L->absorb) {
+        if (L->act >= 0) {
             L->mn = malloc(sizeof(float) * (size_t)L->nch);
             L->mx = malloc(sizeof(float) * (size_t)L->nch);
             if (!L->mn || !L->mx) {
