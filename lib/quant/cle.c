@@ -329,9 +329,9 @@ static int cle_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) 
             for (int64_t ch = 0; ch < P->nch; ch++) {
                 const float *s = v + (b * P->nch + ch) * inner;
                 float mn = P->mn[ch], mx = P->mx[ch];
-                for (int64_t i = 0; i < inner; i++) {
-                    mn = fminf(mn, s[i]);
-                    mx = fmaxf(mx, s[i]);
+                for (int64_t i = 0; i < inner; i++) { /* not fminf/fmaxf: a library call each */
+                    mn = s[i] < mn ? s[i] : mn;
+                    mx = s[i] > mx ? s[i] : mx;
                 }
                 P->mn[ch] = mn;
                 P->mx[ch] = mx;
@@ -419,9 +419,11 @@ int qt_cle(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *p
                         P[l].mx[i] = P[l].hi, P[l].mn[i] = -INFINITY;
         } else {
             struct cle_pass cp = {P, np};
+            /* the executor may apply the Relu/Clip inside A: its output is then
+             * activated, which decides the same (a maximum at or above M / 2, a
+             * maximum of 0, a positive minimum are the same before and after) */
             struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
-                                       .threads = threads, .exec_flags = QT_EXEC_NOFUSE,
-                                       .after_node = cle_after, .ud = &cp};
+                                       .threads = threads, .after_node = cle_after, .ud = &cp};
             if (qt_run_images(g, ds, &run, err))
                 goto out;
         }
