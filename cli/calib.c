@@ -236,6 +236,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
         cJSON_AddNumberToObject(d, "quantized_activations", r.nquant_act);
         cJSON_AddNumberToObject(d, "quantized_weights", r.nquant_weight);
         cli_json_num(d, "bias_corrected_layers", r.bc_layers);
+        cJSON_AddNumberToObject(d, "cle_pairs", r.cle_pairs);
         if (ft) {
             cJSON *a = cJSON_AddArrayToObject(d, "layers");
             for (int i = 0; i < r.ft.nlayers; i++) {

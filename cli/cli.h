@@ -66,7 +66,7 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
 
 /* Shared quantization-settings options (calib, qat). */
 enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW,
-       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_PROFILE, OPT_Q_LAST };
+       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_PROFILE, OPT_CLE, OPT_NOCLE, OPT_Q_LAST };
 #define CLI_QUANT_OPTS                                                                                           \
     {OPT_PROFILE, "profile", "NAME|FILE.json", "target: ort-x86 (default), ort-arm, tensorrt, pow2, int-only"},  \
     {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},                   \
@@ -82,7 +82,9 @@ enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, 
     {OPT_CONFIG, "config", "FILE.json", "per-layer settings: {\"layers\": {NODE: {wbits, abits, observer, ...}}}"}, \
     {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},                \
     {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},                         \
-    {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"}
+    {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"},                 \
+    {OPT_CLE, "cle", NULL, "cross-layer equalization first (default: with --per-tensor only)"},               \
+    {OPT_NOCLE, "no-cle", NULL, "no cross-layer equalization"}
 /* Handles one quantization option: 0 handled, 1 not one, 2 bad value, 3 bad profile file (printed). */
 int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
 /* A quantization or preprocessing option of calib/qat: 0 handled, else the

@@ -150,6 +150,8 @@ int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const cha
         return 0;
     case OPT_NOFOLD: q->fold_bn = 0; return 0;
     case OPT_NOFUSE: q->fuse_act = 0; return 0;
+    case OPT_CLE: q->cle = 1; return 0;
+    case OPT_NOCLE: q->cle = 0; return 0;
     case OPT_PROFILE: {
         struct qt_err err = {0};
         if (qt_profile_apply(q, arg, &err)) {

@@ -10,7 +10,7 @@
 
 enum { OPT_TRAIN = 400, OPT_VAL, OPT_QINFO, OPT_EPOCHS, OPT_IPE, OPT_LR, OPT_OPTIM, OPT_WD, OPT_MOM, OPT_SCHED,
        OPT_STEP, OPT_GAMMA, OPT_CLIP, OPT_FBN, OPT_FOBS, OPT_DISTILL, OPT_TEMP, OPT_NOQ, OPT_SCRATCH, OPT_NOAUG,
-       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME, OPT_WSCALE, OPT_INIT, OPT_RELLR };
+       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME, OPT_WSCALE, OPT_INIT, OPT_RELLR, OPT_ACTRANGE };
 
 static const struct opt opts[] = {
     {OPT_TRAIN, "train", "DIR", "training images (ImageFolder layout; flat folder with --distill)"},
@@ -37,6 +37,7 @@ static const struct opt opts[] = {
     {OPT_NOAUG, "no-augment", NULL, "no random resized crop and flip"},
     {OPT_RRC, "crop-scale", "S", "smallest random crop, as a fraction of the area (default 0.08)"},
     {OPT_WSCALE, "weight-scale", "lsq|minmax", "weight scales learnt (default) or min/max every step"},
+    {OPT_ACTRANGE, "act-range", "lsq|pact|fixed", "activation steps learnt (default), PACT clipping levels learnt, or the calibrated ranges kept"},
     {OPT_RELLR, "relative-lr", NULL, "lr as a fraction of each weight's quantization step (BN-folded models)"},
     {OPT_CALIB, "calib-images", "N", "images that initialise activation ranges (default 256)"},
     {OPT_INIT, "init", "Q.json", "start from this quant_info.json (calib/finetune output) instead of calibrating"},
@@ -90,6 +91,7 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
         cJSON_AddNullToObject(d, "init");
     cJSON_AddNumberToObject(d, "freeze_bn_after", o->freeze_bn_after);
     cJSON_AddBoolToObject(d, "relative_lr", o->relative_lr);
+    cJSON_AddStringToObject(d, "act_range", o->act_range == QT_ACT_PACT ? "pact" : o->act_range == QT_ACT_FIXED ? "fixed" : "lsq");
     cJSON_AddBoolToObject(d, "interrupted", r->interrupted);
     for (int i = 0; i < r->nepoch; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -169,6 +171,16 @@ static int qat_main(int argc, char **argv, void *ctx) {
             if (strcmp(optarg, "lsq") && strcmp(optarg, "minmax"))
                 return cli_usage("qat", "--weight-scale is lsq or minmax, not '%s'", optarg);
             o.weight_minmax = !strcmp(optarg, "minmax");
+            break;
+        case OPT_ACTRANGE:
+            if (!strcmp(optarg, "lsq"))
+                o.act_range = QT_ACT_LSQ;
+            else if (!strcmp(optarg, "pact"))
+                o.act_range = QT_ACT_PACT;
+            else if (!strcmp(optarg, "fixed"))
+                o.act_range = QT_ACT_FIXED;
+            else
+                return cli_usage("qat", "--act-range is lsq, pact or fixed, not '%s'", optarg);
             break;
         case OPT_INIT: o.init_info = optarg; break;
         case OPT_RELLR: o.relative_lr = 1; break;

@@ -353,6 +353,8 @@ struct qt_quant_opts {
     int pow2_scales;            /* scales rounded up to powers of two (profile pow2) */
     int int_requant;            /* requantization recorded in quant_info.json: 0 none (float), 1 shift
                                  * (pow2), 2 multiplier and shift per channel (int-only) */
+    int cle;                    /* cross-layer equalization before calibration (calib, finetune, qat):
+                                 * 1 on, 0 off, -1 (default) on with per-tensor weights only */
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 /* Applies a hardware profile (man qtool-profiles(5)): a built-in name
@@ -437,6 +439,7 @@ struct qt_calib_result {
     int images;
     int nquant_act, nquant_weight, nfolded_bn, nfused_act, nexcluded;
     int bc_layers;              /* layers bias-corrected */
+    int cle_pairs, cle_absorbed; /* cross-layer equalization: layer pairs, channels with high bias absorbed */
     struct qt_ft_report ft;     /* finetune: per layer (free(ft.layer)) */
     double wall_s;
 };
@@ -447,6 +450,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
 /* ---- quantization-aware training (qtool qat) --------------------------- */
 
 enum { QT_QAT_SGD, QT_QAT_ADAM };
+enum { QT_ACT_LSQ, QT_ACT_PACT, QT_ACT_FIXED };
 
 struct qt_qat_opts {
     const char *model;          /* float ONNX model */
@@ -477,6 +481,9 @@ struct qt_qat_opts {
     int calib_images;           /* images to initialise activation ranges (default 256) */
     const char *init_info;      /* start from this quant_info.json (calib/finetune/qat) instead */
     int weight_minmax;          /* weight scales from min/max every step (default: learnt, LSQ) */
+    int act_range;              /* activation ranges: QT_ACT_LSQ (default, learnt steps), QT_ACT_PACT (learnt
+                                 * clipping level of the ranges that start at 0, LSQ elsewhere), QT_ACT_FIXED
+                                 * (the calibrated ranges, not trained) */
     int relative_lr;            /* lr as a fraction of each weight's step and each scale's value */
     uint64_t seed;
     int threads;

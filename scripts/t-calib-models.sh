@@ -7,7 +7,8 @@
 #   >= 94% top-1 agreement with float (PyTorch 1.13's best: 75.68, 93.8%);
 # - ONNX Runtime (optimized: its int8 kernels) and qtool agree on >= 99.5% of
 #   the quantized file's top-1 predictions;
-# - per-tensor minmax collapses as in the PyTorch tutorial (regression signal).
+# - per-tensor minmax without CLE collapses as in the PyTorch tutorial (regression
+#   signal); with cross-layer equalization (the per-tensor default) it does not.
 # needs: ort python3
 . scripts/testlib.sh
 M=$SHARED/models
@@ -49,7 +50,13 @@ cat "$_out"
 check "ORT and qtool agree on >= 99.5% of top-1" python3 -c "
 import re,sys; m=re.search(r'top1_agree=(\d+)/(\d+)', open('$_out').read()); sys.exit(0 if int(m[1]) >= 0.995*int(m[2]) else 1)"
 
-expect_ok "calib per-tensor minmax" $QTOOL calib $F $IMG --limit 128 --per-tensor --observer minmax -o $TMP/pt.onnx -q
+expect_ok "calib per-tensor minmax without CLE" $QTOOL calib $F $IMG --limit 128 --per-tensor --no-cle \
+    --observer minmax -o $TMP/pt.onnx -q
 expect_ok "eval it" $QTOOL eval $TMP/pt.onnx $IMG --latency-runs 0 -q --json $TMP/pt.json
 check "per-tensor minmax collapses (top-1 $(json $TMP/pt.json top1) < 20)" fcmp "$(json $TMP/pt.json top1)" '<' 20
+expect_ok "calib per-tensor minmax, CLE by default" $QTOOL calib $F $IMG --limit 128 --per-tensor \
+    --observer minmax -o $TMP/ptc.onnx -q
+check "  CLE ran" test "$(json $TMP/ptc.json settings.cle)" = True
+expect_ok "eval it" $QTOOL eval $TMP/ptc.onnx $IMG --latency-runs 0 -q --json $TMP/ptc.json.e
+check "  no collapse (top-1 $(json $TMP/ptc.json.e top1) > 40)" fcmp "$(json $TMP/ptc.json.e top1)" '>' 40
 done_testing

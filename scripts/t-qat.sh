@@ -194,4 +194,37 @@ expect_fail 2 "--from-scratch without --no-quant" $QTOOL qat $D/model.onnx --tra
 expect_fail 2 "--resume without --checkpoint" $QTOOL qat $D/model.onnx --train $D/calib $PP --resume -o $TMP/x.onnx
 expect_fail 1 "missing training folder" $QTOOL qat $D/model.onnx --train $TMP/nope $PP -o $TMP/x.onnx
 check "no output left" test ! -e $TMP/x.onnx
+# --act-range: lsq (default) learns the steps, pact the clipping level of the
+# ranges that start at 0, fixed keeps the calibrated ranges
+AR="--iters-per-epoch 3 --batch 16 --calib-images 32 --lr 0.01 --threads 1"
+expect_ok "calib on the same 32 images" $QTOOL calib $D/model.onnx --data $D/calib $PP --limit 32 -b 16 -o $TMP/arc.onnx
+for ar in default lsq pact fixed; do
+    a="--act-range $ar"; [ $ar = default ] && a=
+    expect_ok "qat --act-range $ar" $QTOOL qat $D/model.onnx --train $D/calib $PP $AR $a -o $TMP/ar_$ar.onnx
+done
+check "lsq is the default (byte-identical)" cmp $TMP/ar_default.onnx $TMP/ar_lsq.onnx
+check "fixed: every activation keeps calib's scale and zero point; lsq and pact change some" python3 -c "
+import json
+def acts(n): return [t for t in json.load(open('$TMP/' + n + '.json'))['tensors'] if t['role'] == 'activation']
+c, f, l, p = acts('arc'), acts('ar_fixed'), acts('ar_lsq'), acts('ar_pact')
+same = lambda a, b: a['scale'] == b['scale'] and a['zero_point'] == b['zero_point']
+assert len(c) == len(f) and all(same(a, b) for a, b in zip(c, f)), 'fixed changed a range'
+assert any(not same(a, b) for a, b in zip(c, l)), 'lsq learnt nothing'
+assert any(not same(a, b) for a, b in zip(c, p)), 'pact learnt nothing'
+"
+check "pact: the ranges from 0 are PACT's [0, a] with a learnt (zero point qmin), the others stay LSQ" python3 -c "
+import json
+d = {t['name']: t for t in json.load(open('$TMP/ar_pact.json'))['tensors'] if t['role'] == 'activation'}
+c = {t['name']: t for t in json.load(open('$TMP/arc.json'))['tensors'] if t['role'] == 'activation'}
+pact = [n for n in d if d[n]['method'] == 'pact']
+assert pact and all(d[n]['zero_point'][0] == d[n]['quant_min'] and d[n]['range_min'][0] == 0 for n in pact)
+assert all(c[n]['zero_point'][0] == c[n]['quant_min'] for n in pact)
+assert any(abs(d[n]['range_max'][0] - c[n]['range_max'][0]) > 1e-6 for n in pact), 'no clipping level moved'
+assert all(d[n]['method'] == 'lsq' for n in d if n not in pact)
+"
+expect_ok "ONNX Runtime loads the PACT file" $ORT $TMP/ar_pact.onnx --check-load
+expect_ok "  export rebuilds it byte for byte" $QTOOL export $D/model.onnx --quant-info $TMP/ar_pact.json -o $TMP/ar_pe.onnx
+check "  byte-identical" cmp $TMP/ar_pact.onnx $TMP/ar_pe.onnx
+expect_fail 2 "--act-range with a bad value" $QTOOL qat $D/model.onnx --train $D/calib $PP --act-range minmax -o $TMP/x.onnx
+check "  the message names the option" grep -q -- "--act-range" $_out
 done_testing

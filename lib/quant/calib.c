@@ -257,6 +257,19 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         goto out;
     if (qt_dataset_open(&ds, o->data, o->classes, err))
         goto out;
+    if (qt_cle_wanted(&p->o)) { /* before the weights are quantized and the ranges observed */
+        int n = qt_dataset_count(ds), tot = o->limit > 0 && o->limit < n ? o->limit : n;
+        int b = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+        struct qt_cle_report cr;
+        if (!fixed || tot % fixed == 0) {
+            if (qt_cle(p, ds, &pp, tot, b < tot || fixed ? b : tot, c, h, w, o->threads > 0 ? o->threads : qt_ncpus(),
+                       &cr, err) ||
+                qt_qplan_weights(p, err))
+                goto out;
+            r->cle_pairs = cr.pairs;
+            r->cle_absorbed = cr.absorbed;
+        }
+    }
     if (qt_calib_observe(p, ds, &pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress,
                          o->progress_ud, err))
         goto out;

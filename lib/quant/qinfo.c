@@ -194,6 +194,11 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddStringToObject(src, "sha256", hex);
     cJSON_AddNumberToObject(src, "bytes", (double)len);
     add_settings(d, o, pp, data, images);
+    cJSON_AddBoolToObject(cJSON_GetObjectItem(d, "settings"), "cle", p->cle.rounds > 0);
+    if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
+        cJSON_Delete(d);
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
+    }
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
     cJSON *fused = cJSON_AddArrayToObject(prep, "fused");

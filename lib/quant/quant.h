@@ -124,6 +124,15 @@ struct qt_qtensor {
     struct qt_qparam q;
 };
 
+/* What cross-layer equalization did (cle.c). */
+struct qt_cle_report {
+    int pairs;          /* Conv/Gemm pairs equalized */
+    int clip_pairs;     /* of them through a Clip with an upper bound (ReLU6) */
+    int limited;        /* channel factors held back by a Clip's bound in the last round */
+    int rounds;         /* rounds over the pairs until every factor was within 1e-4 of 1 */
+    int absorbed;       /* channels whose high bias was absorbed into the next layer */
+};
+
 /* Per node: how it is quantized. */
 struct qt_qnode {
     int kind;           /* QT_QN_* */
@@ -157,6 +166,7 @@ struct qt_qplan {
     void (*log)(void *ud, const char *line);
     void *log_ud;
     int tuned;              /* finetune/qat changed the float weights: quant_info.json records them */
+    struct qt_cle_report cle; /* set by qt_cle (zero when it did not run) */
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
@@ -238,6 +248,24 @@ struct qt_bc_report {
 };
 int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
                     int c, int h, int w, int threads, int rescale, struct qt_bc_report *rep, struct qt_err *err);
+
+/* Cross-layer equalization (cle.c explains it): rescales output channels
+ * of Conv/Gemm layers against the input channels of the layer reading them,
+ * in p->g, so the float model computes the same and per-tensor weight
+ * ranges even out; absorbs high biases through Relu. The first `total`
+ * images of ds (ds NULL or total 0: none; pairs through a bounded Clip are
+ * then left as they are) give the per-channel ranges the bounded Clips and
+ * the absorption need. Call before qt_qplan_weights (or again after it).
+ * Sets p->tuned when weights changed, p->cle and *rep. */
+int qt_cle(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch, int c,
+           int h, int w, int threads, struct qt_cle_report *rep, struct qt_err *err);
+/* Adds the "cle" object of quant_info.json to the cJSON object json: what
+ * qt_cle did and its layer pairs. -1 when out of memory. */
+int qt_cle_info(const struct qt_qplan *p, void *json);
+/* Whether the options ask for it (o->cle -1: with per-tensor weights). */
+static inline int qt_cle_wanted(const struct qt_quant_opts *o) {
+    return o->cle > 0 || (o->cle < 0 && !o->per_channel);
+}
 
 /* AdaQuant layer-local loss and gradient (adaquant.c). A Conv (any groups,
  * strides, dilations, pads top/left given; output size oh x ow) or a Gemm

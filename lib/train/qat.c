@@ -73,6 +73,7 @@ struct qat {
     int nwfq, nafq;
     int *act_scale;          /* scale parameters (values of tg) */
     int nact;
+    unsigned char *act_pact; /* per activation group: its scale value holds a PACT clipping level */
     int *wscale;             /* per plan tensor: its weight scale value in tg, or -1 */
     struct bnc *bnc;         /* BatchNormalization trained unfolded (freeze_bn_after > 0) */
     int nbnc;
@@ -109,13 +110,13 @@ static int new_init(struct qt_graph *g, const char *name, int64_t n, const float
 /* Inserts FakeQuant after value v (all readers but the new node read its
  * output), or on input `slot` of node k when k >= 0. Returns the node. */
 static int insert_fq(struct qt_graph *g, int v, int k, int slot, int s, int z, const struct qt_qparam *qp, int axis,
-                     float gscale, struct qt_err *err) {
+                     float gscale, int pact, struct qt_err *err) {
     char name[600];
     snprintf(name, sizeof name, "%s", qt_graph_unique_name(g, g->v[v].name, "_fq"));
     int y = qt_graph_add_value(g, name, QT_V_ACT, err);
     if (y < 0)
         return -1;
-    int node = qt_fq_add(g, name, v, s, z, y, qp->qmin, qp->qmax, axis, 0, qp->symmetric, gscale, "minmax", err);
+    int node = qt_fq_add(g, name, v, s, z, y, qp->qmin, qp->qmax, axis, pact, qp->symmetric, gscale, "minmax", err);
     if (node < 0)
         return -1;
     if (k >= 0) {
@@ -300,7 +301,8 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
     q->afq = malloc(sizeof(int) * ((size_t)p->nt + 1));
     q->wscale = malloc(sizeof(int) * ((size_t)p->nt + 1));
     q->act_scale = malloc(sizeof(int) * ((size_t)p->ngroups + 1));
-    if (!gs || !q->wfq || !q->afq || !q->wscale || !q->act_scale) {
+    q->act_pact = calloc((size_t)p->ngroups + 1, 1);
+    if (!gs || !q->wfq || !q->afq || !q->wscale || !q->act_scale || !q->act_pact) {
         free(gs);
         return qt_errf(err, QT_ENOMEM, "out of memory");
     }
@@ -315,8 +317,12 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
             if (gs[2 * grp] < 0) {
                 char nm[64];
                 float zf = (float)qp->zp[0];
+                /* PACT where the range starts at 0 (after Relu/Clip): the
+                 * clipping level a = s (qmax - qmin) is learnt instead of s */
+                q->act_pact[grp] = q->o->act_range == QT_ACT_PACT && !qp->symmetric && qp->zp[0] == qp->qmin;
+                float a = q->act_pact[grp] ? qp->scale[0] * (float)(qp->qmax - qp->qmin) : qp->scale[0];
                 snprintf(nm, sizeof nm, "qat_act%d_scale", grp);
-                gs[2 * grp] = new_init(tg, nm, 1, &qp->scale[0], err);
+                gs[2 * grp] = new_init(tg, nm, 1, &a, err);
                 snprintf(nm, sizeof nm, "qat_act%d_zp", grp);
                 gs[2 * grp + 1] = new_init(tg, nm, 1, &zf, err);
                 if (gs[2 * grp] < 0 || gs[2 * grp + 1] < 0)
@@ -324,7 +330,8 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
                 q->act_scale[q->nact++] = gs[2 * grp];
             }
             /* LSQ's gradient scale: set once the shapes are known (lsq_scales) */
-            int k = insert_fq(tg, qt->v, -1, 0, gs[2 * grp], gs[2 * grp + 1], qp, -1, 1.0f, err);
+            int k = insert_fq(tg, qt->v, -1, 0, gs[2 * grp], q->act_pact[grp] ? -1 : gs[2 * grp + 1], qp, -1, 1.0f,
+                              q->act_pact[grp], err);
             if (k < 0)
                 goto fail;
             q->afq[q->nafq++] = k;
@@ -357,7 +364,7 @@ static int build_qat_graph(struct qat *q, struct qt_err *err) {
             free(zf);
             if (z < 0)
                 goto fail;
-            int k = insert_fq(tg, qt->v, qt->node, slot, s, z, qp, qp->axis, 1.0f, err);
+            int k = insert_fq(tg, qt->v, qt->node, slot, s, z, qp, qp->axis, 1.0f, 0, err);
             if (k < 0)
                 goto fail;
             q->wfq[q->nwfq++] = k;
@@ -391,7 +398,7 @@ static int mark_params(struct qat *q, struct qt_err *err) {
             }
         }
     }
-    for (int i = 0; i < q->nact; i++)
+    for (int i = 0; q->o->act_range != QT_ACT_FIXED && i < q->nact; i++)
         q->params[q->act_scale[i]] = 1;
     for (int t = 0; q->p && !q->o->weight_minmax && t < q->p->nt; t++)
         if (q->wscale[t] >= 0)
@@ -758,11 +765,17 @@ static int export_quant(struct qat *q, int images, struct qt_err *err) {
         if (sv < 0 || zv < 0)
             return qt_errf(err, QT_EFAIL, "internal error: activation group %d has no scale", p->t[t].group);
         float s = *(const float *)q->tg->v[sv].init->data, z = *(const float *)q->tg->v[zv].init->data;
+        if (q->o->act_range == QT_ACT_FIXED)
+            continue; /* the calibrated parameters, untouched */
+        if (q->act_pact[p->t[t].group]) { /* s holds the clipping level: [0, a] */
+            s = s / (float)(qp->qmax - qp->qmin);
+            z = (float)qp->qmin;
+        }
         qp->scale[0] = s;
         qp->zp[0] = (int32_t)z;
         qp->rng_min[0] = s * (float)(qp->qmin - qp->zp[0]);
         qp->rng_max[0] = s * (float)(qp->qmax - qp->zp[0]);
-        qp->method = "lsq";
+        qp->method = q->act_pact[p->t[t].group] ? "pact" : "lsq";
     }
     if (qt_qplan_weights(p, err))
         return err->code;
@@ -855,7 +868,19 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
                 return err->code;
             logf_(q, "started from %s: %d tensors, %d tuned weight tensors", o->init_info, q->p->nt, ntuned);
         } else {
-            if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err) || qt_qplan_weights(q->p, err))
+            if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err))
+                return err->code;
+            /* CLE rescales folded weights, which unfolding BatchNormalization would undo for some layers */
+            if (qt_cle_wanted(&o->q) && o->freeze_bn_after <= 0) {
+                struct qt_cle_report cr;
+                int n = qt_dataset_count(q->ds), tot = o->calib_images < n ? o->calib_images : n;
+                if (qt_cle(q->p, q->ds, &q->pp, tot, o->batch < tot ? o->batch : tot, q->c, q->h, q->w,
+                           o->threads > 0 ? o->threads : qt_ncpus(),
+                           &cr, err))
+                    return err->code;
+                logf_(q, "cross-layer equalization: %d layer pairs, %d high biases absorbed", cr.pairs, cr.absorbed);
+            }
+            if (qt_qplan_weights(q->p, err))
                 return err->code;
             if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
                                  &r->calib_images, NULL, NULL, err))
@@ -935,6 +960,10 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
     if (o->relative_lr && o->no_quant)
         return qt_errf(err, QT_EUSAGE, "--relative-lr scales lr by quantization steps: it excludes --no-quant");
+    if (o->q.cle > 0 && (o->init_info || o->freeze_bn_after > 0 || o->no_quant))
+        return qt_errf(err, QT_EUSAGE, "--cle cannot be combined with %s",
+                       o->init_info ? "--init (the plan is made)" : o->no_quant ? "--no-quant" :
+                       "--freeze-bn-after (BatchNormalization is trained unfolded)");
     if (o->init_info && (o->no_quant || o->freeze_bn_after > 0))
         return qt_errf(err, QT_EUSAGE, "--init starts from a folded, quantized plan: it excludes --no-quant and "
                                        "--freeze-bn-after > 0");
@@ -1087,6 +1116,7 @@ out:
     free(q.wfq);
     free(q.afq);
     free(q.act_scale);
+    free(q.act_pact);
     free(q.wscale);
     free(q.bnc);
     free(q.order);
