@@ -12,11 +12,16 @@
  *    on every quantized weight: per-channel LSQ scales initialised from the
  *    weights' min/max (default), or with weight_minmax a min/max observer
  *    recomputed every step, as calib computes them. Biases stay float.
- * 3. Training: shuffled batches (seeded), random resized crop + flip,
- *    cross-entropy on folder labels or KL against the float model's outputs
- *    (--distill), SGD/Adam with a schedule, optional gradient clipping.
- *    After freeze_observers_after epochs the scales and zero points stop
- *    changing; the weights keep training.
+ * 3. Training: shuffled batches (seeded), optional random resized crop +
+ *    flip, KL against the float model's outputs (distillation, the default
+ *    when quantizing) or cross-entropy on folder labels, Adam (default) or
+ *    SGD with a schedule, optional gradient clipping; learnt scales always
+ *    take Adam's step on their logarithm (qt_optim_step), so they stay
+ *    positive and move by about exp(+-lr) per step at most. After
+ *    freeze_observers_after epochs the scales and zero points stop
+ *    changing; the weights keep training. The start and every epoch are
+ *    validated on val or on every hold_back-th training image (held back
+ *    from training and calibration); the best of them is written.
  * 4. Export: trained weights back into the plan, activation (and weight)
  *    parameters from the learnt scales, weights and biases quantized with
  *    them, then calib's QDQ writer and quant_info.json.
