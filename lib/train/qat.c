@@ -807,11 +807,21 @@ bad:
 
 /* ---- evaluation ---------------------------------------------------------- */
 
+static int argmax_row(const float *z, int64_t i, int ncls) {
+    int best = 0;
+    for (int k = 1; k < ncls; k++)
+        if (z[i * ncls + k] > z[i * ncls + best])
+            best = k;
+    return best;
+}
+
 /* Top-1 of the training graph (fake-quantized, BatchNormalization on running
- * statistics) on the validation images. */
+ * statistics) on the validation images; on images without labels, its top-1
+ * agreement with the float model (the distillation target). */
 static int validate(struct qat *q, double *top1, int *images, struct qt_err *err) {
-    struct qt_exec *vx = NULL;
+    struct qt_exec *vx = NULL, *fx = NULL;
     int total = qt_dataset_count(q->vds), hits = 0, labeled = 0, batch = q->o->batch;
+    int agree = !qt_dataset_labeled(q->vds);
     int *labels = malloc(sizeof(int) * (size_t)batch);
     if (!labels)
         return qt_errf(err, QT_ENOMEM, "out of memory");
@@ -822,20 +832,26 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
             vx = NULL;
             if (qt_exec_new(&vx, q->tg, nb, q->o->threads, err))
                 goto out;
+            qt_exec_free(fx);
+            fx = NULL;
+            if (agree && qt_exec_new(&fx, q->g, nb, q->o->threads, err))
+                goto out;
         }
         if (qt_dataset_load(q->vds, &q->pp, done, nb, q->c, q->h, q->w, qt_exec_input(vx, 0), labels, q->o->threads,
                             0, err) ||
             qt_exec_run(vx, err))
             goto out;
-        const float *z = qt_exec_output(vx, 0);
+        if (agree) {
+            memcpy(qt_exec_input(fx, 0), qt_exec_input(vx, 0), sizeof(float) * (size_t)nb * q->c * q->h * q->w);
+            if (qt_exec_run(fx, err))
+                goto out;
+        }
+        const float *z = qt_exec_output(vx, 0), *f = agree ? qt_exec_output(fx, 0) : NULL;
         for (int i = 0; i < nb; i++) {
-            if (labels[i] < 0 || labels[i] >= q->ncls)
+            int want = agree ? argmax_row(f, i, q->ncls) : labels[i];
+            if (want < 0 || want >= q->ncls)
                 continue;
-            int best = 0;
-            for (int k = 1; k < q->ncls; k++)
-                if (z[(int64_t)i * q->ncls + k] > z[(int64_t)i * q->ncls + best])
-                    best = k;
-            hits += best == labels[i];
+            hits += argmax_row(z, i, q->ncls) == want;
             labeled++;
         }
         done += nb;
@@ -844,6 +860,7 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
     *images = labeled;
 out:
     qt_exec_free(vx);
+    qt_exec_free(fx);
     free(labels);
     return err->code;
 }
