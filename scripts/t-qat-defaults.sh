@@ -36,9 +36,12 @@ print('learnt scales: %d tensors, after one step / start: %.4g .. %.4g' % (len(a
 assert all(x > 0 for k in a for x in a[k]) and lo >= 0.95 and hi <= 1.05, (lo, hi)
 EOF
 
-expect_ok "calib W4A4 (the starting point)" $QTOOL calib $D/model.onnx --data $D/calib $PP --wbits 4 --abits 4 \
-    -o $TMP/ptq.onnx
+expect_ok "calib W4A4 without BN re-estimation (the old default)" $QTOOL calib $D/model.onnx --data $D/calib $PP \
+    --wbits 4 --abits 4 --no-bn-reestimate -o $TMP/ptq.onnx
 expect_ok "  eval" $QTOOL eval $TMP/ptq.onnx --data $D/test $PP --latency-runs 0 --json $TMP/ptq.json
+expect_ok "calib W4A4, defaults (BN re-estimation)" $QTOOL calib $D/model.onnx --data $D/calib $PP --wbits 4 --abits 4 \
+    -o $TMP/ptr.onnx
+expect_ok "  eval" $QTOOL eval $TMP/ptr.onnx --data $D/test $PP --latency-runs 0 --json $TMP/ptr.json
 expect_ok "qat W4A4, defaults, 3 epochs, 1 thread" $QTOOL qat $D/model.onnx --train $D/calib $PP --wbits 4 --abits 4 \
     --epochs 3 -o $TMP/d1.onnx --json $TMP/d1.log.json --threads 1
 check "  30 of 300 training images held back, the start and 3 epochs validated on them" python3 -c "
@@ -57,8 +60,9 @@ import json; e = json.load(open('$TMP/d1.log.json'))['epochs']
 assert all(0.95 <= x['scale_ratio_min'] and x['scale_ratio_max'] <= 1.05 for x in e), e"
 expect_ok "  eval on the unseen test images" $QTOOL eval $TMP/d1.onnx --data $D/test $PP --latency-runs 0 \
     --json $TMP/d1e.json
-check "  qat top-1 $(json $TMP/d1e.json top1) >= calib alone $(json $TMP/ptq.json top1) + 5" \
+check "  qat top-1 $(json $TMP/d1e.json top1) >= calib without BN re-estimation $(json $TMP/ptq.json top1) + 5" \
     fcmp "$(json $TMP/d1e.json top1)" '>=' "$(python3 -c "print($(json $TMP/ptq.json top1) + 5)")"
+check "  and >= calib's default $(json $TMP/ptr.json top1)" fcmp "$(json $TMP/d1e.json top1)" '>=' "$(json $TMP/ptr.json top1)"
 expect_ok "  same run at 2 threads" $QTOOL qat $D/model.onnx --train $D/calib $PP --wbits 4 --abits 4 --epochs 3 \
     -o $TMP/d2.onnx --threads 2
 check "  byte-identical model and quant_info.json" sh -c "cmp $TMP/d1.onnx $TMP/d2.onnx && cmp $TMP/d1.json $TMP/d2.json"
