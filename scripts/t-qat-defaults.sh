@@ -67,6 +67,17 @@ expect_ok "  same run at 2 threads" $QTOOL qat $D/model.onnx --train $D/calib $P
     -o $TMP/d2.onnx --threads 2
 check "  byte-identical model and quant_info.json" sh -c "cmp $TMP/d1.onnx $TMP/d2.onnx && cmp $TMP/d1.json $TMP/d2.json"
 
+# a model with BatchNormalization: trained unfolded until the last epoch by default below 8 bits
+expect_ok "qat W4A8 on the BatchNormalization model, defaults, 2 epochs" $QTOOL qat $D/model_bn.onnx --train $D/calib \
+    $PP --wbits 4 --epochs 2 -o $TMP/b.onnx --json $TMP/b.log.json
+check "  6 BatchNormalization unfolded until epoch 2 (freeze_bn_after 1), scales within 5%, not below its start" python3 -c "
+import json; d = json.load(open('$TMP/b.log.json'))
+assert d['batchnorm_unfolded'] == 6 and d['freeze_bn_after'] == 1 and not d['ended_below_start'], d
+assert all(0.95 <= x['scale_ratio_min'] and x['scale_ratio_max'] <= 1.05 for x in d['epochs']), d['epochs']"
+expect_ok "  at 8 bits: folded from the start" $QTOOL qat $D/model_bn.onnx --train $D/calib $PP --epochs 2 \
+    --iters-per-epoch 1 -o $TMP/b8.onnx --json $TMP/b8.log.json
+check "  nothing unfolded" test "$(json $TMP/b8.log.json batchnorm_unfolded)" = 0
+
 # one step at the default rate, and at the old default (SGD, lr 0.01 in the
 # weights' units, labels, augmentation), against a step of lr 1e-12 (the start)
 expect_ok "one step, lr 1e-12 (the starting scales)" $QTOOL qat $D/model.onnx --train $D/calib $PP --wbits 4 --abits 4 \

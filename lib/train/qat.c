@@ -1036,10 +1036,13 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     for (int v = 0; v < q->tg->nv; v++) {
         if (!q->params[v])
             continue;
-        /* decay only weights (more than one dim); scales stay positive */
+        /* decay only weights (more than one dim); scales stay positive by
+         * their log-space step, with no floor (BN-folded channels have
+         * steps down to 1e-14: a floor of 1e-6, LSQ's old guard, moved
+         * them by 1e8 on MobileNetV1 unfolded) */
         int scale = is_scale(q, v);
         if (qt_optim_add(&q->opt, q->tg->v[v].init->data, qt_exec_grad(q->x, v), qt_tensor_numel(q->tg->v[v].init),
-                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 1e-6f : -INFINITY, err))
+                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 0.0f : -INFINITY, err))
             return err->code;
         q->opt.p[q->opt.np - 1].log = scale; /* relative, bounded steps: see qt_optim_step */
         if (scale)
