@@ -15,7 +15,8 @@ ORT="node scripts/ort-run.mjs"
 QAT="--wbits 4 --abits 4 --epochs 3 --calib-images 300 --batch 32"
 
 expect_ok "eval float" $QTOOL eval $D/model.onnx --data $D/test $PP --latency-runs 0 --json $TMP/f.json
-expect_ok "calib W4A4 (PTQ)" $QTOOL calib $D/model.onnx --data $D/calib $PP --wbits 4 --abits 4 -o $TMP/ptq.onnx
+expect_ok "calib W4A4 (PTQ, no BN re-estimation)" $QTOOL calib $D/model.onnx --data $D/calib $PP --wbits 4 --abits 4 \
+    --no-bn-reestimate -o $TMP/ptq.onnx
 expect_ok "eval PTQ" $QTOOL eval $TMP/ptq.onnx --data $D/test $PP --latency-runs 0 --json $TMP/p.json
 expect_ok "qat W4A4, 3 epochs, 1 thread" $QTOOL qat $D/model.onnx --train $D/calib --val $D/test $PP $QAT \
     -o $TMP/q1.onnx --threads 1 --json $TMP/q1.log.json
