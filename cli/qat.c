@@ -10,18 +10,20 @@
 
 enum { OPT_TRAIN = 400, OPT_VAL, OPT_QINFO, OPT_EPOCHS, OPT_IPE, OPT_LR, OPT_OPTIM, OPT_WD, OPT_MOM, OPT_SCHED,
        OPT_STEP, OPT_GAMMA, OPT_CLIP, OPT_FBN, OPT_FOBS, OPT_DISTILL, OPT_TEMP, OPT_NOQ, OPT_SCRATCH, OPT_NOAUG,
-       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME, OPT_WSCALE, OPT_INIT, OPT_RELLR, OPT_ACTRANGE };
+       OPT_RRC, OPT_CALIB, OPT_SEED, OPT_CKPT, OPT_RESUME, OPT_WSCALE, OPT_INIT, OPT_RELLR, OPT_ABSLR, OPT_LABELS,
+       OPT_AUG, OPT_HOLD, OPT_ACTRANGE };
 
 static const struct opt opts[] = {
     {OPT_TRAIN, "train", "DIR", "training images (ImageFolder layout; flat folder with --distill)"},
-    {OPT_VAL, "val", "DIR", "validation images: top-1 of the fake-quantized model after each epoch"},
+    {OPT_VAL, "val", "DIR", "validation images: top-1 at the start and after each epoch; the best is written"},
+    {OPT_HOLD, "hold-back", "N", "without --val: validate on every Nth training image, not trained on (default 10; 0 none)"},
     {'o', "output", "OUT.onnx", "model to write (required): QDQ, or float with --no-quant"},
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
     {OPT_EPOCHS, "epochs", "N", "epochs (default 1)"},
     {OPT_IPE, "iters-per-epoch", "N", "steps per epoch (default: one pass over --train)"},
     {'b', "batch", "N", "images per step (default 32)"},
-    {OPT_LR, "lr", "LR", "learning rate (default 0.01)"},
-    {OPT_OPTIM, "optimizer", "sgd|adam", "optimizer (default sgd with momentum)"},
+    {OPT_LR, "lr", "LR", "learning rate (default 0.003, a fraction of each weight's step)"},
+    {OPT_OPTIM, "optimizer", "adam|sgd", "optimizer of the weights (default adam; scales: always Adam, log space)"},
     {OPT_WD, "wd", "W", "weight decay on weights (default 1e-4)"},
     {OPT_MOM, "momentum", "M", "SGD momentum (default 0.9)"},
     {OPT_SCHED, "schedule", "cosine|step|const", "learning-rate schedule over all steps (default cosine)"},
@@ -30,15 +32,18 @@ static const struct opt opts[] = {
     {OPT_CLIP, "clip-grad", "NORM", "clip the global gradient norm (default: no clipping)"},
     {OPT_FBN, "freeze-bn-after", "EPOCH", "BatchNormalization on running statistics from this epoch"},
     {OPT_FOBS, "freeze-observers-after", "EPOCH", "freeze scales and zero points from this epoch"},
-    {OPT_DISTILL, "distill", NULL, "targets are the float model's outputs (KL), labels not needed"},
+    {OPT_DISTILL, "distill", NULL, "targets are the float model's outputs (KL; the default when quantizing)"},
+    {OPT_LABELS, "labels", NULL, "targets are the folder labels (cross-entropy; the default with --no-quant)"},
     {OPT_TEMP, "temperature", "T", "distillation temperature (default 4)"},
     {OPT_NOQ, "no-quant", NULL, "train in float, write a float model"},
     {OPT_SCRATCH, "from-scratch", NULL, "with --no-quant: re-initialise the weights (seeded) first"},
-    {OPT_NOAUG, "no-augment", NULL, "no random resized crop and flip"},
-    {OPT_RRC, "crop-scale", "S", "smallest random crop, as a fraction of the area (default 0.08)"},
+    {OPT_AUG, "augment", NULL, "random resized crop and flip (default: none)"},
+    {OPT_NOAUG, "no-augment", NULL, "no random resized crop and flip (the default)"},
+    {OPT_RRC, "crop-scale", "S", "with --augment: smallest random crop, fraction of the area (default 0.08)"},
     {OPT_WSCALE, "weight-scale", "lsq|minmax", "weight scales learnt (default) or min/max every step"},
     {OPT_ACTRANGE, "act-range", "lsq|pact|fixed", "activation steps learnt (default), PACT clipping levels learnt, or the calibrated ranges kept"},
-    {OPT_RELLR, "relative-lr", NULL, "lr as a fraction of each weight's quantization step (BN-folded models)"},
+    {OPT_RELLR, "relative-lr", NULL, "lr as a fraction of each weight's quantization step (default when quantizing)"},
+    {OPT_ABSLR, "absolute-lr", NULL, "lr in the weights' own units"},
     {OPT_CALIB, "calib-images", "N", "images that initialise activation ranges (default 256)"},
     {OPT_INIT, "init", "Q.json", "start from this quant_info.json (calib/finetune output) instead of calibrating"},
     {OPT_SEED, "seed", "N", "random seed (default 0)"},
@@ -89,8 +94,24 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
         cJSON_AddStringToObject(d, "init", o->init_info);
     else
         cJSON_AddNullToObject(d, "init");
-    cJSON_AddNumberToObject(d, "freeze_bn_after", o->freeze_bn_after);
-    cJSON_AddBoolToObject(d, "relative_lr", o->relative_lr);
+    cJSON_AddNumberToObject(d, "freeze_bn_after", r->freeze_bn_after);
+    cJSON_AddBoolToObject(d, "relative_lr", r->relative_lr);
+    cJSON_AddBoolToObject(d, "distill", r->distill);
+    cJSON_AddStringToObject(d, "optimizer", o->optimizer == QT_QAT_ADAM ? "adam" : "sgd");
+    cli_json_num(d, "lr", o->lr);
+    cJSON_AddBoolToObject(d, "augment", o->augment);
+    cJSON_AddNumberToObject(d, "held_back", r->held_back);
+    cJSON_AddNumberToObject(d, "val_images", r->val_images);
+    if (r->start_val_top1 >= 0)
+        cli_json_num(d, "start_val_top1", r->start_val_top1);
+    else
+        cJSON_AddNullToObject(d, "start_val_top1");
+    cJSON_AddNumberToObject(d, "best_epoch", r->best_epoch);
+    if (r->best_val_top1 >= 0)
+        cli_json_num(d, "best_val_top1", r->best_val_top1);
+    else
+        cJSON_AddNullToObject(d, "best_val_top1");
+    cJSON_AddBoolToObject(d, "ended_below_start", r->ended_below_start);
     cJSON_AddStringToObject(d, "act_range", o->act_range == QT_ACT_PACT ? "pact" : o->act_range == QT_ACT_FIXED ? "fixed" : "lsq");
     cJSON_AddBoolToObject(d, "interrupted", r->interrupted);
     for (int i = 0; i < r->nepoch; i++) {
@@ -103,6 +124,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
         cli_json_num(e, "lr", r->epoch[i].lr);
         cli_json_num(e, "wall_s", r->epoch[i].wall_s);
         cli_json_num(e, "step_ms", r->epoch[i].step_ms);
+        cli_json_num(e, "scale_ratio_min", r->epoch[i].scale_lo);
+        cli_json_num(e, "scale_ratio_max", r->epoch[i].scale_hi);
         cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToObject(d, "epochs", eps);
@@ -162,6 +185,10 @@ static int qat_main(int argc, char **argv, void *ctx) {
                 return QT_EUSAGE;
             break;
         case OPT_DISTILL: o.distill = 1; break;
+        case OPT_LABELS: o.distill = 0; break;
+        case OPT_AUG: o.augment = 1; break;
+        case OPT_ABSLR: o.relative_lr = 0; break;
+        case OPT_HOLD: if (count("hold-back", optarg, 0, 1L << 30, &o.hold_back)) return QT_EUSAGE; break;
         case OPT_TEMP: if (num("temperature", optarg, 0.01, 100, &o.temperature)) return QT_EUSAGE; break;
         case OPT_NOQ: o.no_quant = 1; break;
         case OPT_SCRATCH: o.from_scratch = 1; break;
@@ -249,6 +276,14 @@ static int qat_main(int argc, char **argv, void *ctx) {
                 fprintf(f, " val top-1 %.2f", r.epoch[i].val_top1);
             fprintf(f, "\n");
         }
+        if (r.start_val_top1 >= 0)
+            fprintf(f, "start: val top-1 %.2f; wrote epoch %d (val top-1 %.2f) of %d, on %d %s images\n",
+                    r.start_val_top1, r.best_epoch, r.best_val_top1, r.epochs_done, r.val_images,
+                    o.val ? "--val" : "held-back");
+        if (r.ended_below_start) /* loud whatever --quiet says */
+            fprintf(stderr, "qat: warning: training ended below its start (val top-1 %.2f -> %.2f); wrote %s\n",
+                    r.start_val_top1, r.epoch[r.nepoch - 1].val_top1,
+                    r.best_epoch == 0 ? "the starting model" : "the best epoch");
         fprintf(f, "trained %d tensors for %d epochs in %.1f s\n", r.nparams, r.epochs_done, r.wall_s);
         if (o.no_quant)
             fprintf(f, "wrote %s\n", o.out);

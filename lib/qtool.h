@@ -232,6 +232,10 @@ int qt_dataset_nclasses(const struct qt_dataset *ds); /* 0 when unlabeled */
 int qt_dataset_labeled(const struct qt_dataset *ds);
 const char *qt_dataset_path(const struct qt_dataset *ds, int i);
 int qt_dataset_label(const struct qt_dataset *ds, int i);
+/* Moves every `every`-th image (indices every-1, 2*every-1, ... in sorted
+ * order, so every class keeps its share) out of ds into a new dataset *held
+ * with the same classes; ds keeps the others in order. */
+int qt_dataset_hold_back(struct qt_dataset *ds, int every, struct qt_dataset **held, struct qt_err *err);
 /* Loads images [start, start+n) preprocessed into out (n x C x H x W) and
  * their labels. Checks that every image preprocesses to exactly C x H x W
  * (QT_EDATA naming the file otherwise). nthreads decodes in parallel. */
@@ -451,6 +455,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
 
 enum { QT_QAT_SGD, QT_QAT_ADAM };
 enum { QT_ACT_LSQ, QT_ACT_PACT, QT_ACT_FIXED };
+#define QT_QAT_AUTO_BN (-2) /* freeze_bn_after: unfolded below 8 bits when the model has BatchNormalization */
 
 struct qt_qat_opts {
     const char *model;          /* float ONNX model */
@@ -463,20 +468,25 @@ struct qt_qat_opts {
     int epochs;                 /* default 1 */
     int iters_per_epoch;        /* 0 = one pass over the training images */
     int batch;                  /* default 32 */
-    double lr;                  /* default 0.01 (SGD) */
-    int optimizer;              /* QT_QAT_SGD (default) or QT_QAT_ADAM */
+    double lr;                  /* default 0.003 (with relative_lr: a fraction of each step) */
+    int optimizer;              /* QT_QAT_ADAM (default) or QT_QAT_SGD; learnt scales always take
+                                   Adam's step in log space (qt_optim_step) */
     double wd, momentum;        /* default 1e-4, 0.9 */
     int schedule;               /* QT_SCHED_* of lib/train/train.h: 0 const, 1 step, 2 cosine (default) */
     int step_epochs;            /* step schedule: epochs between decays (default 1) */
     double gamma;               /* step schedule factor (default 0.1) */
     double clip_grad;           /* global gradient-norm limit, 0 = none */
-    int freeze_bn_after;        /* epoch after which BatchNormalization uses running statistics; -1 never */
+    int freeze_bn_after;        /* epoch after which BatchNormalization uses running statistics; -1 never;
+                                   QT_QAT_AUTO_BN (default): epochs - 1 when quantizing below 8 bits a model
+                                   whose BatchNormalization calib folds (per-channel weights, 2+ epochs,
+                                   no init_info), else -1 (quantized: folded from the start) */
     int freeze_observers_after; /* epoch after which scales and zero points stay fixed; -1 never */
-    int distill;                /* targets: the float model's outputs (KL at temperature) */
+    int distill;                /* targets: the float model's outputs (KL at temperature); -1 (default):
+                                   when quantizing, labels with no_quant */
     double temperature;         /* default 4 */
     int no_quant;               /* float training (no fake quantization); output a float model */
     int from_scratch;           /* re-initialise the weights (seeded) before training */
-    int augment;                /* random resized crop + flip (default 1) */
+    int augment;                /* random resized crop + flip (default 0) */
     double rrc_min_scale;       /* smallest crop area fraction (default 0.08, as torchvision) */
     int calib_images;           /* images to initialise activation ranges (default 256) */
     const char *init_info;      /* start from this quant_info.json (calib/finetune/qat) instead */
@@ -484,7 +494,9 @@ struct qt_qat_opts {
     int act_range;              /* activation ranges: QT_ACT_LSQ (default, learnt steps), QT_ACT_PACT (learnt
                                  * clipping level of the ranges that start at 0, LSQ elsewhere), QT_ACT_FIXED
                                  * (the calibrated ranges, not trained) */
-    int relative_lr;            /* lr as a fraction of each weight's step and each scale's value */
+    int relative_lr;            /* lr as a fraction of each weight's step; -1 (default): unless no_quant */
+    int hold_back;              /* without val: every hold_back-th training image is held back to validate
+                                   the start and each epoch (default 10; 0 none) */
     uint64_t seed;
     int threads;
     const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */
@@ -503,6 +515,7 @@ struct qt_qat_epoch {
     double step_ms;             /* median time of one training step (forward, loss, backward, update;
                                    not image loading), the run's first step excluded */
     int val_images;
+    double scale_lo, scale_hi;  /* learnt scales / their values at the start: smallest and largest ratio */
 };
 
 struct qt_qat_result {
@@ -511,6 +524,13 @@ struct qt_qat_result {
     int nparams;                /* trained tensors */
     int calib_images;
     int bn_unfolded;            /* BatchNormalization trained with batch statistics (freeze_bn_after > 0) */
+    int freeze_bn_after, distill, relative_lr; /* the choices made (automatic ones resolved) */
+    int held_back;              /* training images held back for validation (no val) */
+    int val_images;
+    double start_val_top1;      /* the starting point on the validation images (-1: none) */
+    int best_epoch;             /* the epoch written: 0 the start, -1 no validation (the last) */
+    double best_val_top1;
+    int ended_below_start;      /* the last epoch validated below the start */
     double wall_s;
     struct qt_qat_epoch *epoch; /* per epoch run (malloc'd, epochs_done entries; free()) */
     int nepoch;

@@ -13,7 +13,7 @@
 #              output in a missing directory (1), in a read-only one (1, not as root)
 #   t-eval.sh  empty or missing data folder (4, 1), corrupt PNG (4),
 #              image of the wrong size (4), 3 channels for a grey model (2)
-#   t-qat.sh   checkpoint of other settings (4), unlabeled data without --distill (4)
+#   t-qat.sh   checkpoint of other settings (4), unlabeled data with --labels (4)
 # Fuzzer regressions (testdata/bad/fuzz-*) are replayed: models through inspect, quant_info.json files through export.
 # Issue 21 (second hostile round), at the end: zero-sized tensors (3, naming the node), FIFOs, sockets and
 # devices named like images (4, under `timeout 30`), outputs onto a FIFO, a symbolic link or a copy of

@@ -104,8 +104,15 @@ expect_ok "  qtool and ORT agree on the W4A4 file" sh -c "$QTOOL eval $TMP/w4.on
     --limit 100 --save-inputs $TMP/i4.bin --save-outputs $TMP/q4.bin && $ORT $TMP/w4.onnx --input $TMP/i4.bin \
     --shape 100,1,28,28 --output $TMP/o4.bin && python3 scripts/cmpraw.py $TMP/q4.bin $TMP/o4.bin 1 --top1 10"
 # bias correction: at W4A4 it must bring the quantized model closer to float
-expect_ok "W4A4 on the BatchNormalization model" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
-    -o $TMP/b0.onnx --wbits 4 --abits 4
+expect_ok "W4A4 on the BatchNormalization model, no correction" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/b0.onnx --wbits 4 --abits 4 --no-bn-reestimate --json $TMP/b0c.json
+check "  JSON: bn_reestimate false" test "$(json $TMP/b0c.json bn_reestimate)" = False
+expect_ok "W4A4, defaults: BN re-estimation below 8-bit weights" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/bd.onnx --wbits 4 --abits 4 --json $TMP/bdc.json
+check "  JSON: bn_reestimate true" test "$(json $TMP/bdc.json bn_reestimate)" = True
+expect_ok "W8A8 defaults: no BN re-estimation" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/b8.onnx \
+    --json $TMP/b8c.json
+check "  JSON: bn_reestimate false" test "$(json $TMP/b8c.json bn_reestimate)" = False
 expect_ok "  eval" $QTOOL eval $TMP/b0.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/b0e.json
 expect_ok "W4A4 with --bias-correction" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
     -o $TMP/b1.onnx --wbits 4 --abits 4 --bias-correction --json $TMP/b1c.json --threads 1
@@ -121,6 +128,7 @@ check "  same model bytes at 1 and 2 threads" cmp -s $TMP/b1.onnx $TMP/b2.onnx
 # BatchNorm re-estimation: per-channel scale as well as mean, closer still (measured 15.3 vs 14.0 dB)
 expect_ok "W4A4 with --bn-reestimate" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
     -o $TMP/r1.onnx --wbits 4 --abits 4 --bn-reestimate
+check "  the default at 4 bits is the same file" cmp $TMP/r1.onnx $TMP/bd.onnx
 expect_ok "  ORT loads it" $ORT $TMP/r1.onnx --check-load
 expect_ok "  eval" $QTOOL eval $TMP/r1.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/r1e.json
 check "  SQNR $(json $TMP/r1e.json sqnr_db) dB > bias correction alone $(json $TMP/b1e.json sqnr_db) + 0.5" \

@@ -46,7 +46,7 @@ check "  and writes the reference bytes" cmp -s $O/q.onnx $TMP/ref/q.onnx
 
 # ---- qat under SIGKILL --------------------------------------------------------------
 Q="$D/model.onnx --train $D/calib $PP --wbits 4 --abits 4 --lr 0.001 --no-augment --calib-images 64 --batch 32
-   --iters-per-epoch 4 --schedule const --threads 1"
+   --iters-per-epoch 4 --schedule const --threads 1 --hold-back 0"
 rm -f $O/*
 expect_ok "previous qat output" $QTOOL qat $Q --epochs 1 -o $O/q.onnx
 cp $O/q.onnx $TMP/prev.onnx && cp $O/q.json $TMP/prev.json && cp $O/q.weights.bin $TMP/prev.weights.bin

@@ -272,6 +272,33 @@ int qt_dataset_labeled(const struct qt_dataset *ds) {
     return ds->labeled;
 }
 
+int qt_dataset_hold_back(struct qt_dataset *ds, int every, struct qt_dataset **held, struct qt_err *err) {
+    struct qt_dataset *h = calloc(1, sizeof *h);
+    int nh = every > 0 ? ds->n / every : 0, k = 0, j = 0;
+    *held = NULL;
+    if (!h || !(h->paths = calloc((size_t)nh + 1, sizeof *h->paths)) ||
+        !(h->labels = calloc((size_t)nh + 1, sizeof *h->labels))) {
+        qt_dataset_free(h);
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    h->cap = nh + 1;
+    h->nclasses = ds->nclasses;
+    h->labeled = ds->labeled;
+    for (int i = 0; i < ds->n; i++) {
+        if (every > 0 && i % every == every - 1) {
+            h->paths[k] = ds->paths[i];
+            h->labels[k++] = ds->labels[i];
+        } else {
+            ds->paths[j] = ds->paths[i];
+            ds->labels[j++] = ds->labels[i];
+        }
+    }
+    h->n = k;
+    ds->n = j;
+    *held = h;
+    return 0;
+}
+
 const char *qt_dataset_path(const struct qt_dataset *ds, int i) {
     return i >= 0 && i < ds->n ? ds->paths[i] : NULL;
 }

@@ -853,6 +853,16 @@ static void optim_cases(void) {
     qt_optim_step(&o, 0.01f);
     T_OK(fabs(w[0] - 0.995) < 1e-6 && fabs(w[1] + 2.03) < 1e-6, "Adam, per-element lr factors 0.5 and 3: %.6f %.6f",
          w[0], w[1]);
+    /* a learnt scale (log set): Adam's step on log w, whatever the kind and
+     * the gradient's size; positive, a factor of exp(-+lr) on the first step */
+    qt_optim_release(&o);
+    float sc[2] = {0.5f, 1e-9f}, sg[2] = {2, -1e6f};
+    qt_optim_init(&o, QT_OPT_SGD, 0.9f, 0.1f);
+    qt_optim_add(&o, sc, sg, 2, 1, 0.0f, &err);
+    o.p[0].log = 1;
+    qt_optim_step(&o, 0.1f);
+    T_OK(fabs(sc[0] - 0.5 * exp(-0.1)) < 1e-6 && fabs(sc[1] / (1e-9 * exp(0.1)) - 1) < 1e-4,
+         "log-space scale step (SGD kind): 0.5 -> %.6f, 1e-9 -> %.4g with gradient -1e6", sc[0], sc[1]);
     float gg[2] = {3, 4};
     qt_optim_release(&o);
     qt_optim_init(&o, QT_OPT_SGD, 0, 0);

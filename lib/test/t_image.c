@@ -111,6 +111,38 @@ int main(void) {
         free(b);
         qt_dataset_free(ds);
     }
+    /* qat's held-back slice: every 10th image of the bundled Fashion-MNIST
+     * calibration folder, disjoint from the rest, every class kept */
+    err.code = 0;
+    ds = NULL;
+    struct qt_dataset *all = NULL, *held = NULL;
+    if (qt_dataset_open(&ds, "testdata/fmnist/calib", NULL, &err) == 0 &&
+        qt_dataset_open(&all, "testdata/fmnist/calib", NULL, &err) == 0 &&
+        qt_dataset_hold_back(ds, 10, &held, &err) == 0) {
+        int n = qt_dataset_count(all), nt = qt_dataset_count(ds), nh = qt_dataset_count(held), both = 0, seen = 0;
+        int per_class[16] = {0};
+        for (int i = 0; i < nh; i++) {
+            for (int j = 0; j < nt; j++)
+                both += !strcmp(qt_dataset_path(held, i), qt_dataset_path(ds, j));
+            seen += !strcmp(qt_dataset_path(held, i), qt_dataset_path(all, 10 * i + 9)) &&
+                    qt_dataset_label(held, i) == qt_dataset_label(all, 10 * i + 9);
+            if (qt_dataset_label(held, i) >= 0 && qt_dataset_label(held, i) < 16)
+                per_class[qt_dataset_label(held, i)]++;
+        }
+        int order = 1;
+        for (int j = 0, k = 0; j < n; j++)
+            if (j % 10 != 9)
+                order &= !strcmp(qt_dataset_path(ds, k++), qt_dataset_path(all, j));
+        T_OK(n == 300 && nt == 270 && nh == 30, "hold back every 10th of %d: %d trained, %d held", n, nt, nh);
+        T_OK(both == 0 && seen == nh && order, "held-back images are images 9, 19, ... and none is trained on");
+        T_OK(per_class[0] == 3 && per_class[9] == 3 && qt_dataset_nclasses(held) == 10 && qt_dataset_labeled(held),
+             "3 held back per class, labels kept");
+    } else {
+        T_OK(0, "hold back: %s", err.msg);
+    }
+    qt_dataset_free(ds);
+    qt_dataset_free(all);
+    qt_dataset_free(held);
     err.code = 0;
     ds = NULL;
     T_OK(qt_dataset_open(&ds, DIR "/nope", NULL, &err) == QT_EIO && strstr(err.msg, "nope"), "missing folder: %s",

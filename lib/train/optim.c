@@ -37,7 +37,7 @@ int qt_optim_add(struct qt_optim *o, float *w, const float *g, int64_t n, float 
     }
     struct qt_param *p = &o->p[o->np];
     *p = (struct qt_param){w, g, n, wd_mult, 1.0f, min, calloc((size_t)n + 1, sizeof(float)),
-                           calloc((size_t)n + 1, sizeof(float)), NULL};
+                           calloc((size_t)n + 1, sizeof(float)), NULL, 0};
     if (!p->m || !p->v) {
         free(p->m);
         free(p->v);
@@ -55,6 +55,17 @@ void qt_optim_step(struct qt_optim *o, float lr) {
         float l = lr * p->lr_mult, wd = o->wd * p->wd;
         if (l == 0)
             continue;
+        if (p->log) {
+            for (int64_t k = 0; k < p->n; k++) {
+                float g = p->g[k] * p->w[k];
+                p->m[k] = o->beta1 * p->m[k] + (1 - o->beta1) * g;
+                p->v[k] = o->beta2 * p->v[k] + (1 - o->beta2) * g * g;
+                p->w[k] *= (float)exp(-l * ((p->m[k] / c1) / (sqrt(p->v[k] / c2) + o->eps)));
+                if (p->w[k] < p->min)
+                    p->w[k] = p->min;
+            }
+            continue;
+        }
         for (int64_t k = 0; k < p->n; k++) {
             float g = p->g[k] + wd * p->w[k];
             if (p->lr_elem)

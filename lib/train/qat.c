@@ -12,11 +12,16 @@
  *    on every quantized weight: per-channel LSQ scales initialised from the
  *    weights' min/max (default), or with weight_minmax a min/max observer
  *    recomputed every step, as calib computes them. Biases stay float.
- * 3. Training: shuffled batches (seeded), random resized crop + flip,
- *    cross-entropy on folder labels or KL against the float model's outputs
- *    (--distill), SGD/Adam with a schedule, optional gradient clipping.
- *    After freeze_observers_after epochs the scales and zero points stop
- *    changing; the weights keep training.
+ * 3. Training: shuffled batches (seeded), optional random resized crop +
+ *    flip, KL against the float model's outputs (distillation, the default
+ *    when quantizing) or cross-entropy on folder labels, Adam (default) or
+ *    SGD with a schedule, optional gradient clipping; learnt scales always
+ *    take Adam's step on their logarithm (qt_optim_step), so they stay
+ *    positive and move by about exp(+-lr) per step at most. After
+ *    freeze_observers_after epochs the scales and zero points stop
+ *    changing; the weights keep training. The start and every epoch are
+ *    validated on val or on every hold_back-th training image (held back
+ *    from training and calibration); the best of them is written.
  * 4. Export: trained weights back into the plan, activation (and weight)
  *    parameters from the learnt scales, weights and biases quantized with
  *    them, then calib's QDQ writer and quant_info.json.
@@ -40,16 +45,20 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     qt_quant_opts_init(&o->q);
     o->epochs = 1;
     o->batch = 32;
-    o->lr = 0.01;
+    o->lr = 0.003;
+    o->optimizer = QT_QAT_ADAM;
+    o->relative_lr = -1;
     o->wd = 1e-4;
     o->momentum = 0.9;
     o->schedule = QT_SCHED_COSINE;
     o->step_epochs = 1;
     o->gamma = 0.1;
-    o->freeze_bn_after = -1;
+    o->freeze_bn_after = QT_QAT_AUTO_BN;
+    o->distill = -1;
     o->freeze_observers_after = -1;
     o->temperature = 4;
-    o->augment = 1;
+    o->augment = 0;
+    o->hold_back = 10;
     o->rrc_min_scale = 0.08;
     o->calib_images = 256;
 }
@@ -64,7 +73,8 @@ struct bnc {
 };
 
 struct qat {
-    const struct qt_qat_opts *o;
+    const struct qt_qat_opts *o; /* the options with every automatic choice resolved (eo) */
+    struct qt_qat_opts *eo;
     struct qt_graph *g;      /* the float model (teacher) */
     struct qt_qplan *p;      /* quantized mode */
     struct qt_graph *tg;     /* training graph */
@@ -84,7 +94,66 @@ struct qat {
     int c, h, w, ncls;
     int *order, *labels;
     float *tlogits;
+    float **snap;            /* the best epoch's float initializers of tg (NULL: not taken) */
+    float *scale0;           /* learnt scales at the start, in optimizer order */
+    int nscale0;
+    int ck_best_epoch;       /* the validation record read from a checkpoint */
+    double ck_start_val, ck_best_val;
 };
+
+static int is_float_init(const struct qt_graph *g, int v);
+
+/* The learnt scales against their values at the start: lo..hi of the
+ * ratios; with lo NULL, records the start. */
+static void scale_ratio(struct qat *q, double *lo, double *hi) {
+    int k = 0;
+    double a = INFINITY, b = -INFINITY;
+    for (int i = 0; i < q->opt.np; i++) {
+        const struct qt_param *p = &q->opt.p[i];
+        for (int64_t e = 0; p->log && e < p->n; e++, k++) {
+            if (!lo) {
+                q->scale0[k] = p->w[e];
+                continue;
+            }
+            double r = q->scale0[k] > 0 ? p->w[e] / q->scale0[k] : 1;
+            a = r < a ? r : a;
+            b = r > b ? r : b;
+        }
+    }
+    if (lo) {
+        *lo = k ? a : 1;
+        *hi = k ? b : 1;
+    }
+}
+
+/* The best epoch's parameters: every float initializer of the training
+ * graph (weights, biases, scales, BatchNormalization statistics). */
+static int snap_take(struct qat *q, struct qt_err *err) {
+    struct qt_graph *tg = q->tg;
+    if (!q->snap && !(q->snap = calloc((size_t)tg->nv + 1, sizeof *q->snap)))
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int v = 0; v < tg->nv; v++) {
+        if (!is_float_init(tg, v))
+            continue;
+        if (!q->snap[v] && !(q->snap[v] = malloc(tg->v[v].init->nbytes + 1)))
+            return qt_errf(err, QT_ENOMEM, "out of memory keeping the best epoch");
+        memcpy(q->snap[v], tg->v[v].init->data, tg->v[v].init->nbytes);
+    }
+    return 0;
+}
+
+static void snap_restore(struct qat *q) {
+    for (int v = 0; q->snap && v < q->tg->nv; v++)
+        if (q->snap[v] && is_float_init(q->tg, v))
+            memcpy(q->tg->v[v].init->data, q->snap[v], q->tg->v[v].init->nbytes);
+}
+
+static void snap_free(struct qat *q) {
+    for (int v = 0; q->snap && q->tg && v < q->tg->nv; v++)
+        free(q->snap[v]);
+    free(q->snap);
+    q->snap = NULL;
+}
 
 static void logf_(struct qat *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(struct qat *q, const char *fmt, ...) {
@@ -550,7 +619,7 @@ static int step_relative_lr(struct qat *q, struct qt_err *err) {
         for (int v = 0; v < q->tg->nv; v++)
             if (q->params[v] && q->tg->v[v].init->data == pp->w && is_scale(q, v))
                 sc = 1;
-        if (!sc || pp->lr_elem)
+        if (!sc || pp->lr_elem || pp->log) /* log-space steps are relative already */
             continue;
         pp->lr_elem = malloc(sizeof(float) * (size_t)(pp->n + 1));
         if (!pp->lr_elem)
@@ -577,9 +646,12 @@ static void set_observe(struct qat *q, int on) {
 }
 
 /* ---- checkpoints --------------------------------------------------------
- * DIR/checkpoint.bin: "QTCK", version 1, epoch, optimizer step, then for
+ * DIR/checkpoint.bin: "QTCK", version 2, epoch, optimizer step, then for
  * every float initializer of the training graph in order its name, element
- * count and values, then per parameter the optimizer state (m, v). */
+ * count and values, then per parameter the optimizer state (m, v), then the
+ * validation record (int32 best epoch, -1 none; double start and best val
+ * top-1) and, with a best epoch, its float initializers' values in the same
+ * order (so that --resume writes the epoch an uninterrupted run would). */
 
 struct ck_head {
     char magic[4];
@@ -595,7 +667,7 @@ static int ck_path(const struct qt_qat_opts *o, char *buf, size_t len, struct qt
     return 0;
 }
 
-static int ck_write(struct qat *q, int epoch, struct qt_err *err) {
+static int ck_write(struct qat *q, int epoch, const struct qt_qat_result *r, struct qt_err *err) {
     struct qt_graph *tg = q->tg;
     char path[4096];
     size_t len = sizeof(struct ck_head), off = 0;
@@ -614,10 +686,15 @@ static int ck_write(struct qat *q, int epoch, struct qt_err *err) {
         }
     for (int i = 0; i < q->opt.np; i++)
         len += 2 * sizeof(float) * (size_t)q->opt.p[i].n;
+    int32_t best = q->snap ? r->best_epoch : -1;
+    len += 4 + 2 * sizeof(double);
+    for (int v = 0; best >= 0 && v < tg->nv; v++)
+        if (is_float_init(tg, v))
+            len += tg->v[v].init->nbytes;
     unsigned char *buf = malloc(len);
     if (!buf)
         return qt_errf(err, QT_ENOMEM, "out of memory writing a checkpoint");
-    struct ck_head h = {{'Q', 'T', 'C', 'K'}, 1, epoch, nvals, q->opt.t};
+    struct ck_head h = {{'Q', 'T', 'C', 'K'}, 2, epoch, nvals, q->opt.t};
     memcpy(buf, &h, sizeof h);
     off = sizeof h;
     for (int v = 0; v < tg->nv; v++) {
@@ -637,6 +714,15 @@ static int ck_write(struct qat *q, int epoch, struct qt_err *err) {
         memcpy(buf + off + b, q->opt.p[i].v, b);
         off += 2 * b;
     }
+    double vals[2] = {r->start_val_top1, r->best_val_top1};
+    memcpy(buf + off, &best, 4);
+    memcpy(buf + off + 4, vals, sizeof vals);
+    off += 4 + sizeof vals;
+    for (int v = 0; best >= 0 && v < tg->nv; v++)
+        if (is_float_init(tg, v)) {
+            memcpy(buf + off, q->snap[v], tg->v[v].init->nbytes);
+            off += tg->v[v].init->nbytes;
+        }
     int rc = qt_write_file_atomic(path, buf, off, err);
     free(buf);
     return rc;
@@ -654,7 +740,7 @@ static int ck_read(struct qat *q, int *epoch, struct qt_err *err) {
     if (len < sizeof h)
         goto bad;
     memcpy(&h, buf, sizeof h);
-    if (memcmp(h.magic, "QTCK", 4) || h.version != 1)
+    if (memcmp(h.magic, "QTCK", 4) || h.version != 2)
         goto bad;
     for (int k = 0; k < h.nvalues; k++) {
         uint32_t nl;
@@ -688,6 +774,31 @@ static int ck_read(struct qat *q, int *epoch, struct qt_err *err) {
         memcpy(q->opt.p[i].v, buf + off + b, b);
         off += 2 * b;
     }
+    int32_t best;
+    double vals[2];
+    if (off + 4 + sizeof vals > len)
+        goto bad;
+    memcpy(&best, buf + off, 4);
+    memcpy(vals, buf + off + 4, sizeof vals);
+    off += 4 + sizeof vals;
+    q->ck_best_epoch = best;
+    q->ck_start_val = vals[0];
+    q->ck_best_val = vals[1];
+    if (best >= 0) {
+        if (!(q->snap = calloc((size_t)tg->nv + 1, sizeof *q->snap))) {
+            free(data);
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        }
+        for (int v = 0; v < tg->nv; v++) {
+            if (!is_float_init(tg, v))
+                continue;
+            size_t b = tg->v[v].init->nbytes;
+            if (off + b > len || !(q->snap[v] = malloc(b + 1)))
+                goto bad;
+            memcpy(q->snap[v], buf + off, b);
+            off += b;
+        }
+    }
     if (off != len)
         goto bad;
     q->opt.t = h.step;
@@ -701,11 +812,21 @@ bad:
 
 /* ---- evaluation ---------------------------------------------------------- */
 
+static int argmax_row(const float *z, int64_t i, int ncls) {
+    int best = 0;
+    for (int k = 1; k < ncls; k++)
+        if (z[i * ncls + k] > z[i * ncls + best])
+            best = k;
+    return best;
+}
+
 /* Top-1 of the training graph (fake-quantized, BatchNormalization on running
- * statistics) on the validation images. */
+ * statistics) on the validation images; on images without labels, its top-1
+ * agreement with the float model (the distillation target). */
 static int validate(struct qat *q, double *top1, int *images, struct qt_err *err) {
-    struct qt_exec *vx = NULL;
+    struct qt_exec *vx = NULL, *fx = NULL;
     int total = qt_dataset_count(q->vds), hits = 0, labeled = 0, batch = q->o->batch;
+    int agree = !qt_dataset_labeled(q->vds);
     int *labels = malloc(sizeof(int) * (size_t)batch);
     if (!labels)
         return qt_errf(err, QT_ENOMEM, "out of memory");
@@ -716,20 +837,26 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
             vx = NULL;
             if (qt_exec_new(&vx, q->tg, nb, q->o->threads, err))
                 goto out;
+            qt_exec_free(fx);
+            fx = NULL;
+            if (agree && qt_exec_new(&fx, q->g, nb, q->o->threads, err))
+                goto out;
         }
         if (qt_dataset_load(q->vds, &q->pp, done, nb, q->c, q->h, q->w, qt_exec_input(vx, 0), labels, q->o->threads,
                             0, err) ||
             qt_exec_run(vx, err))
             goto out;
-        const float *z = qt_exec_output(vx, 0);
+        if (agree) {
+            memcpy(qt_exec_input(fx, 0), qt_exec_input(vx, 0), sizeof(float) * (size_t)nb * q->c * q->h * q->w);
+            if (qt_exec_run(fx, err))
+                goto out;
+        }
+        const float *z = qt_exec_output(vx, 0), *f = agree ? qt_exec_output(fx, 0) : NULL;
         for (int i = 0; i < nb; i++) {
-            if (labels[i] < 0 || labels[i] >= q->ncls)
+            int want = agree ? argmax_row(f, i, q->ncls) : labels[i];
+            if (want < 0 || want >= q->ncls)
                 continue;
-            int best = 0;
-            for (int k = 1; k < q->ncls; k++)
-                if (z[(int64_t)i * q->ncls + k] > z[(int64_t)i * q->ncls + best])
-                    best = k;
-            hits += best == labels[i];
+            hits += argmax_row(z, i, q->ncls) == want;
             labeled++;
         }
         done += nb;
@@ -738,6 +865,7 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
     *images = labeled;
 out:
     qt_exec_free(vx);
+    qt_exec_free(fx);
     free(labels);
     return err->code;
 }
@@ -841,6 +969,15 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
         return err->code;
     if (!o->distill && !qt_dataset_labeled(q->ds))
         return qt_errf(err, QT_EDATA, "training folder '%s' has no class sub-folders; use --distill", o->train);
+    /* without --val, every hold_back-th training image is held back (never
+     * trained on, nor calibrated on) to measure the start and each epoch */
+    if (!o->val && o->hold_back > 1 && qt_dataset_count(q->ds) >= 2 * o->hold_back) {
+        if (qt_dataset_hold_back(q->ds, o->hold_back, &q->vds, err))
+            return err->code;
+        r->held_back = qt_dataset_count(q->vds);
+        logf_(q, "validation: %d of the training images held back (every %dth), %d trained on", r->held_back,
+              o->hold_back, qt_dataset_count(q->ds));
+    }
     if (qt_dataset_count(q->ds) < o->batch)
         return qt_errf(err, QT_EDATA, "training folder '%s' has %d images, fewer than a batch (%d)", o->train,
                        qt_dataset_count(q->ds), o->batch);
@@ -855,6 +992,8 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
         q->pp_train.crop_w = q->w;
     }
     if (o->no_quant) {
+        if (o->freeze_bn_after == QT_QAT_AUTO_BN)
+            q->eo->freeze_bn_after = -1;
         if (qt_graph_clone(&q->tg, q->g, err))
             return err->code;
         if (o->from_scratch)
@@ -888,6 +1027,16 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
             logf_(q, "calibrated %d activation groups on %d images; %d BatchNormalization folded", q->p->ngroups,
                   r->calib_images, q->p->nfolded);
         }
+        /* BatchNormalization trains unfolded below 8 bits (batch statistics
+         * re-centre every layer; folded from the start, a collapsed 4-bit
+         * calibration never recovers), folded for the last epoch */
+        if (o->freeze_bn_after == QT_QAT_AUTO_BN)
+            q->eo->freeze_bn_after = !o->init_info && q->p->nfolded > 0 && o->q.per_channel &&
+                                             !qt_cle_wanted(&o->q) /* CLE rescaled the folded weights */ &&
+                                             o->epochs > 1 &&
+                                             (o->q.wbits < 8 || o->q.abits < 8)
+                                         ? o->epochs - 1
+                                         : -1;
         if (build_qat_graph(q, err))
             return err->code;
         r->bn_unfolded = q->nbnc;
@@ -916,15 +1065,25 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     for (int v = 0; v < q->tg->nv; v++) {
         if (!q->params[v])
             continue;
-        /* decay only weights (more than one dim); scales stay positive */
+        /* decay only weights (more than one dim); scales stay positive by
+         * their log-space step, with no floor (BN-folded channels have
+         * steps down to 1e-14: a floor of 1e-6, LSQ's old guard, moved
+         * them by 1e8 on MobileNetV1 unfolded) */
         int scale = is_scale(q, v);
         if (qt_optim_add(&q->opt, q->tg->v[v].init->data, qt_exec_grad(q->x, v), qt_tensor_numel(q->tg->v[v].init),
-                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 1e-6f : -INFINITY, err))
+                         q->tg->v[v].init->ndim > 1 && !scale ? 1.0f : 0.0f, scale ? 0.0f : -INFINITY, err))
             return err->code;
+        q->opt.p[q->opt.np - 1].log = scale; /* relative, bounded steps: see qt_optim_step */
+        if (scale)
+            q->nscale0 += (int)qt_tensor_numel(q->tg->v[v].init);
         r->nparams++;
     }
     if (o->relative_lr && step_relative_lr(q, err))
         return err->code;
+    q->scale0 = malloc(sizeof(float) * ((size_t)q->nscale0 + 1));
+    if (!q->scale0)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    scale_ratio(q, NULL, NULL);
     q->order = malloc(sizeof(int) * (size_t)qt_dataset_count(q->ds));
     q->labels = malloc(sizeof(int) * (size_t)o->batch);
     if (!q->order || !q->labels)
@@ -946,20 +1105,31 @@ static void apply_freeze(struct qat *q, int epoch) {
     }
 }
 
-int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_err *err) {
+int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_err *err) {
     struct qat q;
     double t0 = qt_now();
     int start = 0;
     double *steps = NULL;
+    struct qt_qat_opts eo = *uo;
+    const struct qt_qat_opts *o = &eo;
     memset(&q, 0, sizeof q);
     memset(r, 0, sizeof *r);
-    q.o = o;
+    /* automatic choices (see qt_qat_opts_init): quantized training
+     * distils from the float model and steps relative to the quantization
+     * steps; float training uses the labels and absolute steps */
+    if (eo.distill < 0)
+        eo.distill = !eo.no_quant;
+    if (eo.relative_lr < 0)
+        eo.relative_lr = !eo.no_quant;
+    q.o = q.eo = &eo;
     if (!o->model || !o->train || !o->out || (!o->no_quant && !o->quant_info))
         return qt_errf(err, QT_EUSAGE, "model, training folder and output are required");
     if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
         return qt_errf(err, QT_EUSAGE, "epochs, batch and lr must be positive");
     if (o->relative_lr && o->no_quant)
         return qt_errf(err, QT_EUSAGE, "--relative-lr scales lr by quantization steps: it excludes --no-quant");
+    if (o->init_info && o->freeze_bn_after == QT_QAT_AUTO_BN)
+        eo.freeze_bn_after = -1;
     if (o->q.cle > 0 && (o->init_info || o->freeze_bn_after > 0 || o->no_quant))
         return qt_errf(err, QT_EUSAGE, "--cle cannot be combined with %s",
                        o->init_info ? "--init (the plan is made)" : o->no_quant ? "--no-quant" :
@@ -998,6 +1168,19 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
     if (!steps) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
+    }
+    r->start_val_top1 = r->best_val_top1 = -1;
+    r->best_epoch = -1;
+    if (q.vds && !start) { /* the starting point: calibrated (or --init) model */
+        if (validate(&q, &r->start_val_top1, &r->val_images, err) || snap_take(&q, err))
+            goto out;
+        r->best_epoch = 0;
+        r->best_val_top1 = r->start_val_top1;
+        logf_(&q, "start: val top-1 %.2f (%d images)", r->start_val_top1, r->val_images);
+    } else if (q.vds) {
+        r->start_val_top1 = q.ck_start_val;
+        r->best_val_top1 = q.ck_best_val;
+        r->best_epoch = q.ck_best_epoch;
     }
     float *input = qt_exec_input(q.x, 0);
     int yv = q.tg->outputs[0];
@@ -1063,7 +1246,7 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
                 o->progress(o->progress_ud, (ep - start) * iters + it + 1, (o->epochs - start) * iters);
             if (o->stop && *o->stop) {
                 /* the finished epochs and the optimizer state; the partial epoch reruns on --resume */
-                if (ck_write(&q, ep, err))
+                if (ck_write(&q, ep, r, err))
                     goto out;
                 r->interrupted = 1;
                 logf_(&q, "interrupted at epoch %d step %d%s", ep + 1, it + 1,
@@ -1085,6 +1268,13 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         e->val_top1 = -1;
         if (q.vds && validate(&q, &e->val_top1, &e->val_images, err))
             goto out;
+        scale_ratio(&q, &e->scale_lo, &e->scale_hi);
+        if (q.vds && e->val_top1 >= r->best_val_top1) { /* ties: the later epoch */
+            if (snap_take(&q, err))
+                goto out;
+            r->best_val_top1 = e->val_top1;
+            r->best_epoch = ep + 1;
+        }
         e->wall_s = qt_now() - et;
         r->nepoch++;
         r->epochs_done = ep + 1;
@@ -1094,8 +1284,17 @@ int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_e
         else
             logf_(&q, "epoch %d/%d: loss %.4f, train top-1 %.2f, lr %.3g, %.1f s", ep + 1, o->epochs, e->loss,
                   e->train_top1, e->lr, e->wall_s);
-        if (ck_write(&q, ep + 1, err))
+        if (ck_write(&q, ep + 1, r, err))
             goto out;
+    }
+    if (q.vds && r->nepoch) {
+        double last = r->epoch[r->nepoch - 1].val_top1;
+        r->ended_below_start = r->start_val_top1 >= 0 && last < r->start_val_top1;
+        if (r->best_epoch != r->epochs_done) {
+            snap_restore(&q);
+            logf_(&q, "writing epoch %d (val top-1 %.2f), the best; the last epoch gave %.2f", r->best_epoch,
+                  r->best_val_top1, last);
+        }
     }
     if (o->no_quant)
         export_float(&q, err);
@@ -1109,6 +1308,7 @@ out:
     qt_exec_free(q.tx);
     qt_dataset_free(q.ds);
     qt_dataset_free(q.vds);
+    snap_free(&q);
     qt_graph_free(q.tg);
     qt_qplan_free(q.p);
     qt_graph_free(q.g);
@@ -1122,5 +1322,10 @@ out:
     free(q.order);
     free(q.labels);
     free(q.tlogits);
+    snap_free(&q);
+    free(q.scale0);
+    r->freeze_bn_after = eo.freeze_bn_after;
+    r->distill = eo.distill;
+    r->relative_lr = eo.relative_lr;
     return err->code;
 }

@@ -34,6 +34,7 @@ struct qt_param {
     float min;      /* lower bound after the step (scales stay positive); -INFINITY: none */
     float *m, *v;   /* optimizer state (owned) */
     float *lr_elem; /* per-element learning-rate factor (owned), NULL: 1 */
+    int log;        /* a positive scale stepped in log space (qt_optim_step) */
 };
 
 struct qt_optim {
@@ -54,7 +55,14 @@ int qt_optim_add(struct qt_optim *o, float *w, const float *g, int64_t n, float 
  *   SGD:  g' = g + wd * w;  m = momentum * m + g';  w -= lr * m
  *   Adam: g' = g + wd * w;  m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2;
  *         w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- * (as torch.optim.SGD and torch.optim.Adam with weight_decay). */
+ * (as torch.optim.SGD and torch.optim.Adam with weight_decay).
+ * A parameter with log set (learnt quantization scales) takes Adam's step on
+ * u = log w whatever the kind, with u's gradient w * g and no decay:
+ *   m = b1 m + (1-b1) w g;  v = b2 v + (1-b2) (w g)^2;
+ *   w *= exp(-lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps))
+ * so a scale stays positive and moves by a factor of about exp(+-lr) per
+ * step at most, however large its gradient (LSQ's step with SGD at lr 0.01
+ * took a 4-bit scale from 0.0078 to the floor in one step). */
 void qt_optim_step(struct qt_optim *o, float lr);
 /* Scales every gradient so the global L2 norm is at most max_norm (> 0);
  * returns the norm before clipping. The gradients must be writable. */
