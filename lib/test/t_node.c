@@ -16,6 +16,7 @@
  * with their reason, then grouped in the closing "# refused" table. */
 #include "onnx/onnx.h"
 #include "test/tap.h"
+#include "test/testdir.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -56,29 +57,6 @@ static int expected_idx(const char *test) {
 }
 
 
-static int names_cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int list_dir(const char *dir, char ***out) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char **v = NULL;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, "test_", 5))
-            continue;
-        v = realloc(v, sizeof *v * (size_t)(n + 1));
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (n)
-        qsort(v, (size_t)n, sizeof *v, names_cmp);
-    *out = v;
-    return n;
-}
 
 static Onnx__TensorProto *read_pb(const char *path) {
     void *buf;
@@ -407,7 +385,7 @@ int main(int argc, char **argv) {
     else
         snprintf(root, sizeof root, "%s/onnx-node-tests", sh && *sh ? sh : "../shared");
     char **tests = NULL;
-    int nt = list_dir(root, &tests);
+    int nt = t_list_dir(root, "test_", &tests);
     if (nt <= 0) {
         T_SKIP("%s is absent: the ONNX node tests are not run", root);
         return t_done();

@@ -6,6 +6,7 @@
  * each model survives a save/load round trip with identical outputs. */
 #include "onnx/onnx.h"
 #include "test/tap.h"
+#include "test/testdir.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -27,35 +28,7 @@ static int load_pb(const char *path, struct qt_tensor **t, struct qt_err *err) {
     return rc;
 }
 
-static int names_cmp(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
-static int list_dir(const char *dir, char ***out) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char **v = NULL;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        v = realloc(v, sizeof *v * (size_t)(n + 1));
-        v[n++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (n)
-        qsort(v, (size_t)n, sizeof *v, names_cmp);
-    *out = v;
-    return n;
-}
-
-static void free_list(char **v, int n) {
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
 
 /* Max violation of |a-b| <= atol + rtol*|b|; returns 0 if all within. */
 static int compare(const struct qt_tensor *got, const struct qt_tensor *want, double atol, double rtol, char *why,
@@ -138,14 +111,14 @@ static int run_case(struct qt_graph *g, const char *dir, double atol, double rto
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : "testdata/ops";
     char **ops = NULL;
-    int nops = list_dir(root, &ops);
+    int nops = t_list_dir(root, NULL, &ops);
     T_OK(nops > 0, "found op cases under %s", root);
     unsigned char *covered = calloc((size_t)qt_op_count() + 1, 1);
     for (int i = 0; i < nops; i++) {
         char opdir[1024];
         char **cases = NULL;
         snprintf(opdir, sizeof opdir, "%s/%s", root, ops[i]);
-        int nc = list_dir(opdir, &cases);
+        int nc = t_list_dir(opdir, NULL, &cases);
         for (int k = 0; k < nc; k++) {
             char dir[1200], path[1300], why[600] = "";
             double atol = 1e-5, rtol = 1e-4;
@@ -184,11 +157,11 @@ int main(int argc, char **argv) {
             qt_graph_free(g2);
             qt_graph_free(g);
         }
-        free_list(cases, nc);
+        t_free_list(cases, nc);
     }
     for (int o = 0; o < qt_op_count(); o++)
         T_OK(covered[o], "operator %s has a test case", qt_op_at(o)->name);
     free(covered);
-    free_list(ops, nops);
+    t_free_list(ops, nops);
     return t_done();
 }
