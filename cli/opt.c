@@ -180,11 +180,7 @@ int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp 
 }
 
 const char *cli_qinfo_path(const char *out, char *buf, size_t len) {
-    size_t l = strlen(out);
-    if (l >= 5 && !strcmp(out + l - 5, ".onnx"))
-        l -= 5;
-    snprintf(buf, len, "%.*s.json", (int)l, out);
-    return buf;
+    return qt_path_with_ext(out, ".onnx", ".json", buf, len);
 }
 
 int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {

@@ -582,5 +582,8 @@ int qt_out_check(const char *path, struct qt_err *err);
 size_t qt_mem_limit(void);
 /* Monotonic seconds. */
 double qt_now(void);
+/* PATH with its extension EXT (".onnx") replaced by NEW (".json"), or NEW
+ * appended when PATH does not end in EXT; into buf (truncated to len). */
+const char *qt_path_with_ext(const char *path, const char *ext, const char *new_ext, char *buf, size_t len);
 
 #endif

@@ -59,6 +59,14 @@ int qt_ncpus(void) {
     return n < 1 ? 1 : (int)n;
 }
 
+const char *qt_path_with_ext(const char *path, const char *ext, const char *new_ext, char *buf, size_t len) {
+    size_t l = strlen(path), e = strlen(ext);
+    if (l >= e && !strcmp(path + l - e, ext))
+        l -= e;
+    snprintf(buf, len, "%.*s%s", (int)l, path, new_ext);
+    return buf;
+}
+
 double qt_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

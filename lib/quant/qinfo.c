@@ -65,11 +65,7 @@ static int add_requant(const struct qt_qplan *p, const struct qt_qtensor *qt, cJ
 }
 
 const char *qt_qinfo_weights_path(const char *qinfo, char *buf, size_t len) {
-    size_t l = strlen(qinfo);
-    if (l >= 5 && !strcmp(qinfo + l - 5, ".json"))
-        l -= 5;
-    snprintf(buf, len, "%.*s.weights.bin", (int)l, qinfo);
-    return buf;
+    return qt_path_with_ext(qinfo, ".json", ".weights.bin", buf, len);
 }
 
 int qt_qplan_outputs_check(const char *out, const char *qinfo, int tuned, struct qt_err *err) {
