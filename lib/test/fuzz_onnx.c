@@ -6,6 +6,7 @@
  * QT_MEM_LIMIT_MB (64 here) so a hostile shape fails with an error instead
  * of exhausting the fuzzer's memory. Built by `make fuzz`. */
 #include "engine.h"
+#include "test/fuzz_run.h"
 
 #include <stdlib.h>
 
@@ -17,15 +18,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argv;
     setenv("QT_MEM_LIMIT_MB", "64", 0);
     return 0;
-}
-
-/* Plans and runs g once at batch 1 (a refusal is an answer). */
-static void run_once(struct qt_graph *g) {
-    struct qt_err err = {0};
-    struct qt_exec *x = NULL;
-    if (qt_exec_new(&x, g, 1, 1, &err) == 0)
-        qt_exec_run(x, &err);
-    qt_exec_free(x);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

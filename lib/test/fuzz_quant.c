@@ -12,6 +12,7 @@
  * pow2 profile; int-only with BatchNormalization left unfolded. Planned
  * memory is bounded by QT_MEM_LIMIT_MB (64). Built by `make fuzz`. */
 #include "engine.h"
+#include "test/fuzz_run.h"
 #include "quant/quant.h"
 
 #include <stdio.h>
@@ -42,15 +43,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     snprintf(info_path, sizeof info_path, "%s/q.json", dir);
     atexit(cleanup);
     return 0;
-}
-
-/* Plans and runs g once at batch 1 (errors are fine: a refusal is an answer). */
-static void run_once(struct qt_graph *g) {
-    struct qt_err err = {0};
-    struct qt_exec *x = NULL;
-    if (qt_exec_new(&x, g, 1, 1, &err) == 0)
-        qt_exec_run(x, &err);
-    qt_exec_free(x);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
