@@ -340,6 +340,14 @@ int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, 
 /* ---- quantization (qtool calib) ---------------------------------------- */
 
 /* Settings shared by calib, finetune, qat and export. */
+/* One node's own settings, applied after --config: the accuracy-driven
+ * search (--max-drop) and mixed precision (--weight-budget) set them. */
+struct qt_layer_set {
+    const char *node;           /* node name in the model */
+    int wbits, abits;           /* 2..8, or 0: as the plan says */
+    int keep_float;             /* 1: not quantized at all */
+};
+
 struct qt_quant_opts {
     int wbits, abits;           /* 2..8 (default 8) */
     int per_channel;            /* weights per output channel (default 1) */
@@ -359,6 +367,8 @@ struct qt_quant_opts {
                                  * (pow2), 2 multiplier and shift per channel (int-only) */
     int cle;                    /* cross-layer equalization before calibration (calib, finetune, qat):
                                  * 1 on, 0 off, -1 (default) on with per-tensor weights only */
+    const struct qt_layer_set *layers; /* per-node settings (owned by the caller; outlive the plan) */
+    int nlayers;
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 /* Applies a hardware profile (man qtool-profiles(5)): a built-in name

@@ -280,6 +280,27 @@ static int apply_config(struct qt_qplan *p, struct qt_err *err) {
     return err->code;
 }
 
+/* The caller's per-node settings (o.layers), after --config. */
+static int apply_layers(struct qt_qplan *p, struct qt_err *err) {
+    for (int i = 0; i < p->o.nlayers; i++) {
+        const struct qt_layer_set *l = &p->o.layers[i];
+        int k = l->node ? qt_graph_find_node(p->g, l->node) : -1;
+        if (k < 0)
+            return qt_errf(err, QT_EUSAGE, "per-layer setting for node '%s', which the model does not have",
+                           l->node ? l->node : "(null)");
+        if ((l->wbits && (l->wbits < 2 || l->wbits > 8)) || (l->abits && (l->abits < 2 || l->abits > 8)))
+            return qt_errf(err, QT_EUSAGE, "node '%s': bits must be 2..8", l->node);
+        struct qt_qnode *q = &p->qn[k];
+        if (l->wbits)
+            q->wbits = l->wbits;
+        if (l->abits)
+            q->abits = l->abits;
+        if (l->keep_float)
+            q->excluded = 1;
+    }
+    return 0;
+}
+
 static int add_tensor(struct qt_qplan *p, int v, int node, int role, struct qt_err *err) {
     if (p->tensor_of[v] >= 0)
         return 0;
@@ -461,7 +482,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         if (list_has(o->exclude, g->n[i].name) || list_has(o->exclude_ops, g->n[i].op_type))
             q->excluded = 1;
     }
-    if (apply_config(p, err))
+    if (apply_config(p, err) || apply_layers(p, err))
         goto fail;
     if (qt_graph_topo(g, &order, err))
         goto fail;
