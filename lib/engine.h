@@ -432,6 +432,14 @@ int qt_exec_new_train(struct qt_exec **x, struct qt_graph *g, int batch, int nth
 int qt_exec_backward(struct qt_exec *x, struct qt_err *err);
 /* Gradient buffer of value v (NULL when v has none). */
 float *qt_exec_grad(struct qt_exec *x, int v);
+/* The one top-1 (lib/core/util.c): numpy's argmax of v[0..n): the first
+ * maximum, and the first NaN if there is one (NaN wins); 0 for n <= 0.
+ * qt_rank_before(a, b): a ranks before b in that order (NaN first, then
+ * larger), for top-k lists that agree with qt_argmax. */
+int qt_argmax(const float *v, int64_t n);
+static inline int qt_rank_before(float a, float b) {
+    return a != a ? b == b : a > b;
+}
 /* qtool's one PRNG (lib/core/util.c): the next splitmix64 output of a
  * 64-bit state; qt_rand01 maps it to a uniform float in [0, 1). */
 uint64_t qt_splitmix64(uint64_t *state);
