@@ -275,8 +275,12 @@ int qt_act_bounds(const struct qt_graph *g, const struct qt_node *n, float *lo, 
 /* The constant tensor behind value v: an initializer or an ai.onnx
  * Constant's "value" (owned by the graph), NULL otherwise. */
 const struct qt_tensor *qt_graph_const(const struct qt_graph *g, int v);
-/* Operators recognised by identity: the QDQ format itself. */
+/* Operators recognised by identity: the QDQ format itself, and the layer
+ * pairs cross-layer equalization rescales (lib/quant/cle.c: it reads Conv's
+ * and Gemm's weight layouts and attributes, through a GlobalAveragePool and
+ * a Flatten). */
 extern const struct qt_op qt_op_quantizelinear, qt_op_dequantizelinear, qt_op_constant;
+extern const struct qt_op qt_op_conv, qt_op_gemm, qt_op_globalaveragepool, qt_op_flatten;
 
 /* The op for (domain, op_type), NULL if qtool does not run it. */
 const struct qt_op *qt_op_find(const char *domain, const char *op_type);
