@@ -7,20 +7,62 @@
 #include <getopt.h>
 #include <stdio.h>
 
+/* The typed option table (in the spirit of git's parse-options): each entry
+ * names its kind, its destination, its range and its help; opt_parse()
+ * converts, range-checks and stores every value, and opt_usage() prints the
+ * help with the ranges. A table lives in the function that owns the
+ * destinations and ends with OPT_END(). */
+enum opt_kind {
+    OPTK_END,
+    OPTK_SET,      /* flag: *(int *)dst = val */
+    OPTK_INT,      /* whole number in [lo, hi] into an int or a 64-bit integer (by size) */
+    OPTK_FLOAT,    /* finite number in lo..hi (ends open by flags) into a float or a double (by size) */
+    OPTK_STRING,   /* *(const char **)dst = the argument; dst NULL: accepted and ignored */
+    OPTK_CHOICE,   /* one of the '|'-separated names in arg: *(int *)dst = vals[i] (or i) */
+    OPTK_CALLBACK, /* cb(cmd, dst, arg): 0, or the exit status with the message printed */
+    OPTK_HELP,
+};
+enum { OPT_LO_OPEN = 1, OPT_HI_OPEN = 2 };
+
 struct opt {
-    int id;            /* getopt value: a short letter or an id >= 256 */
+    int id;            /* short letter, or 0 */
     const char *name;  /* long name */
-    const char *arg;   /* argument name, NULL for a flag */
+    const char *arg;   /* argument name, NULL for a flag; for a choice the names "a|b|c" */
     const char *help;
+    enum opt_kind kind;
+    void *dst;
+    size_t size;       /* sizeof *dst (INT, FLOAT) */
+    double lo, hi;     /* range (INT, FLOAT) */
+    int flags;         /* OPT_LO_OPEN, OPT_HI_OPEN (FLOAT) */
+    int val;           /* OPTK_SET */
+    const int *vals;   /* OPTK_CHOICE: value of each name (NULL: its index) */
+    int (*cb)(const char *cmd, void *dst, const char *arg);
 };
 
-/* Builds getopt_long's tables from opts (terminated by a zero entry). */
-struct optparse {
-    struct option longs[128];
-    char shorts[256];
-};
-void opt_build(const struct opt *opts, struct optparse *p);
+#define OPT_END() {0, NULL, NULL, NULL, OPTK_END, NULL, 0, 0, 0, 0, 0, NULL, NULL}
+#define OPT_SET_INT(s, l, d, v, h) {.id = (s), .name = (l), .help = (h), .kind = OPTK_SET, .dst = (d), .val = (v)}
+#define OPT_BOOL(s, l, d, h) OPT_SET_INT(s, l, d, 1, h)
+#define OPT_INTEGER(s, l, a, d, lo_, hi_, h)                                                                   \
+    {.id = (s), .name = (l), .arg = (a), .help = (h), .kind = OPTK_INT, .dst = (d), .size = sizeof *(d),      \
+     .lo = (double)(lo_), .hi = (double)(hi_)}
+#define OPT_FLOAT_RANGE(s, l, a, d, lo_, hi_, fl, h)                                                          \
+    {.id = (s), .name = (l), .arg = (a), .help = (h), .kind = OPTK_FLOAT, .dst = (d), .size = sizeof *(d),    \
+     .lo = (lo_), .hi = (hi_), .flags = (fl)}
+#define OPT_FLOAT(s, l, a, d, lo_, hi_, h) OPT_FLOAT_RANGE(s, l, a, d, lo_, hi_, 0, h)
+#define OPT_STRING(s, l, a, d, h) {.id = (s), .name = (l), .arg = (a), .help = (h), .kind = OPTK_STRING, .dst = (d)}
+#define OPT_CHOICE(s, l, names, d, v, h)                                                                      \
+    {.id = (s), .name = (l), .arg = (names), .help = (h), .kind = OPTK_CHOICE, .dst = (d), .vals = (v)}
+#define OPT_CALLBACK(s, l, a, d, fn, h)                                                                       \
+    {.id = (s), .name = (l), .arg = (a), .help = (h), .kind = OPTK_CALLBACK, .dst = (d), .cb = (fn)}
+#define OPT_HELP() {.id = 'h', .name = "help", .help = "show this help", .kind = OPTK_HELP}
+
 void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt *opts);
+/* Parses argv[1..argc) by opts into their destinations; --help prints the
+ * usage to stdout. Returns 0 with the one positional argument (the model) in
+ * *model, -1 after --help (exit 0), else the exit status (message printed:
+ * the option and why). */
+int opt_parse(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
+              const char **model);
 
 /* SIGINT and SIGTERM set cli_stop to the signal's number (polled through the
  * library's `stop` options) instead of killing the process; cli_stop_catch(0)
@@ -33,63 +75,67 @@ int cli_fail(const char *cmd, const struct qt_err *err);
 /* Usage error: message, hint to --help, returns 2. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses numbers strictly; returns -1 on junk. */
-int cli_int(const char *s, long lo, long hi, long *out);
 int cli_float(const char *s, double *out);
 /* Parses "a,b,c" floats into v (up to max); returns count or -1. */
 int cli_floats(const char *s, float *v, int max);
 
-/* Shared image-preprocessing options (eval, calib, finetune, qat). */
-enum { OPT_PP_FIRST = 300, OPT_RESIZE = OPT_PP_FIRST, OPT_CROP, OPT_MEAN, OPT_STD, OPT_SCALE, OPT_RGB, OPT_BGR,
-       OPT_GRAY, OPT_PRESET, OPT_CLASSES, OPT_PP_LAST };
-#define CLI_PREPROC_OPTS                                                                                       \
-    {OPT_PRESET, "preset", "NAME", "preprocessing preset: imagenet, imagenet-tf, mnist"},                     \
-    {OPT_RESIZE, "resize", "N", "resize the shorter side to N (bilinear, antialiased as PIL)"},                \
-    {OPT_CROP, "crop", "N|HxW", "center crop"},                                                               \
-    {OPT_MEAN, "mean", "M[,M,M]", "per-channel mean subtracted after scaling"},                               \
-    {OPT_STD, "std", "S[,S,S]", "per-channel standard deviation divided by"},                                 \
-    {OPT_SCALE, "scale", "F", "pixel scale before mean/std (default 1/255)"},                                 \
-    {OPT_RGB, "rgb", NULL, "feed channels in RGB order (default)"},                                           \
-    {OPT_BGR, "bgr", NULL, "feed channels in BGR order"},                                                     \
-    {OPT_GRAY, "gray", NULL, "feed one grey channel"},                                                         \
-    {OPT_CLASSES, "classes", "FILE", "class names in model order, one per line (folder name -> label)"}
-
-/* Handles one preprocessing option; returns 0 if handled, 1 if not a
- * preprocessing option, 2 on a bad value (message printed). explicit_* flags
- * record what the user set so model-derived defaults fill the rest. */
+/* Shared image-preprocessing options (eval, calib, finetune, qat) into a
+ * struct cli_pp. set_channels records that the user chose the channels, so
+ * model-derived defaults fill the rest. */
 struct cli_pp {
     struct qt_preproc pp;
     int set_channels;
     const char *classes;
 };
 void cli_pp_init(struct cli_pp *p);
-int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg);
+int cli_pp_preset(const char *cmd, void *pp, const char *arg);
+int cli_pp_crop(const char *cmd, void *pp, const char *arg);
+int cli_pp_mean(const char *cmd, void *pp, const char *arg);
+int cli_pp_std(const char *cmd, void *pp, const char *arg);
+int cli_pp_scale(const char *cmd, void *pp, const char *arg);
+int cli_pp_rgb(const char *cmd, void *pp, const char *arg);
+int cli_pp_bgr(const char *cmd, void *pp, const char *arg);
+int cli_pp_gray(const char *cmd, void *pp, const char *arg);
+#define CLI_PREPROC_OPTS(p)                                                                                      \
+    OPT_CALLBACK(0, "preset", "NAME", p, cli_pp_preset, "preprocessing preset: imagenet, imagenet-tf, mnist"),  \
+    OPT_INTEGER(0, "resize", "N", &(p)->pp.resize, 0, 65536,                                                    \
+                "resize the shorter side to N (bilinear, antialiased as PIL)"),                                 \
+    OPT_CALLBACK(0, "crop", "N|HxW", p, cli_pp_crop, "center crop"),                                            \
+    OPT_CALLBACK(0, "mean", "M[,M,M]", p, cli_pp_mean, "per-channel mean subtracted after scaling"),            \
+    OPT_CALLBACK(0, "std", "S[,S,S]", p, cli_pp_std, "per-channel standard deviation divided by (> 0)"),        \
+    OPT_CALLBACK(0, "scale", "F", p, cli_pp_scale, "pixel scale before mean/std (default 1/255; not 0)"),       \
+    OPT_CALLBACK(0, "rgb", NULL, p, cli_pp_rgb, "feed channels in RGB order (default)"),                        \
+    OPT_CALLBACK(0, "bgr", NULL, p, cli_pp_bgr, "feed channels in BGR order"),                                  \
+    OPT_CALLBACK(0, "gray", NULL, p, cli_pp_gray, "feed one grey channel"),                                     \
+    OPT_STRING(0, "classes", "FILE", &(p)->classes, "class names in model order, one per line (folder name -> label)")
 
-/* Shared quantization-settings options (calib, qat). */
-enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, OPT_PERTENSOR, OPT_NARROW,
-       OPT_ACTDT, OPT_REDUCE, OPT_EXCL, OPT_EXCLOP, OPT_CONFIG, OPT_KFL, OPT_NOFOLD, OPT_NOFUSE, OPT_PROFILE, OPT_CLE, OPT_NOCLE, OPT_Q_LAST };
-#define CLI_QUANT_OPTS                                                                                           \
-    {OPT_PROFILE, "profile", "NAME|FILE.json", "target: ort-x86 (default), ort-arm, tensorrt, pow2, int-only"},  \
-    {OPT_OBS, "observer", "NAME", "minmax|ema|percentile|entropy|mse (default percentile)"},                   \
-    {OPT_PCT, "percentile", "P", "percentile for --observer percentile (default 99.99)"},                      \
-    {OPT_WBITS, "wbits", "N", "weight bits, 2..8 (default 8)"},                                                \
-    {OPT_ABITS, "abits", "N", "activation bits, 2..8 (default 8)"},                                            \
-    {OPT_PERTENSOR, "per-tensor", NULL, "one weight scale per tensor (default: per output channel)"},          \
-    {OPT_NARROW, "narrow-range", NULL, "weights in [-(2^(b-1)-1), 2^(b-1)-1] (no -128)"},                      \
-    {OPT_ACTDT, "act-dtype", "uint8|int8", "activations uint8 asymmetric (default) or int8 symmetric"},        \
-    {OPT_REDUCE, "reduce-range", NULL, "weights one bit narrower (7 bits), for CPUs without VNNI"},            \
-    {OPT_EXCL, "exclude", "NODE[,..]", "keep these nodes in float"},                                           \
-    {OPT_EXCLOP, "exclude-op", "TYPE[,..]", "keep nodes of these operator types in float"},                    \
-    {OPT_CONFIG, "config", "FILE.json", "per-layer settings: {\"layers\": {NODE: {wbits, abits, observer, ...}}}"}, \
-    {OPT_KFL, "keep-first-last", "8|float", "first conv and last layer at 8 bits or in float"},                \
-    {OPT_NOFOLD, "no-fold-bn", NULL, "do not fold BatchNormalization into Conv/Gemm"},                         \
-    {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"},                 \
-    {OPT_CLE, "cle", NULL, "cross-layer equalization first (default: with --per-tensor only)"},               \
-    {OPT_NOCLE, "no-cle", NULL, "no cross-layer equalization"}
-/* Handles one quantization option: 0 handled, 1 not one, 2 bad value, 3 bad profile file (printed). */
-int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
-/* A quantization or preprocessing option of calib/qat: 0 handled, else the
- * exit status (usage error printed). */
-int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp *pp, int id, const char *arg);
+/* Shared quantization-settings options (calib, finetune, qat) into a struct qt_quant_opts. */
+extern const int cli_kfl_vals[2];
+int cli_q_profile(const char *cmd, void *q, const char *arg);
+#define CLI_QUANT_OPTS(q)                                                                                        \
+    OPT_CALLBACK(0, "profile", "NAME|FILE.json", q, cli_q_profile,                                              \
+                 "target: ort-x86 (default), ort-arm, tensorrt, pow2, int-only"),                               \
+    OPT_CHOICE(0, "observer", "minmax|ema|percentile|entropy|mse", &(q)->observer, NULL,                        \
+               "range observer (default percentile)"),                                                          \
+    OPT_FLOAT_RANGE(0, "percentile", "P", &(q)->percentile, 50, 100, OPT_LO_OPEN,                               \
+                    "percentile for --observer percentile (default 99.99)"),                                    \
+    OPT_INTEGER(0, "wbits", "N", &(q)->wbits, 2, 8, "weight bits (default 8)"),                                 \
+    OPT_INTEGER(0, "abits", "N", &(q)->abits, 2, 8, "activation bits (default 8)"),                             \
+    OPT_SET_INT(0, "per-tensor", &(q)->per_channel, 0, "one weight scale per tensor (default: per output channel)"), \
+    OPT_BOOL(0, "narrow-range", &(q)->narrow, "weights in [-(2^(b-1)-1), 2^(b-1)-1] (no -128)"),                \
+    OPT_CHOICE(0, "act-dtype", "uint8|int8", &(q)->act_signed, NULL,                                            \
+               "activations uint8 asymmetric (default) or int8 symmetric"),                                     \
+    OPT_BOOL(0, "reduce-range", &(q)->reduce_range, "weights one bit narrower (7 bits), for CPUs without VNNI"), \
+    OPT_STRING(0, "exclude", "NODE[,..]", &(q)->exclude, "keep these nodes in float"),                          \
+    OPT_STRING(0, "exclude-op", "TYPE[,..]", &(q)->exclude_ops, "keep nodes of these operator types in float"), \
+    OPT_STRING(0, "config", "FILE.json", &(q)->config,                                                          \
+               "per-layer settings: {\"layers\": {NODE: {wbits, abits, observer, ...}}}"),                       \
+    OPT_CHOICE(0, "keep-first-last", "8|float", &(q)->keep_first_last, cli_kfl_vals,                            \
+               "first conv and last layer at 8 bits or in float"),                                              \
+    OPT_SET_INT(0, "no-fold-bn", &(q)->fold_bn, 0, "do not fold BatchNormalization into Conv/Gemm"),            \
+    OPT_SET_INT(0, "no-fuse", &(q)->fuse_act, 0, "quantize between Conv/Gemm/Add and a following Relu/Clip"),   \
+    OPT_SET_INT(0, "cle", &(q)->cle, 1, "cross-layer equalization first (default: with --per-tensor only)"),    \
+    OPT_SET_INT(0, "no-cle", &(q)->cle, 0, "no cross-layer equalization")
 /* OUT.onnx -> OUT.json (the default quant_info path) into buf. */
 const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 
@@ -107,14 +153,16 @@ void cli_progress_cb(void *ud, int done, int total);
 /* Before a log line on f: erases a bar drawn on the terminal's current line. */
 void cli_progress_clear(FILE *f);
 
-/* --config FILE.json carries long options by name ({"observer": "mse",
- * "wbits": 4, "mean": [0.5, 0.5, 0.5], "no-fold-bn": true}); "layers" is
- * left to the library; quantization settings are skipped by commands without
- * them (eval). Finds --config in argv, and calls fn with an argv in
- * which the file's options come first, so the command line wins. Returns
- * fn's status, or 2 (message printed) for a bad file or an unknown key. */
-int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **argv,
-                   int (*fn)(int argc, char **argv, void *ctx), void *ctx);
+/* The whole of a subcommand's option handling: --config FILE.json (when opts
+ * has a "config" entry) carries long options by name ({"observer": "mse",
+ * "wbits": 4, "mean": [0.5, 0.5, 0.5], "no-fold-bn": true}), placed before
+ * the command line's so the command line wins; "layers" is left to the
+ * library; quantization settings are skipped by commands without them
+ * (eval). Then opt_parse() fills the destinations and *model, and run(ctx)
+ * runs while the arguments are alive. Returns run's status, 0 after --help,
+ * or 2 (message printed) for a bad file, an unknown key or a bad option. */
+int cli_main(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
+             const char **model, int (*run)(void *ctx), void *ctx);
 
 /* qtool eval --report: DIR/index.html (its path into path) with the charts
  * of rep, the histograms of the nworst lowest-SQNR tensors (cli/report.c). */
@@ -131,6 +179,36 @@ int cmd_calib(int argc, char **argv);
 int cmd_qat(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_export(int argc, char **argv);
-/* calib's option parsing and run; ft: qtool finetune (cli/calib.c) */
-int cli_calib_main(int argc, char **argv, int ft);
+
+/* What calib and finetune share (cli/calib.c): their settings, the options
+ * of both (finetune's own in cli/finetune.c) and the run. */
+struct cli_calib {
+    struct qt_calib_opts o;
+    struct cli_pp pp;
+    const char *json;
+    int quiet;
+    int bnre;  /* --bn-reestimate 1, --no-bn-reestimate 0, else -1 */
+    double lr; /* finetune --lr; 0: the method's default */
+};
+void cli_calib_init(struct cli_calib *a, int finetune);
+int cli_calib_run(void *ctx);
+#define CLI_CALIB_SYNOPSIS "MODEL.onnx --data DIR -o OUT.onnx [options]"
+#define CLI_CALIB_OPTS(a)                                                                                        \
+    OPT_STRING('d', "data", "DIR", &(a)->o.data, "calibration images (ImageFolder layout or a flat folder)"),  \
+    OPT_STRING('o', "output", "OUT.onnx", &(a)->o.out, "quantized QDQ model to write (required)"),             \
+    OPT_STRING(0, "quant-info", "FILE.json", &(a)->o.quant_info, "quantization parameters (default: OUT with .json)"), \
+    CLI_QUANT_OPTS(&(a)->o.q),                                                                                  \
+    OPT_BOOL(0, "bias-correction", &(a)->o.bias_correction,                                                     \
+             "correct each Conv/Gemm bias by the mean quantized-output error"),                                 \
+    OPT_SET_INT(0, "bn-reestimate", &(a)->bnre, 1,                                                              \
+                "bias correction that also matches each channel's output variance (default with --wbits below 8)"), \
+    OPT_SET_INT(0, "no-bn-reestimate", &(a)->bnre, 0,                                                           \
+                "no bias correction unless --bias-correction (default with 8-bit weights)"),                    \
+    OPT_BOOL(0, "dry-run", &(a)->o.dry_run, "print the graph preparation and what would be quantized, write nothing")
+#define CLI_CALIB_RUN_OPTS(a)                                                                                    \
+    OPT_INTEGER('n', "limit", "N", &(a)->o.limit, 1, 1L << 30, "use at most N images (sorted order)"),          \
+    OPT_INTEGER('t', "threads", "N", &(a)->o.threads, 1, 1024, "threads (default: all cores)"),                 \
+    OPT_STRING('j', "json", "FILE", &(a)->json, "write a summary as JSON ('-' for stdout)"),                    \
+    OPT_BOOL('q', "quiet", &(a)->quiet, "no progress or preparation report on stderr"),                         \
+    CLI_PREPROC_OPTS(&(a)->pp)
 #endif

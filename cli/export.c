@@ -5,58 +5,44 @@
 
 #include <string.h>
 
-enum { OPT_QINFO = 400, OPT_FORMAT, OPT_CONTRIB, OPT_XPROFILE };
-
-static const struct opt opts[] = {
-    {OPT_QINFO, "quant-info", "FILE.json", "quant_info.json written by calib, finetune or qat (required)"},
-    {'o', "output", "OUT.onnx", "model to write (required)"},
-    {OPT_FORMAT, "format", "qdq|qoperator|float", "QuantizeLinear/DequantizeLinear (default), QLinear operators, "
-                                                 "or the BatchNorm-folded float model with the tuned weights"},
-    {OPT_CONTRIB, "contrib", NULL, "qoperator: ONNX Runtime's com.microsoft QLinearAdd, QLinearGlobalAveragePool, "
-                                   "QLinearConcat"},
-    {OPT_XPROFILE, "profile", "NAME|FILE.json", "check that the recorded parameters suit this profile"},
-    {'j', "json", "FILE|-", "also write the result as JSON (qtool-json(5)); - is standard output"},
-    {'q', "quiet", NULL, "no summary"},
-    {'h', "help", NULL, "show this help"},
-    {0, NULL, NULL, NULL},
+struct export_cmd {
+    struct qt_export_opts o;
+    const char *json;
+    int quiet;
 };
 
+static int export_main(void *ctx);
+
 int cmd_export(int argc, char **argv) {
-    struct optparse op;
-    struct qt_export_opts o = {0};
+    struct export_cmd a = {0};
+    struct qt_export_opts *o = &a.o;
+    const struct opt opts[] = {
+        OPT_STRING(0, "quant-info", "FILE.json", &o->quant_info,
+                   "quant_info.json written by calib, finetune or qat (required)"),
+        OPT_STRING('o', "output", "OUT.onnx", &o->out, "model to write (required)"),
+        OPT_CHOICE(0, "format", "qdq|qoperator|float", &o->format, NULL,
+                   "QuantizeLinear/DequantizeLinear (default), QLinear operators, "
+                   "or the BatchNorm-folded float model with the tuned weights"),
+        OPT_BOOL(0, "contrib", &o->contrib,
+                 "qoperator: ONNX Runtime's com.microsoft QLinearAdd, QLinearGlobalAveragePool, QLinearConcat"),
+        OPT_STRING(0, "profile", "NAME|FILE.json", &o->profile, "check that the recorded parameters suit this profile"),
+        OPT_STRING('j', "json", "FILE|-", &a.json, "also write the result as JSON (qtool-json(5)); - is standard output"),
+        OPT_BOOL('q', "quiet", &a.quiet, "no summary"),
+        OPT_HELP(),
+        OPT_END(),
+    };
+    return cli_main("export", "MODEL.onnx --quant-info Q.json -o OUT.onnx [options]", opts, argc, argv, &o->model,
+                    export_main, &a);
+}
+
+static int export_main(void *ctx) {
+    struct export_cmd *a = ctx;
+    struct qt_export_opts o = a->o;
     struct qt_export_result r;
     struct qt_err err = {0};
     struct cli_json js;
-    const char *json = NULL;
-    int quiet = 0, c;
+    const char *json = a->json;
     static const char *const formats[] = {"qdq", "qoperator", "float"};
-    opt_build(opts, &op);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, op.shorts, op.longs, NULL)) != -1) {
-        switch (c) {
-        case OPT_QINFO: o.quant_info = optarg; break;
-        case 'o': o.out = optarg; break;
-        case OPT_FORMAT:
-            o.format = -1;
-            for (int i = 0; i < 3; i++)
-                if (!strcmp(optarg, formats[i]))
-                    o.format = i;
-            if (o.format < 0)
-                return cli_usage("export", "--format is qdq, qoperator or float, not '%s'", optarg);
-            break;
-        case OPT_CONTRIB: o.contrib = 1; break;
-        case OPT_XPROFILE: o.profile = optarg; break;
-        case 'j': json = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'h':
-            opt_usage(stdout, "export", "MODEL.onnx --quant-info Q.json -o OUT.onnx [options]", opts);
-            return 0;
-        default: return cli_usage("export", "unknown option");
-        }
-    }
-    if (optind != argc - 1)
-        return cli_usage("export", "expects one model file");
-    o.model = argv[optind];
     if (!o.quant_info)
         return cli_usage("export", "--quant-info FILE.json is required");
     if (!o.out)
@@ -86,7 +72,7 @@ int cmd_export(int argc, char **argv) {
     }
     /* with --json - the document owns standard output */
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
-    if (!quiet) {
+    if (!a->quiet) {
         fprintf(f, "wrote %s (%s): %d quantized tensors restored", o.out, formats[o.format], r.ntensors);
         if (r.tuned)
             fprintf(f, ", %d tuned float tensors", r.tuned);

@@ -10,32 +10,167 @@
 #include <stdlib.h>
 #include <string.h>
 
-void opt_build(const struct opt *opts, struct optparse *p) {
-    int n = 0, s = 0;
-    memset(p, 0, sizeof *p);
-    for (const struct opt *o = opts; o->name && n < 127; o++, n++) {
-        p->longs[n].name = o->name;
-        p->longs[n].has_arg = o->arg ? required_argument : no_argument;
-        p->longs[n].flag = NULL;
-        p->longs[n].val = o->id;
-        if (o->id > 0 && o->id < 128 && s < 250) {
-            p->shorts[s++] = (char)o->id;
-            if (o->arg)
-                p->shorts[s++] = ':';
-        }
-    }
+/* A whole-number cap that is a power of two of 2^30 or more (1L << 30) is a
+ * sanity bound, not a real limit: shown as ">= lo". */
+static int open_ended(const struct opt *o) {
+    return o->kind == OPTK_INT && o->hi >= 0x1p30 && o->hi == exp2(floor(log2(o->hi)));
+}
+
+/* An option's range as --help shows it: "1..4096", ">= 1", "(0, 1)". */
+static const char *range_text(const struct opt *o, char *buf, size_t len) {
+    buf[0] = 0;
+    if (open_ended(o))
+        snprintf(buf, len, ">= %.0f", o->lo);
+    else if (o->kind == OPTK_INT)
+        snprintf(buf, len, "%.0f..%.0f", o->lo, o->hi);
+    else if (o->kind == OPTK_FLOAT)
+        snprintf(buf, len, "%c%g, %g%c", o->flags & OPT_LO_OPEN ? '(' : '[', o->lo, o->hi,
+                 o->flags & OPT_HI_OPEN ? ')' : ']');
+    return buf;
 }
 
 void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt *opts) {
     fprintf(f, "usage: qtool %s %s\n\n", cmd, synopsis);
-    for (const struct opt *o = opts; o->name; o++) {
-        char left[64];
-        if (o->id > 0 && o->id < 128)
+    for (const struct opt *o = opts; o->kind != OPTK_END; o++) {
+        char left[64], range[64];
+        if (o->id)
             snprintf(left, sizeof left, "-%c, --%s%s%s", o->id, o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         else
             snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
-        fprintf(f, "  %-28s %s\n", left, o->help);
+        range_text(o, range, sizeof range);
+        if (range[0] && o->kind == OPTK_INT)
+            fprintf(f, "  %-28s %s [%s]\n", left, o->help, range);
+        else if (range[0])
+            fprintf(f, "  %-28s %s %s\n", left, o->help, range);
+        else
+            fprintf(f, "  %-28s %s\n", left, o->help);
     }
+}
+
+/* A choice: the index of arg among the '|'-separated names, or -1. */
+static int choice_index(const char *names, const char *arg) {
+    size_t n = strlen(arg);
+    int i = 0;
+    for (const char *p = names;; i++) {
+        size_t k = strcspn(p, "|");
+        if (k == n && !strncmp(p, arg, n))
+            return i;
+        if (!p[k])
+            return -1;
+        p += k + 1;
+    }
+}
+
+/* "a, b or c" from "a|b|c" */
+static const char *choice_text(const char *names, char *buf, size_t len) {
+    size_t n = 0;
+    const char *last = strrchr(names, '|');
+    buf[0] = 0;
+    for (const char *p = names; *p && n + 4 < len; p++) {
+        if (*p != '|') {
+            buf[n++] = *p;
+        } else if (p == last) {
+            n += (size_t)snprintf(buf + n, len - n, " or ");
+        } else {
+            buf[n++] = ',';
+            buf[n++] = ' ';
+        }
+        buf[n < len ? n : len - 1] = 0;
+    }
+    return buf;
+}
+
+/* Converts, checks and stores one option's value: 0 or the exit status. */
+static int opt_store(const char *cmd, const struct opt *o, const char *arg) {
+    char buf[256];
+    switch (o->kind) {
+    case OPTK_SET: *(int *)o->dst = o->val; return 0;
+    case OPTK_STRING:
+        if (o->dst)
+            *(const char **)o->dst = arg;
+        return 0;
+    case OPTK_CALLBACK: return o->cb(cmd, o->dst, arg);
+    case OPTK_CHOICE: {
+        int i = choice_index(o->arg, arg);
+        if (i < 0)
+            return cli_usage(cmd, "--%s is %s, not '%s'", o->name, choice_text(o->arg, buf, sizeof buf), arg);
+        *(int *)o->dst = o->vals ? o->vals[i] : i;
+        return 0;
+    }
+    case OPTK_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(arg, &end, 10);
+        if (errno || end == arg || *end || (double)v < o->lo || (double)v > o->hi) {
+            range_text(o, buf, sizeof buf);
+            return cli_usage(cmd, "--%s takes a whole number %s%s, not '%s'", o->name, open_ended(o) ? "" : "in ",
+                             buf, arg);
+        }
+        if (o->size == sizeof(int))
+            *(int *)o->dst = (int)v;
+        else
+            *(int64_t *)o->dst = (int64_t)v;
+        return 0;
+    }
+    case OPTK_FLOAT: {
+        double d;
+        int lo_ok, hi_ok;
+        if (!cli_float(arg, &d)) {
+            lo_ok = o->flags & OPT_LO_OPEN ? d > o->lo : d >= o->lo;
+            hi_ok = o->flags & OPT_HI_OPEN ? d < o->hi : d <= o->hi;
+            if (lo_ok && hi_ok) {
+                if (o->size == sizeof(float))
+                    *(float *)o->dst = (float)d;
+                else
+                    *(double *)o->dst = d;
+                return 0;
+            }
+        }
+        return cli_usage(cmd, "--%s takes a number in %s, not '%s'", o->name, range_text(o, buf, sizeof buf), arg);
+    }
+    default: return cli_usage(cmd, "--%s: not a value option", o->name);
+    }
+}
+
+int opt_parse(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
+              const char **model) {
+    struct option longs[160];
+    char shorts[160];
+    int n = 0, s = 0, c;
+    for (const struct opt *o = opts; o->kind != OPTK_END; o++, n++) {
+        if (n >= 159 || s >= 156)
+            return cli_usage(cmd, "too many options in the table"); /* a programmer's error */
+        longs[n] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL, 256 + n};
+        if (o->id) {
+            shorts[s++] = (char)o->id;
+            if (o->arg)
+                shorts[s++] = ':';
+        }
+    }
+    longs[n] = (struct option){0, 0, 0, 0};
+    shorts[s] = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const struct opt *o = NULL;
+        if (c >= 256 && c < 256 + n)
+            o = &opts[c - 256];
+        for (int i = 0; !o && c > 0 && c < 256 && i < n; i++)
+            if (opts[i].id == c)
+                o = &opts[i];
+        if (!o)
+            return cli_usage(cmd, "unknown option");
+        if (o->kind == OPTK_HELP) {
+            opt_usage(stdout, cmd, synopsis, opts);
+            return -1;
+        }
+        int rc = opt_store(cmd, o, optarg);
+        if (rc)
+            return rc;
+    }
+    if (optind != argc - 1)
+        return cli_usage(cmd, "expects one model file");
+    *model = argv[optind];
+    return 0;
 }
 
 int cli_fail(const char *cmd, const struct qt_err *err) {
@@ -51,16 +186,6 @@ int cli_usage(const char *cmd, const char *fmt, ...) {
     va_end(ap);
     fprintf(stderr, "\nTry 'qtool %s --help'.\n", cmd);
     return QT_EUSAGE;
-}
-
-int cli_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 int cli_float(const char *s, double *out) {
@@ -97,176 +222,113 @@ void cli_pp_init(struct cli_pp *p) {
     qt_preproc_default(&p->pp);
 }
 
-static int bits_arg(const char *cmd, const char *name, const char *arg, int *out) {
-    long v;
-    if (cli_int(arg, 2, 8, &v)) {
-        cli_usage(cmd, "--%s takes a number from 2 to 8, not '%s'", name, arg);
-        return 2;
-    }
-    *out = (int)v;
-    return 0;
-}
+const int cli_kfl_vals[2] = {8, -1};
 
-int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg) {
-    double d;
-    switch (id) {
-    case OPT_OBS:
-        if (qt_obs_parse(arg, &q->observer)) {
-            cli_usage(cmd, "--observer is one of minmax, ema, percentile, entropy, mse, not '%s'", arg);
-            return 2;
-        }
+int cli_q_profile(const char *cmd, void *q, const char *arg) {
+    struct qt_err err = {0};
+    if (!qt_profile_apply(q, arg, &err))
         return 0;
-    case OPT_PCT:
-        if (cli_float(arg, &d) || d <= 50 || d > 100) {
-            cli_usage(cmd, "--percentile takes a number in (50, 100], not '%s'", arg);
-            return 2;
-        }
-        q->percentile = d;
-        return 0;
-    case OPT_WBITS: return bits_arg(cmd, "wbits", arg, &q->wbits);
-    case OPT_ABITS: return bits_arg(cmd, "abits", arg, &q->abits);
-    case OPT_PERTENSOR: q->per_channel = 0; return 0;
-    case OPT_NARROW: q->narrow = 1; return 0;
-    case OPT_ACTDT:
-        if (strcmp(arg, "uint8") && strcmp(arg, "int8")) {
-            cli_usage(cmd, "--act-dtype is uint8 or int8, not '%s'", arg);
-            return 2;
-        }
-        q->act_signed = !strcmp(arg, "int8");
-        return 0;
-    case OPT_REDUCE: q->reduce_range = 1; return 0;
-    case OPT_EXCL: q->exclude = arg; return 0;
-    case OPT_EXCLOP: q->exclude_ops = arg; return 0;
-    case OPT_CONFIG: q->config = arg; return 0;
-    case OPT_KFL:
-        if (!strcmp(arg, "8")) {
-            q->keep_first_last = 8;
-        } else if (!strcmp(arg, "float")) {
-            q->keep_first_last = -1;
-        } else {
-            cli_usage(cmd, "--keep-first-last is 8 or float, not '%s'", arg);
-            return 2;
-        }
-        return 0;
-    case OPT_NOFOLD: q->fold_bn = 0; return 0;
-    case OPT_NOFUSE: q->fuse_act = 0; return 0;
-    case OPT_CLE: q->cle = 1; return 0;
-    case OPT_NOCLE: q->cle = 0; return 0;
-    case OPT_PROFILE: {
-        struct qt_err err = {0};
-        if (qt_profile_apply(q, arg, &err)) {
-            if (err.code == QT_EUSAGE) {
-                cli_usage(cmd, "%s", err.msg);
-                return 2;
-            }
-            fprintf(stderr, "qtool %s: error: %s\n", cmd, err.msg);
-            return 3;
-        }
-        return 0;
-    }
-    }
-    return 1;
-}
-
-int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp *pp, int id, const char *arg) {
-    int k = id >= OPT_Q_FIRST && id < OPT_Q_LAST ? cli_quant_option(cmd, q, id, arg) : cli_pp_option(cmd, pp, id, arg);
-    if (k == 2)
-        return QT_EUSAGE;
-    if (k == 3)
-        return QT_EDATA; /* a bad --profile file (message printed) */
-    if (k == 1)
-        return cli_usage(cmd, "unknown option");
-    return 0;
+    if (err.code == QT_EUSAGE)
+        return cli_usage(cmd, "%s", err.msg);
+    fprintf(stderr, "qtool %s: error: %s\n", cmd, err.msg);
+    return QT_EDATA; /* a bad --profile file */
 }
 
 const char *cli_qinfo_path(const char *out, char *buf, size_t len) {
     return qt_path_with_ext(out, ".onnx", ".json", buf, len);
 }
 
-int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {
+int cli_pp_preset(const char *cmd, void *pp, const char *arg) {
+    struct cli_pp *p = pp;
     struct qt_err err = {0};
-    long v;
-    double d;
-    float f[3];
-    int n;
-    switch (id) {
-    case OPT_PRESET:
-        if (qt_preproc_preset(&p->pp, arg, &err)) {
-            cli_usage(cmd, "%s", err.msg);
-            return 2;
-        }
-        if (p->pp.channels == 1)
-            p->set_channels = 1;
-        return 0;
-    case OPT_RESIZE:
-        if (cli_int(arg, 0, 65536, &v)) {
-            cli_usage(cmd, "--resize takes a size in pixels, not '%s'", arg);
-            return 2;
-        }
-        p->pp.resize = (int)v;
-        return 0;
-    case OPT_CROP: {
-        long h, w;
-        char a[64], *x;
-        snprintf(a, sizeof a, "%s", arg);
-        x = strchr(a, 'x');
-        if (x)
-            *x = 0;
-        if (cli_int(a, 1, 65536, &h) || (x && cli_int(x + 1, 1, 65536, &w))) {
-            cli_usage(cmd, "--crop takes N or HxW, not '%s'", arg);
-            return 2;
-        }
-        p->pp.crop_h = (int)h;
-        p->pp.crop_w = x ? (int)w : (int)h;
-        return 0;
-    }
-    case OPT_MEAN:
-    case OPT_STD:
-        n = cli_floats(arg, f, 3);
-        if (n != 1 && n != 3) {
-            cli_usage(cmd, "--%s takes one or three numbers, not '%s'", id == OPT_MEAN ? "mean" : "std", arg);
-            return 2;
-        }
-        for (int i = 0; i < 3; i++) {
-            float val = f[n == 1 ? 0 : i];
-            if (id == OPT_STD && !(val > 0)) {
-                cli_usage(cmd, "--std values must be positive");
-                return 2;
-            }
-            (id == OPT_MEAN ? p->pp.mean : p->pp.std)[i] = val;
-        }
-        return 0;
-    case OPT_SCALE:
-        if (cli_float(arg, &d) || d == 0) {
-            cli_usage(cmd, "--scale takes a non-zero number, not '%s'", arg);
-            return 2;
-        }
-        p->pp.scale = (float)d;
-        return 0;
-    case OPT_RGB:
-        p->pp.channels = 3;
-        p->pp.bgr = 0;
+    if (qt_preproc_preset(&p->pp, arg, &err))
+        return cli_usage(cmd, "%s", err.msg);
+    if (p->pp.channels == 1)
         p->set_channels = 1;
-        return 0;
-    case OPT_BGR:
-        p->pp.channels = 3;
-        p->pp.bgr = 1;
-        p->set_channels = 1;
-        return 0;
-    case OPT_GRAY:
-        p->pp.channels = 1;
-        p->set_channels = 1;
-        return 0;
-    case OPT_CLASSES:
-        p->classes = arg;
-        return 0;
-    }
-    return 1;
+    return 0;
 }
 
-/* Quantization settings in a --config file are skipped by commands that
- * have none (eval), so one file serves a model's calib and eval runs. */
-static const struct opt quant_opts[] = {CLI_QUANT_OPTS, {0, NULL, NULL, NULL}};
+static int size_arg(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 65536)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_pp_crop(const char *cmd, void *pp, const char *arg) {
+    struct cli_pp *p = pp;
+    long h, w;
+    char a[64], *x;
+    snprintf(a, sizeof a, "%s", arg);
+    x = strchr(a, 'x');
+    if (x)
+        *x = 0;
+    if (size_arg(a, &h) || (x && size_arg(x + 1, &w)))
+        return cli_usage(cmd, "--crop takes N or HxW (1..65536), not '%s'", arg);
+    p->pp.crop_h = (int)h;
+    p->pp.crop_w = x ? (int)w : (int)h;
+    return 0;
+}
+
+/* --mean, --std: one value for every channel or three */
+static int per_channel(const char *cmd, const char *name, const char *arg, float *dst, int positive) {
+    float f[3];
+    int n = cli_floats(arg, f, 3);
+    if (n != 1 && n != 3)
+        return cli_usage(cmd, "--%s takes one or three numbers, not '%s'", name, arg);
+    for (int i = 0; i < 3; i++) {
+        float val = f[n == 1 ? 0 : i];
+        if (positive && !(val > 0))
+            return cli_usage(cmd, "--%s values must be positive", name);
+        dst[i] = val;
+    }
+    return 0;
+}
+
+int cli_pp_mean(const char *cmd, void *pp, const char *arg) {
+    return per_channel(cmd, "mean", arg, ((struct cli_pp *)pp)->pp.mean, 0);
+}
+
+int cli_pp_std(const char *cmd, void *pp, const char *arg) {
+    return per_channel(cmd, "std", arg, ((struct cli_pp *)pp)->pp.std, 1);
+}
+
+int cli_pp_scale(const char *cmd, void *pp, const char *arg) {
+    double d;
+    if (cli_float(arg, &d) || d == 0)
+        return cli_usage(cmd, "--scale takes a non-zero number, not '%s'", arg);
+    ((struct cli_pp *)pp)->pp.scale = (float)d;
+    return 0;
+}
+
+/* --rgb, --bgr, --gray */
+static int channels(void *pp, int n, int bgr) {
+    struct cli_pp *p = pp;
+    p->pp.channels = n;
+    if (n == 3)
+        p->pp.bgr = bgr;
+    p->set_channels = 1;
+    return 0;
+}
+
+int cli_pp_rgb(const char *cmd, void *pp, const char *arg) {
+    (void)cmd, (void)arg;
+    return channels(pp, 3, 0);
+}
+
+int cli_pp_bgr(const char *cmd, void *pp, const char *arg) {
+    (void)cmd, (void)arg;
+    return channels(pp, 3, 1);
+}
+
+int cli_pp_gray(const char *cmd, void *pp, const char *arg) {
+    (void)cmd, (void)arg;
+    return channels(pp, 1, 0);
+}
+
 
 /* One --config value as the text a command-line option would carry. */
 static int config_value(const cJSON *v, char *buf, size_t len) {
@@ -298,24 +360,29 @@ static int config_value(const cJSON *v, char *buf, size_t len) {
     return -1;
 }
 
-int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **argv,
-                   int (*fn)(int argc, char **argv, void *ctx), void *ctx) {
-    const char *path = NULL;
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
-        if (!strcmp(argv[i], "--config") && i + 1 < argc)
-            path = argv[i + 1];
-        else if (!strncmp(argv[i], "--config=", 9))
-            path = argv[i] + 9;
-    }
-    if (!path)
-        return fn(argc, argv, ctx);
+static const struct opt *opt_find(const struct opt *opts, const char *name) {
+    for (const struct opt *o = opts; o->kind != OPTK_END; o++)
+        if (!strcmp(o->name, name))
+            return o;
+    return NULL;
+}
+
+/* argv[1..argc) parsed into opts' destinations, then run(ctx) */
+static int parse_run(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
+                     const char **model, int (*run)(void *ctx), void *ctx) {
+    int rc = opt_parse(cmd, synopsis, opts, argc, argv, model);
+    return rc < 0 ? 0 : rc ? rc : run(ctx);
+}
+
+/* The --config file's JSON object into *doc: 0, or the exit status (message printed). */
+static int config_read(const char *cmd, const char *path, cJSON **doc) {
     struct qt_err err = {0};
     void *buf;
     size_t len;
     if (qt_read_file(path, 16 << 20, &buf, &len, &err))
         return cli_usage(cmd, "--config: %s", err.msg);
-    cJSON *doc = cJSON_ParseWithLength(buf, len);
-    if (!doc) {
+    *doc = cJSON_ParseWithLength(buf, len);
+    if (!*doc) {
         const char *at = cJSON_GetErrorPtr();
         long off = at && at >= (const char *)buf && at <= (const char *)buf + len ? (long)(at - (const char *)buf) : -1;
         free(buf);
@@ -323,14 +390,65 @@ int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **arg
         return cli_fail(cmd, &err);
     }
     free(buf);
-    if (!cJSON_IsObject(doc)) {
-        cJSON_Delete(doc);
+    if (!cJSON_IsObject(*doc)) {
+        cJSON_Delete(*doc);
+        *doc = NULL;
         return cli_usage(cmd, "--config: '%s' is not a JSON object", path);
     }
-    int n = cJSON_GetArraySize(doc), na = 1, rc = 0;
+    return 0;
+}
+
+/* One --config key as a command-line argument into *a (malloc'd; NULL: the
+ * key adds none): 0, or the exit status (message printed). Quantization
+ * settings are skipped by commands that have none (eval), so one file
+ * serves a model's calib and eval runs. */
+static int config_arg(const char *cmd, const char *path, const struct opt *opts, const cJSON *it, char **a) {
+    struct qt_quant_opts dummy;
+    const struct opt quant_opts[] = {CLI_QUANT_OPTS(&dummy), OPT_END()};
+    const char *k = it->string;
+    char val[4096];
+    *a = NULL;
+    if (!strcmp(k, "layers"))
+        return 0; /* per-layer settings: the library reads them from the same file */
+    const struct opt *o = opt_find(opts, k);
+    if (!o && opt_find(quant_opts, k))
+        return 0;
+    if (!o || !strcmp(k, "config") || !strcmp(k, "help"))
+        return cli_usage(cmd, "--config: '%s' sets \"%s\", which is not an option of qtool %s", path, k, cmd);
+    if (!o->arg) {
+        if (!cJSON_IsBool(it))
+            return cli_usage(cmd, "--config: '%s': \"%s\" is a flag: true or false", path, k);
+        if (cJSON_IsFalse(it))
+            return 0;
+        if ((*a = malloc(strlen(k) + 3)))
+            sprintf(*a, "--%s", k);
+    } else {
+        if (config_value(it, val, sizeof val))
+            return cli_usage(cmd, "--config: '%s': \"%s\" takes a string, a number or a list of them", path, k);
+        if ((*a = malloc(strlen(k) + strlen(val) + 4)))
+            sprintf(*a, "--%s=%s", k, val);
+    }
+    return *a ? 0 : cli_usage(cmd, "out of memory");
+}
+
+int cli_main(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
+             const char **model, int (*run)(void *ctx), void *ctx) {
+    const char *path = NULL;
+    cJSON *doc = NULL;
+    for (int i = 1; opt_find(opts, "config") && i < argc && strcmp(argv[i], "--"); i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc)
+            path = argv[i + 1];
+        else if (!strncmp(argv[i], "--config=", 9))
+            path = argv[i] + 9;
+    }
+    if (!path)
+        return parse_run(cmd, synopsis, opts, argc, argv, model, run, ctx);
+    int rc = config_read(cmd, path, &doc);
+    if (rc)
+        return rc;
+    int n = cJSON_GetArraySize(doc), na = 1, nowned = 0;
     char **av = calloc((size_t)(argc + n + 1), sizeof *av);
     char **owned = calloc((size_t)n + 1, sizeof *owned);
-    int nowned = 0;
     if (!av || !owned) {
         rc = cli_usage(cmd, "out of memory");
         goto out;
@@ -338,55 +456,16 @@ int cli_run_config(const char *cmd, const struct opt *opts, int argc, char **arg
     av[0] = argv[0];
     const cJSON *it;
     cJSON_ArrayForEach(it, doc) {
-        const char *k = it->string;
-        const struct opt *o;
-        if (!strcmp(k, "layers"))
-            continue; /* per-layer settings: the library reads them from the same file */
-        for (o = opts; o->name && strcmp(o->name, k); o++)
-            ;
-        if (!o->name) {
-            const struct opt *q;
-            for (q = quant_opts; q->name && strcmp(q->name, k); q++)
-                ;
-            if (q->name)
-                continue;
-        }
-        if (!o->name || !strcmp(k, "config") || !strcmp(k, "help")) {
-            rc = cli_usage(cmd, "--config: '%s' sets \"%s\", which is not an option of qtool %s", path, k, cmd);
+        char *a;
+        if ((rc = config_arg(cmd, path, opts, it, &a)))
             goto out;
-        }
-        char val[4096], *a;
-        if (!o->arg) {
-            if (!cJSON_IsBool(it)) {
-                rc = cli_usage(cmd, "--config: '%s': \"%s\" is a flag: true or false", path, k);
-                goto out;
-            }
-            if (cJSON_IsFalse(it))
-                continue;
-            a = malloc(strlen(k) + 3);
-            if (a)
-                sprintf(a, "--%s", k);
-        } else {
-            if (config_value(it, val, sizeof val)) {
-                rc = cli_usage(cmd, "--config: '%s': \"%s\" takes a string, a number or a list of them", path,
-                               k);
-                goto out;
-            }
-            a = malloc(strlen(k) + strlen(val) + 4);
-            if (a)
-                sprintf(a, "--%s=%s", k, val);
-        }
-        if (!a) {
-            rc = cli_usage(cmd, "out of memory");
-            goto out;
-        }
-        owned[nowned++] = a;
-        av[na++] = a;
+        if (a)
+            av[na++] = owned[nowned++] = a;
     }
     for (int i = 1; i < argc; i++)
         av[na++] = argv[i];
     av[na] = NULL;
-    rc = fn(na, av, ctx);
+    rc = parse_run(cmd, synopsis, opts, na, av, model, run, ctx);
 out:
     for (int i = 0; owned && i < nowned; i++)
         free(owned[i]);

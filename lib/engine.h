@@ -275,8 +275,12 @@ int qt_act_bounds(const struct qt_graph *g, const struct qt_node *n, float *lo, 
 /* The constant tensor behind value v: an initializer or an ai.onnx
  * Constant's "value" (owned by the graph), NULL otherwise. */
 const struct qt_tensor *qt_graph_const(const struct qt_graph *g, int v);
-/* Operators recognised by identity: the QDQ format itself. */
+/* Operators recognised by identity: the QDQ format itself, and the layer
+ * pairs cross-layer equalization rescales (lib/quant/cle.c: it reads Conv's
+ * and Gemm's weight layouts and attributes, through a GlobalAveragePool and
+ * a Flatten). */
 extern const struct qt_op qt_op_quantizelinear, qt_op_dequantizelinear, qt_op_constant;
+extern const struct qt_op qt_op_conv, qt_op_gemm, qt_op_globalaveragepool, qt_op_flatten;
 
 /* The op for (domain, op_type), NULL if qtool does not run it. */
 const struct qt_op *qt_op_find(const char *domain, const char *op_type);
@@ -432,6 +436,14 @@ int qt_exec_new_train(struct qt_exec **x, struct qt_graph *g, int batch, int nth
 int qt_exec_backward(struct qt_exec *x, struct qt_err *err);
 /* Gradient buffer of value v (NULL when v has none). */
 float *qt_exec_grad(struct qt_exec *x, int v);
+/* The one top-1 (lib/core/util.c): numpy's argmax of v[0..n): the first
+ * maximum, and the first NaN if there is one (NaN wins); 0 for n <= 0.
+ * qt_rank_before(a, b): a ranks before b in that order (NaN first, then
+ * larger), for top-k lists that agree with qt_argmax. */
+int qt_argmax(const float *v, int64_t n);
+static inline int qt_rank_before(float a, float b) {
+    return a != a ? b == b : a > b;
+}
 /* qtool's one PRNG (lib/core/util.c): the next splitmix64 output of a
  * 64-bit state; qt_rand01 maps it to a uniform float in [0, 1). */
 uint64_t qt_splitmix64(uint64_t *state);

@@ -394,6 +394,17 @@ size_t qt_mem_limit(void) {
     return l;
 }
 
+int qt_argmax(const float *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (v[j] != v[j])
+            return (int)j;
+        if (v[j] > v[best])
+            best = j;
+    }
+    return (int)best;
+}
+
 uint64_t qt_splitmix64(uint64_t *state) {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -50,10 +50,8 @@ static void topk(const float *v, int n, int k, int *idx) {
         idx[i] = -1;
     for (int j = 0; j < n; j++) {
         float x = v[j];
-        if (x != x)
-            continue;
         for (int i = 0; i < k; i++) {
-            if (idx[i] < 0 || x > v[idx[i]]) {
+            if (idx[i] < 0 || qt_rank_before(x, v[idx[i]])) {
                 for (int m = k - 1; m > i; m--)
                     idx[m] = idx[m - 1];
                 idx[i] = j;

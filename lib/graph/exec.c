@@ -630,7 +630,7 @@ int qt_exec_run(struct qt_exec *x, struct qt_err *err) {
             return err->code;
         int rc = x->after_node ? x->after_node(x, x->steps[s], x->after_ud, err) : 0;
         if (rc)
-            return rc == QT_HOOK_STOP ? rc : err->code;
+            return rc; /* an error code, or QT_HOOK_STOP */
     }
     return 0;
 }

@@ -1,5 +1,6 @@
 /* stream.c: the one loop over an image folder (calibration, bias
- * correction, finetune's capture, eval, the per-layer report; see engine.h)
+ * correction, finetune's capture, eval, the per-layer report, qat's
+ * validation; see engine.h)
  * and qt_run_images, that loop through a graph with per-node hooks. */
 #include "engine.h"
 
@@ -10,12 +11,15 @@ int qt_stream_images(const struct qt_stream *s, struct qt_err *err) {
     for (int done = 0; done < s->total;) {
         int nb = s->total - done < s->batch ? s->total - done : s->batch;
         float *in = s->input(s->ud, nb, err);
-        if (!in || qt_dataset_load(s->ds, s->pp, done, nb, s->c, s->h, s->w, in, s->labels, s->threads, 0, err))
+        if (!in)
             return err->code;
+        int rc = qt_dataset_load(s->ds, s->pp, done, nb, s->c, s->h, s->w, in, s->labels, s->threads, 0, err);
+        if (rc)
+            return rc;
         if (s->pad && nb < s->batch) /* the extra rows are ignored */
             memset(in + (size_t)nb * img, 0, sizeof(float) * (size_t)(s->batch - nb) * img);
-        if (s->run(s->ud, in, s->labels, done, nb, err))
-            return err->code;
+        if ((rc = s->run(s->ud, in, s->labels, done, nb, err)))
+            return rc;
         done += nb;
         if (s->progress)
             s->progress(s->progress_ud, done, s->total);
@@ -50,9 +54,10 @@ static int run_batch(void *ud, float *in, const int *labels, int done, int nb, s
     struct image_run *ir = ud;
     (void)in;
     (void)labels;
-    if (ir->r->before_run && ir->r->before_run(ir->x, done, nb, ir->r->ud, err))
-        return err->code;
-    int rc = qt_exec_run(ir->x, err);
+    int rc = ir->r->before_run ? ir->r->before_run(ir->x, done, nb, ir->r->ud, err) : 0;
+    if (rc)
+        return rc;
+    rc = qt_exec_run(ir->x, err);
     return rc == QT_HOOK_STOP ? 0 : rc;
 }
 

@@ -309,9 +309,55 @@ static int old_opset_ok(const Onnx__GraphProto *gp) {
     return gp != NULL;
 }
 
+/* Node i of the graph (its outputs already values of g), with its inputs,
+ * domain, operator and attributes. */
+static int convert_node(struct qt_graph *g, const Onnx__NodeProto *np, size_t i, struct qt_err *err) {
+    char tmp[64];
+    int ins[4096], outs[4096];
+    const char *name = np->name && *np->name ? np->name : NULL;
+    if (!np->op_type || !*np->op_type)
+        return qt_errf(err, QT_EMODEL, "node %zu has no op_type", i);
+    if (!name) { /* exporters leave names empty; give one for messages and --exclude */
+        snprintf(tmp, sizeof tmp, "%s_%zu", np->op_type, i);
+        name = tmp;
+    }
+    for (size_t j = 0; j < np->n_input; j++) {
+        if (!np->input[j][0]) {
+            ins[j] = -1;
+            continue;
+        }
+        ins[j] = qt_graph_find(g, np->input[j]);
+        if (ins[j] < 0)
+            return qt_errf(err, QT_EMODEL, "node '%s' (%s) reads '%s', which is not defined", name,
+                           np->op_type, np->input[j]);
+    }
+    for (size_t j = 0; j < np->n_output; j++)
+        outs[j] = np->output[j][0] ? qt_graph_find(g, np->output[j]) : -1;
+    int k = qt_graph_add_node(g, name, np->op_type, ins, (int)np->n_input, outs, (int)np->n_output, err);
+    if (k < 0)
+        return err->code;
+    struct qt_node *n = &g->n[k];
+    free(n->domain);
+    n->domain = qt_strdup(np->domain && strcmp(np->domain, "ai.onnx") ? np->domain : "");
+    if (!n->domain)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    n->op = qt_op_find(n->domain, n->op_type);
+    n->orig = (void *)np;
+    if (np->n_attribute) {
+        n->attr = calloc(np->n_attribute, sizeof *n->attr);
+        if (!n->attr)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        for (size_t a = 0; a < np->n_attribute; a++) {
+            n->nattr++;
+            if (attr_from_proto(np->attribute[a], &n->attr[a], n, err))
+                return err->code;
+        }
+    }
+    return 0;
+}
+
 static int convert(struct qt_graph *g, const Onnx__ModelProto *m, const char *fname, struct qt_err *err) {
     const Onnx__GraphProto *gp = m->graph;
-    char tmp[64];
     g->ir_version = m->has_ir_version ? m->ir_version : 0;
     g->opset = 0;
     for (size_t i = 0; i < m->n_opset_import; i++) {
@@ -377,49 +423,9 @@ static int convert(struct qt_graph *g, const Onnx__ModelProto *m, const char *fn
                 return qt_err_prefix(err, "node '%s'", np->name ? np->name : "");
         }
     }
-    for (size_t i = 0; i < gp->n_node; i++) {
-        const Onnx__NodeProto *np = gp->node[i];
-        int ins[4096], outs[4096];
-        const char *name = np->name && *np->name ? np->name : NULL;
-        if (!np->op_type || !*np->op_type)
-            return qt_errf(err, QT_EMODEL, "node %zu has no op_type", i);
-        if (!name) { /* exporters leave names empty; give one for messages and --exclude */
-            snprintf(tmp, sizeof tmp, "%s_%zu", np->op_type, i);
-            name = tmp;
-        }
-        for (size_t j = 0; j < np->n_input; j++) {
-            if (!np->input[j][0]) {
-                ins[j] = -1;
-                continue;
-            }
-            ins[j] = qt_graph_find(g, np->input[j]);
-            if (ins[j] < 0)
-                return qt_errf(err, QT_EMODEL, "node '%s' (%s) reads '%s', which is not defined", name,
-                               np->op_type, np->input[j]);
-        }
-        for (size_t j = 0; j < np->n_output; j++)
-            outs[j] = np->output[j][0] ? qt_graph_find(g, np->output[j]) : -1;
-        int k = qt_graph_add_node(g, name, np->op_type, ins, (int)np->n_input, outs, (int)np->n_output, err);
-        if (k < 0)
+    for (size_t i = 0; i < gp->n_node; i++)
+        if (convert_node(g, gp->node[i], i, err))
             return err->code;
-        struct qt_node *n = &g->n[k];
-        free(n->domain);
-        n->domain = qt_strdup(np->domain && strcmp(np->domain, "ai.onnx") ? np->domain : "");
-        if (!n->domain)
-            return qt_errf(err, QT_ENOMEM, "out of memory");
-        n->op = qt_op_find(n->domain, n->op_type);
-        n->orig = (void *)np;
-        if (np->n_attribute) {
-            n->attr = calloc(np->n_attribute, sizeof *n->attr);
-            if (!n->attr)
-                return qt_errf(err, QT_ENOMEM, "out of memory");
-            for (size_t a = 0; a < np->n_attribute; a++) {
-                n->nattr++;
-                if (attr_from_proto(np->attribute[a], &n->attr[a], n, err))
-                    return err->code;
-            }
-        }
-    }
     for (size_t i = 0; i < gp->n_output; i++) {
         const Onnx__ValueInfoProto *vi = gp->output[i];
         int v = vi->name ? qt_graph_find(g, vi->name) : -1;

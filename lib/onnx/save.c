@@ -190,6 +190,99 @@ static int64_t ir_for_opset(int opset) {
     return 5;
 }
 
+/* m's opset imports with the default domain at g's opset, and an IR
+ * version that allows it; -1: out of memory */
+static int pack_opsets(Onnx__ModelProto *m, const Onnx__ModelProto *om, const struct qt_graph *g, struct bump *b) {
+    m->opset_import = bump(b, sizeof(void *) * (m->n_opset_import + 1));
+    if (!m->opset_import)
+        return -1;
+    size_t k = 0;
+    int have = 0;
+    for (size_t i = 0; om && i < om->n_opset_import; i++) {
+        Onnx__OperatorSetIdProto *o = om->opset_import[i];
+        const char *d = o->domain;
+        if (!d || !*d || strcmp(d, "ai.onnx") == 0) {
+            have = 1;
+            if (o->version != g->opset) {
+                Onnx__OperatorSetIdProto *no = bump(b, sizeof *no);
+                if (!no)
+                    return -1;
+                *no = *o;
+                no->has_version = 1;
+                no->version = g->opset;
+                o = no;
+            }
+        }
+        m->opset_import[k++] = o;
+    }
+    if (!have) {
+        Onnx__OperatorSetIdProto *no = bump(b, sizeof *no);
+        if (!no)
+            return -1;
+        onnx__operator_set_id_proto__init(no);
+        no->domain = "";
+        no->has_version = 1;
+        no->version = g->opset;
+        m->opset_import[k++] = no;
+    }
+    m->n_opset_import = k;
+    if (!m->has_ir_version || m->ir_version < ir_for_opset(g->opset)) {
+        m->has_ir_version = 1;
+        m->ir_version = ir_for_opset(g->opset);
+    }
+    return 0;
+}
+
+/* gp's inputs (the original entries that still name an input or a used
+ * initializer, then new inputs), outputs and value_info (what still
+ * describes an unchanged producer's output); -1: out of memory */
+static int pack_io(Onnx__GraphProto *gp, const Onnx__GraphProto *og, const struct qt_graph *g,
+                   const unsigned char *used, struct bump *b) {
+    /* inputs: original entries that still name an input or initializer, then new inputs */
+    gp->n_input = 0;
+    gp->input = bump(b, sizeof(void *) * ((og ? og->n_input : 0) + (size_t)g->ninputs + 1));
+    if (!gp->input)
+        return -1;
+    for (size_t i = 0; og && i < og->n_input; i++) {
+        int v = og->input[i]->name ? qt_graph_find(g, og->input[i]->name) : -1;
+        if (v >= 0 && (g->v[v].kind == QT_V_INPUT || (g->v[v].kind == QT_V_INIT && used[v])))
+            gp->input[gp->n_input++] = og->input[i];
+    }
+    for (int i = 0; i < g->ninputs; i++) {
+        const struct qt_value *val = &g->v[g->inputs[i]];
+        if (og && find_vi(og->input, og->n_input, val->name))
+            continue;
+        if (!(gp->input[gp->n_input++] = value_info(b, val)))
+            return -1;
+    }
+
+    /* outputs */
+    gp->n_output = (size_t)g->noutputs;
+    gp->output = bump(b, sizeof(void *) * ((size_t)g->noutputs + 1));
+    if (!gp->output)
+        return -1;
+    for (int i = 0; i < g->noutputs; i++) {
+        const struct qt_value *val = &g->v[g->outputs[i]];
+        const Onnx__ValueInfoProto *vi = og ? find_vi(og->output, og->n_output, val->name) : NULL;
+        gp->output[i] = vi ? (Onnx__ValueInfoProto *)vi : value_info(b, val);
+        if (!gp->output[i])
+            return -1;
+    }
+
+    /* value_info: keep what still describes an unchanged producer's output */
+    gp->n_value_info = 0;
+    gp->value_info = bump(b, sizeof(void *) * ((og ? og->n_value_info : 0) + 1));
+    if (!gp->value_info)
+        return -1;
+    for (size_t i = 0; og && i < og->n_value_info; i++) {
+        int v = og->value_info[i]->name ? qt_graph_find(g, og->value_info[i]->name) : -1;
+        if (v >= 0 && g->v[v].kind == QT_V_ACT && g->v[v].producer >= 0 && g->n[g->v[v].producer].orig)
+            gp->value_info[gp->n_value_info++] = og->value_info[i];
+    }
+
+    return 0;
+}
+
 int qt_graph_pack(const struct qt_graph *g, void **out, size_t *outlen, struct qt_err *err) {
     const Onnx__ModelProto *om = qt_onnx_env_model(g->model);
     const Onnx__GraphProto *og = om ? om->graph : NULL;
@@ -214,45 +307,8 @@ int qt_graph_pack(const struct qt_graph *g, void **out, size_t *outlen, struct q
     m.graph = &gp;
 
     /* opset and IR version */
-    m.opset_import = bump(&b, sizeof(void *) * (m.n_opset_import + 1));
-    if (!m.opset_import)
+    if (pack_opsets(&m, om, g, &b))
         goto oom;
-    {
-        size_t k = 0;
-        int have = 0;
-        for (size_t i = 0; om && i < om->n_opset_import; i++) {
-            Onnx__OperatorSetIdProto *o = om->opset_import[i];
-            const char *d = o->domain;
-            if (!d || !*d || strcmp(d, "ai.onnx") == 0) {
-                have = 1;
-                if (o->version != g->opset) {
-                    Onnx__OperatorSetIdProto *no = bump(&b, sizeof *no);
-                    if (!no)
-                        goto oom;
-                    *no = *o;
-                    no->has_version = 1;
-                    no->version = g->opset;
-                    o = no;
-                }
-            }
-            m.opset_import[k++] = o;
-        }
-        if (!have) {
-            Onnx__OperatorSetIdProto *no = bump(&b, sizeof *no);
-            if (!no)
-                goto oom;
-            onnx__operator_set_id_proto__init(no);
-            no->domain = "";
-            no->has_version = 1;
-            no->version = g->opset;
-            m.opset_import[k++] = no;
-        }
-        m.n_opset_import = k;
-    }
-    if (!m.has_ir_version || m.ir_version < ir_for_opset(g->opset)) {
-        m.has_ir_version = 1;
-        m.ir_version = ir_for_opset(g->opset);
-    }
     if (!om)
         m.producer_name = "qtool";
 
@@ -300,47 +356,8 @@ int qt_graph_pack(const struct qt_graph *g, void **out, size_t *outlen, struct q
         gp.initializer[gp.n_initializer++] = tp;
     }
 
-    /* inputs: original entries that still name an input or initializer, then new inputs */
-    gp.n_input = 0;
-    gp.input = bump(&b, sizeof(void *) * ((og ? og->n_input : 0) + (size_t)g->ninputs + 1));
-    if (!gp.input)
+    if (pack_io(&gp, og, g, used, &b))
         goto oom;
-    for (size_t i = 0; og && i < og->n_input; i++) {
-        int v = og->input[i]->name ? qt_graph_find(g, og->input[i]->name) : -1;
-        if (v >= 0 && (g->v[v].kind == QT_V_INPUT || (g->v[v].kind == QT_V_INIT && used[v])))
-            gp.input[gp.n_input++] = og->input[i];
-    }
-    for (int i = 0; i < g->ninputs; i++) {
-        const struct qt_value *val = &g->v[g->inputs[i]];
-        if (og && find_vi(og->input, og->n_input, val->name))
-            continue;
-        if (!(gp.input[gp.n_input++] = value_info(&b, val)))
-            goto oom;
-    }
-
-    /* outputs */
-    gp.n_output = (size_t)g->noutputs;
-    gp.output = bump(&b, sizeof(void *) * ((size_t)g->noutputs + 1));
-    if (!gp.output)
-        goto oom;
-    for (int i = 0; i < g->noutputs; i++) {
-        const struct qt_value *val = &g->v[g->outputs[i]];
-        const Onnx__ValueInfoProto *vi = og ? find_vi(og->output, og->n_output, val->name) : NULL;
-        gp.output[i] = vi ? (Onnx__ValueInfoProto *)vi : value_info(&b, val);
-        if (!gp.output[i])
-            goto oom;
-    }
-
-    /* value_info: keep what still describes an unchanged producer's output */
-    gp.n_value_info = 0;
-    gp.value_info = bump(&b, sizeof(void *) * ((og ? og->n_value_info : 0) + 1));
-    if (!gp.value_info)
-        goto oom;
-    for (size_t i = 0; og && i < og->n_value_info; i++) {
-        int v = og->value_info[i]->name ? qt_graph_find(g, og->value_info[i]->name) : -1;
-        if (v >= 0 && g->v[v].kind == QT_V_ACT && g->v[v].producer >= 0 && g->n[g->v[v].producer].orig)
-            gp.value_info[gp.n_value_info++] = og->value_info[i];
-    }
 
     {
         size_t sz = onnx__model_proto__get_packed_size(&m);

@@ -97,34 +97,11 @@ static int only_reader(const struct qt_graph *g, int v) {
     return c;
 }
 
-/* A scalar float Clip bound: input slot (opset >= 11) or attribute. */
-static int clip_bound(const struct qt_graph *g, const struct qt_node *n, int slot, const char *attr, float def,
-                      float *out) {
-    struct qt_err e = {0};
-    *out = def;
-    if (g->opset < 11) {
-        *out = qt_attr_float(n, attr, def, &e);
-        return e.code ? -1 : 0;
-    }
-    if (slot >= n->nin || n->in[slot] < 0)
-        return 0;
-    const struct qt_value *v = &g->v[n->in[slot]];
-    const struct qt_tensor *t = NULL;
-    if (v->kind == QT_V_INIT)
-        t = v->init;
-    else if (v->producer >= 0 && !strcmp(g->n[v->producer].op_type, "Constant"))
-        t = qt_attr_tensor(&g->n[v->producer], "value", &e);
-    if (!t || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
-        return -1;
-    *out = ((const float *)t->data)[0];
-    return 0;
-}
-
 /* A's weights and bias as output channels. */
 static int view_a(const struct qt_graph *g, const struct qt_node *n, struct cle_pair *P) {
     struct qt_err e = {0};
-    int conv = !strcmp(n->op_type, "Conv");
-    if (n->domain[0] || (!conv && strcmp(n->op_type, "Gemm")) || n->nin < 2 || !const_init(g, n->in[1]) ||
+    int conv = n->op == &qt_op_conv;
+    if ((!conv && n->op != &qt_op_gemm) || n->nin < 2 || !const_init(g, n->in[1]) ||
         readers(g, n->in[1]) != 1)
         return -1;
     struct qt_tensor *w = g->v[n->in[1]].init;
@@ -154,9 +131,9 @@ static int view_a(const struct qt_graph *g, const struct qt_node *n, struct cle_
 /* B's weights as input channels; *pads: B reads zero padding. */
 static int view_b(const struct qt_graph *g, const struct qt_node *n, int x, struct cle_pair *P, int *pads) {
     struct qt_err e = {0};
-    int conv = !strcmp(n->op_type, "Conv");
+    int conv = n->op == &qt_op_conv;
     *pads = 0;
-    if (n->domain[0] || (!conv && strcmp(n->op_type, "Gemm")) || n->nin < 2 || n->in[0] != x ||
+    if ((!conv && n->op != &qt_op_gemm) || n->nin < 2 || n->in[0] != x ||
         !const_init(g, n->in[1]) || readers(g, n->in[1]) != 1)
         return -1;
     for (int j = 1; j < n->nin; j++)
@@ -217,12 +194,8 @@ static int find_pair(const struct qt_graph *g, int a, struct cle_pair *P) {
     int v = n->out[0], k = only_reader(g, v), relu = 1;
     if (k < 0)
         return -1;
-    const char *op = g->n[k].op_type;
-    if (!g->n[k].domain[0] && (!strcmp(op, "Relu") || !strcmp(op, "Clip"))) {
-        float lo = 0;
-        if (!strcmp(op, "Clip") && (clip_bound(g, &g->n[k], 1, "min", -INFINITY, &lo) ||
-                                    clip_bound(g, &g->n[k], 2, "max", INFINITY, &P->hi)))
-            return -1;
+    float lo;
+    if (qt_act_bounds(g, &g->n[k], &lo, &P->hi)) { /* a Relu or a Clip (NaN: bounds not constant) */
         if (lo != 0.0f || !(P->hi > 0))
             return -1;
         P->act = k;
@@ -233,13 +206,13 @@ static int find_pair(const struct qt_graph *g, int a, struct cle_pair *P) {
         relu = 0; /* linear: nothing to absorb through */
     }
     int gap = 0;
-    if (!g->n[k].domain[0] && !strcmp(g->n[k].op_type, "GlobalAveragePool")) {
+    if (g->n[k].op == &qt_op_globalaveragepool) {
         gap = 1;
         v = g->n[k].out[0];
         if ((k = only_reader(g, v)) < 0)
             return -1;
     }
-    if (gap && !g->n[k].domain[0] && !strcmp(g->n[k].op_type, "Flatten")) {
+    if (gap && g->n[k].op == &qt_op_flatten) {
         struct qt_err e = {0};
         if (qt_attr_int(&g->n[k], "axis", 1, &e) != 1 || e.code)
             return -1;
@@ -250,9 +223,9 @@ static int find_pair(const struct qt_graph *g, int a, struct cle_pair *P) {
     int pads;
     if (view_b(g, &g->n[k], v, P, &pads))
         return -1;
-    if (!strcmp(g->n[k].op_type, "Gemm") && !gap && !strcmp(n->op_type, "Conv"))
+    if (g->n[k].op == &qt_op_gemm && !gap && n->op == &qt_op_conv)
         return -1; /* a Conv's [N, C, H, W] output read by a Gemm directly: not channel for channel */
-    if (!strcmp(g->n[k].op_type, "Conv") && (gap || !strcmp(n->op_type, "Gemm")))
+    if (g->n[k].op == &qt_op_conv && (gap || n->op == &qt_op_gemm))
         return -1;
     P->b = k;
     P->absorb = relu && P->act >= 0 && isinf(P->hi) && !pads && P->ab && P->bb;

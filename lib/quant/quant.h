@@ -4,6 +4,7 @@
 #ifndef QT_QUANT_H
 #define QT_QUANT_H
 #include "engine.h"
+#include "train/train.h" /* the one Adam update */
 
 #include <math.h>
 
@@ -289,11 +290,10 @@ struct qt_aq_adam {
 void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
                 const struct qt_aq_params *g);
 /* One Adam update of one value (beta1 0.9, beta2 0.999, eps 1e-8; c1, c2:
- * the bias corrections 1 - beta^t), in double: AdaQuant's and AdaRound's. */
+ * the bias corrections 1 - beta^t): qtool's one Adam (train.h) with the
+ * moments in double, AdaQuant's and AdaRound's. */
 static inline void qt_aq_adam1(float *w, float g, float *m, float *v, double lr, double c1, double c2) {
-    *m = (float)(0.9 * *m + (1 - 0.9) * g);
-    *v = (float)(0.999 * *v + (1 - 0.999) * (double)g * g);
-    *w -= (float)(lr * (*m / c1) / (sqrt(*v / c2) + 1e-8));
+    *w -= (float)(lr * qt_adam_dir_double(g, m, v, 0.9, 0.999, 1e-8, c1, c2));
 }
 
 /* The same layer loss run by the engine (forward and backward through

@@ -4,14 +4,12 @@
 #include <math.h>
 
 /* log(sum_k exp(z[k] / T)) of a row, computed as m + log(sum exp(z/T - m));
- * *best gets the row's argmax. Row k's log softmax is then z[k] / T - lse:
- * no per-class buffer, so any number of classes. */
+ * *best gets the row's argmax (qt_argmax). Row k's log softmax is then
+ * z[k] / T - lse: no per-class buffer, so any number of classes. */
 static double log_sum_exp(const float *z, int c, double T, int *best) {
     double m = -INFINITY, s = 0;
-    *best = 0;
+    *best = qt_argmax(z, c);
     for (int k = 0; k < c; k++) {
-        if (z[k] > z[*best])
-            *best = k;
         if (z[k] / T > m)
             m = z[k] / T;
     }

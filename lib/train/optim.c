@@ -58,9 +58,7 @@ void qt_optim_step(struct qt_optim *o, float lr) {
         if (p->log) {
             for (int64_t k = 0; k < p->n; k++) {
                 float g = p->g[k] * p->w[k];
-                p->m[k] = o->beta1 * p->m[k] + (1 - o->beta1) * g;
-                p->v[k] = o->beta2 * p->v[k] + (1 - o->beta2) * g * g;
-                p->w[k] *= (float)exp(-l * ((p->m[k] / c1) / (sqrt(p->v[k] / c2) + o->eps)));
+                p->w[k] *= (float)exp(-l * qt_adam_dir_float(g, &p->m[k], &p->v[k], o->beta1, o->beta2, o->eps, c1, c2));
                 if (p->w[k] < p->min)
                     p->w[k] = p->min;
             }
@@ -71,9 +69,7 @@ void qt_optim_step(struct qt_optim *o, float lr) {
             if (p->lr_elem)
                 l = lr * p->lr_mult * p->lr_elem[k];
             if (o->kind == QT_OPT_ADAM) {
-                p->m[k] = o->beta1 * p->m[k] + (1 - o->beta1) * g;
-                p->v[k] = o->beta2 * p->v[k] + (1 - o->beta2) * g * g;
-                p->w[k] -= l * (float)((p->m[k] / c1) / (sqrt(p->v[k] / c2) + o->eps));
+                p->w[k] -= l * (float)qt_adam_dir_float(g, &p->m[k], &p->v[k], o->beta1, o->beta2, o->eps, c1, c2);
             } else if (o->momentum != 0) {
                 p->m[k] = o->momentum * p->m[k] + g;
                 p->w[k] -= l * p->m[k];

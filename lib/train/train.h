@@ -5,6 +5,8 @@
 #define QT_TRAIN_H
 #include "engine.h"
 
+#include <math.h>
+
 /* ---- losses -------------------------------------------------------------
  * Both average over the rows and write the gradient of that mean into
  * dlogits ([n, c]); rows are computed in order in double (deterministic). */
@@ -24,6 +26,24 @@ void qt_loss_kl(const float *logits, const float *teacher, int n, int c, float t
 /* ---- optimizers --------------------------------------------------------- */
 
 enum qt_optim_kind { QT_OPT_SGD, QT_OPT_ADAM };
+
+/* qtool's one Adam update, written once and instantiated for the moments'
+ * arithmetic in float (qt_adam_dir_float: qt_optim_step, qat) and in double
+ * (qt_adam_dir_double: AdaQuant and AdaRound, lib/quant). It updates the
+ * first and second moments m, v of one value with gradient g and returns
+ * the step direction (m / c1) / (sqrt(v / c2) + eps), c1 and c2 the bias
+ * corrections 1 - beta^t; the caller moves the value by lr times it
+ * (qt_optim_step: in log space for learnt scales). */
+#define QT_ADAM_DIR(T)                                                                                        \
+    static inline double qt_adam_dir_##T(float g, float *m, float *v, T beta1, T beta2, double eps, double c1,  \
+                                         double c2) {                                                         \
+        *m = (float)(beta1 * *m + (1 - beta1) * (T)g);                                                        \
+        *v = (float)(beta2 * *v + (1 - beta2) * (T)g * g);                                                    \
+        return (*m / c1) / (sqrt(*v / c2) + eps);                                                             \
+    }
+QT_ADAM_DIR(float)
+QT_ADAM_DIR(double)
+#undef QT_ADAM_DIR
 
 struct qt_param {
     float *w;       /* the values (an initializer's data), stepped in place */
