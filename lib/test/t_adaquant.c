@@ -278,7 +278,8 @@ static void check_ar_tune(const char *kind, struct qt_aq_net *net, struct setup 
     float *w = malloc(sizeof(float) * s->nw);
     double before, after;
     int per = (int)(s->nw / s->L.cout), offgrid = 0;
-    int rc = qt_ar_tune(net, s->w, s->ws, s->L.wqmin, s->L.wqmax, s->x, s->t, s->L.n, 400, 1e-2, 7, NULL, kind, w,
+    struct qt_aq_set set = {.nimg = s->L.n, .per_x = net->per_x, .per_y = net->per_y, .X = s->x, .T = s->t, .fd = -1};
+    int rc = qt_ar_tune(net, s->w, s->ws, s->L.wqmin, s->L.wqmax, &set, 400, 1e-2, 7, NULL, kind, w,
                         &before, &after, &e);
     for (int64_t i = 0; i < s->nw; i++) {
         float q = w[i] / s->ws[i / per];
