@@ -57,21 +57,6 @@ struct cap {
     int rc;           /* QT_EIO after a failed write */
 };
 
-static int write_at(int fd, const void *src, size_t n, int64_t pos) {
-    const unsigned char *p = src;
-    while (n) {
-        ssize_t r = pwrite(fd, p, n, (off_t)pos);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-        pos += r;
-    }
-    return 0;
-}
-
 /* nb images of values v, the images from cp->off on */
 static int cap_store(struct cap *cp, const float *v, int nb, struct qt_err *err) {
     size_t n = (size_t)(cp->per * nb), esz = cp->codes ? 1 : sizeof(float);
@@ -89,86 +74,31 @@ static int cap_store(struct cap *cp, const float *v, int nb, struct qt_err *err)
         memcpy((unsigned char *)cp->dst + at, src, n * esz);
         return 0;
     }
-    if (write_at(cp->fd, src, n * esz, cp->pos + (int64_t)at))
+    if (qt_write_at(cp->fd, src, n * esz, cp->pos + (int64_t)at))
         return qt_errf(err, QT_EIO, "cannot spill layer inputs to the temporary file: %s", strerror(errno));
     return 0;
 }
 
-static int cap_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
-    struct cap *c = ud;
-    const struct qt_node *n = &x->g->n[node];
-    for (int j = 0; j < n->nout; j++) {
-        int v = n->out[j];
-        if (v >= 0 && !strcmp(x->g->v[v].name, c->name) && qt_tensor_numel(&x->t[v]) == c->per * x->batch &&
-            cap_store(c, x->t[v].data, x->batch, err))
-            return err->code;
-    }
-    return !n->name || strcmp(n->name, c->node) ? 0 : QT_HOOK_STOP;
-}
-
-/* A graph input is captured straight from the loaded images. */
-static int cap_before(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
+static int cap_visit(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
     struct cap *cp = ud;
+    int v = qt_graph_find(x->g, cp->name);
+    if (v < 0 || qt_tensor_numel(&x->t[v]) != cp->per * nb)
+        return qt_errf(err, QT_EFAIL, "internal error: value '%s' not captured", cp->name);
     cp->off = done;
-    if (!strcmp(x->g->v[x->g->inputs[0]].name, cp->name))
-        return cap_store(cp, qt_exec_input(x, 0), nb, err);
-    return 0;
+    return cap_store(cp, x->t[v].data, nb, err);
 }
 
-static int capture(struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                   int c, int h, int w, int threads, struct cap *cp, struct qt_err *err) {
-    struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
-                               .threads = threads, .exec_flags = QT_EXEC_NOFUSE, .before_run = cap_before,
-                               .after_node = cap_after, .ud = cp};
+/* The captured value at step cut of the walk, for every image. */
+static int capture_walk(struct qt_walk *wk, int cut, struct cap *cp, struct qt_dataset *ds, const struct qt_preproc *pp,
+                        int total, int batch, int c, int h, int w, int threads, struct qt_err *err) {
+    if (cut < 0)
+        return qt_errf(err, QT_EFAIL, "internal error: no step makes value '%s'", cp->name);
     if (cp->codes && !(cp->tmp = malloc((size_t)(cp->per * batch) + 1)))
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    int rc = qt_run_images(g, ds, &run, err);
+    int rc = qt_walk_to(wk, cut, ds, pp, total, batch, c, h, w, threads, cap_visit, cp, err);
     free(cp->tmp);
     cp->tmp = NULL;
     return rc;
-}
-
-/* One layer's inputs and targets: in memory, or over max_memory in an
- * unlinked temporary file (TMPDIR, else /tmp) written once and read back a
- * minibatch at a time (through the page cache, not the process's memory). */
-struct held {
-    void *p;
-    size_t bytes;
-    int fd;
-};
-
-static int hold(struct held *h, size_t bytes, int spill, struct qt_err *err) {
-    h->bytes = bytes;
-    h->fd = -1;
-    h->p = NULL;
-    if (!spill) {
-        h->p = malloc(bytes ? bytes : 1);
-        return h->p ? 0 : qt_errf(err, QT_ENOMEM, "out of memory holding a layer's inputs (%zu bytes)", bytes);
-    }
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/qtool-finetune-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return qt_errf(err, QT_EIO, "cannot create a temporary file in %s: %s", dir && *dir ? dir : "/tmp",
-                       strerror(errno));
-    unlink(path);
-    int rc = posix_fallocate(fd, 0, (off_t)bytes);
-    if (rc) {
-        close(fd);
-        return qt_errf(err, QT_EIO, "cannot spill %zu bytes of layer inputs to %s: %s", bytes,
-                       dir && *dir ? dir : "/tmp", strerror(rc));
-    }
-    h->fd = fd;
-    return 0;
-}
-
-static void release_held(struct held *h) {
-    if (h->fd >= 0)
-        close(h->fd);
-    free(h->p);
-    h->p = NULL;
-    h->fd = -1;
 }
 
 /* The report entry, log line and progress of a tuned layer. */
@@ -310,7 +240,10 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
                 struct qt_ft_report *rep, struct qt_err *err) {
     struct qt_exec *x1 = NULL;
     struct qt_aq_net net = {0};
-    struct held held = {NULL, 0, -1};
+    struct qt_held held = {NULL, 0, -1};
+    /* wq: through the QDQ model (sequential mode), wf: the float model */
+    struct qt_walk wq = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4},
+                wf = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4};
     struct qt_graph *qg = NULL, *fg = NULL; /* fg: the untouched float graph (targets) */
     int *order = NULL, nl = 0, rc = 0;
     float *buf = NULL;
@@ -318,6 +251,7 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
     memset(rep, 0, sizeof *rep);
     if (qt_graph_clone(&fg, fref ? fref : p->g, err))
         return err->code;
+    wf.g = fg;
     if (qt_exec_new_flags(&x1, p->g, 1, 1, QT_EXEC_NOFUSE, err)) {
         qt_graph_free(fg);
         return err->code;
@@ -349,10 +283,11 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         int nimg = total;
         int64_t xsz = codes ? 1 : (int64_t)sizeof(float);
         int64_t xbytes = (per_x * nimg * xsz + 63) / 64 * 64, bytes = xbytes + (int64_t)sizeof(float) * per_y * nimg;
-        release_held(&held);
-        if (hold(&held, (size_t)bytes, fo->max_memory > 0 && bytes > fo->max_memory, err))
+        qt_held_release(&held);
+        if (qt_held_new(&held, (size_t)bytes, fo->max_memory > 0 && bytes > fo->max_memory, err))
             goto out;
         /* inputs: QDQ model (tuned prefix) or float model; targets: float */
+        qt_walk_graph(&wq, NULL); /* its executor reads qg */
         qt_graph_free(qg);
         qg = NULL;
         if (qt_qplan_biases(p, err))
@@ -365,8 +300,14 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         struct cap cy = {.name = p->g->v[n->out[0]].name, .node = n->name,
                          .dst = held.p ? (unsigned char *)held.p + xbytes : NULL, .fd = held.fd, .pos = xbytes,
                          .per = per_y};
-        if (capture(fo->parallel ? fg : qg, ds, pp, nimg, batch, c, h, w, threads, &cx, err) ||
-            capture(fg, ds, pp, nimg, batch, c, h, w, threads, &cy, err))
+        struct qt_walk *wx = fo->parallel ? &wf : &wq;
+        if (!fo->parallel)
+            qt_walk_graph(&wq, qg);
+        int cutx = qt_walk_cut_after_value(wx, cx.name, threads, err);
+        if (cutx == -2 || capture_walk(wx, cutx, &cx, ds, pp, nimg, batch, c, h, w, threads, err))
+            goto out;
+        int cuty = qt_walk_cut_after_value(&wf, cy.name, threads, err);
+        if (cuty == -2 || capture_walk(&wf, cuty, &cy, ds, pp, nimg, batch, c, h, w, threads, err))
             goto out;
         /* parameters: a private copy of the layer run by the engine */
         struct qt_tensor *wt = p->g->v[n->in[1]].init;
@@ -426,10 +367,12 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
 out:
     qt_aq_net_free(&net);
     qt_exec_free(x1);
+    qt_walk_free(&wq);
+    qt_walk_free(&wf);
     qt_graph_free(qg);
     qt_graph_free(fg);
     free(order);
-    release_held(&held);
+    qt_held_release(&held);
     free(buf);
     free(iobuf);
     return err->code;

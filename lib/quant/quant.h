@@ -391,4 +391,60 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
                 int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
                 struct qt_ft_report *rep, struct qt_err *err);
 
+/* walk.c. Per-image values of all tuning images: in memory, or (spill) in
+ * an unlinked temporary file in TMPDIR (else /tmp), fd >= 0, read and
+ * written with qt_read_at / qt_write_at (through the page cache, not the
+ * process's memory). qt_held_release(NULL-filled) is a no-op. */
+struct qt_held {
+    void *p;
+    size_t bytes;
+    int fd;
+};
+int qt_held_new(struct qt_held *h, size_t bytes, int spill, struct qt_err *err);
+void qt_held_release(struct qt_held *h);
+/* n bytes at pos; -1 with errno set on failure */
+int qt_write_at(int fd, const void *src, size_t n, int64_t pos);
+int qt_read_at(int fd, void *dst, size_t n, int64_t pos);
+
+/* A walk through a graph over the first `total` images, step range by step
+ * range: the values that cross the cut (made before it, read after it) are
+ * kept for every image, so reaching the next layer runs only the steps in
+ * between instead of the whole prefix from the images. The executor
+ * (QT_EXEC_NOFUSE), batches and kernels are those of a run from the images,
+ * so the values are the same bytes. Kept in memory, or over max_memory in a
+ * temporary file. A cut before the current one starts again from the
+ * images. Zero it, set g and max_memory (and st.fd = -1). */
+struct qt_walk {
+    struct qt_graph *g;   /* not owned; replaced by walk_graph */
+    struct qt_exec *x;    /* for batch size cur */
+    int cur, cut;         /* steps done */
+    int nf;               /* values kept at cut */
+    char **fname;         /* their names */
+    int64_t *fper;        /* bytes per image */
+    struct qt_held st;       /* all images, value after value */
+    int64_t max_memory;
+};
+/* The graph to walk from now on (NULL: none yet): same structure, other
+ * weights (a QDQ model re-exported after a layer changed). */
+void qt_walk_graph(struct qt_walk *wk, struct qt_graph *g);
+/* The step after the one making value `name` (0: a graph input), -1 when
+ * none does, -2 on error (err filled). */
+int qt_walk_cut_after_value(struct qt_walk *wk, const char *name, int threads, struct qt_err *err);
+/* The step after node `name`, -1 when it is not run per batch, -2 on error. */
+int qt_walk_cut_after_node(struct qt_walk *wk, const char *name, int threads, struct qt_err *err);
+/* Runs the steps from the current cut to `cut` for every batch of images,
+ * calls visit (if set) after each batch with the values there live, and
+ * keeps the values crossing `cut` (qt_walk_to) or not (qt_walk_peek: the
+ * walk stays where it was). */
+int qt_walk_to(struct qt_walk *wk, int cut, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+               int c, int h, int w, int threads,
+               int (*visit)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err), void *ud,
+               struct qt_err *err);
+int qt_walk_peek(struct qt_walk *wk, int cut, struct qt_dataset *ds, const struct qt_preproc *pp, int total,
+                 int batch, int c, int h, int w, int threads,
+                 int (*visit)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err), void *ud,
+                 struct qt_err *err);
+void qt_walk_clear(struct qt_walk *wk); /* forget the kept values (back to the images) */
+void qt_walk_free(struct qt_walk *wk);
+
 #endif
