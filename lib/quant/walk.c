@@ -274,6 +274,11 @@ static int walk(struct qt_walk *wk, int cut, int keep, struct qt_dataset *ds, co
     nx.st.p = NULL;
     nx.st.fd = -1;
 out:
+    /* the executor's activations are not kept between walks (the next
+     * walk through this graph plans again) */
+    qt_exec_free(wk->x);
+    wk->x = NULL;
+    wk->cur = 0;
     qt_walk_clear(&nx);
     free(last);
     free(made);
