@@ -98,6 +98,7 @@ void qt_walk_clear(struct qt_walk *wk) {
     wk->fname = NULL;
     wk->fper = NULL;
     wk->nf = 0;
+    wk->cut = 0;
     qt_held_release(&wk->st);
 }
 
@@ -180,7 +181,7 @@ static int walk(struct qt_walk *wk, int cut, int keep, struct qt_dataset *ds, co
                 int (*visit)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err), void *ud,
                 struct qt_err *err) {
     if (cut < wk->cut)
-        qt_walk_clear(wk), wk->cut = 0;
+        qt_walk_clear(wk);
     struct qt_walk nx = {0};
     nx.st.fd = -1;
     int rc = 0;
@@ -211,7 +212,7 @@ static int walk(struct qt_walk *wk, int cut, int keep, struct qt_dataset *ds, co
     for (int i = 0; i < g->noutputs; i++)
         last[g->outputs[i]] = wk->x->nsteps;
     int64_t per_img = 0;
-    for (int v = 0; keep && v < g->nv; v++)
+    for (int v = 0; keep && cut > 0 && v < g->nv; v++) /* at 0: the images */
         if (made[v] >= 0 && made[v] <= cut && last[v] >= cut && !wk->x->isconst[v]) {
             nx.fname[nx.nf] = qt_strdup(g->v[v].name);
             nx.fper[nx.nf] = (int64_t)wk->x->t[v].nbytes / wk->cur;
