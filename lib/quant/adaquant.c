@@ -5,9 +5,11 @@
  * checks this against is lib/test/aq_ref.c. */
 #include "quant/quant.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Adam on every parameter; steps stay positive. */
 void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_params *p,
@@ -51,7 +53,7 @@ void qt_aq_adam(struct qt_aq_adam *a, const struct qt_aq_layer *L, struct qt_aq_
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
                   int flags, struct qt_err *err) {
-    int learn_as = (flags & QT_AQ_LEARN_AS) != 0, soft = (flags & QT_AQ_SOFT_W) != 0;
+    int learn_as = (flags & QT_AQ_LEARN_AS) != 0, soft = (flags & QT_AQ_SOFT_W) != 0, qin = (flags & QT_AQ_QIN) != 0;
     struct qt_graph *g = NULL;
     unsigned char *dead = NULL, *params = NULL;
     float *ws = NULL;
@@ -103,18 +105,19 @@ int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, con
     int k = (int)(n - g->n);
     int vws = qt_graph_add_init(g, "aq_ws", tws, err), vas = qt_graph_add_init(g, "aq_as", tas, err);
     int vzp = qt_graph_add_init(g, "aq_azp", tzp, err);
-    int vxq = qt_graph_add_value(g, "aq_xq", QT_V_ACT, err);
+    int vxq = qin ? 0 : qt_graph_add_value(g, "aq_xq", QT_V_ACT, err);
     int vwq = soft ? 0 : qt_graph_add_value(g, "aq_wq", QT_V_ACT, err);
     if (vws < 0 || vas < 0 || vzp < 0 || vxq < 0 || vwq < 0)
         goto fail;
     n = &g->n[k];
     int vw = n->in[1];
-    if (qt_fq_add(g, "aq_xfq", qt_graph_find(g, xname), vas, vzp, vxq, qa->qmin, qa->qmax, -1, 0, qa->symmetric, 1.0f,
-                  "minmax", err) < 0 ||
+    if ((!qin && qt_fq_add(g, "aq_xfq", qt_graph_find(g, xname), vas, vzp, vxq, qa->qmin, qa->qmax, -1, 0,
+                           qa->symmetric, 1.0f, "minmax", err) < 0) ||
         (!soft && qt_fq_add(g, "aq_wfq", vw, vws, -1, vwq, qw->qmin, qw->qmax, 0, 0, 1, 1.0f, "minmax", err) < 0))
         goto fail;
     n = &g->n[k];
-    n->in[0] = vxq;
+    if (!qin)
+        n->in[0] = vxq;
     if (!soft)
         n->in[1] = vwq;
     if (qt_node_changed(g, k, err) || qt_graph_check(g, err))
@@ -132,7 +135,7 @@ int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, con
     a->learn_as = learn_as;
     params[vw] = 1;
     params[vws] = (unsigned char)!soft;
-    params[vas] = (unsigned char)(learn_as != 0);
+    params[vas] = (unsigned char)(learn_as && !qin);
     if (a->vb >= 0)
         params[a->vb] = (unsigned char)!soft;
     if (qt_exec_new_train(&a->x, g, batch, threads, params, err))
@@ -162,7 +165,8 @@ void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_
 }
 
 int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err) {
-    memcpy(qt_exec_input(a->x, 0), X, sizeof(float) * (size_t)(a->per_x * a->batch));
+    if (X)
+        memcpy(qt_exec_input(a->x, 0), X, sizeof(float) * (size_t)(a->per_x * a->batch));
     if (qt_exec_run(a->x, err))
         return err->code;
     int64_t ny = a->per_y * a->batch;
@@ -179,15 +183,59 @@ int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad
     return grad ? qt_exec_backward(a->x, err) : 0;
 }
 
-int qt_aq_net_set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
-                       struct qt_err *err) {
-    double s = 0, l = 0;
-    for (int i = 0; i < nchunk; i++) {
-        if (qt_aq_net_loss(a, X + (size_t)i * a->batch * a->per_x, T + (size_t)i * a->batch * a->per_y, 0, &l, err))
-            return err->code;
-        s += l;
+/* n bytes at pos of fd into dst */
+static int read_at(int fd, void *dst, size_t n, int64_t pos, struct qt_err *err) {
+    unsigned char *d = dst;
+    while (n) {
+        ssize_t r = pread(fd, d, n, (off_t)pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return qt_errf(err, QT_EIO, "cannot read the spilled layer inputs back: %s",
+                           r < 0 ? strerror(errno) : "short read");
+        d += r;
+        n -= (size_t)r;
+        pos += r;
     }
-    *loss = s / nchunk;
+    return 0;
+}
+
+int qt_aq_set_feed(struct qt_aq_net *a, const struct qt_aq_set *s, int start, const float **T, struct qt_err *err) {
+    size_t nx = (size_t)(s->per_x * a->batch), ny = (size_t)(s->per_y * a->batch);
+    size_t xsz = s->codes ? 1 : sizeof(float);
+    const void *x;
+    if (s->fd < 0) {
+        x = s->codes ? (const void *)(s->Xq + (size_t)start * s->per_x) : (const void *)(s->X + (size_t)start * s->per_x);
+        *T = s->T + (size_t)start * s->per_y;
+    } else { /* targets first in buf (float aligned), then the inputs */
+        float *tb = s->buf;
+        x = tb + ny;
+        if (read_at(s->fd, tb, ny * sizeof(float), s->tpos + (int64_t)start * s->per_y * (int64_t)sizeof(float),
+                    err) ||
+            read_at(s->fd, tb + ny, nx * xsz, s->xpos + (int64_t)start * s->per_x * (int64_t)xsz, err))
+            return err->code;
+        *T = tb;
+    }
+    float *in = qt_exec_input(a->x, 0);
+    if (!s->codes) {
+        memcpy(in, x, nx * sizeof(float));
+        return 0;
+    }
+    const unsigned char *q = x;
+    for (size_t i = 0; i < nx; i++)
+        in[i] = (float)((int)q[i] + s->xoff) * s->xs;
+    return 0;
+}
+
+int qt_aq_net_set_loss(struct qt_aq_net *a, const struct qt_aq_set *s, int nchunk, double *loss, struct qt_err *err) {
+    double sum = 0, l = 0;
+    const float *T;
+    for (int i = 0; i < nchunk; i++) {
+        if (qt_aq_set_feed(a, s, i * a->batch, &T, err) || qt_aq_net_loss(a, NULL, T, 0, &l, err))
+            return err->code;
+        sum += l;
+    }
+    *loss = sum / nchunk;
     return 0;
 }
 

@@ -74,25 +74,26 @@ double qt_ar_grad(const struct qt_ar *r, const float *gw, double cout, double la
     return reg;
 }
 
-int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax, const float *X,
-               const float *T, int nimg, int iters, double lr, uint64_t seed, const volatile int *stop,
+int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax,
+               const struct qt_aq_set *set, int iters, double lr, uint64_t seed, const volatile int *stop,
                const char *name, float *w, double *before, double *after, struct qt_err *err) {
     struct qt_aq_params prm, grd;
     qt_aq_net_params(net, &prm, &grd);
     int64_t nw = qt_tensor_numel(net->g->v[net->vw].init);
-    int mb = net->batch, nchunk = nimg / mb, warm = (int)(AR_WARM * iters);
+    int mb = net->batch, nimg = set->nimg, nchunk = nimg / mb, warm = (int)(AR_WARM * iters);
     float *buf = calloc((size_t)(5 * nw + 1), sizeof(float));
     if (!buf)
         return qt_errf(err, QT_ENOMEM, "out of memory");
     float *fl = buf, *v = fl + nw, *m = v + nw, *s2 = m + nw, *gv = s2 + nw;
     struct qt_ar r = {nw, nw / net->cout, qmin, qmax, ws, fl, v};
     double l;
+    const float *T;
     qt_ar_init(&r, w0);
     /* round to nearest: the starting point and the fallback */
     for (int64_t i = 0; i < nw; i++)
         w[i] = ws[i / r.per] * clampq(&r, __builtin_nearbyintf(w0[i] / ws[i / r.per]));
     memcpy(prm.w, w, sizeof(float) * (size_t)nw);
-    if (qt_aq_net_set_loss(net, X, T, nchunk, before, err))
+    if (qt_aq_net_set_loss(net, set, nchunk, before, err))
         goto out;
     *after = *before;
     for (int it = 0; it < iters; it++) {
@@ -102,7 +103,7 @@ int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin
         }
         qt_ar_weights(&r, 0, prm.w);
         int start = qt_aq_pick(&seed, nimg, mb);
-        if (qt_aq_net_loss(net, X + (size_t)start * net->per_x, T + (size_t)start * net->per_y, 1, &l, err))
+        if (qt_aq_set_feed(net, set, start, &T, err) || qt_aq_net_loss(net, NULL, T, 1, &l, err))
             goto out;
         double beta = 0, lambda = 0;
         if (it >= warm) {
@@ -119,7 +120,7 @@ int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin
         int check = it + 1 == iters || (it >= warm && (it + 1 - warm) % ((iters - warm) / 3 + 1) == 0);
         if (check) {
             qt_ar_weights(&r, 1, prm.w);
-            if (qt_aq_net_set_loss(net, X, T, nchunk, &l, err))
+            if (qt_aq_net_set_loss(net, set, nchunk, &l, err))
                 goto out;
             if (l < *after) {
                 *after = l;

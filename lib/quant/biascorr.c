@@ -76,6 +76,21 @@ static int bc_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
     return QT_HOOK_STOP;
 }
 
+/* the target layer's output statistics on a walk */
+struct bc_visit {
+    struct bc_pass *b;
+};
+
+static int bc_visit(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
+    struct bc_visit *bv = ud;
+    int k = qt_graph_find_node(x->g, bv->b->name), v = k >= 0 ? x->g->n[k].out[0] : -1;
+    (void)done, (void)nb;
+    if (v < 0)
+        return qt_errf(err, QT_EFAIL, "internal error: no layer '%s'", bv->b->name);
+    channel_sums(&x->t[v], bv->b->L[bv->b->target].nch, bv->b->sum_q, bv->b->sq_q);
+    return 0;
+}
+
 /* Runs g on the first `total` images with the hook. */
 static int bc_run(struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
                   int c, int h, int w, int threads, struct bc_pass *b, struct qt_err *err) {
@@ -90,6 +105,9 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
     double *sum_q = NULL, *sq_q = NULL;
     struct qt_graph *qg = NULL;
     int nl = 0, maxch = 1;
+    /* the quantized passes walk the QDQ model from one layer's input to the
+     * next instead of running its prefix from the images every time */
+    struct qt_walk wq = {.st = {NULL, 0, -1}, .max_memory = (int64_t)1 << 28};
     if (rep)
         memset(rep, 0, sizeof *rep);
     if (!L)
@@ -145,6 +163,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         const struct qt_node *n = &p->g->n[L[l].node];
         if (!n->name || !n->name[0])
             continue;
+        qt_walk_graph(&wq, NULL); /* its executor reads qg */
         qt_graph_free(qg);
         qg = NULL;
         if (qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err))
@@ -152,8 +171,24 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         memset(sum_q, 0, sizeof(double) * (size_t)L[l].nch);
         memset(sq_q, 0, sizeof(double) * (size_t)L[l].nch);
         b = (struct bc_pass){L, nl, l, n->name, sum_q, sq_q};
-        if (bc_run(qg, ds, pp, total, batch, c, h, w, threads, &b, err))
+        qt_walk_graph(&wq, qg);
+        int kq = qt_graph_find_node(qg, n->name);
+        if (kq < 0 || n->nin < 1 || qg->n[kq].nout < 1) {
+            qt_errf(err, QT_EFAIL, "internal error: layer '%s' not in the QDQ model", n->name);
             goto out;
+        }
+        struct bc_visit bv = {&b};
+        int cutx = qt_walk_cut_after_value(&wq, p->g->v[n->in[0]].name, threads, err);
+        int cuty = cutx < -1 ? -2 : qt_walk_cut_after_node(&wq, n->name, threads, err);
+        if (cutx == -2 || cuty == -2)
+            goto out;
+        if (cutx < 0 || cuty < cutx) { /* the whole prefix, as a plain run */
+            if (bc_run(qg, ds, pp, total, batch, c, h, w, threads, &b, err))
+                goto out;
+        } else if (qt_walk_to(&wq, cutx, ds, pp, total, batch, c, h, w, threads, NULL, NULL, err) ||
+                   qt_walk_peek(&wq, cuty, ds, pp, total, batch, c, h, w, threads, bc_visit, &bv, err)) {
+            goto out;
+        }
         float *bias = p->g->v[L[l].bias_v].init->data;
         int tw = n->nin > 1 && n->in[1] >= 0 ? p->tensor_of[n->in[1]] : -1;
         struct qt_qparam *qw = tw >= 0 ? &p->t[tw].q : NULL;
@@ -190,6 +225,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         rep->mean_abs_shift /= rep->layers;
     qt_qplan_biases(p, err);
 out:
+    qt_walk_free(&wq);
     qt_graph_free(qg);
     for (int l = 0; l < nl; l++)
         free(L[l].sum_f), free(L[l].sq_f);

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* node k is the only reader of its input, and no other tensor shares that
@@ -40,90 +39,66 @@ static int sole_reader(const struct qt_qplan *p, int k) {
     return readers == 1;
 }
 
+/* Where a capture goes: memory at dst, or (fd >= 0) the file at pos. With
+ * codes set, the values are stored as input codes (one byte each) as the
+ * layer's input FakeQuant would round them: code = clamp(round(v / s) + z)
+ * - qmin. */
 struct cap {
     const char *name; /* value to copy */
     const char *node; /* stop after this node */
-    float *dst;
-    int64_t per;      /* floats per image */
+    void *dst;
+    int fd;
+    int64_t pos;
+    int64_t per;      /* values per image */
     int off;          /* images done */
+    int codes, qmin, qmax;
+    float s, z;
+    unsigned char *tmp; /* codes of one batch */
+    int rc;           /* QT_EIO after a failed write */
 };
 
-static int cap_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) {
-    struct cap *c = ud;
-    const struct qt_node *n = &x->g->n[node];
-    for (int j = 0; j < n->nout; j++) {
-        int v = n->out[j];
-        if (v >= 0 && !strcmp(x->g->v[v].name, c->name) && qt_tensor_numel(&x->t[v]) == c->per * x->batch)
-            memcpy(c->dst + (size_t)c->off * c->per, x->t[v].data, sizeof(float) * (size_t)(c->per * x->batch));
+/* nb images of values v, the images from cp->off on */
+static int cap_store(struct cap *cp, const float *v, int nb, struct qt_err *err) {
+    size_t n = (size_t)(cp->per * nb), esz = cp->codes ? 1 : sizeof(float);
+    const void *src = v;
+    if (cp->codes) {
+        for (size_t i = 0; i < n; i++) { /* the FakeQuant forward's rounding (fakequant.c) */
+            float u = nearbyintf(v[i] / cp->s) + cp->z;
+            u = u < cp->qmin ? (float)cp->qmin : u > cp->qmax ? (float)cp->qmax : u;
+            cp->tmp[i] = (unsigned char)((int)u - cp->qmin);
+        }
+        src = cp->tmp;
     }
-    (void)err;
-    return !n->name || strcmp(n->name, c->node) ? 0 : QT_HOOK_STOP;
+    size_t at = (size_t)cp->off * (size_t)cp->per * esz;
+    if (cp->fd < 0) {
+        memcpy((unsigned char *)cp->dst + at, src, n * esz);
+        return 0;
+    }
+    if (qt_write_at(cp->fd, src, n * esz, cp->pos + (int64_t)at))
+        return qt_errf(err, QT_EIO, "cannot spill layer inputs to the temporary file: %s", strerror(errno));
+    return 0;
 }
 
-/* A graph input is captured straight from the loaded images. */
-static int cap_before(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
+static int cap_visit(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err) {
     struct cap *cp = ud;
-    (void)err;
+    int v = qt_graph_find(x->g, cp->name);
+    if (v < 0 || qt_tensor_numel(&x->t[v]) != cp->per * nb)
+        return qt_errf(err, QT_EFAIL, "internal error: value '%s' not captured", cp->name);
     cp->off = done;
-    if (!strcmp(x->g->v[x->g->inputs[0]].name, cp->name))
-        memcpy(cp->dst + (size_t)done * cp->per, qt_exec_input(x, 0), sizeof(float) * (size_t)(cp->per * nb));
-    return 0;
+    return cap_store(cp, x->t[v].data, nb, err);
 }
 
-static int capture(struct qt_graph *g, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
-                   int c, int h, int w, int threads, struct cap *cp, struct qt_err *err) {
-    struct qt_image_run run = {.pp = pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
-                               .threads = threads, .exec_flags = QT_EXEC_NOFUSE, .before_run = cap_before,
-                               .after_node = cap_after, .ud = cp};
-    return qt_run_images(g, ds, &run, err);
-}
-
-/* One layer's inputs and targets: in memory, or over max_memory in an
- * unlinked temporary file (TMPDIR, else /tmp) mapped shared, so the kernel
- * can write pages out and read them back instead of holding them all. */
-struct held {
-    float *p;
-    size_t bytes;
-    int mapped;
-};
-
-static int hold(struct held *h, size_t bytes, int spill, struct qt_err *err) {
-    h->bytes = bytes;
-    h->mapped = 0;
-    if (!spill) {
-        h->p = malloc(bytes ? bytes : 1);
-        return h->p ? 0 : qt_errf(err, QT_ENOMEM, "out of memory holding a layer's inputs (%zu bytes)", bytes);
-    }
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/qtool-finetune-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return qt_errf(err, QT_EIO, "cannot create a temporary file in %s: %s", dir && *dir ? dir : "/tmp",
-                       strerror(errno));
-    unlink(path);
-    int rc = posix_fallocate(fd, 0, (off_t)bytes);
-    if (rc) {
-        close(fd);
-        return qt_errf(err, QT_EIO, "cannot spill %zu bytes of layer inputs to %s: %s", bytes,
-                       dir && *dir ? dir : "/tmp", strerror(rc));
-    }
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED)
-        return qt_errf(err, QT_EIO, "cannot map the temporary file: %s", strerror(errno));
-    h->p = m;
-    h->mapped = 1;
-    return 0;
-}
-
-static void release_held(struct held *h) {
-    if (h->mapped)
-        munmap(h->p, h->bytes);
-    else
-        free(h->p);
-    h->p = NULL;
-    h->mapped = 0;
+/* The captured value at step cut of the walk, for every image. */
+static int capture_walk(struct qt_walk *wk, int cut, struct cap *cp, struct qt_dataset *ds, const struct qt_preproc *pp,
+                        int total, int batch, int c, int h, int w, int threads, struct qt_err *err) {
+    if (cut < 0)
+        return qt_errf(err, QT_EFAIL, "internal error: no step makes value '%s'", cp->name);
+    if (cp->codes && !(cp->tmp = malloc((size_t)(cp->per * batch) + 1)))
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    int rc = qt_walk_to(wk, cut, ds, pp, total, batch, c, h, w, threads, cap_visit, cp, err);
+    free(cp->tmp);
+    cp->tmp = NULL;
+    return rc;
 }
 
 /* The report entry, log line and progress of a tuned layer. */
@@ -182,15 +157,15 @@ static int layer_of(const struct qt_exec *x1, const struct qt_node *n, const str
 }
 
 /* One layer's AdaQuant: the engine's layer net, its Adam, the captured
- * inputs X and targets T (nimg images, in nchunk minibatches of mb). */
+ * inputs and targets (nimg images, in nchunk minibatches of mb). */
 struct aq_run {
     struct qt_aq_net *net;
     struct qt_aq_adam *ad;
     const struct qt_aq_layer *L;
     struct qt_aq_params *prm, *grd;
-    const float *X, *T;
+    const struct qt_aq_set *set;
     int nimg, mb, nchunk;
-    int64_t per_x, per_y, nw;
+    int64_t nw;
     int learn_as;
     const char *name;
 };
@@ -209,20 +184,21 @@ static void keep_best(const struct aq_run *a, float *best) {
 static int aq_steps(const struct aq_run *a, const struct qt_ft_opts *fo, uint64_t *seed, float *best,
                     float *best_as, double *after, struct qt_err *err) {
     double l = 0;
+    const float *T;
     keep_best(a, best);
     int check_every = fo->iters / 4 > 0 ? fo->iters / 4 : 1;
     for (int it = 0; it < fo->iters; it++) {
         if (fo->stop && *fo->stop)
             return qt_errf(err, QT_EFAIL, "interrupted while tuning layer '%s'", a->name);
         int start = qt_aq_pick(seed, a->nimg, a->mb);
-        if (qt_aq_net_loss(a->net, a->X + (size_t)start * a->per_x, a->T + (size_t)start * a->per_y, 1, &l, err))
+        if (qt_aq_set_feed(a->net, a->set, start, &T, err) || qt_aq_net_loss(a->net, NULL, T, 1, &l, err))
             return err->code;
         a->grd->as = qt_aq_net_as_grad(a->net);
         qt_aq_adam(a->ad, a->L, a->prm, a->grd);
         if (a->learn_as)
             qt_aq_net_set_as(a->net, a->prm->as);
         if ((it + 1) % check_every == 0 || it + 1 == fo->iters) {
-            if (qt_aq_net_set_loss(a->net, a->X, a->T, a->nchunk, &l, err))
+            if (qt_aq_net_set_loss(a->net, a->set, a->nchunk, &l, err))
                 return err->code;
             if (l < *after) {
                 *after = l;
@@ -264,13 +240,18 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
                 struct qt_ft_report *rep, struct qt_err *err) {
     struct qt_exec *x1 = NULL;
     struct qt_aq_net net = {0};
-    struct held held = {NULL, 0, 0};
+    struct qt_held held = {NULL, 0, -1};
+    /* wq: through the QDQ model (sequential mode), wf: the float model */
+    struct qt_walk wq = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4},
+                wf = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4};
     struct qt_graph *qg = NULL, *fg = NULL; /* fg: the untouched float graph (targets) */
     int *order = NULL, nl = 0, rc = 0;
-    float *X = NULL, *T = NULL, *buf = NULL;
+    float *buf = NULL;
+    void *iobuf = NULL;
     memset(rep, 0, sizeof *rep);
     if (qt_graph_clone(&fg, fref ? fref : p->g, err))
         return err->code;
+    wf.g = fg;
     if (qt_exec_new_flags(&x1, p->g, 1, 1, QT_EXEC_NOFUSE, err)) {
         qt_graph_free(fg);
         return err->code;
@@ -292,25 +273,41 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         if (layer_of(x1, n, qw, qa, &L, err))
             goto out;
         int64_t per_x = (int64_t)L.cin * L.h * L.w, per_y = (int64_t)L.cout * L.oh * L.ow;
+        int adaround = fo->method == QT_FT_ADAROUND;
+        /* the input step is learnt below 8-bit inputs only (at 8 bits it
+         * did not change the result, man qtool-finetune); a fixed one lets
+         * the inputs be held as their codes, quantized once */
+        int learn_as = !adaround && !fo->fixed_act_steps && qa->n == 1 && qa->qmax - qa->qmin < 255 &&
+                       sole_reader(p, k);
+        int codes = !learn_as && qa->n == 1 && qa->qmax - qa->qmin <= 255;
         int nimg = total;
-        int64_t bytes_per = (int64_t)sizeof(float) * (per_x + per_y);
-        release_held(&held);
-        if (hold(&held, (size_t)(bytes_per * nimg), fo->max_memory > 0 && (int64_t)nimg * bytes_per > fo->max_memory,
-                 err))
+        int64_t xsz = codes ? 1 : (int64_t)sizeof(float);
+        int64_t xbytes = (per_x * nimg * xsz + 63) / 64 * 64, bytes = xbytes + (int64_t)sizeof(float) * per_y * nimg;
+        qt_held_release(&held);
+        if (qt_held_new(&held, (size_t)bytes, fo->max_memory > 0 && bytes > fo->max_memory, err))
             goto out;
-        X = held.p;
-        T = X + (size_t)per_x * nimg;
         /* inputs: QDQ model (tuned prefix) or float model; targets: float */
+        qt_walk_graph(&wq, NULL); /* its executor reads qg */
         qt_graph_free(qg);
         qg = NULL;
         if (qt_qplan_biases(p, err))
             goto out;
         if (!fo->parallel && qt_qplan_export_qdq(p, &qg, err))
             goto out;
-        struct cap cx = {p->g->v[n->in[0]].name, n->name, X, per_x, 0};
-        struct cap cy = {p->g->v[n->out[0]].name, n->name, T, per_y, 0};
-        if (capture(fo->parallel ? fg : qg, ds, pp, nimg, batch, c, h, w, threads, &cx, err) ||
-            capture(fg, ds, pp, nimg, batch, c, h, w, threads, &cy, err))
+        struct cap cx = {.name = p->g->v[n->in[0]].name, .node = n->name, .dst = held.p, .fd = held.fd, .pos = 0,
+                         .per = per_x, .codes = codes, .qmin = qa->qmin, .qmax = qa->qmax, .s = qa->scale[0],
+                         .z = (float)qa->zp[0]};
+        struct cap cy = {.name = p->g->v[n->out[0]].name, .node = n->name,
+                         .dst = held.p ? (unsigned char *)held.p + xbytes : NULL, .fd = held.fd, .pos = xbytes,
+                         .per = per_y};
+        struct qt_walk *wx = fo->parallel ? &wf : &wq;
+        if (!fo->parallel)
+            qt_walk_graph(&wq, qg);
+        int cutx = qt_walk_cut_after_value(wx, cx.name, threads, err);
+        if (cutx == -2 || capture_walk(wx, cutx, &cx, ds, pp, nimg, batch, c, h, w, threads, err))
+            goto out;
+        int cuty = qt_walk_cut_after_value(&wf, cy.name, threads, err);
+        if (cuty == -2 || capture_walk(&wf, cuty, &cy, ds, pp, nimg, batch, c, h, w, threads, err))
             goto out;
         /* parameters: a private copy of the layer run by the engine */
         struct qt_tensor *wt = p->g->v[n->in[1]].init;
@@ -320,23 +317,27 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         int nchunk = nimg / mb;
         nimg = nchunk * mb; /* whole minibatches */
         qt_aq_net_free(&net);
-        int adaround = fo->method == QT_FT_ADAROUND;
-        int learn_as = !adaround && !fo->fixed_act_steps && qa->n == 1 && sole_reader(p, k);
         if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads,
-                          adaround ? QT_AQ_SOFT_W : learn_as ? QT_AQ_LEARN_AS : 0, err))
+                          (adaround ? QT_AQ_SOFT_W : learn_as ? QT_AQ_LEARN_AS : 0) | (codes ? QT_AQ_QIN : 0), err))
             goto out;
         free(buf);
+        free(iobuf);
         buf = calloc((size_t)(3 * np + 8), sizeof(float));
-        if (!buf) {
+        iobuf = held.fd >= 0 ? malloc((size_t)(mb * (per_y * (int64_t)sizeof(float) + per_x * xsz))) : NULL;
+        if (!buf || (held.fd >= 0 && !iobuf)) {
             qt_errf(err, QT_ENOMEM, "out of memory");
             goto out;
         }
+        struct qt_aq_set set = {nimg, per_x, per_y, codes || !held.p ? NULL : (const float *)held.p,
+                                held.p ? (const float *)((unsigned char *)held.p + xbytes) : NULL,
+                                codes && held.p ? (const unsigned char *)held.p : NULL, codes, qa->scale[0],
+                                qa->qmin - qa->zp[0], held.fd, 0, xbytes, iobuf};
         uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
         double before = 0, after = 0;
         if (adaround) {
             struct qt_aq_params prm, grd;
             qt_aq_net_params(&net, &prm, &grd);
-            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, X, T, nimg, fo->iters, fo->lr, seed,
+            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, &set, fo->iters, fo->lr, seed,
                            fo->stop, n->name, buf, &before, &after, err))
                 goto out;
             memcpy(wt->data, buf, sizeof(float) * (size_t)nw);
@@ -351,9 +352,9 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
         struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
         float as0 = prm.as, best_as = prm.as;
         L.n = nimg;
-        if (qt_aq_net_set_loss(&net, X, T, nchunk, &before, err))
+        if (qt_aq_net_set_loss(&net, &set, nchunk, &before, err))
             goto out;
-        struct aq_run ar = {&net, &ad, &L, &prm, &grd, X, T, nimg, mb, nchunk, per_x, per_y, nw, learn_as, n->name};
+        struct aq_run ar = {&net, &ad, &L, &prm, &grd, &set, nimg, mb, nchunk, nw, learn_as, n->name};
         after = before;
         if (aq_steps(&ar, fo, &seed, best, &best_as, &after, err))
             goto out;
@@ -366,10 +367,13 @@ int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_datas
 out:
     qt_aq_net_free(&net);
     qt_exec_free(x1);
+    qt_walk_free(&wq);
+    qt_walk_free(&wf);
     qt_graph_free(qg);
     qt_graph_free(fg);
     free(order);
-    release_held(&held);
+    qt_held_release(&held);
     free(buf);
+    free(iobuf);
     return err->code;
 }

@@ -313,19 +313,41 @@ struct qt_aq_net {
  * its soft-quantized weights there) and only they are parameters. */
 #define QT_AQ_LEARN_AS 1
 #define QT_AQ_SOFT_W 2
+/* QT_AQ_QIN: no input FakeQuant; the input is fed already quantized (a
+ * qt_aq_set of codes), which gives the same values when its step is fixed. */
+#define QT_AQ_QIN 4
 int qt_aq_net_new(struct qt_aq_net *a, const struct qt_graph *src, int node, const struct qt_tensor *xs,
                   const struct qt_qparam *qa, const struct qt_qparam *qw, int cout, int batch, int threads,
                   int flags, struct qt_err *err);
 float qt_aq_net_as_grad(const struct qt_aq_net *a);
 void qt_aq_net_set_as(struct qt_aq_net *a, float as);
-/* Loss over `batch` images (X, T: per_x / per_y floats each); grad: also the
- * backward, gradients in the arrays qt_aq_net_params gives. */
+/* Loss over `batch` images (X, T: per_x / per_y floats each; X NULL: the
+ * input was fed by qt_aq_set_feed); grad: also the backward, gradients in
+ * the arrays qt_aq_net_params gives. */
 int qt_aq_net_loss(struct qt_aq_net *a, const float *X, const float *T, int grad, double *loss, struct qt_err *err);
 void qt_aq_net_params(struct qt_aq_net *a, struct qt_aq_params *p, struct qt_aq_params *g);
 void qt_aq_net_free(struct qt_aq_net *a);
-/* Mean loss over nchunk whole minibatches of held images X / T. */
-int qt_aq_net_set_loss(struct qt_aq_net *a, const float *X, const float *T, int nchunk, double *loss,
-                       struct qt_err *err);
+/* A layer's held tuning images: inputs as floats (X) or as codes (codes
+ * set, Xq, value = (code + xoff) * xs, exactly the input FakeQuant's output) and
+ * float targets T, in memory or (fd >= 0) in a file at offsets xpos / tpos,
+ * read a minibatch at a time into buf (not resident in the process). */
+struct qt_aq_set {
+    int nimg;
+    int64_t per_x, per_y;        /* values per image */
+    const float *X, *T;
+    const unsigned char *Xq;
+    int codes;
+    float xs;
+    int xoff;
+    int fd;                      /* -1: in memory */
+    int64_t xpos, tpos;
+    void *buf;                   /* fd >= 0: room for a minibatch of inputs and targets */
+};
+/* Feeds images [start, start + a->batch) of s into the net's input and
+ * points *T at their targets; QT_EIO when the file cannot be read. */
+int qt_aq_set_feed(struct qt_aq_net *a, const struct qt_aq_set *s, int start, const float **T, struct qt_err *err);
+/* Mean loss over the first nchunk whole minibatches of s. */
+int qt_aq_net_set_loss(struct qt_aq_net *a, const struct qt_aq_set *s, int nchunk, double *loss, struct qt_err *err);
 /* The first image of the next random minibatch of mb out of nimg (seeded
  * generator in *seed). */
 int qt_aq_pick(uint64_t *seed, int nimg, int mb);
@@ -351,13 +373,13 @@ void qt_ar_weights(const struct qt_ar *r, int hard, float *w);
  * d w at w = qt_ar_weights(r, 0); returns reg. */
 double qt_ar_grad(const struct qt_ar *r, const float *gw, double cout, double lambda, double beta, float *gv);
 /* Tunes one layer: iters Adam steps (rate lr) on random minibatches of
- * net->batch of the nimg held images X / T, through net (built with
+ * net->batch of the held images set, through net (built with
  * QT_AQ_SOFT_W; its weights are overwritten). The first 20% of the steps
  * without the regulariser, then beta from 20 down to 2 (cosine). Returns in
  * w the best of round-to-nearest and the rounding at four check points, by
  * the loss over all images (*before: nearest, *after: the one kept). */
-int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax, const float *X,
-               const float *T, int nimg, int iters, double lr, uint64_t seed, const volatile int *stop,
+int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin, int qmax,
+               const struct qt_aq_set *set, int iters, double lr, uint64_t seed, const volatile int *stop,
                const char *name, float *w, double *before, double *after, struct qt_err *err);
 
 /* AdaQuant over the plan (finetune.c): call after calibration; tunes the
@@ -368,5 +390,61 @@ int qt_ar_tune(struct qt_aq_net *net, const float *w0, const float *ws, int qmin
 int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
                 int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
                 struct qt_ft_report *rep, struct qt_err *err);
+
+/* walk.c. Per-image values of all tuning images: in memory, or (spill) in
+ * an unlinked temporary file in TMPDIR (else /tmp), fd >= 0, read and
+ * written with qt_read_at / qt_write_at (through the page cache, not the
+ * process's memory). qt_held_release(NULL-filled) is a no-op. */
+struct qt_held {
+    void *p;
+    size_t bytes;
+    int fd;
+};
+int qt_held_new(struct qt_held *h, size_t bytes, int spill, struct qt_err *err);
+void qt_held_release(struct qt_held *h);
+/* n bytes at pos; -1 with errno set on failure */
+int qt_write_at(int fd, const void *src, size_t n, int64_t pos);
+int qt_read_at(int fd, void *dst, size_t n, int64_t pos);
+
+/* A walk through a graph over the first `total` images, step range by step
+ * range: the values that cross the cut (made before it, read after it) are
+ * kept for every image, so reaching the next layer runs only the steps in
+ * between instead of the whole prefix from the images. The executor
+ * (QT_EXEC_NOFUSE), batches and kernels are those of a run from the images,
+ * so the values are the same bytes. Kept in memory, or over max_memory in a
+ * temporary file. A cut before the current one starts again from the
+ * images. Zero it, set g and max_memory (and st.fd = -1). */
+struct qt_walk {
+    struct qt_graph *g;   /* not owned; replaced by walk_graph */
+    struct qt_exec *x;    /* for batch size cur */
+    int cur, cut;         /* steps done */
+    int nf;               /* values kept at cut */
+    char **fname;         /* their names */
+    int64_t *fper;        /* bytes per image */
+    struct qt_held st;       /* all images, value after value */
+    int64_t max_memory;
+};
+/* The graph to walk from now on (NULL: none yet): same structure, other
+ * weights (a QDQ model re-exported after a layer changed). */
+void qt_walk_graph(struct qt_walk *wk, struct qt_graph *g);
+/* The step after the one making value `name` (0: a graph input), -1 when
+ * none does, -2 on error (err filled). */
+int qt_walk_cut_after_value(struct qt_walk *wk, const char *name, int threads, struct qt_err *err);
+/* The step after node `name`, -1 when it is not run per batch, -2 on error. */
+int qt_walk_cut_after_node(struct qt_walk *wk, const char *name, int threads, struct qt_err *err);
+/* Runs the steps from the current cut to `cut` for every batch of images,
+ * calls visit (if set) after each batch with the values there live, and
+ * keeps the values crossing `cut` (qt_walk_to) or not (qt_walk_peek: the
+ * walk stays where it was). */
+int qt_walk_to(struct qt_walk *wk, int cut, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
+               int c, int h, int w, int threads,
+               int (*visit)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err), void *ud,
+               struct qt_err *err);
+int qt_walk_peek(struct qt_walk *wk, int cut, struct qt_dataset *ds, const struct qt_preproc *pp, int total,
+                 int batch, int c, int h, int w, int threads,
+                 int (*visit)(struct qt_exec *x, int done, int nb, void *ud, struct qt_err *err), void *ud,
+                 struct qt_err *err);
+void qt_walk_clear(struct qt_walk *wk); /* forget the kept values (back to the images) */
+void qt_walk_free(struct qt_walk *wk);
 
 #endif

@@ -278,7 +278,8 @@ static void check_ar_tune(const char *kind, struct qt_aq_net *net, struct setup 
     float *w = malloc(sizeof(float) * s->nw);
     double before, after;
     int per = (int)(s->nw / s->L.cout), offgrid = 0;
-    int rc = qt_ar_tune(net, s->w, s->ws, s->L.wqmin, s->L.wqmax, s->x, s->t, s->L.n, 400, 1e-2, 7, NULL, kind, w,
+    struct qt_aq_set set = {.nimg = s->L.n, .per_x = net->per_x, .per_y = net->per_y, .X = s->x, .T = s->t, .fd = -1};
+    int rc = qt_ar_tune(net, s->w, s->ws, s->L.wqmin, s->L.wqmax, &set, 400, 1e-2, 7, NULL, kind, w,
                         &before, &after, &e);
     for (int64_t i = 0; i < s->nw; i++) {
         float q = w[i] / s->ws[i / per];
@@ -287,6 +288,58 @@ static void check_ar_tune(const char *kind, struct qt_aq_net *net, struct setup 
     T_OK(rc == 0 && offgrid == 0, "%s: AdaRound weights on the grid (%d off)", kind, offgrid);
     T_OK(after < 0.95 * before, "%s: AdaRound lowers the layer loss %.4g -> %.4g", kind, before, after);
     free(w);
+}
+
+/* A fixed input step: the inputs held as codes, fed to the net without its
+ * input FakeQuant (QT_AQ_QIN), from memory and read back from a file, give
+ * the bytes of the loss and weight gradients of the net with the FakeQuant
+ * fed the float inputs. */
+static void check_codes(const char *kind, struct qt_graph *g, int k, const struct qt_tensor *xs,
+                        const struct qt_qparam *qa, const struct qt_qparam *qw, struct setup *s) {
+    struct qt_err e = {0};
+    struct qt_aq_net nf, nq;
+    int rc = qt_aq_net_new(&nf, g, k, xs, qa, qw, s->L.cout, s->L.n, 2, 0, &e) ||
+             qt_aq_net_new(&nq, g, k, xs, qa, qw, s->L.cout, s->L.n, 1, QT_AQ_QIN, &e);
+    T_OK(rc == 0, "%s: nets with and without the input FakeQuant built (%s)", kind, e.msg);
+    if (rc)
+        return;
+    int64_t nx = nf.per_x * s->L.n, ny = nf.per_y * s->L.n, nw = s->nw;
+    unsigned char *codes = malloc((size_t)nx);
+    float *gw = malloc(sizeof(float) * (size_t)nw), *buf = malloc(sizeof(float) * (size_t)(nx + ny));
+    int clamped = 0;
+    for (int64_t i = 0; i < nx; i++) { /* some inputs outside the range, some inside */
+        float u = nearbyintf(s->x[i] / qa->scale[0]) + (float)qa->zp[0];
+        clamped += u < qa->qmin || u > qa->qmax;
+        u = u < qa->qmin ? (float)qa->qmin : u > qa->qmax ? (float)qa->qmax : u;
+        codes[i] = (unsigned char)((int)u - qa->qmin);
+    }
+    double lf, lq;
+    struct qt_aq_params pf, gf, pq, gq;
+    qt_aq_net_params(&nf, &pf, &gf);
+    qt_aq_net_params(&nq, &pq, &gq);
+    T_OK(qt_aq_net_loss(&nf, s->x, s->t, 1, &lf, &e) == 0, "%s: float inputs through the input FakeQuant", kind);
+    memcpy(gw, gf.w, sizeof(float) * (size_t)nw);
+    FILE *f = tmpfile();
+    int fd = f ? fileno(f) : -1;
+    int wrote = f && fwrite(s->t, sizeof(float), (size_t)ny, f) == (size_t)ny &&
+                fwrite(codes, 1, (size_t)nx, f) == (size_t)nx && fflush(f) == 0;
+    for (int from_file = 0; from_file < 2; from_file++) {
+        struct qt_aq_set set = {s->L.n, nf.per_x, nf.per_y, NULL, s->t, codes, 1, qa->scale[0], qa->qmin - qa->zp[0],
+                                from_file ? fd : -1, (int64_t)sizeof(float) * ny, 0, buf};
+        const float *T = NULL;
+        memset(gq.w, 0, sizeof(float) * (size_t)nw);
+        rc = (from_file && !wrote) || qt_aq_set_feed(&nq, &set, 0, &T, &e) || qt_aq_net_loss(&nq, NULL, T, 1, &lq, &e);
+        T_OK(rc == 0 && lq == lf && !memcmp(gq.w, gw, sizeof(float) * (size_t)nw) &&
+                 (!gq.b || !memcmp(gq.b, gf.b, sizeof(float) * (size_t)s->L.cout)),
+             "%s: inputs as codes %s: loss %.9g = %.9g, same weight and bias gradients (%d of %lld codes clamped)",
+             kind, from_file ? "read back from a file" : "in memory", lq, lf, clamped, (long long)nx);
+    }
+    T_OK(qt_aq_net_as_grad(&nq) == 0, "%s: the input step is no parameter of the net without its FakeQuant", kind);
+    if (f)
+        fclose(f);
+    free(codes), free(gw), free(buf);
+    qt_aq_net_free(&nf);
+    qt_aq_net_free(&nq);
 }
 
 /* The engine's layer (qt_aq_net: FakeQuant + the node's op, forward and
@@ -380,6 +433,7 @@ static void check_engine(const char *kind, int soft) {
     T_OK(gr.as != 0 && fabs(gas - gr.as) <= 1e-3 * fabs(gr.as), "%s: engine gradient of the input step %.6g = reference %.6g",
          kind, gas, gr.as);
     qt_aq_net_free(&net);
+    check_codes(kind, g, k, xs, &qa, &qw, &s);
 out:
     qt_tensor_free(xs);
     qt_qparam_release(&qa);
