@@ -34,7 +34,7 @@ static const struct opt opts[] = {
     {OPT_FOBS, "freeze-observers-after", "EPOCH", "freeze scales and zero points from this epoch"},
     {OPT_DISTILL, "distill", NULL, "targets are the float model's outputs (KL; the default when quantizing)"},
     {OPT_LABELS, "labels", NULL, "targets are the folder labels (cross-entropy; the default with --no-quant)"},
-    {OPT_TEMP, "temperature", "T", "distillation temperature (default 4)"},
+    {OPT_TEMP, "temperature", "T", "distillation temperature (default: 1 + log10 of the classes, rounded: 2 for 10, 4 for 1000)"},
     {OPT_NOQ, "no-quant", NULL, "train in float, write a float model"},
     {OPT_SCRATCH, "from-scratch", NULL, "with --no-quant: re-initialise the weights (seeded) first"},
     {OPT_AUG, "augment", NULL, "random resized crop and flip (default: none)"},
@@ -97,6 +97,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
     cJSON_AddNumberToObject(d, "freeze_bn_after", r->freeze_bn_after);
     cJSON_AddBoolToObject(d, "relative_lr", r->relative_lr);
     cJSON_AddBoolToObject(d, "distill", r->distill);
+    if (r->distill)
+        cli_json_num(d, "temperature", r->temperature);
     cJSON_AddStringToObject(d, "optimizer", o->optimizer == QT_QAT_ADAM ? "adam" : "sgd");
     cli_json_num(d, "lr", o->lr);
     cJSON_AddBoolToObject(d, "augment", o->augment);
