@@ -33,6 +33,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
     cJSON_AddNumberToObject(d, "freeze_bn_after", r->freeze_bn_after);
     cJSON_AddBoolToObject(d, "relative_lr", r->relative_lr);
     cJSON_AddBoolToObject(d, "distill", r->distill);
+    if (r->distill)
+        cli_json_num(d, "temperature", r->temperature);
     cJSON_AddStringToObject(d, "optimizer", o->optimizer == QT_QAT_ADAM ? "adam" : "sgd");
     cli_json_num(d, "lr", o->lr);
     cJSON_AddBoolToObject(d, "augment", o->augment);
@@ -113,7 +115,7 @@ int cmd_qat(int argc, char **argv) {
         OPT_SET_INT(0, "distill", &o->distill, 1, "targets are the float model's outputs (KL; the default when quantizing)"),
         OPT_SET_INT(0, "labels", &o->distill, 0,
                     "targets are the folder labels (cross-entropy; the default with --no-quant)"),
-        OPT_FLOAT(0, "temperature", "T", &o->temperature, 0.01, 100, "distillation temperature (default 4)"),
+        OPT_FLOAT(0, "temperature", "T", &o->temperature, 0.01, 100, "distillation temperature (default: 1 + log10 of the classes, rounded: 2 for 10, 4 for 1000)"),
         OPT_BOOL(0, "no-quant", &o->no_quant, "train in float, write a float model"),
         OPT_BOOL(0, "from-scratch", &o->from_scratch, "with --no-quant: re-initialise the weights (seeded) first"),
         OPT_SET_INT(0, "augment", &o->augment, 1, "random resized crop and flip (default: none)"),

@@ -48,9 +48,11 @@ check "  30 of 300 training images held back, the start and 3 epochs validated o
 import json; d = json.load(open('$TMP/d1.log.json'))
 assert d['held_back'] == 30 and d['val_images'] == 30 and 0 < d['start_val_top1'] <= 100, d
 assert len(d['epochs']) == 3 and all(0 < e['val_top1'] <= 100 for e in d['epochs']), d['epochs']"
-check "  the defaults recorded: adam, lr 0.003 relative, distillation, no augmentation" python3 -c "
+check "  the defaults recorded: adam, lr 0.003 relative, distillation at temperature 2 (10 classes), no augmentation" \
+    python3 -c "
 import json; d = json.load(open('$TMP/d1.log.json'))
-assert (d['optimizer'], d['lr'], d['relative_lr'], d['distill'], d['augment']) == ('adam', 0.003, True, True, False), d"
+assert (d['optimizer'], d['lr'], d['relative_lr'], d['distill'], d['temperature'], d['augment']) == \
+    ('adam', 0.003, True, True, 2, False), d"
 check "  last epoch $(json $TMP/d1.log.json epochs.2.val_top1) >= start $(json $TMP/d1.log.json start_val_top1), not flagged" \
     python3 -c "
 import json; d = json.load(open('$TMP/d1.log.json'))

@@ -13,10 +13,14 @@ static int relu_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
 }
 
 static void relu_g(const float *x, const float *y, const float *dy, float *dx, int64_t n, const void *ctx) {
+    const float *restrict xr = x, *restrict g = dy;
+    float *restrict d = dx;
     (void)y;
     (void)ctx;
-    for (int64_t i = 0; i < n; i++)
-        dx[i] += x[i] > 0 ? dy[i] : 0;
+    for (int64_t i = 0; i < n; i++) {
+        float gv = g[i];
+        d[i] += xr[i] > 0 ? gv : 0;
+    }
 }
 
 static int relu_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {

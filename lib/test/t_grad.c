@@ -583,9 +583,11 @@ static double lsq_ref(const float *x, const float *s, const float *z, const doub
 
 static void fq_case(const char *label, int per_channel, int qmin, int qmax) {
     struct qt_graph *g = qt_graph_new(13);
-    int64_t C = per_channel ? 3 : 1, n = 2 * 3 * 4 * 4, inner = per_channel ? 32 : n;
+    /* 7x7 maps: rows of 98 / 294 elements, past one segment of the
+     * backward's row loop (256) and not a multiple of its 8 lanes */
+    int64_t C = per_channel ? 3 : 1, n = 2 * 3 * 7 * 7, inner = per_channel ? 98 : n;
     float span = 0.045f * (float)(qmax - qmin); /* some values fall outside the range */
-    int a = tensor(g, "x", 4, per_channel ? D(3, 2, 4, 4) : D(2, 3, 4, 4), -span, 0.8f * span, 0);
+    int a = tensor(g, "x", 4, per_channel ? D(3, 2, 7, 7) : D(2, 3, 7, 7), -span, 0.8f * span, 0);
     int s = tensor(g, "s", 1, D(C), 0.04f, 0.08f, 0), z = tensor(g, "z", 1, D(C), 0, 0, 0);
     float *zp = g->v[z].init->data;
     for (int64_t k = 0; k < C; k++)
@@ -604,8 +606,8 @@ static void fq_case(const char *label, int per_channel, int qmin, int qmax) {
         qt_graph_free(g);
         return;
     }
-    float *xv = g->v[a].init->data, *sv = g->v[s].init->data, r[96];
-    double c[96];
+    float *xv = g->v[a].init->data, *sv = g->v[s].init->data, r[294];
+    double c[294];
     for (int64_t i = 0; i < n; i++) {
         r[i] = urand(-1, 1);
         int64_t ch = (i / inner) % C;
@@ -956,5 +958,9 @@ int main(void) {
     loss_cases();
     optim_cases();
     determinism_case();
+    /* last: cases added here leave the random inputs of the others as they were */
+    conv_case("Conv depthwise asymmetric pads", D(2, 3, 6, 5), D(3, 1, 3, 3), 3, D(1, 1), D(0, 2, 1, 0), D(1, 1));
+    /* 9 taps x 464 columns: past the row accumulators (DW_ACC_MAX floats) */
+    conv_case("Conv depthwise long rows", D(1, 2, 1, 470), D(2, 1, 1, 9), 2, D(1, 1), D(0, 1, 0, 2), D(1, 1));
     return t_done();
 }

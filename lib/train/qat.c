@@ -55,7 +55,7 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     o->freeze_bn_after = QT_QAT_AUTO_BN;
     o->distill = -1;
     o->freeze_observers_after = -1;
-    o->temperature = 4;
+    o->temperature = 0; /* automatic: from the number of classes */
     o->augment = 0;
     o->hold_back = 10;
     o->rrc_min_scale = 0.08;
@@ -339,6 +339,10 @@ static int setup_optim(struct qat *q, struct qt_qat_result *r, struct qt_err *er
         return qt_errf(err, QT_EUNSUPPORTED, "model output must be [N, classes] logits");
     q->ncls = (int)out->dims[1];
     if (o->distill) {
+        /* softer targets for more classes: T = 2 for 10 classes, 4 for 1000 */
+        if (!(o->temperature > 0))
+            q->eo->temperature = 1 + nearbyint(log10(q->ncls));
+        logf_(q, "distillation from the float model at temperature %g (%d classes)", o->temperature, q->ncls);
         if (qt_exec_new(&q->tx, q->g, o->batch, o->threads, err))
             return err->code;
         q->tlogits = malloc(sizeof(float) * (size_t)o->batch * (size_t)q->ncls);
@@ -649,5 +653,6 @@ done:
     r->freeze_bn_after = eo.freeze_bn_after;
     r->distill = eo.distill;
     r->relative_lr = eo.relative_lr;
+    r->temperature = eo.distill ? eo.temperature : 0;
     return err->code;
 }
