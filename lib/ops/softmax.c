@@ -148,6 +148,9 @@ const struct qt_op qt_op_softmax = {
     .infer = sm_infer,
     .fwd = sm_fwd,
     .bwd = sm_bwd,
+    /* output within [0, 1]: the calibrated range is clamped there (ONNX
+     * Runtime fixes it to [0, 1]; PyTorch FX to scale 1/256) */
+    .quant = {.role = QT_QR_UNARY, .flags = QT_QF_BOUNDED, .lo = 0.0f, .hi = 1.0f},
 };
 const struct qt_op qt_op_logsoftmax = {
     .name = "LogSoftmax",

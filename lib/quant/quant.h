@@ -121,6 +121,8 @@ struct qt_qtensor {
     int node;           /* weights/biases: the node that reads them; activations: -1 */
     int group;          /* activations: scale group (shared parameters); else -1 */
     int obs_kind;
+    int bounded;        /* activations: the value lies in [lo, hi] (Softmax, GELU outputs) */
+    float lo, hi;
     struct qt_qparam q;
 };
 
@@ -141,6 +143,9 @@ struct qt_qnode {
     int per_channel;
     int obs_kind;
     int excluded;
+    int unit_in;        /* QT_QN_UNIT: the unit's activation input (a value) */
+    int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED) */
+    float lo, hi;
 };
 
 enum { /* the op's role (enum qt_qrole), or a fused activation */
@@ -151,6 +156,8 @@ enum { /* the op's role (enum qt_qrole), or a fused activation */
     QT_QN_PASS = QT_QR_PASS,
     QT_QN_UNARY = QT_QR_UNARY,
     QT_QN_ACT_FUSED,
+    QT_QN_UNIT,         /* the last node of a multi-node unit (decomposed LayerNorm, GELU): its
+                         * input unit_in and its output quantized, the unit's other nodes float */
 };
 
 struct qt_qplan {
