@@ -203,6 +203,9 @@ enum qt_qflags {
     QT_QF_BN = 8,          /* BatchNormalization: inputs 1..4 are scale, bias, mean, var */
     QT_QF_BOUNDED = 16,    /* the output lies in [.lo, .hi] whatever the input (Softmax
                             * [0, 1], GELU [-0.17, inf)): calibration clamps its range there */
+    QT_QF_BIAS = 32,       /* Add: with a constant other input after a weighted node (MatMul
+                            * then Add, as torch exports Linear on 3-D inputs) it is that
+                            * node's bias: one unit, quantized after the Add only */
 };
 enum qt_qact { /* as the activation that follows a QT_QF_FUSE_ACT op */
     QT_QA_NONE = 0,

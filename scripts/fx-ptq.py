@@ -76,18 +76,34 @@ def ptq(a):
     calib, ev = load(a.calib), load(a.eval)
     ref = run(m, ev)
     qmap = get_default_qconfig_mapping(a.engine if a.engine != "onednn" else "fbgemm")
-    cfg = {}
-    if a.name.startswith("vit"):
-        cfg = {"non_traceable_module_classes": [torch.nn.MultiheadAttention]}
+    q = build(a.name)
     with torch.no_grad():
-        p = prepare_fx(build(a.name), qmap, (calib[:1],), prepare_custom_config=cfg)
-        run(p, calib)
-        q = convert_fx(p)
+        if a.name.startswith("vit"):
+            # ViT.forward unpacks x.shape (untraceable): its parts are prepared one by one, the class
+            # token concatenation between them stays float glue
+            cfg = {"non_traceable_module_classes": [torch.nn.MultiheadAttention]}
+            x0 = calib[:1]
+            t0 = q.conv_proj(x0)
+            q.conv_proj = prepare_fx(q.conv_proj, qmap, (x0,))
+            e0 = q._process_input(x0)
+            e0 = torch.cat([q.class_token.expand(1, -1, -1), e0], dim=1)
+            h0 = q.encoder(e0)[:, 0]
+            q.encoder = prepare_fx(q.encoder, qmap, (e0,), prepare_custom_config=cfg)
+            q.heads = prepare_fx(q.heads, qmap, (h0,))
+            del t0
+            run(q, calib)
+            q.conv_proj, q.encoder, q.heads = convert_fx(q.conv_proj), convert_fx(q.encoder), convert_fx(q.heads)
+        else:
+            p = prepare_fx(q, qmap, (calib[:1],))
+            run(p, calib)
+            q = convert_fx(p)
     out = run(q, ev)
     f, d = ref.double(), (out.double() - ref.double())
     sqnr = 10 * np.log10(float((f * f).sum()) / max(float((d * d).sum()), 1e-300))
     agree = float((out.argmax(1) == ref.argmax(1)).double().mean()) * 100
-    nq = sum(1 for n in q.graph.nodes if n.op == "call_function" and "quantize_per_tensor" in str(n.target))
+    gms = [q.conv_proj, q.encoder, q.heads] if a.name.startswith("vit") else [q]
+    nq = sum(1 for gm in gms for n in gm.graph.nodes
+             if n.op == "call_function" and "quantize_per_tensor" in str(n.target))
     r = {"model": a.name, "tool": "pytorch-fx-ptq", "engine": a.engine, "calib_images": len(calib),
          "eval_images": len(ev), "agreement": round(agree, 2), "sqnr_db": round(sqnr, 2),
          "quantize_nodes": nq, "float_classes_predicted": int(len(set(ref.argmax(1).tolist())))}

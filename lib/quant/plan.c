@@ -411,6 +411,32 @@ static void units(struct qt_qplan *p, const int *order) {
     }
 }
 
+/* A weighted node whose output only an Add of a constant reads (Linear on
+ * 3-D inputs exports as MatMul, Add): the Add is its bias, the pair one
+ * unit quantized after the Add (the Add becomes a QT_QN_UNIT with no
+ * quantized input). */
+static void bias_adds(struct qt_qplan *p) {
+    const struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        int c;
+        if (q->kind != QT_QN_COMPUTE || q->excluded || q->fused >= 0 || g->n[i].nout < 1)
+            continue;
+        int y = g->n[i].out[0];
+        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1 || p->qn[c].kind != QT_QN_NONE ||
+            p->qn[c].excluded || !(qt_qf(&g->n[c])->flags & QT_QF_BIAS) || g->n[c].nin != 2 || g->n[c].nout < 1)
+            continue;
+        int other = g->n[c].in[0] == y ? g->n[c].in[1] : g->n[c].in[0];
+        if (!qt_graph_const(g, other))
+            continue;
+        q->bias_add = c;
+        p->qn[c].kind = QT_QN_UNIT;
+        p->qn[c].unit_in = -1;
+        logf_(p, "%s '%s' is the bias of %s '%s' (one unit)", g->n[c].op_type, g->n[c].name, g->n[i].op_type,
+              g->n[i].name);
+    }
+}
+
 /* Activation scale groups (one per union-find root), the bits and observer
  * of every tensor. */
 static void set_groups(struct qt_qplan *p, int *uf) {
@@ -496,6 +522,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         q->per_channel = o->per_channel;
         q->obs_kind = o->observer;
         q->unit_in = -1;
+        q->bias_add = -1;
         if (qt_qf(&g->n[i])->flags & QT_QF_BOUNDED) {
             q->bounded = 1;
             q->lo = qt_qf(&g->n[i])->lo;
@@ -512,6 +539,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         keep_first_last(p, order);
     units(p, order);
     fuse_acts(p);
+    bias_adds(p);
     /* tensors */
     for (int k = 0; k < g->nn; k++) {
         int i = order[k];
@@ -546,7 +574,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
                 goto fail;
         }
         int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
-        if (is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+        if (q->bias_add < 0 && is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
             goto fail;
         if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
             struct qt_qtensor *ty = &p->t[p->tensor_of[y]];

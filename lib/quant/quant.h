@@ -143,7 +143,8 @@ struct qt_qnode {
     int per_channel;
     int obs_kind;
     int excluded;
-    int unit_in;        /* QT_QN_UNIT: the unit's activation input (a value) */
+    int unit_in;        /* QT_QN_UNIT: the unit's activation input (a value), -1: none */
+    int bias_add;       /* QT_QN_COMPUTE: the Add that is its bias (QF_BIAS), or -1 */
     int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED) */
     float lo, hi;
 };
