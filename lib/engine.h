@@ -206,6 +206,9 @@ enum qt_qflags {
     QT_QF_BIAS = 32,       /* Add: with a constant other input after a weighted node (MatMul
                             * then Add, as torch exports Linear on 3-D inputs) it is that
                             * node's bias: one unit, quantized after the Add only */
+    QT_QF_FIXED = 64,      /* with QT_QF_BOUNDED: the output range is [.lo, .hi] exactly,
+                            * whatever calibration sees (Softmax: [0, 255/256], uint8 scale
+                            * 1/256, zero point 0, which ONNX Runtime's QLinearSoftmax assumes) */
 };
 enum qt_qact { /* as the activation that follows a QT_QF_FUSE_ACT op */
     QT_QA_NONE = 0,
@@ -289,9 +292,12 @@ struct qt_op {
 int qt_ln_unit(const struct qt_graph *g, int n, struct qt_qunit *u);
 int qt_gelu_unit(const struct qt_graph *g, int n, struct qt_qunit *u);
 /* For those matchers: the one node reading v (v no graph output), else -1;
- * 1 when v is a constant float scalar (*val set). */
+ * 1 when v is a constant float scalar (*val set); the constant behind v
+ * through Identity nodes (torch exports parameters of equal value as
+ * Identity of one initializer), NULL if none. */
 int qt_qunit_reader(const struct qt_graph *g, int v);
 int qt_qunit_scalar(const struct qt_graph *g, int v, float *val);
+const struct qt_tensor *qt_qunit_const(const struct qt_graph *g, int v);
 
 /* The node's quantization facts (all zero for an unsupported op). */
 extern const struct qt_qfacts qt_qfacts_none;

@@ -58,6 +58,16 @@ def export(a):
     print(json.dumps({"model": a.name, "onnx": a.out, "opset": a.opset or DEFAULT_OPSET[a.name]}))
 
 
+def _encoder_block_forward(self, input):
+    # torchvision's EncoderBlock.forward with `x, _ = attention(...)` written as `[0]`: the same
+    # computation, but FX under Python 3.11 cannot unpack a leaf module's output proxy
+    x = self.ln_1(input)
+    x = self.self_attention(query=x, key=x, value=x, need_weights=False)[0]
+    x = self.dropout(x)
+    x = x + input
+    return x + self.mlp(self.ln_2(x))
+
+
 def load(path):
     return torch.from_numpy(np.fromfile(path, dtype="<f4").reshape(-1, 3, 224, 224).copy())
 
@@ -82,6 +92,8 @@ def ptq(a):
             # ViT.forward unpacks x.shape (untraceable): its parts are prepared one by one, the class
             # token concatenation between them stays float glue
             cfg = {"non_traceable_module_classes": [torch.nn.MultiheadAttention]}
+            from torchvision.models.vision_transformer import EncoderBlock
+            EncoderBlock.forward = _encoder_block_forward
             x0 = calib[:1]
             t0 = q.conv_proj(x0)
             q.conv_proj = prepare_fx(q.conv_proj, qmap, (x0,))

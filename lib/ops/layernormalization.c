@@ -250,8 +250,21 @@ int qt_qunit_reader(const struct qt_graph *g, int v) {
     return c;
 }
 
+extern const struct qt_op qt_op_identity;
+
+const struct qt_tensor *qt_qunit_const(const struct qt_graph *g, int v) {
+    for (int hops = 0; v >= 0 && hops < 8; hops++) {
+        const struct qt_tensor *t = qt_graph_const(g, v);
+        int p = g->v[v].producer;
+        if (t || p < 0 || g->n[p].op != &qt_op_identity || g->n[p].nin < 1)
+            return t;
+        v = g->n[p].in[0];
+    }
+    return NULL;
+}
+
 int qt_qunit_scalar(const struct qt_graph *g, int v, float *val) {
-    const struct qt_tensor *t = v >= 0 ? qt_graph_const(g, v) : NULL;
+    const struct qt_tensor *t = qt_qunit_const(g, v);
     if (!t || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
         return 0;
     *val = *(const float *)t->data;
@@ -267,7 +280,7 @@ static int with_const(const struct qt_graph *g, int k, const struct qt_op *op, i
     if (!is_node(g, k, op) || g->n[k].nin != 2)
         return -1;
     for (int j = 0; j < 2; j++)
-        if (g->n[k].in[j] == a && qt_graph_const(g, g->n[k].in[1 - j]))
+        if (g->n[k].in[j] == a && qt_qunit_const(g, g->n[k].in[1 - j]))
             return 1 - j;
     return -1;
 }

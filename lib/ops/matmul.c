@@ -139,7 +139,7 @@ static int matmul_weight_axis(const struct qt_node *n, int wndim) {
 /* A constant B is a weight; two activations (attention's Q K^T and
  * probabilities x V) are quantized on both inputs like Add's. */
 static int matmul_qrole(const struct qt_graph *g, const struct qt_node *n) {
-    return n->nin > 1 && qt_graph_const(g, n->in[1]) ? QT_QR_COMPUTE : QT_QR_BINARY;
+    return n->nin > 1 && qt_qunit_const(g, n->in[1]) ? QT_QR_COMPUTE : QT_QR_BINARY;
 }
 
 const struct qt_op qt_op_matmul = {

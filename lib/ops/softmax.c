@@ -148,9 +148,11 @@ const struct qt_op qt_op_softmax = {
     .infer = sm_infer,
     .fwd = sm_fwd,
     .bwd = sm_bwd,
-    /* output within [0, 1]: the calibrated range is clamped there (ONNX
-     * Runtime fixes it to [0, 1]; PyTorch FX to scale 1/256) */
-    .quant = {.role = QT_QR_UNARY, .flags = QT_QF_BOUNDED, .lo = 0.0f, .hi = 1.0f},
+    /* output range fixed to [0, 255/256]: uint8 scale 1/256, zero point 0,
+     * as PyTorch FX fixes it; ONNX Runtime fuses DQ, Softmax, Q into its
+     * QLinearSoftmax, which assumes that scale (with another one, measured,
+     * its outputs are wrong) */
+    .quant = {.role = QT_QR_UNARY, .flags = QT_QF_BOUNDED | QT_QF_FIXED, .lo = 0.0f, .hi = 255.0f / 256.0f},
 };
 const struct qt_op qt_op_logsoftmax = {
     .name = "LogSoftmax",

@@ -427,7 +427,7 @@ static void bias_adds(struct qt_qplan *p) {
             p->qn[c].excluded || !(qt_qf(&g->n[c])->flags & QT_QF_BIAS) || g->n[c].nin != 2 || g->n[c].nout < 1)
             continue;
         int other = g->n[c].in[0] == y ? g->n[c].in[1] : g->n[c].in[0];
-        if (!qt_graph_const(g, other))
+        if (!qt_qunit_const(g, other))
             continue;
         q->bias_add = c;
         p->qn[c].kind = QT_QN_UNIT;
@@ -524,7 +524,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         q->unit_in = -1;
         q->bias_add = -1;
         if (qt_qf(&g->n[i])->flags & QT_QF_BOUNDED) {
-            q->bounded = 1;
+            q->bounded = qt_qf(&g->n[i])->flags & QT_QF_FIXED ? 2 : 1;
             q->lo = qt_qf(&g->n[i])->lo;
             q->hi = qt_qf(&g->n[i])->hi;
         }
@@ -578,7 +578,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
             goto fail;
         if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
             struct qt_qtensor *ty = &p->t[p->tensor_of[y]];
-            ty->bounded = 1;
+            ty->bounded = q->bounded;
             ty->lo = q->lo;
             ty->hi = q->hi;
         }

@@ -121,7 +121,8 @@ struct qt_qtensor {
     int node;           /* weights/biases: the node that reads them; activations: -1 */
     int group;          /* activations: scale group (shared parameters); else -1 */
     int obs_kind;
-    int bounded;        /* activations: the value lies in [lo, hi] (Softmax, GELU outputs) */
+    int bounded;        /* activations: 1 the value lies in [lo, hi] (GELU), 2 the range is
+                         * [lo, hi] exactly (Softmax) */
     float lo, hi;
     struct qt_qparam q;
 };
@@ -145,7 +146,8 @@ struct qt_qnode {
     int excluded;
     int unit_in;        /* QT_QN_UNIT: the unit's activation input (a value), -1: none */
     int bias_add;       /* QT_QN_COMPUTE: the Add that is its bias (QF_BIAS), or -1 */
-    int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED) */
+    int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED);
+                         * 2: its range is [lo, hi] exactly (QT_QF_FIXED) */
     float lo, hi;
 };
 
