@@ -8,7 +8,8 @@
 # unquantized), Softmax outputs calibrated within [0, 1], Linear's bias Add
 # joins its MatMul, the QDQ file loads and runs in ONNX Runtime, and qtool's
 # integer outputs equal ONNX Runtime's on it (top-1 and values); eval runs
-# MatMul of two activations on the integer kernels (QLinearMatMul).
+# MatMul of two activations on the integer kernels (QLinearMatMul);
+# finetune and qat --epochs 1 run on the ViT and the Swin.
 # needs: ort python3
 . scripts/testlib.sh
 if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
@@ -122,6 +123,16 @@ for m in vit13 vit17 swin attn; do
     expect_ok "$m: qtool's int8 outputs equal ONNX Runtime's fused ones (1e-3 of the output scale), top-1 16/16" \
         python3 scripts/cmpraw.py $TMP/q.bin $TMP/o.bin 1e-3 --top1 10
     check "$m: top-1 16 of 16" grep -q "top1_agree=16/16" "$_out"
+done
+# training goes through LayerNorm, GELU (Erf), Softmax and MatMul of two
+# activations; torch's Identity-of-initializer biases (ViT's attention)
+# once crashed qat and stopped finetune
+expect_ok "vit13: finetune runs" $QTOOL finetune $TMP/vit13.onnx --data $TMP/img/calib $PP -o $TMP/ft.onnx -q --limit 8
+expect_ok "vit13: ONNX Runtime loads the finetuned QDQ file" $ORT $TMP/ft.onnx --check-load
+for m in vit13 swin; do
+    expect_ok "$m: qat --epochs 1 runs" $QTOOL qat $TMP/$m.onnx --train $TMP/img/calib $PP -o $TMP/qat.onnx --epochs 1 \
+        --hold-back 0 -b 4 -q
+    expect_ok "$m: ONNX Runtime loads the QAT QDQ file" $ORT $TMP/qat.onnx --check-load
 done
 check "attn: both MatMuls of activations and the Linear run on integer kernels" \
     test "$(json $TMP/e_attn.json int8_nodes)" = 3
