@@ -117,6 +117,7 @@ bench: qtool
 
 accuracy: qtool
 	@sh scripts/accuracy.sh
+	@sh scripts/accuracy-tf.sh
 
 # end-to-end scripts left out under the sanitizers (CI time): real-model
 # accuracy checks whose code paths the others cover

@@ -201,6 +201,14 @@ enum qt_qflags {
     QT_QF_ABSORB_BN = 4,   /* a following BatchNormalization folds into weight and bias
                             * (along .weight_axis) */
     QT_QF_BN = 8,          /* BatchNormalization: inputs 1..4 are scale, bias, mean, var */
+    QT_QF_BOUNDED = 16,    /* the output lies in [.lo, .hi] whatever the input (Softmax
+                            * [0, 1], GELU [-0.17, inf)): calibration clamps its range there */
+    QT_QF_BIAS = 32,       /* Add: with a constant other input after a weighted node (MatMul
+                            * then Add, as torch exports Linear on 3-D inputs) it is that
+                            * node's bias: one unit, quantized after the Add only */
+    QT_QF_FIXED = 64,      /* with QT_QF_BOUNDED: the output range is [.lo, .hi] exactly,
+                            * whatever calibration sees (Softmax: [0, 255/256], uint8 scale
+                            * 1/256, zero point 0, which ONNX Runtime's QLinearSoftmax assumes) */
 };
 enum qt_qact { /* as the activation that follows a QT_QF_FUSE_ACT op */
     QT_QA_NONE = 0,
@@ -214,6 +222,17 @@ enum qt_qlower { /* int8 lowering of DequantizeLinear -> op -> QuantizeLinear (l
     QT_QL_ELTWISE, /* com.microsoft QLinearAdd / QLinearGlobalAveragePool: each input's x, s, z, then ys, yz */
 };
 struct qt_conv_shape;
+/* A pattern of several nodes that is quantized as one unit (the decomposed
+ * LayerNorm and GELU older opsets export): its input `in` and the output of
+ * node `out` are quantized, the nodes in between stay float. */
+#define QT_QUNIT_MAX 16
+struct qt_qunit {
+    int in;                      /* the unit's activation input (a value) */
+    int out;                     /* the node whose output 0 is the unit's output */
+    int n, nodes[QT_QUNIT_MAX];  /* every node of the unit, out included */
+    int bounded;                 /* the output lies in [lo, hi] */
+    float lo, hi;
+};
 struct qt_qfacts {
     unsigned char role;   /* QT_QR_* */
     unsigned char flags;  /* QT_QF_* */
@@ -224,6 +243,7 @@ struct qt_qfacts {
     unsigned char lower;  /* QT_QL_* */
     unsigned char lower_contrib; /* the lowered op is com.microsoft */
     const char *lower_op; /* the integer op the QDQ pattern lowers to */
+    float lo, hi;         /* QT_QF_BOUNDED: the output's bounds (-INFINITY / INFINITY: open) */
     /* The role when it depends on attributes (Resize: by mode); NULL: .role. */
     int (*role_of)(const struct qt_graph *g, const struct qt_node *n);
     /* The weight's output-channel axis for a weight of wndim dims; NULL: 0. */
@@ -232,6 +252,11 @@ struct qt_qfacts {
      * the plan's current inputs, is a convolution; 1 yes, 0 no, -1 on error
      * (err filled). NULL: never. */
     int (*as_conv)(const struct qt_exec *x, const struct qt_node *n, struct qt_conv_shape *s, struct qt_err *err);
+    /* The op starts a multi-node pattern quantized as one unit (the
+     * decomposed LayerNorm at its first ReduceMean, GELU at its Erf): fills
+     * u and returns 1 when node n is such a pattern whose inner values are
+     * read by nothing outside it, else 0. NULL: never. */
+    int (*unit)(const struct qt_graph *g, int n, struct qt_qunit *u);
 };
 
 struct qt_op {
@@ -258,6 +283,21 @@ struct qt_op {
     int (*bwd)(struct qt_exec *x, const struct qt_node *n, struct qt_err *err);
     struct qt_qfacts quant; /* zero: stays float */
 };
+
+/* Multi-node units (struct qt_qfacts .unit): the LayerNorm that opsets
+ * before 17 export as ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div
+ * [, Mul, Add], anchored at its first ReduceMean (lib/ops/layernormalization.c),
+ * and the GELU exported as Div, Erf, Add, Mul, Mul, anchored at its Erf
+ * (lib/ops/unary.c). */
+int qt_ln_unit(const struct qt_graph *g, int n, struct qt_qunit *u);
+int qt_gelu_unit(const struct qt_graph *g, int n, struct qt_qunit *u);
+/* For those matchers: the one node reading v (v no graph output), else -1;
+ * 1 when v is a constant float scalar (*val set); the constant behind v
+ * through Identity nodes (torch exports parameters of equal value as
+ * Identity of one initializer), NULL if none. */
+int qt_qunit_reader(const struct qt_graph *g, int v);
+int qt_qunit_scalar(const struct qt_graph *g, int v, float *val);
+const struct qt_tensor *qt_qunit_const(const struct qt_graph *g, int v);
 
 /* The node's quantization facts (all zero for an unsupported op). */
 extern const struct qt_qfacts qt_qfacts_none;

@@ -164,6 +164,24 @@ def gen_matmul():
                  ("b_zero_point", bz), ("y_scale", ys), ("y_zero_point", yz)]
         node = helper.make_node(op, ["a"] + [n for n, _ in inits], ["y"])
         write(op, name, node, [("a", aq)], inits, etype(yz), list(a) + [m])
+    # b computed at run time (attention's Q K^T, probabilities x V): batched,
+    # broadcast batch dimensions, per-tensor b
+    for name, a, b, adt, bdt in [("act_b_u8u8_batched", (2, 3, 7, 16), (2, 3, 16, 9), np.uint8, np.uint8),
+                                 ("act_b_u8s8_broadcast", (2, 1, 5, 8), (3, 8, 6), np.uint8, np.int8),
+                                 ("act_b_s8s8_2d", (4, 12), (12, 70), np.int8, np.int8)]:
+        r = rng_for(op, name)
+        aq, bq = qrand(r, adt, a), qrand(r, bdt, b)
+        az = np.array(r.integers(0, 256) if adt == np.uint8 else r.integers(-10, 10), dtype=adt)
+        bz = np.array(r.integers(0, 256) if bdt == np.uint8 else r.integers(-10, 10), dtype=bdt)
+        k = a[-1]
+        ys = np.float32(0.02 * 0.005 * 255 * np.sqrt(k) / 8)
+        yz = np.array(120 if adt == np.uint8 else 2, dtype=adt)
+        inits = [("a_scale", np.float32(0.02)), ("a_zero_point", az), ("b_scale", np.float32(0.005)),
+                 ("b_zero_point", bz), ("y_scale", ys), ("y_zero_point", yz)]
+        node = helper.make_node(op, ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale",
+                                     "y_zero_point"], ["y"])
+        out = list(np.broadcast_shapes(a[:-2], b[:-2])) + [a[-2], b[-1]]
+        write(op, name, node, [("a", aq), ("b", bq)], inits, etype(yz), out)
     op = "MatMulInteger"
     for name, a, k, m, adt, bdt in [("u8u8_zp", (4,), 10, 6, np.uint8, np.uint8),
                                     ("u8s8_3d", (2, 3), 13, 9, np.uint8, np.int8),

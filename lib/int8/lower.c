@@ -7,6 +7,7 @@
  *   ... Gemm ... ─ [Relu | Clip] ─ Q            =>  com.microsoft QGemm
  *   ... Gemm (no Q: float output)               =>  QGemm without y_scale
  *   ... MatMul ─ [Relu | Clip] ─ Q              =>  QLinearMatMul
+ *   DQ(a), DQ(b) both activations ─ MatMul ─ Q  =>  QLinearMatMul (batched, per tensor)
  *   DQ, DQ ─ Add ─ Q                            =>  com.microsoft QLinearAdd
  *   DQ ─ GlobalAveragePool ─ Q                  =>  com.microsoft QLinearGlobalAveragePool
  *
@@ -209,12 +210,17 @@ static int lower_one(struct qt_graph *g, int i, unsigned flags, unsigned char *d
     /* Gemm's transA and beta (absent elsewhere) at their defaults */
     if (qt_attr_int(n, "transA", 0, &e) || qt_attr_float(n, "beta", 1, &e) != 1.0f || e.code)
         return 0;
-    if (!w.qt || (!kernel && w.qt->ndim != 2) || (kernel && w.qt->ndim < 3))
-        return 0;
-    int axis = qt_qf_weight_axis(n, w.qt->ndim);
-    if (!weight_ok(&w, axis))
-        return 0;
-    int64_t m = w.qt->dims[axis];
+    /* MatMul of two activations (attention): QLinearMatMul on both, per tensor */
+    int wact = !w.qt && linear && !kernel && n->nin == 2 && act_ok(&w);
+    int64_t m = 0;
+    if (!wact) {
+        if (!w.qt || (!kernel && w.qt->ndim != 2) || (kernel && w.qt->ndim < 3))
+            return 0;
+        int axis = qt_qf_weight_axis(n, w.qt->ndim);
+        if (!weight_ok(&w, axis))
+            return 0;
+        m = w.qt->dims[axis];
+    }
     int has_b = n->nin > 2 && n->in[2] >= 0;
     if (has_b && (!f->bias || !dq_of(g, n->in[2], &b) || !bias_ok(&b, &x, &w, m)))
         return 0;

@@ -166,7 +166,7 @@ static int pow_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
 #define Q_FLOAT {0}
 #define Q_MUL {.role = QT_QR_BINARY, .flags = QT_QF_FUSE_ACT}
 #define Q_ADD                                                                                   \
-    {.role = QT_QR_BINARY, .flags = QT_QF_FUSE_ACT, .lower = QT_QL_ELTWISE, .lower_contrib = 1, \
+    {.role = QT_QR_BINARY, .flags = QT_QF_FUSE_ACT | QT_QF_BIAS, .lower = QT_QL_ELTWISE, .lower_contrib = 1, \
      .lower_op = "QLinearAdd"}
 
 OP_BWD(add, "Add", Q_ADD);

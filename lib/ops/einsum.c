@@ -370,4 +370,6 @@ static int ein_bwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *er
 }
 
 const struct qt_op qt_op_einsum = {.name = "Einsum", .init = ein_init, .infer = ein_infer, .fwd = ein_fwd,
-                                   .bwd = ein_bwd};
+                                   .bwd = ein_bwd,
+                                   /* a product of two activations: both quantized, as MatMul's */
+                                   .quant = {.role = QT_QR_BINARY}};

@@ -71,4 +71,5 @@ const struct qt_op qt_op_expand = {
     .infer = expand_infer,
     .fwd = expand_fwd,
     .bwd = expand_bwd,
+    .quant = {.role = QT_QR_PASS}, /* moves values: input 0 and output share parameters */
 };

@@ -152,4 +152,5 @@ const struct qt_op qt_op_gather = {
     .infer = gather_infer,
     .fwd = gather_fwd,
     .bwd = gather_bwd,
+    .quant = {.role = QT_QR_PASS}, /* moves values: input 0 and output share parameters */
 };

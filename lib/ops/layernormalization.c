@@ -14,6 +14,7 @@
 #include "engine.h"
 
 #include <math.h>
+#include <string.h>
 
 struct ln_attr {
     int64_t axis;
@@ -231,4 +232,104 @@ const struct qt_op qt_op_layernormalization = {
     .infer = ln_infer,
     .fwd = ln_fwd,
     .bwd = ln_bwd,
+    /* one unit: input and output quantized, Scale and B stay float (as
+     * ONNX Runtime's QDQ LayerNormalization; PyTorch FX quantizes the same
+     * two tensors around quantized::layer_norm) */
+    .quant = {.role = QT_QR_UNARY},
 };
+
+extern const struct qt_op qt_op_reducemean, qt_op_sub, qt_op_pow, qt_op_add, qt_op_sqrt, qt_op_div, qt_op_mul;
+
+int qt_qunit_reader(const struct qt_graph *g, int v) {
+    int c;
+    if (v < 0 || qt_graph_consumers(g, v, &c, 1) != 1)
+        return -1;
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i] == v)
+            return -1;
+    return c;
+}
+
+extern const struct qt_op qt_op_identity;
+
+const struct qt_tensor *qt_qunit_const(const struct qt_graph *g, int v) {
+    for (int hops = 0; v >= 0 && hops < 8; hops++) {
+        const struct qt_tensor *t = qt_graph_const(g, v);
+        int p = g->v[v].producer;
+        if (t || p < 0 || g->n[p].op != &qt_op_identity || g->n[p].nin < 1)
+            return t;
+        v = g->n[p].in[0];
+    }
+    return NULL;
+}
+
+int qt_qunit_scalar(const struct qt_graph *g, int v, float *val) {
+    const struct qt_tensor *t = qt_qunit_const(g, v);
+    if (!t || t->dtype != QT_FLOAT || qt_tensor_numel(t) != 1)
+        return 0;
+    *val = *(const float *)t->data;
+    return 1;
+}
+
+static int is_node(const struct qt_graph *g, int k, const struct qt_op *op) {
+    return k >= 0 && g->n[k].op == op && g->n[k].nout >= 1;
+}
+
+/* k is op with one input `a` and the other a constant: the other's slot, else -1. */
+static int with_const(const struct qt_graph *g, int k, const struct qt_op *op, int a) {
+    if (!is_node(g, k, op) || g->n[k].nin != 2)
+        return -1;
+    for (int j = 0; j < 2; j++)
+        if (g->n[k].in[j] == a && qt_qunit_const(g, g->n[k].in[1 - j]))
+            return 1 - j;
+    return -1;
+}
+
+static void unit_add(struct qt_qunit *u, int k) {
+    u->nodes[u->n++] = k;
+    u->out = k;
+}
+
+/* ReduceMean(x) -> Sub(x, mean) = d -> Pow(d, 2) -> ReduceMean -> Add(eps)
+ * -> Sqrt -> Div(d, .) [-> Mul(gamma) [-> Add(beta)]], every inner value
+ * read only inside (d by Pow and Div). */
+int qt_ln_unit(const struct qt_graph *g, int k, struct qt_qunit *u) {
+    const struct qt_node *r1 = &g->n[k];
+    float two;
+    memset(u, 0, sizeof *u);
+    if (!is_node(g, k, &qt_op_reducemean) || r1->nin < 1)
+        return 0;
+    int x = r1->in[0];
+    int sb = qt_qunit_reader(g, r1->out[0]);
+    if (!is_node(g, sb, &qt_op_sub) || g->n[sb].nin != 2 || g->n[sb].in[0] != x || g->n[sb].in[1] != r1->out[0])
+        return 0;
+    int d = g->n[sb].out[0], rd[3];
+    if (qt_graph_consumers(g, d, rd, 3) != 2)
+        return 0;
+    int pw = g->n[rd[0]].op == &qt_op_pow ? rd[0] : rd[1], dv = pw == rd[0] ? rd[1] : rd[0];
+    if (!is_node(g, pw, &qt_op_pow) || g->n[pw].nin != 2 || g->n[pw].in[0] != d ||
+        !qt_qunit_scalar(g, g->n[pw].in[1], &two) || two != 2.0f)
+        return 0;
+    int r2 = qt_qunit_reader(g, g->n[pw].out[0]);
+    if (!is_node(g, r2, &qt_op_reducemean))
+        return 0;
+    int ad = qt_qunit_reader(g, g->n[r2].out[0]);
+    if (with_const(g, ad, &qt_op_add, g->n[r2].out[0]) < 0)
+        return 0;
+    int sq = qt_qunit_reader(g, g->n[ad].out[0]);
+    if (!is_node(g, sq, &qt_op_sqrt) || qt_qunit_reader(g, g->n[sq].out[0]) != dv || !is_node(g, dv, &qt_op_div) ||
+        g->n[dv].nin != 2 || g->n[dv].in[0] != d || g->n[dv].in[1] != g->n[sq].out[0])
+        return 0;
+    u->in = x;
+    int chain[] = {k, sb, pw, r2, ad, sq, dv};
+    for (int i = 0; i < 7; i++)
+        unit_add(u, chain[i]);
+    int m = qt_qunit_reader(g, g->n[dv].out[0]);
+    if (with_const(g, m, &qt_op_mul, g->n[dv].out[0]) >= 0) {
+        unit_add(u, m);
+        int b = qt_qunit_reader(g, g->n[m].out[0]);
+        if (with_const(g, b, &qt_op_add, g->n[m].out[0]) >= 0)
+            unit_add(u, b);
+    }
+    return 1;
+}

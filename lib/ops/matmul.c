@@ -136,12 +136,18 @@ static int matmul_weight_axis(const struct qt_node *n, int wndim) {
     return wndim - 1;
 }
 
+/* A constant B is a weight; two activations (attention's Q K^T and
+ * probabilities x V) are quantized on both inputs like Add's. */
+static int matmul_qrole(const struct qt_graph *g, const struct qt_node *n) {
+    return n->nin > 1 && qt_qunit_const(g, n->in[1]) ? QT_QR_COMPUTE : QT_QR_BINARY;
+}
+
 const struct qt_op qt_op_matmul = {
     .name = "MatMul",
     .infer = matmul_infer,
     .fwd = matmul_fwd,
     .bwd = matmul_bwd,
-    /* quantized with a constant 2-D weight [K, N] only */
-    .quant = {.role = QT_QR_COMPUTE, .flags = QT_QF_FUSE_ACT, .weight = 1, .wrank = 2, .lower = QT_QL_LINEAR,
+    /* a weight only when a constant 2-D [K, N]; two activations: both quantized */
+    .quant = {.role_of = matmul_qrole, .role = QT_QR_COMPUTE, .flags = QT_QF_FUSE_ACT, .weight = 1, .wrank = 2, .lower = QT_QL_LINEAR,
               .lower_op = "QLinearMatMul", .weight_axis = matmul_weight_axis},
 };

@@ -1,5 +1,9 @@
 /* qlinearmatmul.c: ONNX QLinearMatMul and MatMulInteger, and ONNX Runtime's
- * com.microsoft QGemm, on integer kernels, with a constant 2-D B.
+ * com.microsoft QGemm, on integer kernels, with a constant 2-D B; QLinearMatMul
+ * and MatMulInteger also with B computed at run time and batched: a
+ * [..., N, K] x b [..., K, M], the batch dimensions broadcast as MatMul's
+ * (attention's Q K^T and probabilities x V), b per tensor, each of b's
+ * matrices packed as it comes.
  *
  * QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp):
  *   acc[i,j] = sum_k (a[i,k] - a_zp) (b[k,j] - b_zp[j])
@@ -13,6 +17,7 @@
  * Nodes made by qt_int8_lower may carry qtool_act_lo / qtool_act_hi.
  * Tasks: blocks of rows of a x blocks of columns of b; exact integer sums. */
 #include "int8/qparams.h"
+#include "ops/eltwise.h"
 
 #include <string.h>
 
@@ -108,6 +113,44 @@ static int qmm_params(struct qt_exec *x, const struct qt_node *n, int64_t M, str
     return 0;
 }
 
+/* The batch dimensions of a [..., N, K] x b [..., K, M] broadcast into od
+ * (*ond of them); -1 when they do not. */
+static int mm_batch(const struct qt_tensor *a, const struct qt_tensor *b, int64_t *od, int *ond) {
+    int na = a->ndim - 2, nb = b->ndim - 2, no = na > nb ? na : nb;
+    for (int i = 0; i < no; i++) {
+        int ia = i - (no - na), ib = i - (no - nb);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return -1;
+        od[i] = da == 1 ? db : da;
+    }
+    *ond = no;
+    return 0;
+}
+
+/* B not a constant 2-D tensor: a [..., N, K] x b [..., K, M], per-tensor b. */
+static int qmm_batched_infer(struct qt_exec *x, const struct qt_node *n, const struct qt_tensor *a,
+                             const struct qt_tensor *b, struct qt_err *err) {
+    struct qt_qp ap, bp, yp;
+    int has_y, outdt, ond;
+    int64_t d[QT_MAXDIM + 2];
+    char b1[160], b2[160];
+    if (a->ndim < 2 || b->ndim < 2 || a->dims[a->ndim - 1] != b->dims[b->ndim - 2] || mm_batch(a, b, d, &ond))
+        return qt_node_err(n, QT_EMODEL, err, "a %s and b %s do not multiply",
+                           qt_dims_str(a->ndim, a->dims, b1, sizeof b1), qt_dims_str(b->ndim, b->dims, b2, sizeof b2));
+    int64_t K = b->dims[b->ndim - 2], M = b->dims[b->ndim - 1];
+    if (qmm_params(x, n, 1, &ap, &bp, &yp, &has_y, &outdt, err))
+        return err->code;
+    if ((ap.z && ap.z->dtype != a->dtype) || (bp.z && bp.z->dtype != b->dtype))
+        return qt_node_err(n, QT_EMODEL, err, "a zero point type differs from a, or b's from b");
+    d[ond] = a->dims[a->ndim - 2];
+    d[ond + 1] = M;
+    if (qt_set_out(x, n, 0, outdt, ond + 2, d, err))
+        return err->code;
+    qt_exec_scratch(x, (qt_qpack_size((K + 3) / 4 * 4, ROWS) + sizeof(int32_t) * (ROWS + 16) + 64) / sizeof(float));
+    return 0;
+}
+
 static int qmm_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     const struct qmm *q = n->priv;
     const struct qt_tensor *a = qt_in(x, n, 0), *b = qt_in(x, n, q->bi);
@@ -117,6 +160,8 @@ static int qmm_infer(struct qt_exec *x, const struct qt_node *n, struct qt_err *
     if (!qt_qtype_ok(a->dtype) || !qt_qtype_ok(b->dtype))
         return qt_node_err(n, QT_EUNSUPPORTED, err, "a and b must be uint8 or int8 (got %s and %s)",
                            qt_dtype_name(a->dtype), qt_dtype_name(b->dtype));
+    if (q->kind != QK_QGEMM && (b->ndim != 2 || !qt_in_const(x, n, q->bi)))
+        return qmm_batched_infer(x, n, a, b, err);
     if (b->ndim != 2 || !qt_in_const(x, n, q->bi))
         return qt_node_err(n, QT_EUNSUPPORTED, err, "b must be a constant 2-D tensor");
     int64_t K = q->transb ? b->dims[1] : b->dims[0], M = q->transb ? b->dims[0] : b->dims[1];
@@ -169,8 +214,67 @@ static void qmm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+/* a [..., N, K] x b [..., K, M] (see qmm_batched_infer): per output matrix,
+ * b's matrix packed into weight rows, then the 2-D kernel. */
+static int qmm_batched_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
+    const struct qmm *q = n->priv;
+    const struct qt_tensor *a = qt_in(x, n, 0), *b = qt_in(x, n, q->bi);
+    struct qt_tensor *y = qt_out(x, n, 0);
+    struct qt_qp ap, bp, yp;
+    struct qt_qrows rows = {0};
+    struct qt_qweights qw;
+    int has_y, outdt, ond;
+    int64_t od[QT_MAXDIM + 2], sa[QT_MAXDIM + 2], sb[QT_MAXDIM + 2];
+    int64_t N = a->dims[a->ndim - 2], K = a->dims[a->ndim - 1], M = b->dims[b->ndim - 1];
+    if (qmm_params(x, n, 1, &ap, &bp, &yp, &has_y, &outdt, err) || mm_batch(a, b, od, &ond))
+        return err->code ? err->code : qt_node_err(n, QT_EMODEL, err, "batch dimensions do not broadcast");
+    qt_bcast_strides(a->ndim - 2, a->dims, ond, od, sa);
+    qt_bcast_strides(b->ndim - 2, b->dims, ond, od, sb);
+    int64_t nmat = 1;
+    for (int i = 0; i < ond; i++)
+        nmat *= od[i];
+    if (N == 0 || M == 0 || nmat == 0)
+        return 0;
+    void *wmem = qt_malloc(qt_qweights_size(M, K), err);
+    if (!wmem || qt_qrows_new(&rows, M, err)) {
+        free(wmem);
+        return err->code;
+    }
+    int s8 = a->dtype == QT_INT8;
+    int32_t azp = qt_qp_zp(&ap, 0), azp_u8 = s8 ? azp + 128 : azp;
+    size_t esa = qt_dtype_size(a->dtype), esb = qt_dtype_size(b->dtype), esy = qt_dtype_size(outdt);
+    struct qt_tensor bm = *b;
+    bm.ndim = 2;
+    bm.dims[0] = K;
+    bm.dims[1] = M;
+    for (int64_t mat = 0; mat < nmat; mat++) {
+        int64_t oa = 0, ob = 0, r = mat;
+        for (int i = ond - 1; i >= 0; i--) {
+            oa += (r % od[i]) * sa[i];
+            ob += (r % od[i]) * sb[i];
+            r /= od[i];
+        }
+        bm.data = (unsigned char *)b->data + (size_t)(ob * K * M) * esb;
+        pack_b(&qw, wmem, &bm, bp.z, 0);
+        qt_qrows_fill(&rows, &qw, azp_u8, NULL, 0, &ap, &bp, has_y ? &yp : NULL, 1.0f);
+        struct qt_qrequant rq;
+        qt_qout_init(&rq, outdt, has_y ? qt_qp_zp(&yp, 0) : 0, q->act_lo, q->act_hi);
+        rq.bias = rows.bias;
+        rq.scale = q->kind == QK_INTEGER ? NULL : rows.scale;
+        struct qmm_job j = {x, &qw, &rq, (const unsigned char *)a->data + (size_t)(oa * N * K) * esa,
+                            (unsigned char *)y->data + (size_t)(mat * N * M) * esy, s8, N, K, M,
+                            (N + ROWS - 1) / ROWS, (M + COLB - 1) / COLB, esy};
+        qt_parallel_for(x, j.nrb * j.ncb, qmm_task, &j);
+    }
+    qt_qrows_free(&rows);
+    free(wmem);
+    return 0;
+}
+
 static int qmm_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     const struct qmm *q = n->priv;
+    if (q->kind != QK_QGEMM && !q->packed && (qt_in(x, n, q->bi)->ndim != 2 || !qt_in_const(x, n, q->bi)))
+        return qmm_batched_fwd(x, n, err);
     const struct qt_tensor *a = qt_in(x, n, 0), *b = qt_in(x, n, q->bi);
     struct qt_tensor *y = qt_out(x, n, 0);
     struct qt_qp ap, bp, yp;

@@ -14,4 +14,5 @@ const struct qt_op qt_op_reducemean = {
     .infer = qt_reduce_infer,
     .fwd = reducemean_fwd,
     .bwd = qt_reduce_mean_bwd,
+    .quant = {.unit = qt_ln_unit}, /* the first node of a decomposed LayerNorm */
 };

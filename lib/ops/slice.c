@@ -143,4 +143,5 @@ const struct qt_op qt_op_slice = {
     .infer = slice_infer,
     .fwd = slice_fwd,
     .bwd = slice_bwd,
+    .quant = {.role = QT_QR_PASS}, /* moves values: input 0 and output share parameters */
 };

@@ -148,6 +148,11 @@ const struct qt_op qt_op_softmax = {
     .infer = sm_infer,
     .fwd = sm_fwd,
     .bwd = sm_bwd,
+    /* output range fixed to [0, 255/256]: uint8 scale 1/256, zero point 0,
+     * as PyTorch FX fixes it; ONNX Runtime fuses DQ, Softmax, Q into its
+     * QLinearSoftmax, which assumes that scale (with another one, measured,
+     * its outputs are wrong) */
+    .quant = {.role = QT_QR_UNARY, .flags = QT_QF_BOUNDED | QT_QF_FIXED, .lo = 0.0f, .hi = 255.0f / 256.0f},
 };
 const struct qt_op qt_op_logsoftmax = {
     .name = "LogSoftmax",

@@ -158,6 +158,16 @@ F32_GRAD(gelu, gelu_d(v, p->tanh_approx))
                                      .fwd = fn##_fwd,                                      \
                                      .bwd = fn##_bwd,                                      \
                                      .quant = {.role = QT_QR_UNARY}}
+#define F32_OP_BWD_Q(fn, onnx, ini, q)                                                     \
+    static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
+        return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
+    }                                                                                      \
+    const struct qt_op qt_op_##fn = {.name = onnx,                                         \
+                                     .init = ini,                                          \
+                                     .infer = qt_unary_infer,                              \
+                                     .fwd = fn##_fwd,                                      \
+                                     .bwd = fn##_bwd,                                      \
+                                     .quant = q}
 #define F32_OP(fn, onnx, ini)                                                              \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
@@ -173,13 +183,80 @@ F32_OP(reciprocal, "Reciprocal", one_input);
 F32_OP(floor, "Floor", one_input);
 F32_OP(ceil, "Ceil", one_input);
 F32_OP(round, "Round", one_input);
-F32_OP_BWD(erf, "Erf", one_input);
-F32_OP_BWD(gelu, "Gelu", gelu_init);
+/* Erf: one activation in, its own output; Gelu: the same, its output
+ * clamped to GELU's minimum; GELU exported as Div, Erf, Add, Mul, Mul is one
+ * unit anchored at the Erf (qt_gelu_unit) */
+/* GELU's minimum, x Phi(x) at x = -0.7518: -0.16997, rounded outwards. */
+#define QT_GELU_MIN (-0.17f)
+#define Q_ERF {.role = QT_QR_UNARY, .unit = qt_gelu_unit}
+#define Q_GELU {.role = QT_QR_UNARY, .flags = QT_QF_BOUNDED, .lo = QT_GELU_MIN, .hi = INFINITY}
+F32_OP_BWD_Q(erf, "Erf", one_input, Q_ERF);
+F32_OP_BWD_Q(gelu, "Gelu", gelu_init, Q_GELU);
 F32_OP_BWD(leakyrelu, "LeakyRelu", leakyrelu_init);
 F32_OP(elu, "Elu", elu_init);
 F32_OP(softplus, "Softplus", one_input);
 F32_OP_BWD(hardsigmoid, "HardSigmoid", hardsigmoid_init);
 F32_OP_BWD(hardswish, "HardSwish", one_input);
+
+extern const struct qt_op qt_op_div, qt_op_add, qt_op_mul;
+
+/* Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(0.5) (or Mul(0.5)
+ * first), inner values read only inside: one GELU, output >= -0.17. */
+int qt_gelu_unit(const struct qt_graph *g, int k, struct qt_qunit *u) {
+    float c;
+    memset(u, 0, sizeof *u);
+    const struct qt_node *e = &g->n[k];
+    if (e->nin < 1 || e->nout < 1)
+        return 0;
+    int dv = g->v[e->in[0]].producer;
+    if (dv < 0 || g->n[dv].op != &qt_op_div || g->n[dv].nin != 2 || !qt_qunit_scalar(g, g->n[dv].in[1], &c) ||
+        fabsf(c - 1.41421356f) > 1e-3f || qt_qunit_reader(g, e->in[0]) != k)
+        return 0;
+    int x = g->n[dv].in[0];
+    int ad = qt_qunit_reader(g, e->out[0]);
+    if (ad < 0 || g->n[ad].op != &qt_op_add || g->n[ad].nin != 2)
+        return 0;
+    int oth = g->n[ad].in[0] == e->out[0] ? 1 : 0;
+    if (!qt_qunit_scalar(g, g->n[ad].in[oth], &c) || c != 1.0f)
+        return 0;
+    int m1 = qt_qunit_reader(g, g->n[ad].out[0]);
+    if (m1 < 0 || g->n[m1].op != &qt_op_mul || g->n[m1].nin != 2)
+        return 0;
+    int o1 = g->n[m1].in[0] == g->n[ad].out[0] ? 1 : 0, half = -1;
+    if (g->n[m1].in[o1] != x) { /* Mul(Mul(x, 0.5), 1 + erf) */
+        int h = g->v[g->n[m1].in[o1]].producer;
+        if (h < 0 || g->n[h].op != &qt_op_mul || g->n[h].nin != 2 || qt_qunit_reader(g, g->n[h].out[0]) != m1)
+            return 0;
+        int oh = g->n[h].in[0] == x ? 1 : 0;
+        if (g->n[h].in[1 - oh] != x || !qt_qunit_scalar(g, g->n[h].in[oh], &c) || c != 0.5f)
+            return 0;
+        half = h;
+    }
+    int nodes[6], nn = 0;
+    nodes[nn++] = dv;
+    if (half >= 0)
+        nodes[nn++] = half;
+    nodes[nn++] = k;
+    nodes[nn++] = ad;
+    nodes[nn++] = m1;
+    if (half < 0) { /* Mul(Mul(x, 1 + erf), 0.5) */
+        int m2 = qt_qunit_reader(g, g->n[m1].out[0]);
+        if (m2 < 0 || g->n[m2].op != &qt_op_mul || g->n[m2].nin != 2)
+            return 0;
+        int o2 = g->n[m2].in[0] == g->n[m1].out[0] ? 1 : 0;
+        if (!qt_qunit_scalar(g, g->n[m2].in[o2], &c) || c != 0.5f)
+            return 0;
+        nodes[nn++] = m2;
+    }
+    u->in = x;
+    for (int i = 0; i < nn; i++)
+        u->nodes[u->n++] = nodes[i];
+    u->out = nodes[nn - 1];
+    u->bounded = 1;
+    u->lo = QT_GELU_MIN;
+    u->hi = INFINITY;
+    return 1;
+}
 
 /* Neg and Abs also on integers (shape arithmetic). */
 static int int_unary(struct qt_exec *x, const struct qt_node *n, int neg, qt_unary_f32_fn f, struct qt_err *err) {

@@ -148,14 +148,43 @@ static int act_set(struct qt_qplan *p, struct qt_qtensor *qt, const char *method
     return 0;
 }
 
-/* Activation parameters from the group observers. */
+/* The bounds every value of group gi lies in (a Softmax or GELU output, or
+ * what shares its parameters): [*lo, *hi], infinite when unknown. Returns
+ * 1 when the group's range is fixed to them (Softmax). */
+static int group_bounds(const struct qt_qplan *p, int gi, double *lo, double *hi) {
+    int fixed = 0;
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    for (int t = 0; t < p->nt; t++)
+        if (p->t[t].q.role == QT_ROLE_ACT && p->t[t].group == gi && p->t[t].bounded) {
+            *lo = fmax(*lo, p->t[t].lo);
+            *hi = fmin(*hi, p->t[t].hi);
+            fixed |= p->t[t].bounded == 2;
+        }
+    return fixed;
+}
+
+/* Activation parameters from the group observers; a bounded group's range
+ * is clamped to its bounds (still containing 0). */
 static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err *err) {
     for (int t = 0; t < p->nt; t++) {
         if (p->t[t].q.role != QT_ROLE_ACT)
             continue;
         const struct qt_observer *o = &obs[p->t[t].group];
-        double lo, hi;
+        double lo, hi, blo, bhi;
         qt_obs_range(o, p->t[t].q.bits, p->o.act_signed, p->o.percentile, &lo, &hi);
+        int fixed = group_bounds(p, p->t[t].group, &blo, &bhi);
+        if (fixed && blo <= 0 && bhi > 0 && !p->o.act_signed) {
+            lo = blo;
+            hi = bhi;
+        } else if (blo <= 0 && bhi >= 0 && blo <= bhi && !p->o.act_signed) {
+            lo = fmax(lo, blo);
+            hi = fmin(hi, bhi);
+        } else if (blo <= 0 && bhi >= 0 && blo <= bhi) { /* symmetric: [-t, t] */
+            double m = fmax(fabs(blo), fabs(bhi));
+            lo = fmax(lo, -m);
+            hi = fmin(hi, m);
+        }
         if (act_set(p, &p->t[t], qt_obs_name(o->kind), o->count ? (float)o->min : 0, o->count ? (float)o->max : 0,
                     lo, hi, err))
             return err->code;

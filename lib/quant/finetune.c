@@ -122,9 +122,19 @@ static void ft_layer_done(struct qt_ft_report *rep, const char *name, double bef
         fo->progress(fo->progress_ud, li + 1, nl);
 }
 
+/* Every input but the activation is a graph initializer, so the node can
+ * run as a graph of its own (qt_aq_net_new); torch exports parameters of
+ * equal value (ViT's attention biases) as Identity of one initializer. */
+static int params_are_inits(const struct qt_graph *g, const struct qt_node *n) {
+    for (int j = 1; j < n->nin; j++)
+        if (n->in[j] >= 0 && g->v[n->in[j]].kind != QT_V_INIT)
+            return 0;
+    return 1;
+}
+
 /* The nodes AdaQuant tunes, in execution order: quantized, named, a
- * convolution on the plan's inputs (struct qt_qfacts.as_conv). Returns how
- * many, or -1 (err filled). */
+ * convolution on the plan's inputs (struct qt_qfacts.as_conv) whose
+ * parameters are initializers. Returns how many, or -1 (err filled). */
 static int tunable_layers(const struct qt_qplan *p, const struct qt_exec *x1, int *order, struct qt_err *err) {
     int nl = 0;
     for (int s = 0; s < x1->nsteps; s++) {
@@ -132,7 +142,7 @@ static int tunable_layers(const struct qt_qplan *p, const struct qt_exec *x1, in
         const struct qt_node *n = &p->g->n[k];
         struct qt_conv_shape cs;
         if (!qt_qf(n)->as_conv || p->qn[k].excluded || n->nin < 2 || !n->name || !n->name[0] ||
-            p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0)
+            p->tensor_of[n->in[0]] < 0 || p->tensor_of[n->in[1]] < 0 || !params_are_inits(p->g, n))
             continue;
         int rc = qt_qf(n)->as_conv(x1, n, &cs, err);
         if (rc < 0)

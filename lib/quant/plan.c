@@ -12,7 +12,14 @@
  * 3. Activation fusion: a Relu, or a Clip whose lower bound is 0, reading the
  *    only output of a compute or binary node is fused: nothing is quantized
  *    between them and the unit's output range is the activation's.
- * 4. Every float activation read or written by a quantized node is quantized
+ *    Transformer rules (the ops' facts): a MatMul of two activations and
+ *    Einsum quantize both inputs; Softmax, Gelu and LayerNormalization
+ *    their input and output, with Softmax's range clamped to [0, 1] and
+ *    GELU's to [-0.17, inf); Slice, Gather, Expand pass scales through.
+ * 4. Units: the LayerNorm and GELU that older opsets export as several
+ *    nodes are one unit each (units()): input and output quantized, the
+ *    inside (ReduceMean, Sub, Pow, Sqrt, Div, Erf...) float.
+ * 5. Every float activation read or written by a quantized node is quantized
  *    once (one Q/DQ pair), graph outputs excepted; pass-through and Concat
  *    tensors are grouped (union-find) and share parameters. */
 #include "quant/quant.h"
@@ -395,6 +402,62 @@ static void fuse_acts(struct qt_qplan *p) {
     }
 }
 
+/* Multi-node patterns quantized as one unit (the op's .unit matcher): every
+ * node of the unit stays float but the last, which quantizes the unit's
+ * input and its own output. A unit with an excluded node is left alone. */
+static void units(struct qt_qplan *p, const int *order) {
+    const struct qt_graph *g = p->g;
+    struct qt_qunit u;
+    for (int k = 0; k < g->nn; k++) {
+        int i = order[k];
+        const struct qt_qfacts *f = qt_qf(&g->n[i]);
+        if (!f->unit || !f->unit(g, i, &u) || !is_float_act(p, u.in))
+            continue;
+        int ok = 1;
+        for (int j = 0; j < u.n; j++)
+            ok &= !p->qn[u.nodes[j]].excluded && p->qn[u.nodes[j]].kind != QT_QN_UNIT &&
+                  p->qn[u.nodes[j]].fused < 0;
+        if (!ok)
+            continue;
+        for (int j = 0; j < u.n; j++)
+            p->qn[u.nodes[j]].kind = QT_QN_NONE;
+        struct qt_qnode *q = &p->qn[u.out];
+        q->kind = QT_QN_UNIT;
+        q->unit_in = u.in;
+        q->bounded = u.bounded;
+        q->lo = u.lo;
+        q->hi = u.hi;
+        logf_(p, "quantize %d nodes '%s'..'%s' as one unit (inside float)", u.n, g->n[u.nodes[0]].name,
+              g->n[u.out].name);
+    }
+}
+
+/* A weighted node whose output only an Add of a constant reads (Linear on
+ * 3-D inputs exports as MatMul, Add): the Add is its bias, the pair one
+ * unit quantized after the Add (the Add becomes a QT_QN_UNIT with no
+ * quantized input). */
+static void bias_adds(struct qt_qplan *p) {
+    const struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        int c;
+        if (q->kind != QT_QN_COMPUTE || q->excluded || q->fused >= 0 || g->n[i].nout < 1)
+            continue;
+        int y = g->n[i].out[0];
+        if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1 || p->qn[c].kind != QT_QN_NONE ||
+            p->qn[c].excluded || !(qt_qf(&g->n[c])->flags & QT_QF_BIAS) || g->n[c].nin != 2 || g->n[c].nout < 1)
+            continue;
+        int other = g->n[c].in[0] == y ? g->n[c].in[1] : g->n[c].in[0];
+        if (!qt_qunit_const(g, other))
+            continue;
+        q->bias_add = c;
+        p->qn[c].kind = QT_QN_UNIT;
+        p->qn[c].unit_in = -1;
+        logf_(p, "%s '%s' is the bias of %s '%s' (one unit)", g->n[c].op_type, g->n[c].name, g->n[i].op_type,
+              g->n[i].name);
+    }
+}
+
 /* Activation scale groups (one per union-find root), the bits and observer
  * of every tensor. */
 static void set_groups(struct qt_qplan *p, int *uf) {
@@ -479,6 +542,13 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         q->abits = o->abits;
         q->per_channel = o->per_channel;
         q->obs_kind = o->observer;
+        q->unit_in = -1;
+        q->bias_add = -1;
+        if (qt_qf(&g->n[i])->flags & QT_QF_BOUNDED) {
+            q->bounded = qt_qf(&g->n[i])->flags & QT_QF_FIXED ? 2 : 1;
+            q->lo = qt_qf(&g->n[i])->lo;
+            q->hi = qt_qf(&g->n[i])->hi;
+        }
         if (list_has(o->exclude, g->n[i].name) || list_has(o->exclude_ops, g->n[i].op_type))
             q->excluded = 1;
     }
@@ -488,7 +558,9 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         goto fail;
     if (o->keep_first_last)
         keep_first_last(p, order);
+    units(p, order);
     fuse_acts(p);
+    bias_adds(p);
     /* tensors */
     for (int k = 0; k < g->nn; k++) {
         int i = order[k];
@@ -504,9 +576,13 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         int nact = q->kind == QT_QN_COMPUTE ? 1 : (q->kind == QT_QN_BINARY ? 2 : n->nin);
         if (q->kind == QT_QN_PASS || q->kind == QT_QN_UNARY)
             nact = 1;
+        if (q->kind == QT_QN_UNIT)
+            nact = 0;
         for (int j = 0; j < nact && j < n->nin; j++)
             if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
                 goto fail;
+        if (q->kind == QT_QN_UNIT && is_float_act(p, q->unit_in) && add_tensor(p, q->unit_in, -1, QT_ROLE_ACT, err))
+            goto fail;
         if (q->kind == QT_QN_COMPUTE) {
             const struct qt_qfacts *f = qt_qf(n);
             int w = n->in[f->weight], b = f->bias && n->nin > f->bias ? n->in[f->bias] : -1;
@@ -519,8 +595,14 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
                 goto fail;
         }
         int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
-        if (is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+        if (q->bias_add < 0 && is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
             goto fail;
+        if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
+            struct qt_qtensor *ty = &p->t[p->tensor_of[y]];
+            ty->bounded = q->bounded;
+            ty->lo = q->lo;
+            ty->hi = q->hi;
+        }
         if (q->kind == QT_QN_PASS || q->kind == QT_QN_CONCAT) {
             for (int j = 0; j < (q->kind == QT_QN_PASS ? 1 : n->nin); j++) {
                 int a = n->in[j];

@@ -122,6 +122,9 @@ struct qt_qtensor {
     int node;           /* weights/biases: the node that reads them; activations: -1 */
     int group;          /* activations: scale group (shared parameters); else -1 */
     int obs_kind;
+    int bounded;        /* activations: 1 the value lies in [lo, hi] (GELU), 2 the range is
+                         * [lo, hi] exactly (Softmax) */
+    float lo, hi;
     struct qt_qparam q;
 };
 
@@ -142,6 +145,11 @@ struct qt_qnode {
     int per_channel;
     int obs_kind;
     int excluded;
+    int unit_in;        /* QT_QN_UNIT: the unit's activation input (a value), -1: none */
+    int bias_add;       /* QT_QN_COMPUTE: the Add that is its bias (QF_BIAS), or -1 */
+    int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED);
+                         * 2: its range is [lo, hi] exactly (QT_QF_FIXED) */
+    float lo, hi;
 };
 
 enum { /* the op's role (enum qt_qrole), or a fused activation */
@@ -152,6 +160,8 @@ enum { /* the op's role (enum qt_qrole), or a fused activation */
     QT_QN_PASS = QT_QR_PASS,
     QT_QN_UNARY = QT_QR_UNARY,
     QT_QN_ACT_FUSED,
+    QT_QN_UNIT,         /* the last node of a multi-node unit (decomposed LayerNorm, GELU): its
+                         * input unit_in and its output quantized, the unit's other nodes float */
 };
 
 struct qt_qplan {

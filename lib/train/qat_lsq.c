@@ -115,7 +115,8 @@ int qt_qat_step_relative_lr(struct qat *q, struct qt_err *err) {
             for (int a = 0; a < q->tg->n[j].nin; a++)
                 if (q->tg->n[j].in[a] == n->out[0])
                     cn = &q->tg->n[j];
-        if (cn && cn->nin > 2 && cn->in[2] >= 0 && C > 1 && f->axis == 0) {
+        /* (a bias that is no initializer, e.g. torch's Identity of a shared one, is no parameter here) */
+        if (cn && cn->nin > 2 && cn->in[2] >= 0 && q->tg->v[cn->in[2]].init && C > 1 && f->axis == 0) {
             for (int k = 0; k < q->opt.np; k++)
                 if (q->opt.p[k].w == q->tg->v[cn->in[2]].init->data && q->opt.p[k].n == C && !q->opt.p[k].lr_elem) {
                     q->opt.p[k].lr_elem = malloc(sizeof(float) * (size_t)(C + 1));
