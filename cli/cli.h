@@ -43,7 +43,7 @@ enum { OPT_PP_FIRST = 300, OPT_RESIZE = OPT_PP_FIRST, OPT_CROP, OPT_MEAN, OPT_ST
        OPT_GRAY, OPT_PRESET, OPT_CLASSES, OPT_PP_LAST };
 #define CLI_PREPROC_OPTS                                                                                       \
     {OPT_PRESET, "preset", "NAME", "preprocessing preset: imagenet, imagenet-tf, mnist"},                     \
-    {OPT_RESIZE, "resize", "N", "resize the shorter side to N (bilinear, antialiased as PIL)"},                \
+    {OPT_RESIZE, "resize", "N|HxW", "resize the shorter side to N, or to HxW (bilinear, antialiased as PIL)"},                \
     {OPT_CROP, "crop", "N|HxW", "center crop"},                                                               \
     {OPT_MEAN, "mean", "M[,M,M]", "per-channel mean subtracted after scaling"},                               \
     {OPT_STD, "std", "S[,S,S]", "per-channel standard deviation divided by"},                                 \

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_LATB, OPT_QUIET, OPT_SIM, OPT_REPORT, OPT_REPIMG };
+enum { OPT_REF = 400, OPT_PRED, OPT_SAVE, OPT_SAVEIN, OPT_LAT, OPT_LATB, OPT_QUIET, OPT_SIM, OPT_REPORT, OPT_REPIMG, OPT_MASKS };
 
 static const struct opt opts[] = {
     {'d', "data", "DIR", "image folder (ImageFolder layout; a flat folder is unlabeled)"},
@@ -16,6 +16,7 @@ static const struct opt opts[] = {
     {'n', "limit", "N", "evaluate at most N images (sorted order)"},
     {'t', "threads", "N", "threads (default: all cores)"},
     {'j', "json", "FILE", "write the figures as JSON ('-' for stdout)"},
+    {OPT_MASKS, "masks", "DIR", "dense outputs: PNG class-index masks named like the images (255 = ignore)"},
     {OPT_PRED, "predictions", "FILE.csv", "one row per image: path, label, top-5 indices and scores"},
     {OPT_SAVE, "save-outputs", "FILE", "raw little-endian float32 outputs in image order"},
     {OPT_SAVEIN, "save-inputs", "FILE", "raw float32 preprocessed inputs in image order (for other tools)"},
@@ -76,6 +77,7 @@ static int eval_main(int argc, char **argv, void *ctx) {
             break;
         case 'j': json = optarg; break;
         case OPT_PRED: o.predictions = optarg; break;
+        case OPT_MASKS: o.masks = optarg; break;
         case OPT_SAVE: o.save_outputs = optarg; break;
         case OPT_SAVEIN: o.save_inputs = optarg; break;
         case OPT_LAT:
@@ -127,13 +129,16 @@ static int eval_main(int argc, char **argv, void *ctx) {
     cli_json_begin(&js, "eval", json);
     if (cli_json_check(&js, &err) || (report && cli_report_check(report, &err)))
         return cli_json_fail(&js, &err);
-    if (qt_eval_run(&o, &r, &err))
+    if (qt_eval_run(&o, &r, &err)) {
+        qt_eval_result_release(&r);
         return cli_json_fail(&js, &err);
+    }
     if (report) {
         o.progress = NULL;
         if (qt_eval_layers(&o, report_images, &rep, &err) ||
             cli_report_write(report, &o, &r, &rep, 6, report_path, sizeof report_path, &err)) {
             qt_layer_report_free(&rep);
+            qt_eval_result_release(&r);
             return cli_json_fail(&js, &err);
         }
     }
@@ -147,12 +152,29 @@ static int eval_main(int argc, char **argv, void *ctx) {
         fprintf(f, "top-5:       %.3f%%\n", r.top5);
         fprintf(f, "loss:        %.4f\n", r.loss);
     }
-    if (r.have_ref) {
+    if (r.dense)
+        fprintf(f, "dense:       %d classes on %dx%d pixels (class = argmax per pixel)\n", r.nclasses, r.dense_h,
+                r.dense_w);
+    if (r.have_ref && !r.dense) {
         if (r.labeled)
             fprintf(f, "ref top-1:   %.3f%%\n", r.ref_top1);
         fprintf(f, "agreement:   %.3f%% (top-1 vs %s)\n", r.agree, o.ref);
-        fprintf(f, "sqnr:        %.2f dB\n", r.sqnr_db);
     }
+    if (r.have_ref && r.dense) {
+        fprintf(f, "agreement:   %.3f%% (pixels vs %s)\n", r.pixel_agree, o.ref);
+        fprintf(f, "mean IoU:    %.3f%% (vs %s)\n", r.miou_ref, o.ref);
+    }
+    if (r.have_masks) {
+        fprintf(f, "pixel acc:   %.3f%% (%lld mask pixels)\n", r.pixel_acc, r.mask_pixels);
+        fprintf(f, "mask mIoU:   %.3f%%\n", r.miou);
+        if (r.have_ref)
+            fprintf(f, "ref masks:   %.3f%% pixel acc, %.3f%% mIoU\n", r.ref_pixel_acc, r.ref_miou);
+    }
+    if (r.have_ref)
+        fprintf(f, "sqnr:        %.2f dB\n", r.sqnr_db);
+    if (r.noutputs > 1)
+        for (int k = 0; k < r.noutputs; k++)
+            fprintf(f, "sqnr %-7s %.2f dB (output %d)\n", r.outputs[k].name, r.outputs[k].sqnr_db, k);
     if (o.latency_runs)
         fprintf(f, "latency:     %.3f ms median, %.3f ms p90 (batch %d, %d threads)\n", r.lat_median_ms, r.lat_p90_ms,
                 r.lat_batch, r.threads);
@@ -181,6 +203,33 @@ static int eval_main(int argc, char **argv, void *ctx) {
             cli_json_num(d, "ref_top1", r.labeled ? r.ref_top1 : NAN);
             cli_json_num(d, "agreement", r.agree);
             cli_json_num(d, "sqnr_db", r.sqnr_db);
+            cJSON *a = cJSON_AddArrayToObject(d, "outputs");
+            for (int k = 0; k < r.noutputs; k++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "name", r.outputs[k].name);
+                cli_json_num(e, "sqnr_db", r.outputs[k].sqnr_db);
+                cJSON_AddItemToArray(a, e);
+            }
+        }
+        if (r.dense) {
+            cJSON *e = cJSON_AddObjectToObject(d, "dense");
+            cJSON_AddNumberToObject(e, "classes", r.nclasses);
+            cJSON_AddNumberToObject(e, "height", r.dense_h);
+            cJSON_AddNumberToObject(e, "width", r.dense_w);
+            if (r.have_ref) {
+                cli_json_num(e, "pixel_agreement", r.pixel_agree);
+                cli_json_num(e, "miou_ref", r.miou_ref);
+            }
+            if (r.have_masks) {
+                cJSON_AddStringToObject(e, "masks", o.masks);
+                cJSON_AddNumberToObject(e, "mask_pixels", (double)r.mask_pixels);
+                cli_json_num(e, "pixel_accuracy", r.pixel_acc);
+                cli_json_num(e, "miou", r.miou);
+                if (r.have_ref) {
+                    cli_json_num(e, "ref_pixel_accuracy", r.ref_pixel_acc);
+                    cli_json_num(e, "ref_miou", r.ref_miou);
+                }
+            }
         }
         cJSON_AddNumberToObject(d, "model_bytes", (double)r.model_bytes);
         if (o.latency_runs) {
@@ -227,5 +276,6 @@ static int eval_main(int argc, char **argv, void *ctx) {
         fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
                 rep.ndw, rep.images);
     qt_layer_report_free(&rep);
+    qt_eval_result_release(&r);
     return cli_json_end(&js, 0, NULL);
 }

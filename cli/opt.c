@@ -198,13 +198,22 @@ int cli_pp_option(const char *cmd, struct cli_pp *p, int id, const char *arg) {
         if (p->pp.channels == 1)
             p->set_channels = 1;
         return 0;
-    case OPT_RESIZE:
-        if (cli_int(arg, 0, 65536, &v)) {
-            cli_usage(cmd, "--resize takes a size in pixels, not '%s'", arg);
+    case OPT_RESIZE: {
+        long h, w;
+        char a[64], *x;
+        snprintf(a, sizeof a, "%s", arg);
+        x = strchr(a, 'x');
+        if (x)
+            *x = 0;
+        if (x ? cli_int(a, 1, 65536, &h) || cli_int(x + 1, 1, 65536, &w) : cli_int(a, 0, 65536, &v)) {
+            cli_usage(cmd, "--resize takes N or HxW in pixels, not '%s'", arg);
             return 2;
         }
-        p->pp.resize = (int)v;
+        p->pp.resize = x ? 0 : (int)v;
+        p->pp.resize_h = x ? (int)h : 0;
+        p->pp.resize_w = x ? (int)w : 0;
         return 0;
+    }
     case OPT_CROP: {
         long h, w;
         char a[64], *x;
