@@ -123,3 +123,34 @@ PY
         rrun $RM $FT1 "qat W4A8" $T/$RM-q4.onnx $Q qat $MF --train $T/train $RPP --wbits 4 $REP
     done
 fi
+
+# ACC_SEG=1: the segmentation models of scripts/gen-zoo.py (torchvision, random
+# weights, BatchNorm re-estimated on the first 16 training images; input
+# 240x320, so the 256x256 images go through --resize 240x320), default W8A8
+# calib on the first ACC_SEG_N (default 64) training images, judged on the
+# 154 held out against the float model: per-pixel agreement, mean IoU
+# against the float model's classes, output SQNR. Models are exported to
+# ACC_ZOO (default build/zoo) when missing (minutes each).
+if [ "${ACC_SEG:-0}" = 1 ]; then
+    Z=${ACC_ZOO:-build/zoo}
+    SPP="--resize 240x320 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225"
+    echo
+    echo "| model (random weights) | W8A8 calib images | pixel agreement | mean IoU vs float | SQNR | calib CPU, peak RSS |"
+    echo "|---|---|---|---|---|---|"
+    for SM in ${ACC_SEG_MODELS:-lraspp_mobilenet_v3_large deeplabv3_mobilenet_v3_large fcn_resnet50}; do
+        [ -f $Z/$SM.ort.bin ] || /usr/bin/python3 scripts/gen-zoo.py $Z --only $SM --images $T/train >$T/log 2>&1 ||
+            { echo "accuracy: gen-zoo $SM failed:"; cat $T/log; exit 1; }
+        /usr/bin/time -f "%U %S %M" -o $T/time $Q calib $Z/$SM.onnx --data $T/train $SPP --limit ${ACC_SEG_N:-64} -q \
+            -o $T/$SM-c8.onnx >$T/log 2>&1 || { echo "accuracy: calib $SM failed:"; cat $T/log; exit 1; }
+        $Q eval $T/$SM-c8.onnx --data $T/hold $SPP --ref $Z/$SM.onnx --latency-runs 0 -q --json $T/seg.json >$T/log 2>&1 ||
+            { echo "accuracy: eval $SM failed:"; cat $T/log; exit 1; }
+        python3 - $SM ${ACC_SEG_N:-64} $(cat $T/time) $T/seg.json <<'PY'
+import json, sys
+m, n, u, s, rss, f = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+d = json.load(open(f))
+sq = ", ".join("%s %.1f dB" % (o["name"], o["sqnr_db"]) for o in d["outputs"])
+print("| %s | %s | %.2f%% | %.2f%% | %s | %.0f s, %d MB |" % (m, n, d["dense"]["pixel_agreement"],
+      d["dense"]["miou_ref"], sq, u + s, rss // 1024))
+PY
+    done
+fi
