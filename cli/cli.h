@@ -89,6 +89,7 @@ struct cli_pp {
 };
 void cli_pp_init(struct cli_pp *p);
 int cli_pp_preset(const char *cmd, void *pp, const char *arg);
+int cli_pp_resize(const char *cmd, void *pp, const char *arg);
 int cli_pp_crop(const char *cmd, void *pp, const char *arg);
 int cli_pp_mean(const char *cmd, void *pp, const char *arg);
 int cli_pp_std(const char *cmd, void *pp, const char *arg);
@@ -98,8 +99,8 @@ int cli_pp_bgr(const char *cmd, void *pp, const char *arg);
 int cli_pp_gray(const char *cmd, void *pp, const char *arg);
 #define CLI_PREPROC_OPTS(p)                                                                                      \
     OPT_CALLBACK(0, "preset", "NAME", p, cli_pp_preset, "preprocessing preset: imagenet, imagenet-tf, mnist"),  \
-    OPT_INTEGER(0, "resize", "N", &(p)->pp.resize, 0, 65536,                                                    \
-                "resize the shorter side to N (bilinear, antialiased as PIL)"),                                 \
+    OPT_CALLBACK(0, "resize", "N|HxW", p, cli_pp_resize,                                                        \
+                 "resize the shorter side to N, or to HxW (bilinear, antialiased as PIL)"),                     \
     OPT_CALLBACK(0, "crop", "N|HxW", p, cli_pp_crop, "center crop"),                                            \
     OPT_CALLBACK(0, "mean", "M[,M,M]", p, cli_pp_mean, "per-channel mean subtracted after scaling"),            \
     OPT_CALLBACK(0, "std", "S[,S,S]", p, cli_pp_std, "per-channel standard deviation divided by (> 0)"),        \

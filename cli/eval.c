@@ -28,6 +28,8 @@ int cmd_eval(int argc, char **argv) {
         OPT_INTEGER('n', "limit", "N", &o->limit, 1, 1L << 30, "evaluate at most N images (sorted order)"),
         OPT_INTEGER('t', "threads", "N", &o->threads, 1, 1024, "threads (default: all cores)"),
         OPT_STRING('j', "json", "FILE", &a.json, "write the figures as JSON ('-' for stdout)"),
+        OPT_STRING(0, "masks", "DIR", &o->masks,
+                   "dense outputs: PNG class-index masks named like the images (255 = ignore)"),
         OPT_STRING(0, "predictions", "FILE.csv", &o->predictions, "one row per image: path, label, top-5 indices and scores"),
         OPT_STRING(0, "save-outputs", "FILE", &o->save_outputs, "raw little-endian float32 outputs in image order"),
         OPT_STRING(0, "save-inputs", "FILE", &o->save_inputs,
@@ -59,12 +61,29 @@ static void print_result(FILE *f, const struct qt_eval_opts *o, const struct qt_
         fprintf(f, "top-5:       %.3f%%\n", r->top5);
         fprintf(f, "loss:        %.4f\n", r->loss);
     }
-    if (r->have_ref) {
+    if (r->dense)
+        fprintf(f, "dense:       %d classes on %dx%d pixels (class = argmax per pixel)\n", r->nclasses, r->dense_h,
+                r->dense_w);
+    if (r->have_ref && !r->dense) {
         if (r->labeled)
             fprintf(f, "ref top-1:   %.3f%%\n", r->ref_top1);
         fprintf(f, "agreement:   %.3f%% (top-1 vs %s)\n", r->agree, o->ref);
-        fprintf(f, "sqnr:        %.2f dB\n", r->sqnr_db);
     }
+    if (r->have_ref && r->dense) {
+        fprintf(f, "agreement:   %.3f%% (pixels vs %s)\n", r->pixel_agree, o->ref);
+        fprintf(f, "mean IoU:    %.3f%% (vs %s)\n", r->miou_ref, o->ref);
+    }
+    if (r->have_masks) {
+        fprintf(f, "pixel acc:   %.3f%% (%lld mask pixels)\n", r->pixel_acc, r->mask_pixels);
+        fprintf(f, "mask mIoU:   %.3f%%\n", r->miou);
+        if (r->have_ref)
+            fprintf(f, "ref masks:   %.3f%% pixel acc, %.3f%% mIoU\n", r->ref_pixel_acc, r->ref_miou);
+    }
+    if (r->have_ref)
+        fprintf(f, "sqnr:        %.2f dB\n", r->sqnr_db);
+    if (r->noutputs > 1)
+        for (int k = 0; k < r->noutputs; k++)
+            fprintf(f, "sqnr %-7s %.2f dB (output %d)\n", r->outputs[k].name, r->outputs[k].sqnr_db, k);
     if (o->latency_runs)
         fprintf(f, "latency:     %.3f ms median, %.3f ms p90 (batch %d, %d threads)\n", r->lat_median_ms, r->lat_p90_ms,
                 r->lat_batch, r->threads);
@@ -72,6 +91,28 @@ static void print_result(FILE *f, const struct qt_eval_opts *o, const struct qt_
     fprintf(f, "activations: %zu bytes at batch %d\n", r->peak_act_bytes, r->batch);
     if (r->int8_nodes)
         fprintf(f, "int8:        %d nodes on integer kernels (%s)\n", r->int8_nodes, r->int8_isa);
+}
+
+/* Dense prediction's figures (outputs [N,C,H,W]) into d.dense. */
+static void fill_dense(cJSON *d, const struct qt_eval_opts *o, const struct qt_eval_result *r) {
+    cJSON *e = cJSON_AddObjectToObject(d, "dense");
+    cJSON_AddNumberToObject(e, "classes", r->nclasses);
+    cJSON_AddNumberToObject(e, "height", r->dense_h);
+    cJSON_AddNumberToObject(e, "width", r->dense_w);
+    if (r->have_ref) {
+        cli_json_num(e, "pixel_agreement", r->pixel_agree);
+        cli_json_num(e, "miou_ref", r->miou_ref);
+    }
+    if (r->have_masks) {
+        cJSON_AddStringToObject(e, "masks", o->masks);
+        cJSON_AddNumberToObject(e, "mask_pixels", (double)r->mask_pixels);
+        cli_json_num(e, "pixel_accuracy", r->pixel_acc);
+        cli_json_num(e, "miou", r->miou);
+        if (r->have_ref) {
+            cli_json_num(e, "ref_pixel_accuracy", r->ref_pixel_acc);
+            cli_json_num(e, "ref_miou", r->ref_miou);
+        }
+    }
 }
 
 /* The figures into the JSON summary d; path: the --report page or NULL. */
@@ -96,7 +137,16 @@ static void fill_json(cJSON *d, const struct qt_eval_opts *o, const struct qt_ev
         cli_json_num(d, "ref_top1", r->labeled ? r->ref_top1 : NAN);
         cli_json_num(d, "agreement", r->agree);
         cli_json_num(d, "sqnr_db", r->sqnr_db);
+        cJSON *a = cJSON_AddArrayToObject(d, "outputs");
+        for (int k = 0; k < r->noutputs; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "name", r->outputs[k].name);
+            cli_json_num(e, "sqnr_db", r->outputs[k].sqnr_db);
+            cJSON_AddItemToArray(a, e);
+        }
     }
+    if (r->dense)
+        fill_dense(d, o, r);
     cJSON_AddNumberToObject(d, "model_bytes", (double)r->model_bytes);
     if (o->latency_runs) {
         cli_json_num(d, "latency_ms_median", r->lat_median_ms);
@@ -164,13 +214,16 @@ static int eval_main(void *ctx) {
     cli_json_begin(&js, "eval", a->json);
     if (cli_json_check(&js, &err) || (report && cli_report_check(report, &err)))
         return cli_json_fail(&js, &err);
-    if (qt_eval_run(o, &r, &err))
+    if (qt_eval_run(o, &r, &err)) {
+        qt_eval_result_release(&r);
         return cli_json_fail(&js, &err);
+    }
     if (report) {
         o->progress = NULL;
         if (qt_eval_layers(o, a->report_images, &rep, &err) ||
             cli_report_write(report, o, &r, &rep, 6, report_path, sizeof report_path, &err)) {
             qt_layer_report_free(&rep);
+            qt_eval_result_release(&r);
             return cli_json_fail(&js, &err);
         }
     }
@@ -182,5 +235,6 @@ static int eval_main(void *ctx) {
         fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
                 rep.ndw, rep.images);
     qt_layer_report_free(&rep);
+    qt_eval_result_release(&r);
     return cli_json_end(&js, 0, NULL);
 }

@@ -258,6 +258,23 @@ static int size_arg(const char *s, long *out) {
     return 0;
 }
 
+/* --resize N (shorter side; 0: none) or HxW (exactly) */
+int cli_pp_resize(const char *cmd, void *pp, const char *arg) {
+    struct cli_pp *p = pp;
+    long h = 0, w = 0;
+    char a[64], *x;
+    snprintf(a, sizeof a, "%s", arg);
+    x = strchr(a, 'x');
+    if (x)
+        *x = 0;
+    if (x ? size_arg(a, &h) || size_arg(x + 1, &w) : strcmp(a, "0") && size_arg(a, &h))
+        return cli_usage(cmd, "--resize takes N or HxW in pixels (1..65536), not '%s'", arg);
+    p->pp.resize = x ? 0 : (int)h;
+    p->pp.resize_h = x ? (int)h : 0;
+    p->pp.resize_w = x ? (int)w : 0;
+    return 0;
+}
+
 int cli_pp_crop(const char *cmd, void *pp, const char *arg) {
     struct cli_pp *p = pp;
     long h, w;

@@ -210,9 +210,24 @@ int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct
         sbf(&b, "<tr><th>top-1</th><td data-value=\"%.3f\">%.3f%%</td></tr>\n<tr><th>reference top-1</th>"
                 "<td data-value=\"%.3f\">%.3f%%</td></tr>\n<tr><th>top-5</th><td>%.3f%%</td></tr>\n", r->top1,
             r->top1, r->ref_top1, r->ref_top1, r->top5);
-    sbf(&b, "<tr><th>top-1 agreement</th><td data-value=\"%.3f\">%.3f%%</td></tr>\n", r->agree, r->agree);
+    if (!r->dense)
+        sbf(&b, "<tr><th>top-1 agreement</th><td data-value=\"%.3f\">%.3f%%</td></tr>\n", r->agree, r->agree);
+    else
+        sbf(&b, "<tr><th>dense output</th><td>%d classes on %dx%d pixels</td></tr>\n<tr><th>pixel agreement</th>"
+                "<td data-value=\"%.3f\">%.3f%%</td></tr>\n<tr><th>mean IoU against the reference</th>"
+                "<td data-value=\"%.3f\">%.3f%%</td></tr>\n", r->nclasses, r->dense_h, r->dense_w,
+            r->pixel_agree, r->pixel_agree, r->miou_ref, r->miou_ref);
+    if (r->have_masks)
+        sbf(&b, "<tr><th>pixel accuracy (masks)</th><td data-value=\"%.3f\">%.3f%% (reference %.3f%%)</td></tr>\n"
+                "<tr><th>mean IoU (masks)</th><td data-value=\"%.3f\">%.3f%% (reference %.3f%%)</td></tr>\n",
+            r->pixel_acc, r->pixel_acc, r->ref_pixel_acc, r->miou, r->miou, r->ref_miou);
     if (isfinite(r->sqnr_db))
         sbf(&b, "<tr><th>output SQNR</th><td data-value=\"%.3f\">%.2f dB</td></tr>\n", r->sqnr_db, r->sqnr_db);
+    for (int k = 0; r->noutputs > 1 && k < r->noutputs; k++) {
+        sbf(&b, "<tr><th>SQNR of output ");
+        sbe(&b, r->outputs[k].name);
+        sbf(&b, "</th><td data-value=\"%.3f\">%.2f dB</td></tr>\n", r->outputs[k].sqnr_db, r->outputs[k].sqnr_db);
+    }
     sbf(&b, "<tr><th>run as</th><td>%s</td></tr>\n</table>\n",
         o->simulate ? "float simulation of the QDQ model" : r->int8_nodes ? "int8 kernels" : "as written");
     sbf(&b, "<h2>SQNR per quantized tensor</h2>\n<p>The quantized model's DequantizeLinear output against the "

@@ -191,6 +191,11 @@ int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_
 int qt_image_load_mem(struct qt_image *img, const void *buf, size_t len, const char *name, int want_c,
                       struct qt_err *err);
 void qt_image_release(struct qt_image *img);
+/* Loads a segmentation mask: a palette or grey PNG of at most 8 bits whose
+ * stored sample is the class index (255 = ignore, as VOC); img->c is 1.
+ * QT_EDATA naming the file for any other PNG layout or a non-PNG file,
+ * QT_EIO when it cannot be read. */
+int qt_mask_load(struct qt_image *img, const char *path, struct qt_err *err);
 
 /* Preprocessing, torchvision semantics: Resize(resize) (shorter side, PIL
  * bilinear with antialias) -> CenterCrop(crop_h, crop_w) -> ToTensor (p * scale)
@@ -199,6 +204,8 @@ struct qt_preproc {
     int channels;     /* 1 or 3 */
     int bgr;          /* 1: channel order B, G, R */
     int resize;       /* shorter side after resize; 0 = no resize */
+    int resize_h, resize_w; /* Resize((h, w)) to exactly this size instead (non-square or
+                             * fixed-size models, segmentation); 0 = not set */
     int crop_h, crop_w; /* center crop; 0 = none */
     float scale;      /* default 1/255 */
     float mean[3], std[3];
@@ -216,6 +223,12 @@ void qt_preproc_out_size(const struct qt_preproc *p, int w, int h, int *ow, int 
  * when augmentation is off). */
 int qt_preprocess(const struct qt_image *img, const struct qt_preproc *p, float *out, int oh, int ow,
                   uint64_t *rng_state, struct qt_err *err);
+/* The same geometry for a class-index mask (c 1) of the image it labels:
+ * resize and center crop with nearest-neighbour sampling (pixels outside
+ * the image after a padding crop become 255, ignored) to the model input
+ * ih x iw, then nearest to the model output oh x ow; writes oh * ow bytes. */
+int qt_preprocess_mask(const struct qt_image *mask, const struct qt_preproc *p, int ih, int iw, unsigned char *out,
+                       int oh, int ow, struct qt_err *err);
 
 /* ---- datasets --------------------------------------------------------- */
 
@@ -266,6 +279,8 @@ struct qt_eval_opts {
     const char *predictions;    /* CSV: path,label,top5 indices and scores */
     const char *save_outputs;   /* raw float32 outputs in image order */
     const char *save_inputs;    /* raw float32 preprocessed inputs in image order */
+    const char *masks;          /* dense outputs: folder of PNG class-index masks, the images'
+                                 * paths under data with the extension .png (255 = ignore) */
     /* progress callback (may be NULL): images done so far of total */
     void (*progress)(void *ud, int done, int total);
     void *progress_ud;
@@ -290,10 +305,28 @@ struct qt_eval_result {
     int batch, threads;
     int int8_nodes;             /* QDQ patterns run on integer kernels */
     const char *int8_isa;       /* their instruction set: "avx512-vnni", "avx2" or "ref" */
+    /* Dense prediction: output 0 is [N, C, H, W] with H * W > 1 (segmentation).
+     * The class of a pixel is the argmax over C (the first on ties); top-1,
+     * top-5, loss and labels are not computed, agree is pixel_agree. */
+    int dense;
+    int dense_h, dense_w;       /* output 0's spatial size; nclasses is C */
+    double pixel_agree;         /* with ref: percent of pixels whose class matches the reference's */
+    double miou_ref;            /* with ref: mean IoU against the reference's classes, over the
+                                 * classes either model predicts somewhere */
+    int have_masks;
+    long long mask_pixels;      /* pixels of the masks that are not 255 */
+    double pixel_acc, miou;     /* against the masks (mean IoU over the classes in the masks or predicted) */
+    double ref_pixel_acc, ref_miou; /* the reference's, against the masks */
+    /* with ref: every output of the model, its name and SQNR against the
+     * reference's output of the same index (qt_eval_result_release frees) */
+    int noutputs;
+    struct qt_eval_output { char *name; double sqnr_db; } *outputs;
 };
 
 void qt_eval_opts_init(struct qt_eval_opts *o);
 int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err);
+/* Frees what qt_eval_run allocated in r (outputs); r itself is the caller's. */
+void qt_eval_result_release(struct qt_eval_result *r);
 
 /* Per-layer figures of a QDQ model against its float model (qtool eval
  * --report): for every quantized activation T (QuantizeLinear on a tensor a

@@ -1,6 +1,6 @@
 #!/bin/sh
 # accuracy-tf.sh (make accuracy, second table): torchvision vit_b_32 and
-# swin_t with random weights (scripts/fx-ptq.py export: torch.manual_seed(0),
+# swin_t with random weights (scripts/fx-ptq-tf.py export: torch.manual_seed(0),
 # heads N(0, 0.02); no pretrained weights are reachable here), default W8A8
 # `qtool calib` on the first 64 images of imagenet-dev (sorted, as --limit
 # takes them), judged on the 154 held-out images (images 513..666) against
@@ -8,7 +8,7 @@
 # written (--simulate) and on the integer kernels; ONNX Runtime (optimized,
 # its integer kernels) on the same QDQ file against qtool's integer outputs;
 # and PyTorch 1.13 FX post-training quantization of the same model on the
-# very same preprocessed tensors (scripts/fx-ptq.py ptq). Prints one
+# very same preprocessed tensors (scripts/fx-ptq-tf.py ptq). Prints one
 # Markdown row per model. Over an hour on a shared 2-core machine (each
 # model's float forward is 4-9 GFLOPs per image). Not part of make check.
 set -eu
@@ -45,14 +45,14 @@ j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%.2f%%
 echo "| model | qtool W8A8 simulated | qtool int8 kernels | PyTorch FX PTQ | qtool int8 vs ORT top-1 |"
 echo "|---|---|---|---|---|"
 for m in vit_b_32 swin_t; do
-    /usr/bin/python3 scripts/fx-ptq.py export $m $T/$m.onnx >/dev/null 2>&1
+    /usr/bin/python3 scripts/fx-ptq-tf.py export $m $T/$m.onnx >/dev/null 2>&1
     $Q calib $T/$m.onnx --data $T/train $PP --limit $NCAL -q -o $T/q.onnx
     $Q eval $T/q.onnx --ref $T/$m.onnx --data $T/hold $PP $E --simulate --json $T/s.json >/dev/null
     $Q eval $T/q.onnx --ref $T/$m.onnx --data $T/hold $PP $E --json $T/i.json --save-outputs $T/q.bin \
         --save-inputs $T/in.bin >/dev/null
     node scripts/ort-run.mjs $T/q.onnx --input $T/in.bin --shape $n,3,224,224 --opt all --output $T/o.bin >/dev/null
     ort=$(python3 scripts/cmpraw.py $T/q.bin $T/o.bin 1 --top1 1000 | sed 's/.*top1_agree=\([0-9/]*\).*/\1/')
-    /usr/bin/python3 scripts/fx-ptq.py ptq $m --calib $T/train.bin --eval $T/hold.bin --json $T/fx.json >/dev/null 2>&1
+    /usr/bin/python3 scripts/fx-ptq-tf.py ptq $m --calib $T/train.bin --eval $T/hold.bin --json $T/fx.json >/dev/null 2>&1
     fx=$(python3 -c "import json; d=json.load(open('$T/fx.json')); print('%.2f%% / %.1f dB' % (d['agreement'], d['sqnr_db']))")
     echo "| $m | $(j $T/s.json) | $(j $T/i.json) | $fx | $ort |"
 done

@@ -1,148 +1,120 @@
 #!/usr/bin/python3
-"""fx-ptq.py: the PyTorch reference for qtool's transformer quantization
-(issue 19): torchvision 0.14 vit_b_32 / swin_t with random weights, exported
-to ONNX, and the same model through PyTorch 1.13 FX post-training
-quantization, judged against its float self on the same images qtool is
-judged on.
+"""fx-ptq.py: PyTorch 1.13 FX post-training static quantization of a real
+ImageNet model of ../shared, the reference row `make accuracy` prints next to
+qtool's (scripts/accuracy.sh).
 
-    /usr/bin/python3 scripts/fx-ptq.py export NAME OUT.onnx [--opset N]
-    /usr/bin/python3 scripts/fx-ptq.py ptq NAME --calib CALIB.bin --eval EVAL.bin [--json FILE]
+    /usr/bin/python3 scripts/fx-ptq.py SHARED MODEL TRAIN_DIR HOLD_DIR [--wbits 8|4] [--limit N]
 
-export: torch.manual_seed(0), torchvision's random initialisation, the
-classification head (torchvision starts ViT's at zero) re-drawn from
-N(0, 0.02) with a zero bias, eval mode, torch.onnx.export at 224x224 with
-grad enabled (ViT's fused inference path does not export), input 'input',
-output 'logits', dynamic batch. vit_b_32 defaults to opset 13 (LayerNorm
-exported as ReduceMean/Sub/Pow/Sqrt/Div/Mul/Add, GELU as Div/Erf/Add/Mul/Mul),
-swin_t to opset 17 (native LayerNormalization).
-
-ptq: CALIB.bin and EVAL.bin are raw float32 [N,3,224,224] preprocessed
-images as `qtool eval --save-inputs` writes them (so both tools see the very
-same tensors). prepare_fx with get_default_qconfig_mapping(ENGINE), one
-calibration pass over CALIB.bin, convert_fx; then float and quantized models
-on EVAL.bin: top-1 agreement and output SQNR (10 log10(sum f^2 / sum (q-f)^2)
-over all outputs). The engine is onednn (Debian's torch has no fbgemm;
-onednn takes fbgemm's qconfig). Modules FX cannot trace (ViT's
-nn.MultiheadAttention: its forward branches on tensor shapes) are left as
-float leaves; swin_t's attention is an fx.wrap'ed function and stays float
-likewise. Prints one JSON line.
+MODEL: mobilenet_v2 | squeezenet1_1 (the .pth + .py of SHARED/models).
+Images: ImageFolder layout (class folders named by synset), labels from
+SHARED/data/imagenet_classes.txt; preprocessing resize 256 (PIL bilinear),
+center crop 224, ToTensor, ImageNet mean/std, as the models' README says.
+Recipe: torch.ao.quantization.quantize_fx.prepare_fx with
+get_default_qconfig_mapping("fbgemm") (per-channel symmetric int8 weights,
+HistogramObserver uint8 activations with reduce_range), calibration forward
+passes on the first N images of TRAIN_DIR (sorted order, as qtool --limit),
+convert_fx, run on the onednn engine (fbgemm is not in Debian's build).
+--wbits 4: the same mapping with the weight observer limited to [-8, 7]
+(per-channel symmetric), converted with convert_to_reference_fx (quantize /
+dequantize around float ops: PyTorch has no 4-bit kernels).
+Prints one JSON line: float and quantized top-1 on HOLD_DIR, top-1 agreement
+with float, output SQNR (dB), calibration seconds.
 """
 import argparse
 import json
+import math
+import os
 import sys
+import time
 
-import numpy as np
 import torch
-import torchvision
-
-DEFAULT_OPSET = {"vit_b_32": 13, "swin_t": 17}
-
-
-def build(name):
-    torch.manual_seed(0)
-    m = getattr(torchvision.models, name)(weights=None)
-    head = m.heads.head if name.startswith("vit") else m.head
-    with torch.no_grad():
-        head.weight.normal_(0, 0.02, generator=torch.Generator().manual_seed(1))
-        head.bias.zero_()
-    return m.eval()
+import torchvision.transforms as T
+from PIL import Image
 
 
-def export(a):
-    m = build(a.name)
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    # grad enabled: with no_grad torch 1.13 takes ViT's fused encoder path, which does not export
-    torch.onnx.export(m, x, a.out, opset_version=a.opset or DEFAULT_OPSET[a.name], input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                      do_constant_folding=True)
-    print(json.dumps({"model": a.name, "onnx": a.out, "opset": a.opset or DEFAULT_OPSET[a.name]}))
+def load(shared, name):
+    sys.path.insert(0, os.path.join(shared, "models"))
+    if name == "mobilenet_v2":
+        from mobilenet_v2_folded import mobilenet_v2_folded as f
+    elif name == "squeezenet1_1":
+        from squeezenet import squeezenet1_1 as f
+    else:
+        raise SystemExit(f"fx-ptq.py: unknown model '{name}' (mobilenet_v2, squeezenet1_1)")
+    return f(os.path.join(shared, "models", name + ".pth")).eval()
 
 
-def _encoder_block_forward(self, input):
-    # torchvision's EncoderBlock.forward with `x, _ = attention(...)` written as `[0]`: the same
-    # computation, but FX under Python 3.11 cannot unpack a leaf module's output proxy
-    x = self.ln_1(input)
-    x = self.self_attention(query=x, key=x, value=x, need_weights=False)[0]
-    x = self.dropout(x)
-    x = x + input
-    return x + self.mlp(self.ln_2(x))
+def images(root, classes):
+    out = []
+    for c in sorted(os.listdir(root)):
+        d = os.path.join(root, c)
+        if os.path.isdir(d):
+            out += [(os.path.join(d, f), classes.index(c)) for f in sorted(os.listdir(d))]
+    return out
 
 
-def load(path):
-    return torch.from_numpy(np.fromfile(path, dtype="<f4").reshape(-1, 3, 224, 224).copy())
-
-
-def run(m, x, bs=16):
-    with torch.no_grad():
-        return torch.cat([m(x[i:i + bs]) for i in range(0, len(x), bs)])
-
-
-def ptq(a):
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-    torch.set_num_threads(a.threads)
-    torch.backends.quantized.engine = a.engine
-    m = build(a.name)
-    calib, ev = load(a.calib), load(a.eval)
-    ref = run(m, ev)
-    qmap = get_default_qconfig_mapping(a.engine if a.engine != "onednn" else "fbgemm")
-    q = build(a.name)
-    with torch.no_grad():
-        if a.name.startswith("vit"):
-            # ViT.forward unpacks x.shape (untraceable): its parts are prepared one by one, the class
-            # token concatenation between them stays float glue
-            cfg = {"non_traceable_module_classes": [torch.nn.MultiheadAttention]}
-            from torchvision.models.vision_transformer import EncoderBlock
-            EncoderBlock.forward = _encoder_block_forward
-            x0 = calib[:1]
-            t0 = q.conv_proj(x0)
-            q.conv_proj = prepare_fx(q.conv_proj, qmap, (x0,))
-            e0 = q._process_input(x0)
-            e0 = torch.cat([q.class_token.expand(1, -1, -1), e0], dim=1)
-            h0 = q.encoder(e0)[:, 0]
-            q.encoder = prepare_fx(q.encoder, qmap, (e0,), prepare_custom_config=cfg)
-            q.heads = prepare_fx(q.heads, qmap, (h0,))
-            del t0
-            run(q, calib)
-            q.conv_proj, q.encoder, q.heads = convert_fx(q.conv_proj), convert_fx(q.encoder), convert_fx(q.heads)
-        else:
-            p = prepare_fx(q, qmap, (calib[:1],))
-            run(p, calib)
-            q = convert_fx(p)
-    out = run(q, ev)
-    f, d = ref.double(), (out.double() - ref.double())
-    sqnr = 10 * np.log10(float((f * f).sum()) / max(float((d * d).sum()), 1e-300))
-    agree = float((out.argmax(1) == ref.argmax(1)).double().mean()) * 100
-    gms = [q.conv_proj, q.encoder, q.heads] if a.name.startswith("vit") else [q]
-    nq = sum(1 for gm in gms for n in gm.graph.nodes
-             if n.op == "call_function" and "quantize_per_tensor" in str(n.target))
-    r = {"model": a.name, "tool": "pytorch-fx-ptq", "engine": a.engine, "calib_images": len(calib),
-         "eval_images": len(ev), "agreement": round(agree, 2), "sqnr_db": round(sqnr, 2),
-         "quantize_nodes": nq, "float_classes_predicted": int(len(set(ref.argmax(1).tolist())))}
-    s = json.dumps(r)
-    print(s)
-    if a.json:
-        with open(a.json, "w") as fh:
-            fh.write(s + "\n")
+def batches(files, tf, bs=32):
+    for i in range(0, len(files), bs):
+        chunk = files[i:i + bs]
+        yield torch.stack([tf(Image.open(f).convert("RGB")) for f, _ in chunk]), [l for _, l in chunk]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export")
-    e.add_argument("name", choices=sorted(DEFAULT_OPSET))
-    e.add_argument("out")
-    e.add_argument("--opset", type=int)
-    p = sub.add_parser("ptq")
-    p.add_argument("name", choices=sorted(DEFAULT_OPSET))
-    p.add_argument("--calib", required=True)
-    p.add_argument("--eval", required=True)
-    p.add_argument("--engine", default="onednn")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("shared")
+    ap.add_argument("model")
+    ap.add_argument("train")
+    ap.add_argument("hold")
+    ap.add_argument("--wbits", type=int, default=8, choices=(4, 8))
+    ap.add_argument("--limit", type=int, default=512)
     a = ap.parse_args()
-    return export(a) if a.cmd == "export" else ptq(a)
+    torch.set_num_threads(2)
+    torch.backends.quantized.engine = "onednn"
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import PerChannelMinMaxObserver
+    from torch.ao.quantization.quantize_fx import convert_fx, convert_to_reference_fx, prepare_fx
+
+    classes = open(os.path.join(a.shared, "data", "imagenet_classes.txt")).read().split()
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    train = images(a.train, classes)[:a.limit]
+    hold = images(a.hold, classes)
+    fm = load(a.shared, a.model)
+    qmap = get_default_qconfig_mapping("fbgemm")
+    if a.wbits == 4:
+        g = qmap.global_qconfig
+        w4 = PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                quant_min=-8, quant_max=7)
+        qmap = qmap.set_global(QConfig(activation=g.activation, weight=w4))
+        for k, v in list(qmap.object_type_qconfigs.items()):
+            if v is not None and v.weight is not None:
+                qmap.set_object_type(k, QConfig(activation=v.activation, weight=w4))
+    t0 = time.perf_counter()
+    ex = torch.randn(1, 3, 224, 224)
+    pm = prepare_fx(load(a.shared, a.model), qmap, example_inputs=(ex,))
+    with torch.no_grad():
+        for x, _ in batches(train, tf):
+            pm(x)
+    qm = convert_to_reference_fx(pm) if a.wbits == 4 else convert_fx(pm)
+    secs = time.perf_counter() - t0
+    n = nf = nq = agree = 0
+    sig = noise = 0.0
+    with torch.no_grad():
+        for x, lab in batches(hold, tf):
+            yf, yq = fm(x), qm(x)
+            pf, pq = yf.argmax(1), yq.argmax(1)
+            lab = torch.tensor(lab)
+            n += len(lab)
+            nf += int((pf == lab).sum())
+            nq += int((pq == lab).sum())
+            agree += int((pf == pq).sum())
+            sig += float((yf.double() ** 2).sum())
+            noise += float(((yq.double() - yf.double()) ** 2).sum())
+    print(json.dumps({"model": a.model, "wbits": a.wbits, "calib_images": len(train), "images": n,
+                      "float_top1": round(100 * nf / n, 2), "top1": round(100 * nq / n, 2),
+                      "agreement": round(100 * agree / n, 2),
+                      "sqnr_db": round(10 * math.log10(sig / noise), 2) if noise > 0 else None,
+                      "calib_s": round(secs, 1)}))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -267,3 +267,86 @@ int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_
     free(buf);
     return rc;
 }
+
+/* ---- class-index masks --------------------------------------------------- */
+
+/* A segmentation mask: a PNG whose samples are class indices, as VOC's
+ * palette PNGs are (the palette index is the class; 255 = ignore) or an
+ * 8-bit (or lower depth) grey PNG. Nothing is expanded or converted: the
+ * stored index is the class. Any other layout is QT_EDATA naming the file. */
+static int load_mask_png(struct qt_image *img, const char *path, const unsigned char *buf, size_t len,
+                         struct qt_err *err) {
+    struct png_ctx ctx = {buf, len, 0, ""};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_fn, png_warn_fn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    unsigned char *volatile px = NULL;
+    png_bytep *volatile rows = NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
+        return qt_errf(err, QT_ENOMEM, "out of memory decoding '%s'", path);
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(px);
+        free(rows);
+        return qt_errf(err, QT_EDATA, "mask '%s' is not a valid PNG (%s)", path, ctx.msg[0] ? ctx.msg : "corrupt");
+    }
+    png_set_read_fn(png, &ctx, png_read_mem);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    png_set_chunk_malloc_max(png, 64 << 20);
+    png_read_info(png, info);
+    uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (check_size(path, w, h, err)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return err->code;
+    }
+    if ((ct != PNG_COLOR_TYPE_PALETTE && ct != PNG_COLOR_TYPE_GRAY) || depth > 8) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return qt_errf(err, QT_EDATA,
+                       "mask '%s' is a %d-bit %s PNG; a mask holds one class index per pixel (palette or grey, "
+                       "at most 8 bits)", path, depth,
+                       ct == PNG_COLOR_TYPE_RGB ? "RGB" : ct == PNG_COLOR_TYPE_RGB_ALPHA ? "RGBA"
+                       : ct == PNG_COLOR_TYPE_GRAY_ALPHA ? "grey+alpha" : depth > 8 ? "16-bit" : "other");
+    }
+    if (depth < 8)
+        png_set_packing(png); /* one byte per index, value unchanged */
+    if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE)
+        png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    if (png_get_channels(png, info) != 1 || png_get_rowbytes(png, info) != w) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return qt_errf(err, QT_EDATA, "mask '%s': unexpected PNG layout", path);
+    }
+    px = malloc((size_t)w * h);
+    rows = malloc(sizeof(png_bytep) * h);
+    if (!px || !rows) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(px);
+        free(rows);
+        return qt_errf(err, QT_ENOMEM, "out of memory decoding '%s'", path);
+    }
+    for (uint32_t y = 0; y < h; y++)
+        rows[y] = px + (size_t)y * w;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    img->w = (int)w;
+    img->h = (int)h;
+    img->c = 1;
+    img->px = px;
+    return 0;
+}
+
+int qt_mask_load(struct qt_image *img, const char *path, struct qt_err *err) {
+    void *buf;
+    size_t len;
+    memset(img, 0, sizeof *img);
+    if (qt_read_regular_file(path, (size_t)1 << 30, &buf, &len, err))
+        return err->code;
+    int rc = len >= 8 && !png_sig_cmp(buf, 0, 8) ? load_mask_png(img, path, buf, len, err)
+                                                   : qt_errf(err, QT_EDATA, "mask '%s' is not a PNG", path);
+    free(buf);
+    return rc;
+}

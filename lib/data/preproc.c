@@ -73,6 +73,10 @@ void qt_preproc_out_size(const struct qt_preproc *p, int w, int h, int *ow, int 
         return;
     }
     resized_size(p->resize, w, h, ow, oh);
+    if (p->resize_h > 0) {
+        *ow = p->resize_w;
+        *oh = p->resize_h;
+    }
     if (p->crop_h > 0) {
         *oh = p->crop_h;
         *ow = p->crop_w;
@@ -300,6 +304,10 @@ int qt_preprocess(const struct qt_image *img, const struct qt_preproc *p, float 
     } else {
         int rw, rh;
         resized_size(p->resize, img->w, img->h, &rw, &rh);
+        if (p->resize_h > 0) { /* Resize((h, w)): both sides given */
+            rw = p->resize_w;
+            rh = p->resize_h;
+        }
         if (rw != img->w || rh != img->h) {
             if (pil_resize(img, rw, rh, &a)) {
                 rc = qt_errf(err, QT_ENOMEM, "out of memory preprocessing an image");
@@ -339,6 +347,97 @@ int qt_preprocess(const struct qt_image *img, const struct qt_preproc *p, float 
                 o[(size_t)y * ow + x] = ((div255 ? v / 255.0f : v * s) - m) / sd;
             }
     }
+out:
+    qt_image_release(&a);
+    qt_image_release(&b);
+    return rc;
+}
+
+/* Source positions of PIL's NEAREST resize (ImagingScaleAffine): the
+ * coordinate starts at half a step and adds the step (in / out) per pixel,
+ * in double, truncated; bit-exact with Pillow, rounding included. */
+static void nearest_tab(int in, int out, int *tab) {
+    double step = (double)in / out, xo = 0.5 * step;
+    for (int i = 0; i < out; i++) {
+        int v = (int)xo;
+        tab[i] = v < in ? v : in - 1;
+        xo += step;
+    }
+}
+
+/* Nearest-neighbour resize of a one-channel index image, as PIL's NEAREST. */
+static int nearest(const struct qt_image *src, int ow, int oh, struct qt_image *dst) {
+    unsigned char *px = malloc((size_t)ow * oh);
+    int *tx = malloc(sizeof(int) * ((size_t)ow + oh));
+    if (!px || !tx) {
+        free(px);
+        free(tx);
+        return -1;
+    }
+    int *ty = tx + ow;
+    nearest_tab(src->w, ow, tx);
+    nearest_tab(src->h, oh, ty);
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++)
+            px[(size_t)y * ow + x] = src->px[(size_t)ty[y] * src->w + tx[x]];
+    free(tx);
+    dst->w = ow;
+    dst->h = oh;
+    dst->c = 1;
+    dst->px = px;
+    return 0;
+}
+
+int qt_preprocess_mask(const struct qt_image *mask, const struct qt_preproc *p, int ih, int iw, unsigned char *out,
+                       int oh, int ow, struct qt_err *err) {
+    struct qt_image a = {0}, b = {0};
+    const struct qt_image *cur = mask;
+    int rc = 0, rw, rh;
+    if (mask->c != 1 || p->rrc)
+        return qt_errf(err, QT_EUSAGE, "internal error: masks take one channel and no random crop");
+    resized_size(p->resize, mask->w, mask->h, &rw, &rh);
+    if (p->resize_h > 0) {
+        rw = p->resize_w;
+        rh = p->resize_h;
+    }
+    if (rw != mask->w || rh != mask->h) {
+        if (nearest(mask, rw, rh, &a))
+            goto oom;
+        cur = &a;
+    }
+    if (p->crop_h > 0 && (cur->h != p->crop_h || cur->w != p->crop_w)) {
+        /* the image's crop box; outside the mask is 255 (ignored) as the image's zero padding */
+        int ph = cur->h, pw = cur->w;
+        int padh = p->crop_h > ph ? p->crop_h : ph, padw = p->crop_w > pw ? p->crop_w : pw;
+        int top = (int)nearbyint((padh - p->crop_h) / 2.0) - (padh - ph) / 2;
+        int left = (int)nearbyint((padw - p->crop_w) / 2.0) - (padw - pw) / 2;
+        unsigned char *px = malloc((size_t)p->crop_h * p->crop_w);
+        if (!px)
+            goto oom;
+        memset(px, 255, (size_t)p->crop_h * p->crop_w);
+        for (int y = 0; y < p->crop_h; y++)
+            for (int x = 0; x < p->crop_w; x++)
+                if (y + top >= 0 && y + top < ph && x + left >= 0 && x + left < pw)
+                    px[(size_t)y * p->crop_w + x] = cur->px[(size_t)(y + top) * pw + x + left];
+        b = (struct qt_image){.w = p->crop_w, .h = p->crop_h, .c = 1, .px = px};
+        cur = &b;
+    }
+    if (cur->w != iw || cur->h != ih) {
+        rc = qt_errf(err, QT_EDATA, "%dx%d after preprocessing, model expects %dx%d", cur->w, cur->h, iw, ih);
+        goto out;
+    }
+    if (iw == ow && ih == oh) {
+        memcpy(out, cur->px, (size_t)ow * oh);
+    } else { /* to the output's size (models whose output is smaller than their input) */
+        struct qt_image c = {0};
+        if (nearest(cur, ow, oh, &c))
+            goto oom;
+        memcpy(out, c.px, (size_t)ow * oh);
+        qt_image_release(&c);
+    }
+    goto out;
+oom:
+    rc = qt_errf(err, QT_ENOMEM, "out of memory preprocessing a mask");
 out:
     qt_image_release(&a);
     qt_image_release(&b);

@@ -214,9 +214,19 @@ struct pass {
     struct outfile *raw, *rawin;
     float *first;      /* the first image, for the latency runs */
     size_t img_floats;
+    struct qt_preproc pp;
+    int in_h, in_w;
     int batch;
     double t_compute, sig, noise, loss;
     long long n1, n5, nagree, nref1;
+    /* dense prediction (r->dense): C classes on H*W pixels per image */
+    int C, HW;
+    int *am, *ram;            /* argmax per pixel of the model and the reference */
+    unsigned char *mask;      /* the image's mask at the output size */
+    long long *iou;           /* 9 * C counts: tp, fp, fn against the reference, the masks, and the
+                               * reference against the masks */
+    long long pix_agree, mask_ok, ref_mask_ok;
+    double *osig, *onoise;    /* per model output, with a reference */
 };
 
 static float *pass_input(void *ud, int nb, struct qt_err *err) {
@@ -261,6 +271,131 @@ static void pass_image(struct pass *e, const float *v, const float *rv, int lab,
     }
 }
 
+/* Class per pixel: the argmax over C of v[C][HW] (the first on ties; NaN never wins). */
+static void pixel_argmax(const float *v, int C, int HW, int *am) {
+    for (int p = 0; p < HW; p++) {
+        int best = 0;
+        float bv = v[p];
+        for (int c = 1; c < C; c++) {
+            float x = v[(size_t)c * HW + p];
+            if (x > bv || (bv != bv && x == x)) {
+                bv = x;
+                best = c;
+            }
+        }
+        am[p] = best;
+    }
+}
+
+/* tp/fp/fn per class of prediction `pr` against truth `gt` (255: skipped). */
+static void iou_count(long long *cnt, int C, const int *pr, const int *gt, const unsigned char *gmask, int HW) {
+    long long *tp = cnt, *fp = cnt + C, *fn = cnt + 2 * C;
+    for (int p = 0; p < HW; p++) {
+        int g = gmask ? gmask[p] : gt[p];
+        if (g == 255 && gmask)
+            continue;
+        if (pr[p] == g) {
+            tp[g]++;
+        } else {
+            fp[pr[p]]++;
+            fn[g]++;
+        }
+    }
+}
+
+/* Mean IoU over the classes with a non-empty union; NaN when there is none. */
+static double mean_iou(const long long *cnt, int C) {
+    double s = 0;
+    int n = 0;
+    for (int c = 0; c < C; c++) {
+        long long u = cnt[c] + cnt[C + c] + cnt[2 * C + c];
+        if (u > 0) {
+            s += (double)cnt[c] / (double)u;
+            n++;
+        }
+    }
+    return n ? 100.0 * s / n : NAN;
+}
+
+/* The mask of image idx (o->masks/<path under o->data, extension .png>),
+ * checked against its image's size and the model's classes, brought to
+ * the output size through the image's preprocessing into e->mask. */
+static int load_mask(struct pass *e, int idx, struct qt_err *err) {
+    const char *ip = qt_dataset_path(e->ds, idx), *data = e->o->data, *rel = ip;
+    size_t dl = strlen(data);
+    while (dl > 1 && data[dl - 1] == '/')
+        dl--;
+    if (!strncmp(ip, data, dl) && ip[dl] == '/')
+        rel = ip + dl + 1;
+    const char *slash = strrchr(rel, '/'), *dot = strrchr(rel, '.');
+    int stem = dot && (!slash || dot > slash) ? (int)(dot - rel) : (int)strlen(rel);
+    size_t l = strlen(e->o->masks) + strlen(rel) + 8;
+    char *mp = malloc(l);
+    struct qt_image img = {0}, mk = {0};
+    struct stat st;
+    if (!mp)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    snprintf(mp, l, "%s/%.*s.png", e->o->masks, stem, rel);
+    if (stat(mp, &st) != 0) {
+        qt_errf(err, QT_EDATA, "no mask for image '%s': '%s' does not exist", ip, mp);
+        goto out;
+    }
+    if (qt_mask_load(&mk, mp, err) || qt_image_load(&img, ip, 0, err))
+        goto out;
+    if (mk.w != img.w || mk.h != img.h) {
+        qt_errf(err, QT_EDATA, "mask '%s' is %dx%d, its image '%s' %dx%d", mp, mk.w, mk.h, ip, img.w, img.h);
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)mk.w * mk.h; i++)
+        if (mk.px[i] != 255 && mk.px[i] >= e->C) {
+            qt_errf(err, QT_EDATA, "mask '%s' has class %d at (%d, %d); the model predicts %d classes (255: ignore)",
+                    mp, mk.px[i], (int)(i % (size_t)mk.w), (int)(i / (size_t)mk.w), e->C);
+            goto out;
+        }
+    if (qt_preprocess_mask(&mk, &e->pp, e->in_h, e->in_w, e->mask, e->r->dense_h, e->r->dense_w, err))
+        qt_err_prefix(err, "mask '%s'", mp);
+out:
+    qt_image_release(&img);
+    qt_image_release(&mk);
+    free(mp);
+    return err->code;
+}
+
+static int pass_dense(struct pass *e, const float *v, const float *rv, int idx, struct qt_err *err) {
+    int C = e->C, HW = e->HW;
+    pixel_argmax(v, C, HW, e->am);
+    if (rv) {
+        pixel_argmax(rv, C, HW, e->ram);
+        for (int p = 0; p < HW; p++)
+            e->pix_agree += e->am[p] == e->ram[p];
+        iou_count(e->iou, C, e->am, e->ram, NULL, HW);
+        for (int p = 0; p < HW; p++) { /* sig/noise as for classification: output 0 */
+            for (int c = 0; c < C; c++) {
+                size_t j = (size_t)c * HW + p;
+                double d = (double)v[j] - rv[j];
+                e->sig += (double)rv[j] * rv[j];
+                e->noise += d * d;
+            }
+        }
+    }
+    if (e->o->masks) {
+        if (load_mask(e, idx, err))
+            return err->code;
+        for (int p = 0; p < HW; p++) {
+            if (e->mask[p] == 255)
+                continue;
+            e->r->mask_pixels++;
+            e->mask_ok += e->am[p] == e->mask[p];
+            if (rv)
+                e->ref_mask_ok += e->ram[p] == e->mask[p];
+        }
+        iou_count(e->iou + 3 * C, C, e->am, NULL, e->mask, HW);
+        if (rv)
+            iou_count(e->iou + 6 * C, C, e->ram, NULL, e->mask, HW);
+    }
+    return 0;
+}
+
 static int pass_batch(void *ud, float *in, const int *labels, int done, int nb, struct qt_err *err) {
     struct pass *e = ud;
     if (done == 0)
@@ -276,13 +411,42 @@ static int pass_batch(void *ud, float *in, const int *labels, int done, int nb, 
             return err->code;
         rout = qt_exec_output(e->ref->x, 0);
     }
-    for (int i = 0; i < nb; i++)
-        pass_image(e, out + (size_t)i * e->m->nout, rout ? rout + (size_t)i * e->m->nout : NULL, labels[i],
-                   done + i);
+    for (int i = 0; i < nb; i++) {
+        const float *v = out + (size_t)i * e->m->nout, *rv = rout ? rout + (size_t)i * e->m->nout : NULL;
+        if (!e->r->dense)
+            pass_image(e, v, rv, labels[i], done + i);
+        else if (pass_dense(e, v, rv, done + i, err))
+            return err->code;
+    }
+    for (int k = 0; rout && k < e->r->noutputs; k++) {
+        const struct qt_tensor *t = qt_exec_output_tensor(e->m->x, k);
+        if (t->dtype != QT_FLOAT)
+            continue;
+        const float *a = qt_exec_output(e->m->x, k), *b = qt_exec_output(e->ref->x, k);
+        size_t n = (size_t)(qt_tensor_numel(t) / e->batch) * nb;
+        double sg = 0, nz = 0;
+        for (size_t j = 0; j < n; j++) {
+            double d = (double)a[j] - b[j];
+            sg += (double)b[j] * b[j];
+            nz += d * d;
+        }
+        e->osig[k] += sg;
+        e->onoise[k] += nz;
+    }
     if (outfile_write(e->raw, out, sizeof(float) * (size_t)e->m->nout * nb, err) ||
         outfile_write(e->rawin, in, sizeof(float) * e->img_floats * nb, err))
         return err->code;
     return 0;
+}
+
+void qt_eval_result_release(struct qt_eval_result *r) {
+    for (int k = 0; r && r->outputs && k < r->noutputs; k++)
+        free(r->outputs[k].name);
+    if (r) {
+        free(r->outputs);
+        r->outputs = NULL;
+        r->noutputs = 0;
+    }
 }
 
 int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err) {
@@ -291,7 +455,10 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
     float *first = NULL;
-    int *labels = NULL;
+    int *labels = NULL, *am = NULL;
+    long long *iou = NULL;
+    unsigned char *mask = NULL;
+    double *osig = NULL;
     struct outfile csvf = {0}, raw = {0}, rawin = {0};
     FILE *csv = NULL;
     double t_start = qt_now();
@@ -335,6 +502,64 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         goto out;
     }
     r->nclasses = m.nout;
+    {
+        const struct qt_tensor *t = qt_exec_output_tensor(m.x, 0);
+        if (t->ndim == 4 && t->dims[2] * t->dims[3] > 1) {
+            r->dense = 1;
+            r->nclasses = (int)t->dims[1];
+            r->dense_h = (int)t->dims[2];
+            r->dense_w = (int)t->dims[3];
+        }
+        if (o->ref && r->dense) {
+            const struct qt_tensor *rt = qt_exec_output_tensor(ref.x, 0);
+            if (rt->ndim != 4 || rt->dims[1] != t->dims[1] || rt->dims[2] != t->dims[2] || rt->dims[3] != t->dims[3]) {
+                qt_errf(err, QT_EUSAGE, "'%s' and '%s' give outputs of different shapes", o->model, o->ref);
+                goto out;
+            }
+        }
+    }
+    if (o->predictions && r->dense) {
+        qt_errf(err, QT_EUSAGE, "--predictions lists each image's top-5 classes; the output of '%s' is dense "
+                "([N, C, H, W])", o->model);
+        goto out;
+    }
+    if (o->masks && !r->dense) {
+        qt_errf(err, QT_EUSAGE, "--masks '%s': the output of '%s' is not [N, C, H, W] (dense prediction)", o->masks,
+                o->model);
+        goto out;
+    }
+    if (o->masks && r->nclasses > 255) {
+        qt_errf(err, QT_EUSAGE, "--masks '%s': '%s' predicts %d classes; masks hold 0..254", o->masks, o->model,
+                r->nclasses);
+        goto out;
+    }
+    if (o->ref) {
+        if (m.g->noutputs != ref.g->noutputs) {
+            qt_errf(err, QT_EUSAGE, "'%s' has %d outputs, '%s' %d", o->model, m.g->noutputs, o->ref, ref.g->noutputs);
+            goto out;
+        }
+        r->noutputs = m.g->noutputs;
+        r->outputs = calloc((size_t)r->noutputs, sizeof *r->outputs);
+        osig = calloc((size_t)r->noutputs * 2, sizeof(double));
+        if (!r->outputs || !osig) {
+            qt_errf(err, QT_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (int k = 0; k < r->noutputs; k++) {
+            const struct qt_tensor *a = qt_exec_output_tensor(m.x, k), *b = qt_exec_output_tensor(ref.x, k);
+            const char *nm = qt_graph_output(m.g, k, NULL, NULL, NULL);
+            if (a->dtype != b->dtype || qt_tensor_numel(a) != qt_tensor_numel(b)) {
+                qt_errf(err, QT_EUSAGE, "output %d ('%s') of '%s' and of '%s' differ in type or size", k,
+                        nm ? nm : "", o->model, o->ref);
+                goto out;
+            }
+            r->outputs[k].sqnr_db = NAN;
+            if (!(r->outputs[k].name = strdup(nm ? nm : ""))) {
+                qt_errf(err, QT_ENOMEM, "out of memory");
+                goto out;
+            }
+        }
+    }
     r->batch = batch;
     r->threads = threads;
     r->peak_act_bytes = qt_exec_peak_bytes(m.x);
@@ -357,7 +582,20 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     if (outfile_open(&raw, o->save_outputs, err) || outfile_open(&rawin, o->save_inputs, err))
         goto out;
     struct pass e = {.o = o, .r = r, .m = &m, .ref = &ref, .ds = ds, .csv = csv, .raw = &raw, .rawin = &rawin,
-                     .first = first, .img_floats = img_floats, .batch = batch};
+                     .first = first, .img_floats = img_floats, .batch = batch, .pp = pp, .in_h = h, .in_w = w,
+                     .osig = osig, .onoise = osig ? osig + r->noutputs : NULL};
+    if (r->dense) {
+        e.C = r->nclasses;
+        e.HW = r->dense_h * r->dense_w;
+        e.am = am = malloc(sizeof(int) * (size_t)e.HW * 2);
+        e.ram = am ? am + e.HW : NULL;
+        e.iou = iou = calloc((size_t)e.C * 9, sizeof(long long));
+        e.mask = mask = malloc((size_t)e.HW);
+        if (!am || !iou || !mask) {
+            qt_errf(err, QT_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
     struct qt_stream str = {.ds = ds, .pp = &pp, .c = c, .h = h, .w = w, .total = total, .batch = batch,
                             .threads = threads, .pad = 1, .labels = labels, .input = pass_input,
                             .run = pass_batch, .ud = &e, .progress = o->progress, .progress_ud = o->progress_ud};
@@ -373,6 +611,23 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     if (o->ref && total) {
         r->agree = 100.0 * e.nagree / total;
         r->sqnr_db = e.noise > 0 ? 10 * log10(e.sig / e.noise) : INFINITY;
+        for (int k = 0; k < r->noutputs; k++)
+            if (qt_exec_output_tensor(m.x, k)->dtype == QT_FLOAT)
+                r->outputs[k].sqnr_db = osig[r->noutputs + k] > 0
+                                            ? 10 * log10(osig[k] / osig[r->noutputs + k]) : INFINITY;
+    }
+    if (r->dense && total) {
+        if (o->ref) {
+            r->pixel_agree = r->agree = 100.0 * e.pix_agree / ((double)total * e.HW);
+            r->miou_ref = mean_iou(iou, e.C);
+        }
+        if (o->masks) {
+            r->have_masks = 1;
+            r->pixel_acc = r->mask_pixels ? 100.0 * e.mask_ok / r->mask_pixels : NAN;
+            r->miou = mean_iou(iou + 3 * e.C, e.C);
+            r->ref_pixel_acc = o->ref && r->mask_pixels ? 100.0 * e.ref_mask_ok / r->mask_pixels : NAN;
+            r->ref_miou = o->ref ? mean_iou(iou + 6 * e.C, e.C) : NAN;
+        }
     }
     r->throughput = e.t_compute > 0 ? total / e.t_compute : 0;
     if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
@@ -382,6 +637,10 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
         goto out;
     r->wall_s = qt_now() - t_start;
 out:
+    free(am);
+    free(iou);
+    free(mask);
+    free(osig);
     outfile_abort(&csvf);
     outfile_abort(&raw);
     outfile_abort(&rawin);

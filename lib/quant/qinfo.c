@@ -130,6 +130,11 @@ static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct q
     cJSON_AddNumberToObject(ppj, "channels", pp->channels);
     cJSON_AddStringToObject(ppj, "order", pp->channels == 1 ? "gray" : pp->bgr ? "bgr" : "rgb");
     cJSON_AddNumberToObject(ppj, "resize", pp->resize);
+    if (pp->resize_h > 0) {
+        cJSON *rs = cJSON_AddArrayToObject(ppj, "resize_hw");
+        cJSON_AddItemToArray(rs, cJSON_CreateNumber(pp->resize_h));
+        cJSON_AddItemToArray(rs, cJSON_CreateNumber(pp->resize_w));
+    }
     cJSON *crop = cJSON_AddArrayToObject(ppj, "crop");
     cJSON_AddItemToArray(crop, cJSON_CreateNumber(pp->crop_h));
     cJSON_AddItemToArray(crop, cJSON_CreateNumber(pp->crop_w));
