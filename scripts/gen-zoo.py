@@ -11,7 +11,8 @@ dynamic batch axis 'N', constant folding) to OUTDIR/<name>.onnx, a seeded
 random input of batch 2 (float32 N(0, 1), raw little-endian) to
 OUTDIR/<name>.input.bin, and ONNX Runtime's output on it (scripts/ort-run.mjs,
 optimizations disabled; needs scripts/setup-node.sh) to OUTDIR/<name>.ort.bin.
-A model whose three files are already there is skipped (files are written
+--only may also name vit_b_32 (not in the default list; exported with grad
+enabled, as its attention has no exportable no_grad path). A model whose three files are already there is skipped (files are written
 under temporary names and renamed, .ort.bin last). OUTDIR is never committed.
 Prints a line per model; exits 1 if any model failed.
 """
@@ -28,6 +29,8 @@ import torchvision
 
 MODELS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "shufflenet_v2_x0_5",
           "squeezenet1_0", "mnasnet0_5", "densenet121", "googlenet", "regnet_x_400mf"]
+# Not in the default list (make bench's MatMul-heavy model, scripts/bench.sh): only by --only.
+EXTRA = ["vit_b_32"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -37,6 +40,8 @@ def build(name, bn_stats=True):
     if name == "googlenet":
         kw.update(aux_logits=False, init_weights=False)
     m = getattr(torchvision.models, name)(**kw)
+    if name == "vit_b_32":  # torchvision zero-initialises the head: the logits would all be 0
+        torch.nn.init.normal_(m.heads.head.weight, std=0.02)
     if bn_stats:
         # With torchvision's random init and BatchNorm's initial running stats (mean 0, var 1) the
         # activations of most of these nets shrink layer after layer: the logits come out as the
@@ -69,10 +74,13 @@ def gen(name, out, bn_stats):
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     x = rng.standard_normal((2, 3, 224, 224)).astype(np.float32)
     tmp = onnx_path + ".tmp"
-    with torch.no_grad():
+    # nn.MultiheadAttention takes its fused fast path (not exportable) under no_grad in eval
+    # mode, so the vision transformer is exported with grad enabled (same outputs).
+    with torch.set_grad_enabled(name in EXTRA):
         torch.onnx.export(model, torch.from_numpy(x), tmp, opset_version=13, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                           do_constant_folding=True)
+    with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     os.replace(tmp, onnx_path)
     x.astype("<f4").tofile(in_path + ".tmp")
@@ -98,7 +106,7 @@ def gen(name, out, bn_stats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", nargs="?", default="build/zoo")
-    ap.add_argument("--only", help="comma-separated model names: " + ",".join(MODELS))
+    ap.add_argument("--only", help="comma-separated model names: " + ",".join(MODELS + EXTRA))
     ap.add_argument("--force", action="store_true", help="export again even when the files are there")
     ap.add_argument("--raw-init", action="store_true",
                     help="keep BatchNorm's initial running stats (logits of most models collapse to ~0)")
@@ -106,9 +114,9 @@ def main():
     names = MODELS
     if a.only:
         names = [n for n in a.only.split(",") if n]
-        unknown = [n for n in names if n not in MODELS]
+        unknown = [n for n in names if n not in MODELS + EXTRA]
         if unknown:
-            print(f"gen-zoo.py: unknown model {', '.join(unknown)}; known: {', '.join(MODELS)}", file=sys.stderr)
+            print(f"gen-zoo.py: unknown model {', '.join(unknown)}; known: {', '.join(MODELS + EXTRA)}", file=sys.stderr)
             return 2
     os.makedirs(a.out, exist_ok=True)
     torch.set_num_threads(2)
