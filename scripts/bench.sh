@@ -33,6 +33,14 @@ med() { python3 -c "import sys,statistics; print('%.3f' % statistics.median(floa
 ort1() { python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])'; }
 # gops MACS BATCH MS: achieved G(FL)OP/s
 gops() { python3 -c "import sys; m,b,t=map(float,sys.argv[1:]); print('%.1f' % (2*m*b/t/1e6))" "$@"; }
+# This CPU's peak per core (Zen 4 class, AVX-512 on two 256-bit FMA pipes):
+# float 16 FMA lanes a cycle (32 FLOP), int8 vpdpbusd 64 MACs a cycle (128
+# OP), at the clock /proc/cpuinfo reports (BENCH_GHZ overrides; a VM shows
+# the nominal clock and the core may boost above it)
+GHZ=${BENCH_GHZ:-$(awk '/^cpu MHz/ {printf "%.2f", $4 / 1000; exit}' /proc/cpuinfo 2>/dev/null)}
+GHZ=${GHZ:-2.6}
+# pct GOPS KIND THREADS: share of the peak of THREADS cores
+pct() { python3 -c "import sys; g=float(sys.argv[1]); p=(32 if sys.argv[2]=='float' else 128)*$GHZ*int(sys.argv[3]); print('%.0f%%' % (100*g/p))" "$@"; }
 
 # bench_model NAME FLOAT.onnx INT8SRC.onnx PREPROC...: the rows of one model
 bench_model() {
@@ -62,14 +70,16 @@ bench_model() {
             done
             for b in 1 32; do
                 if [ $b = 1 ]; then qm=$(med $qa); om=$(med $oa); else qm=$(med $qb); om=$(med $ob); fi
-                printf '%-17s %-5s %7s %5s %10s %10s %6s %8s %8s\n' $name $kind $th $b "$qm" "$om" \
-                    "$(python3 -c "print('%.2f' % ($qm/$om))")" "$(gops $macs $b $qm)" "$(gops $macs $b $om)"
+                qg=$(gops $macs $b $qm) og=$(gops $macs $b $om)
+                printf '%-17s %-5s %7s %5s %10s %10s %6s %8s %8s %6s %6s\n' $name $kind $th $b "$qm" "$om" \
+                    "$(python3 -c "print('%.2f' % ($qm/$om))")" "$qg" "$og" "$(pct $qg $kind $th)" "$(pct $og $kind $th)"
             done
         done
     done
 }
 
-printf '%-17s %-5s %7s %5s %10s %10s %6s %8s %8s\n' model kind threads batch qtool_ms ort_ms ratio q_GOP/s ort_GOP/s
+printf '%-17s %-5s %7s %5s %10s %10s %6s %8s %8s %6s %6s\n' model kind threads batch qtool_ms ort_ms ratio q_GOP/s \
+    ort_GOP/s q_pk ort_pk
 for name in $MODELS; do
     case $name in
     mobilenet_v1_075)
@@ -89,6 +99,17 @@ for name in $MODELS; do
 done
 echo "ratio = qtool / ONNX Runtime on the same file and inputs (goal <= 1.0); GOP/s = 2 x MACs x batch / time"
 echo "(GFLOP/s for float rows, GOP/s for int8 rows; MACs of the Conv/Gemm/MatMul nodes, scripts/bench-macs.py)"
+python3 -c "g=$GHZ; print('q_pk, ort_pk = share of the peak of the cores used: %.0f GFLOP/s float, %.0f GOP/s int8 a core at %.2f GHz' % (32*g, 128*g, g))"
+cat <<'EOF'
+(Zen 4 class: 512-bit FMAs and vpdpbusd run as two 256-bit halves; the peak counts the multiply-
+accumulate units alone.) What bounds the rest, from perf profiles (README, "Measured"): depthwise
+layers move a plane through memory for 9 MACs an element (MobileNets: ~20% of the float time for
+a few % of the MACs); 7x7 maps fill 49 of the float kernel's 64-column strip; im2col (float
+ResNet18's 3x3 layers, ~18% of the time) and int8 input packing (~20% on ResNet18) are layout
+conversions ONNX Runtime's NCHWc kernels do not make; ViT-B/32 at batch 1 streams its 350 MB of
+weights once per image (memory bandwidth); at 2 threads every node is a parallel-for with a join,
+which a descheduled thread stretches on a shared machine.
+EOF
 [ "${BENCH_EXTRA:-1}" = 0 ] && exit 0 # the table only
 
 # Calibration: qtool calib against PyTorch 1.13 eager PTQ (per-channel weights,
