@@ -106,9 +106,11 @@ accumulate units alone.) What bounds the rest, from perf profiles (README, "Meas
 layers move a plane through memory for 9 MACs an element (MobileNets: ~20% of the float time for
 a few % of the MACs); 7x7 maps fill 49 of the float kernel's 64-column strip; im2col (float
 ResNet18's 3x3 layers, ~18% of the time) and int8 input packing (~20% on ResNet18) are layout
-conversions ONNX Runtime's NCHWc kernels do not make; ViT-B/32 at batch 1 streams its 350 MB of
-weights once per image (memory bandwidth); at 2 threads every node is a parallel-for with a join,
-which a descheduled thread stretches on a shared machine.
+conversions ONNX Runtime's NCHWc kernels do not make; ViT-B/32's MatMuls run at ~60 GFLOP/s of
+CPU time against ONNX Runtime's ~90 for the whole model (not memory bandwidth: its 350 MB of
+weights in ~150 ms is ~2.5 GB/s; the cause is not found yet; its int8 gap is not profiled); at 2
+threads every node is a parallel-for with a join, which a descheduled thread stretches on a
+shared machine.
 EOF
 [ "${BENCH_EXTRA:-1}" = 0 ] && exit 0 # the table only
 
