@@ -132,6 +132,11 @@ void qt_qpack_x(uint8_t *dst, const void *x, int s8, int64_t k, int64_t kp, int6
         qt_qpack_colsum(dst, kp, n, colsum);
 }
 
+/* a / sw for a >= 0, without a division for the usual strides 1 and 2 */
+static inline int64_t div_sw(int64_t a, int64_t sw) {
+    return sw == 1 ? a : sw == 2 ? a >> 1 : a / sw;
+}
+
 void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const struct qt_conv_shape *s, int64_t cg,
                      int64_t kp, int64_t c0, int64_t c1, int32_t *colsum, uint8_t *rows) {
     /* the k x n matrix row by row in rows (x's own bytes, padding = the zero
@@ -139,11 +144,16 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
     const uint8_t *X = x;
     uint8_t pad = xzp ^ (s8 ? 0x80 : 0);
     int64_t n = c1 - c0, k = cg * s->kh * s->kw;
-    for (int64_t r = 0; r < k; r++) {
-        int64_t c = r / (s->kh * s->kw), ki = (r / s->kw) % s->kh, kj = r % s->kw;
+    const int64_t oy0 = c0 / s->ow, ox0 = c0 % s->ow; /* divisions once, not per row */
+    for (int64_t r = 0, c = 0, ki = 0, kj = 0; r < k; r++) { /* r = (c * kh + ki) * kw + kj */
+        if (r) {
+            kj = kj + 1 < s->kw ? kj + 1 : 0;
+            ki = kj ? ki : ki + 1 < s->kh ? ki + 1 : 0;
+            c = kj || ki ? c : c + 1;
+        }
         const uint8_t *xc = X + c * s->ih * s->iw;
         uint8_t *d = rows + r * n;
-        int64_t o = c0, oy = c0 / s->ow, ox = c0 % s->ow;
+        int64_t o = c0, oy = oy0, ox = ox0;
         while (o < c1) {
             int64_t run = s->ow - ox;
             if (run > c1 - o)
@@ -157,19 +167,26 @@ void qt_qpack_im2col(uint8_t *dst, const void *x, int s8, uint8_t xzp, const str
                 if (s->sw == 1 && ix >= 0 && ix + run <= s->iw) {
                     memcpy(d, row + ix, (size_t)run);
                 } else { /* padding, the columns inside the row, padding */
-                    int64_t sw = s->sw, t0 = ix < 0 ? (-ix + sw - 1) / sw : 0, t1 = 0;
+                    int64_t sw = s->sw, t0 = ix < 0 ? div_sw(-ix + sw - 1, sw) : 0, t1 = 0;
                     if (ix + (run - 1) * sw < s->iw)
                         t1 = run;
                     else if (s->iw - 1 >= ix)
-                        t1 = (s->iw - 1 - ix) / sw + 1;
+                        t1 = div_sw(s->iw - 1 - ix, sw) + 1;
                     if (t1 < t0)
                         t1 = t0;
                     if (t0 > run)
                         t0 = t1 = run;
                     memset(d, pad, (size_t)t0);
-                    const uint8_t *src = row + ix;
-                    for (int64_t t = t0; t < t1; t++)
-                        d[t] = src[t * sw];
+                    if (sw == 1) {
+                        memcpy(d + t0, row + ix + t0, (size_t)(t1 - t0));
+                    } else if (sw == 2) { /* a constant stride: vectorized */
+                        const uint8_t *src = row + ix + 2 * t0;
+                        for (int64_t t = 0; t < t1 - t0; t++)
+                            d[t0 + t] = src[2 * t];
+                    } else {
+                        for (int64_t t = t0; t < t1; t++)
+                            d[t] = row[ix + t * sw];
+                    }
                     memset(d + t1, pad, (size_t)(run - t1));
                 }
             }

@@ -227,12 +227,24 @@ static void im2col(const float *xin, const struct qt_conv_shape *s, int64_t cg, 
                     } else {
                         const float *row = xc + iy * s->iw;
                         int64_t ix = ox * s->sw - s->pw + kj * s->dw;
-                        if (s->sw == 1 && ix >= 0 && ix + run <= s->iw) {
-                            memcpy(dst, row + ix, sizeof(float) * (size_t)run);
+                        /* columns [t0, t1) of the run read inside the row; zeros around */
+                        int64_t t0 = ix >= 0 ? 0 : (-ix + s->sw - 1) / s->sw;
+                        int64_t t1 = ix >= s->iw ? 0 : (s->iw - ix + s->sw - 1) / s->sw;
+                        t1 = t1 < run ? t1 : run;
+                        t0 = t0 < t1 ? t0 : t1;
+                        /* loops, not memcpy/memset: the runs are short on small maps */
+                        for (int64_t t = 0; t < t0; t++)
+                            dst[t] = 0.f;
+                        if (s->sw == 1) {
+                            const float *rs = row + ix + t0;
+                            for (int64_t t = 0; t < t1 - t0; t++)
+                                dst[t0 + t] = rs[t];
                         } else {
-                            for (int64_t t = 0; t < run; t++, ix += s->sw)
-                                dst[t] = ix >= 0 && ix < s->iw ? row[ix] : 0.f;
+                            for (int64_t t = t0; t < t1; t++)
+                                dst[t] = row[ix + t * s->sw];
                         }
+                        for (int64_t t = t1; t < run; t++)
+                            dst[t] = 0.f;
                     }
                     dst += run;
                     o += run;
@@ -272,6 +284,28 @@ static void gemm_blocks(struct conv_job *j, int64_t mg, int64_t hw) {
     j->cblk = round16((hw + nn - 1) / nn);
     j->nmb = (mg + j->mblk - 1) / j->mblk;
     j->nblk = (hw + j->cblk - 1) / j->cblk;
+}
+
+/* im2col on the direct kernel: column blocks of whole 64-column strips whose
+ * im2col rows (k x columns) fit in IM2COL_MAX floats, so the block written
+ * is still in L2 when the kernel reads it (N_MAX columns of a 3x3 layer are
+ * megabytes, written to and read back from memory), and the output channels
+ * split only as far as TASKS_MIN needs, as each channel block writes the
+ * block again. The kernel sums every output the same way in any block. */
+#define IM2COL_MAX (128 * 1024)
+static void im2col_blocks(struct conv_job *j, int64_t mg, int64_t hw, int64_t k) {
+    int64_t cmax = IM2COL_MAX / k / 64 * 64;
+    if (cmax < 64)
+        cmax = 64;
+    if (cmax > N_MAX) /* the scratch conv_infer sized */
+        cmax = N_MAX;
+    int64_t nn = (hw + cmax - 1) / cmax, nm = 1;
+    while (nm * nn < TASKS_MIN && mg / nm >= 2 * M_MIN)
+        nm *= 2;
+    j->cblk = hw < 64 ? hw : ((hw + nn - 1) / nn + 63) / 64 * 64;
+    j->nblk = (hw + j->cblk - 1) / j->cblk;
+    j->mblk = round16((mg + nm - 1) / nm);
+    j->nmb = (mg + j->mblk - 1) / j->mblk;
 }
 
 static void gemm_task(void *arg, int64_t t0, int64_t t1, int tid) {
@@ -469,6 +503,8 @@ static int conv_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *e
     int64_t hw = s.oh * s.ow;
     int64_t mg = s.m / s.group;
     gemm_blocks(&j, mg, hw);
+    if (!qt_conv_is_pointwise(&s) && qt_gemm_direct())
+        im2col_blocks(&j, mg, hw, s.c / s.group * s.kh * s.kw);
     if (qt_conv_is_pointwise(&s) && hw < DOT_HW && qt_gemm_direct()) {
         /* each task transposes the whole input: two channel blocks only */
         j.mblk = round16((mg + 1) / 2);

@@ -5,9 +5,17 @@
  * W is the Conv weight as it lies ([M][K], row stride ldw), X the input
  * channels (or im2col rows) as they lie ([K][N], row stride ldx): nothing is
  * packed. An AVX-512 micro-kernel keeps a 6 x 64 block of Y in 24 registers
- * over the whole K (one fused multiply-add per term, k in increasing order),
- * reading each X row of the strip once per 6 output channels and W by
- * broadcast. Bias, Relu or Clip are applied in registers before the store.
+ * over a block of KC terms of K (one fused multiply-add per term, k in
+ * increasing order), reading each X row of the strip once per 6 output
+ * channels and W by broadcast. K is taken in blocks of KC: the first block
+ * starts from the bias, each later one from the partial sums it stored in Y
+ * (a float stored and loaded back is the same float, so the chain of
+ * fused multiply-adds is the one an unblocked loop computes); Relu or Clip
+ * are applied in registers before the last block's store. Per K block the
+ * 64-column strips are the outer loop and the 6-row panels the inner one,
+ * so the strip (KC x 64 floats, 64 KB) is read from L1/L2 by every panel
+ * instead of the whole X block (K x N, megabytes for ResNet's 3x3 layers
+ * through im2col) streaming from L3 once per 6 output channels.
  *
  * Each Y element is summed the same way whatever block or thread computes
  * it, so results do not depend on the blocking or the thread count. On a CPU
@@ -17,7 +25,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-#define MR 6 /* output channels per micro-tile */
+#define MR 6    /* output channels per micro-tile */
+#define KC 256  /* terms of K per pass over Y */
 
 #define AVX512 __attribute__((target("avx512f")))
 
@@ -45,7 +54,11 @@ static AVX512 inline __m512 act(int kind, __m512 v, __m512 lo, __m512 hi) {
 #define CG_RV(NV, X) CG_V##NV(X, 0) CG_V##NV(X, 1) CG_V##NV(X, 2) CG_V##NV(X, 3) CG_V##NV(X, 4) CG_V##NV(X, 5)
 #define CG_W(r) const float *w##r = w[r];
 #define CG_INIT(r) __m512 i##r = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
-#define CG_ACC(v, r) __m512 c##r##v = i##r;
+/* the first K block starts at the bias, a later one at the sums in Y */
+#define CG_ACC(v, r)                                                                                           \
+    __m512 c##r##v = first || !y[r] ? i##r                                                                     \
+                     : CG_MASKED(v) ? _mm512_maskz_loadu_ps(last, y[r] + 16 * (v))                              \
+                                    : _mm512_loadu_ps(y[r] + 16 * (v));
 #define CG_MASKED(v) (cg_mask && (v) == cg_nv - 1)
 #define CG_LOAD(v, r_)                                                                                         \
     __m512 b##v = CG_MASKED(v) ? _mm512_maskz_loadu_ps(last, xk + 16 * (v)) : _mm512_loadu_ps(xk + 16 * (v));
@@ -56,14 +69,16 @@ static AVX512 inline __m512 act(int kind, __m512 v, __m512 lo, __m512 hi) {
 #define CG_STORE(v, r)                                                                                         \
     if (y[r]) {                                                                                                \
         if (CG_MASKED(v))                                                                                      \
-            _mm512_mask_storeu_ps(y[r] + 16 * (v), last, act(post->kind, c##r##v, lo, hi));                   \
+            _mm512_mask_storeu_ps(y[r] + 16 * (v), last, act(kind, c##r##v, lo, hi));                         \
         else                                                                                                   \
-            _mm512_storeu_ps(y[r] + 16 * (v), act(post->kind, c##r##v, lo, hi));                               \
+            _mm512_storeu_ps(y[r] + 16 * (v), act(kind, c##r##v, lo, hi));                                     \
     }
 #define CG_TILE(name, NV, MASK)                                                                                \
     static AVX512 void name(__mmask16 last, int64_t K, const float *const *w, const float *x, int64_t ldx,     \
-                            const float *bias, const struct qt_post *post, float *const *y) {                  \
+                            const float *bias, const struct qt_post *post, float *const *y, int first,         \
+                            int final) {                                                                       \
         enum { cg_nv = NV, cg_mask = MASK };                                                                   \
+        int kind = final ? post->kind : QT_POST_NONE;                                                          \
         (void)last; /* tile4: full strips only */                                                              \
         CG_R6(CG_W)                                                                                            \
         CG_R6(CG_INIT)                                                                                         \
@@ -84,38 +99,47 @@ CG_TILE(tile3m, 3, 1)
 CG_TILE(tile4m, 4, 1)
 
 typedef void (*tile_fn)(__mmask16, int64_t, const float *const *, const float *, int64_t, const float *,
-                        const struct qt_post *, float *const *);
+                        const struct qt_post *, float *const *, int, int);
 static const tile_fn tail_tiles[5] = {NULL, tile1m, tile2m, tile3m, tile4m};
+
+/* one K block [k0, k0 + kc): strips outer, 6-row panels inner */
+static AVX512 void conv_gemm512_kb(int64_t M, int64_t N, int64_t k0, int64_t kc, int final, const float *W,
+                                   int64_t ldw, const float *X, int64_t ldx, const float *bias,
+                                   const struct qt_post *post, float *Y, int64_t ldy) {
+    for (int64_t n0 = 0; n0 < N;) {
+        /* 64-column strips, then one of 1 to 4 vectors, the last masked */
+        int64_t nn = N - n0 < 64 ? N - n0 : 64;
+        int nv = (int)((nn + 15) / 16);
+        __mmask16 last = (__mmask16)((1u << (nn - 16 * (nv - 1))) - 1);
+        const float *xs = X + k0 * ldx + n0;
+        for (int64_t m0 = 0; m0 < M; m0 += MR) {
+            const float *w[MR];
+            float b[MR], *y[MR];
+            for (int r = 0; r < MR; r++) {
+                int64_t m = m0 + r < M ? m0 + r : M - 1; /* past M: repeat the last row, not stored */
+                w[r] = W + m * ldw + k0;
+                b[r] = bias ? bias[m] : 0.f;
+                y[r] = m0 + r < M ? Y + m * ldy + n0 : NULL;
+            }
+            const float *bp = bias ? b : NULL;
+            if (nn == 64)
+                tile4(last, kc, w, xs, ldx, bp, post, y, k0 == 0, final);
+            else
+                tail_tiles[nv](last, kc, w, xs, ldx, bp, post, y, k0 == 0, final);
+        }
+        n0 += nn;
+    }
+}
 
 static AVX512 void conv_gemm512(int64_t M, int64_t N, int64_t K, const float *W, int64_t ldw, const float *X,
                                 int64_t ldx, const float *bias, const struct qt_post *post, float *Y,
                                 int64_t ldy) {
-    /* a panel of MR weight rows stays in L1 while the strips sweep X */
-    for (int64_t m0 = 0; m0 < M; m0 += MR) {
-        const float *w[MR];
-        float b[MR];
-        int64_t m[MR];
-        for (int r = 0; r < MR; r++) {
-            m[r] = m0 + r < M ? m0 + r : M - 1; /* past M: repeat the last row, not stored */
-            w[r] = W + m[r] * ldw;
-            b[r] = bias ? bias[m[r]] : 0.f;
-        }
-        const float *bp = bias ? b : NULL;
-        for (int64_t n0 = 0; n0 < N;) {
-            /* 64-column strips, then one of 1 to 4 vectors, the last masked */
-            int64_t nn = N - n0 < 64 ? N - n0 : 64;
-            int nv = (int)((nn + 15) / 16);
-            __mmask16 last = (__mmask16)((1u << (nn - 16 * (nv - 1))) - 1);
-            float *y[MR];
-            for (int r = 0; r < MR; r++)
-                y[r] = m0 + r < M ? Y + m[r] * ldy + n0 : NULL;
-            if (nn == 64)
-                tile4(last, K, w, X + n0, ldx, bp, post, y);
-            else
-                tail_tiles[nv](last, K, w, X + n0, ldx, bp, post, y);
-            n0 += nn;
-        }
-    }
+    int64_t k0 = 0;
+    do { /* K = 0: one empty block, Y = act(bias) */
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        conv_gemm512_kb(M, N, k0, kc, k0 + kc == K, W, ldw, X, ldx, bias, post, Y, ldy);
+        k0 += kc;
+    } while (k0 < K);
 }
 
 /* The dot form, for few columns (a 7x7 map, a Gemm on a small batch):

@@ -2,9 +2,16 @@
  * (prepend / append a dim, removed from the result), leading dims broadcast.
  * Tasks are (matrix, block of QT_GEMM_ROWS rows), each one BLAS call of a
  * fixed size (lib/ops/gemm.h), so results depend neither on the threads nor
- * on the batch size.
+ * on the batch size. On a CPU with the direct kernel (AVX-512,
+ * lib/ops/convgemm.c) every output is instead one chain of fused
+ * multiply-adds in k order, the same in any block: tasks are then blocks of
+ * MM_RB rows by a column block sized so B's block stays in L2, and when B
+ * has no batch dims A's matrices are taken as one block of rows (a
+ * transformer's Linear layers at batch 32 stream the weight once per 96
+ * rows, not once per 16 rows of each image).
  * Gradients (training): per matrix dA += dY B^T, dB += A^T dY, summed over
  * broadcast batch dims (one pass over the matrices in order). */
+#include "ops/conv.h"
 #include "ops/gemm.h"
 
 #include <string.h>
@@ -55,6 +62,7 @@ struct mm_job {
     int64_t M, K, N;
     int nb;
     int64_t nblk; /* row blocks per matrix */
+    int64_t rows, ncb, cblk; /* direct kernel: rows per matrix, column blocks and their width */
     int64_t bd[QT_MAXDIM], sa[QT_MAXDIM], sb[QT_MAXDIM];
 };
 
@@ -85,6 +93,40 @@ static void mm_task(void *arg, int64_t t0, int64_t t1, int tid) {
     }
 }
 
+#define MM_RB 96              /* rows per direct task (a multiple of the kernel's 6) */
+#define MM_BBLK (128 * 1024) /* floats of B per direct task's column block (512 KB) */
+
+static void mm_direct_task(void *arg, int64_t t0, int64_t t1, int tid) {
+    const struct mm_job *j = arg;
+    const struct qt_post none = {QT_POST_NONE, 0, 0};
+    (void)tid;
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t cb = t % j->ncb, r = t / j->ncb, rb = r % j->nblk, mat = r / j->nblk, oa = 0, ob = 0;
+        if (j->rows == j->M)
+            mm_offsets(j, mat, &oa, &ob);
+        const float *A = (const float *)j->A->data + oa * j->M * j->K;
+        const float *B = (const float *)j->B->data + ob * j->K * j->N;
+        int64_t r0 = rb * MM_RB, r1 = r0 + MM_RB < j->rows ? r0 + MM_RB : j->rows;
+        int64_t c0 = cb * j->cblk, c1 = c0 + j->cblk < j->N ? c0 + j->cblk : j->N;
+        qt_conv_gemm(r1 - r0, c1 - c0, j->K, A + r0 * j->K, j->K, B + c0, j->N, NULL, &none,
+                     j->Y + mat * j->rows * j->N + r0 * j->N + c0, j->N);
+    }
+}
+
+/* the direct kernel's tasks; B without batch dims: A's matrices as one */
+static void mm_direct(struct qt_exec *x, struct mm_job *j, int64_t nmat, int nbb) {
+    int64_t nm = nbb == 0 ? 1 : nmat;
+    j->rows = nbb == 0 ? nmat * j->M : j->M;
+    j->nblk = (j->rows + MM_RB - 1) / MM_RB;
+    j->cblk = MM_BBLK / j->K / 64 * 64;
+    if (j->cblk < 64)
+        j->cblk = 64;
+    if (j->cblk > j->N)
+        j->cblk = j->N;
+    j->ncb = (j->N + j->cblk - 1) / j->cblk;
+    qt_parallel_for(x, nm * j->nblk * j->ncb, mm_direct_task, j);
+}
+
 static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) {
     struct mm_job j = {.x = x, .A = qt_in(x, n, 0), .B = qt_in(x, n, 1), .Y = qt_out(x, n, 0)->data};
     int64_t od[QT_MAXDIM + 2];
@@ -100,6 +142,10 @@ static int matmul_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err 
         return 0;
     if (j.K == 0) {
         memset(j.Y, 0, sizeof(float) * (size_t)(nmat * j.M * j.N));
+        return 0;
+    }
+    if (qt_gemm_direct()) {
+        mm_direct(x, &j, nmat, nbb);
         return 0;
     }
     j.nblk = (j.M + QT_GEMM_ROWS - 1) / QT_GEMM_ROWS;
