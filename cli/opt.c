@@ -37,13 +37,15 @@ void opt_usage(FILE *f, const char *cmd, const char *synopsis, const struct opt 
             snprintf(left, sizeof left, "-%c, --%s%s%s", o->id, o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         else
             snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        /* at least two spaces before the help: scripts/gen-completion.sh reads the argument up to them */
+        const char *sep = strlen(left) >= 28 ? "  " : " ";
         range_text(o, range, sizeof range);
         if (range[0] && o->kind == OPTK_INT)
-            fprintf(f, "  %-28s %s [%s]\n", left, o->help, range);
+            fprintf(f, "  %-28s%s%s [%s]\n", left, sep, o->help, range);
         else if (range[0])
-            fprintf(f, "  %-28s %s %s\n", left, o->help, range);
+            fprintf(f, "  %-28s%s%s %s\n", left, sep, o->help, range);
         else
-            fprintf(f, "  %-28s %s\n", left, o->help);
+            fprintf(f, "  %-28s%s%s\n", left, sep, o->help);
     }
 }
 
