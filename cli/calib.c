@@ -32,6 +32,7 @@ static const struct opt opts[] = {
     {OPT_BNRE, "bn-reestimate", NULL, "bias correction that also matches each channel's output variance "
                                       "(default with --wbits below 8)"},
     {OPT_NOBNRE, "no-bn-reestimate", NULL, "no bias correction unless --bias-correction (default with 8-bit weights)"},
+    CLI_FALLBACK_OPTS, /* accuracy-driven fallback and sensitivity (cli/fallback.c) */
     {OPT_DRY, "dry-run", NULL, "print the graph preparation and what would be quantized, write nothing"},
     {'b', "batch", "N", "images per run (default 32)"},
     {'n', "limit", "N", "use at most N images (sorted order)"},
@@ -120,6 +121,13 @@ static int calib_main(int argc, char **argv, void *ctx) {
             o.ft.batch = (int)v;
             break;
         case OPT_FIXAS: o.ft.fixed_act_steps = 1; break;
+        case CLI_OPT_MAXDROP:
+        case CLI_OPT_EVALDATA:
+        case CLI_OPT_METRIC:
+        case CLI_OPT_SENS:
+            if (cli_fallback_option(cmd, &o.max_drop, &o.eval_data, &o.metric, &o.sensitivity, c, optarg))
+                return 2;
+            break;
         case OPT_MODE:
             if (strcmp(optarg, "sequential") && strcmp(optarg, "parallel"))
                 return cli_usage(cmd, "--mode is sequential or parallel, not '%s'", optarg);
@@ -170,6 +178,10 @@ static int calib_main(int argc, char **argv, void *ctx) {
      * helps one model and hurts another, so it stays off */
     o.bn_reestimate = bnre >= 0 ? bnre : !o.bias_correction && o.q.wbits < 8;
     o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 5e-2 : o.ft.lr;
+    if (o.eval_data && o.max_drop < 0 && !o.sensitivity)
+        return cli_usage(cmd, "--eval-data is for --max-drop or --sensitivity");
+    if (o.dry_run && (o.max_drop >= 0 || o.sensitivity))
+        return cli_usage(cmd, "--dry-run measures nothing: no --max-drop or --sensitivity with it");
     if (!o.dry_run && !o.out)
         return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o.dry_run && !o.data)
@@ -206,12 +218,12 @@ static int calib_main(int argc, char **argv, void *ctx) {
     int rc = qt_calib_run(&o, &r, &err);
     cli_stop_catch(0);
     if (rc && cli_stop) {
-        free(r.ft.layer);
+        qt_calib_result_free(&r);
         fprintf(stderr, "qtool %s: interrupted (%s); nothing written\n", cmd, err.msg);
         return cli_json_end(&js, 128 + cli_stop, &err);
     }
-    if (rc) {
-        free(r.ft.layer);
+    if (rc && rc != QT_EDROP) {
+        qt_calib_result_free(&r);
         return cli_json_fail(&js, &err);
     }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
@@ -223,6 +235,10 @@ static int calib_main(int argc, char **argv, void *ctx) {
         fprintf(f, "calibrated on %d images in %.2f s: %d activation and %d weight tensors quantized\n", r.images,
                 r.wall_s, r.nquant_act, r.nquant_weight);
         fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
+        if (o.sensitivity)
+            cli_sens_print(f, &r.sens);
+        if (r.fb.ran)
+            cli_fallback_print(f, &r.fb, o.out);
     }
     if (json) {
         cJSON *d = js.doc;
@@ -267,9 +283,17 @@ static int calib_main(int argc, char **argv, void *ctx) {
             cJSON_AddNumberToObject(d, "seed", (double)o.ft.seed);
             cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
         }
+        if (o.sensitivity)
+            cli_sens_json(d, &r.sens);
+        if (r.fb.ran)
+            cli_fallback_json(d, &r.fb, o.out);
         cli_json_num(d, "run_s", r.wall_s);
     }
-    free(r.ft.layer);
+    qt_calib_result_free(&r);
+    if (rc == QT_EDROP) {
+        fprintf(stderr, "qtool %s: %s\n", cmd, err.msg);
+        return cli_json_end(&js, rc, &err);
+    }
     return cli_json_end(&js, 0, NULL);
 }
 
