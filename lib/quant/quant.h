@@ -393,6 +393,10 @@ int qt_qsim_labeled(const struct qt_qsim *s);
  * observed range at other bits; one it leaves float stays float), or as
  * s's plan when cfg is NULL. */
 int qt_qsim_eval(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_figures *f, struct qt_err *err);
+/* One unit on (at the plan's bits) or off, and the figures of the units as
+ * they are set (tests; qt_qsim_eval sets them all). */
+void qt_qsim_set(struct qt_qsim *s, int unit, int on);
+int qt_qsim_run(struct qt_qsim *s, struct qt_figures *f, struct qt_err *err);
 
 /* Runs the analysis on the first nimg (0: all) of s's images. Cost: per
  * unit, the network after it twice (only this unit quantized from the float

@@ -9,9 +9,9 @@
  * fake-quantized values (dequantized integers, as DequantizeLinear gives);
  * an activation unit on fake-quantizes the tensor in place right after its
  * producer, as QuantizeLinear -> DequantizeLinear would (round half to even,
- * saturate to [qmin, qmax]). Biases stay float (their int32 rounding is
- * below the activation noise). With every unit on, the outputs are those
- * of the QDQ model within float rounding (t_sens checks it).
+ * saturate to [qmin, qmax]), and its node's bias is rounded to its int32
+ * grid. With every unit on, the outputs are those of the QDQ model within
+ * float rounding (t_sens checks it).
  *
  * Sensitivity shares work between units: per batch, one walk through the
  * float network; at the step where a unit acts, the tensors alive there are
@@ -37,6 +37,7 @@ struct sunit {
     const float *wref; /* the reference's float weights (before corrections and tuning), else wf */
     int bv;          /* the node's bias value, -1 */
     void *bq;        /* its data in the plan (corrected) */
+    float *bqq;      /* the same as the plan quantizes it (int32, input step x weight step), or NULL */
     const void *bref; /* in the reference, else bq */
     float *wq;       /* at the plan's bits */
     float *walt;     /* at alt_bits */
@@ -79,14 +80,9 @@ struct qt_qsim {
     size_t yf_cap;
 };
 
-static double rne(double x) {
-    return nearbyint(x); /* default rounding mode: half to even, as QuantizeLinear */
-}
-
+/* QuantizeLinear then DequantizeLinear, in float as they compute. */
 static float fq1(float v, float s, int32_t z, int qmin, int qmax) {
-    double q = rne((double)v / s) + z;
-    q = q < qmin ? qmin : q > qmax ? qmax : q;
-    return (float)((q - z) * s);
+    return (float)(qt_quantize(v, s, z, qmin, qmax) - z) * s;
 }
 
 /* Fake-quantizes a weight tensor per channel (q->axis) or per tensor with
@@ -155,7 +151,7 @@ static void unit_set(struct qt_qsim *s, struct sunit *u, int on) {
         int planned = on && u->bits == s->p->t[u->t].q.bits;
         s->x->t[u->v].data = !on ? (void *)u->wref : planned ? u->wq : u->walt;
         if (u->bv >= 0)
-            s->x->t[u->bv].data = planned ? u->bq : (void *)u->bref;
+            s->x->t[u->bv].data = planned ? (u->bqq ? (void *)u->bqq : u->bq) : (void *)u->bref;
     }
 }
 
@@ -276,6 +272,7 @@ void qt_qsim_free(struct qt_qsim *s) {
                 s->x->t[s->u[i].bv].data = s->u[i].bq;
         }
         free(s->u[i].wq);
+        free(s->u[i].bqq);
         free(s->u[i].walt);
     }
     qt_exec_free(s->x);
@@ -399,6 +396,20 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
                     u->bref = u->bq;
                     if (rb >= 0 && fref->v[rb].kind == QT_V_INIT && fref->v[rb].init->nbytes == g->v[b].init->nbytes)
                         u->bref = fref->v[rb].init->data;
+                    int tb = p->tensor_of[b];
+                    int64_t nb = qt_tensor_numel(g->v[b].init);
+                    if (tb >= 0 && p->t[tb].q.role == QT_ROLE_BIAS && p->t[tb].q.n == nb && g->v[b].init->dtype == QT_FLOAT) {
+                        const struct qt_qparam *qb = &p->t[tb].q;
+                        if (!(u->bqq = malloc(sizeof(float) * (size_t)(nb + 1)))) {
+                            qt_errf(err, QT_ENOMEM, "out of memory");
+                            goto fail;
+                        }
+                        for (int64_t c = 0; c < nb; c++) { /* as qdq.c quantizes an int32 bias */
+                            double r = nearbyint((double)((const float *)u->bq)[c] / qb->scale[c]);
+                            r = r > INT32_MAX ? INT32_MAX : r < INT32_MIN ? INT32_MIN : r;
+                            u->bqq[c] = (float)(int32_t)r * qb->scale[c];
+                        }
+                    }
                 }
                 if (!(u->wq = malloc(sizeof(float) * (size_t)(qt_tensor_numel(w) + 1)))) {
                     qt_errf(err, QT_ENOMEM, "out of memory");
@@ -496,10 +507,21 @@ static int configure(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_er
     return 0;
 }
 
+void qt_qsim_set(struct qt_qsim *s, int unit, int on) {
+    if (unit >= 0 && unit < s->nu) {
+        s->u[unit].bits = s->p->t[s->u[unit].t].q.bits;
+        unit_set(s, &s->u[unit], on);
+    }
+}
+
 int qt_qsim_eval(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_figures *f, struct qt_err *err) {
-    struct fig a = {0};
     if (configure(s, cfg, err))
         return err->code;
+    return qt_qsim_run(s, f, err);
+}
+
+int qt_qsim_run(struct qt_qsim *s, struct qt_figures *f, struct qt_err *err) {
+    struct fig a = {0};
     for (int i0 = 0; i0 < s->nimg; i0 += s->batch) {
         int nb = s->nimg - i0 < s->batch ? s->nimg - i0 : s->batch;
         load_batch(s, i0, nb);
