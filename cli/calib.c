@@ -81,6 +81,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     struct cli_pp pp;
     struct cli_progress prog, ftprog;
     struct cli_json js;
+    struct cli_fallback fbo;
     const char *json = NULL;
     char qinfo[4096];
     int quiet = 0, c, bnre = -1;
@@ -88,6 +89,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     double d, lr = 0;
     qt_calib_opts_init(&o);
     cli_pp_init(&pp);
+    cli_fallback_init(&fbo);
     o.finetune = ft;
     opt_build(all, &op);
     optind = 1;
@@ -124,8 +126,9 @@ static int calib_main(int argc, char **argv, void *ctx) {
         case CLI_OPT_MAXDROP:
         case CLI_OPT_EVALDATA:
         case CLI_OPT_METRIC:
+        case CLI_OPT_MAXRAISE:
         case CLI_OPT_SENS:
-            if (cli_fallback_option(cmd, &o.max_drop, &o.eval_data, &o.metric, &o.sensitivity, c, optarg))
+            if (cli_fallback_option(cmd, &fbo, c, optarg))
                 return 2;
             break;
         case OPT_MODE:
@@ -178,8 +181,13 @@ static int calib_main(int argc, char **argv, void *ctx) {
      * helps one model and hurts another, so it stays off */
     o.bn_reestimate = bnre >= 0 ? bnre : !o.bias_correction && o.q.wbits < 8;
     o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 5e-2 : o.ft.lr;
-    if (o.eval_data && o.max_drop < 0 && !o.sensitivity)
-        return cli_usage(cmd, "--eval-data is for --max-drop or --sensitivity");
+    if (cli_fallback_check(cmd, &fbo))
+        return 2;
+    o.max_drop = fbo.max_drop;
+    o.eval_data = fbo.eval_data;
+    o.metric = fbo.metric;
+    o.sensitivity = fbo.sens;
+    o.max_raise = fbo.max_raise;
     if (o.dry_run && (o.max_drop >= 0 || o.sensitivity))
         return cli_usage(cmd, "--dry-run measures nothing: no --max-drop or --sensitivity with it");
     if (!o.dry_run && !o.out)

@@ -96,14 +96,22 @@ const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 /* --max-drop PCT, --eval-data DIR, --metric NAME, --sensitivity (calib,
  * finetune, qat; cli/fallback.c): their ids, and the one parser: 0 handled,
  * 1 not one of them, 2 bad value (usage printed). */
-enum { CLI_OPT_MAXDROP = 380, CLI_OPT_EVALDATA, CLI_OPT_METRIC, CLI_OPT_SENS };
+enum { CLI_OPT_MAXDROP = 380, CLI_OPT_EVALDATA, CLI_OPT_METRIC, CLI_OPT_SENS, CLI_OPT_MAXRAISE };
 #define CLI_FALLBACK_OPTS                                                                                          \
     {CLI_OPT_MAXDROP, "max-drop", "PCT", "raise the precision of the layers that cost most until the drop is at most PCT"}, \
     {CLI_OPT_EVALDATA, "eval-data", "DIR", "--max-drop's images (default: every 4th image of the data, held back)"},      \
     {CLI_OPT_METRIC, "metric", "top1|agreement|sqnr", "what --max-drop measures (default top1 when labeled, else agreement)"}, \
+    {CLI_OPT_MAXRAISE, "max-raise", "N", "--max-drop raises at most the N most sensitive layers (default: any)"}, \
     {CLI_OPT_SENS, "sensitivity", NULL, "print every layer's sensitivity, worst first"}
-int cli_fallback_option(const char *cmd, double *max_drop, const char **eval_data, int *metric, int *sens, int id,
-                        const char *arg);
+struct cli_fallback {
+    double max_drop;
+    const char *eval_data;
+    int metric, sens, max_raise;
+};
+void cli_fallback_init(struct cli_fallback *f);
+/* What needs all the options: --eval-data, --metric, --max-raise without --max-drop. 0 or 2 (printed). */
+int cli_fallback_check(const char *cmd, const struct cli_fallback *f);
+int cli_fallback_option(const char *cmd, struct cli_fallback *f, int id, const char *arg);
 /* The sensitivity table, worst first, and the search's outcome (out: the model written, for its size). */
 void cli_sens_print(FILE *f, const struct qt_sens_report *r);
 void cli_fallback_print(FILE *f, const struct qt_fallback *fb, const char *out);

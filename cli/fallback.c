@@ -8,29 +8,51 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int cli_fallback_option(const char *cmd, double *max_drop, const char **eval_data, int *metric, int *sens, int id,
-                        const char *arg) {
+void cli_fallback_init(struct cli_fallback *f) {
+    f->max_drop = -1;
+    f->eval_data = NULL;
+    f->metric = -1;
+    f->sens = 0;
+    f->max_raise = 0;
+}
+
+int cli_fallback_option(const char *cmd, struct cli_fallback *f, int id, const char *arg) {
     double d;
+    long v;
     switch (id) {
     case CLI_OPT_MAXDROP:
         if (cli_float(arg, &d) || !(d >= 0 && d <= 100))
             return cli_usage(cmd, "--max-drop takes a percentage from 0 to 100, not '%s'", arg);
-        *max_drop = d;
+        f->max_drop = d;
         return 0;
-    case CLI_OPT_EVALDATA: *eval_data = arg; return 0;
+    case CLI_OPT_EVALDATA: f->eval_data = arg; return 0;
     case CLI_OPT_METRIC:
         if (!strcmp(arg, "top1"))
-            *metric = QT_METRIC_TOP1;
+            f->metric = QT_METRIC_TOP1;
         else if (!strcmp(arg, "agreement"))
-            *metric = QT_METRIC_AGREE;
+            f->metric = QT_METRIC_AGREE;
         else if (!strcmp(arg, "sqnr"))
-            *metric = QT_METRIC_SQNR;
+            f->metric = QT_METRIC_SQNR;
         else
             return cli_usage(cmd, "--metric is top1, agreement or sqnr, not '%s'", arg);
         return 0;
-    case CLI_OPT_SENS: *sens = 1; return 0;
+    case CLI_OPT_MAXRAISE:
+        if (cli_int(arg, 1, 1000000, &v))
+            return cli_usage(cmd, "--max-raise takes a positive number, not '%s'", arg);
+        f->max_raise = (int)v;
+        return 0;
+    case CLI_OPT_SENS: f->sens = 1; return 0;
     }
     return 1;
+}
+
+/* The checks that need all the options. */
+int cli_fallback_check(const char *cmd, const struct cli_fallback *f) {
+    if (f->eval_data && f->max_drop < 0 && !f->sens)
+        return cli_usage(cmd, "--eval-data is for --max-drop or --sensitivity");
+    if ((f->metric >= 0 || f->max_raise) && f->max_drop < 0)
+        return cli_usage(cmd, "--%s is for --max-drop", f->metric >= 0 ? "metric" : "max-raise");
+    return 0;
 }
 
 static double finite_or(double v, double alt) {
@@ -131,8 +153,13 @@ void cli_fallback_print(FILE *f, const struct qt_fallback *fb, const char *out) 
         else
             fprintf(f, " %s (%d bits)", fb->layer[i].node, fb->layer[i].wbits);
     fprintf(f, "%s\n", fb->nlayers ? "" : " none");
-    if (!fb->met && fb->nlayers)
-        fprintf(f, "  could not save: even with the layers above raised the drop stays above %g\n", fb->max_drop);
+    if (!fb->met) {
+        fprintf(f, "  could not save:");
+        for (int i = 0; i < fb->nunsaved; i++)
+            fprintf(f, " %s", fb->unsaved[i]);
+        fprintf(f, "%s (the most sensitive layers still quantized; the drop stays above %g)\n",
+                fb->nunsaved ? "" : " -", fb->max_drop);
+    }
     fprintf(f, "  model %lld bytes; search %.1f s (%d evaluations, %d rebuilds)\n", file_size(out), fb->wall_s,
             fb->evals, fb->rebuilds);
 }
@@ -158,6 +185,9 @@ void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out) 
             cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
         cJSON_AddItemToArray(a, e);
     }
+    cJSON *u = cJSON_AddArrayToObject(o, "unsaved");
+    for (int i = 0; i < fb->nunsaved; i++)
+        cJSON_AddItemToArray(u, cJSON_CreateString(fb->unsaved[i]));
     cJSON_AddNumberToObject(o, "model_bytes", (double)file_size(out));
     cJSON_AddNumberToObject(o, "evaluations", fb->evals);
     cJSON_AddNumberToObject(o, "rebuilds", fb->rebuilds);

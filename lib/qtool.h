@@ -487,6 +487,8 @@ struct qt_fallback {
     struct qt_figures before, after; /* on the search's images: as first quantized, as written */
     struct qt_fallback_layer *layer; /* raised layers, most sensitive first (malloc'd; free()) */
     int nlayers;
+    char unsaved[4][128];       /* not met: the most sensitive layers left quantized (up to 4) */
+    int nunsaved;
     double wall_s;              /* the search's time (sensitivity, evaluations, rebuilds) */
 };
 
@@ -508,6 +510,7 @@ struct qt_calib_opts {
     int metric;                 /* QT_METRIC_*; -1 (default): top1 when the images are labeled, else agreement */
     int sensitivity;            /* fill r->sens (on the search's images, else the first calibration ones) */
     int sens_images;            /* images for the sensitivity analysis (default 32) */
+    int max_raise;              /* raise at most this many layers (0: any; the most sensitive first) */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;

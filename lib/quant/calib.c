@@ -18,6 +18,9 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     o->ft.lr = 3e-3;
     o->ft.batch = 8;
     o->ft.max_memory = (int64_t)1 << 30;
+    o->max_drop = -1;
+    o->metric = -1;
+    o->sens_images = 32;
 }
 
 struct calib_ctx {
@@ -356,8 +359,13 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     /* the search's images: never the ones calibration or tuning see */
     if (search || sens) {
         if (o->eval_data) {
-            if (qt_dataset_open(&eds, o->eval_data, o->classes, err))
+            if (qt_dataset_open(&eds, o->eval_data, o->classes, err)) {
+                if (err->code == QT_EDATA && strstr(err->msg, "no images")) { /* nothing to measure on */
+                    err->code = QT_EUSAGE;
+                    qt_err_prefix(err, "%s needs evaluation images: --eval-data", search ? "--max-drop" : "--sensitivity");
+                }
                 goto out;
+            }
         } else if (search) {
             if (qt_dataset_count(ds) < 2) {
                 qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has %d image%s, too few to hold "
@@ -383,10 +391,19 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         struct qt_maxdrop md = {.q = &o->q, .g = g, .ref = ref, .es = &es, .metric = o->metric,
                                 .max_drop = o->max_drop, .search = search, .sensitivity = sens,
                                 .sens_images = o->sens_images > 0 ? o->sens_images : 32,
-                                .threads = o->threads, .rebuild = rebuild, .rebuild_ud = &bx,
+                                .threads = o->threads, .max_raise = o->max_raise, .rebuild = rebuild,
+                                .rebuild_ud = &bx,
                                 .log = o->log, .log_ud = o->log_ud};
         if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
             goto out;
+    }
+    if (r->fb.ran) { /* the counts of the plan written */
+        r->nquant_act = r->nquant_weight = 0;
+        for (int t = 0; t < p->nt; t++) {
+            r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
+            r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
+        }
+        r->nexcluded = p->nexcluded;
     }
     p->fallback = r->fb.ran ? &r->fb : NULL;
     if (qt_qplan_export_qdq(p, &qg, err))
@@ -394,9 +411,10 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, r->images, o->data, err))
         goto out;
     if (r->fb.ran && !r->fb.met)
-        qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met even with %d layer%s raised; "
-                "wrote the best model found", qt_metric_name(r->fb.metric), r->fb.max_drop, r->fb.nlayers,
-                r->fb.nlayers == 1 ? "" : "s");
+        qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met; wrote the best model found (%d layer%s "
+                "raised; %s drop %.3g on the search's images)", qt_metric_name(r->fb.metric), r->fb.max_drop,
+                r->fb.nlayers, r->fb.nlayers == 1 ? "" : "s", qt_metric_name(r->fb.metric),
+                qt_figures_drop(&r->fb.after, r->fb.metric));
 out:
     r->wall_s = qt_now() - t0;
     qt_evalset_release(&es);

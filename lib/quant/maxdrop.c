@@ -218,6 +218,9 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         goto out;
     if (rank(&s, sens, err))
         goto out;
+    int nall = s.nc;
+    if (m->max_raise > 0 && s.nc > m->max_raise)
+        s.nc = m->max_raise;
     fb->candidates = s.nc;
     s.set = calloc((size_t)(2 * s.nc + m->q->nlayers) + 1, sizeof *s.set);
     drop = calloc((size_t)s.nc + 1, 1);
@@ -248,8 +251,9 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         if (!meets(&s, &f))
             drop[i] = 0;
     }
-    /* built for real, measured, more raised while it misses */
-    double bestd = INFINITY;
+    /* built for real, measured, more raised while it misses; the first
+     * plan stays the best until a rebuild beats it */
+    double bestd = qt_figures_drop(&fb->before, s.metric);
     for (int round = 0; round < 4; round++) {
         struct qt_quant_opts q;
         struct qt_figures f;
@@ -293,9 +297,14 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
             fb->met = 1;
             break;
         }
+        int pruned = 0;
+        for (int i = 0; i < k; i++)
+            pruned |= drop[i];
+        memset(drop, 0, (size_t)s.nc);
+        if (pruned) /* first the layers the simulator let go */
+            continue;
         if (k == s.nc && level == 0)
             break;
-        memset(drop, 0, (size_t)s.nc);
         if (k == s.nc) { /* every candidate at 8 bits misses: float */
             level = 0;
             if (bisect(&s, 0, 0, &k, &bestf, err))
@@ -305,6 +314,15 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         } else {
             k = k + (k / 2 > 1 ? k / 2 : 1);
             k = k < s.nc ? k : s.nc;
+        }
+    }
+    if (!fb->met) { /* what is left costing most: raised ones first when the limit stopped it */
+        for (int i = 0; i < nall && fb->nunsaved < 4; i++) {
+            int raised = 0;
+            for (int j = 0; j < fb->nlayers; j++)
+                raised |= !strcmp(fb->layer[j].node, s.c[i].node) && fb->layer[j].keep_float;
+            if (!raised)
+                snprintf(fb->unsaved[fb->nunsaved++], sizeof fb->unsaved[0], "%s", s.c[i].node);
         }
     }
 out:

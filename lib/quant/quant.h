@@ -433,6 +433,7 @@ struct qt_maxdrop {
     int metric;                     /* QT_METRIC_*, -1: top1 when es is labeled, else agreement */
     double max_drop;
     int search, sensitivity, sens_images, threads;
+    int max_raise;                  /* candidates: the max_raise most sensitive layers (0: all) */
     int (*rebuild)(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err);
     void *rebuild_ud;
     void (*log)(void *ud, const char *line);
