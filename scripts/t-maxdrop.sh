@@ -94,7 +94,7 @@ expect_ok "  ORT loads it" $ORT $TMP/un.onnx --check-load
 $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/un2.onnx --wbits 4 --abits 4 --max-drop 0 --metric sqnr \
     --max-raise 2 >$TMP/un.out 2>&1
 check "  the text names the layers it could not save" grep -q "could not save: /" $TMP/un.out
-check "  and the error says the best model was written" grep -q "error: the target .* is not met; wrote the best" $TMP/un.out
+check "  and the error says the best model was written" grep -q "calib: the target .* is not met; wrote the best" $TMP/un.out
 
 # bad values
 expect_fail 2 "--max-drop -1" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --max-drop -1
@@ -118,14 +118,15 @@ check "  no output left behind" sh -c "! ls $TMP/b.* 2>/dev/null | grep -q ."
 # the sensitivity table
 expect_ok "W4A4 --sensitivity" sh -c "$QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/s.onnx --wbits 4 --abits 4 \
     --sensitivity --json $TMP/s_c.json >$TMP/s.txt"
-check "  one row per quantized weight and activation ($(grep -cE ' (weight|output) ' $TMP/s.txt))" \
-    test "$(grep -cE ' (weight|output) ' $TMP/s.txt)" -eq 18
+check "  one row per quantized weight and activation ($(grep -cE '^(/|\(input\)).* (weight|output) ' $TMP/s.txt))" \
+    test "$(grep -cE '^(/|\(input\)).* (weight|output) ' $TMP/s.txt)" -eq 18
 check "  JSON: 18 units, worst first, figures in range" python3 -c "
 import json; s=json.load(open('$TMP/s_c.json'))['sensitivity']; u=s['units']
 assert len(u) == 18 and s['images'] == 32, s['images']
 q=[x['only_quantized']['sqnr_db'] for x in u]
 assert q == sorted(q), q
-assert all(0 < x['only_quantized']['sqnr_db'] and x['only_float']['sqnr_db'] >= s['all_quantized']['sqnr_db'] - 3 for x in u)
+assert all(0 < x['only_quantized']['sqnr_db'] < 80 and 0 < x['only_float']['sqnr_db'] < 80 for x in u)
+assert u[0]['only_quantized']['sqnr_db'] < s['all_quantized']['sqnr_db'] + 20
 assert all(0.9 < x['cosine'] <= 1.0000001 for x in u)
 assert {x['kind'] for x in u} == {'weight', 'activation'}"
 
