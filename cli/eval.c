@@ -214,6 +214,8 @@ static int eval_main(int argc, char **argv, void *ctx) {
                 cJSON_AddNumberToObject(e, "count", (double)l->count);
                 cJSON_AddItemToArray(a, e);
             }
+            if (rep.sens)
+                cli_sens_json(d, rep.sens);
             a = cJSON_AddArrayToObject(d, "depthwise");
             for (int i = 0; i < rep.ndw; i++) {
                 cJSON *e = cJSON_CreateObject();
@@ -226,6 +228,10 @@ static int eval_main(int argc, char **argv, void *ctx) {
     if (report)
         fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
                 rep.ndw, rep.images);
+    if (report && rep.sens)
+        cli_sens_print(f, rep.sens);
+    else if (report)
+        fprintf(f, "sensitivity: not available: %s\n", rep.sens_note);
     qt_layer_report_free(&rep);
     return cli_json_end(&js, 0, NULL);
 }

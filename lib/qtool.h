@@ -325,6 +325,10 @@ struct qt_layer_report {
     struct qt_dw_stats *dw;
     int ndw;
     int images;
+    struct qt_sens_report *sens; /* the sensitivity analysis when MODEL.json (the quantized model's
+                                  * quant_info.json) describes it for o->ref, else NULL and sens_note
+                                  * says why */
+    char sens_note[256];
 };
 /* Runs o->model (as written, in float) and o->ref on the first `images`
  * images of o->data (o->pp, o->classes, o->limit as qt_eval_run). Fills rep

@@ -398,6 +398,11 @@ int qt_qsim_eval(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_figure
 void qt_qsim_set(struct qt_qsim *s, int unit, int on);
 int qt_qsim_run(struct qt_qsim *s, struct qt_figures *f, struct qt_err *err);
 
+/* qtool eval --report: the sensitivity of o->model's quantization on the
+ * first min(images, 32) images of o->data, when MODEL.json beside it is its
+ * quant_info.json for o->ref (the float model it was made from); otherwise
+ * rep->sens stays NULL and rep->sens_note says why (not an error). */
+int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err);
 /* Runs the analysis on the first nimg (0: all) of s's images. Cost: per
  * unit, the network after it twice (only this unit quantized from the float
  * walk's saved tensors; all but it from the quantized walk's). Free with

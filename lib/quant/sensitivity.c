@@ -715,3 +715,50 @@ void qt_sens_report_free(struct qt_sens_report *r) {
     free(r->unit);
     memset(r, 0, sizeof *r);
 }
+
+int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err) {
+    struct qt_graph *rg = NULL;
+    struct qt_qplan *p = NULL;
+    struct qt_dataset *ds = NULL;
+    struct qt_qsim *s = NULL;
+    struct qt_evalset es = {0};
+    struct qt_preproc pp = o->pp;
+    struct qt_err e = {0};
+    char qinfo[4096];
+    int c, h, w, fixed, ntuned;
+    FILE *f;
+    rep->sens = NULL;
+    qt_path_with_ext(o->model, ".onnx", ".json", qinfo, sizeof qinfo);
+    if (!(f = fopen(qinfo, "rb"))) {
+        snprintf(rep->sens_note, sizeof rep->sens_note, "no quant_info.json beside the model ('%.180s')", qinfo);
+        return 0;
+    }
+    fclose(f);
+    if (qt_graph_load(&rg, o->ref, err) || qt_model_image_shape(rg, &pp, &c, &h, &w, &fixed, err))
+        goto out;
+    if (qt_qplan_from_info(&p, rg, o->ref, qinfo, &ntuned, &e)) { /* another model's, or not qtool's */
+        snprintf(rep->sens_note, sizeof rep->sens_note, "%.250s", e.msg);
+        goto out;
+    }
+    if (!o->channels_set)
+        pp.channels = c;
+    if (qt_dataset_open(&ds, o->data, o->classes, err) ||
+        qt_evalset_load(&es, ds, &pp, c, h, w, images > 0 && images < 32 ? images : 32, o->threads, err) ||
+        qt_qsim_new(&s, p, NULL, es.img, es.lab, es.n, o->threads, err))
+        goto out;
+    if (!(rep->sens = calloc(1, sizeof *rep->sens))) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (qt_sensitivity(s, 0, rep->sens, err)) {
+        free(rep->sens);
+        rep->sens = NULL;
+    }
+out:
+    qt_qsim_free(s);
+    qt_evalset_release(&es);
+    qt_dataset_free(ds);
+    qt_qplan_free(p);
+    qt_graph_free(rg);
+    return err->code;
+}
