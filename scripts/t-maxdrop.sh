@@ -60,6 +60,16 @@ expect_ok "  qtool and ORT agree on it" sh -c "$QTOOL eval $TMP/md.onnx --data $
 expect_ok "  export rebuilds it from quant_info.json" $QTOOL export $D/model.onnx --quant-info $TMP/md.json \
     -o $TMP/md_x.onnx
 check "  byte for byte" cmp $TMP/md.onnx $TMP/md_x.onnx
+expect_ok "  eval --report on it: the sensitivity from md.json" $QTOOL eval $TMP/md.onnx --data $D/test $PP \
+    --latency-runs 0 --limit 40 --ref $D/model.onnx --report $TMP/rep --json $TMP/rep_c.json
+check "  JSON sensitivity: a unit per quantized tensor of md.json, the raised layers' weights at 8 bits" python3 -c "
+import json; s=json.load(open('$TMP/rep_c.json'))['sensitivity']; q=json.load(open('$TMP/md.json'))
+n=sum(1 for t in q['tensors'] if t['role'] in ('weight', 'activation'))
+assert len(s['units']) == n and s['images'] == 32, (len(s['units']), n)
+r={l['node'] for l in q['fallback']['raised'] if l['to'] == 8}
+assert all(u['bits'] == 8 for u in s['units'] if u['node'] in r and u['kind'] == 'weight')"
+check "  the page has its chart, one bar per unit" sh -c "test \$(grep -o 'class=\"bar\" data-unit' $TMP/rep/index.html | wc -l) \
+    -eq \$(python3 -c \"import json; print(len(json.load(open('$TMP/rep_c.json'))['sensitivity']['units']))\")"
 expect_ok "  again at 1 thread" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/md1.onnx --wbits 4 --abits 4 \
     --max-drop 1 --metric agreement --threads 1
 check "  same model at 1 and 2 threads" cmp $TMP/md.onnx $TMP/md1.onnx
