@@ -422,8 +422,8 @@ void qt_evalset_release(struct qt_evalset *e);
 
 /* The accuracy-driven search (maxdrop.c). From the calibrated plan *p:
  * measure on es; while the drop exceeds max_drop, raise the layers that
- * cost most, ranked by the sensitivity analysis (the gain in output SQNR
- * with only the layer in float): first to 8 bits when the plan has lower
+ * cost most, in the order of the sensitivity table (a layer's worst unit's
+ * output SQNR with only it quantized): first to 8 bits when the plan has lower
  * widths, then to float; the fewest of them found by bisection on the
  * simulator, then built for real (rebuild: calibration and tuning again
  * with q->layers set) and measured again, adding layers while it misses.
