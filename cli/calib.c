@@ -18,6 +18,7 @@ void cli_calib_init(struct cli_calib *a, int finetune) {
     cli_pp_init(&a->pp);
     a->o.finetune = finetune;
     a->bnre = -1;
+    cli_fallback_init(&a->fb);
 }
 
 int cmd_calib(int argc, char **argv) {
@@ -116,6 +117,8 @@ int cli_calib_run(void *ctx) {
      * helps one model and hurts another, so it stays off */
     o->bn_reestimate = a->bnre >= 0 ? a->bnre : !o->bias_correction && o->q.wbits < 8;
     o->ft.lr = a->lr > 0 ? a->lr : o->ft.method == QT_FT_ADAROUND ? 5e-2 : o->ft.lr;
+    if (cli_fallback_apply(cmd, &a->fb, o))
+        return QT_EUSAGE;
     if (!o->dry_run && !o->out)
         return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o->dry_run && !o->data)
@@ -136,12 +139,12 @@ int cli_calib_run(void *ctx) {
     int rc = qt_calib_run(o, &r, &err);
     cli_stop_catch(0);
     if (rc && cli_stop) {
-        free(r.ft.layer);
+        qt_calib_result_free(&r);
         fprintf(stderr, "qtool %s: interrupted (%s); nothing written\n", cmd, err.msg);
         return cli_json_end(&js, 128 + cli_stop, &err);
     }
-    if (rc) {
-        free(r.ft.layer);
+    if (rc && rc != QT_EDROP) {
+        qt_calib_result_free(&r);
         return cli_json_fail(&js, &err);
     }
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
@@ -153,9 +156,16 @@ int cli_calib_run(void *ctx) {
         fprintf(f, "calibrated on %d images in %.2f s: %d activation and %d weight tensors quantized\n", r.images,
                 r.wall_s, r.nquant_act, r.nquant_weight);
         fprintf(f, "wrote %s and %s\n", o->out, o->quant_info);
+        cli_fallback_report(f, o, &r);
     }
-    if (js.doc)
+    if (js.doc) {
         fill_json(js.doc, o, &r);
-    free(r.ft.layer);
+        cli_fallback_fill_json(js.doc, o, &r);
+    }
+    qt_calib_result_free(&r);
+    if (rc == QT_EDROP) { /* the best model found is written; the target was missed */
+        fprintf(stderr, "qtool %s: %s\n", cmd, err.msg);
+        return cli_json_end(&js, rc, &err);
+    }
     return cli_json_end(&js, 0, NULL);
 }

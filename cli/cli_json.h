@@ -32,4 +32,10 @@ int cli_json_check(const struct cli_json *d, struct qt_err *err);
 /* A failure after the options were read: the message on stderr, and a JSON
  * document with the envelope and the error (so batch jobs see why). */
 int cli_json_fail(struct cli_json *d, const struct qt_err *err);
+/* The sensitivity analysis and the --max-drop outcome as the "sensitivity"
+ * and "fallback" objects (man qtool-json(5)). */
+void cli_sens_json(cJSON *d, const struct qt_sens_report *r);
+void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out);
+/* Both, as calib/finetune asked for them (cli/fallback.c). */
+void cli_fallback_fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_calib_result *r);
 #endif

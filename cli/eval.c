@@ -179,6 +179,8 @@ static void fill_json(cJSON *d, const struct qt_eval_opts *o, const struct qt_ev
             cJSON_AddNumberToObject(e, "count", (double)l->count);
             cJSON_AddItemToArray(a, e);
         }
+        if (rep->sens)
+            cli_sens_json(d, rep->sens);
         a = cJSON_AddArrayToObject(d, "depthwise");
         for (int i = 0; i < rep->ndw; i++) {
             cJSON *e = cJSON_CreateObject();
@@ -234,6 +236,10 @@ static int eval_main(void *ctx) {
     if (report)
         fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
                 rep.ndw, rep.images);
+    if (report && rep.sens)
+        cli_sens_print(f, rep.sens);
+    else if (report)
+        fprintf(f, "sensitivity: not available: %s\n", rep.sens_note);
     qt_layer_report_free(&rep);
     qt_eval_result_release(&r);
     return cli_json_end(&js, 0, NULL);

@@ -106,6 +106,60 @@ static void sqnr_chart(struct sb *b, const struct qt_layer_report *rep) {
     sbf(b, "</svg>\n");
 }
 
+/* Sensitivity, worst first: per unit, the output SQNR with only it
+ * quantized (bar) and with all but it quantized (tick). */
+static void sens_chart(struct sb *b, const struct qt_sens_report *s) {
+    int *ord = malloc(sizeof(int) * ((size_t)s->nunits + 1));
+    if (!ord) {
+        b->oom = 1;
+        return;
+    }
+    qt_sens_order(s, ord);
+    double top = 40;
+    for (int i = 0; i < s->nunits; i++) {
+        const struct qt_sens_unit *u = &s->unit[i];
+        if (isfinite(u->only_quant.sqnr_db) && u->only_quant.sqnr_db > top)
+            top = u->only_quant.sqnr_db;
+        if (isfinite(u->only_float.sqnr_db) && u->only_float.sqnr_db > top)
+            top = u->only_float.sqnr_db;
+    }
+    top = ceil(top / 10) * 10;
+    int W = 960, L = 330, R = 60, row = 18, H = 30 + row * s->nunits + 20;
+    double sx = (W - L - R) / top;
+    sbf(b, "<svg class=\"chart sens\" id=\"sensitivity\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+           "height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\"><title>Sensitivity per layer, worst first</title>\n",
+        W, H, W, H);
+    for (int t = 0; t <= (int)top; t += 10) {
+        double x = L + t * sx;
+        sbf(b, "<line x1=\"%.1f\" y1=\"22\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
+               "<text x=\"%.1f\" y=\"16\" font-size=\"11\" text-anchor=\"middle\">%d dB</text>\n", x, x, H - 18, x, t);
+    }
+    for (int k = 0; k < s->nunits; k++) {
+        const struct qt_sens_unit *u = &s->unit[ord[k]];
+        double v = u->only_quant.sqnr_db, f = u->only_float.sqnr_db, y = 28 + row * k;
+        char lab[200];
+        snprintf(lab, sizeof lab, "%s %s", u->node[0] ? u->node : "(input)", u->weight ? "weight" : "output");
+        size_t n = strlen(lab);
+        sbf(b, "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">", L - 6, y + 12);
+        sbe(b, n > 48 ? lab + n - 48 : lab);
+        sbf(b, "</text>");
+        double len = isinf(v) ? top * sx : (v < 0 || v != v ? 0 : v) * sx;
+        double fx = L + (isinf(f) ? top : f < 0 || f != f ? 0 : f) * sx;
+        sbf(b, "<rect class=\"bar\" data-unit=\"");
+        sbe(b, lab);
+        sbf(b, "\" data-value=\"%.3f\" x=\"%d\" y=\"%.1f\" width=\"%.1f\" height=\"%d\" fill=\"%s\"><title>", isfinite(v) ? v : 999,
+            L, y + 2, len, row - 4, sqnr_color(v));
+        sbe(b, lab);
+        sbf(b, ": only it quantized %.2f dB, all but it %.2f dB, own %.2f dB</title></rect>", v, f, u->sqnr_db);
+        sbf(b, "<line class=\"allbut\" data-value=\"%.3f\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+               "stroke=\"#000\" stroke-width=\"2\"/>", isfinite(f) ? f : 999, fx, y + 1, fx, y + row - 1);
+        if (isfinite(v))
+            sbf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\">%.1f</text>\n", L + len + 4, y + 12, v);
+    }
+    sbf(b, "</svg>\n");
+    free(ord);
+}
+
 static void hist_chart(struct sb *b, const struct qt_layer_stats *l) {
     int W = 460, H = 210, L = 40, T = 28, B = 36, bins = QT_LAYER_BINS;
     double pw = W - L - 10, ph = H - T - B, mx = 0;
@@ -234,6 +288,19 @@ int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct
             "reference's tensor of the same name, both run as written on %d images (errors accumulate along the "
             "graph). Green from 30 dB, orange from 20 dB, red below.</p>\n", rep->images);
     sqnr_chart(&b, rep);
+    sbf(&b, "<h2>Sensitivity per layer</h2>\n");
+    if (rep->sens) {
+        const struct qt_sens_report *s = rep->sens;
+        sbf(&b, "<p>Each quantized weight and output activation on its own, on %d images, worst first: the bar is "
+                "the output SQNR against the float model with only it quantized, the black tick with every other "
+                "one quantized too (all quantized: %.2f dB, agreement %.1f%%).</p>\n", s->images, s->all.sqnr_db,
+            s->all.agree);
+        sens_chart(&b, s);
+    } else {
+        sbf(&b, "<p>Not available: ");
+        sbe(&b, rep->sens_note);
+        sbf(&b, ".</p>\n");
+    }
     const struct qt_layer_stats **w = calloc((size_t)rep->nlayers + 1, sizeof *w);
     if (!w) {
         free(b.p);

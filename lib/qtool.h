@@ -358,6 +358,10 @@ struct qt_layer_report {
     struct qt_dw_stats *dw;
     int ndw;
     int images;
+    struct qt_sens_report *sens; /* the sensitivity analysis when MODEL.json (the quantized model's
+                                  * quant_info.json) describes it for o->ref, else NULL and sens_note
+                                  * says why */
+    char sens_note[256];
 };
 /* Runs o->model (as written, in float) and o->ref on the first `images`
  * images of o->data (o->pp, o->classes, o->limit as qt_eval_run). Fills rep
@@ -463,6 +467,68 @@ struct qt_ft_report {
     int nlayers;
 };
 
+/* What a model scores on the simulator's images against the float model. */
+struct qt_figures {
+    int images, labeled;
+    double float_top1;          /* the float model's top-1 on the labeled images (NAN: none) */
+    double top1, top1_drop;     /* percent; drop in points (NAN without labels) */
+    double agree;               /* percent of images whose top-1 class is the float model's */
+    double sqnr_db;             /* output SQNR against the float model's outputs */
+};
+enum { QT_METRIC_TOP1, QT_METRIC_AGREE, QT_METRIC_SQNR };
+
+/* Sensitivity of every quantized weight and output activation ("unit"). */
+struct qt_sens_unit {
+    char node[128];             /* the layer: the weight's node, the activation's producer (the compute
+                                 * node of a fused Relu/Clip), "" for a graph input */
+    char op[32];
+    char tensor[128];           /* the quantized tensor */
+    int weight;                 /* 1 weights, 0 output activation */
+    int bits;
+    struct qt_figures only_quant; /* only this unit quantized, the rest float */
+    struct qt_figures only_float; /* everything quantized but this unit */
+    double sqnr_db, cosine;     /* the unit's own error with only it quantized: the activation itself,
+                                 * or the node's output for weights, against float */
+};
+struct qt_sens_report {
+    struct qt_sens_unit *unit;  /* execution order */
+    int nunits, images, labeled;
+    struct qt_figures all;      /* every unit quantized */
+    double wall_s;
+};
+/* The drop the metric measures, in percent: top-1 points lost, 100 -
+ * agreement, or the output error energy in percent of the output energy
+ * (100 * 10^(-SQNR/10): 1% is 20 dB). */
+double qt_figures_drop(const struct qt_figures *f, int metric);
+const char *qt_metric_name(int metric);
+
+/* Unit indices worst first (lowest output SQNR with only the unit quantized). */
+void qt_sens_order(const struct qt_sens_report *r, int *order);
+void qt_sens_report_free(struct qt_sens_report *r);
+
+/* The accuracy-driven search (--max-drop; lib/quant/maxdrop.c). */
+struct qt_fallback_layer {
+    char node[128];
+    int wbits, abits;           /* raised to (0: as planned) */
+    int keep_float;             /* raised to float */
+};
+struct qt_fallback {
+    int ran;                    /* the search ran (max_drop given) */
+    int met;                    /* the model written meets the target on the search's images */
+    int metric;                 /* QT_METRIC_* */
+    double max_drop;
+    int eval_images;            /* the search's images (never calibration or tuning ones) */
+    int candidates;             /* layers the search could raise */
+    int evals;                  /* simulated evaluations */
+    int rebuilds;               /* calibrations (and tuning) redone with raised layers */
+    struct qt_figures before, after; /* on the search's images: as first quantized, as written */
+    struct qt_fallback_layer *layer; /* raised layers, most sensitive first (malloc'd; free()) */
+    int nlayers;
+    char unsaved[4][128];       /* not met: the most sensitive layers left quantized (up to 4) */
+    int nunsaved;
+    double wall_s;              /* the search's time (sensitivity, evaluations, rebuilds) */
+};
+
 struct qt_calib_opts {
     const char *model, *data, *out, *quant_info;
     const char *classes;
@@ -475,6 +541,13 @@ struct qt_calib_opts {
     int bn_reestimate;          /* ... matching the per-channel variance too */
     int finetune;               /* AdaQuant after calibration (qtool finetune) */
     struct qt_ft_opts ft;
+    /* accuracy-driven fallback and sensitivity (lib/quant/maxdrop.c) */
+    double max_drop;            /* --max-drop PCT: < 0 (default) off */
+    const char *eval_data;      /* the search's images; NULL: every 4th image of data held back */
+    int metric;                 /* QT_METRIC_*; -1 (default): top1 when the images are labeled, else agreement */
+    int sensitivity;            /* fill r->sens (on the search's images, else the first calibration ones) */
+    int sens_images;            /* images for the sensitivity analysis (default 32) */
+    int max_raise;              /* raise at most this many layers (0: any; the most sensitive first) */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -488,8 +561,15 @@ struct qt_calib_result {
     int bc_layers;              /* layers bias-corrected */
     int cle_pairs, cle_absorbed; /* cross-layer equalization: layer pairs, channels with high bias absorbed */
     struct qt_ft_report ft;     /* finetune: per layer (free(ft.layer)) */
+    struct qt_sens_report sens; /* with o->sensitivity (free with qt_calib_result_free) */
+    struct qt_fallback fb;      /* with o->max_drop >= 0 */
     double wall_s;
 };
+/* Frees what a result holds (ft.layer, sens, fb.layer); safe on a zeroed result. */
+void qt_calib_result_free(struct qt_calib_result *r);
+/* Exit status of a --max-drop run whose target even the candidates in
+ * float could not meet: the best model found is written (man qtool(1)). */
+#define QT_EDROP 6
 
 void qt_calib_opts_init(struct qt_calib_opts *o);
 int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err);

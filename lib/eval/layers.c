@@ -6,6 +6,7 @@
  * DequantizeLinear output against it. Nothing is kept per image but those
  * tensors of one batch. */
 #include "engine.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -305,6 +306,8 @@ int qt_eval_layers(const struct qt_eval_opts *o, int images, struct qt_layer_rep
         struct track *tr = &r.tr[k];
         rep->layer[k].sqnr_db = tr->ref_v < 0 ? NAN : tr->noise > 0 ? 10 * log10(tr->sig / tr->noise) : INFINITY;
     }
+    if (qt_eval_sensitivity(o, images, rep, err))
+        goto out;
 out:
     for (int k = 0; r.tr && k < rep->nlayers; k++)
         free(r.tr[k].buf);
@@ -325,5 +328,8 @@ void qt_layer_report_free(struct qt_layer_report *rep) {
         free(rep->dw[i].wmin);
     free(rep->dw);
     free(rep->layer);
+    if (rep->sens)
+        qt_sens_report_free(rep->sens);
+    free(rep->sens);
     memset(rep, 0, sizeof *rep);
 }

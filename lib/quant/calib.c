@@ -18,6 +18,9 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     o->ft.lr = 3e-3;
     o->ft.batch = 8;
     o->ft.max_memory = (int64_t)1 << 30;
+    o->max_drop = -1;
+    o->metric = -1;
+    o->sens_images = 32;
 }
 
 struct calib_ctx {
@@ -254,44 +257,38 @@ out:
     return err->code;
 }
 
-int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
-    struct qt_graph *g = NULL, *qg = NULL, *fref = NULL;
+/* The plan for g quantized as q says, calibrated on the first images of
+ * ds with the corrections and the tuning o asks for. *ref (when ref is not
+ * NULL): a copy of the prepared float graph before any of them. */
+static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts *q, const struct qt_graph *g,
+                      struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w, int fixed,
+                      struct qt_qplan **out, struct qt_graph **ref, struct qt_calib_result *r, struct qt_err *err) {
     struct qt_qplan *p = NULL;
-    struct qt_dataset *ds = NULL;
-    struct qt_preproc pp = o->pp;
-    int c, h, w, fixed, total = 0, batch, threads;
-    double t0 = qt_now();
-    memset(r, 0, sizeof *r);
-
-    if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
-                                              o->finetune || o->bias_correction || o->bn_reestimate, err))
-        return err->code;
-    if (qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
-        qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
-        goto out;
-    if (!o->channels_set)
-        pp.channels = c;
-    if (qt_qplan_build(&p, g, &o->q, o->log, o->log_ud, err))
+    struct qt_graph *fref = NULL;
+    int total = 0, batch, threads;
+    *out = NULL;
+    if (qt_qplan_build(&p, g, q, o->log, o->log_ud, err))
         goto out;
     r->nfolded_bn = p->nfolded;
     r->nfused_act = p->nfused;
     r->nexcluded = p->nexcluded;
+    r->nquant_act = r->nquant_weight = 0;
     for (int t = 0; t < p->nt; t++) {
         r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
         r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
     }
     if (qt_qplan_weights(p, err))
         goto out;
-    if (o->dry_run)
-        goto out;
-    if (qt_dataset_open(&ds, o->data, o->classes, err))
-        goto out;
+    if (o->dry_run) {
+        *out = p;
+        return 0;
+    }
     if (qt_cle_wanted(&p->o)) { /* before the weights are quantized and the ranges observed */
         int n = qt_dataset_count(ds), tot = o->limit > 0 && o->limit < n ? o->limit : n;
         int b = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
         struct qt_cle_report cr;
         if (!fixed || tot % fixed == 0) {
-            if (qt_cle(p, ds, &pp, tot, b < tot || fixed ? b : tot, c, h, w, o->threads > 0 ? o->threads : qt_ncpus(),
+            if (qt_cle(p, ds, pp, tot, b < tot || fixed ? b : tot, c, h, w, o->threads > 0 ? o->threads : qt_ncpus(),
                        &cr, err) ||
                 qt_qplan_weights(p, err))
                 goto out;
@@ -299,7 +296,11 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
             r->cle_absorbed = cr.absorbed;
         }
     }
-    if (qt_calib_observe(p, ds, &pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress,
+    /* the simulator's float reference: after CLE (which keeps the float
+     * function), before the corrections and the tuning */
+    if (ref && !*ref && qt_graph_clone(ref, p->g, err))
+        goto out;
+    if (qt_calib_observe(p, ds, pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress,
                          o->progress_ud, err))
         goto out;
     r->images = total;
@@ -316,26 +317,140 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
          * targets must come from the prepared graph before them */
         if (o->finetune && qt_graph_clone(&fref, p->g, err))
             goto out;
-        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
+        if (qt_bias_correct(p, ds, pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
             goto out;
         r->bc_layers = bc.layers;
     }
-    if (o->finetune && qt_finetune(p, fref, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
+    free(r->ft.layer);
+    memset(&r->ft, 0, sizeof r->ft);
+    if (o->finetune && qt_finetune(p, fref, ds, pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
     if (o->finetune && p->o.pow2_scales) { /* the learnt weight steps back on powers of two */
         qt_qplan_pow2(p);
         if (qt_qplan_biases(p, err))
             goto out;
     }
+    *out = p;
+    p = NULL;
+out:
+    qt_graph_free(fref);
+    qt_qplan_free(p);
+    return err->code;
+}
+
+struct rebuild_ctx {
+    const struct qt_calib_opts *o;
+    const struct qt_graph *g;
+    struct qt_dataset *ds;
+    const struct qt_preproc *pp;
+    int c, h, w, fixed;
+    struct qt_calib_result *r;
+};
+
+static int rebuild(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err) {
+    struct rebuild_ctx *b = ud;
+    return calib_plan(b->o, q, b->g, b->ds, b->pp, b->c, b->h, b->w, b->fixed, out, NULL, b->r, err);
+}
+
+void qt_calib_result_free(struct qt_calib_result *r) {
+    free(r->ft.layer);
+    r->ft.layer = NULL;
+    qt_sens_report_free(&r->sens);
+    free(r->fb.layer);
+    r->fb.layer = NULL;
+}
+
+int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struct qt_err *err) {
+    struct qt_graph *g = NULL, *qg = NULL, *ref = NULL;
+    struct qt_qplan *p = NULL;
+    struct qt_dataset *ds = NULL, *eds = NULL;
+    struct qt_preproc pp = o->pp;
+    struct qt_evalset es = {0};
+    int c, h, w, fixed, search = o->max_drop >= 0, sens = o->sensitivity;
+    double t0 = qt_now();
+    memset(r, 0, sizeof *r);
+
+    if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
+                                              o->finetune || o->bias_correction || o->bn_reestimate, err))
+        return err->code;
+    if (qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
+        qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
+        goto out;
+    if (!o->channels_set)
+        pp.channels = c;
+    if (o->dry_run) {
+        if (calib_plan(o, &o->q, g, NULL, &pp, c, h, w, fixed, &p, NULL, r, err))
+            goto out;
+        goto out;
+    }
+    if (qt_dataset_open(&ds, o->data, o->classes, err))
+        goto out;
+    /* the search's images: never the ones calibration or tuning see */
+    if (search || sens) {
+        if (o->eval_data) {
+            if (qt_dataset_open(&eds, o->eval_data, o->classes, err)) {
+                if (err->code == QT_EDATA && strstr(err->msg, "no images")) { /* nothing to measure on */
+                    err->code = QT_EUSAGE;
+                    qt_err_prefix(err, "%s needs evaluation images: --eval-data", search ? "--max-drop" : "--sensitivity");
+                }
+                goto out;
+            }
+        } else if (search) {
+            if (qt_dataset_count(ds) < 2) {
+                qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has %d image%s, too few to hold "
+                        "some back; give --eval-data DIR", o->data, qt_dataset_count(ds),
+                        qt_dataset_count(ds) == 1 ? "" : "s");
+                goto out;
+            }
+            if (qt_dataset_hold_back(ds, 4, &eds, err))
+                goto out;
+        }
+        if (qt_evalset_load(&es, eds ? eds : ds, &pp, c, h, w, search ? 0 : (o->sens_images > 0 ? o->sens_images : 32),
+                            o->threads, err))
+            goto out;
+        if (search && es.n < 1) {
+            qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has none", o->eval_data ? o->eval_data : o->data);
+            goto out;
+        }
+    }
+    if (calib_plan(o, &o->q, g, ds, &pp, c, h, w, fixed, &p, search || sens ? &ref : NULL, r, err))
+        goto out;
+    if (search || sens) {
+        struct rebuild_ctx bx = {o, g, ds, &pp, c, h, w, fixed, r};
+        struct qt_maxdrop md = {.q = &o->q, .g = g, .ref = ref, .es = &es, .metric = o->metric,
+                                .max_drop = o->max_drop, .search = search, .sensitivity = sens,
+                                .sens_images = o->sens_images > 0 ? o->sens_images : 32,
+                                .threads = o->threads, .max_raise = o->max_raise, .rebuild = rebuild,
+                                .rebuild_ud = &bx,
+                                .log = o->log, .log_ud = o->log_ud};
+        if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
+            goto out;
+    }
+    if (r->fb.ran) { /* the counts of the plan written */
+        r->nquant_act = r->nquant_weight = 0;
+        for (int t = 0; t < p->nt; t++) {
+            r->nquant_act += p->t[t].q.role == QT_ROLE_ACT;
+            r->nquant_weight += p->t[t].q.role == QT_ROLE_WEIGHT;
+        }
+        r->nexcluded = p->nexcluded;
+    }
+    p->fallback = r->fb.ran ? &r->fb : NULL;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
-    if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, total, o->data, err))
+    if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, r->images, o->data, err))
         goto out;
+    if (r->fb.ran && !r->fb.met)
+        qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met; wrote the best model found (%d layer%s "
+                "raised; %s drop %.3g on the search's images)", qt_metric_name(r->fb.metric), r->fb.max_drop,
+                r->fb.nlayers, r->fb.nlayers == 1 ? "" : "s", qt_metric_name(r->fb.metric),
+                qt_figures_drop(&r->fb.after, r->fb.metric));
 out:
     r->wall_s = qt_now() - t0;
+    qt_evalset_release(&es);
     qt_dataset_free(ds);
+    qt_dataset_free(eds);
     qt_graph_free(qg);
-    qt_graph_free(fref);
+    qt_graph_free(ref);
     qt_qplan_free(p);
     qt_graph_free(g);
     return err->code;

@@ -166,6 +166,43 @@ static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct q
                             o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
 }
 
+static void add_figures(cJSON *o, const char *key, const struct qt_figures *f) {
+    cJSON *e = cJSON_AddObjectToObject(o, key);
+    cJSON_AddNumberToObject(e, "images", f->images);
+    if (f->labeled) {
+        cJSON_AddNumberToObject(e, "top1", f->top1);
+        cJSON_AddNumberToObject(e, "top1_drop", f->top1_drop);
+    }
+    cJSON_AddNumberToObject(e, "agreement", f->agree);
+    if (isfinite(f->sqnr_db))
+        cJSON_AddNumberToObject(e, "sqnr_db", f->sqnr_db);
+    else
+        cJSON_AddNullToObject(e, "sqnr_db");
+}
+
+/* --max-drop's outcome (the raised layers are also in the tensors' bits
+ * and prepare.excluded, which export rebuilds from). */
+static void add_fallback(cJSON *d, const struct qt_fallback *fb) {
+    cJSON *o = cJSON_AddObjectToObject(d, "fallback");
+    cJSON_AddStringToObject(o, "metric", qt_metric_name(fb->metric));
+    cJSON_AddNumberToObject(o, "max_drop", fb->max_drop);
+    cJSON_AddBoolToObject(o, "met", fb->met);
+    cJSON_AddNumberToObject(o, "eval_images", fb->eval_images);
+    cJSON_AddNumberToObject(o, "candidates", fb->candidates);
+    add_figures(o, "before", &fb->before);
+    add_figures(o, "after", &fb->after);
+    cJSON *a = cJSON_AddArrayToObject(o, "raised");
+    for (int i = 0; i < fb->nlayers; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "node", fb->layer[i].node);
+        if (fb->layer[i].keep_float)
+            cJSON_AddStringToObject(e, "to", "float");
+        else
+            cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
+        cJSON_AddItemToArray(a, e);
+    }
+}
+
 int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
                         struct qt_wfile *fw, struct qt_err *err) {
@@ -214,6 +251,8 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         if (p->qn[i].excluded && p->qn[i].kind != QT_QN_NONE)
             cJSON_AddItemToArray(excl, cJSON_CreateString(g->n[i].name));
     }
+    if (p->fallback)
+        add_fallback(d, p->fallback);
     cJSON *ts = cJSON_AddArrayToObject(d, "tensors");
     for (int t = 0; t < p->nt; t++) {
         const struct qt_qtensor *qt = &p->t[t];

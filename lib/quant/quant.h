@@ -178,6 +178,7 @@ struct qt_qplan {
     void *log_ud;
     int tuned;              /* finetune/qat changed the float weights: quant_info.json records them */
     struct qt_cle_report cle; /* set by qt_cle (zero when it did not run) */
+    const struct qt_fallback *fallback; /* --max-drop's outcome: quant_info.json's "fallback" (may be NULL) */
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
@@ -456,5 +457,82 @@ int qt_walk_peek(struct qt_walk *wk, int cut, struct qt_dataset *ds, const struc
                  struct qt_err *err);
 void qt_walk_clear(struct qt_walk *wk); /* forget the kept values (back to the images) */
 void qt_walk_free(struct qt_walk *wk);
+
+/* ---- simulation, sensitivity, accuracy-driven fallback (sensitivity.c, maxdrop.c) ---- */
+
+/* A calibrated plan simulated on images held in memory (sensitivity.c
+ * explains how); every quantized weight and activation is a unit that can
+ * be on (fake-quantized) or off (float). */
+struct qt_qsim;
+/* images: nimg preprocessed images (the model's C x H x W floats each) and
+ * labels (NULL or -1: unlabeled), kept by the caller while s lives. fref:
+ * the float reference (the prepared graph before corrections and tuning;
+ * NULL: p->g); its logits are computed once here. p must outlive s and not
+ * change while s lives (its weights are read in place). */
+int qt_qsim_new(struct qt_qsim **s, const struct qt_qplan *p, const struct qt_graph *fref, const float *images,
+                const int *labels, int nimg, int threads, struct qt_err *err);
+void qt_qsim_free(struct qt_qsim *s);
+int qt_qsim_units(const struct qt_qsim *s);
+/* Labeled images among s's. */
+int qt_qsim_labeled(const struct qt_qsim *s);
+/* Figures of the model quantized as cfg says (a plan of the same model
+ * built with other per-layer settings, not calibrated: a tensor it
+ * quantizes is simulated at its bits with s's parameters, or from the
+ * observed range at other bits; one it leaves float stays float), or as
+ * s's plan when cfg is NULL. */
+int qt_qsim_eval(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_figures *f, struct qt_err *err);
+/* One unit on (at the plan's bits) or off, and the figures of the units as
+ * they are set (tests; qt_qsim_eval sets them all). */
+void qt_qsim_set(struct qt_qsim *s, int unit, int on);
+int qt_qsim_run(struct qt_qsim *s, struct qt_figures *f, struct qt_err *err);
+
+/* qtool eval --report: the sensitivity of o->model's quantization on the
+ * first min(images, 32) images of o->data, when MODEL.json beside it is its
+ * quant_info.json for o->ref (the float model it was made from); otherwise
+ * rep->sens stays NULL and rep->sens_note says why (not an error). */
+int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err);
+/* Runs the analysis on the first nimg (0: all) of s's images. Cost: per
+ * unit, the network after it twice (only this unit quantized from the float
+ * walk's saved tensors; all but it from the quantized walk's). Free with
+ * qt_sens_report_free (also after an error). */
+int qt_sensitivity(struct qt_qsim *s, int nimg, struct qt_sens_report *r, struct qt_err *err);
+
+/* Images held in memory for the simulator: the first `max` (0: up to 512)
+ * of ds, preprocessed. */
+struct qt_evalset {
+    float *img;
+    int *lab;
+    int n;
+};
+int qt_evalset_load(struct qt_evalset *e, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                    int max, int threads, struct qt_err *err);
+void qt_evalset_release(struct qt_evalset *e);
+
+/* The accuracy-driven search (maxdrop.c). From the calibrated plan *p:
+ * measure on es; while the drop exceeds max_drop, raise the layers that
+ * cost most, in the order of the sensitivity table (a layer's worst unit's
+ * output SQNR with only it quantized): first to 8 bits when the plan has lower
+ * widths, then to float; the fewest of them found by bisection on the
+ * simulator, then built for real (rebuild: calibration and tuning again
+ * with q->layers set) and measured again, adding layers while it misses.
+ * *p is replaced by the plan to write; fb says what was done (fb->met 0:
+ * the target was not met, *p is the best found). With sensitivity (or the
+ * search), sens gets the analysis of the first plan. */
+struct qt_maxdrop {
+    const struct qt_quant_opts *q;
+    const struct qt_graph *g;       /* the model (plans for other settings are built from it) */
+    const struct qt_graph *ref;     /* the prepared float graph (the simulator's reference) */
+    const struct qt_evalset *es;
+    int metric;                     /* QT_METRIC_*, -1: top1 when es is labeled, else agreement */
+    double max_drop;
+    int search, sensitivity, sens_images, threads;
+    int max_raise;                  /* candidates: the max_raise most sensitive layers (0: all) */
+    int (*rebuild)(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err);
+    void *rebuild_ud;
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+};
+int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **p, struct qt_sens_report *sens, struct qt_fallback *fb,
+                   struct qt_err *err);
 
 #endif

@@ -1,0 +1,148 @@
+#!/bin/sh
+# t-maxdrop.sh: --max-drop, --eval-data, --metric and --sensitivity on the
+# bundled Fashion-MNIST model at W4A4: the search meets its target on its own
+# images and raises named layers, the model it writes is better than plain
+# W4A4 on images neither calibration nor the search saw (testdata/fmnist/test),
+# ONNX Runtime loads it and agrees, export rebuilds it byte for byte from
+# quant_info.json ("fallback" recorded), the result is the same at 1 and 2
+# threads, an unreachable target writes the best model and exits 6 naming the
+# layers, bad values are usage errors that say why, and --sensitivity prints
+# one row per quantized weight and activation, worst first.
+# needs: ort python3
+. scripts/testlib.sh
+D=testdata/fmnist
+PP="--preset mnist -q"
+ORT="node scripts/ort-run.mjs"
+
+expect_ok "W4A4 calib, no search (baseline)" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/base.onnx \
+    --wbits 4 --abits 4
+expect_ok "  eval on the test images" $QTOOL eval $TMP/base.onnx --data $D/test $PP --latency-runs 0 \
+    --ref $D/model.onnx --json $TMP/base_e.json
+
+expect_ok "W4A4 --max-drop 1 --metric agreement" $QTOOL calib $D/model.onnx --data $D/calib $PP \
+    -o $TMP/md.onnx --wbits 4 --abits 4 --max-drop 1 --metric agreement --json $TMP/md_c.json --threads 2
+check "  JSON: fallback.met, metric agreement, a quarter of the images held back" python3 -c "
+import json; f=json.load(open('$TMP/md_c.json'))['fallback']
+assert f['met'] is True and f['metric'] == 'agreement' and f['max_drop'] == 1, f
+assert 70 <= f['eval_images'] <= 90, f['eval_images']"
+check "  drop on the search's images: $(json $TMP/md_c.json fallback.drop_before) before, $(json $TMP/md_c.json fallback.drop_after) after (<= 1)" \
+    python3 -c "
+import json; f=json.load(open('$TMP/md_c.json'))['fallback']
+assert f['drop_before'] > 1 and f['drop_after'] <= 1, f"
+check "  raised layers named, fewer than all candidates" python3 -c "
+import json; f=json.load(open('$TMP/md_c.json'))['fallback']
+r=[l['node'] for l in f['raised']]
+assert 1 <= len(r) < f['candidates'] and all(n.startswith('/') for n in r), f"
+check "  calibrated on the other three quarters ($(json $TMP/md_c.json images) images)" \
+    test "$(json $TMP/md_c.json images)" -lt 260
+check "  quant_info.json records it" python3 -c "
+import json; j=json.load(open('$TMP/md_c.json'))['fallback']
+qi=json.load(open('$TMP/md.json'))['fallback']
+assert [l['node'] for l in qi['raised']] == [l['node'] for l in j['raised']] and qi['met'] is True, qi
+t=json.load(open('$TMP/md.json'))
+ex=set(t['prepare']['excluded'])
+for l in qi['raised']:
+    if l['to'] == 'float':
+        assert l['node'] in ex, l
+    else:
+        w=[x for x in t['tensors'] if x.get('node') == l['node'] and x['role'] == 'weight']
+        assert w and all(x['bits'] == 8 for x in w), (l, w)"
+expect_ok "  eval on the test images" $QTOOL eval $TMP/md.onnx --data $D/test $PP --latency-runs 0 \
+    --ref $D/model.onnx --json $TMP/md_e.json
+check "  test images: agreement $(json $TMP/md_e.json agreement) > plain W4A4's $(json $TMP/base_e.json agreement)" \
+    fcmp "$(json $TMP/md_e.json agreement)" '>' "$(json $TMP/base_e.json agreement)"
+check "  test images: SQNR $(json $TMP/md_e.json sqnr_db) dB > plain W4A4's $(json $TMP/base_e.json sqnr_db) + 2" \
+    fcmp "$(json $TMP/md_e.json sqnr_db)" '>' "$(python3 -c "print($(json $TMP/base_e.json sqnr_db) + 2)")"
+expect_ok "  ORT loads it" $ORT $TMP/md.onnx --check-load
+expect_ok "  qtool and ORT agree on it" sh -c "$QTOOL eval $TMP/md.onnx --data $D/test $PP --latency-runs 0 \
+    --limit 100 --save-inputs $TMP/i.bin --save-outputs $TMP/q.bin && $ORT $TMP/md.onnx --input $TMP/i.bin \
+    --shape 100,1,28,28 --output $TMP/o.bin && python3 scripts/cmpraw.py $TMP/q.bin $TMP/o.bin 1 --top1 10"
+expect_ok "  export rebuilds it from quant_info.json" $QTOOL export $D/model.onnx --quant-info $TMP/md.json \
+    -o $TMP/md_x.onnx
+check "  byte for byte" cmp $TMP/md.onnx $TMP/md_x.onnx
+expect_ok "  eval --report on it: the sensitivity from md.json" $QTOOL eval $TMP/md.onnx --data $D/test $PP \
+    --latency-runs 0 --limit 40 --ref $D/model.onnx --report $TMP/rep --json $TMP/rep_c.json
+check "  JSON sensitivity: a unit per quantized tensor of md.json, the raised layers' weights at 8 bits" python3 -c "
+import json; s=json.load(open('$TMP/rep_c.json'))['sensitivity']; q=json.load(open('$TMP/md.json'))
+n=sum(1 for t in q['tensors'] if t['role'] in ('weight', 'activation'))
+assert len(s['units']) == n and s['images'] == 32, (len(s['units']), n)
+r={l['node'] for l in q['fallback']['raised'] if l['to'] == 8}
+assert all(u['bits'] == 8 for u in s['units'] if u['node'] in r and u['kind'] == 'weight')"
+check "  the page has its chart, one bar per unit" sh -c "test \$(grep -o 'class=\"bar\" data-unit' $TMP/rep/index.html | wc -l) \
+    -eq \$(python3 -c \"import json; print(len(json.load(open('$TMP/rep_c.json'))['sensitivity']['units']))\")"
+expect_ok "  again at 1 thread" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/md1.onnx --wbits 4 --abits 4 \
+    --max-drop 1 --metric agreement --threads 1
+check "  same model at 1 and 2 threads" cmp $TMP/md.onnx $TMP/md1.onnx
+check "  same quant_info.json" cmp $TMP/md.json $TMP/md1.json
+
+# top1 (the default on labeled images) with a separate --eval-data folder
+mkdir -p $TMP/ev
+for c in $D/test/*/; do
+    n=$(basename "$c"); mkdir -p "$TMP/ev/$n"
+    ls "$c" | head -8 | while read -r f; do ln -s "$TOP/$c$f" "$TMP/ev/$n/$f"; done
+done
+expect_ok "W4A4 --max-drop 2 --eval-data DIR (top1 by default)" $QTOOL calib $D/model.onnx --data $D/calib $PP \
+    -o $TMP/ed.onnx --wbits 4 --abits 4 --max-drop 2 --eval-data $TMP/ev --json $TMP/ed_c.json
+check "  metric top1 on the $(json $TMP/ed_c.json fallback.eval_images) --eval-data images, every calibration image used" \
+    python3 -c "
+import json; d=json.load(open('$TMP/ed_c.json')); f=d['fallback']
+assert f['metric'] == 'top1' and f['eval_images'] == 80 and d['images'] == 300, (f, d['images'])
+assert f['met'] is True and f['after']['top1_drop'] <= 2, f"
+
+# a target the allowed layers cannot meet: the best model is written, exit 6
+expect_fail 6 "--max-drop 0 --metric sqnr --max-raise 2: exit 6" $QTOOL calib $D/model.onnx --data $D/calib \
+    $PP -o $TMP/un.onnx --wbits 4 --abits 4 --max-drop 0 --metric sqnr --max-raise 2 --json $TMP/un_c.json
+check "  the best model is written anyway" test -s $TMP/un.onnx -a -s $TMP/un.json
+check "  JSON: met false, exit_code 6, at most 2 raised, the layers left named" python3 -c "
+import json; d=json.load(open('$TMP/un_c.json')); f=d['fallback']
+assert f['met'] is False and d['exit_code'] == 6 and len(f['raised']) <= 2 and f['candidates'] == 2, d
+assert len(f['unsaved']) >= 2 and all(n.startswith('/') for n in f['unsaved']), f
+assert f['drop_after'] <= f['drop_before'], f"
+check "  quant_info.json: met false" python3 -c "
+import json; assert json.load(open('$TMP/un.json'))['fallback']['met'] is False"
+expect_ok "  ORT loads it" $ORT $TMP/un.onnx --check-load
+$QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/un2.onnx --wbits 4 --abits 4 --max-drop 0 --metric sqnr \
+    --max-raise 2 >$TMP/un.out 2>&1
+check "  the text names the layers it could not save" grep -q "could not save: /" $TMP/un.out
+check "  and the error says the best model was written" grep -q "calib: the target .* is not met; wrote the best" $TMP/un.out
+
+# bad values
+expect_fail 2 "--max-drop -1" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --max-drop -1
+expect_fail 2 "--metric bogus" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --max-drop 1 --metric bogus
+mkdir -p $TMP/empty $TMP/one/0_tshirt_top $TMP/flat
+expect_fail 2 "--eval-data with no images" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx \
+    --max-drop 1 --eval-data $TMP/empty
+check "  says why" grep -q "needs evaluation images" $_out
+ln -s "$TOP/$(ls -d $D/calib/0_tshirt_top)/$(ls $D/calib/0_tshirt_top | head -1)" $TMP/one/0_tshirt_top/a.png
+expect_fail 2 "--max-drop on a single image, nothing to hold back" $QTOOL calib $D/model.onnx --data $TMP/one $PP \
+    -o $TMP/b.onnx --max-drop 1
+check "  says why" grep -q "needs evaluation images" $_out
+for f in $(ls $D/test/0_tshirt_top | head -4); do ln -s "$TOP/$D/test/0_tshirt_top/$f" $TMP/flat/$f; done
+expect_fail 2 "--metric top1 on unlabeled --eval-data" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx \
+    --max-drop 1 --metric top1 --eval-data $TMP/flat
+expect_fail 2 "--eval-data alone" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --eval-data $TMP/flat
+expect_fail 2 "--metric without --max-drop" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --metric top1
+expect_fail 2 "--max-raise 0" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --max-drop 1 --max-raise 0
+check "  no output left behind" sh -c "! ls $TMP/b.* 2>/dev/null | grep -q ."
+
+# the sensitivity table
+expect_ok "W4A4 --sensitivity" sh -c "$QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/s.onnx --wbits 4 --abits 4 \
+    --sensitivity --json $TMP/s_c.json >$TMP/s.txt"
+check "  one row per quantized weight and activation ($(grep -cE '^(/|\(input\)).* (weight|output) ' $TMP/s.txt))" \
+    test "$(grep -cE '^(/|\(input\)).* (weight|output) ' $TMP/s.txt)" -eq 18
+check "  JSON: 18 units, worst first, figures in range" python3 -c "
+import json; s=json.load(open('$TMP/s_c.json'))['sensitivity']; u=s['units']
+assert len(u) == 18 and s['images'] == 32, s['images']
+q=[x['only_quantized']['sqnr_db'] for x in u]
+assert q == sorted(q), q
+assert all(0 < x['only_quantized']['sqnr_db'] < 80 and 0 < x['only_float']['sqnr_db'] < 80 for x in u)
+assert u[0]['only_quantized']['sqnr_db'] < s['all_quantized']['sqnr_db'] + 20
+assert all(0.9 < x['cosine'] <= 1.0000001 for x in u)
+assert {x['kind'] for x in u} == {'weight', 'activation'}"
+
+# finetune takes the same options
+expect_ok "finetune --max-drop 1 --metric agreement" $QTOOL finetune $D/model.onnx --data $D/calib $PP \
+    -o $TMP/ft.onnx --wbits 4 --abits 4 --max-drop 1 --metric agreement --iters 20 --json $TMP/ft_c.json
+check "  met, $(python3 -c "import json; print(len(json.load(open('$TMP/ft_c.json'))['fallback']['raised']))") layers raised" \
+    python3 -c "import json; f=json.load(open('$TMP/ft_c.json'))['fallback']; assert f['met'] and f['drop_after'] <= 1, f"
+done_testing
