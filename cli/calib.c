@@ -17,9 +17,9 @@ static const struct opt ft_opts[] = {
                          "adaround of the rounding variables (default 0.05)"},
     {OPT_FTBATCH, "batch", "N", "images per Adam step (default 8)"},
     {OPT_MODE, "mode", "sequential|parallel", "layer inputs from the tuned quantized prefix (default) or float"},
-    {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 1073741824)"},
+    {OPT_MAXMEM, "max-memory", "BYTES", "one layer's inputs and targets above this go to a temporary file (default 402653184)"},
     {OPT_SEED, "seed", "S", "minibatch order (default 0)"},
-    {OPT_FIXAS, "fixed-act-steps", NULL, "keep the calibrated input steps (default: learn those of single-reader inputs)"},
+    {OPT_FIXAS, "fixed-act-steps", NULL, "keep the calibrated input steps (default: learn those of single-reader inputs below 8 bits)"},
     {0, NULL, NULL, NULL},
 };
 
