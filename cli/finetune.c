@@ -21,10 +21,10 @@ int cmd_finetune(int argc, char **argv) {
         OPT_CHOICE(0, "mode", "sequential|parallel", &ft->parallel, NULL,
                    "layer inputs from the tuned quantized prefix (default) or float"),
         OPT_INTEGER(0, "max-memory", "BYTES", &ft->max_memory, 1, 1LL << 50,
-                    "one layer's inputs and targets above this go to a temporary file (default 1073741824)"),
+                    "one layer's inputs and targets above this go to a temporary file (default 402653184)"),
         OPT_INTEGER(0, "seed", "S", &ft->seed, 0, 1LL << 50, "minibatch order (default 0)"),
         OPT_BOOL(0, "fixed-act-steps", &ft->fixed_act_steps,
-                 "keep the calibrated input steps (default: learn those of single-reader inputs)"),
+                 "keep the calibrated input steps (default: learn those of single-reader inputs below 8 bits)"),
         OPT_HELP(),
         OPT_END(),
     };

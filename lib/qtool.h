@@ -447,7 +447,8 @@ struct qt_ft_opts {
     int batch;                  /* images per step (default 8) */
     int parallel;               /* 1: float inputs; 0: inputs from the tuned quantized prefix */
     int fixed_act_steps;        /* 1: keep the calibrated input steps */
-    int64_t max_memory;         /* bytes for one layer's inputs and targets (default 1 GiB) */
+    int64_t max_memory;         /* bytes for one layer's inputs and targets (default 384 MiB); a
+                                 * walk keeps a quarter of it in memory */
     uint64_t seed;
     const volatile int *stop;   /* set asynchronously (SIGINT/SIGTERM): fail with "interrupted" */
     void (*log)(void *ud, const char *line);

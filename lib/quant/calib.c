@@ -17,7 +17,7 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     o->ft.iters = 300;
     o->ft.lr = 3e-3;
     o->ft.batch = 8;
-    o->ft.max_memory = (int64_t)1 << 30;
+    o->ft.max_memory = (int64_t)384 << 20;
     o->max_drop = -1;
     o->metric = -1;
     o->sens_images = 32;
