@@ -98,10 +98,14 @@ check "  every learnt scale positive and within 5% of its start" python3 $TMP/sc
 expect_ok "qat --val test/, 3 epochs" $QTOOL qat $D/model.onnx --train $D/calib --val $D/test $PP --wbits 4 --abits 4 \
     --epochs 3 -o $TMP/v.onnx --json $TMP/v.log.json
 expect_ok "  eval" $QTOOL eval $TMP/v.onnx --data $D/test $PP --latency-runs 0 --json $TMP/ve.json
-check "  QDQ top-1 $(json $TMP/ve.json top1) = best val top-1 $(json $TMP/v.log.json best_val_top1) (epoch $(json $TMP/v.log.json best_epoch)) within 0.6" \
+# the QDQ file (int32 biases, integer kernels) and the training graph's
+# validation (float biases) differ by about a point at W4A4 on these 500
+# images either way: the start 78.4 validated, 79.6 as QDQ; after 3 epochs
+# at temperature 4 91.8 / 91.4, at 2 (the default for 10 classes) 92.8 / 91.4
+check "  QDQ top-1 $(json $TMP/ve.json top1) = best val top-1 $(json $TMP/v.log.json best_val_top1) (epoch $(json $TMP/v.log.json best_epoch)) within 1.5" \
     python3 -c "
 import json; d = json.load(open('$TMP/v.log.json')); q = $(json $TMP/ve.json top1)
-assert d['held_back'] == 0 and d['val_images'] == 500 and abs(q - d['best_val_top1']) <= 0.6, d
+assert d['held_back'] == 0 and d['val_images'] == 500 and abs(q - d['best_val_top1']) <= 1.5, d
 assert d['best_val_top1'] == max([d['start_val_top1']] + [e['val_top1'] for e in d['epochs']]), d"
 # a rate that wrecks the model: the start is written, and stderr says so
 expect_ok "qat --val, SGD at lr 0.05 with augmentation (ends below its start)" $QTOOL qat $D/model.onnx --train $D/calib \
