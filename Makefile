@@ -3,7 +3,7 @@ HELP_all   = build ./qtool
 HELP_check = build and run every test (unit drivers, op cases, end-to-end scripts)
 HELP_demo  = run the main job on the bundled testdata
 HELP_bench = time qtool against ONNX Runtime on ../shared (not part of check)
-HELP_accuracy = the README's MobileNet accuracy table, measured again (~45 min; not part of check)
+HELP_accuracy = the README's accuracy tables, measured again: MobileNetV1, then MobileNetV2/SqueezeNet against PyTorch FX PTQ (ACC_REAL=0 skips, ACC_SEG=1 adds segmentation; hours on 2 cores; not part of check)
 HELP_san   = build with -fsanitize=address,undefined into build/san and run the tests under it
 HELP_fuzz  = build the libFuzzer targets (clang) into build/fuzz; scripts/fuzz.sh runs them
 HELP_install = install qtool, its man pages, profiles and bash completion under PREFIX (default /usr/local)
