@@ -28,6 +28,7 @@ static const struct opt opts[] = {
     {'o', "output", "OUT.onnx", "quantized QDQ model to write (required)"},
     {OPT_QINFO, "quant-info", "FILE.json", "quantization parameters (default: OUT with .json)"},
     CLI_QUANT_OPTS,
+    CLI_MIXED_OPTS,
     {OPT_BC, "bias-correction", NULL, "correct each Conv/Gemm bias by the mean quantized-output error"},
     {OPT_BNRE, "bn-reestimate", NULL, "bias correction that also matches each channel's output variance "
                                       "(default with --wbits below 8)"},
@@ -169,6 +170,8 @@ static int calib_main(int argc, char **argv, void *ctx) {
      * 0.00 -> 65.58 held out, MobileNetV2: see man qtool-calib); at 8 bits it
      * helps one model and hurts another, so it stays off */
     o.bn_reestimate = bnre >= 0 ? bnre : !o.bias_correction && o.q.wbits < 8;
+    if (bnre < 0 && !o.bias_correction && o.q.weight_budget.kind)
+        o.bn_reestimate = -1; /* when a chosen width is below 8 bits */
     o.ft.lr = lr > 0 ? lr : o.ft.method == QT_FT_ADAROUND ? 5e-2 : o.ft.lr;
     if (!o.dry_run && !o.out)
         return cli_usage(cmd, "-o OUT.onnx is required");
@@ -222,6 +225,7 @@ static int calib_main(int argc, char **argv, void *ctx) {
     } else {
         fprintf(f, "calibrated on %d images in %.2f s: %d activation and %d weight tensors quantized\n", r.images,
                 r.wall_s, r.nquant_act, r.nquant_weight);
+        cli_print_mem(f, &r.mem);
         fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
     }
     if (json) {
@@ -267,6 +271,8 @@ static int calib_main(int argc, char **argv, void *ctx) {
             cJSON_AddNumberToObject(d, "seed", (double)o.ft.seed);
             cJSON_AddNumberToObject(d, "threads", o.threads > 0 ? o.threads : qt_ncpus());
         }
+        if (!o.dry_run)
+            cli_json_mem(d, &o.q, &r.mem, r.mixed_s);
         cli_json_num(d, "run_s", r.wall_s);
     }
     free(r.ft.layer);

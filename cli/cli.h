@@ -85,6 +85,14 @@ enum { OPT_Q_FIRST = 350, OPT_OBS = OPT_Q_FIRST, OPT_PCT, OPT_WBITS, OPT_ABITS, 
     {OPT_NOFUSE, "no-fuse", NULL, "quantize between Conv/Gemm/Add and a following Relu/Clip"},                 \
     {OPT_CLE, "cle", NULL, "cross-layer equalization first (default: with --per-tensor only)"},               \
     {OPT_NOCLE, "no-cle", NULL, "no cross-layer equalization"}
+/* Mixed precision within a memory budget (calib, finetune, qat). */
+enum { OPT_MX_FIRST = 385, OPT_WBUDGET = OPT_MX_FIRST, OPT_ABUDGET, OPT_MIXED, OPT_MIXIMG, OPT_PACK, OPT_MX_LAST };
+#define CLI_MIXED_OPTS                                                                                           \
+    {OPT_WBUDGET, "weight-budget", "SIZE", "ROM for all weights, packed: bytes, KiB, MiB, or an average width (4bits)"}, \
+    {OPT_ABUDGET, "act-budget", "SIZE", "RAM for the activations alive at once at batch 1 (as --weight-budget)"}, \
+    {OPT_MIXED, "mixed", "per-layer|per-channel", "what takes its own width within a budget (default per-layer)"}, \
+    {OPT_MIXIMG, "mixed-images", "N", "calibration images the sensitivity is measured on (default 16)"},        \
+    {OPT_PACK, "pack", NULL, "write weights of 4 bits or fewer as ONNX INT4 (opset 21)"}
 /* Handles one quantization option: 0 handled, 1 not one, 2 bad value, 3 bad profile file (printed). */
 int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg);
 /* A quantization or preprocessing option of calib/qat: 0 handled, else the

@@ -32,4 +32,8 @@ int cli_json_check(const struct cli_json *d, struct qt_err *err);
 /* A failure after the options were read: the message on stderr, and a JSON
  * document with the envelope and the error (so batch jobs see why). */
 int cli_json_fail(struct cli_json *d, const struct qt_err *err);
+/* ROM/RAM figures (struct qt_mem_figures): one text line (two with a
+ * budget), or the "memory" object of calib/finetune/qat/inspect --json. */
+void cli_print_mem(FILE *f, const struct qt_mem_figures *m);
+void cli_json_mem(cJSON *d, const struct qt_quant_opts *q, const struct qt_mem_figures *m, double mixed_s);
 #endif

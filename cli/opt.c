@@ -168,8 +168,42 @@ int cli_quant_option(const char *cmd, struct qt_quant_opts *q, int id, const cha
     return 1;
 }
 
+/* --weight-budget, --act-budget, --mixed, --mixed-images, --pack */
+static int cli_mixed_option(const char *cmd, struct qt_quant_opts *q, int id, const char *arg) {
+    struct qt_err err = {0};
+    long v;
+    switch (id) {
+    case OPT_WBUDGET:
+    case OPT_ABUDGET:
+        if (qt_budget_parse(arg, id == OPT_WBUDGET ? "--weight-budget" : "--act-budget",
+                            id == OPT_WBUDGET ? &q->weight_budget : &q->act_budget, &err)) {
+            cli_usage(cmd, "%s", err.msg);
+            return 2;
+        }
+        return 0;
+    case OPT_MIXED:
+        if (strcmp(arg, "per-layer") && strcmp(arg, "per-channel")) {
+            cli_usage(cmd, "--mixed is per-layer or per-channel, not '%s'", arg);
+            return 2;
+        }
+        q->mixed = !strcmp(arg, "per-channel") ? QT_MIXED_CHANNEL : QT_MIXED_LAYER;
+        return 0;
+    case OPT_MIXIMG:
+        if (cli_int(arg, 1, 4096, &v)) {
+            cli_usage(cmd, "--mixed-images takes a number from 1 to 4096, not '%s'", arg);
+            return 2;
+        }
+        q->mixed_images = (int)v;
+        return 0;
+    case OPT_PACK: q->pack = 1; return 0;
+    }
+    return 1;
+}
+
 int cli_quant_pp_option(const char *cmd, struct qt_quant_opts *q, struct cli_pp *pp, int id, const char *arg) {
-    int k = id >= OPT_Q_FIRST && id < OPT_Q_LAST ? cli_quant_option(cmd, q, id, arg) : cli_pp_option(cmd, pp, id, arg);
+    int k = id >= OPT_Q_FIRST && id < OPT_Q_LAST     ? cli_quant_option(cmd, q, id, arg)
+            : id >= OPT_MX_FIRST && id < OPT_MX_LAST ? cli_mixed_option(cmd, q, id, arg)
+                                                     : cli_pp_option(cmd, pp, id, arg);
     if (k == 2)
         return QT_EUSAGE;
     if (k == 3)

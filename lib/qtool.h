@@ -83,6 +83,8 @@ enum qt_dtype {
     QT_DOUBLE = 11,
     QT_UINT32 = 12,
     QT_UINT64 = 13,
+    QT_UINT4 = 21,       /* packed two a byte: written by export --pack only */
+    QT_INT4 = 22,
 };
 
 #define QT_MAXDIM 8
@@ -346,6 +348,8 @@ struct qt_layer_set {
     const char *node;           /* node name in the model */
     int wbits, abits;           /* 2..8, or 0: as the plan says */
     int keep_float;             /* 1: not quantized at all */
+    const unsigned char *cbits; /* per output channel weight widths (NULL: wbits for all; owned by the caller) */
+    int ncbits;
 };
 
 struct qt_quant_opts {
@@ -369,6 +373,35 @@ struct qt_quant_opts {
                                  * 1 on, 0 off, -1 (default) on with per-tensor weights only */
     const struct qt_layer_set *layers; /* per-node settings (owned by the caller; outlive the plan) */
     int nlayers;
+    /* mixed precision within a memory budget (lib/quant/mixed.c): calib, finetune and qat choose
+     * per-layer (or per-channel) widths among 8/6/5/4/3/2 before quantizing */
+    struct qt_budget {
+        int kind;               /* QT_BUDGET_NONE, _BYTES (value: bytes) or _BITS (value: average bits) */
+        double value;
+    } weight_budget, act_budget;
+    int mixed;                  /* QT_MIXED_LAYER (default) or QT_MIXED_CHANNEL */
+    int mixed_images;           /* calibration images the sensitivity is measured on (default 16) */
+    int pack;                   /* QDQ file: weights of 4 bits or fewer as ONNX INT4 (opset 21) */
+};
+enum { QT_BUDGET_NONE, QT_BUDGET_BYTES, QT_BUDGET_BITS };
+enum { QT_MIXED_LAYER, QT_MIXED_CHANNEL };
+/* Parses a budget: bytes ("123456", "64KiB", "1.2MiB") or an average bit
+ * width ("4bits", "4.5bits", 2..8). QT_EUSAGE naming `what` (the option) for
+ * anything else: negative, zero, no number, an unknown suffix. */
+int qt_budget_parse(const char *s, const char *what, struct qt_budget *b, struct qt_err *err);
+
+/* What mixed precision chose (calib/finetune/qat results; inspect). Bytes
+ * of ROM: every quantized weight at its width, packed, int32 biases, weights
+ * of float layers at 4 bytes (scales and zero points not counted). RAM: the
+ * largest set of activations alive at once at batch 1, each at its width
+ * (float ones at 4 bytes). */
+struct qt_mem_figures {
+    int64_t rom, ram;           /* at the plan's widths */
+    int64_t rom8, ram8;         /* the same with every quantized tensor at 8 bits */
+    int64_t rom_budget, ram_budget; /* the budgets in bytes (0: none) */
+    double wbits_avg, abits_avg; /* over quantized weight elements / activation tensors' elements */
+    int nweights;               /* quantized weight tensors */
+    int hist[9];                /* quantized weight tensors (per-channel mode: channels) per width 0..8 */
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 /* Applies a hardware profile (man qtool-profiles(5)): a built-in name
@@ -456,6 +489,8 @@ struct qt_calib_result {
     int cle_pairs, cle_absorbed; /* cross-layer equalization: layer pairs, channels with high bias absorbed */
     struct qt_ft_report ft;     /* finetune: per layer (free(ft.layer)) */
     double wall_s;
+    struct qt_mem_figures mem;  /* ROM and RAM at the widths written */
+    double mixed_s;             /* seconds spent measuring sensitivity and choosing widths (0: no budget) */
 };
 
 void qt_calib_opts_init(struct qt_calib_opts *o);

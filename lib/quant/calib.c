@@ -230,8 +230,11 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     struct qt_qplan *p = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
-    int c, h, w, fixed, total = 0, batch, threads;
+    int c, h, w, fixed, total = 0, batch, threads, bnre = o->bn_reestimate;
     double t0 = qt_now();
+    struct qt_mixed mx;
+    struct qt_layer_set *mls = NULL;
+    memset(&mx, 0, sizeof mx);
     memset(r, 0, sizeof *r);
 
     if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
@@ -257,6 +260,35 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         goto out;
     if (qt_dataset_open(&ds, o->data, o->classes, err))
         goto out;
+    threads = o->threads > 0 ? o->threads : qt_ncpus();
+    if (o->q.weight_budget.kind || o->q.act_budget.kind) { /* widths within the budgets, then the plan again */
+        double tm = qt_now();
+        if (qt_mixed_choose(p, ds, &pp, c, h, w, threads, &mx, err))
+            goto out;
+        struct qt_quant_opts q2 = o->q;
+        mls = malloc(sizeof *mls * ((size_t)mx.nlayers + (size_t)o->q.nlayers + 1));
+        if (!mls) {
+            qt_errf(err, QT_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(mls, mx.layers, sizeof *mls * (size_t)mx.nlayers);
+        if (o->q.nlayers) /* the caller's own settings after the chosen widths */
+            memcpy(mls + mx.nlayers, o->q.layers, sizeof *mls * (size_t)o->q.nlayers);
+        q2.layers = mls;
+        q2.nlayers = mx.nlayers + o->q.nlayers;
+        qt_qplan_free(p);
+        p = NULL;
+        if (qt_qplan_build(&p, g, &q2, NULL, NULL, err) || qt_qplan_weights(p, err))
+            goto out;
+        p->log = o->log;
+        p->log_ud = o->log_ud;
+        r->mixed_s = qt_now() - tm;
+    }
+    if (bnre < 0) { /* automatic: when a chosen width is below 8 bits */
+        bnre = 0;
+        for (int t = 0; t < p->nt; t++)
+            bnre |= p->t[t].q.role == QT_ROLE_WEIGHT && p->t[t].q.bits < 8;
+    }
     if (qt_cle_wanted(&p->o)) { /* before the weights are quantized and the ranges observed */
         int n = qt_dataset_count(ds), tot = o->limit > 0 && o->limit < n ? o->limit : n;
         int b = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
@@ -277,22 +309,23 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
     if (!fixed && batch > total)
         batch = total;
-    threads = o->threads > 0 ? o->threads : qt_ncpus();
     qt_qplan_pow2(p);
     if (qt_qplan_biases(p, err))
         goto out;
-    if (o->bias_correction || o->bn_reestimate) {
+    if (o->bias_correction || bnre) {
         struct qt_bc_report bc;
         /* the corrections edit p->g's weights and biases: finetune's float
          * targets must come from the prepared graph before them */
         if (o->finetune && qt_graph_clone(&fref, p->g, err))
             goto out;
-        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
+        if (qt_bias_correct(p, ds, &pp, total, batch, c, h, w, threads, bnre, &bc, err))
             goto out;
         r->bc_layers = bc.layers;
     }
     if (o->finetune && qt_finetune(p, fref, ds, &pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
+    if (o->finetune)
+        qt_mixed_clamp(p); /* per-channel widths: the tuned weights back within each channel's grid */
     if (o->finetune && p->o.pow2_scales) { /* the learnt weight steps back on powers of two */
         qt_qplan_pow2(p);
         if (qt_qplan_biases(p, err))
@@ -300,9 +333,15 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     }
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
+    if (qt_mem_figures(p, &r->mem, err))
+        goto out;
+    r->mem.rom_budget = mx.rom_budget;
+    r->mem.ram_budget = mx.ram_budget;
     if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, total, o->data, err))
         goto out;
 out:
+    qt_mixed_free(&mx);
+    free(mls);
     r->wall_s = qt_now() - t0;
     qt_dataset_free(ds);
     qt_graph_free(qg);

@@ -297,6 +297,10 @@ static int apply_layers(struct qt_qplan *p, struct qt_err *err) {
             q->abits = l->abits;
         if (l->keep_float)
             q->excluded = 1;
+        if (l->cbits) {
+            q->cbits = l->cbits;
+            q->ncbits = l->ncbits;
+        }
     }
     return 0;
 }

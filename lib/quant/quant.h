@@ -73,7 +73,30 @@ struct qt_qparam {
     float *obs_min, *obs_max; /* observed range, n */
     float *rng_min, *rng_max; /* chosen range, n */
     const char *method;   /* observer name, "minmax" for weights, "derived" for biases */
+    unsigned char *cbits; /* weights with per-channel widths (--mixed per-channel): n widths, the
+                           * container's qmin/qmax those of the widest; NULL: bits for all */
 };
+
+struct qt_qplan;
+/* Mixed precision (mixed.c). The widths chosen within the budgets of
+ * p->o (weight_budget, act_budget, mixed), as per-node settings to build
+ * the plan again with (qt_quant_opts.layers); measured on the first
+ * o.mixed_images images of ds through p->g (float, prepared). QT_EUSAGE for
+ * a budget no choice can meet (below 2-bit weights, ...), naming the option. */
+struct qt_mixed {
+    struct qt_layer_set *layers; /* node names and cbits malloc'd (qt_mixed_free) */
+    int nlayers;
+    int64_t rom_budget, ram_budget; /* bytes (0: none) */
+    int images;
+};
+int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                    int threads, struct qt_mixed *m, struct qt_err *err);
+void qt_mixed_free(struct qt_mixed *m);
+/* ROM and RAM of a plan at its widths (struct qt_mem_figures in qtool.h). */
+int qt_mem_figures(const struct qt_qplan *p, struct qt_mem_figures *m, struct qt_err *err);
+/* After tuning, per-channel widths: each channel's float weights clamped to
+ * its own grid, so the written integers stay within its width. */
+void qt_mixed_clamp(struct qt_qplan *p);
 
 void qt_qparam_release(struct qt_qparam *q);
 int qt_qparam_alloc(struct qt_qparam *q, int n, struct qt_err *err);
@@ -141,6 +164,8 @@ struct qt_qnode {
     int per_channel;
     int obs_kind;
     int excluded;
+    const unsigned char *cbits; /* per-channel weight widths (qt_layer_set.cbits) or NULL */
+    int ncbits;
 };
 
 enum { /* the op's role (enum qt_qrole), or a fused activation */
