@@ -53,6 +53,7 @@ static const struct opt opts[] = {
     {'j', "json", "FILE", "write the per-epoch log and a summary as JSON ('-' for stdout)"},
     {'q', "quiet", NULL, "no progress on stderr"},
     CLI_QUANT_OPTS,
+    CLI_MIXED_OPTS,
     CLI_PREPROC_OPTS,
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
@@ -129,6 +130,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
         cJSON_AddItemToArray(eps, e);
     }
     cJSON_AddItemToObject(d, "epochs", eps);
+    if (!o->no_quant && !r->interrupted)
+        cli_json_mem(d, &o->q, &r->mem, 0);
     cli_json_num(d, "run_s", r->wall_s);
 }
 
@@ -285,10 +288,12 @@ static int qat_main(int argc, char **argv, void *ctx) {
                     r.start_val_top1, r.epoch[r.nepoch - 1].val_top1,
                     r.best_epoch == 0 ? "the starting model" : "the best epoch");
         fprintf(f, "trained %d tensors for %d epochs in %.1f s\n", r.nparams, r.epochs_done, r.wall_s);
-        if (o.no_quant)
+        if (o.no_quant) {
             fprintf(f, "wrote %s\n", o.out);
-        else
+        } else {
+            cli_print_mem(f, &r.mem);
             fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
+        }
     }
     if (js.doc)
         fill_json(js.doc, &o, &r);

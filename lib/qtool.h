@@ -564,6 +564,7 @@ struct qt_qat_epoch {
 };
 
 struct qt_qat_result {
+    struct qt_mem_figures mem;  /* ROM and RAM at the widths written (quantized training) */
     int epochs_done;
     int interrupted;            /* stopped by o->stop: checkpoint written, no model */
     int nparams;                /* trained tensors */

@@ -356,9 +356,21 @@ int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const cha
                   struct qt_err *err) {
     void *buf;
     size_t len;
-    if (!qinfo)
-        return qt_graph_save(qg, out, err);
-    if (qt_graph_pack(qg, &buf, &len, err))
+    struct qt_graph *pg = NULL;
+    if (p->o.pack) { /* INT4 weights in the file only */
+        if (qt_graph_clone(&pg, qg, err))
+            return err->code;
+        qt_qdq_pack_int4(p, pg);
+        qg = pg;
+    }
+    if (!qinfo) {
+        int rc = qt_graph_save(qg, out, err);
+        qt_graph_free(pg);
+        return rc;
+    }
+    int prc = qt_graph_pack(qg, &buf, &len, err);
+    qt_graph_free(pg);
+    if (prc)
         return qt_err_prefix(err, "writing '%s'", out);
     struct qt_wfile fs[3];
     int rc = qt_wfile_begin(&fs[0], out, buf, len, err);

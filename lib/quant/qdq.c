@@ -151,7 +151,7 @@ static void to_int4(struct qt_tensor *t) {
 /* --pack: weights of 4 bits or fewer (every channel) go to INT4, their zero
  * points with them; the model becomes opset 21. Done last: qtool's engine
  * does not compute with INT4, the file is for other runtimes. */
-static void pack_int4(const struct qt_qplan *p, struct qt_graph *g) {
+void qt_qdq_pack_int4(const struct qt_qplan *p, struct qt_graph *g) {
     int packed = 0;
     for (int t = 0; t < p->nt; t++) {
         const struct qt_qtensor *qt = &p->t[t];
@@ -385,8 +385,6 @@ int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct 
             goto fail;
     }
     (void)nv0;
-    if (p->o.pack)
-        pack_int4(p, g);
     free(dead);
     *out = g;
     return 0;

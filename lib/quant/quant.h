@@ -203,6 +203,10 @@ void qt_qplan_free(struct qt_qplan *p);
  * call after the activation parameters are set). */
 int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
+/* --pack (o.pack): rewrites the weights of 4 bits or fewer of the QDQ graph
+ * g that p built as ONNX INT4 initializers, opset 21. qtool's engine does
+ * not run the result (qt_qplan_save applies it to what it writes). */
+void qt_qdq_pack_int4(const struct qt_qplan *p, struct qt_graph *g);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
 /* (qt_run_images, the image loop of calibration, bias correction and

@@ -98,6 +98,8 @@ struct qat {
     float *scale0;           /* learnt scales at the start, in optimizer order */
     int nscale0;
     int ck_best_epoch;       /* the validation record read from a checkpoint */
+    struct qt_mixed mx;      /* widths chosen within --weight-budget/--act-budget */
+    struct qt_layer_set *mls; /* those and o->q.layers, the plan's per-node settings */
     double ck_start_val, ck_best_val;
 };
 
@@ -1009,6 +1011,29 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
         } else {
             if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err))
                 return err->code;
+            if (o->q.weight_budget.kind || o->q.act_budget.kind) { /* widths within the budgets */
+                struct qt_quant_opts q2 = o->q;
+                if (o->q.mixed == QT_MIXED_CHANNEL)
+                    return qt_errf(err, QT_EUSAGE, "--mixed per-channel is for calib and finetune: qat trains "
+                                                   "one width per weight tensor (use --mixed per-layer)");
+                if (qt_mixed_choose(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->threads > 0 ? o->threads : qt_ncpus(),
+                                    &q->mx, err))
+                    return err->code;
+                q->mls = malloc(sizeof *q->mls * ((size_t)q->mx.nlayers + (size_t)o->q.nlayers + 1));
+                if (!q->mls)
+                    return qt_errf(err, QT_ENOMEM, "out of memory");
+                memcpy(q->mls, q->mx.layers, sizeof *q->mls * (size_t)q->mx.nlayers);
+                if (o->q.nlayers)
+                    memcpy(q->mls + q->mx.nlayers, o->q.layers, sizeof *q->mls * (size_t)o->q.nlayers);
+                q2.layers = q->mls;
+                q2.nlayers = q->mx.nlayers + o->q.nlayers;
+                qt_qplan_free(q->p);
+                q->p = NULL;
+                if (qt_qplan_build(&q->p, q->g, &q2, NULL, NULL, err))
+                    return err->code;
+                logf_(q, "mixed precision: %d layers given their own widths (ROM budget %lld bytes, RAM %lld)",
+                      q->mx.nlayers, (long long)q->mx.rom_budget, (long long)q->mx.ram_budget);
+            }
             /* CLE rescales folded weights, which unfolding BatchNormalization would undo for some layers */
             if (qt_cle_wanted(&o->q) && o->freeze_bn_after <= 0) {
                 struct qt_cle_report cr;
@@ -1034,7 +1059,8 @@ static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
             q->eo->freeze_bn_after = !o->init_info && q->p->nfolded > 0 && o->q.per_channel &&
                                              !qt_cle_wanted(&o->q) /* CLE rescaled the folded weights */ &&
                                              o->epochs > 1 &&
-                                             (o->q.wbits < 8 || o->q.abits < 8)
+                                             (o->q.wbits < 8 || o->q.abits < 8 || o->q.weight_budget.kind ||
+                                              o->q.act_budget.kind)
                                          ? o->epochs - 1
                                          : -1;
         if (build_qat_graph(q, err))
@@ -1298,8 +1324,10 @@ int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_
     }
     if (o->no_quant)
         export_float(&q, err);
-    else
-        export_quant(&q, r->calib_images, err);
+    else if (!export_quant(&q, r->calib_images, err) && !qt_mem_figures(q.p, &r->mem, err)) {
+        r->mem.rom_budget = q.mx.rom_budget;
+        r->mem.ram_budget = q.mx.ram_budget;
+    }
 out:
     r->wall_s = qt_now() - t0;
     free(steps);
@@ -1311,6 +1339,8 @@ out:
     snap_free(&q);
     qt_graph_free(q.tg);
     qt_qplan_free(q.p);
+    qt_mixed_free(&q.mx);
+    free(q.mls);
     qt_graph_free(q.g);
     free(q.params);
     free(q.wfq);
