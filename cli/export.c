@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-enum { OPT_QINFO = 400, OPT_FORMAT, OPT_CONTRIB, OPT_XPROFILE };
+enum { OPT_QINFO = 400, OPT_FORMAT, OPT_CONTRIB, OPT_XPROFILE, OPT_XPACK };
 
 static const struct opt opts[] = {
     {OPT_QINFO, "quant-info", "FILE.json", "quant_info.json written by calib, finetune or qat (required)"},
@@ -15,6 +15,7 @@ static const struct opt opts[] = {
     {OPT_CONTRIB, "contrib", NULL, "qoperator: ONNX Runtime's com.microsoft QLinearAdd, QLinearGlobalAveragePool, "
                                    "QLinearConcat"},
     {OPT_XPROFILE, "profile", "NAME|FILE.json", "check that the recorded parameters suit this profile"},
+    {OPT_XPACK, "pack", NULL, "qdq: weights of 4 bits or fewer as ONNX INT4 (opset 21), so the file shows their size"},
     {'j', "json", "FILE|-", "also write the result as JSON (qtool-json(5)); - is standard output"},
     {'q', "quiet", NULL, "no summary"},
     {'h', "help", NULL, "show this help"},
@@ -46,6 +47,7 @@ int cmd_export(int argc, char **argv) {
             break;
         case OPT_CONTRIB: o.contrib = 1; break;
         case OPT_XPROFILE: o.profile = optarg; break;
+        case OPT_XPACK: o.pack = 1; break;
         case 'j': json = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
@@ -63,6 +65,8 @@ int cmd_export(int argc, char **argv) {
         return cli_usage("export", "-o OUT.onnx is required");
     if (o.contrib && o.format != QT_EXPORT_QOPERATOR)
         return cli_usage("export", "--contrib goes with --format qoperator");
+    if (o.pack && o.format != QT_EXPORT_QDQ)
+        return cli_usage("export", "--pack goes with --format qdq");
     cli_json_begin(&js, "export", json);
     if (js.doc) {
         cJSON_AddStringToObject(js.doc, "model", o.model);
@@ -70,6 +74,7 @@ int cmd_export(int argc, char **argv) {
         cJSON_AddStringToObject(js.doc, "output", o.out);
         cJSON_AddStringToObject(js.doc, "format", formats[o.format]);
         cJSON_AddBoolToObject(js.doc, "contrib", o.contrib);
+        cJSON_AddBoolToObject(js.doc, "pack", o.pack);
         if (o.profile)
             cJSON_AddStringToObject(js.doc, "profile", o.profile);
         else
@@ -83,6 +88,7 @@ int cmd_export(int argc, char **argv) {
         cli_json_num(js.doc, "quantized_tensors", r.ntensors);
         cli_json_num(js.doc, "tuned_tensors", r.tuned);
         cli_json_num(js.doc, "integer_nodes", o.format == QT_EXPORT_QOPERATOR ? r.qnodes : 0);
+        cli_json_mem(js.doc, NULL, &r.mem, 0);
     }
     /* with --json - the document owns standard output */
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
@@ -93,6 +99,7 @@ int cmd_export(int argc, char **argv) {
         if (o.format == QT_EXPORT_QOPERATOR)
             fprintf(f, ", %d integer operators", r.qnodes);
         fprintf(f, "\n");
+        cli_print_mem(f, &r.mem);
     }
     return cli_json_end(&js, 0, &err);
 }

@@ -7,6 +7,7 @@
 
 static const struct opt opts[] = {
     {'b', "batch", "N", "batch size used for the memory figure (default 1)"},
+    {'Q', "quant-info", "FILE.json", "also ROM and RAM at the widths this quant_info.json records for the model"},
     {'j', "json", "FILE", "write the same figures as JSON ('-' for stdout, the text then goes to stderr)"},
     {'h', "help", NULL, "show this help"},
     {0, NULL, NULL, NULL},
@@ -27,7 +28,7 @@ int cmd_inspect(int argc, char **argv) {
     struct qt_graph *g = NULL;
     struct qt_exec *x = NULL;
     struct cli_json js;
-    const char *json = NULL;
+    const char *json = NULL, *qinfo = NULL;
     long batch = 1;
     int c, rc = 0;
     opt_build(opts, &op);
@@ -39,6 +40,7 @@ int cmd_inspect(int argc, char **argv) {
                 return cli_usage("inspect", "--batch takes a positive number, not '%s'", optarg);
             break;
         case 'j': json = optarg; break;
+        case 'Q': qinfo = optarg; break;
         case 'h':
             opt_usage(stdout, "inspect", "MODEL.onnx [options]", opts);
             return 0;
@@ -144,6 +146,14 @@ int cmd_inspect(int argc, char **argv) {
         if (d) {
             cJSON_AddNumberToObject(d, "batch", (double)batch);
             cJSON_AddNumberToObject(d, "activation_bytes", (double)qt_exec_peak_bytes(x));
+        }
+        struct qt_mem_figures mf;
+        if (qinfo && qt_quant_info_memory(path, qinfo, &mf, &err)) {
+            rc = cli_fail("inspect", &err);
+        } else if (qinfo) {
+            cli_print_mem(f, &mf);
+            if (d)
+                cli_json_mem(d, NULL, &mf, 0);
         }
     }
     qt_exec_free(x);

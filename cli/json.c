@@ -120,12 +120,14 @@ void cli_json_mem(cJSON *d, const struct qt_quant_opts *q, const struct qt_mem_f
         cJSON_AddNumberToObject(o, "ram_budget", (double)m->ram_budget);
     else
         cJSON_AddNullToObject(o, "ram_budget");
-    cJSON_AddStringToObject(o, "mixed", q->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
+    if (q)
+        cJSON_AddStringToObject(o, "mixed", q->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
     cJSON *h = cJSON_AddObjectToObject(o, "weight_widths");
     for (int b = 8; b >= 2; b--) {
         char k[8];
         snprintf(k, sizeof k, "%d", b);
         cJSON_AddNumberToObject(h, k, m->hist[b]);
     }
-    cli_json_num(o, "mixed_s", mixed_s);
+    if (q)
+        cli_json_num(o, "mixed_s", mixed_s);
 }

@@ -410,6 +410,9 @@ void qt_quant_opts_init(struct qt_quant_opts *q);
 int qt_profile_apply(struct qt_quant_opts *q, const char *name_or_file, struct qt_err *err);
 /* The i-th built-in profile's name, NULL past the end. */
 const char *qt_profile_builtin(int i);
+/* The figures of the plan quant_info.json records for model (qtool inspect
+ * --quant-info). QT_EDATA as qt_export_run for a bad or mismatched file. */
+int qt_quant_info_memory(const char *model, const char *quant_info, struct qt_mem_figures *m, struct qt_err *err);
 
 /* ---- export (qtool export) --------------------------------------------- */
 
@@ -422,11 +425,13 @@ struct qt_export_opts {
     int format;                 /* QT_EXPORT_* */
     int contrib;                /* qoperator: com.microsoft QLinearAdd, QLinearGlobalAveragePool, ... */
     const char *profile;        /* NULL: as recorded; else must match the recorded one */
+    int pack;                   /* qdq: weights of 4 bits or fewer as ONNX INT4 (opset 21) */
 };
 struct qt_export_result {
     int ntensors;               /* quantized tensors restored */
     int tuned;                  /* weight tensors restored from the tuned-weights file */
     int qnodes;                 /* qoperator: nodes written as integer operators */
+    struct qt_mem_figures mem;  /* ROM and RAM at the recorded widths */
 };
 /* Rebuilds a model from the float model and quant_info.json without
  * calibrating. QT_EDATA when the JSON is missing, malformed or written for

@@ -343,7 +343,11 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
             goto out;
     } else if (qt_qplan_export_qdq(p, &og, err)) {
         goto out;
+    } else if (o->pack) {
+        qt_qdq_pack_int4(p, og);
     }
+    if (qt_mem_figures(p, &r->mem, err))
+        goto out;
     if (qt_graph_save(og, o->out, err))
         goto out;
 out:

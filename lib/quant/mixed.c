@@ -842,3 +842,15 @@ void qt_mixed_clamp(struct qt_qplan *p) {
         }
     }
 }
+
+int qt_quant_info_memory(const char *model, const char *quant_info, struct qt_mem_figures *m, struct qt_err *err) {
+    struct qt_graph *g = NULL;
+    struct qt_qplan *p = NULL;
+    int ntuned;
+    memset(m, 0, sizeof *m);
+    if (!qt_graph_load(&g, model, err) && !qt_qplan_from_info(&p, g, model, quant_info, &ntuned, err))
+        qt_mem_figures(p, m, err);
+    qt_qplan_free(p);
+    qt_graph_free(g);
+    return err->code;
+}
