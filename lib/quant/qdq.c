@@ -244,7 +244,10 @@ static int quantize_const(struct qt_graph *g, int v, const struct qt_qparam *q, 
                 r = INT32_MIN;
             ((int32_t *)qw->data)[i] = (int32_t)r;
         } else {
-            ((int8_t *)qw->data)[i] = (int8_t)qt_quantize(x, q->scale[c], q->zp[c], q->qmin, q->qmax);
+            int lo = q->qmin, hi = q->qmax;
+            if (q->cbits) /* this channel's own width within the int8 container (reduced, narrow as the tensor) */
+                qt_qrange(QT_INT8, q->cbits[c] - (q->qmax + 1 < (1 << (q->bits - 1))), q->qmin == -q->qmax, &lo, &hi);
+            ((int8_t *)qw->data)[i] = (int8_t)qt_quantize(x, q->scale[c], q->zp[c], lo, hi);
         }
     }
     char nm[600];
