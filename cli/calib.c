@@ -225,7 +225,8 @@ static int calib_main(int argc, char **argv, void *ctx) {
     } else {
         fprintf(f, "calibrated on %d images in %.2f s: %d activation and %d weight tensors quantized\n", r.images,
                 r.wall_s, r.nquant_act, r.nquant_weight);
-        cli_print_mem(f, &r.mem);
+        if (o.q.weight_budget.kind || o.q.act_budget.kind || o.q.pack)
+            cli_print_mem(f, &r.mem);
         fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
     }
     if (json) {

@@ -99,7 +99,8 @@ int cmd_export(int argc, char **argv) {
         if (o.format == QT_EXPORT_QOPERATOR)
             fprintf(f, ", %d integer operators", r.qnodes);
         fprintf(f, "\n");
-        cli_print_mem(f, &r.mem);
+        if (o.pack) /* the file's size shows the budget: say what it holds */
+            cli_print_mem(f, &r.mem);
     }
     return cli_json_end(&js, 0, &err);
 }

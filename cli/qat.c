@@ -291,7 +291,8 @@ static int qat_main(int argc, char **argv, void *ctx) {
         if (o.no_quant) {
             fprintf(f, "wrote %s\n", o.out);
         } else {
-            cli_print_mem(f, &r.mem);
+            if (o.q.weight_budget.kind || o.q.act_budget.kind || o.q.pack)
+                cli_print_mem(f, &r.mem);
             fprintf(f, "wrote %s and %s\n", o.out, o.quant_info);
         }
     }

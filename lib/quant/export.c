@@ -335,6 +335,8 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
         }
     }
     r->ntensors = p->nt;
+    if (qt_mem_figures(p, &r->mem, err))
+        goto out;
     if (o->format == QT_EXPORT_FLOAT) {
         og = p->g;
         p->g = NULL;
@@ -346,8 +348,6 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
     } else if (o->pack) {
         qt_qdq_pack_int4(p, og);
     }
-    if (qt_mem_figures(p, &r->mem, err))
-        goto out;
     if (qt_graph_save(og, o->out, err))
         goto out;
 out:
