@@ -348,8 +348,14 @@ struct qt_layer_set {
     const char *node;           /* node name in the model */
     int wbits, abits;           /* 2..8, or 0: as the plan says */
     int keep_float;             /* 1: not quantized at all */
-    const unsigned char *cbits; /* per output channel weight widths (NULL: wbits for all; owned by the caller) */
-    int ncbits;
+};
+/* One node's weight width per output channel (--mixed per-channel): the
+ * tensor's container is that of the widest, each channel's scale spreads
+ * its range over its own levels. */
+struct qt_layer_cbits {
+    const char *node;
+    const unsigned char *bits;  /* n widths 2..8 (owned by the caller) */
+    int n;                      /* must equal the weight's output channels */
 };
 
 struct qt_quant_opts {
@@ -373,6 +379,8 @@ struct qt_quant_opts {
                                  * 1 on, 0 off, -1 (default) on with per-tensor weights only */
     const struct qt_layer_set *layers; /* per-node settings (owned by the caller; outlive the plan) */
     int nlayers;
+    const struct qt_layer_cbits *cbits; /* per-channel weight widths, applied after layers (caller's) */
+    int ncbits;
     /* mixed precision within a memory budget (lib/quant/mixed.c): calib, finetune and qat choose
      * per-layer (or per-channel) widths among 8/6/5/4/3/2 before quantizing */
     struct qt_budget {

@@ -276,6 +276,10 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
             memcpy(mls + mx.nlayers, o->q.layers, sizeof *mls * (size_t)o->q.nlayers);
         q2.layers = mls;
         q2.nlayers = mx.nlayers + o->q.nlayers;
+        if (mx.ncbits) {
+            q2.cbits = mx.cbits;
+            q2.ncbits = mx.ncbits;
+        }
         qt_qplan_free(p);
         p = NULL;
         if (qt_qplan_build(&p, g, &q2, NULL, NULL, err) || qt_qplan_weights(p, err))

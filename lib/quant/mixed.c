@@ -563,40 +563,48 @@ static int width_index(int bits) {
 void qt_mixed_free(struct qt_mixed *m) {
     if (!m)
         return;
-    for (int i = 0; m->layers && i < m->nlayers; i++) {
+    for (int i = 0; m->layers && i < m->nlayers; i++)
         free((char *)m->layers[i].node);
-        free((unsigned char *)m->layers[i].cbits);
+    for (int i = 0; m->cbits && i < m->ncbits; i++) {
+        free((char *)m->cbits[i].node);
+        free((unsigned char *)m->cbits[i].bits);
     }
     free(m->layers);
+    free(m->cbits);
     memset(m, 0, sizeof *m);
 }
 
 static int add_layer(struct qt_mixed *m, const char *node, int wbits, int abits, unsigned char *cbits, int ncb,
                      struct qt_err *err) {
+    if (cbits) {
+        struct qt_layer_cbits *nc = realloc(m->cbits, sizeof *nc * ((size_t)m->ncbits + 1));
+        char *nm = strdup(node);
+        if (nc)
+            m->cbits = nc;
+        if (!nc || !nm) {
+            free(nm);
+            free(cbits);
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        }
+        nc[m->ncbits++] = (struct qt_layer_cbits){nm, cbits, ncb};
+    }
     for (int i = 0; i < m->nlayers; i++)
         if (!strcmp(m->layers[i].node, node)) {
             if (wbits)
                 m->layers[i].wbits = wbits;
             if (abits)
                 m->layers[i].abits = abits;
-            if (cbits) {
-                free((unsigned char *)m->layers[i].cbits);
-                m->layers[i].cbits = cbits;
-                m->layers[i].ncbits = ncb;
-            }
             return 0;
         }
     struct qt_layer_set *nl = realloc(m->layers, sizeof *nl * ((size_t)m->nlayers + 1));
     char *nm = strdup(node);
+    if (nl)
+        m->layers = nl;
     if (!nl || !nm) {
         free(nm);
-        free(cbits);
-        if (nl)
-            m->layers = nl;
         return qt_errf(err, QT_ENOMEM, "out of memory");
     }
-    m->layers = nl;
-    nl[m->nlayers++] = (struct qt_layer_set){nm, wbits, abits, 0, cbits, ncb};
+    nl[m->nlayers++] = (struct qt_layer_set){nm, wbits, abits, 0};
     return 0;
 }
 

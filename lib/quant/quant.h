@@ -84,8 +84,10 @@ struct qt_qplan;
  * o.mixed_images images of ds through p->g (float, prepared). QT_EUSAGE for
  * a budget no choice can meet (below 2-bit weights, ...), naming the option. */
 struct qt_mixed {
-    struct qt_layer_set *layers; /* node names and cbits malloc'd (qt_mixed_free) */
+    struct qt_layer_set *layers; /* node names malloc'd (qt_mixed_free) */
     int nlayers;
+    struct qt_layer_cbits *cbits; /* per-channel widths (--mixed per-channel); node names and bits malloc'd */
+    int ncbits;
     int64_t rom_budget, ram_budget; /* bytes (0: none) */
     int images;
 };
