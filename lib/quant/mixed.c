@@ -626,13 +626,12 @@ int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         return qt_errf(err, QT_EUSAGE, "mixed precision needs calibration images to measure sensitivity");
     /* the budgets first: a budget nothing can meet is a usage error before
      * any measuring */
-    int64_t fixed = rom_fixed(p), welems = 0, w2 = fixed, w8 = fixed;
+    int64_t fixed = rom_fixed(p), welems = 0, w2 = fixed;
     for (int t = 0; t < p->nt; t++)
         if (p->t[t].q.role == QT_ROLE_WEIGHT) {
             int64_t n = qt_tensor_numel(p->g->v[p->t[t].v].init);
             welems += n;
             w2 += packed_bytes(n, 2);
-            w8 += n;
         }
     if (o->weight_budget.kind) {
         m->rom_budget = budget_bytes(&o->weight_budget, (double)welems, fixed);
