@@ -10,7 +10,9 @@
 # outputs of the int8-container file; qtool's integer outputs match ONNX
 # Runtime's on every mixed file; 1 and 2 threads write the same bytes;
 # inspect/export report the same ROM/RAM; the budget parser's edge cases are
-# usage errors that say why.
+# usage errors that say why. finetune (per-channel, tuned weights still
+# within each channel's width) and qat (per-layer) within the budget, run by
+# ONNX Runtime with qtool's integer outputs.
 # needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
@@ -146,12 +148,13 @@ expect_ok "calib --weight-budget 4bits --mixed per-channel" $QTOOL calib $M $CAL
 RC=$(rom $TMP/c4.json)
 check "within the budget ($RC <= $U4)" test "$RC" -le "$U4"
 check "ROM recomputed from channel_bits is what qtool reports" test "$RC" = "$(json $TMP/c4.sum.json memory.rom_bytes)"
-check "every channel's integers within its own width in the written file" python3 - <<EOF
+# every per-channel tensor's integers in the written file within its channel's width
+chan_ok() { python3 - "$1" <<'EOF'
 import json, sys, struct
 sys.path.insert(0, 'scripts')
 import onnxedit
-q = json.load(open('$TMP/c4.json'))
-raw = onnxedit.raw_initializers('$TMP/c4.onnx', (3,))
+q = json.load(open(sys.argv[1]))
+raw = onnxedit.raw_initializers(sys.argv[1][:-5] + '.onnx', (3,))
 seen = 0
 for t in q['tensors']:
     if 'channel_bits' not in t:
@@ -166,6 +169,8 @@ for t in q['tensors']:
     seen += 1
 assert seen >= 5, seen
 EOF
+}
+check "every channel's integers within its own width in the written file" chan_ok $TMP/c4.json
 expect_ok "ONNX Runtime runs the per-channel file" $ORT $TMP/c4.onnx --input $TMP/in.bin --shape $n,1,28,28 \
     --output $TMP/c4.ort
 expect_ok "  qtool's outputs" $QTOOL eval $TMP/c4.onnx --data $D/test $PP --latency-runs 0 --save-outputs $TMP/c4.out \
@@ -173,6 +178,24 @@ expect_ok "  qtool's outputs" $QTOOL eval $TMP/c4.onnx --data $D/test $PP --late
 expect_ok "  equal ONNX Runtime's (1e-6 relative)" python3 scripts/cmpraw.py $TMP/c4.out $TMP/c4.ort 1e-6
 expect_ok "export rebuilds the per-channel file byte for byte" $QTOOL export $M --quant-info $TMP/c4.json -o $TMP/c4e.onnx
 check "  identical" cmp -s $TMP/c4.onnx $TMP/c4e.onnx
+
+# ---- finetune and qat ----
+expect_ok "finetune --weight-budget 4bits --mixed per-channel" $QTOOL finetune $M $CAL --iters 20 \
+    --weight-budget 4bits --mixed per-channel -o $TMP/f4.onnx --json $TMP/f4.sum.json
+check "  within the budget ($(rom $TMP/f4.json) <= $U4)" test "$(rom $TMP/f4.json)" -le "$U4"
+check "  tuned weights still within each channel's width" chan_ok $TMP/f4.json
+expect_ok "  ONNX Runtime runs it" $ORT $TMP/f4.onnx --input $TMP/in.bin --shape $n,1,28,28 --output $TMP/f4.ort
+expect_ok "  qtool's outputs" $QTOOL eval $TMP/f4.onnx --data $D/test $PP --latency-runs 0 --save-outputs $TMP/f4.out \
+    --threads 1
+expect_ok "  equal ONNX Runtime's (1e-6 relative)" python3 scripts/cmpraw.py $TMP/f4.out $TMP/f4.ort 1e-6
+expect_ok "qat --weight-budget 4bits (1 epoch)" $QTOOL qat $M --train $D/calib $PP -q --epochs 1 \
+    --weight-budget 4bits -o $TMP/q4.onnx --json $TMP/q4.sum.json
+check "  within the budget ($(rom $TMP/q4.json) <= $U4)" test "$(rom $TMP/q4.json)" -le "$U4"
+check "  reports it ($(json $TMP/q4.sum.json memory.rom_bytes))" test "$(rom $TMP/q4.json)" = "$(json $TMP/q4.sum.json memory.rom_bytes)"
+expect_ok "  ONNX Runtime runs it" $ORT $TMP/q4.onnx --input $TMP/in.bin --shape $n,1,28,28 --output $TMP/q4.ort
+expect_ok "  qtool's outputs" $QTOOL eval $TMP/q4.onnx --data $D/test $PP --latency-runs 0 --save-outputs $TMP/q4.out \
+    --threads 1
+expect_ok "  equal ONNX Runtime's (1e-6 relative)" python3 scripts/cmpraw.py $TMP/q4.out $TMP/q4.ort 1e-6
 
 # ---- activation budget ----
 expect_ok "calib --act-budget 4bits" $QTOOL calib $M $CAL --act-budget 4bits -o $TMP/a4.onnx --json $TMP/a4.sum.json
