@@ -116,6 +116,8 @@ int cli_calib_run(void *ctx) {
      * 0.00 -> 65.58 held out, MobileNetV2: see man qtool-calib); at 8 bits it
      * helps one model and hurts another, so it stays off */
     o->bn_reestimate = a->bnre >= 0 ? a->bnre : !o->bias_correction && o->q.wbits < 8;
+    if (a->bnre < 0 && !o->bias_correction && o->q.weight_budget.kind)
+        o->bn_reestimate = -1; /* when a chosen width is below 8 bits */
     o->ft.lr = a->lr > 0 ? a->lr : o->ft.method == QT_FT_ADAROUND ? 5e-2 : o->ft.lr;
     if (cli_fallback_apply(cmd, &a->fb, o))
         return QT_EUSAGE;
@@ -157,10 +159,14 @@ int cli_calib_run(void *ctx) {
                 r.wall_s, r.nquant_act, r.nquant_weight);
         fprintf(f, "wrote %s and %s\n", o->out, o->quant_info);
         cli_fallback_report(f, o, &r);
+        if (o->q.weight_budget.kind || o->q.act_budget.kind || o->q.pack)
+            cli_print_mem(f, &r.mem);
     }
     if (js.doc) {
         fill_json(js.doc, o, &r);
         cli_fallback_fill_json(js.doc, o, &r);
+        if (!o->dry_run)
+            cli_json_mem(js.doc, &o->q, &r.mem, r.mixed_s);
     }
     qt_calib_result_free(&r);
     if (rc == QT_EDROP) { /* the best model found is written; the target was missed */

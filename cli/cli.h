@@ -136,7 +136,21 @@ int cli_q_profile(const char *cmd, void *q, const char *arg);
     OPT_SET_INT(0, "no-fold-bn", &(q)->fold_bn, 0, "do not fold BatchNormalization into Conv/Gemm"),            \
     OPT_SET_INT(0, "no-fuse", &(q)->fuse_act, 0, "quantize between Conv/Gemm/Add and a following Relu/Clip"),   \
     OPT_SET_INT(0, "cle", &(q)->cle, 1, "cross-layer equalization first (default: with --per-tensor only)"),    \
-    OPT_SET_INT(0, "no-cle", &(q)->cle, 0, "no cross-layer equalization")
+    OPT_SET_INT(0, "no-cle", &(q)->cle, 0, "no cross-layer equalization"),                                     \
+    CLI_MIXED_OPTS(q)
+/* Mixed precision within a memory budget (calib, finetune, qat): part of CLI_QUANT_OPTS. */
+int cli_q_wbudget(const char *cmd, void *q, const char *arg);
+int cli_q_abudget(const char *cmd, void *q, const char *arg);
+#define CLI_MIXED_OPTS(q)                                                                                        \
+    OPT_CALLBACK(0, "weight-budget", "SIZE", q, cli_q_wbudget,                                                  \
+                 "ROM for all weights, packed: bytes, KiB, MiB, or an average width (4bits)"),                  \
+    OPT_CALLBACK(0, "act-budget", "SIZE", q, cli_q_abudget,                                                     \
+                 "RAM for the activations alive at once at batch 1 (as --weight-budget)"),                      \
+    OPT_CHOICE(0, "mixed", "per-layer|per-channel", &(q)->mixed, NULL,                                          \
+               "what takes its own width within a budget (default per-layer)"),                                 \
+    OPT_INTEGER(0, "mixed-images", "N", &(q)->mixed_images, 1, 4096,                                            \
+                "calibration images the sensitivity is measured on (default 16)"),                              \
+    OPT_BOOL(0, "pack", &(q)->pack, "write weights of 4 bits or fewer as ONNX INT4 (opset 21)")
 /* OUT.onnx -> OUT.json (the default quant_info path) into buf. */
 const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 

@@ -38,4 +38,8 @@ void cli_sens_json(cJSON *d, const struct qt_sens_report *r);
 void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out);
 /* Both, as calib/finetune asked for them (cli/fallback.c). */
 void cli_fallback_fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_calib_result *r);
+/* ROM/RAM figures (struct qt_mem_figures): one text line (two with a
+ * budget), or the "memory" object of calib/finetune/qat/inspect --json. */
+void cli_print_mem(FILE *f, const struct qt_mem_figures *m);
+void cli_json_mem(cJSON *d, const struct qt_quant_opts *q, const struct qt_mem_figures *m, double mixed_s);
 #endif

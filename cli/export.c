@@ -25,6 +25,8 @@ int cmd_export(int argc, char **argv) {
                    "or the BatchNorm-folded float model with the tuned weights"),
         OPT_BOOL(0, "contrib", &o->contrib,
                  "qoperator: ONNX Runtime's com.microsoft QLinearAdd, QLinearGlobalAveragePool, QLinearConcat"),
+        OPT_BOOL(0, "pack", &o->pack,
+                 "qdq: weights of 4 bits or fewer as ONNX INT4 (opset 21), so the file shows their size"),
         OPT_STRING(0, "profile", "NAME|FILE.json", &o->profile, "check that the recorded parameters suit this profile"),
         OPT_STRING('j', "json", "FILE|-", &a.json, "also write the result as JSON (qtool-json(5)); - is standard output"),
         OPT_BOOL('q', "quiet", &a.quiet, "no summary"),
@@ -43,6 +45,8 @@ static int export_main(void *ctx) {
     struct cli_json js;
     const char *json = a->json;
     static const char *const formats[] = {"qdq", "qoperator", "float"};
+    if (o.pack && o.format != QT_EXPORT_QDQ)
+        return cli_usage("export", "--pack goes with --format qdq");
     if (!o.quant_info)
         return cli_usage("export", "--quant-info FILE.json is required");
     if (!o.out)
@@ -69,6 +73,8 @@ static int export_main(void *ctx) {
         cli_json_num(js.doc, "quantized_tensors", r.ntensors);
         cli_json_num(js.doc, "tuned_tensors", r.tuned);
         cli_json_num(js.doc, "integer_nodes", o.format == QT_EXPORT_QOPERATOR ? r.qnodes : 0);
+        cJSON_AddBoolToObject(js.doc, "pack", o.pack);
+        cli_json_mem(js.doc, NULL, &r.mem, 0);
     }
     /* with --json - the document owns standard output */
     FILE *f = json && !strcmp(json, "-") ? stderr : stdout;
@@ -79,6 +85,8 @@ static int export_main(void *ctx) {
         if (o.format == QT_EXPORT_QOPERATOR)
             fprintf(f, ", %d integer operators", r.qnodes);
         fprintf(f, "\n");
+        if (o.pack) /* the file's size shows the budget: say what it holds */
+            cli_print_mem(f, &r.mem);
     }
     return cli_json_end(&js, 0, &err);
 }

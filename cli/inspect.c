@@ -15,7 +15,7 @@ static int cmp_op(const void *a, const void *b) {
 }
 
 struct inspect_cmd {
-    const char *model, *json;
+    const char *model, *json, *qinfo;
     int batch;
 };
 
@@ -25,6 +25,8 @@ int cmd_inspect(int argc, char **argv) {
     struct inspect_cmd a = {.batch = 1};
     const struct opt opts[] = {
         OPT_INTEGER('b', "batch", "N", &a.batch, 1, 1 << 20, "batch size used for the memory figure (default 1)"),
+        OPT_STRING('Q', "quant-info", "FILE.json", &a.qinfo,
+                   "also ROM and RAM at the widths this quant_info.json records for the model"),
         OPT_STRING('j', "json", "FILE", &a.json,
                    "write the same figures as JSON ('-' for stdout, the text then goes to stderr)"),
         OPT_HELP(),
@@ -152,6 +154,14 @@ static int inspect_main(void *ctx) {
         if (d) {
             cJSON_AddNumberToObject(d, "batch", (double)c->batch);
             cJSON_AddNumberToObject(d, "activation_bytes", (double)qt_exec_peak_bytes(x));
+        }
+        struct qt_mem_figures mf;
+        if (c->qinfo && qt_quant_info_memory(path, c->qinfo, &mf, &err)) {
+            rc = cli_fail("inspect", &err);
+        } else if (c->qinfo) {
+            cli_print_mem(f, &mf);
+            if (d)
+                cli_json_mem(d, NULL, &mf, 0);
         }
     }
     qt_exec_free(x);

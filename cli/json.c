@@ -85,3 +85,49 @@ int cli_json_fail(struct cli_json *d, const struct qt_err *err) {
     int rc = cli_fail(d->cmd, err);
     return cli_json_end(d, rc, err);
 }
+
+void cli_print_mem(FILE *f, const struct qt_mem_figures *m) {
+    fprintf(f, "memory: ROM %lld bytes of weights (8-bit: %lld; average weight width %.2f bits), "
+               "RAM %lld bytes of activations at batch 1 (8-bit: %lld)\n",
+            (long long)m->rom, (long long)m->rom8, m->wbits_avg, (long long)m->ram, (long long)m->ram8);
+    if (m->rom_budget || m->ram_budget) {
+        fprintf(f, "budget:");
+        if (m->rom_budget)
+            fprintf(f, " ROM %lld bytes", (long long)m->rom_budget);
+        if (m->ram_budget)
+            fprintf(f, "%s RAM %lld bytes", m->rom_budget ? "," : "", (long long)m->ram_budget);
+        fprintf(f, "; weight tensors per width:");
+        for (int b = 8; b >= 2; b--)
+            if (m->hist[b])
+                fprintf(f, " %d-bit %d", b, m->hist[b]);
+        fprintf(f, "\n");
+    }
+}
+
+void cli_json_mem(cJSON *d, const struct qt_quant_opts *q, const struct qt_mem_figures *m, double mixed_s) {
+    cJSON *o = cJSON_AddObjectToObject(d, "memory");
+    cJSON_AddNumberToObject(o, "rom_bytes", (double)m->rom);
+    cJSON_AddNumberToObject(o, "ram_bytes", (double)m->ram);
+    cJSON_AddNumberToObject(o, "rom_bytes_8bit", (double)m->rom8);
+    cJSON_AddNumberToObject(o, "ram_bytes_8bit", (double)m->ram8);
+    cli_json_num(o, "weight_bits_avg", m->wbits_avg);
+    cli_json_num(o, "activation_bits_avg", m->abits_avg);
+    if (m->rom_budget)
+        cJSON_AddNumberToObject(o, "rom_budget", (double)m->rom_budget);
+    else
+        cJSON_AddNullToObject(o, "rom_budget");
+    if (m->ram_budget)
+        cJSON_AddNumberToObject(o, "ram_budget", (double)m->ram_budget);
+    else
+        cJSON_AddNullToObject(o, "ram_budget");
+    if (q)
+        cJSON_AddStringToObject(o, "mixed", q->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
+    cJSON *h = cJSON_AddObjectToObject(o, "weight_widths");
+    for (int b = 8; b >= 2; b--) {
+        char k[8];
+        snprintf(k, sizeof k, "%d", b);
+        cJSON_AddNumberToObject(h, k, m->hist[b]);
+    }
+    if (q)
+        cli_json_num(o, "mixed_s", mixed_s);
+}

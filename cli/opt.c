@@ -226,6 +226,22 @@ void cli_pp_init(struct cli_pp *p) {
 
 const int cli_kfl_vals[2] = {8, -1};
 
+/* --weight-budget, --act-budget */
+static int budget(const char *cmd, const char *name, struct qt_budget *b, const char *arg) {
+    struct qt_err err = {0};
+    if (qt_budget_parse(arg, name, b, &err))
+        return cli_usage(cmd, "%s", err.msg);
+    return 0;
+}
+
+int cli_q_wbudget(const char *cmd, void *q, const char *arg) {
+    return budget(cmd, "--weight-budget", &((struct qt_quant_opts *)q)->weight_budget, arg);
+}
+
+int cli_q_abudget(const char *cmd, void *q, const char *arg) {
+    return budget(cmd, "--act-budget", &((struct qt_quant_opts *)q)->act_budget, arg);
+}
+
 int cli_q_profile(const char *cmd, void *q, const char *arg) {
     struct qt_err err = {0};
     if (!qt_profile_apply(q, arg, &err))

@@ -52,6 +52,8 @@ static void fill_json(cJSON *d, const struct qt_qat_opts *o, const struct qt_qat
     cJSON_AddBoolToObject(d, "ended_below_start", r->ended_below_start);
     cJSON_AddStringToObject(d, "act_range", o->act_range == QT_ACT_PACT ? "pact" : o->act_range == QT_ACT_FIXED ? "fixed" : "lsq");
     cJSON_AddBoolToObject(d, "interrupted", r->interrupted);
+    if (!o->no_quant && !r->interrupted)
+        cli_json_mem(d, &o->q, &r->mem, 0);
     for (int i = 0; i < r->nepoch; i++) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "epoch", r->epoch[i].epoch);
@@ -170,10 +172,13 @@ static void print_result(FILE *f, const struct qt_qat_opts *o, const struct qt_q
                 r->start_val_top1, r->epoch[r->nepoch - 1].val_top1,
                 r->best_epoch == 0 ? "the starting model" : "the best epoch");
     fprintf(f, "trained %d tensors for %d epochs in %.1f s\n", r->nparams, r->epochs_done, r->wall_s);
-    if (o->no_quant)
+    if (o->no_quant) {
         fprintf(f, "wrote %s\n", o->out);
-    else
+    } else {
         fprintf(f, "wrote %s and %s\n", o->out, o->quant_info);
+        if (o->q.weight_budget.kind || o->q.act_budget.kind || o->q.pack)
+            cli_print_mem(f, &r->mem);
+    }
 }
 
 static int qat_main(void *ctx) {

@@ -83,6 +83,8 @@ enum qt_dtype {
     QT_DOUBLE = 11,
     QT_UINT32 = 12,
     QT_UINT64 = 13,
+    QT_UINT4 = 21,       /* packed two a byte: written by export --pack only */
+    QT_INT4 = 22,
 };
 
 #define QT_MAXDIM 8
@@ -384,6 +386,14 @@ struct qt_layer_set {
     int wbits, abits;           /* 2..8, or 0: as the plan says */
     int keep_float;             /* 1: not quantized at all */
 };
+/* One node's weight width per output channel (--mixed per-channel): the
+ * tensor's container is that of the widest, each channel's scale spreads
+ * its range over its own levels. */
+struct qt_layer_cbits {
+    const char *node;
+    const unsigned char *bits;  /* n widths 2..8 (owned by the caller) */
+    int n;                      /* must equal the weight's output channels */
+};
 
 struct qt_quant_opts {
     int wbits, abits;           /* 2..8 (default 8) */
@@ -406,6 +416,37 @@ struct qt_quant_opts {
                                  * 1 on, 0 off, -1 (default) on with per-tensor weights only */
     const struct qt_layer_set *layers; /* per-node settings (owned by the caller; outlive the plan) */
     int nlayers;
+    const struct qt_layer_cbits *cbits; /* per-channel weight widths, applied after layers (caller's) */
+    int ncbits;
+    /* mixed precision within a memory budget (lib/quant/mixed.c): calib, finetune and qat choose
+     * per-layer (or per-channel) widths among 8/6/5/4/3/2 before quantizing */
+    struct qt_budget {
+        int kind;               /* QT_BUDGET_NONE, _BYTES (value: bytes) or _BITS (value: average bits) */
+        double value;
+    } weight_budget, act_budget;
+    int mixed;                  /* QT_MIXED_LAYER (default) or QT_MIXED_CHANNEL */
+    int mixed_images;           /* calibration images the sensitivity is measured on (default 16) */
+    int pack;                   /* QDQ file: weights of 4 bits or fewer as ONNX INT4 (opset 21) */
+};
+enum { QT_BUDGET_NONE, QT_BUDGET_BYTES, QT_BUDGET_BITS };
+enum { QT_MIXED_LAYER, QT_MIXED_CHANNEL };
+/* Parses a budget: bytes ("123456", "64KiB", "1.2MiB") or an average bit
+ * width ("4bits", "4.5bits", 2..8). QT_EUSAGE naming `what` (the option) for
+ * anything else: negative, zero, no number, an unknown suffix. */
+int qt_budget_parse(const char *s, const char *what, struct qt_budget *b, struct qt_err *err);
+
+/* What mixed precision chose (calib/finetune/qat results; inspect). Bytes
+ * of ROM: every quantized weight at its width, packed, int32 biases, weights
+ * of float layers at 4 bytes (scales and zero points not counted). RAM: the
+ * largest set of activations alive at once at batch 1, each at its width
+ * (float ones at 4 bytes). */
+struct qt_mem_figures {
+    int64_t rom, ram;           /* at the plan's widths */
+    int64_t rom8, ram8;         /* the same with every quantized tensor at 8 bits */
+    int64_t rom_budget, ram_budget; /* the budgets in bytes (0: none) */
+    double wbits_avg, abits_avg; /* over quantized weight elements / activation tensors' elements */
+    int nweights;               /* quantized weight tensors */
+    int hist[9];                /* quantized weight tensors (per-channel mode: channels) per width 0..8 */
 };
 void qt_quant_opts_init(struct qt_quant_opts *q);
 /* Applies a hardware profile (man qtool-profiles(5)): a built-in name
@@ -414,6 +455,9 @@ void qt_quant_opts_init(struct qt_quant_opts *q);
 int qt_profile_apply(struct qt_quant_opts *q, const char *name_or_file, struct qt_err *err);
 /* The i-th built-in profile's name, NULL past the end. */
 const char *qt_profile_builtin(int i);
+/* The figures of the plan quant_info.json records for model (qtool inspect
+ * --quant-info). QT_EDATA as qt_export_run for a bad or mismatched file. */
+int qt_quant_info_memory(const char *model, const char *quant_info, struct qt_mem_figures *m, struct qt_err *err);
 
 /* ---- export (qtool export) --------------------------------------------- */
 
@@ -426,11 +470,13 @@ struct qt_export_opts {
     int format;                 /* QT_EXPORT_* */
     int contrib;                /* qoperator: com.microsoft QLinearAdd, QLinearGlobalAveragePool, ... */
     const char *profile;        /* NULL: as recorded; else must match the recorded one */
+    int pack;                   /* qdq: weights of 4 bits or fewer as ONNX INT4 (opset 21) */
 };
 struct qt_export_result {
     int ntensors;               /* quantized tensors restored */
     int tuned;                  /* weight tensors restored from the tuned-weights file */
     int qnodes;                 /* qoperator: nodes written as integer operators */
+    struct qt_mem_figures mem;  /* ROM and RAM at the recorded widths */
 };
 /* Rebuilds a model from the float model and quant_info.json without
  * calibrating. QT_EDATA when the JSON is missing, malformed or written for
@@ -565,6 +611,8 @@ struct qt_calib_result {
     struct qt_sens_report sens; /* with o->sensitivity (free with qt_calib_result_free) */
     struct qt_fallback fb;      /* with o->max_drop >= 0 */
     double wall_s;
+    struct qt_mem_figures mem;  /* ROM and RAM at the widths written */
+    double mixed_s;             /* seconds spent measuring sensitivity and choosing widths (0: no budget) */
 };
 /* Frees what a result holds (ft.layer, sens, fb.layer); safe on a zeroed result. */
 void qt_calib_result_free(struct qt_calib_result *r);
@@ -644,6 +692,7 @@ struct qt_qat_epoch {
 };
 
 struct qt_qat_result {
+    struct qt_mem_figures mem;  /* ROM and RAM at the widths written (quantized training) */
     int epochs_done;
     int interrupted;            /* stopped by o->stop: checkpoint written, no model */
     int nparams;                /* trained tensors */

@@ -265,7 +265,7 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
                       struct qt_qplan **out, struct qt_graph **ref, struct qt_calib_result *r, struct qt_err *err) {
     struct qt_qplan *p = NULL;
     struct qt_graph *fref = NULL;
-    int total = 0, batch, threads;
+    int total = 0, batch, threads = o->threads > 0 ? o->threads : qt_ncpus(), bnre = o->bn_reestimate;
     *out = NULL;
     if (qt_qplan_build(&p, g, q, o->log, o->log_ud, err))
         goto out;
@@ -282,6 +282,19 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     if (o->dry_run) {
         *out = p;
         return 0;
+    }
+    if (q->weight_budget.kind || q->act_budget.kind) { /* widths within the budgets, then the plan again */
+        double tm = qt_now();
+        if (qt_mixed_replan(&p, g, q, ds, pp, c, h, w, threads, err))
+            goto out;
+        p->log = o->log;
+        p->log_ud = o->log_ud;
+        r->mixed_s = qt_now() - tm;
+    }
+    if (bnre < 0) { /* automatic: when a chosen width is below 8 bits */
+        bnre = 0;
+        for (int t = 0; t < p->nt; t++)
+            bnre |= p->t[t].q.role == QT_ROLE_WEIGHT && p->t[t].q.bits < 8;
     }
     if (qt_cle_wanted(&p->o)) { /* before the weights are quantized and the ranges observed */
         int n = qt_dataset_count(ds), tot = o->limit > 0 && o->limit < n ? o->limit : n;
@@ -307,17 +320,16 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
     if (!fixed && batch > total)
         batch = total;
-    threads = o->threads > 0 ? o->threads : qt_ncpus();
     qt_qplan_pow2(p);
     if (qt_qplan_biases(p, err))
         goto out;
-    if (o->bias_correction || o->bn_reestimate) {
+    if (o->bias_correction || bnre) {
         struct qt_bc_report bc;
         /* the corrections edit p->g's weights and biases: finetune's float
          * targets must come from the prepared graph before them */
         if (o->finetune && qt_graph_clone(&fref, p->g, err))
             goto out;
-        if (qt_bias_correct(p, ds, pp, total, batch, c, h, w, threads, o->bn_reestimate, &bc, err))
+        if (qt_bias_correct(p, ds, pp, total, batch, c, h, w, threads, bnre, &bc, err))
             goto out;
         r->bc_layers = bc.layers;
     }
@@ -325,6 +337,8 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     memset(&r->ft, 0, sizeof r->ft);
     if (o->finetune && qt_finetune(p, fref, ds, pp, total, batch, c, h, w, threads, &o->ft, &r->ft, err))
         goto out;
+    if (o->finetune)
+        qt_mixed_clamp(p); /* per-channel widths: the tuned weights back within each channel's grid */
     if (o->finetune && p->o.pow2_scales) { /* the learnt weight steps back on powers of two */
         qt_qplan_pow2(p);
         if (qt_qplan_biases(p, err))
@@ -437,6 +451,12 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     p->fallback = r->fb.ran ? &r->fb : NULL;
     if (qt_qplan_export_qdq(p, &qg, err))
         goto out;
+    if (qt_mem_figures(p, &r->mem, err))
+        goto out;
+    if (p->mixed) {
+        r->mem.rom_budget = p->mixed->rom_budget;
+        r->mem.ram_budget = p->mixed->ram_budget;
+    }
     if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, r->images, o->data, err))
         goto out;
     if (r->fb.ran && !r->fb.met)
@@ -461,9 +481,21 @@ int qt_qplan_save(const struct qt_qplan *p, const struct qt_graph *qg, const cha
                   struct qt_err *err) {
     void *buf;
     size_t len;
-    if (!qinfo)
-        return qt_graph_save(qg, out, err);
-    if (qt_graph_pack(qg, &buf, &len, err))
+    struct qt_graph *pg = NULL;
+    if (p->o.pack) { /* INT4 weights in the file only */
+        if (qt_graph_clone(&pg, qg, err))
+            return err->code;
+        qt_qdq_pack_int4(p, pg);
+        qg = pg;
+    }
+    if (!qinfo) {
+        int rc = qt_graph_save(qg, out, err);
+        qt_graph_free(pg);
+        return rc;
+    }
+    int prc = qt_graph_pack(qg, &buf, &len, err);
+    qt_graph_free(pg);
+    if (prc)
         return qt_err_prefix(err, "writing '%s'", out);
     struct qt_wfile fs[3];
     int rc = qt_wfile_begin(&fs[0], out, buf, len, err);

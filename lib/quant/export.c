@@ -169,6 +169,19 @@ static int read_tensor(struct qt_qplan *p, struct qt_qtensor *qt, const cJSON *e
     for (c = 0; c < n; c++)
         if (!(q->scale[c] > 0) || !isfinite(q->scale[c]))
             return qt_errf(err, QT_EDATA, "'%s': tensor '%s' has a scale that is not positive and finite", path, name);
+    const cJSON *cb = item(e, "channel_bits");
+    if (cb) { /* per-channel widths (--mixed per-channel) */
+        if (want_role != QT_ROLE_WEIGHT || !cJSON_IsArray(cb) || cJSON_GetArraySize(cb) != n)
+            return qt_errf(err, QT_EDATA, "'%s': tensor '%s' needs %d numbers in channel_bits", path, name, n);
+        if (!(q->cbits = malloc((size_t)n + 1)))
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        c = 0;
+        cJSON_ArrayForEach(it, cb) {
+            if (!cJSON_IsNumber(it) || it->valueint < 2 || it->valueint > bits)
+                return qt_errf(err, QT_EDATA, "'%s': tensor '%s' has a channel width outside 2..%d", path, name, bits);
+            q->cbits[c++] = (unsigned char)it->valueint;
+        }
+    }
     if (want_role == QT_ROLE_BIAS) { /* the float bias is its recorded range */
         struct qt_tensor *b = g->v[qt->v].init;
         for (c = 0; c < n; c++)
@@ -322,6 +335,8 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
         }
     }
     r->ntensors = p->nt;
+    if (qt_mem_figures(p, &r->mem, err))
+        goto out;
     if (o->format == QT_EXPORT_FLOAT) {
         og = p->g;
         p->g = NULL;
@@ -330,6 +345,8 @@ int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, st
             goto out;
     } else if (qt_qplan_export_qdq(p, &og, err)) {
         goto out;
+    } else if (o->pack) {
+        qt_qdq_pack_int4(p, og);
     }
     if (qt_graph_save(og, o->out, err))
         goto out;

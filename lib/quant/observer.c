@@ -545,5 +545,6 @@ void qt_qparam_release(struct qt_qparam *q) {
     free(q->obs_max);
     free(q->rng_min);
     free(q->rng_max);
+    free(q->cbits);
     memset(q, 0, sizeof *q);
 }

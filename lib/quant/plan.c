@@ -305,6 +305,19 @@ static int apply_layers(struct qt_qplan *p, struct qt_err *err) {
         if (l->keep_float)
             q->excluded = 1;
     }
+    for (int i = 0; i < p->o.ncbits; i++) {
+        const struct qt_layer_cbits *l = &p->o.cbits[i];
+        int k = l->node ? qt_graph_find_node(p->g, l->node) : -1;
+        if (k < 0)
+            return qt_errf(err, QT_EUSAGE, "per-channel widths for node '%s', which the model does not have",
+                           l->node ? l->node : "(null)");
+        for (int c = 0; c < l->n; c++)
+            if (l->bits[c] < 2 || l->bits[c] > p->qn[k].wbits)
+                return qt_errf(err, QT_EUSAGE, "node '%s': channel %d width %d outside 2..%d", l->node, c,
+                               l->bits[c], p->qn[k].wbits);
+        p->qn[k].cbits = l->bits;
+        p->qn[k].ncbits = l->n;
+    }
     return 0;
 }
 
@@ -636,5 +649,10 @@ void qt_qplan_free(struct qt_qplan *p) {
     free(p->tensor_of);
     free(p->vact);
     qt_graph_free(p->g);
+    if (p->mixed) {
+        qt_mixed_free(p->mixed);
+        free(p->mixed);
+    }
+    free(p->mixed_layers);
     free(p);
 }

@@ -47,6 +47,12 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
         q->axis = per_ch ? axis : -1;
         q->method = "minmax";
         qt_qrange(QT_INT8, q->bits - (p->o.reduce_range ? 1 : 0), p->o.narrow, &q->qmin, &q->qmax);
+        const unsigned char *cb = p->qn[qt->node].cbits;
+        if (cb && per_ch && p->qn[qt->node].ncbits == nch) { /* per-channel widths: int8 container */
+            if (!(q->cbits = malloc((size_t)nch)))
+                return qt_errf(err, QT_ENOMEM, "out of memory");
+            memcpy(q->cbits, cb, (size_t)nch);
+        }
         for (int64_t c = 0; c < nch; c++) {
             q->obs_min[c] = INFINITY;
             q->obs_max[c] = -INFINITY;
@@ -67,7 +73,10 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
             double t = fmax(fabs(q->obs_min[c]), fabs(q->obs_max[c]));
             q->rng_min[c] = (float)-t;
             q->rng_max[c] = (float)t;
-            qt_qparams_from_range(-t, t, q->qmin, q->qmax, 1, &q->scale[c], &q->zp[c]);
+            int cmin = q->qmin, cmax = q->qmax;
+            if (q->cbits)
+                qt_qrange(QT_INT8, q->cbits[c] - (p->o.reduce_range ? 1 : 0), p->o.narrow, &cmin, &cmax);
+            qt_qparams_from_range(-t, t, cmin, cmax, 1, &q->scale[c], &q->zp[c]);
         }
     }
     return 0;
@@ -124,6 +133,48 @@ int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err) {
 }
 
 /* ---- export --------------------------------------------------------------- */
+
+/* ONNX INT4 (opset 21): two values a byte, the first in the low nibble. The
+ * int8 initializer t (values in [-8, 7]) is rewritten in place. */
+static void to_int4(struct qt_tensor *t) {
+    int64_t n = qt_tensor_numel(t);
+    const int8_t *s = t->data;
+    unsigned char *d = t->data;
+    for (int64_t i = 0; i < n; i += 2) {
+        unsigned lo = (unsigned)s[i] & 15u, hi = i + 1 < n ? (unsigned)s[i + 1] & 15u : 0u;
+        d[i / 2] = (unsigned char)(lo | hi << 4);
+    }
+    t->dtype = QT_INT4;
+    t->nbytes = (size_t)(n + 1) / 2;
+}
+
+/* --pack: weights of 4 bits or fewer (every channel) go to INT4, their zero
+ * points with them; the model becomes opset 21. Done last: qtool's engine
+ * does not compute with INT4, the file is for other runtimes. */
+void qt_qdq_pack_int4(const struct qt_qplan *p, struct qt_graph *g) {
+    int packed = 0;
+    for (int t = 0; t < p->nt; t++) {
+        const struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role != QT_ROLE_WEIGHT || qt->q.dtype != QT_INT8 || qt->q.qmin < -8 || qt->q.qmax > 7)
+            continue;
+        /* the DequantizeLinear that reads this weight's integers */
+        char nm[600];
+        snprintf(nm, sizeof nm, "%s_DequantizeLinear", p->g->v[qt->v].name);
+        int k = qt_graph_find_node(g, nm);
+        if (k < 0 || g->n[k].nin < 3)
+            continue;
+        int vq = g->n[k].in[0], vz = g->n[k].in[2];
+        if (!g->v[vq].init || !g->v[vz].init || g->v[vq].init->dtype != QT_INT8 || g->v[vz].init->dtype != QT_INT8)
+            continue;
+        to_int4(g->v[vq].init);
+        to_int4(g->v[vz].init);
+        g->v[vq].dtype = g->v[vz].dtype = QT_INT4;
+        g->v[vq].orig = g->v[vz].orig = NULL;
+        packed++;
+    }
+    if (packed && g->opset < 21)
+        g->opset = 21;
+}
 
 static int add_scalar_init(struct qt_graph *g, const char *name, int dtype, double v, int n, const float *fv,
                            const int32_t *iv, struct qt_err *err) {
@@ -193,7 +244,10 @@ static int quantize_const(struct qt_graph *g, int v, const struct qt_qparam *q, 
                 r = INT32_MIN;
             ((int32_t *)qw->data)[i] = (int32_t)r;
         } else {
-            ((int8_t *)qw->data)[i] = (int8_t)qt_quantize(x, q->scale[c], q->zp[c], q->qmin, q->qmax);
+            int lo = q->qmin, hi = q->qmax;
+            if (q->cbits) /* this channel's own width within the int8 container (reduced, narrow as the tensor) */
+                qt_qrange(QT_INT8, q->cbits[c] - (q->qmax + 1 < (1 << (q->bits - 1))), q->qmin == -q->qmax, &lo, &hi);
+            ((int8_t *)qw->data)[i] = (int8_t)qt_quantize(x, q->scale[c], q->zp[c], lo, hi);
         }
     }
     char nm[600];

@@ -237,6 +237,35 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
     }
+    {
+        struct qt_mem_figures mf;
+        cJSON *set = cJSON_GetObjectItem(d, "settings");
+        for (int k = 0; k < 2; k++) {
+            const struct qt_budget *b = k ? &o->act_budget : &o->weight_budget;
+            const char *key = k ? "act_budget" : "weight_budget";
+            char bs[64];
+            if (b->kind == QT_BUDGET_BITS)
+                snprintf(bs, sizeof bs, "%gbits", b->value);
+            if (b->kind == QT_BUDGET_NONE)
+                cJSON_AddNullToObject(set, key);
+            else if (b->kind == QT_BUDGET_BITS)
+                cJSON_AddStringToObject(set, key, bs);
+            else
+                cJSON_AddNumberToObject(set, key, b->value);
+        }
+        cJSON_AddStringToObject(set, "mixed", o->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
+        if (qt_mem_figures(p, &mf, err)) {
+            cJSON_Delete(d);
+            return err->code;
+        }
+        cJSON *mem = cJSON_AddObjectToObject(d, "memory");
+        cJSON_AddNumberToObject(mem, "rom_bytes", (double)mf.rom);
+        cJSON_AddNumberToObject(mem, "ram_bytes", (double)mf.ram);
+        cJSON_AddNumberToObject(mem, "rom_bytes_8bit", (double)mf.rom8);
+        cJSON_AddNumberToObject(mem, "ram_bytes_8bit", (double)mf.ram8);
+        cJSON_AddNumberToObject(mem, "weight_bits_avg", mf.wbits_avg);
+        cJSON_AddNumberToObject(mem, "activation_bits_avg", mf.abits_avg);
+    }
     cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
     cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
     cJSON *fused = cJSON_AddArrayToObject(prep, "fused");
@@ -280,6 +309,11 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         cJSON_AddItemToObject(e, "range_min", farr(q->rng_min, q->n));
         cJSON_AddItemToObject(e, "range_max", farr(q->rng_max, q->n));
         cJSON_AddStringToObject(e, "method", q->method ? q->method : "");
+        if (q->cbits) {
+            cJSON *cb = cJSON_AddArrayToObject(e, "channel_bits");
+            for (int c = 0; c < q->n; c++)
+                cJSON_AddItemToArray(cb, cJSON_CreateNumber(q->cbits[c]));
+        }
         if (o->pow2_scales && q->role != QT_ROLE_BIAS)
             add_fraction_bits(e, q);
         if (o->int_requant && q->role == QT_ROLE_WEIGHT && add_requant(p, qt, e, err)) {

@@ -74,7 +74,38 @@ struct qt_qparam {
     float *obs_min, *obs_max; /* observed range, n */
     float *rng_min, *rng_max; /* chosen range, n */
     const char *method;   /* observer name, "minmax" for weights, "derived" for biases */
+    unsigned char *cbits; /* weights with per-channel widths (--mixed per-channel): n widths, the
+                           * container's qmin/qmax those of the widest; NULL: bits for all */
 };
+
+struct qt_qplan;
+/* Mixed precision (mixed.c). The widths chosen within the budgets of
+ * p->o (weight_budget, act_budget, mixed), as per-node settings to build
+ * the plan again with (qt_quant_opts.layers); measured on the first
+ * o.mixed_images images of ds through p->g (float, prepared). QT_EUSAGE for
+ * a budget no choice can meet (below 2-bit weights, ...), naming the option. */
+struct qt_mixed {
+    struct qt_layer_set *layers; /* node names malloc'd (qt_mixed_free) */
+    int nlayers;
+    struct qt_layer_cbits *cbits; /* per-channel widths (--mixed per-channel); node names and bits malloc'd */
+    int ncbits;
+    int64_t rom_budget, ram_budget; /* bytes (0: none) */
+    int images;
+};
+int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                    int threads, struct qt_mixed *m, struct qt_err *err);
+void qt_mixed_free(struct qt_mixed *m);
+/* Chooses the widths within q's budgets on *p (built from g as q says) and
+ * replaces *p by the plan built again with them (its weights quantized);
+ * the new plan owns the choice (p->mixed). */
+int qt_mixed_replan(struct qt_qplan **p, const struct qt_graph *g, const struct qt_quant_opts *q,
+                    struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w, int threads,
+                    struct qt_err *err);
+/* ROM and RAM of a plan at its widths (struct qt_mem_figures in qtool.h). */
+int qt_mem_figures(const struct qt_qplan *p, struct qt_mem_figures *m, struct qt_err *err);
+/* After tuning, per-channel widths: each channel's float weights clamped to
+ * its own grid, so the written integers stay within its width. */
+void qt_mixed_clamp(struct qt_qplan *p);
 
 void qt_qparam_release(struct qt_qparam *q);
 int qt_qparam_alloc(struct qt_qparam *q, int n, struct qt_err *err);
@@ -150,6 +181,8 @@ struct qt_qnode {
     int bounded;        /* the output lies in [lo, hi] (the op's or the unit's QT_QF_BOUNDED);
                          * 2: its range is [lo, hi] exactly (QT_QF_FIXED) */
     float lo, hi;
+    const unsigned char *cbits; /* per-channel weight widths (qt_layer_set.cbits) or NULL */
+    int ncbits;
 };
 
 enum { /* the op's role (enum qt_qrole), or a fused activation */
@@ -178,6 +211,8 @@ struct qt_qplan {
     void *log_ud;
     int tuned;              /* finetune/qat changed the float weights: quant_info.json records them */
     struct qt_cle_report cle; /* set by qt_cle (zero when it did not run) */
+    struct qt_mixed *mixed;   /* widths chosen within a budget (owned; o.layers, o.cbits point into it) */
+    struct qt_layer_set *mixed_layers; /* owned: the array o.layers is */
     const struct qt_fallback *fallback; /* --max-drop's outcome: quant_info.json's "fallback" (may be NULL) */
 };
 
@@ -190,6 +225,10 @@ void qt_qplan_free(struct qt_qplan *p);
  * call after the activation parameters are set). */
 int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
+/* --pack (o.pack): rewrites the weights of 4 bits or fewer of the QDQ graph
+ * g that p built as ONNX INT4 initializers, opset 21. qtool's engine does
+ * not run the result (qt_qplan_save applies it to what it writes). */
+void qt_qdq_pack_int4(const struct qt_qplan *p, struct qt_graph *g);
 /* Builds the QDQ graph (a new graph; plan unchanged). */
 int qt_qplan_export_qdq(const struct qt_qplan *p, struct qt_graph **out, struct qt_err *err);
 /* (qt_run_images, the image loop of calibration, bias correction and

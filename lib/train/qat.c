@@ -288,6 +288,17 @@ static int setup_graph(struct qat *q, struct qt_qat_result *r, struct qt_err *er
         } else {
             if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err))
                 return err->code;
+            if (o->q.weight_budget.kind || o->q.act_budget.kind) { /* widths within the budgets */
+                if (o->q.mixed == QT_MIXED_CHANNEL)
+                    return qt_errf(err, QT_EUSAGE, "--mixed per-channel is for calib and finetune: qat trains "
+                                                   "one width per weight tensor (use --mixed per-layer)");
+                if (qt_mixed_replan(&q->p, q->g, &o->q, q->ds, &q->pp, q->c, q->h, q->w,
+                                    o->threads > 0 ? o->threads : qt_ncpus(), err))
+                    return err->code;
+                qt_qat_log(q, "mixed precision: %d layers given their own widths (ROM budget %lld bytes, RAM %lld)",
+                           q->p->mixed->nlayers, (long long)q->p->mixed->rom_budget,
+                           (long long)q->p->mixed->ram_budget);
+            }
             /* CLE rescales folded weights, which unfolding BatchNormalization would undo for some layers */
             if (qt_cle_wanted(&o->q) && o->freeze_bn_after <= 0) {
                 struct qt_cle_report cr;
@@ -313,7 +324,8 @@ static int setup_graph(struct qat *q, struct qt_qat_result *r, struct qt_err *er
             q->eo->freeze_bn_after = !o->init_info && q->p->nfolded > 0 && o->q.per_channel &&
                                              !qt_cle_wanted(&o->q) /* CLE rescaled the folded weights */ &&
                                              o->epochs > 1 &&
-                                             (o->q.wbits < 8 || o->q.abits < 8)
+                                             (o->q.wbits < 8 || o->q.abits < 8 || o->q.weight_budget.kind ||
+                                              o->q.act_budget.kind)
                                          ? o->epochs - 1
                                          : -1;
         if (qt_qat_build_graph(q, err))
@@ -565,7 +577,15 @@ static int finish(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
                        r->best_val_top1, last);
         }
     }
-    return q->o->no_quant ? export_float(q, err) : export_quant(q, r->calib_images, err);
+    if (q->o->no_quant)
+        return export_float(q, err);
+    if (export_quant(q, r->calib_images, err) || qt_mem_figures(q->p, &r->mem, err))
+        return err->code;
+    if (q->p->mixed) {
+        r->mem.rom_budget = q->p->mixed->rom_budget;
+        r->mem.ram_budget = q->p->mixed->ram_budget;
+    }
+    return 0;
 }
 
 static void qat_release(struct qat *q) {
