@@ -63,7 +63,40 @@ static void png_warn_fn(png_structp png, png_const_charp msg) {
     (void)msg;
 }
 
-static int load_png(struct qt_image *img, const char *path, const unsigned char *buf, size_t len,
+/* The decoding transforms, after png_read_info: an image expands to 8-bit
+ * grey or RGB (palette, low depths, tRNS, 16 bits, alpha); a mask keeps its
+ * palette or grey indices, one byte each. The channel count, or -1 with err
+ * set. (libpng may longjmp out of here to the caller's setjmp.) */
+static int png_transforms(png_structp png, png_infop info, const char *path, int mask, struct qt_err *err) {
+    int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    if (!mask) {
+        png_set_expand(png);   /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
+        png_set_strip_16(png); /* 16 -> 8 bits: the high byte */
+        png_set_strip_alpha(png);
+    } else if ((ct != PNG_COLOR_TYPE_PALETTE && ct != PNG_COLOR_TYPE_GRAY) || depth > 8) {
+        qt_errf(err, QT_EDATA,
+                "mask '%s' is a %d-bit %s PNG; a mask holds one class index per pixel (palette or grey, "
+                "at most 8 bits)", path, depth,
+                ct == PNG_COLOR_TYPE_RGB ? "RGB" : ct == PNG_COLOR_TYPE_RGB_ALPHA ? "RGBA"
+                : ct == PNG_COLOR_TYPE_GRAY_ALPHA ? "grey+alpha" : depth > 8 ? "16-bit" : "other");
+        return -1;
+    } else if (depth < 8) {
+        png_set_packing(png); /* one byte per index, value unchanged */
+    }
+    if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE)
+        png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int c = !mask && (ct & PNG_COLOR_MASK_COLOR) ? 3 : 1;
+    if ((int)png_get_channels(png, info) != c ||
+        (mask && png_get_rowbytes(png, info) != png_get_image_width(png, info))) {
+        qt_errf(err, QT_EDATA, "%s '%s': unexpected PNG layout", mask ? "mask" : "image", path);
+        return -1;
+    }
+    return c;
+}
+
+/* An image (mask 0) or a class-index mask (mask 1) from a PNG in memory. */
+static int load_png(struct qt_image *img, const char *path, const unsigned char *buf, size_t len, int mask,
                     struct qt_err *err) {
     struct png_ctx ctx = {buf, len, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_fn, png_warn_fn);
@@ -78,28 +111,18 @@ static int load_png(struct qt_image *img, const char *path, const unsigned char 
         png_destroy_read_struct(&png, &info, NULL);
         free(px);
         free(rows);
-        return qt_errf(err, QT_EDATA, "image '%s' is not a valid PNG (%s)", path, ctx.msg[0] ? ctx.msg : "corrupt");
+        return qt_errf(err, QT_EDATA, "%s '%s' is not a valid PNG (%s)", mask ? "mask" : "image", path,
+                       ctx.msg[0] ? ctx.msg : "corrupt");
     }
     png_set_read_fn(png, &ctx, png_read_mem);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff); /* check_size() decides, with a clearer message */
     png_set_chunk_malloc_max(png, 64 << 20);
     png_read_info(png, info);
     uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    int ct = png_get_color_type(png, info);
-    if (check_size(path, w, h, err)) {
+    int c = check_size(path, w, h, err) ? -1 : png_transforms(png, info, path, mask, err);
+    if (c < 0) {
         png_destroy_read_struct(&png, &info, NULL);
         return err->code;
-    }
-    png_set_expand(png);     /* palette -> RGB, grey < 8 bits -> 8, tRNS -> alpha */
-    png_set_strip_16(png);   /* 16 -> 8 bits: the high byte */
-    png_set_strip_alpha(png);
-    if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE)
-        png_set_interlace_handling(png);
-    png_read_update_info(png, info);
-    int c = (ct & PNG_COLOR_MASK_COLOR) ? 3 : 1;
-    if ((int)png_get_channels(png, info) != c) {
-        png_destroy_read_struct(&png, &info, NULL);
-        return qt_errf(err, QT_EDATA, "image '%s': unexpected PNG layout", path);
     }
     px = malloc((size_t)w * h * c);
     rows = malloc(sizeof(png_bytep) * h);
@@ -243,7 +266,7 @@ int qt_image_load_mem(struct qt_image *img, const void *buf, size_t len, const c
     if (want_c != 0 && want_c != 1 && want_c != 3)
         return qt_errf(err, QT_EUSAGE, "images have 1 or 3 channels, not %d", want_c);
     if (len >= 8 && !png_sig_cmp(b, 0, 8))
-        rc = load_png(img, name, b, len, err);
+        rc = load_png(img, name, b, len, 0, err);
     else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
         rc = load_jpeg(img, name, b, len, err);
     else
@@ -270,82 +293,18 @@ int qt_image_load(struct qt_image *img, const char *path, int want_c, struct qt_
 
 /* ---- class-index masks --------------------------------------------------- */
 
-/* A segmentation mask: a PNG whose samples are class indices, as VOC's
- * palette PNGs are (the palette index is the class; 255 = ignore) or an
- * 8-bit (or lower depth) grey PNG. Nothing is expanded or converted: the
- * stored index is the class. Any other layout is QT_EDATA naming the file. */
-static int load_mask_png(struct qt_image *img, const char *path, const unsigned char *buf, size_t len,
-                         struct qt_err *err) {
-    struct png_ctx ctx = {buf, len, 0, ""};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_error_fn, png_warn_fn);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    unsigned char *volatile px = NULL;
-    png_bytep *volatile rows = NULL;
-    if (!png || !info) {
-        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
-        return qt_errf(err, QT_ENOMEM, "out of memory decoding '%s'", path);
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_read_struct(&png, &info, NULL);
-        free(px);
-        free(rows);
-        return qt_errf(err, QT_EDATA, "mask '%s' is not a valid PNG (%s)", path, ctx.msg[0] ? ctx.msg : "corrupt");
-    }
-    png_set_read_fn(png, &ctx, png_read_mem);
-    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
-    png_set_chunk_malloc_max(png, 64 << 20);
-    png_read_info(png, info);
-    uint32_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
-    if (check_size(path, w, h, err)) {
-        png_destroy_read_struct(&png, &info, NULL);
-        return err->code;
-    }
-    if ((ct != PNG_COLOR_TYPE_PALETTE && ct != PNG_COLOR_TYPE_GRAY) || depth > 8) {
-        png_destroy_read_struct(&png, &info, NULL);
-        return qt_errf(err, QT_EDATA,
-                       "mask '%s' is a %d-bit %s PNG; a mask holds one class index per pixel (palette or grey, "
-                       "at most 8 bits)", path, depth,
-                       ct == PNG_COLOR_TYPE_RGB ? "RGB" : ct == PNG_COLOR_TYPE_RGB_ALPHA ? "RGBA"
-                       : ct == PNG_COLOR_TYPE_GRAY_ALPHA ? "grey+alpha" : depth > 8 ? "16-bit" : "other");
-    }
-    if (depth < 8)
-        png_set_packing(png); /* one byte per index, value unchanged */
-    if (png_get_interlace_type(png, info) != PNG_INTERLACE_NONE)
-        png_set_interlace_handling(png);
-    png_read_update_info(png, info);
-    if (png_get_channels(png, info) != 1 || png_get_rowbytes(png, info) != w) {
-        png_destroy_read_struct(&png, &info, NULL);
-        return qt_errf(err, QT_EDATA, "mask '%s': unexpected PNG layout", path);
-    }
-    px = malloc((size_t)w * h);
-    rows = malloc(sizeof(png_bytep) * h);
-    if (!px || !rows) {
-        png_destroy_read_struct(&png, &info, NULL);
-        free(px);
-        free(rows);
-        return qt_errf(err, QT_ENOMEM, "out of memory decoding '%s'", path);
-    }
-    for (uint32_t y = 0; y < h; y++)
-        rows[y] = px + (size_t)y * w;
-    png_read_image(png, rows);
-    png_read_end(png, NULL);
-    png_destroy_read_struct(&png, &info, NULL);
-    free(rows);
-    img->w = (int)w;
-    img->h = (int)h;
-    img->c = 1;
-    img->px = px;
-    return 0;
-}
-
+/* A segmentation mask (load_png with mask set): a PNG whose samples are
+ * class indices, as VOC's palette PNGs are (the palette index is the class;
+ * 255 = ignore) or an 8-bit (or lower depth) grey PNG. Nothing is expanded
+ * or converted: the stored index is the class. Any other layout is
+ * QT_EDATA naming the file. */
 int qt_mask_load(struct qt_image *img, const char *path, struct qt_err *err) {
     void *buf;
     size_t len;
     memset(img, 0, sizeof *img);
     if (qt_read_regular_file(path, (size_t)1 << 30, &buf, &len, err))
         return err->code;
-    int rc = len >= 8 && !png_sig_cmp(buf, 0, 8) ? load_mask_png(img, path, buf, len, err)
+    int rc = len >= 8 && !png_sig_cmp(buf, 0, 8) ? load_png(img, path, buf, len, 1, err)
                                                    : qt_errf(err, QT_EDATA, "mask '%s' is not a PNG", path);
     free(buf);
     return rc;
