@@ -148,16 +148,6 @@ F32_GRAD(gelu, gelu_d(v, p->tanh_approx))
 
 /* float32 ops; those with a backward (Sigmoid, Tanh, LeakyRelu, HardSigmoid,
  * HardSwish) are quantized as one activation in, their own output out */
-#define F32_OP_BWD(fn, onnx, ini)                                                          \
-    static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
-        return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
-    }                                                                                      \
-    const struct qt_op qt_op_##fn = {.name = onnx,                                         \
-                                     .init = ini,                                          \
-                                     .infer = qt_unary_infer,                              \
-                                     .fwd = fn##_fwd,                                      \
-                                     .bwd = fn##_bwd,                                      \
-                                     .quant = {.role = QT_QR_UNARY}}
 #define F32_OP_BWD_Q(fn, onnx, ini, q)                                                     \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
@@ -168,6 +158,7 @@ F32_GRAD(gelu, gelu_d(v, p->tanh_approx))
                                      .fwd = fn##_fwd,                                      \
                                      .bwd = fn##_bwd,                                      \
                                      .quant = q}
+#define F32_OP_BWD(fn, onnx, ini) F32_OP_BWD_Q(fn, onnx, ini, {.role = QT_QR_UNARY})
 #define F32_OP(fn, onnx, ini)                                                              \
     static int fn##_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_err *err) { \
         return qt_unary_run_f32(x, n, fn##_f32, n->priv, err);                             \
