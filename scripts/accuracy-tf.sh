@@ -22,19 +22,7 @@ if [ ! -d "$D" ] || ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/nul
 fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-python3 - "$D" "$T" <<'EOF'
-import os, sys
-d, t = os.path.abspath(sys.argv[1]), sys.argv[2]
-i = 0
-for c in sorted(os.listdir(d)):
-    if not os.path.isdir(os.path.join(d, c)):
-        continue
-    for f in sorted(os.listdir(os.path.join(d, c))):
-        dst = os.path.join(t, "train" if i < 512 else "hold", c)
-        os.makedirs(dst, exist_ok=True)
-        os.symlink(os.path.join(d, c, f), os.path.join(dst, f))
-        i += 1
-EOF
+python3 scripts/split-imagenet.py "$D" "$T"
 PP="--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --resize 256 --crop 224"
 E="--latency-runs 0 -q"
 # the preprocessed tensors both tools see (any 224x224 model writes them)

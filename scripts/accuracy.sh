@@ -18,19 +18,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 PP="--classes $S/data/imagenet_classes.txt --crop 224 --mean 0.5 --std 0.5"
 # the split: symbolic links, first 512 images to train/, the rest to hold/
-python3 - "$D" "$T" <<'EOF'
-import os, sys
-d, t = os.path.abspath(sys.argv[1]), sys.argv[2]
-i = 0
-for c in sorted(os.listdir(d)):
-    if not os.path.isdir(os.path.join(d, c)):
-        continue
-    for f in sorted(os.listdir(os.path.join(d, c))):
-        dst = os.path.join(t, "train" if i < 512 else "hold", c)
-        os.makedirs(dst, exist_ok=True)
-        os.symlink(os.path.join(d, c, f), os.path.join(dst, f))
-        i += 1
-EOF
+python3 scripts/split-imagenet.py "$D" "$T"
 if [ "${ACC_QUICK:-0}" = 1 ]; then
     N=64; FT="--limit 32 --iters 2"; EP="--epochs 1 --iters-per-epoch 2"; EP4="--epochs 2 --iters-per-epoch 2 --freeze-bn-after 1"
 else
