@@ -449,9 +449,131 @@ void qt_eval_result_release(struct qt_eval_result *r) {
     }
 }
 
+/* Reads the input shape from the model, checks the channel option, opens the data set and the
+   model (and --ref) for batches of *batch images; *total is the number of images to evaluate. */
+static int eval_open(const struct qt_eval_opts *o, struct qt_eval_result *r, int threads, struct qt_preproc *pp,
+                     struct side *m, struct side *ref, struct qt_dataset **ds, int *c, int *h, int *w, int *batch,
+                     int *total, struct qt_err *err) {
+    struct qt_graph *probe = NULL;
+    int fixed;
+
+    if (qt_graph_load(&probe, o->model, err))
+        return err->code;
+    if (qt_model_image_shape(probe, pp, c, h, w, &fixed, err)) {
+        qt_graph_free(probe);
+        return err->code;
+    }
+    qt_graph_free(probe);
+    if (!o->channels_set)
+        pp->channels = *c;
+    if (pp->channels != *c)
+        return qt_errf(err, QT_EUSAGE, "the model takes %d channel%s but --%s was given", *c, *c == 1 ? "" : "s",
+                       pp->channels == 1 ? "gray" : "rgb");
+    *batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
+    if (qt_dataset_open(ds, o->data, o->classes, err))
+        return err->code;
+    *total = qt_dataset_count(*ds);
+    if (o->limit > 0 && o->limit < *total)
+        *total = o->limit;
+    if (!fixed && *batch > *total)
+        *batch = *total;
+    if (side_open(m, o->model, *batch, threads, *c, *h, *w, !o->simulate, &r->int8_nodes, err))
+        return err->code;
+    r->int8_isa = qt_int8_isa_name(qt_int8_isa());
+    if (o->ref && side_open(ref, o->ref, *batch, threads, *c, *h, *w, 0, NULL, err))
+        return err->code;
+    if (o->ref && ref->nout != m->nout)
+        return qt_errf(err, QT_EUSAGE, "'%s' gives %d outputs per image, '%s' %d", o->model, m->nout, o->ref,
+                       ref->nout);
+    return 0;
+}
+
+/* Sets r's class count and dense shape from the model's first output, checks the options and --ref
+   against the outputs, and with --ref names each output in r->outputs and allocates *osig (signal
+   and noise sums, 2 per output). */
+static int eval_check_outputs(const struct qt_eval_opts *o, struct qt_eval_result *r, const struct side *m,
+                              const struct side *ref, double **osig, struct qt_err *err) {
+    r->nclasses = m->nout;
+    const struct qt_tensor *t = qt_exec_output_tensor(m->x, 0);
+    if (t->ndim == 4 && t->dims[2] * t->dims[3] > 1) {
+        r->dense = 1;
+        r->nclasses = (int)t->dims[1];
+        r->dense_h = (int)t->dims[2];
+        r->dense_w = (int)t->dims[3];
+    }
+    if (o->ref && r->dense) {
+        const struct qt_tensor *rt = qt_exec_output_tensor(ref->x, 0);
+        if (rt->ndim != 4 || rt->dims[1] != t->dims[1] || rt->dims[2] != t->dims[2] || rt->dims[3] != t->dims[3])
+            return qt_errf(err, QT_EUSAGE, "'%s' and '%s' give outputs of different shapes", o->model, o->ref);
+    }
+    if (o->predictions && r->dense)
+        return qt_errf(err, QT_EUSAGE, "--predictions lists each image's top-5 classes; the output of '%s' is "
+                       "dense ([N, C, H, W])", o->model);
+    if (o->masks && !r->dense)
+        return qt_errf(err, QT_EUSAGE, "--masks '%s': the output of '%s' is not [N, C, H, W] (dense prediction)",
+                       o->masks, o->model);
+    if (o->masks && r->nclasses > 255)
+        return qt_errf(err, QT_EUSAGE, "--masks '%s': '%s' predicts %d classes; masks hold 0..254", o->masks,
+                       o->model, r->nclasses);
+    if (!o->ref)
+        return 0;
+    if (m->g->noutputs != ref->g->noutputs)
+        return qt_errf(err, QT_EUSAGE, "'%s' has %d outputs, '%s' %d", o->model, m->g->noutputs, o->ref,
+                       ref->g->noutputs);
+    r->noutputs = m->g->noutputs;
+    r->outputs = calloc((size_t)r->noutputs, sizeof *r->outputs);
+    *osig = calloc((size_t)r->noutputs * 2, sizeof(double));
+    if (!r->outputs || !*osig)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int k = 0; k < r->noutputs; k++) {
+        const struct qt_tensor *a = qt_exec_output_tensor(m->x, k), *b = qt_exec_output_tensor(ref->x, k);
+        const char *nm = qt_graph_output(m->g, k, NULL, NULL, NULL);
+        if (a->dtype != b->dtype || qt_tensor_numel(a) != qt_tensor_numel(b))
+            return qt_errf(err, QT_EUSAGE, "output %d ('%s') of '%s' and of '%s' differ in type or size", k,
+                           nm ? nm : "", o->model, o->ref);
+        r->outputs[k].sqnr_db = NAN;
+        if (!(r->outputs[k].name = strdup(nm ? nm : "")))
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* Turns the counts and sums of pass e over total images into r's accuracy, agreement, SQNR, mIoU
+   and throughput figures. */
+static void eval_summarize(const struct qt_eval_opts *o, struct qt_eval_result *r, const struct pass *e,
+                           const struct side *m, int total, const long long *iou, const double *osig) {
+    if (r->labeled) {
+        r->top1 = 100.0 * e->n1 / r->labeled;
+        r->top5 = 100.0 * e->n5 / r->labeled;
+        r->loss = e->loss / r->labeled;
+        r->ref_top1 = 100.0 * e->nref1 / r->labeled;
+    }
+    if (o->ref && total) {
+        r->agree = 100.0 * e->nagree / total;
+        r->sqnr_db = e->noise > 0 ? 10 * log10(e->sig / e->noise) : INFINITY;
+        for (int k = 0; k < r->noutputs; k++)
+            if (qt_exec_output_tensor(m->x, k)->dtype == QT_FLOAT)
+                r->outputs[k].sqnr_db = osig[r->noutputs + k] > 0
+                                            ? 10 * log10(osig[k] / osig[r->noutputs + k]) : INFINITY;
+    }
+    if (r->dense && total) {
+        if (o->ref) {
+            r->pixel_agree = r->agree = 100.0 * e->pix_agree / ((double)total * e->HW);
+            r->miou_ref = mean_iou(iou, e->C);
+        }
+        if (o->masks) {
+            r->have_masks = 1;
+            r->pixel_acc = r->mask_pixels ? 100.0 * e->mask_ok / r->mask_pixels : NAN;
+            r->miou = mean_iou(iou + 3 * e->C, e->C);
+            r->ref_pixel_acc = o->ref && r->mask_pixels ? 100.0 * e->ref_mask_ok / r->mask_pixels : NAN;
+            r->ref_miou = o->ref ? mean_iou(iou + 6 * e->C, e->C) : NAN;
+        }
+    }
+    r->throughput = e->t_compute > 0 ? total / e->t_compute : 0;
+}
+
 int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct qt_err *err) {
     struct side m = {0}, ref = {0};
-    struct qt_graph *probe = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_preproc pp = o->pp;
     float *first = NULL;
@@ -462,7 +584,7 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     struct outfile csvf = {0}, raw = {0}, rawin = {0};
     FILE *csv = NULL;
     double t_start = qt_now();
-    int c, h, w, fixed, batch, threads, total;
+    int c = 0, h = 0, w = 0, batch = 0, threads, total = 0;
     struct stat st;
 
     memset(r, 0, sizeof *r);
@@ -471,95 +593,9 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     if ((o->predictions && qt_out_check(o->predictions, err)) ||
         (o->save_outputs && qt_out_check(o->save_outputs, err)) || (o->save_inputs && qt_out_check(o->save_inputs, err)))
         goto out;
-    if (qt_graph_load(&probe, o->model, err))
+    if (eval_open(o, r, threads, &pp, &m, &ref, &ds, &c, &h, &w, &batch, &total, err) ||
+        eval_check_outputs(o, r, &m, &ref, &osig, err))
         goto out;
-    if (qt_model_image_shape(probe, &pp, &c, &h, &w, &fixed, err))
-        goto out;
-    qt_graph_free(probe);
-    probe = NULL;
-    if (!o->channels_set)
-        pp.channels = c;
-    if (pp.channels != c) {
-        qt_errf(err, QT_EUSAGE, "the model takes %d channel%s but --%s was given", c, c == 1 ? "" : "s",
-                pp.channels == 1 ? "gray" : "rgb");
-        goto out;
-    }
-    batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
-    if (qt_dataset_open(&ds, o->data, o->classes, err))
-        goto out;
-    total = qt_dataset_count(ds);
-    if (o->limit > 0 && o->limit < total)
-        total = o->limit;
-    if (!fixed && batch > total)
-        batch = total;
-    if (side_open(&m, o->model, batch, threads, c, h, w, !o->simulate, &r->int8_nodes, err))
-        goto out;
-    r->int8_isa = qt_int8_isa_name(qt_int8_isa());
-    if (o->ref && side_open(&ref, o->ref, batch, threads, c, h, w, 0, NULL, err))
-        goto out;
-    if (o->ref && ref.nout != m.nout) {
-        qt_errf(err, QT_EUSAGE, "'%s' gives %d outputs per image, '%s' %d", o->model, m.nout, o->ref, ref.nout);
-        goto out;
-    }
-    r->nclasses = m.nout;
-    {
-        const struct qt_tensor *t = qt_exec_output_tensor(m.x, 0);
-        if (t->ndim == 4 && t->dims[2] * t->dims[3] > 1) {
-            r->dense = 1;
-            r->nclasses = (int)t->dims[1];
-            r->dense_h = (int)t->dims[2];
-            r->dense_w = (int)t->dims[3];
-        }
-        if (o->ref && r->dense) {
-            const struct qt_tensor *rt = qt_exec_output_tensor(ref.x, 0);
-            if (rt->ndim != 4 || rt->dims[1] != t->dims[1] || rt->dims[2] != t->dims[2] || rt->dims[3] != t->dims[3]) {
-                qt_errf(err, QT_EUSAGE, "'%s' and '%s' give outputs of different shapes", o->model, o->ref);
-                goto out;
-            }
-        }
-    }
-    if (o->predictions && r->dense) {
-        qt_errf(err, QT_EUSAGE, "--predictions lists each image's top-5 classes; the output of '%s' is dense "
-                "([N, C, H, W])", o->model);
-        goto out;
-    }
-    if (o->masks && !r->dense) {
-        qt_errf(err, QT_EUSAGE, "--masks '%s': the output of '%s' is not [N, C, H, W] (dense prediction)", o->masks,
-                o->model);
-        goto out;
-    }
-    if (o->masks && r->nclasses > 255) {
-        qt_errf(err, QT_EUSAGE, "--masks '%s': '%s' predicts %d classes; masks hold 0..254", o->masks, o->model,
-                r->nclasses);
-        goto out;
-    }
-    if (o->ref) {
-        if (m.g->noutputs != ref.g->noutputs) {
-            qt_errf(err, QT_EUSAGE, "'%s' has %d outputs, '%s' %d", o->model, m.g->noutputs, o->ref, ref.g->noutputs);
-            goto out;
-        }
-        r->noutputs = m.g->noutputs;
-        r->outputs = calloc((size_t)r->noutputs, sizeof *r->outputs);
-        osig = calloc((size_t)r->noutputs * 2, sizeof(double));
-        if (!r->outputs || !osig) {
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
-        for (int k = 0; k < r->noutputs; k++) {
-            const struct qt_tensor *a = qt_exec_output_tensor(m.x, k), *b = qt_exec_output_tensor(ref.x, k);
-            const char *nm = qt_graph_output(m.g, k, NULL, NULL, NULL);
-            if (a->dtype != b->dtype || qt_tensor_numel(a) != qt_tensor_numel(b)) {
-                qt_errf(err, QT_EUSAGE, "output %d ('%s') of '%s' and of '%s' differ in type or size", k,
-                        nm ? nm : "", o->model, o->ref);
-                goto out;
-            }
-            r->outputs[k].sqnr_db = NAN;
-            if (!(r->outputs[k].name = strdup(nm ? nm : ""))) {
-                qt_errf(err, QT_ENOMEM, "out of memory");
-                goto out;
-            }
-        }
-    }
     r->batch = batch;
     r->threads = threads;
     r->peak_act_bytes = qt_exec_peak_bytes(m.x);
@@ -602,34 +638,7 @@ int qt_eval_run(const struct qt_eval_opts *o, struct qt_eval_result *r, struct q
     if (qt_stream_images(&str, err))
         goto out;
     r->images = total;
-    if (r->labeled) {
-        r->top1 = 100.0 * e.n1 / r->labeled;
-        r->top5 = 100.0 * e.n5 / r->labeled;
-        r->loss = e.loss / r->labeled;
-        r->ref_top1 = 100.0 * e.nref1 / r->labeled;
-    }
-    if (o->ref && total) {
-        r->agree = 100.0 * e.nagree / total;
-        r->sqnr_db = e.noise > 0 ? 10 * log10(e.sig / e.noise) : INFINITY;
-        for (int k = 0; k < r->noutputs; k++)
-            if (qt_exec_output_tensor(m.x, k)->dtype == QT_FLOAT)
-                r->outputs[k].sqnr_db = osig[r->noutputs + k] > 0
-                                            ? 10 * log10(osig[k] / osig[r->noutputs + k]) : INFINITY;
-    }
-    if (r->dense && total) {
-        if (o->ref) {
-            r->pixel_agree = r->agree = 100.0 * e.pix_agree / ((double)total * e.HW);
-            r->miou_ref = mean_iou(iou, e.C);
-        }
-        if (o->masks) {
-            r->have_masks = 1;
-            r->pixel_acc = r->mask_pixels ? 100.0 * e.mask_ok / r->mask_pixels : NAN;
-            r->miou = mean_iou(iou + 3 * e.C, e.C);
-            r->ref_pixel_acc = o->ref && r->mask_pixels ? 100.0 * e.ref_mask_ok / r->mask_pixels : NAN;
-            r->ref_miou = o->ref ? mean_iou(iou + 6 * e.C, e.C) : NAN;
-        }
-    }
-    r->throughput = e.t_compute > 0 ? total / e.t_compute : 0;
+    eval_summarize(o, r, &e, &m, total, iou, osig);
     if (outfile_close(&csvf, err) || outfile_close(&raw, err) || outfile_close(&rawin, err))
         goto out;
     if (o->latency_runs > 0 && total > 0 &&
@@ -646,7 +655,6 @@ out:
     outfile_abort(&rawin);
     free(labels);
     free(first);
-    qt_graph_free(probe);
     side_close(&m);
     side_close(&ref);
     qt_dataset_free(ds);

@@ -99,6 +99,85 @@ static int bc_run(struct qt_graph *g, struct qt_dataset *ds, const struct qt_pre
     return qt_run_images(g, ds, &run, err);
 }
 
+/* The layers with a bias the plan quantizes, into L[0..*nl) with their float sums allocated;
+ * *maxch: the most channels of any. */
+static int collect_layers(const struct qt_qplan *p, struct bc_layer *L, int *nl, int *maxch, struct qt_err *err) {
+    for (int t = 0; t < p->nt; t++) {
+        const struct qt_qtensor *qt = &p->t[t];
+        if (qt->q.role != QT_ROLE_BIAS || p->qn[qt->node].excluded)
+            continue;
+        const struct qt_node *n = &p->g->n[qt->node];
+        int64_t m = qt_tensor_numel(p->g->v[qt->v].init);
+        if (qt_qf(n)->role != QT_QR_COMPUTE || !qt_qf(n)->bias)
+            continue;
+        struct bc_layer *l = &L[(*nl)++];
+        l->node = qt->node;
+        l->bias_v = qt->v;
+        l->nch = (int)m;
+        l->sum_f = calloc((size_t)m + 1, sizeof(double));
+        l->sq_f = calloc((size_t)m + 1, sizeof(double));
+        if (!l->sum_f || !l->sq_f)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        if (m > *maxch)
+            *maxch = (int)m;
+    }
+    return 0;
+}
+
+/* Sorts L[0..nl) into the execution order of the float graph. */
+static int order_layers(const struct qt_qplan *p, struct bc_layer *L, int nl, struct qt_err *err) {
+    struct qt_exec *x = NULL;
+    if (qt_exec_new_flags(&x, p->g, 1, 1, QT_EXEC_NOFUSE, err))
+        return err->code;
+    int k = 0;
+    for (int s = 0; s < x->nsteps; s++)
+        for (int l = k; l < nl; l++)
+            if (L[l].node == x->steps[s]) {
+                struct bc_layer tmp = L[k];
+                L[k++] = L[l];
+                L[l] = tmp;
+                break;
+            }
+    qt_exec_free(x);
+    return 0;
+}
+
+/* Moves layer L's bias so each channel's quantized mean (sum_q over L->cnt) meets the float one;
+ * with rescale and per-channel weight steps, first scales each channel's weights and step by the
+ * ratio of the float to the quantized deviation (within 0.5..2). Returns the sum of |bias shift|. */
+static double correct_layer(struct qt_qplan *p, const struct bc_layer *L, const double *sum_q, const double *sq_q,
+                            int rescale) {
+    const struct qt_node *n = &p->g->n[L->node];
+    float *bias = p->g->v[L->bias_v].init->data;
+    int tw = n->nin > 1 && n->in[1] >= 0 ? p->tensor_of[n->in[1]] : -1;
+    struct qt_qparam *qw = tw >= 0 ? &p->t[tw].q : NULL;
+    struct qt_tensor *wt = n->nin > 1 && n->in[1] >= 0 ? p->g->v[n->in[1]].init : NULL;
+    int per_ch = rescale && qw && wt && qw->n == L->nch && qw->axis == 0;
+    int64_t inner = per_ch ? qt_tensor_numel(wt) / L->nch : 0;
+    if (per_ch)
+        p->tuned = 1; /* float weights changed: quant_info.json records them */
+    double shift = 0;
+    for (int ch = 0; L->cnt > 0 && ch < L->nch; ch++) {
+        double mq = sum_q[ch] / L->cnt, mf = L->sum_f[ch] / L->cnt;
+        double k = 1;
+        if (per_ch) {
+            double vq = sq_q[ch] / L->cnt - mq * mq, vf = L->sq_f[ch] / L->cnt - mf * mf;
+            if (vq > 0 && vf > 0)
+                k = fmin(2.0, fmax(0.5, sqrt(vf / vq)));
+            float *wc = (float *)wt->data + ch * inner;
+            for (int64_t i = 0; i < inner; i++)
+                wc[i] = (float)(wc[i] * k);
+            qw->scale[ch] = (float)(qw->scale[ch] * k);
+            qw->rng_min[ch] = (float)(qw->rng_min[ch] * k);
+            qw->rng_max[ch] = (float)(qw->rng_max[ch] * k);
+        }
+        double nb = mf - k * (mq - bias[ch]);
+        shift += fabs(nb - bias[ch]);
+        bias[ch] = (float)nb;
+    }
+    return shift;
+}
+
 int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int total, int batch,
                     int c, int h, int w, int threads, int rescale, struct qt_bc_report *rep, struct qt_err *err) {
     struct bc_layer *L = calloc((size_t)p->nt + 1, sizeof *L);
@@ -112,28 +191,8 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         memset(rep, 0, sizeof *rep);
     if (!L)
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    for (int t = 0; t < p->nt; t++) {
-        const struct qt_qtensor *qt = &p->t[t];
-        if (qt->q.role != QT_ROLE_BIAS || p->qn[qt->node].excluded)
-            continue;
-        const struct qt_node *n = &p->g->n[qt->node];
-        int64_t m = qt_tensor_numel(p->g->v[qt->v].init);
-        if (qt_qf(n)->role != QT_QR_COMPUTE || !qt_qf(n)->bias)
-            continue;
-        L[nl].node = qt->node;
-        L[nl].bias_v = qt->v;
-        L[nl].nch = (int)m;
-        L[nl].sum_f = calloc((size_t)m + 1, sizeof(double));
-        L[nl].sq_f = calloc((size_t)m + 1, sizeof(double));
-        if (!L[nl].sum_f || !L[nl].sq_f) {
-            nl++;
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
-        if (m > maxch)
-            maxch = (int)m;
-        nl++;
-    }
+    if (collect_layers(p, L, &nl, &maxch, err))
+        goto out;
     sum_q = malloc(sizeof(double) * (size_t)maxch);
     sq_q = malloc(sizeof(double) * (size_t)maxch);
     if (!sum_q || !sq_q) {
@@ -144,21 +203,8 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
     if (bc_run(p->g, ds, pp, total, batch, c, h, w, threads, &b, err))
         goto out;
     /* layers in execution order of the float graph */
-    {
-        struct qt_exec *x = NULL;
-        if (qt_exec_new_flags(&x, p->g, 1, 1, QT_EXEC_NOFUSE, err))
-            goto out;
-        int k = 0;
-        for (int s = 0; s < x->nsteps; s++)
-            for (int l = k; l < nl; l++)
-                if (L[l].node == x->steps[s]) {
-                    struct bc_layer tmp = L[k];
-                    L[k++] = L[l];
-                    L[l] = tmp;
-                    break;
-                }
-        qt_exec_free(x);
-    }
+    if (order_layers(p, L, nl, err))
+        goto out;
     for (int l = 0; l < nl; l++) {
         const struct qt_node *n = &p->g->n[L[l].node];
         if (!n->name || !n->name[0])
@@ -189,33 +235,7 @@ int qt_bias_correct(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
                    qt_walk_peek(&wq, cuty, ds, pp, total, batch, c, h, w, threads, bc_visit, &bv, err)) {
             goto out;
         }
-        float *bias = p->g->v[L[l].bias_v].init->data;
-        int tw = n->nin > 1 && n->in[1] >= 0 ? p->tensor_of[n->in[1]] : -1;
-        struct qt_qparam *qw = tw >= 0 ? &p->t[tw].q : NULL;
-        struct qt_tensor *wt = n->nin > 1 && n->in[1] >= 0 ? p->g->v[n->in[1]].init : NULL;
-        int per_ch = rescale && qw && wt && qw->n == L[l].nch && qw->axis == 0;
-        int64_t inner = per_ch ? qt_tensor_numel(wt) / L[l].nch : 0;
-        if (per_ch)
-            p->tuned = 1; /* float weights changed: quant_info.json records them */
-        double shift = 0;
-        for (int ch = 0; L[l].cnt > 0 && ch < L[l].nch; ch++) {
-            double mq = sum_q[ch] / L[l].cnt, mf = L[l].sum_f[ch] / L[l].cnt;
-            double k = 1;
-            if (per_ch) {
-                double vq = sq_q[ch] / L[l].cnt - mq * mq, vf = L[l].sq_f[ch] / L[l].cnt - mf * mf;
-                if (vq > 0 && vf > 0)
-                    k = fmin(2.0, fmax(0.5, sqrt(vf / vq)));
-                float *wc = (float *)wt->data + ch * inner;
-                for (int64_t i = 0; i < inner; i++)
-                    wc[i] = (float)(wc[i] * k);
-                qw->scale[ch] = (float)(qw->scale[ch] * k);
-                qw->rng_min[ch] = (float)(qw->rng_min[ch] * k);
-                qw->rng_max[ch] = (float)(qw->rng_max[ch] * k);
-            }
-            double nb = mf - k * (mq - bias[ch]);
-            shift += fabs(nb - bias[ch]);
-            bias[ch] = (float)nb;
-        }
+        double shift = correct_layer(p, &L[l], sum_q, sq_q, rescale);
         if (rep) {
             rep->layers++;
             rep->mean_abs_shift += shift / (L[l].nch ? L[l].nch : 1);

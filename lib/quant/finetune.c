@@ -245,145 +245,183 @@ static void write_back(const struct aq_run *a, const float *best, struct qt_tens
     }
 }
 
+/* What qt_finetune's layers share: its arguments, the executor that orders the layers, the
+ * engine's copy of the layer being tuned, the held inputs and targets, the walks that capture
+ * them and the scratch buffers. */
+struct ft {
+    struct qt_qplan *p;
+    struct qt_dataset *ds;
+    const struct qt_preproc *pp;
+    int total, batch, c, h, w, threads, nl;
+    const struct qt_ft_opts *fo;
+    struct qt_ft_report *rep;
+    struct qt_exec *x1;
+    struct qt_aq_net net;
+    struct qt_held held;
+    /* wq: through the QDQ model (sequential mode), wf: the float model */
+    struct qt_walk wq, wf;
+    struct qt_graph *qg, *fg; /* fg: the untouched float graph (targets) */
+    float *buf;
+    void *iobuf;
+};
+
+/* Holds the inputs of node n (from the QDQ model with the layers tuned so far, or from the float
+ * model with --parallel; as their codes when codes) and its float outputs (the targets) for
+ * F->total images: inputs at F->held offset 0, targets at xbytes. */
+static int capture_layer(struct ft *F, const struct qt_node *n, const struct qt_qparam *qa, int codes,
+                         int64_t per_x, int64_t per_y, int64_t xbytes, struct qt_err *err) {
+    struct qt_qplan *p = F->p;
+    const struct qt_ft_opts *fo = F->fo;
+    int nimg = F->total;
+    int64_t bytes = xbytes + (int64_t)sizeof(float) * per_y * nimg;
+    qt_held_release(&F->held);
+    if (qt_held_new(&F->held, (size_t)bytes, fo->max_memory > 0 && bytes > fo->max_memory, err))
+        return err->code;
+    /* inputs: QDQ model (tuned prefix) or float model; targets: float */
+    qt_walk_graph(&F->wq, NULL); /* its executor reads qg */
+    qt_graph_free(F->qg);
+    F->qg = NULL;
+    if (qt_qplan_biases(p, err))
+        return err->code;
+    if (!fo->parallel && qt_qplan_export_qdq(p, &F->qg, err))
+        return err->code;
+    struct cap cx = {.name = p->g->v[n->in[0]].name, .node = n->name, .dst = F->held.p, .fd = F->held.fd, .pos = 0,
+                     .per = per_x, .codes = codes, .qmin = qa->qmin, .qmax = qa->qmax, .s = qa->scale[0],
+                     .z = (float)qa->zp[0]};
+    struct cap cy = {.name = p->g->v[n->out[0]].name, .node = n->name,
+                     .dst = F->held.p ? (unsigned char *)F->held.p + xbytes : NULL, .fd = F->held.fd, .pos = xbytes,
+                     .per = per_y};
+    struct qt_walk *wx = fo->parallel ? &F->wf : &F->wq;
+    if (!fo->parallel)
+        qt_walk_graph(&F->wq, F->qg);
+    int cutx = qt_walk_cut_after_value(wx, cx.name, F->threads, err);
+    if (cutx == -2 || capture_walk(wx, cutx, &cx, F->ds, F->pp, nimg, F->batch, F->c, F->h, F->w, F->threads, err))
+        return err->code;
+    int cuty = qt_walk_cut_after_value(&F->wf, cy.name, F->threads, err);
+    if (cuty == -2 || capture_walk(&F->wf, cuty, &cy, F->ds, F->pp, nimg, F->batch, F->c, F->h, F->w, F->threads,
+                                   err))
+        return err->code;
+    return 0;
+}
+
+/* Tunes layer li of the order, node k: captures its inputs and targets, then fits its weights
+ * (AdaRound: their rounding; AdaQuant: weights, bias, weight steps and below 8-bit inputs the
+ * input step) on whole minibatches and writes the best back into the plan. */
+static int tune_layer(struct ft *F, int li, int k, struct qt_err *err) {
+    struct qt_qplan *p = F->p;
+    const struct qt_ft_opts *fo = F->fo;
+    struct qt_node *n = &p->g->n[k];
+    const struct qt_tensor *xt = &F->x1->t[n->in[0]];
+    struct qt_aq_layer L;
+    struct qt_qparam *qw = &p->t[p->tensor_of[n->in[1]]].q, *qa = &p->t[p->tensor_of[n->in[0]]].q;
+    if (layer_of(F->x1, n, qw, qa, &L, err))
+        return err->code;
+    int64_t per_x = (int64_t)L.cin * L.h * L.w, per_y = (int64_t)L.cout * L.oh * L.ow;
+    int adaround = fo->method == QT_FT_ADAROUND;
+    /* the input step is learnt below 8-bit inputs only (at 8 bits it
+     * did not change the result, man qtool-finetune); a fixed one lets
+     * the inputs be held as their codes, quantized once */
+    int learn_as = !adaround && !fo->fixed_act_steps && qa->n == 1 && qa->qmax - qa->qmin < 255 &&
+                   sole_reader(p, k);
+    int codes = !learn_as && qa->n == 1 && qa->qmax - qa->qmin <= 255;
+    int nimg = F->total;
+    int64_t xsz = codes ? 1 : (int64_t)sizeof(float);
+    int64_t xbytes = (per_x * nimg * xsz + 63) / 64 * 64;
+    if (capture_layer(F, n, qa, codes, per_x, per_y, xbytes, err))
+        return err->code;
+    /* parameters: a private copy of the layer run by the engine */
+    struct qt_tensor *wt = p->g->v[n->in[1]].init;
+    struct qt_tensor *bt = n->nin > 2 && n->in[2] >= 0 ? p->g->v[n->in[2]].init : NULL;
+    int64_t nw = qt_tensor_numel(wt), np = nw + 2 * (int64_t)L.cout + 1;
+    int mb = fo->batch > 0 && fo->batch < nimg ? fo->batch : nimg;
+    int nchunk = nimg / mb;
+    nimg = nchunk * mb; /* whole minibatches */
+    qt_aq_net_free(&F->net);
+    if (qt_aq_net_new(&F->net, p->g, k, xt, qa, qw, L.cout, mb, F->threads,
+                      (adaround ? QT_AQ_SOFT_W : learn_as ? QT_AQ_LEARN_AS : 0) | (codes ? QT_AQ_QIN : 0), err))
+        return err->code;
+    free(F->buf);
+    free(F->iobuf);
+    struct qt_held *held = &F->held;
+    F->buf = calloc((size_t)(3 * np + 8), sizeof(float));
+    F->iobuf = held->fd >= 0 ? malloc((size_t)(mb * (per_y * (int64_t)sizeof(float) + per_x * xsz))) : NULL;
+    if (!F->buf || (held->fd >= 0 && !F->iobuf))
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    struct qt_aq_set set = {nimg, per_x, per_y, codes || !held->p ? NULL : (const float *)held->p,
+                            held->p ? (const float *)((unsigned char *)held->p + xbytes) : NULL,
+                            codes && held->p ? (const unsigned char *)held->p : NULL, codes, qa->scale[0],
+                            qa->qmin - qa->zp[0], held->fd, 0, xbytes, F->iobuf};
+    uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
+    double before = 0, after = 0;
+    if (adaround) {
+        struct qt_aq_params prm, grd;
+        qt_aq_net_params(&F->net, &prm, &grd);
+        if (qt_ar_tune(&F->net, wt->data, prm.ws, qw->qmin, qw->qmax, &set, fo->iters, fo->lr, seed,
+                       fo->stop, n->name, F->buf, &before, &after, err))
+            return err->code;
+        memcpy(wt->data, F->buf, sizeof(float) * (size_t)nw);
+        qw->method = "adaround";
+        p->tuned = 1;
+        ft_layer_done(F->rep, n->name, before, after, nimg, qa->scale[0], qa->scale[0], 0, fo, li, F->nl);
+        return 0;
+    }
+    float *m = F->buf, *v = m + np, *best = v + np;
+    struct qt_aq_params prm, grd;
+    qt_aq_net_params(&F->net, &prm, &grd);
+    struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
+    float as0 = prm.as, best_as = prm.as;
+    L.n = nimg;
+    if (qt_aq_net_set_loss(&F->net, &set, nchunk, &before, err))
+        return err->code;
+    struct aq_run ar = {&F->net, &ad, &L, &prm, &grd, &set, nimg, mb, nchunk, nw, learn_as, n->name};
+    after = before;
+    if (aq_steps(&ar, fo, &seed, best, &best_as, &after, err))
+        return err->code;
+    write_back(&ar, best, wt, bt, qw, qa, as0, best_as);
+    p->tuned = 1;
+    ft_layer_done(F->rep, n->name, before, after, nimg, as0, learn_as ? best_as : as0, learn_as, fo, li, F->nl);
+    return 0;
+}
+
 int qt_finetune(struct qt_qplan *p, const struct qt_graph *fref, struct qt_dataset *ds, const struct qt_preproc *pp,
                 int total, int batch, int c, int h, int w, int threads, const struct qt_ft_opts *fo,
                 struct qt_ft_report *rep, struct qt_err *err) {
-    struct qt_exec *x1 = NULL;
-    struct qt_aq_net net = {0};
-    struct qt_held held = {NULL, 0, -1};
-    /* wq: through the QDQ model (sequential mode), wf: the float model */
-    struct qt_walk wq = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4},
-                wf = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4};
-    struct qt_graph *qg = NULL, *fg = NULL; /* fg: the untouched float graph (targets) */
-    int *order = NULL, nl = 0, rc = 0;
-    float *buf = NULL;
-    void *iobuf = NULL;
+    struct ft F = {.p = p, .ds = ds, .pp = pp, .total = total, .batch = batch, .c = c, .h = h, .w = w,
+                   .threads = threads, .fo = fo, .rep = rep, .held = {NULL, 0, -1},
+                   .wq = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4},
+                   .wf = {.st = {NULL, 0, -1}, .max_memory = fo->max_memory / 4}};
+    int *order = NULL, rc = 0;
     memset(rep, 0, sizeof *rep);
-    if (qt_graph_clone(&fg, fref ? fref : p->g, err))
+    if (qt_graph_clone(&F.fg, fref ? fref : p->g, err))
         return err->code;
-    wf.g = fg;
-    if (qt_exec_new_flags(&x1, p->g, 1, 1, QT_EXEC_NOFUSE, err)) {
-        qt_graph_free(fg);
+    F.wf.g = F.fg;
+    if (qt_exec_new_flags(&F.x1, p->g, 1, 1, QT_EXEC_NOFUSE, err)) {
+        qt_graph_free(F.fg);
         return err->code;
     }
-    order = malloc(sizeof(int) * (size_t)(x1->nsteps + 1));
-    rep->layer = calloc((size_t)x1->nsteps + 1, sizeof *rep->layer);
+    order = malloc(sizeof(int) * (size_t)(F.x1->nsteps + 1));
+    rep->layer = calloc((size_t)F.x1->nsteps + 1, sizeof *rep->layer);
     if (!order || !rep->layer) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    if ((nl = tunable_layers(p, x1, order, err)) < 0)
+    if ((F.nl = tunable_layers(p, F.x1, order, err)) < 0)
         goto out;
-    for (int li = 0; li < nl; li++) {
-        int k = order[li];
-        struct qt_node *n = &p->g->n[k];
-        const struct qt_tensor *xt = &x1->t[n->in[0]];
-        struct qt_aq_layer L;
-        struct qt_qparam *qw = &p->t[p->tensor_of[n->in[1]]].q, *qa = &p->t[p->tensor_of[n->in[0]]].q;
-        if (layer_of(x1, n, qw, qa, &L, err))
+    for (int li = 0; li < F.nl; li++)
+        if (tune_layer(&F, li, order[li], err))
             goto out;
-        int64_t per_x = (int64_t)L.cin * L.h * L.w, per_y = (int64_t)L.cout * L.oh * L.ow;
-        int adaround = fo->method == QT_FT_ADAROUND;
-        /* the input step is learnt below 8-bit inputs only (at 8 bits it
-         * did not change the result, man qtool-finetune); a fixed one lets
-         * the inputs be held as their codes, quantized once */
-        int learn_as = !adaround && !fo->fixed_act_steps && qa->n == 1 && qa->qmax - qa->qmin < 255 &&
-                       sole_reader(p, k);
-        int codes = !learn_as && qa->n == 1 && qa->qmax - qa->qmin <= 255;
-        int nimg = total;
-        int64_t xsz = codes ? 1 : (int64_t)sizeof(float);
-        int64_t xbytes = (per_x * nimg * xsz + 63) / 64 * 64, bytes = xbytes + (int64_t)sizeof(float) * per_y * nimg;
-        qt_held_release(&held);
-        if (qt_held_new(&held, (size_t)bytes, fo->max_memory > 0 && bytes > fo->max_memory, err))
-            goto out;
-        /* inputs: QDQ model (tuned prefix) or float model; targets: float */
-        qt_walk_graph(&wq, NULL); /* its executor reads qg */
-        qt_graph_free(qg);
-        qg = NULL;
-        if (qt_qplan_biases(p, err))
-            goto out;
-        if (!fo->parallel && qt_qplan_export_qdq(p, &qg, err))
-            goto out;
-        struct cap cx = {.name = p->g->v[n->in[0]].name, .node = n->name, .dst = held.p, .fd = held.fd, .pos = 0,
-                         .per = per_x, .codes = codes, .qmin = qa->qmin, .qmax = qa->qmax, .s = qa->scale[0],
-                         .z = (float)qa->zp[0]};
-        struct cap cy = {.name = p->g->v[n->out[0]].name, .node = n->name,
-                         .dst = held.p ? (unsigned char *)held.p + xbytes : NULL, .fd = held.fd, .pos = xbytes,
-                         .per = per_y};
-        struct qt_walk *wx = fo->parallel ? &wf : &wq;
-        if (!fo->parallel)
-            qt_walk_graph(&wq, qg);
-        int cutx = qt_walk_cut_after_value(wx, cx.name, threads, err);
-        if (cutx == -2 || capture_walk(wx, cutx, &cx, ds, pp, nimg, batch, c, h, w, threads, err))
-            goto out;
-        int cuty = qt_walk_cut_after_value(&wf, cy.name, threads, err);
-        if (cuty == -2 || capture_walk(&wf, cuty, &cy, ds, pp, nimg, batch, c, h, w, threads, err))
-            goto out;
-        /* parameters: a private copy of the layer run by the engine */
-        struct qt_tensor *wt = p->g->v[n->in[1]].init;
-        struct qt_tensor *bt = n->nin > 2 && n->in[2] >= 0 ? p->g->v[n->in[2]].init : NULL;
-        int64_t nw = qt_tensor_numel(wt), np = nw + 2 * (int64_t)L.cout + 1;
-        int mb = fo->batch > 0 && fo->batch < nimg ? fo->batch : nimg;
-        int nchunk = nimg / mb;
-        nimg = nchunk * mb; /* whole minibatches */
-        qt_aq_net_free(&net);
-        if (qt_aq_net_new(&net, p->g, k, xt, qa, qw, L.cout, mb, threads,
-                          (adaround ? QT_AQ_SOFT_W : learn_as ? QT_AQ_LEARN_AS : 0) | (codes ? QT_AQ_QIN : 0), err))
-            goto out;
-        free(buf);
-        free(iobuf);
-        buf = calloc((size_t)(3 * np + 8), sizeof(float));
-        iobuf = held.fd >= 0 ? malloc((size_t)(mb * (per_y * (int64_t)sizeof(float) + per_x * xsz))) : NULL;
-        if (!buf || (held.fd >= 0 && !iobuf)) {
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
-        struct qt_aq_set set = {nimg, per_x, per_y, codes || !held.p ? NULL : (const float *)held.p,
-                                held.p ? (const float *)((unsigned char *)held.p + xbytes) : NULL,
-                                codes && held.p ? (const unsigned char *)held.p : NULL, codes, qa->scale[0],
-                                qa->qmin - qa->zp[0], held.fd, 0, xbytes, iobuf};
-        uint64_t seed = fo->seed * 1000003ULL + (uint64_t)li;
-        double before = 0, after = 0;
-        if (adaround) {
-            struct qt_aq_params prm, grd;
-            qt_aq_net_params(&net, &prm, &grd);
-            if (qt_ar_tune(&net, wt->data, prm.ws, qw->qmin, qw->qmax, &set, fo->iters, fo->lr, seed,
-                           fo->stop, n->name, buf, &before, &after, err))
-                goto out;
-            memcpy(wt->data, buf, sizeof(float) * (size_t)nw);
-            qw->method = "adaround";
-            p->tuned = 1;
-            ft_layer_done(rep, n->name, before, after, nimg, qa->scale[0], qa->scale[0], 0, fo, li, nl);
-            continue;
-        }
-        float *m = buf, *v = m + np, *best = v + np;
-        struct qt_aq_params prm, grd;
-        qt_aq_net_params(&net, &prm, &grd);
-        struct qt_aq_adam ad = {fo->lr, 0, learn_as, qw->n != L.cout, m, v};
-        float as0 = prm.as, best_as = prm.as;
-        L.n = nimg;
-        if (qt_aq_net_set_loss(&net, &set, nchunk, &before, err))
-            goto out;
-        struct aq_run ar = {&net, &ad, &L, &prm, &grd, &set, nimg, mb, nchunk, nw, learn_as, n->name};
-        after = before;
-        if (aq_steps(&ar, fo, &seed, best, &best_as, &after, err))
-            goto out;
-        write_back(&ar, best, wt, bt, qw, qa, as0, best_as);
-        p->tuned = 1;
-        ft_layer_done(rep, n->name, before, after, nimg, as0, learn_as ? best_as : as0, learn_as, fo, li, nl);
-    }
     rc = qt_qplan_biases(p, err);
     (void)rc;
 out:
-    qt_aq_net_free(&net);
-    qt_exec_free(x1);
-    qt_walk_free(&wq);
-    qt_walk_free(&wf);
-    qt_graph_free(qg);
-    qt_graph_free(fg);
+    qt_aq_net_free(&F.net);
+    qt_exec_free(F.x1);
+    qt_walk_free(&F.wq);
+    qt_walk_free(&F.wf);
+    qt_graph_free(F.qg);
+    qt_graph_free(F.fg);
     free(order);
-    qt_held_release(&held);
-    free(buf);
-    free(iobuf);
+    qt_held_release(&F.held);
+    free(F.buf);
+    free(F.iobuf);
     return err->code;
 }

@@ -178,11 +178,92 @@ static int rank(struct search *s, const struct qt_sens_report *r, struct qt_err 
     return 0;
 }
 
+/* The first guess on the simulator: the fewest candidates at 8 bits that meet the target when the
+ * plan has lower-bit layers, else the fewest in float (all of them in float when nothing meets it),
+ * then without the raised layers the target does not need, least gain first (marked in drop). */
+static int first_guess(struct search *s, const struct qt_qplan *p, unsigned char *drop, int *k, int *level,
+                       struct qt_figures *bestf, struct qt_err *err) {
+    int low = 0;
+    for (int t = 0; t < p->nt; t++)
+        if ((p->t[t].q.role == QT_ROLE_WEIGHT || p->t[t].q.role == QT_ROLE_ACT) && p->t[t].q.bits < 8)
+            low = 1;
+    *k = -1, *level = 0;
+    if (low && bisect(s, 8, 0, k, bestf, err))
+        return err->code;
+    if (*k > 0)
+        *level = 8;
+    else if (bisect(s, 0, 0, k, bestf, err))
+        return err->code;
+    if (*k < 0) /* nothing meets it: the best found is every candidate in float */
+        *k = s->nc, *level = 0;
+    /* fewer: drop raised layers the target does not need, least gain first */
+    for (int i = *k - 2, tries = 0; i >= 0 && tries < 6 && *k > 1; i--, tries++) {
+        struct qt_figures f;
+        drop[i] = 1;
+        if (measure(s, *k, *level, drop, &f, err))
+            return err->code;
+        if (!meets(s, &f))
+            drop[i] = 0;
+    }
+    return 0;
+}
+
+/* Builds the plan for real with the first k candidates (but those in drop) at level into *np and
+ * measures it on the simulator into *f. */
+static int build_and_measure(struct search *s, int k, int level, const unsigned char *drop, struct qt_qplan **np,
+                             struct qt_figures *f, struct qt_err *err) {
+    const struct qt_maxdrop *m = s->m;
+    struct qt_quant_opts q;
+    struct qt_qsim *sim2 = NULL;
+    settings(s, k, level, drop, &q);
+    if (m->rebuild(m->rebuild_ud, &q, np, err))
+        return err->code;
+    s->fb->rebuilds++;
+    if (qt_qsim_new(&sim2, *np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
+        qt_qsim_eval(sim2, NULL, f, err)) {
+        qt_qsim_free(sim2);
+        return err->code;
+    }
+    qt_qsim_free(sim2);
+    s->fb->evals++;
+    return 0;
+}
+
+/* Records in fb the layers of the best plan so far: the first k candidates but those in drop, at
+ * level (their fused Relu/Clip go with them). */
+static int record_layers(const struct search *s, struct qt_fallback *fb, int k, int level,
+                         const unsigned char *drop, struct qt_err *err) {
+    free(fb->layer);
+    fb->nlayers = 0;
+    if (!(fb->layer = calloc((size_t)k + 1, sizeof *fb->layer)))
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int i = 0; i < k; i++) {
+        if (drop[i])
+            continue;
+        struct qt_fallback_layer *l = &fb->layer[fb->nlayers++];
+        snprintf(l->node, sizeof l->node, "%s", s->c[i].node);
+        l->wbits = l->abits = level == 8 ? 8 : 0;
+        l->keep_float = level != 8;
+    }
+    return 0;
+}
+
+/* When the target is missed: up to 4 of the nall ranked candidates left not in float, costing most
+ * first, into fb->unsaved. */
+static void list_unsaved(const struct search *s, struct qt_fallback *fb, int nall) {
+    for (int i = 0; i < nall && fb->nunsaved < 4; i++) {
+        int raised = 0;
+        for (int j = 0; j < fb->nlayers; j++)
+            raised |= !strcmp(fb->layer[j].node, s->c[i].node) && fb->layer[j].keep_float;
+        if (!raised)
+            snprintf(fb->unsaved[fb->nunsaved++], sizeof fb->unsaved[0], "%s", s->c[i].node);
+    }
+}
+
 int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_sens_report *sens,
                    struct qt_fallback *fb, struct qt_err *err) {
     struct search s = {.m = m, .fb = fb, .p = *pp};
     struct qt_qplan *p = *pp, *best = NULL, *np = NULL;
-    struct qt_qsim *sim2 = NULL;
     unsigned char *drop = NULL;
     double t0 = qt_now();
     memset(fb, 0, sizeof *fb);
@@ -225,45 +306,17 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    int low = 0;
-    for (int t = 0; t < p->nt; t++)
-        if ((p->t[t].q.role == QT_ROLE_WEIGHT || p->t[t].q.role == QT_ROLE_ACT) && p->t[t].q.bits < 8)
-            low = 1;
     struct qt_figures bestf = fb->before;
-    int k = -1, level = 0;
-    if (low && bisect(&s, 8, 0, &k, &bestf, err))
+    int k, level;
+    if (first_guess(&s, p, drop, &k, &level, &bestf, err))
         goto out;
-    if (k > 0)
-        level = 8;
-    else if (bisect(&s, 0, 0, &k, &bestf, err))
-        goto out;
-    if (k < 0) /* nothing meets it: the best found is every candidate in float */
-        k = s.nc, level = 0;
-    /* fewer: drop raised layers the target does not need, least gain first */
-    for (int i = k - 2, tries = 0; i >= 0 && tries < 6 && k > 1; i--, tries++) {
-        struct qt_figures f;
-        drop[i] = 1;
-        if (measure(&s, k, level, drop, &f, err))
-            goto out;
-        if (!meets(&s, &f))
-            drop[i] = 0;
-    }
     /* built for real, measured, more raised while it misses; the first
      * plan stays the best until a rebuild beats it */
     double bestd = qt_figures_drop(&fb->before, s.metric);
     for (int round = 0; round < 4; round++) {
-        struct qt_quant_opts q;
         struct qt_figures f;
-        settings(&s, k, level, drop, &q);
-        if (m->rebuild(m->rebuild_ud, &q, &np, err))
+        if (build_and_measure(&s, k, level, drop, &np, &f, err))
             goto out;
-        fb->rebuilds++;
-        if (qt_qsim_new(&sim2, np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
-            qt_qsim_eval(sim2, NULL, &f, err))
-            goto out;
-        qt_qsim_free(sim2);
-        sim2 = NULL;
-        fb->evals++;
         double d = qt_figures_drop(&f, s.metric);
         logf_(m, "max-drop: built with %d layer%s raised: %s drop %.3g", s.nraised, s.nraised == 1 ? "" : "s",
               qt_metric_name(s.metric), d);
@@ -273,20 +326,8 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
             best = np;
             np = NULL;
             fb->after = f;
-            free(fb->layer);
-            fb->nlayers = 0;
-            if (!(fb->layer = calloc((size_t)k + 1, sizeof *fb->layer))) {
-                qt_errf(err, QT_ENOMEM, "out of memory");
+            if (record_layers(&s, fb, k, level, drop, err))
                 goto out;
-            }
-            for (int i = 0; i < k; i++) { /* the layers (their fused Relu/Clip go with them) */
-                if (drop[i])
-                    continue;
-                struct qt_fallback_layer *l = &fb->layer[fb->nlayers++];
-                snprintf(l->node, sizeof l->node, "%s", s.c[i].node);
-                l->wbits = l->abits = level == 8 ? 8 : 0;
-                l->keep_float = level != 8;
-            }
         }
         qt_qplan_free(np);
         np = NULL;
@@ -313,18 +354,10 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
             k = k < s.nc ? k : s.nc;
         }
     }
-    if (!fb->met) { /* what is left costing most: raised ones first when the limit stopped it */
-        for (int i = 0; i < nall && fb->nunsaved < 4; i++) {
-            int raised = 0;
-            for (int j = 0; j < fb->nlayers; j++)
-                raised |= !strcmp(fb->layer[j].node, s.c[i].node) && fb->layer[j].keep_float;
-            if (!raised)
-                snprintf(fb->unsaved[fb->nunsaved++], sizeof fb->unsaved[0], "%s", s.c[i].node);
-        }
-    }
+    if (!fb->met) /* what is left costing most: raised ones first when the limit stopped it */
+        list_unsaved(&s, fb, nall);
 out:
     fb->wall_s = qt_now() - t0;
-    qt_qsim_free(sim2);
     qt_qsim_free(s.sim); /* before its plan goes */
     if (best && !err->code) {
         qt_qplan_free(*pp);

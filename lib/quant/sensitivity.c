@@ -297,46 +297,12 @@ static int owner_of(const struct qt_qplan *p, int node) {
     return node;
 }
 
-int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_graph *fref, const float *images,
-                const int *labels, int nimg, int threads, struct qt_err *err) {
-    struct qt_qsim *s = calloc(1, sizeof *s);
-    struct qt_exec *fx = NULL;
-    int *step_of = NULL;
-    *out = NULL;
-    if (!s)
-        return qt_errf(err, QT_ENOMEM, "out of memory");
-    if (nimg < 1) {
-        qt_errf(err, QT_EUSAGE, "no evaluation images");
-        goto fail;
-    }
-    s->p = p;
-    s->img = images;
-    s->lab = labels;
-    s->nimg = nimg;
-    s->batch = nimg < 16 ? nimg : 16;
-    threads = threads > 0 ? threads : qt_ncpus();
-    if (qt_exec_new_flags(&s->x, p->g, s->batch, threads, QT_EXEC_NOFUSE, err))
-        goto fail;
-    struct qt_exec *x = s->x;
-    const struct qt_graph *g = p->g;
-    const struct qt_tensor *ot = qt_exec_output_tensor(x, 0);
-    if (ot->dtype != QT_FLOAT || ot->ndim < 1 || ot->dims[0] != s->batch) {
-        qt_errf(err, QT_EUNSUPPORTED, "output 0 is not a float32 [N,...] tensor");
-        goto fail;
-    }
-    s->nout = (int)(qt_tensor_numel(ot) / s->batch);
-    s->per = (size_t)(qt_tensor_numel(qt_exec_input_tensor(x, 0)) / s->batch);
-    step_of = malloc(sizeof(int) * ((size_t)g->nn + 1));
-    s->act_head = malloc(sizeof(int) * ((size_t)g->nn + 1));
-    s->prod_step = malloc(sizeof(int) * ((size_t)g->nv + 1));
-    s->last_use = malloc(sizeof(int) * ((size_t)g->nv + 1));
-    s->u = calloc((size_t)p->nt + 1, sizeof *s->u);
-    s->flog = malloc(sizeof(float) * (size_t)nimg * s->nout);
-    s->ftop = malloc(sizeof(int) * (size_t)nimg);
-    if (!step_of || !s->act_head || !s->prod_step || !s->last_use || !s->u || !s->flog || !s->ftop) {
-        qt_errf(err, QT_ENOMEM, "out of memory");
-        goto fail;
-    }
+/* Fills step_of (node -> execution step, -1 if not run), s->act_head (-1), s->prod_step (the step
+   producing each value: -2 constant, -1 graph input) and s->last_use (the last step reading each
+   value; x->nsteps for graph outputs). */
+static void qsim_index_steps(struct qt_qsim *s, int *step_of) {
+    const struct qt_exec *x = s->x;
+    const struct qt_graph *g = s->p->g;
     for (int i = 0; i < g->nn; i++)
         step_of[i] = -1, s->act_head[i] = -1;
     for (int k = 0; k < x->nsteps; k++)
@@ -354,7 +320,59 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
     }
     for (int i = 0; i < g->noutputs; i++)
         s->last_use[g->outputs[i]] = x->nsteps;
-    /* the units, in execution order */
+}
+
+/* Sets up weight unit u of plan tensor qt: its float weight (and the reference one from fref when
+   there), its fake-quantized copy, and its node's bias with the bias as int32-quantized. */
+static int qsim_weight_unit(struct qt_qsim *s, struct sunit *u, const struct qt_qtensor *qt,
+                            const struct qt_graph *fref, struct qt_err *err) {
+    const struct qt_qplan *p = s->p;
+    const struct qt_graph *g = p->g;
+    const struct qt_exec *x = s->x;
+    int v = qt->v;
+    const struct qt_tensor *w = g->v[v].init;
+    u->wf = w->data;
+    u->wref = w->data;
+    u->bv = -1;
+    int rv = fref ? qt_graph_find(fref, g->v[v].name) : -1;
+    if (rv >= 0 && fref->v[rv].kind == QT_V_INIT && fref->v[rv].init->nbytes == w->nbytes &&
+        fref->v[rv].init->dtype == QT_FLOAT)
+        u->wref = fref->v[rv].init->data;
+    const struct qt_node *n = &g->n[qt->node];
+    int bi = qt_qf(n)->bias, b = bi && n->nin > bi ? n->in[bi] : -1;
+    if (b >= 0 && g->v[b].kind == QT_V_INIT && x->t[b].data == g->v[b].init->data) {
+        int rb = fref ? qt_graph_find(fref, g->v[b].name) : -1;
+        u->bv = b;
+        u->bq = g->v[b].init->data;
+        u->bref = u->bq;
+        if (rb >= 0 && fref->v[rb].kind == QT_V_INIT && fref->v[rb].init->nbytes == g->v[b].init->nbytes)
+            u->bref = fref->v[rb].init->data;
+        int tb = p->tensor_of[b];
+        int64_t nb = qt_tensor_numel(g->v[b].init);
+        if (tb >= 0 && p->t[tb].q.role == QT_ROLE_BIAS && p->t[tb].q.n == nb && g->v[b].init->dtype == QT_FLOAT) {
+            const struct qt_qparam *qb = &p->t[tb].q;
+            if (!(u->bqq = malloc(sizeof(float) * (size_t)(nb + 1))))
+                return qt_errf(err, QT_ENOMEM, "out of memory");
+            for (int64_t c = 0; c < nb; c++) { /* as qdq.c quantizes an int32 bias */
+                double r = nearbyint((double)((const float *)u->bq)[c] / qb->scale[c]);
+                r = r > INT32_MAX ? INT32_MAX : r < INT32_MIN ? INT32_MIN : r;
+                u->bqq[c] = (float)(int32_t)r * qb->scale[c];
+            }
+        }
+    }
+    if (!(u->wq = malloc(sizeof(float) * (size_t)(qt_tensor_numel(w) + 1))))
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    fq_weight(w, qt->q.axis, qt->q.scale, qt->q.n, qt->q.qmin, qt->q.qmax, u->wq);
+    return 0;
+}
+
+/* Appends the units to s->u in execution order: each float weight the plan quantizes, at its
+   node's step, and each per-tensor activation, on its producer's list (s->in_head for inputs). */
+static int qsim_add_units(struct qt_qsim *s, const int *step_of, const struct qt_graph *fref,
+                          struct qt_err *err) {
+    const struct qt_qplan *p = s->p;
+    const struct qt_graph *g = p->g;
+    const struct qt_exec *x = s->x;
     for (int k = -1; k < x->nsteps; k++) {
         for (int t = 0; t < p->nt; t++) {
             const struct qt_qtensor *qt = &p->t[t];
@@ -379,43 +397,8 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
             u->bits = qt->q.bits;
             u->next = -1;
             if (u->weight) {
-                const struct qt_tensor *w = g->v[v].init;
-                u->wf = w->data;
-                u->wref = w->data;
-                u->bv = -1;
-                int rv = fref ? qt_graph_find(fref, g->v[v].name) : -1;
-                if (rv >= 0 && fref->v[rv].kind == QT_V_INIT && fref->v[rv].init->nbytes == w->nbytes &&
-                    fref->v[rv].init->dtype == QT_FLOAT)
-                    u->wref = fref->v[rv].init->data;
-                const struct qt_node *n = &g->n[qt->node];
-                int bi = qt_qf(n)->bias, b = bi && n->nin > bi ? n->in[bi] : -1;
-                if (b >= 0 && g->v[b].kind == QT_V_INIT && x->t[b].data == g->v[b].init->data) {
-                    int rb = fref ? qt_graph_find(fref, g->v[b].name) : -1;
-                    u->bv = b;
-                    u->bq = g->v[b].init->data;
-                    u->bref = u->bq;
-                    if (rb >= 0 && fref->v[rb].kind == QT_V_INIT && fref->v[rb].init->nbytes == g->v[b].init->nbytes)
-                        u->bref = fref->v[rb].init->data;
-                    int tb = p->tensor_of[b];
-                    int64_t nb = qt_tensor_numel(g->v[b].init);
-                    if (tb >= 0 && p->t[tb].q.role == QT_ROLE_BIAS && p->t[tb].q.n == nb && g->v[b].init->dtype == QT_FLOAT) {
-                        const struct qt_qparam *qb = &p->t[tb].q;
-                        if (!(u->bqq = malloc(sizeof(float) * (size_t)(nb + 1)))) {
-                            qt_errf(err, QT_ENOMEM, "out of memory");
-                            goto fail;
-                        }
-                        for (int64_t c = 0; c < nb; c++) { /* as qdq.c quantizes an int32 bias */
-                            double r = nearbyint((double)((const float *)u->bq)[c] / qb->scale[c]);
-                            r = r > INT32_MAX ? INT32_MAX : r < INT32_MIN ? INT32_MIN : r;
-                            u->bqq[c] = (float)(int32_t)r * qb->scale[c];
-                        }
-                    }
-                }
-                if (!(u->wq = malloc(sizeof(float) * (size_t)(qt_tensor_numel(w) + 1)))) {
-                    qt_errf(err, QT_ENOMEM, "out of memory");
-                    goto fail;
-                }
-                fq_weight(w, qt->q.axis, qt->q.scale, qt->q.n, qt->q.qmin, qt->q.qmax, u->wq);
+                if (qsim_weight_unit(s, u, qt, fref, err))
+                    return err->code;
             } else {
                 u->s = qt->q.scale[0];
                 u->z = qt->q.zp[0];
@@ -430,23 +413,30 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
             s->nu++;
         }
     }
-    /* float logits of every image: the reference graph (the prepared model
-     * before corrections and tuning) when given, else p->g */
-    struct qt_exec *rx = x;
+    return 0;
+}
+
+/* Float logits, top-1 class and float top-1 of every image into s->flog, s->ftop, s->labeled and
+   s->float_top1: from the reference graph (the prepared model before corrections and tuning) when
+   given, else p->g. */
+static int qsim_float_logits(struct qt_qsim *s, const struct qt_graph *fref, int threads, struct qt_err *err) {
+    struct qt_exec *x = s->x, *fx = NULL, *rx = x;
     if (fref) {
         if (qt_exec_new(&fx, (struct qt_graph *)fref, s->batch, threads, err))
-            goto fail;
+            return err->code;
         rx = fx;
     }
     long long n1 = 0, nl = 0;
-    for (int i0 = 0; i0 < nimg; i0 += s->batch) {
-        int nb = nimg - i0 < s->batch ? nimg - i0 : s->batch;
+    for (int i0 = 0; i0 < s->nimg; i0 += s->batch) {
+        int nb = s->nimg - i0 < s->batch ? s->nimg - i0 : s->batch;
         float *in = qt_exec_input(rx, 0);
-        memcpy(in, images + (size_t)i0 * s->per, sizeof(float) * s->per * (size_t)nb);
+        memcpy(in, s->img + (size_t)i0 * s->per, sizeof(float) * s->per * (size_t)nb);
         if (nb < s->batch)
             memset(in + (size_t)nb * s->per, 0, sizeof(float) * s->per * (size_t)(s->batch - nb));
-        if (rx == x ? run_from(s, 0, err) : qt_exec_run(rx, err))
-            goto fail;
+        if (rx == x ? run_from(s, 0, err) : qt_exec_run(rx, err)) {
+            qt_exec_free(fx);
+            return err->code;
+        }
         const float *o = qt_exec_output(rx, 0);
         memcpy(s->flog + (size_t)i0 * s->nout, o, sizeof(float) * (size_t)nb * s->nout);
         for (int b = 0; b < nb; b++) {
@@ -456,7 +446,7 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
                 if (v[j] > v[top])
                     top = j;
             s->ftop[i0 + b] = top;
-            int l = labels ? labels[i0 + b] : -1;
+            int l = s->lab ? s->lab[i0 + b] : -1;
             if (l >= 0 && l < s->nout) {
                 nl++;
                 n1 += top == l;
@@ -466,15 +456,59 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
     s->labeled = (int)nl;
     s->float_top1 = nl ? 100.0 * n1 / nl : NAN;
     qt_exec_free(fx);
+    return 0;
+}
+
+int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_graph *fref, const float *images,
+                const int *labels, int nimg, int threads, struct qt_err *err) {
+    struct qt_qsim *s = calloc(1, sizeof *s);
+    int *step_of = NULL;
+    *out = NULL;
+    if (!s)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    if (nimg < 1) {
+        qt_errf(err, QT_EUSAGE, "no evaluation images");
+        goto fail;
+    }
+    s->p = p;
+    s->img = images;
+    s->lab = labels;
+    s->nimg = nimg;
+    s->batch = nimg < 16 ? nimg : 16;
+    threads = threads > 0 ? threads : qt_ncpus();
+    if (qt_exec_new_flags(&s->x, p->g, s->batch, threads, QT_EXEC_NOFUSE, err))
+        goto fail;
+    const struct qt_graph *g = p->g;
+    const struct qt_tensor *ot = qt_exec_output_tensor(s->x, 0);
+    if (ot->dtype != QT_FLOAT || ot->ndim < 1 || ot->dims[0] != s->batch) {
+        qt_errf(err, QT_EUNSUPPORTED, "output 0 is not a float32 [N,...] tensor");
+        goto fail;
+    }
+    s->nout = (int)(qt_tensor_numel(ot) / s->batch);
+    s->per = (size_t)(qt_tensor_numel(qt_exec_input_tensor(s->x, 0)) / s->batch);
+    step_of = malloc(sizeof(int) * ((size_t)g->nn + 1));
+    s->act_head = malloc(sizeof(int) * ((size_t)g->nn + 1));
+    s->prod_step = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    s->last_use = malloc(sizeof(int) * ((size_t)g->nv + 1));
+    s->u = calloc((size_t)p->nt + 1, sizeof *s->u);
+    s->flog = malloc(sizeof(float) * (size_t)nimg * s->nout);
+    s->ftop = malloc(sizeof(int) * (size_t)nimg);
+    if (!step_of || !s->act_head || !s->prod_step || !s->last_use || !s->u || !s->flog || !s->ftop) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto fail;
+    }
+    qsim_index_steps(s, step_of);
+    if (qsim_add_units(s, step_of, fref, err) || qsim_float_logits(s, fref, threads, err))
+        goto fail;
     free(step_of);
     *out = s;
     return 0;
 fail:
-    qt_exec_free(fx);
     free(step_of);
     qt_qsim_free(s);
     return err->code;
 }
+
 
 int qt_qsim_units(const struct qt_qsim *s) {
     return s->nu;
