@@ -608,12 +608,219 @@ static int add_layer(struct qt_mixed *m, const char *node, int wbits, int abits,
     return 0;
 }
 
+/* --weight-budget: sets m->rom_budget and *fixed (the bytes of biases and
+ * float layers); a budget the weights cannot meet at 2 bits is a usage error */
+static int mixed_rom_budget(const struct qt_qplan *p, struct qt_mixed *m, int64_t *fixed, struct qt_err *err) {
+    const struct qt_quant_opts *o = &p->o;
+    int64_t welems = 0, w2;
+    *fixed = rom_fixed(p);
+    w2 = *fixed;
+    for (int t = 0; t < p->nt; t++)
+        if (p->t[t].q.role == QT_ROLE_WEIGHT) {
+            int64_t n = qt_tensor_numel(p->g->v[p->t[t].v].init);
+            welems += n;
+            w2 += packed_bytes(n, 2);
+        }
+    if (o->weight_budget.kind) {
+        m->rom_budget = budget_bytes(&o->weight_budget, (double)welems, *fixed);
+        if (m->rom_budget < w2)
+            return qt_errf(err, QT_EUSAGE,
+                           "--weight-budget %lld bytes is below what the weights need at 2 bits (%lld bytes: "
+                           "%lld weights, %lld bytes of biases and float layers)",
+                           (long long)m->rom_budget, (long long)w2, (long long)welems, (long long)*fixed);
+    }
+    return 0;
+}
+
+/* every quantized activation's current width into vb (0 for the rest) */
+static void act_widths(const struct qt_qplan *p, int *vb) {
+    for (int v = 0; v < p->g->nv; v++) {
+        int t = p->tensor_of[v];
+        vb[v] = t >= 0 && p->t[t].q.role == QT_ROLE_ACT ? p->t[t].q.bits : 0;
+    }
+}
+
+/* --act-budget: sets m->ram_budget and leaves vb at the activations' current
+ * widths; a budget the activations cannot meet at 2 bits is a usage error */
+static int mixed_ram_budget(const struct qt_qplan *p, const struct live *l, int *vb, struct qt_mixed *m,
+                            struct qt_err *err) {
+    const struct qt_quant_opts *o = &p->o;
+    for (int v = 0; v < p->g->nv; v++) {
+        int t = p->tensor_of[v];
+        vb[v] = t >= 0 && p->t[t].q.role == QT_ROLE_ACT ? (act_unit(p, v) ? 2 : p->t[t].q.bits) : 0;
+    }
+    int64_t a2 = live_peak(l, vb, NULL);
+    act_widths(p, vb);
+    if (o->act_budget.kind == QT_BUDGET_BITS) {
+        /* the peak with every quantized activation at that width */
+        for (int v = 0; v < p->g->nv; v++)
+            if (vb[v])
+                vb[v] = (int)ceil(o->act_budget.value - 1e-9);
+        int at;
+        m->ram_budget = live_peak(l, vb, &at);
+        act_widths(p, vb);
+    } else {
+        m->ram_budget = (int64_t)o->act_budget.value;
+    }
+    if (m->ram_budget < a2)
+        return qt_errf(err, QT_EUSAGE,
+                       "--act-budget %lld bytes is below what the activations need at 2 bits (%lld bytes at "
+                       "their peak, float inputs and outputs at 4 bytes)",
+                       (long long)m->ram_budget, (long long)a2);
+    return 0;
+}
+
+/* the units the weight widths are chosen over: one per weight tensor, or in
+ * per-channel mode one per channel of a per-channel tensor; returns their count */
+static int weight_units(const struct qt_qplan *p, const struct sens *s, int per_ch_mode, struct unit *u) {
+    int ui = 0;
+    for (int k = 0; k < s->nw; k++) {
+        const struct qt_qtensor *qt = &p->t[s->wt[k]];
+        const struct qt_tensor *wt = p->g->v[qt->v].init;
+        int64_t n = qt_tensor_numel(wt);
+        monotone(s->dw[k]);
+        int per_ch = p->qn[qt->node].per_channel;
+        int64_t nch = wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)];
+        if (!per_ch_mode || !per_ch) {
+            u[ui].n = n;
+            memcpy(u[ui].d, s->dw[k], sizeof u[ui].d);
+            ui++;
+            continue;
+        }
+        /* the layer's error split over its channels by their own weight error */
+        for (int64_t ch = 0; ch < nch; ch++) {
+            u[ui].n = n / nch;
+            for (int b = 0; b < NW; b++) {
+                double tot = 0;
+                for (int64_t cc = 0; cc < nch; cc++)
+                    tot += s->cerr[k][cc * NW + b];
+                u[ui].d[b] = tot > 0 ? s->dw[k][b] * s->cerr[k][ch * NW + b] / tot : 0;
+            }
+            monotone(u[ui].d);
+            ui++;
+        }
+    }
+    return ui;
+}
+
+/* the chosen units' widths into m: a layer's width, or its channels' widths
+ * and their largest */
+static int record_weight_widths(const struct qt_qplan *p, const struct sens *s, int per_ch_mode,
+                                const struct unit *u, struct qt_mixed *m, struct qt_err *err) {
+    int ui = 0;
+    for (int k = 0; k < s->nw; k++) {
+        const struct qt_qtensor *qt = &p->t[s->wt[k]];
+        const struct qt_tensor *wt = p->g->v[qt->v].init;
+        int per_ch = p->qn[qt->node].per_channel;
+        int64_t nch = wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)];
+        const char *name = p->g->n[qt->node].name;
+        if (!per_ch_mode || !per_ch) {
+            if (add_layer(m, name, widths[u[ui].pick], 0, NULL, 0, err))
+                return err->code;
+            ui++;
+            continue;
+        }
+        unsigned char *cb = malloc((size_t)nch + 1);
+        int mx = 2;
+        if (!cb)
+            return qt_errf(err, QT_ENOMEM, "out of memory");
+        for (int64_t ch = 0; ch < nch; ch++) {
+            cb[ch] = (unsigned char)widths[u[ui + ch].pick];
+            mx = cb[ch] > mx ? cb[ch] : mx;
+        }
+        if (add_layer(m, name, mx, 0, cb, (int)nch, err))
+            return err->code;
+        ui += (int)nch;
+    }
+    return 0;
+}
+
+/* weights: widths within m->rom_budget, fixed bytes aside */
+static int choose_weights(const struct qt_qplan *p, const struct sens *s, int per_ch_mode, int64_t fixed,
+                          struct qt_mixed *m, struct qt_err *err) {
+    int nu = 0;
+    for (int k = 0; k < s->nw; k++) {
+        const struct qt_qtensor *qt = &p->t[s->wt[k]];
+        const struct qt_tensor *wt = p->g->v[qt->v].init;
+        nu += per_ch_mode && p->qn[qt->node].per_channel
+                  ? (int)wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)]
+                  : 1;
+    }
+    struct unit *u = calloc((size_t)nu + 1, sizeof *u);
+    if (!u)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    nu = weight_units(p, s, per_ch_mode, u);
+    /* per-unit byte rounding: budget on the units' own bytes, with a
+     * byte per tensor of slack for the ceil of packing */
+    double room = (double)(m->rom_budget - fixed) - (per_ch_mode ? 0 : s->nw) - (per_ch_mode ? s->nw : 0);
+    choose(u, nu, room);
+    record_weight_widths(p, s, per_ch_mode, u, m, err);
+    free(u);
+    return err->code;
+}
+
+/* activations: lower the cheapest tensor alive at the peak until the peak
+ * fits m->ram_budget, then record the changed widths in m */
+static int choose_acts(const struct qt_qplan *p, struct sens *s, const struct live *l, int *vb, struct qt_mixed *m,
+                       struct qt_err *err) {
+    int *cur = calloc((size_t)p->g->nv + 1, sizeof *cur);
+    if (!cur)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    for (int k = 0; k < s->na; k++) {
+        monotone(s->da[k]);
+        cur[s->av[k]] = k + 1;
+    }
+    for (;;) {
+        int at;
+        if (live_peak(l, vb, &at) <= m->ram_budget)
+            break;
+        int bk = -1, bb = 0;
+        double best = INFINITY;
+        for (int k = 0; k < s->na; k++) {
+            int v = s->av[k];
+            if (!l->numel[v] || l->first[v] > at || at > l->last[v])
+                continue;
+            int b = width_index(vb[v]);
+            if (b + 1 >= NW)
+                continue;
+            double saved = (double)(packed_bytes(l->numel[v], vb[v]) - packed_bytes(l->numel[v], widths[b + 1]));
+            double cost = (s->da[k][b + 1] - s->da[k][b]) / (saved > 0 ? saved : 1);
+            if (cost < best) {
+                best = cost;
+                bk = k;
+                bb = b + 1;
+            }
+        }
+        if (bk < 0) {
+            free(cur);
+            return qt_errf(err, QT_EUSAGE, "--act-budget %lld bytes cannot be met: the activations alive at node '%s' "
+                                           "need more at 2 bits",
+                           (long long)m->ram_budget, p->g->n[l->order[at]].name);
+        }
+        vb[s->av[bk]] = widths[bb];
+    }
+    free(cur);
+    for (int k = 0; k < s->na; k++) {
+        int v = s->av[k], t = p->tensor_of[v];
+        if (vb[v] == p->t[t].q.bits)
+            continue;
+        /* abits of the node that produces it (a fused unit: its compute node) */
+        int prod = p->g->v[v].producer;
+        if (p->qn[prod].kind == QT_QN_ACT_FUSED)
+            for (int i = 0; i < p->g->nn; i++)
+                if (p->qn[i].fused == prod)
+                    prod = i;
+        if (add_layer(m, p->g->n[prod].name, 0, vb[v], NULL, 0, err))
+            return err->code;
+    }
+    return 0;
+}
+
 int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
                     int threads, struct qt_mixed *m, struct qt_err *err) {
     const struct qt_quant_opts *o = &p->o;
     struct sens s;
     struct live l;
-    struct unit *u = NULL;
     int *vb = NULL;
     int nimg = o->mixed_images > 0 ? o->mixed_images : 16, nds = qt_dataset_count(ds);
     int per_ch_mode = o->mixed == QT_MIXED_CHANNEL;
@@ -626,21 +833,9 @@ int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         return qt_errf(err, QT_EUSAGE, "mixed precision needs calibration images to measure sensitivity");
     /* the budgets first: a budget nothing can meet is a usage error before
      * any measuring */
-    int64_t fixed = rom_fixed(p), welems = 0, w2 = fixed;
-    for (int t = 0; t < p->nt; t++)
-        if (p->t[t].q.role == QT_ROLE_WEIGHT) {
-            int64_t n = qt_tensor_numel(p->g->v[p->t[t].v].init);
-            welems += n;
-            w2 += packed_bytes(n, 2);
-        }
-    if (o->weight_budget.kind) {
-        m->rom_budget = budget_bytes(&o->weight_budget, (double)welems, fixed);
-        if (m->rom_budget < w2)
-            return qt_errf(err, QT_EUSAGE,
-                           "--weight-budget %lld bytes is below what the weights need at 2 bits (%lld bytes: "
-                           "%lld weights, %lld bytes of biases and float layers)",
-                           (long long)m->rom_budget, (long long)w2, (long long)welems, (long long)fixed);
-    }
+    int64_t fixed;
+    if (mixed_rom_budget(p, m, &fixed, err))
+        return err->code;
     if (live_init(p, &l, err))
         return err->code;
     vb = calloc((size_t)p->g->nv + 1, sizeof *vb);
@@ -648,178 +843,16 @@ int qt_mixed_choose(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_p
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    if (o->act_budget.kind) {
-        double aelems = 0;
-        int64_t afloat = 0;
-        for (int v = 0; v < p->g->nv; v++) {
-            int t = p->tensor_of[v];
-            vb[v] = t >= 0 && p->t[t].q.role == QT_ROLE_ACT ? (act_unit(p, v) ? 2 : p->t[t].q.bits) : 0;
-        }
-        int64_t a2 = live_peak(&l, vb, NULL);
-        for (int v = 0; v < p->g->nv; v++) {
-            int t = p->tensor_of[v];
-            vb[v] = t >= 0 && p->t[t].q.role == QT_ROLE_ACT ? p->t[t].q.bits : 0;
-        }
-        if (o->act_budget.kind == QT_BUDGET_BITS) {
-            /* the peak with every quantized activation at that width */
-            for (int v = 0; v < p->g->nv; v++)
-                if (vb[v])
-                    vb[v] = (int)ceil(o->act_budget.value - 1e-9);
-            int at;
-            int64_t pk = live_peak(&l, vb, &at);
-            (void)aelems;
-            (void)afloat;
-            m->ram_budget = pk;
-            for (int v = 0; v < p->g->nv; v++) {
-                int t = p->tensor_of[v];
-                vb[v] = t >= 0 && p->t[t].q.role == QT_ROLE_ACT ? p->t[t].q.bits : 0;
-            }
-        } else {
-            m->ram_budget = (int64_t)o->act_budget.value;
-        }
-        if (m->ram_budget < a2)
-            return live_free(&l), free(vb),
-                   qt_errf(err, QT_EUSAGE,
-                           "--act-budget %lld bytes is below what the activations need at 2 bits (%lld bytes at "
-                           "their peak, float inputs and outputs at 4 bytes)",
-                           (long long)m->ram_budget, (long long)a2);
-    }
+    if (o->act_budget.kind && mixed_ram_budget(p, &l, vb, m, err))
+        return live_free(&l), free(vb), err->code;
     if (measure(p, ds, pp, c, h, w, nimg, threads, o->act_budget.kind != QT_BUDGET_NONE, &s, err))
         goto out;
     m->images = nimg;
-    /* weights */
-    if (o->weight_budget.kind) {
-        int nu = 0;
-        for (int k = 0; k < s.nw; k++) {
-            const struct qt_qtensor *qt = &p->t[s.wt[k]];
-            const struct qt_tensor *wt = p->g->v[qt->v].init;
-            nu += per_ch_mode && p->qn[qt->node].per_channel
-                      ? (int)wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)]
-                      : 1;
-        }
-        u = calloc((size_t)nu + 1, sizeof *u);
-        if (!u) {
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
-        int ui = 0;
-        for (int k = 0; k < s.nw; k++) {
-            const struct qt_qtensor *qt = &p->t[s.wt[k]];
-            const struct qt_tensor *wt = p->g->v[qt->v].init;
-            int64_t n = qt_tensor_numel(wt);
-            monotone(s.dw[k]);
-            int per_ch = p->qn[qt->node].per_channel;
-            int64_t nch = wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)];
-            if (!per_ch_mode || !per_ch) {
-                u[ui].n = n;
-                memcpy(u[ui].d, s.dw[k], sizeof u[ui].d);
-                ui++;
-                continue;
-            }
-            /* the layer's error split over its channels by their own weight error */
-            for (int64_t ch = 0; ch < nch; ch++) {
-                u[ui].n = n / nch;
-                for (int b = 0; b < NW; b++) {
-                    double tot = 0;
-                    for (int64_t cc = 0; cc < nch; cc++)
-                        tot += s.cerr[k][cc * NW + b];
-                    u[ui].d[b] = tot > 0 ? s.dw[k][b] * s.cerr[k][ch * NW + b] / tot : 0;
-                }
-                monotone(u[ui].d);
-                ui++;
-            }
-        }
-        nu = ui;
-        /* per-unit byte rounding: budget on the units' own bytes, with a
-         * byte per tensor of slack for the ceil of packing */
-        double room = (double)(m->rom_budget - fixed) - (per_ch_mode ? 0 : s.nw) - (per_ch_mode ? s.nw : 0);
-        choose(u, nu, room);
-        ui = 0;
-        for (int k = 0; k < s.nw; k++) {
-            const struct qt_qtensor *qt = &p->t[s.wt[k]];
-            const struct qt_tensor *wt = p->g->v[qt->v].init;
-            int per_ch = p->qn[qt->node].per_channel;
-            int64_t nch = wt->dims[qt_qf_weight_axis(&p->g->n[qt->node], wt->ndim)];
-            const char *name = p->g->n[qt->node].name;
-            if (!per_ch_mode || !per_ch) {
-                if (add_layer(m, name, widths[u[ui].pick], 0, NULL, 0, err))
-                    goto out;
-                ui++;
-                continue;
-            }
-            unsigned char *cb = malloc((size_t)nch + 1);
-            int mx = 2;
-            if (!cb) {
-                qt_errf(err, QT_ENOMEM, "out of memory");
-                goto out;
-            }
-            for (int64_t ch = 0; ch < nch; ch++) {
-                cb[ch] = (unsigned char)widths[u[ui + ch].pick];
-                mx = cb[ch] > mx ? cb[ch] : mx;
-            }
-            if (add_layer(m, name, mx, 0, cb, (int)nch, err))
-                goto out;
-            ui += (int)nch;
-        }
-    }
-    /* activations: lower the cheapest tensor alive at the peak */
-    if (o->act_budget.kind) {
-        int *cur = calloc((size_t)p->g->nv + 1, sizeof *cur);
-        if (!cur) {
-            qt_errf(err, QT_ENOMEM, "out of memory");
-            goto out;
-        }
-        for (int k = 0; k < s.na; k++) {
-            monotone(s.da[k]);
-            cur[s.av[k]] = k + 1;
-        }
-        for (;;) {
-            int at;
-            if (live_peak(&l, vb, &at) <= m->ram_budget)
-                break;
-            int bk = -1, bb = 0;
-            double best = INFINITY;
-            for (int k = 0; k < s.na; k++) {
-                int v = s.av[k];
-                if (!l.numel[v] || l.first[v] > at || at > l.last[v])
-                    continue;
-                int b = width_index(vb[v]);
-                if (b + 1 >= NW)
-                    continue;
-                double saved = (double)(packed_bytes(l.numel[v], vb[v]) - packed_bytes(l.numel[v], widths[b + 1]));
-                double cost = (s.da[k][b + 1] - s.da[k][b]) / (saved > 0 ? saved : 1);
-                if (cost < best) {
-                    best = cost;
-                    bk = k;
-                    bb = b + 1;
-                }
-            }
-            if (bk < 0) {
-                free(cur);
-                qt_errf(err, QT_EUSAGE, "--act-budget %lld bytes cannot be met: the activations alive at node '%s' "
-                                        "need more at 2 bits",
-                        (long long)m->ram_budget, p->g->n[l.order[at]].name);
-                goto out;
-            }
-            vb[s.av[bk]] = widths[bb];
-        }
-        free(cur);
-        for (int k = 0; k < s.na; k++) {
-            int v = s.av[k], t = p->tensor_of[v];
-            if (vb[v] == p->t[t].q.bits)
-                continue;
-            /* abits of the node that produces it (a fused unit: its compute node) */
-            int prod = p->g->v[v].producer;
-            if (p->qn[prod].kind == QT_QN_ACT_FUSED)
-                for (int i = 0; i < p->g->nn; i++)
-                    if (p->qn[i].fused == prod)
-                        prod = i;
-            if (add_layer(m, p->g->n[prod].name, 0, vb[v], NULL, 0, err))
-                goto out;
-        }
-    }
+    if (o->weight_budget.kind && choose_weights(p, &s, per_ch_mode, fixed, m, err))
+        goto out;
+    if (o->act_budget.kind)
+        choose_acts(p, &s, &l, vb, m, err);
 out:
-    free(u);
     free(vb);
     live_free(&l);
     sens_free(&s);

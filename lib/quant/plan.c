@@ -511,6 +511,84 @@ static void set_groups(struct qt_qplan *p, int *uf) {
     }
 }
 
+/* every node's defaults from the options: its kind, widths, observer,
+ * bounds and whether --exclude/--exclude-ops names it */
+static void init_qnodes(struct qt_qplan *p, const struct qt_quant_opts *o) {
+    struct qt_graph *g = p->g;
+    for (int i = 0; i < g->nn; i++) {
+        struct qt_qnode *q = &p->qn[i];
+        q->kind = op_kind(g, &g->n[i]);
+        q->fused = -1;
+        q->wbits = o->wbits;
+        q->abits = o->abits;
+        q->per_channel = o->per_channel;
+        q->obs_kind = o->observer;
+        q->unit_in = -1;
+        q->bias_add = -1;
+        if (qt_qf(&g->n[i])->flags & QT_QF_BOUNDED) {
+            q->bounded = qt_qf(&g->n[i])->flags & QT_QF_FIXED ? 2 : 1;
+            q->lo = qt_qf(&g->n[i])->lo;
+            q->hi = qt_qf(&g->n[i])->hi;
+        }
+        if (list_has(o->exclude, g->n[i].name) || list_has(o->exclude_ops, g->n[i].op_type))
+            q->excluded = 1;
+    }
+}
+
+/* node i's tensors: its float activation inputs, weight and bias, and its
+ * output; the output joined in uf with the inputs a Pass or Concat shares
+ * its grid with */
+static int node_tensors(struct qt_qplan *p, int i, int *uf, struct qt_err *err) {
+    struct qt_graph *g = p->g;
+    struct qt_qnode *q = &p->qn[i];
+    struct qt_node *n = &g->n[i];
+    if (q->kind == QT_QN_NONE || q->kind == QT_QN_ACT_FUSED)
+        return 0;
+    if (q->excluded) {
+        p->nexcluded++;
+        logf_(p, "keep %s '%s' in float (excluded)", n->op_type, n->name);
+        return 0;
+    }
+    int nact = q->kind == QT_QN_COMPUTE ? 1 : (q->kind == QT_QN_BINARY ? 2 : n->nin);
+    if (q->kind == QT_QN_PASS || q->kind == QT_QN_UNARY)
+        nact = 1;
+    if (q->kind == QT_QN_UNIT)
+        nact = 0;
+    for (int j = 0; j < nact && j < n->nin; j++)
+        if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
+            return err->code;
+    if (q->kind == QT_QN_UNIT && is_float_act(p, q->unit_in) && add_tensor(p, q->unit_in, -1, QT_ROLE_ACT, err))
+        return err->code;
+    if (q->kind == QT_QN_COMPUTE) {
+        const struct qt_qfacts *f = qt_qf(n);
+        int w = n->in[f->weight], b = f->bias && n->nin > f->bias ? n->in[f->bias] : -1;
+        if (add_tensor(p, w, i, QT_ROLE_WEIGHT, err))
+            return err->code;
+        /* an int32 bias per output channel (Gemm's C may broadcast instead) */
+        if (is_const_init(g, b) &&
+            qt_tensor_numel(g->v[b].init) == g->v[w].dims[qt_qf_weight_axis(n, g->v[w].ndim)] &&
+            add_tensor(p, b, i, QT_ROLE_BIAS, err))
+            return err->code;
+    }
+    int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
+    if (q->bias_add < 0 && is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+        return err->code;
+    if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
+        struct qt_qtensor *ty = &p->t[p->tensor_of[y]];
+        ty->bounded = q->bounded;
+        ty->lo = q->lo;
+        ty->hi = q->hi;
+    }
+    if (q->kind == QT_QN_PASS || q->kind == QT_QN_CONCAT) {
+        for (int j = 0; j < (q->kind == QT_QN_PASS ? 1 : n->nin); j++) {
+            int a = n->in[j];
+            if (a >= 0 && p->tensor_of[a] >= 0 && p->tensor_of[y] >= 0)
+                uf[find_root(uf, a)] = find_root(uf, y);
+        }
+    }
+    return 0;
+}
+
 int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const struct qt_quant_opts *o,
                    void (*log)(void *, const char *), void *log_ud, struct qt_err *err) {
     struct qt_qplan *p = calloc(1, sizeof *p);
@@ -547,24 +625,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         p->tensor_of[v] = -1;
         uf[v] = v;
     }
-    for (int i = 0; i < g->nn; i++) {
-        struct qt_qnode *q = &p->qn[i];
-        q->kind = op_kind(g, &g->n[i]);
-        q->fused = -1;
-        q->wbits = o->wbits;
-        q->abits = o->abits;
-        q->per_channel = o->per_channel;
-        q->obs_kind = o->observer;
-        q->unit_in = -1;
-        q->bias_add = -1;
-        if (qt_qf(&g->n[i])->flags & QT_QF_BOUNDED) {
-            q->bounded = qt_qf(&g->n[i])->flags & QT_QF_FIXED ? 2 : 1;
-            q->lo = qt_qf(&g->n[i])->lo;
-            q->hi = qt_qf(&g->n[i])->hi;
-        }
-        if (list_has(o->exclude, g->n[i].name) || list_has(o->exclude_ops, g->n[i].op_type))
-            q->excluded = 1;
-    }
+    init_qnodes(p, o);
     if (apply_config(p, err) || apply_layers(p, err))
         goto fail;
     if (qt_graph_topo(g, &order, err))
@@ -575,55 +636,9 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
     fuse_acts(p);
     bias_adds(p);
     /* tensors */
-    for (int k = 0; k < g->nn; k++) {
-        int i = order[k];
-        struct qt_qnode *q = &p->qn[i];
-        struct qt_node *n = &g->n[i];
-        if (q->kind == QT_QN_NONE || q->kind == QT_QN_ACT_FUSED)
-            continue;
-        if (q->excluded) {
-            p->nexcluded++;
-            logf_(p, "keep %s '%s' in float (excluded)", n->op_type, n->name);
-            continue;
-        }
-        int nact = q->kind == QT_QN_COMPUTE ? 1 : (q->kind == QT_QN_BINARY ? 2 : n->nin);
-        if (q->kind == QT_QN_PASS || q->kind == QT_QN_UNARY)
-            nact = 1;
-        if (q->kind == QT_QN_UNIT)
-            nact = 0;
-        for (int j = 0; j < nact && j < n->nin; j++)
-            if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
-                goto fail;
-        if (q->kind == QT_QN_UNIT && is_float_act(p, q->unit_in) && add_tensor(p, q->unit_in, -1, QT_ROLE_ACT, err))
+    for (int k = 0; k < g->nn; k++)
+        if (node_tensors(p, order[k], uf, err))
             goto fail;
-        if (q->kind == QT_QN_COMPUTE) {
-            const struct qt_qfacts *f = qt_qf(n);
-            int w = n->in[f->weight], b = f->bias && n->nin > f->bias ? n->in[f->bias] : -1;
-            if (add_tensor(p, w, i, QT_ROLE_WEIGHT, err))
-                goto fail;
-            /* an int32 bias per output channel (Gemm's C may broadcast instead) */
-            if (is_const_init(g, b) &&
-                qt_tensor_numel(g->v[b].init) == g->v[w].dims[qt_qf_weight_axis(n, g->v[w].ndim)] &&
-                add_tensor(p, b, i, QT_ROLE_BIAS, err))
-                goto fail;
-        }
-        int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
-        if (q->bias_add < 0 && is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
-            goto fail;
-        if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
-            struct qt_qtensor *ty = &p->t[p->tensor_of[y]];
-            ty->bounded = q->bounded;
-            ty->lo = q->lo;
-            ty->hi = q->hi;
-        }
-        if (q->kind == QT_QN_PASS || q->kind == QT_QN_CONCAT) {
-            for (int j = 0; j < (q->kind == QT_QN_PASS ? 1 : n->nin); j++) {
-                int a = n->in[j];
-                if (a >= 0 && p->tensor_of[a] >= 0 && p->tensor_of[y] >= 0)
-                    uf[find_root(uf, a)] = find_root(uf, y);
-            }
-        }
-    }
     set_groups(p, uf);
     logf_(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
     free(dead);

@@ -203,10 +203,119 @@ static void add_fallback(cJSON *d, const struct qt_fallback *fb) {
     }
 }
 
+/* settings' weight_budget, act_budget and mixed, and the "memory" figures */
+static int add_memory(cJSON *d, const struct qt_qplan *p, struct qt_err *err) {
+    const struct qt_quant_opts *o = &p->o;
+    struct qt_mem_figures mf;
+    cJSON *set = cJSON_GetObjectItem(d, "settings");
+    for (int k = 0; k < 2; k++) {
+        const struct qt_budget *b = k ? &o->act_budget : &o->weight_budget;
+        const char *key = k ? "act_budget" : "weight_budget";
+        char bs[64];
+        if (b->kind == QT_BUDGET_BITS)
+            snprintf(bs, sizeof bs, "%gbits", b->value);
+        if (b->kind == QT_BUDGET_NONE)
+            cJSON_AddNullToObject(set, key);
+        else if (b->kind == QT_BUDGET_BITS)
+            cJSON_AddStringToObject(set, key, bs);
+        else
+            cJSON_AddNumberToObject(set, key, b->value);
+    }
+    cJSON_AddStringToObject(set, "mixed", o->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
+    if (qt_mem_figures(p, &mf, err))
+        return err->code;
+    cJSON *mem = cJSON_AddObjectToObject(d, "memory");
+    cJSON_AddNumberToObject(mem, "rom_bytes", (double)mf.rom);
+    cJSON_AddNumberToObject(mem, "ram_bytes", (double)mf.ram);
+    cJSON_AddNumberToObject(mem, "rom_bytes_8bit", (double)mf.rom8);
+    cJSON_AddNumberToObject(mem, "ram_bytes_8bit", (double)mf.ram8);
+    cJSON_AddNumberToObject(mem, "weight_bits_avg", mf.wbits_avg);
+    cJSON_AddNumberToObject(mem, "activation_bits_avg", mf.abits_avg);
+    return 0;
+}
+
+/* "prepare": folded BatchNorms, fused activations, excluded nodes */
+static void add_prepare(cJSON *d, const struct qt_qplan *p) {
+    const struct qt_graph *g = p->g;
+    cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
+    cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
+    cJSON *fused = cJSON_AddArrayToObject(prep, "fused");
+    cJSON *excl = cJSON_AddArrayToObject(prep, "excluded");
+    for (int i = 0; i < g->nn; i++) {
+        if (p->qn[i].fused >= 0) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "node", g->n[i].name);
+            cJSON_AddStringToObject(f, "activation", g->n[p->qn[i].fused].name);
+            cJSON_AddItemToArray(fused, f);
+        }
+        if (p->qn[i].excluded && p->qn[i].kind != QT_QN_NONE)
+            cJSON_AddItemToArray(excl, cJSON_CreateString(g->n[i].name));
+    }
+}
+
+/* one entry of "tensors"; NULL with err set on failure */
+static cJSON *tensor_entry(const struct qt_qplan *p, const struct qt_qtensor *qt, struct qt_err *err) {
+    const struct qt_graph *g = p->g;
+    const struct qt_quant_opts *o = &p->o;
+    const struct qt_qparam *q = &qt->q;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "name", g->v[qt->v].name);
+    cJSON_AddStringToObject(e, "role", role_name(q->role));
+    if (qt->node >= 0)
+        cJSON_AddStringToObject(e, "node", g->n[qt->node].name);
+    else
+        cJSON_AddNumberToObject(e, "group", qt->group);
+    cJSON_AddStringToObject(e, "dtype", qt_dtype_name(q->dtype));
+    cJSON_AddNumberToObject(e, "bits", q->bits);
+    cJSON_AddNumberToObject(e, "quant_min", q->qmin);
+    cJSON_AddNumberToObject(e, "quant_max", q->qmax);
+    cJSON_AddBoolToObject(e, "symmetric", q->symmetric);
+    if (q->axis >= 0)
+        cJSON_AddNumberToObject(e, "axis", q->axis);
+    else
+        cJSON_AddNullToObject(e, "axis");
+    cJSON_AddItemToObject(e, "scale", farr(q->scale, q->n));
+    cJSON_AddItemToObject(e, "zero_point", iarr(q->zp, q->n));
+    cJSON_AddItemToObject(e, "observed_min", farr(q->obs_min, q->n));
+    cJSON_AddItemToObject(e, "observed_max", farr(q->obs_max, q->n));
+    cJSON_AddItemToObject(e, "range_min", farr(q->rng_min, q->n));
+    cJSON_AddItemToObject(e, "range_max", farr(q->rng_max, q->n));
+    cJSON_AddStringToObject(e, "method", q->method ? q->method : "");
+    if (q->cbits) {
+        cJSON *cb = cJSON_AddArrayToObject(e, "channel_bits");
+        for (int c = 0; c < q->n; c++)
+            cJSON_AddItemToArray(cb, cJSON_CreateNumber(q->cbits[c]));
+    }
+    if (o->pow2_scales && q->role != QT_ROLE_BIAS)
+        add_fraction_bits(e, q);
+    if (o->int_requant && q->role == QT_ROLE_WEIGHT && add_requant(p, qt, e, err))
+        return NULL;
+    return e;
+}
+
+/* the document printed, with a final newline, into f's temporary file */
+static int write_info(cJSON *d, const char *path, struct qt_wfile *f, struct qt_err *err) {
+    char *s = cJSON_PrintBuffered(d, 1 << 20, 1);
+    cJSON_Delete(d);
+    if (!s)
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
+    size_t sl = strlen(s);
+    char *withnl = malloc(sl + 2);
+    if (!withnl) {
+        free(s);
+        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
+    }
+    memcpy(withnl, s, sl);
+    withnl[sl] = '\n';
+    free(s);
+    int rc = qt_wfile_begin(f, path, withnl, sl + 1, err);
+    free(withnl);
+    return rc;
+}
+
 int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *model_path,
                         const struct qt_preproc *pp, int images, const char *data, struct qt_wfile *f,
                         struct qt_wfile *fw, struct qt_err *err) {
-    const struct qt_graph *g = p->g;
     if (fw) {
         memset(fw, 0, sizeof *fw);
         fw->fd = -1;
@@ -215,7 +324,6 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     void *buf = NULL;
     size_t len = 0;
     char hex[65];
-    int rc;
     if (!path)
         return 0;
     if (qt_read_file(model_path, 0, &buf, &len, err))
@@ -237,86 +345,17 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
     }
-    {
-        struct qt_mem_figures mf;
-        cJSON *set = cJSON_GetObjectItem(d, "settings");
-        for (int k = 0; k < 2; k++) {
-            const struct qt_budget *b = k ? &o->act_budget : &o->weight_budget;
-            const char *key = k ? "act_budget" : "weight_budget";
-            char bs[64];
-            if (b->kind == QT_BUDGET_BITS)
-                snprintf(bs, sizeof bs, "%gbits", b->value);
-            if (b->kind == QT_BUDGET_NONE)
-                cJSON_AddNullToObject(set, key);
-            else if (b->kind == QT_BUDGET_BITS)
-                cJSON_AddStringToObject(set, key, bs);
-            else
-                cJSON_AddNumberToObject(set, key, b->value);
-        }
-        cJSON_AddStringToObject(set, "mixed", o->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
-        if (qt_mem_figures(p, &mf, err)) {
-            cJSON_Delete(d);
-            return err->code;
-        }
-        cJSON *mem = cJSON_AddObjectToObject(d, "memory");
-        cJSON_AddNumberToObject(mem, "rom_bytes", (double)mf.rom);
-        cJSON_AddNumberToObject(mem, "ram_bytes", (double)mf.ram);
-        cJSON_AddNumberToObject(mem, "rom_bytes_8bit", (double)mf.rom8);
-        cJSON_AddNumberToObject(mem, "ram_bytes_8bit", (double)mf.ram8);
-        cJSON_AddNumberToObject(mem, "weight_bits_avg", mf.wbits_avg);
-        cJSON_AddNumberToObject(mem, "activation_bits_avg", mf.abits_avg);
+    if (add_memory(d, p, err)) {
+        cJSON_Delete(d);
+        return err->code;
     }
-    cJSON *prep = cJSON_AddObjectToObject(d, "prepare");
-    cJSON_AddNumberToObject(prep, "folded_batchnorm", p->nfolded);
-    cJSON *fused = cJSON_AddArrayToObject(prep, "fused");
-    cJSON *excl = cJSON_AddArrayToObject(prep, "excluded");
-    for (int i = 0; i < g->nn; i++) {
-        if (p->qn[i].fused >= 0) {
-            cJSON *f = cJSON_CreateObject();
-            cJSON_AddStringToObject(f, "node", g->n[i].name);
-            cJSON_AddStringToObject(f, "activation", g->n[p->qn[i].fused].name);
-            cJSON_AddItemToArray(fused, f);
-        }
-        if (p->qn[i].excluded && p->qn[i].kind != QT_QN_NONE)
-            cJSON_AddItemToArray(excl, cJSON_CreateString(g->n[i].name));
-    }
+    add_prepare(d, p);
     if (p->fallback)
         add_fallback(d, p->fallback);
     cJSON *ts = cJSON_AddArrayToObject(d, "tensors");
     for (int t = 0; t < p->nt; t++) {
-        const struct qt_qtensor *qt = &p->t[t];
-        const struct qt_qparam *q = &qt->q;
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "name", g->v[qt->v].name);
-        cJSON_AddStringToObject(e, "role", role_name(q->role));
-        if (qt->node >= 0)
-            cJSON_AddStringToObject(e, "node", g->n[qt->node].name);
-        else
-            cJSON_AddNumberToObject(e, "group", qt->group);
-        cJSON_AddStringToObject(e, "dtype", qt_dtype_name(q->dtype));
-        cJSON_AddNumberToObject(e, "bits", q->bits);
-        cJSON_AddNumberToObject(e, "quant_min", q->qmin);
-        cJSON_AddNumberToObject(e, "quant_max", q->qmax);
-        cJSON_AddBoolToObject(e, "symmetric", q->symmetric);
-        if (q->axis >= 0)
-            cJSON_AddNumberToObject(e, "axis", q->axis);
-        else
-            cJSON_AddNullToObject(e, "axis");
-        cJSON_AddItemToObject(e, "scale", farr(q->scale, q->n));
-        cJSON_AddItemToObject(e, "zero_point", iarr(q->zp, q->n));
-        cJSON_AddItemToObject(e, "observed_min", farr(q->obs_min, q->n));
-        cJSON_AddItemToObject(e, "observed_max", farr(q->obs_max, q->n));
-        cJSON_AddItemToObject(e, "range_min", farr(q->rng_min, q->n));
-        cJSON_AddItemToObject(e, "range_max", farr(q->rng_max, q->n));
-        cJSON_AddStringToObject(e, "method", q->method ? q->method : "");
-        if (q->cbits) {
-            cJSON *cb = cJSON_AddArrayToObject(e, "channel_bits");
-            for (int c = 0; c < q->n; c++)
-                cJSON_AddItemToArray(cb, cJSON_CreateNumber(q->cbits[c]));
-        }
-        if (o->pow2_scales && q->role != QT_ROLE_BIAS)
-            add_fraction_bits(e, q);
-        if (o->int_requant && q->role == QT_ROLE_WEIGHT && add_requant(p, qt, e, err)) {
+        cJSON *e = tensor_entry(p, &p->t[t], err);
+        if (!e) {
             cJSON_Delete(d);
             return err->code;
         }
@@ -326,20 +365,5 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         cJSON_Delete(d);
         return err->code;
     }
-    char *s = cJSON_PrintBuffered(d, 1 << 20, 1);
-    cJSON_Delete(d);
-    if (!s)
-        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
-    size_t sl = strlen(s);
-    char *withnl = malloc(sl + 2);
-    if (!withnl) {
-        free(s);
-        return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
-    }
-    memcpy(withnl, s, sl);
-    withnl[sl] = '\n';
-    free(s);
-    rc = qt_wfile_begin(f, path, withnl, sl + 1, err);
-    free(withnl);
-    return rc;
+    return write_info(d, path, f, err);
 }
