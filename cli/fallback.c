@@ -2,6 +2,7 @@
  * by calib, finetune and qat: parsing, the text tables and the JSON. */
 #include "cli.h"
 #include "cli_json.h"
+#include "quant/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -143,26 +144,9 @@ void cli_fallback_print(FILE *f, const struct qt_fallback *fb, const char *out) 
 }
 
 void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out) {
-    cJSON *o = cJSON_AddObjectToObject(d, "fallback");
-    cJSON_AddStringToObject(o, "metric", qt_metric_name(fb->metric));
-    cJSON_AddNumberToObject(o, "max_drop", fb->max_drop);
-    cJSON_AddBoolToObject(o, "met", fb->met);
-    cJSON_AddNumberToObject(o, "eval_images", fb->eval_images);
-    cJSON_AddNumberToObject(o, "candidates", fb->candidates);
-    figures_json(o, "before", &fb->before);
-    figures_json(o, "after", &fb->after);
+    cJSON *o = qt_fallback_json(d, fb);
     cli_json_num(o, "drop_before", qt_figures_drop(&fb->before, fb->metric));
     cli_json_num(o, "drop_after", qt_figures_drop(&fb->after, fb->metric));
-    cJSON *a = cJSON_AddArrayToObject(o, "raised");
-    for (int i = 0; i < fb->nlayers; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddStringToObject(e, "node", fb->layer[i].node);
-        if (fb->layer[i].keep_float)
-            cJSON_AddStringToObject(e, "to", "float");
-        else
-            cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
-        cJSON_AddItemToArray(a, e);
-    }
     cJSON *u = cJSON_AddArrayToObject(o, "unsaved");
     for (int i = 0; i < fb->nunsaved; i++)
         cJSON_AddItemToArray(u, cJSON_CreateString(fb->unsaved[i]));

@@ -530,4 +530,9 @@ int qt_map_put(struct qt_map *m, const char *key, int value);
 int qt_map_get(const struct qt_map *m, const char *key); /* -1 if absent */
 void qt_map_del(struct qt_map *m, const char *key);
 
+/* One formatted line (at most 511 bytes) to a library log callback; no-op
+ * when log is NULL (lib/core/util.c). The callers' logf_ wrappers. */
+#include <stdarg.h>
+void qt_logv(void (*log)(void *, const char *), void *ud, const char *fmt, va_list ap);
+
 #endif

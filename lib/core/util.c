@@ -415,3 +415,11 @@ uint64_t qt_splitmix64(uint64_t *state) {
 float qt_rand01(uint64_t *state) {
     return (float)(qt_splitmix64(state) >> 40) * (1.0f / 16777216.0f);
 }
+
+void qt_logv(void (*log)(void *, const char *), void *ud, const char *fmt, va_list ap) {
+    char line[512];
+    if (!log)
+        return;
+    vsnprintf(line, sizeof line, fmt, ap);
+    log(ud, line);
+}

@@ -59,14 +59,10 @@ struct search {
 
 static void logf_(const struct qt_maxdrop *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(const struct qt_maxdrop *m, const char *fmt, ...) {
-    char line[512];
     va_list ap;
-    if (!m->log)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    qt_logv(m->log, m->log_ud, fmt, ap);
     va_end(ap);
-    m->log(m->log_ud, line);
 }
 
 static int meets(const struct search *s, const struct qt_figures *f) {

@@ -43,14 +43,10 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
 
 static void logf_(struct qt_qplan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(struct qt_qplan *p, const char *fmt, ...) {
-    char line[512];
     va_list ap;
-    if (!p->log)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    qt_logv(p->log, p->log_ud, fmt, ap);
     va_end(ap);
-    p->log(p->log_ud, line);
 }
 
 static int is_const_init(const struct qt_graph *g, int v) {

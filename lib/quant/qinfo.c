@@ -182,7 +182,7 @@ static void add_figures(cJSON *o, const char *key, const struct qt_figures *f) {
 
 /* --max-drop's outcome (the raised layers are also in the tensors' bits
  * and prepare.excluded, which export rebuilds from). */
-static void add_fallback(cJSON *d, const struct qt_fallback *fb) {
+cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
     cJSON *o = cJSON_AddObjectToObject(d, "fallback");
     cJSON_AddStringToObject(o, "metric", qt_metric_name(fb->metric));
     cJSON_AddNumberToObject(o, "max_drop", fb->max_drop);
@@ -201,6 +201,7 @@ static void add_fallback(cJSON *d, const struct qt_fallback *fb) {
             cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
         cJSON_AddItemToArray(a, e);
     }
+    return o;
 }
 
 /* settings' weight_budget, act_budget and mixed, and the "memory" figures */
@@ -351,7 +352,7 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     }
     add_prepare(d, p);
     if (p->fallback)
-        add_fallback(d, p->fallback);
+        qt_fallback_json(d, p->fallback);
     cJSON *ts = cJSON_AddArrayToObject(d, "tensors");
     for (int t = 0; t < p->nt; t++) {
         cJSON *e = tensor_entry(p, &p->t[t], err);

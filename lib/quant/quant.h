@@ -571,6 +571,10 @@ struct qt_maxdrop {
     void (*log)(void *ud, const char *line);
     void *log_ud;
 };
+/* --max-drop's outcome as the "fallback" object of d (quant_info.json's,
+ * which calib's --json extends); returns it. */
+struct cJSON;
+struct cJSON *qt_fallback_json(struct cJSON *d, const struct qt_fallback *fb);
 int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **p, struct qt_sens_report *sens, struct qt_fallback *fb,
                    struct qt_err *err);
 

@@ -63,14 +63,10 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
 }
 
 void qt_qat_log(struct qat *q, const char *fmt, ...) {
-    char line[512];
     va_list ap;
-    if (!q->o->log)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    qt_logv(q->o->log, q->o->log_ud, fmt, ap);
     va_end(ap);
-    q->o->log(q->o->log_ud, line);
 }
 
 /* ---- evaluation ---------------------------------------------------------- */
