@@ -68,17 +68,6 @@ void cli_sens_print(FILE *f, const struct qt_sens_report *r) {
     free(ord);
 }
 
-static void figures_json(cJSON *o, const char *key, const struct qt_figures *f) {
-    cJSON *e = cJSON_AddObjectToObject(o, key);
-    cJSON_AddNumberToObject(e, "images", f->images);
-    if (f->labeled) {
-        cli_json_num(e, "top1", f->top1);
-        cli_json_num(e, "top1_drop", f->top1_drop);
-    }
-    cli_json_num(e, "agreement", f->agree);
-    cli_json_num(e, "sqnr_db", f->sqnr_db);
-}
-
 void cli_sens_json(cJSON *d, const struct qt_sens_report *r) {
     int *ord = malloc(sizeof(int) * ((size_t)r->nunits + 1));
     if (!ord)
@@ -87,7 +76,7 @@ void cli_sens_json(cJSON *d, const struct qt_sens_report *r) {
     cJSON *s = cJSON_AddObjectToObject(d, "sensitivity");
     cJSON_AddNumberToObject(s, "images", r->images);
     cli_json_num(s, "float_top1", r->labeled ? r->all.float_top1 : NAN);
-    figures_json(s, "all_quantized", &r->all);
+    qt_figures_json(s, "all_quantized", &r->all);
     cli_json_num(s, "run_s", r->wall_s);
     cJSON *a = cJSON_AddArrayToObject(s, "units");
     for (int k = 0; k < r->nunits; k++) {
@@ -98,8 +87,8 @@ void cli_sens_json(cJSON *d, const struct qt_sens_report *r) {
         cJSON_AddStringToObject(e, "tensor", u->tensor);
         cJSON_AddStringToObject(e, "kind", u->weight ? "weight" : "activation");
         cJSON_AddNumberToObject(e, "bits", u->bits);
-        figures_json(e, "only_quantized", &u->only_quant);
-        figures_json(e, "only_float", &u->only_float);
+        qt_figures_json(e, "only_quantized", &u->only_quant);
+        qt_figures_json(e, "only_float", &u->only_float);
         cli_json_num(e, "sqnr_db", u->sqnr_db);
         cli_json_num(e, "cosine", u->cosine);
         cJSON_AddItemToArray(a, e);

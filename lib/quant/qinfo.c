@@ -166,7 +166,7 @@ static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct q
                             o->int_requant == 2 ? "multiplier_shift" : o->int_requant == 1 ? "shift" : "float");
 }
 
-static void add_figures(cJSON *o, const char *key, const struct qt_figures *f) {
+void qt_figures_json(cJSON *o, const char *key, const struct qt_figures *f) {
     cJSON *e = cJSON_AddObjectToObject(o, key);
     cJSON_AddNumberToObject(e, "images", f->images);
     if (f->labeled) {
@@ -189,8 +189,8 @@ cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
     cJSON_AddBoolToObject(o, "met", fb->met);
     cJSON_AddNumberToObject(o, "eval_images", fb->eval_images);
     cJSON_AddNumberToObject(o, "candidates", fb->candidates);
-    add_figures(o, "before", &fb->before);
-    add_figures(o, "after", &fb->after);
+    qt_figures_json(o, "before", &fb->before);
+    qt_figures_json(o, "after", &fb->after);
     cJSON *a = cJSON_AddArrayToObject(o, "raised");
     for (int i = 0; i < fb->nlayers; i++) {
         cJSON *e = cJSON_CreateObject();

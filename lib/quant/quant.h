@@ -575,6 +575,8 @@ struct qt_maxdrop {
  * which calib's --json extends); returns it. */
 struct cJSON;
 struct cJSON *qt_fallback_json(struct cJSON *d, const struct qt_fallback *fb);
+/* One set of figures as the object `key` of o (null for what is not finite). */
+void qt_figures_json(struct cJSON *o, const char *key, const struct qt_figures *f);
 int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **p, struct qt_sens_report *sens, struct qt_fallback *fb,
                    struct qt_err *err);
 
