@@ -124,7 +124,7 @@ void cli_json_mem(cJSON *d, const struct qt_quant_opts *q, const struct qt_mem_f
         cJSON_AddStringToObject(o, "mixed", q->mixed == QT_MIXED_CHANNEL ? "per-channel" : "per-layer");
     cJSON *h = cJSON_AddObjectToObject(o, "weight_widths");
     for (int b = 8; b >= 2; b--) {
-        char k[8];
+        char k[16];
         snprintf(k, sizeof k, "%d", b);
         cJSON_AddNumberToObject(h, k, m->hist[b]);
     }

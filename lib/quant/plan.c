@@ -173,8 +173,9 @@ static int op_kind(const struct qt_graph *g, const struct qt_node *n) {
         int w = n->nin > f->weight ? n->in[f->weight] : -1;
         return is_const_init(g, w) && (!f->wrank || g->v[w].init->ndim == f->wrank) ? QT_QN_COMPUTE : QT_QN_NONE;
     }
-    if (role == QT_QR_BINARY)
-        return !is_const_init(g, n->in[0]) && !is_const_init(g, n->in[1]) ? QT_QN_BINARY : QT_QN_NONE;
+    if (role == QT_QR_BINARY) /* (a malformed node may have fewer inputs: float) */
+        return n->nin >= 2 && !is_const_init(g, n->in[0]) && !is_const_init(g, n->in[1]) ? QT_QN_BINARY
+                                                                                          : QT_QN_NONE;
     return role; /* QT_QN_* = QT_QR_* for the others */
 }
 
