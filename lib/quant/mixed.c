@@ -260,21 +260,17 @@ int qt_mem_figures(const struct qt_qplan *p, struct qt_mem_figures *m, struct qt
 
 /* ---- sensitivity ------------------------------------------------------- */
 
-/* Fake-quantizes weights w in place: symmetric min/max, per channel when
- * nch > 1 (channel c = (i / inner) % nch), `bits` or cbits[c] wide. Adds
- * each channel's squared error to cerr (may be NULL). */
+/* Fake-quantizes weights w in place: symmetric, steps as the plan's
+ * (qt_weight_step), per channel when nch > 1 (channel c = (i / inner) %
+ * nch), `bits` or cbits[c] wide. Adds each channel's squared error to cerr
+ * (may be NULL). */
 static void fq_weights(float *w, int64_t total, int64_t nch, int64_t inner, int bits, const unsigned char *cbits,
-                       int reduce, int narrow, double *cerr) {
+                       const struct qt_quant_opts *o, double *cerr) {
+    int64_t outer = total / (nch * inner > 0 ? nch * inner : 1);
     for (int64_t c = 0; c < nch; c++) {
-        float t = 0;
-        for (int64_t i = 0; i < total; i++)
-            if ((i / inner) % nch == c && fabsf(w[i]) > t)
-                t = fabsf(w[i]);
-        int qmin, qmax;
-        float s;
-        int32_t zp;
-        qt_qrange(QT_INT8, (cbits ? cbits[c] : bits) - reduce, narrow, &qmin, &qmax);
-        qt_qparams_from_range(-t, t, qmin, qmax, 1, &s, &zp);
+        int qmin, qmax, b = cbits ? cbits[c] : bits;
+        qt_qrange(QT_INT8, b - (o->reduce_range ? 1 : 0), o->narrow, &qmin, &qmax);
+        float s = qt_weight_step(w, outer, nch, inner, c, qmin, qmax, qt_weight_clips(o, b), NULL);
         for (int64_t i = 0; i < total; i++) {
             if ((i / inner) % nch != c)
                 continue;
@@ -432,7 +428,7 @@ static int measure(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_pr
                 qt_errf(err, QT_ENOMEM, "out of memory");
                 goto out;
             }
-            fq_weights(wt->data, total, nch, inner, widths[b], NULL, p->o.reduce_range, p->o.narrow, ce);
+            fq_weights(wt->data, total, nch, inner, widths[b], NULL, &p->o, ce);
             for (int64_t ch = 0; ch < nch; ch++)
                 s->cerr[k][ch * NW + b] = ce[ch];
             free(ce);

@@ -527,6 +527,46 @@ void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetr
     *zp = (int32_t)z;
 }
 
+/* Squared error of channel c of w (outer x nch x inner) on the grid of step s. */
+static double step_err(const float *w, int64_t outer, int64_t nch, int64_t inner, int64_t c, float s, int qmin,
+                       int qmax) {
+    double e = 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++) {
+            float x = w[(o * nch + c) * inner + i];
+            float d = (float)qt_quantize(x, s, 0, qmin, qmax) * s - x;
+            e += (double)d * d;
+        }
+    return e;
+}
+
+float qt_weight_step(const float *w, int64_t outer, int64_t nch, int64_t inner, int64_t c, int qmin, int qmax,
+                     int clip, float *t_out) {
+    float mx = 0, s;
+    int32_t z;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t i = 0; i < inner; i++)
+            mx = fmaxf(mx, fabsf(w[(o * nch + c) * inner + i]));
+    qt_qparams_from_range(-mx, mx, qmin, qmax, 1, &s, &z);
+    float t = mx;
+    if (clip && mx > 0) {
+        double best = step_err(w, outer, nch, inner, c, s, qmin, qmax);
+        for (int k = 63; k >= 16; k--) { /* ties keep the wider range */
+            float tk = mx * (float)k / 64, sk;
+            qt_qparams_from_range(-tk, tk, qmin, qmax, 1, &sk, &z);
+            double e = step_err(w, outer, nch, inner, c, sk, qmin, qmax);
+            if (e < best) {
+                best = e;
+                s = sk;
+                t = tk;
+            }
+        }
+    }
+    if (t_out)
+        *t_out = t;
+    return s;
+}
+
 int qt_qparam_alloc(struct qt_qparam *q, int n, struct qt_err *err) {
     q->n = n;
     q->scale = qt_calloc((size_t)n, sizeof(float), err);

@@ -67,16 +67,20 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
             if (x > q->obs_max[c])
                 q->obs_max[c] = x;
         }
+        int64_t outer = total / (nch * inner > 0 ? nch * inner : 1);
         for (int64_t c = 0; c < nch; c++) {
             if (total == 0)
                 q->obs_min[c] = q->obs_max[c] = 0;
-            double t = fmax(fabs(q->obs_min[c]), fabs(q->obs_max[c]));
-            q->rng_min[c] = (float)-t;
-            q->rng_max[c] = (float)t;
-            int cmin = q->qmin, cmax = q->qmax;
+            int cmin = q->qmin, cmax = q->qmax, bits = q->cbits ? q->cbits[c] : q->bits;
             if (q->cbits)
-                qt_qrange(QT_INT8, q->cbits[c] - (p->o.reduce_range ? 1 : 0), p->o.narrow, &cmin, &cmax);
-            qt_qparams_from_range(-t, t, cmin, cmax, 1, &q->scale[c], &q->zp[c]);
+                qt_qrange(QT_INT8, bits - (p->o.reduce_range ? 1 : 0), p->o.narrow, &cmin, &cmax);
+            float t;
+            q->scale[c] = qt_weight_step(W, outer, nch, inner, c, cmin, cmax, qt_weight_clips(&p->o, bits), &t);
+            q->zp[c] = 0;
+            q->rng_min[c] = -t;
+            q->rng_max[c] = t;
+            if (t < fmaxf(fabsf(q->obs_min[c]), fabsf(q->obs_max[c])))
+                q->method = "mse";
         }
     }
     return 0;

@@ -115,6 +115,17 @@ void qt_qrange(int dtype, int bits, int narrow, int *qmin, int *qmax);
 /* scale and zero point for range [lo, hi] (must contain 0). Zero-width
  * ranges get scale 1 (documented): every value is then the zero point. */
 void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetric, float *scale, int32_t *zp);
+/* The symmetric step of channel c of weights w laid out outer x nch x inner
+ * (per tensor: nch 1) on [qmin, qmax]: max |w| through qt_qparams_from_range,
+ * or with clip the clipping t = k/64 max |w|, k = 16..64, whose grid has the
+ * least squared error (min/max spends most of 4 bits on outliers; ties keep
+ * the wider range). *t_out (may be NULL): the range's end t. */
+float qt_weight_step(const float *w, int64_t outer, int64_t nch, int64_t inner, int64_t c, int qmin, int qmax,
+                     int clip, float *t_out);
+/* Whether weights of `bits` take clipped steps under o (--weight-observer). */
+static inline int qt_weight_clips(const struct qt_quant_opts *o, int bits) {
+    return o->weight_mse > 0 || (o->weight_mse < 0 && bits < 8);
+}
 /* ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zp). */
 static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, int qmax) {
     float q = __builtin_nearbyintf(x / scale);

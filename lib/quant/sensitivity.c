@@ -99,8 +99,8 @@ static void fq_weight(const struct qt_tensor *w, int axis, const float *sc, int 
     }
 }
 
-/* The weight fake-quantized at `bits` (symmetric, max |w| per channel as
- * the plan's weights). */
+/* The weight fake-quantized at `bits` (symmetric, per channel, steps as
+ * the plan's weights: qt_weight_step). */
 static int weight_at(const struct qt_qplan *p, struct sunit *u, int bits, struct qt_err *err) {
     struct qt_tensor wt = *p->g->v[u->v].init, *w = &wt;
     wt.data = (void *)u->wref;
@@ -118,15 +118,9 @@ static int weight_at(const struct qt_qplan *p, struct sunit *u, int bits, struct
     if (q->axis >= 0)
         for (int d = q->axis + 1; d < w->ndim; d++)
             inner *= w->dims[d];
-    for (int64_t i = 0; i < total; i++) {
-        int64_t c = q->axis >= 0 ? (i / inner) % n : 0;
-        float a = fabsf(((const float *)w->data)[i]);
-        sc[c] = a > sc[c] ? a : sc[c];
-    }
-    for (int c = 0; c < n; c++) {
-        int32_t z;
-        qt_qparams_from_range(-sc[c], sc[c], qmin, qmax, 1, &sc[c], &z);
-    }
+    int64_t nch = q->axis >= 0 ? n : 1, outer = total / (nch * inner > 0 ? nch * inner : 1);
+    for (int c = 0; c < n; c++)
+        sc[c] = qt_weight_step(w->data, outer, nch, inner, c, qmin, qmax, qt_weight_clips(&p->o, bits), NULL);
     fq_weight(w, q->axis, sc, n, qmin, qmax, u->walt);
     free(sc);
     u->alt_bits = bits;
