@@ -60,6 +60,7 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     o->hold_back = 10;
     o->rrc_min_scale = 0.08;
     o->calib_images = 256;
+    qt_fallback_opts_init(&o->fb);
 }
 
 void qt_qat_log(struct qat *q, const char *fmt, ...) {
@@ -139,9 +140,9 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
 
 /* ---- export --------------------------------------------------------------- */
 
-static int export_quant(struct qat *q, int images, struct qt_err *err) {
+/* The training's results into the plan: weights, learnt steps, biases. */
+static int trained_plan(struct qat *q, struct qt_err *err) {
     struct qt_qplan *p = q->p;
-    struct qt_graph *qg = NULL;
     qt_qat_fold_back(q);
     for (int v = 0; v < p->g->nv; v++) /* training graph values keep the plan's indices */
         if (q->params[v] && qt_qat_is_float_init(p->g, v)) {
@@ -188,8 +189,13 @@ static int export_quant(struct qat *q, int images, struct qt_err *err) {
     }
     p->tuned = 1;
     qt_qplan_pow2(p);
-    int rc = qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
-             qt_qplan_save(p, qg, q->o->out, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
+    return qt_qplan_biases(p, err);
+}
+
+static int export_quant(struct qat *q, int images, struct qt_err *err) {
+    struct qt_graph *qg = NULL;
+    int rc = qt_qplan_export_qdq(q->p, &qg, err) ||
+             qt_qplan_save(q->p, qg, q->o->out, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
     qt_graph_free(qg);
     return rc ? err->code : 0;
 }
@@ -307,6 +313,9 @@ static int setup_graph(struct qat *q, struct qt_qat_result *r, struct qt_err *er
             }
             if (qt_qplan_weights(q->p, err))
                 return err->code;
+            /* the float reference of --max-drop and --sensitivity: after CLE, before training */
+            if ((o->fb.max_drop >= 0 || o->fb.sensitivity) && qt_graph_clone(&q->ref, q->p->g, err))
+                return err->code;
             if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
                                  &r->calib_images, NULL, NULL, err))
                 return err->code;
@@ -390,6 +399,8 @@ static int setup_optim(struct qat *q, struct qt_qat_result *r, struct qt_err *er
 
 static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     int rc = setup_data(q, r, err);
+    if (!rc && (q->o->fb.max_drop >= 0 || q->o->fb.sensitivity))
+        rc = qt_qat_fallback_images(q, &q->es, err);
     if (!rc)
         rc = setup_graph(q, r, err);
     return rc ? rc : setup_optim(q, r, err);
@@ -407,6 +418,22 @@ static void apply_freeze(struct qat *q, int epoch) {
                 if (q->params[v] && q->opt.p[i].w == q->tg->v[v].init->data && qt_qat_is_scale(q, v))
                     q->opt.p[i].lr_mult = 0;
     }
+}
+
+/* --max-drop and --sensitivity: what they cannot go with. */
+static int check_fallback(const struct qt_qat_opts *o, struct qt_err *err) {
+    int search = o->fb.max_drop >= 0;
+    const char *opt = search ? "--max-drop" : "--sensitivity";
+    if (!search && !o->fb.sensitivity)
+        return 0;
+    if (o->no_quant)
+        return qt_errf(err, QT_EUSAGE, "--no-quant trains a float model: %s measures a quantized one", opt);
+    if (o->init_info) /* the search builds plans from the model with qat's own settings */
+        return qt_errf(err, QT_EUSAGE, "%s starts from qat's own calibration: it excludes --init", opt);
+    if (search && (o->q.weight_budget.kind || o->q.act_budget.kind))
+        return qt_errf(err, QT_EUSAGE, "--max-drop raises layers above the widths a budget chose: it excludes "
+                                       "--weight-budget and --act-budget in qat");
+    return 0;
 }
 
 /* The option combinations qat refuses; resolves the automatic choices
@@ -441,7 +468,7 @@ static int check_opts(struct qt_qat_opts *eo, struct qt_err *err) {
                        o->freeze_bn_after);
     if (o->resume && !o->checkpoint)
         return qt_errf(err, QT_EUSAGE, "--resume needs --checkpoint DIR");
-    return 0;
+    return check_fallback(o, err);
 }
 
 /* One epoch's running figures. */
@@ -575,13 +602,14 @@ static int finish(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     }
     if (q->o->no_quant)
         return export_float(q, err);
-    if (export_quant(q, r->calib_images, err) || qt_mem_figures(q->p, &r->mem, err))
+    if (trained_plan(q, err) || (q->ref && qt_qat_fallback(q, &q->es, r, err)) ||
+        export_quant(q, r->calib_images, err) || qt_mem_figures(q->p, &r->mem, err))
         return err->code;
     if (q->p->mixed) {
         r->mem.rom_budget = q->p->mixed->rom_budget;
         r->mem.ram_budget = q->p->mixed->ram_budget;
     }
-    return 0;
+    return qt_fallback_missed(&r->fb, err);
 }
 
 static void qat_release(struct qat *q) {
@@ -594,6 +622,8 @@ static void qat_release(struct qat *q) {
     qt_graph_free(q->tg);
     qt_qplan_free(q->p);
     qt_graph_free(q->g);
+    qt_graph_free(q->ref);
+    qt_evalset_release(&q->es);
     free(q->params);
     free(q->wfq);
     free(q->afq);
@@ -605,6 +635,14 @@ static void qat_release(struct qat *q) {
     free(q->labels);
     free(q->tlogits);
     free(q->scale0);
+}
+
+void qt_qat_result_free(struct qt_qat_result *r) {
+    free(r->epoch);
+    r->epoch = NULL;
+    qt_sens_report_free(&r->sens);
+    free(r->fb.layer);
+    r->fb.layer = NULL;
 }
 
 int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_err *err) {

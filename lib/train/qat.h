@@ -41,6 +41,8 @@ struct qat {
     int nscale0;
     int ck_best_epoch;       /* the validation record read from a checkpoint */
     double ck_start_val, ck_best_val;
+    struct qt_graph *ref;    /* --max-drop, --sensitivity: the prepared float graph before training */
+    struct qt_evalset es;    /* ... and the images they measure on */
 };
 
 /* a log line through o->log (qat.c) */
@@ -79,4 +81,10 @@ void qt_qat_snap_free(struct qat *q);
 /* DIR/checkpoint.bin after `epoch` finished epochs (nothing without --checkpoint) */
 int qt_qat_ck_write(struct qat *q, int epoch, const struct qt_qat_result *r, struct qt_err *err);
 int qt_qat_ck_read(struct qat *q, int *epoch, struct qt_err *err);
+
+/* ---- --sensitivity and --max-drop after training (qat_fallback.c) ---- */
+/* The evaluation images into es (before training: a usage error fails fast). */
+int qt_qat_fallback_images(struct qat *q, struct qt_evalset *es, struct qt_err *err);
+/* The analysis and the search on the trained plan q->p (replaced by the plan to write). */
+int qt_qat_fallback(struct qat *q, const struct qt_evalset *es, struct qt_qat_result *r, struct qt_err *err);
 #endif

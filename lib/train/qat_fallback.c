@@ -1,0 +1,163 @@
+/* qat_fallback.c: --sensitivity and --max-drop after quantization-aware
+ * training (calib's search, lib/quant/maxdrop.c, on the trained plan).
+ *
+ * The images: --eval-data, else --val, else the training images qat held
+ * back (never trained nor calibrated on). The simulator's float reference is
+ * the prepared model before training (q->ref), so every drop is against the
+ * float model, not against the trained float weights.
+ *
+ * A configuration the search picks is built again from the model with the
+ * raised layers set, then given the training's results: the trained weights
+ * and biases for every layer still quantized, the reference's float ones
+ * for a layer the raise keeps in float (as the simulator ran it); weight
+ * steps from min/max of the trained weights at the new widths, activation
+ * ranges observed again on the calibration images through the trained
+ * weights; every tensor whose width did not change keeps its learnt step
+ * (an activation group keeps them only when none of its tensors changed). */
+#include "train/qat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The node of tp named as np's node k, or -1. */
+static int same_node(const struct qt_qplan *tp, const struct qt_qplan *np, int k) {
+    return qt_graph_find_node(tp->g, np->g->n[k].name);
+}
+
+/* 1 when np's float initializer v comes from the reference: a node that
+ * reads it is kept in float by np but quantized by tp. */
+static int from_ref(const struct qt_qplan *tp, const struct qt_qplan *np, int v) {
+    for (int k = 0; k < np->g->nn; k++) {
+        const struct qt_node *n = &np->g->n[k];
+        if (!np->qn[k].excluded)
+            continue;
+        int tk = same_node(tp, np, k);
+        if (tk < 0 || tp->qn[tk].excluded)
+            continue;
+        for (int i = 0; i < n->nin; i++)
+            if (n->in[i] == v)
+                return 1;
+    }
+    return 0;
+}
+
+/* The float initializers of np from the trained plan or the reference, by name. */
+static int copy_weights(struct qt_qplan *np, const struct qt_qplan *tp, const struct qt_graph *ref,
+                        struct qt_err *err) {
+    struct qt_graph *g = np->g;
+    for (int v = 0; v < g->nv; v++) {
+        if (!qt_qat_is_float_init(g, v))
+            continue;
+        const struct qt_graph *src = from_ref(tp, np, v) ? ref : tp->g;
+        int sv = qt_graph_find(src, g->v[v].name);
+        struct qt_tensor *t = g->v[v].init;
+        if (sv < 0 || !src->v[sv].init || src->v[sv].init->nbytes != t->nbytes)
+            return qt_errf(err, QT_EFAIL, "internal error: '%s' of the plan with raised layers is not in the "
+                                          "trained plan", g->v[v].name);
+        if (memcmp(t->data, src->v[sv].init->data, t->nbytes)) {
+            memcpy(t->data, src->v[sv].init->data, t->nbytes);
+            g->v[v].orig = NULL;
+        }
+    }
+    return 0;
+}
+
+/* tp's tensor of the same value, role and width as np's tensor t, or NULL. */
+static const struct qt_qtensor *trained_tensor(const struct qt_qplan *tp, const struct qt_qplan *np, int t) {
+    const struct qt_qtensor *a = &np->t[t];
+    int v = qt_graph_find(tp->g, np->g->v[a->v].name), k = v >= 0 ? tp->tensor_of[v] : -1;
+    if (k < 0)
+        return NULL;
+    const struct qt_qtensor *b = &tp->t[k];
+    if (b->q.role != a->q.role || b->q.bits != a->q.bits || b->q.n != a->q.n || b->q.qmin != a->q.qmin ||
+        b->q.qmax != a->q.qmax || b->q.cbits || a->q.cbits)
+        return NULL;
+    return b;
+}
+
+static void copy_qparam(struct qt_qparam *d, const struct qt_qparam *s) {
+    for (int c = 0; c < d->n; c++) {
+        d->scale[c] = s->scale[c];
+        d->zp[c] = s->zp[c];
+        d->rng_min[c] = s->rng_min[c];
+        d->rng_max[c] = s->rng_max[c];
+    }
+    d->method = s->method;
+}
+
+/* The learnt steps back where the width did not change (weights one by
+ * one, activations a whole group at a time). */
+static void keep_learnt(struct qt_qplan *np, const struct qt_qplan *tp, unsigned char *changed) {
+    memset(changed, 0, (size_t)np->ngroups + 1);
+    for (int t = 0; t < np->nt; t++)
+        if (np->t[t].q.role == QT_ROLE_ACT && np->t[t].group >= 0 && !trained_tensor(tp, np, t))
+            changed[np->t[t].group] = 1;
+    for (int t = 0; t < np->nt; t++) {
+        struct qt_qtensor *a = &np->t[t];
+        const struct qt_qtensor *b = trained_tensor(tp, np, t);
+        if (!b || (a->q.role != QT_ROLE_WEIGHT && a->q.role != QT_ROLE_ACT))
+            continue;
+        if (a->q.role == QT_ROLE_ACT && (a->group < 0 || changed[a->group]))
+            continue;
+        copy_qparam(&a->q, &b->q);
+    }
+}
+
+/* qt_maxdrop's rebuild: the plan with qo's per-layer settings, given the training's results. */
+static int rebuild(void *ud, const struct qt_quant_opts *qo, struct qt_qplan **out, struct qt_err *err) {
+    struct qat *q = ud;
+    const struct qt_qat_opts *o = q->o;
+    struct qt_qplan *np = NULL;
+    unsigned char *changed = NULL;
+    int images;
+    *out = NULL;
+    if (qt_qplan_build(&np, q->g, qo, NULL, NULL, err) || copy_weights(np, q->p, q->ref, err) ||
+        qt_qplan_weights(np, err))
+        goto out;
+    if (qt_calib_observe(np, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads, &images,
+                         NULL, NULL, err))
+        goto out;
+    if (!(changed = malloc((size_t)np->ngroups + 1))) {
+        qt_errf(err, QT_ENOMEM, "out of memory");
+        goto out;
+    }
+    keep_learnt(np, q->p, changed);
+    np->tuned = 1;
+    qt_qplan_pow2(np);
+    if (qt_qplan_biases(np, err))
+        goto out;
+    *out = np;
+    np = NULL;
+out:
+    free(changed);
+    qt_qplan_free(np);
+    return err->code;
+}
+
+int qt_qat_fallback_images(struct qat *q, struct qt_evalset *es, struct qt_err *err) {
+    const struct qt_qat_opts *o = q->o;
+    char what[4200];
+    if (o->val)
+        snprintf(what, sizeof what, "'%s'", o->val);
+    else if (q->vds)
+        snprintf(what, sizeof what, "the images held back from '%s'", o->train);
+    else
+        snprintf(what, sizeof what, "qat held no training images back (--hold-back %d, %d images) and has no --val",
+                 o->hold_back, qt_dataset_count(q->ds));
+    return qt_fallback_evalset(&o->fb, q->vds, what, o->classes, &q->pp, q->c, q->h, q->w, o->threads, es, err);
+}
+
+int qt_qat_fallback(struct qat *q, const struct qt_evalset *es, struct qt_qat_result *r, struct qt_err *err) {
+    const struct qt_qat_opts *o = q->o;
+    struct qt_maxdrop md;
+    qt_maxdrop_init(&md, &o->fb, &o->q, q->g, q->ref, es, o->threads);
+    md.rebuild = rebuild;
+    md.rebuild_ud = q;
+    md.log = o->log;
+    md.log_ud = o->log_ud;
+    if (qt_maxdrop_run(&md, &q->p, &r->sens, &r->fb, err))
+        return err->code;
+    q->p->fallback = r->fb.ran ? &r->fb : NULL;
+    return 0;
+}
