@@ -71,6 +71,11 @@ int qt_fallback_evalset(const struct qt_fallback_opts *f, struct qt_dataset *dfl
     if (!rc && es->n < 1)
         rc = qt_errf(err, QT_EUSAGE, "%s needs evaluation images: '%s' has none", opt,
                      f->eval_data ? f->eval_data : dflt_name);
+    int labeled = 0;
+    for (int i = 0; !rc && i < es->n; i++)
+        labeled += es->lab[i] >= 0;
+    if (!rc && search && f->metric == QT_METRIC_TOP1 && !labeled) /* before any calibration or training */
+        rc = qt_errf(err, QT_EUSAGE, "--metric top1 needs labeled evaluation images (class folders)");
     return rc;
 }
 
