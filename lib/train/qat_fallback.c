@@ -10,10 +10,12 @@
  * raised layers set, then given the training's results: the trained weights
  * and biases for every layer whose widths did not change, the reference's
  * float ones for a raised layer (kept in float, or quantized at 8 bits from
- * min/max: as the simulator runs a raised layer, so the build meets what
- * the bisection predicted; with the trained weights at 8 bits instead,
- * Fashion-MNIST W3A4 missed a 1-point agreement target that the simulator
- * said 4 raised layers meet by 6.7 to 10 points in all four rebuilds);
+ * min/max: as the simulator runs a raised layer, so the build differs from
+ * what the bisection measured only in the ranges below. Fashion-MNIST, 2 epochs, 75 held-back images, the
+ * trained weights at 8 bits instead: the same layers raised, test top-1
+ * W2A4 88.0% against 93.2%, W3A3 89.8% against 89.2%, W3A4 equal; with 30
+ * held-back images W3A4 missed a 1-point agreement target in all four
+ * rebuilds, which this meets);
  * activation ranges observed again on the calibration images through those
  * weights; every tensor whose width did not change keeps its learnt step. */
 #include "train/qat.h"
