@@ -143,6 +143,9 @@ int cmd_qat(int argc, char **argv) {
         OPT_BOOL('q', "quiet", &a.quiet, "no progress on stderr"),
         CLI_QUANT_OPTS(&o->q),
         CLI_FALLBACK_OPTS(&o->fb),
+        OPT_INTEGER(0, "retune-steps", "N", &o->retune_steps, 0, 1L << 30,
+                    "--max-drop: train each plan it builds N steps, kept where the drop goes down (default: an "
+                    "epoch's; 0 none)"),
         CLI_PREPROC_OPTS(&a.pp),
         OPT_HELP(),
         OPT_END(),
@@ -200,6 +203,8 @@ static int qat_main(void *ctx) {
         return cli_usage("qat", "--from-scratch trains a float model: add --no-quant");
     if (cli_fallback_check("qat", &o->fb, o->no_quant ? "--no-quant" : NULL))
         return QT_EUSAGE;
+    if (o->retune_steps >= 0 && o->fb.max_drop < 0)
+        return cli_usage("qat", "--retune-steps is for --max-drop");
     if (!o->no_quant && !o->quant_info)
         o->quant_info = cli_qinfo_path(o->out, qinfo, sizeof qinfo);
     o->pp = a->pp.pp;
@@ -227,10 +232,19 @@ static int qat_main(void *ctx) {
     print_result(f, o, &r);
     if (!r.interrupted)
         cli_fallback_report(f, &o->fb, &r.sens, &r.fb, o->out);
+    if (r.fb.ran && r.retune_steps > 0)
+        fprintf(f, "  retuned %d of %d rebuilt plan%s for %d steps (kept where the drop went down)\n", r.retuned,
+                r.retune_tries, r.retune_tries == 1 ? "" : "s", r.retune_steps);
     if (js.doc) {
         fill_json(js.doc, o, &r);
         if (!r.interrupted)
             cli_fallback_fill_json(js.doc, &o->fb, &r.sens, &r.fb, o->out);
+        if (r.fb.ran) {
+            cJSON *fb = cJSON_GetObjectItem(js.doc, "fallback");
+            cJSON_AddNumberToObject(fb, "retune_steps", r.retune_steps);
+            cJSON_AddNumberToObject(fb, "retune_tries", r.retune_tries);
+            cJSON_AddNumberToObject(fb, "retuned", r.retuned);
+        }
     }
     qt_qat_result_free(&r);
     if (rc == QT_EDROP) { /* the best model found is written; the target was missed */

@@ -1,14 +1,16 @@
 #!/bin/sh
 # t-qat-maxdrop.sh: --sensitivity and --max-drop on qtool qat (the bundled
 # Fashion-MNIST model, W3A3, 2 epochs, every 4th of the 300 training images
-# held back: plain qat misses a 2-point top-1 target on them by far). --sensitivity prints the
-# trained plan's table, worst first, measured on the held-back images;
-# --max-drop starts from exactly plain qat's model, raises named layers,
-# meets the target, and the model written is better on images neither
-# training nor the search saw (testdata/fmnist/test); ONNX Runtime runs it
-# and agrees; quant_info.json records "fallback" and export rebuilds the file
-# byte for byte; same bytes at 1 and 2 threads; --eval-data; an unreachable
-# target writes the best model and exits 6 naming the layers; usage errors.
+# held back: plain qat misses a 2-point top-1 target on them by far).
+# --sensitivity prints the trained plan's table, worst first, measured on the
+# held-back images; --max-drop starts from exactly plain qat's model, raises
+# named layers, meets the target, and the model written is better on images
+# neither training nor the search saw (testdata/fmnist/test); ONNX Runtime
+# runs it and agrees; quant_info.json records "fallback" and export rebuilds
+# the file byte for byte; same bytes at 1 and 2 threads; each rebuilt plan
+# is retuned (a short QAT pass), kept only where the drop did not rise, none
+# with --retune-steps 0; --eval-data; an unreachable target writes the best
+# model and exits 6 naming the layers; usage errors.
 # needs: ort python3
 . scripts/testlib.sh
 D=testdata/fmnist
@@ -88,10 +90,25 @@ expect_ok "  qtool and ORT agree on it" sh -c "$QTOOL eval $TMP/m.onnx --data $D
 expect_ok "  export rebuilds it from quant_info.json" $QTOOL export $D/model.onnx --quant-info $TMP/m.json \
     -o $TMP/m_x.onnx
 check "  byte for byte" cmp $TMP/m.onnx $TMP/m_x.onnx
-expect_ok "  again at 1 thread" $QTOOL qat $QAT -o $TMP/m1.onnx --max-drop 2 --threads 1
+expect_ok "  again at 1 thread (its log kept)" sh -c "$QTOOL qat $(echo "$QAT" | sed 's/ -q / /') -o $TMP/m1.onnx \
+    --max-drop 2 --threads 1 2>$TMP/m1.log" 
 check "  same model at 1 and 2 threads" cmp $TMP/m.onnx $TMP/m1.onnx
 check "  same quant_info.json" cmp $TMP/m.json $TMP/m1.json
 check "  same tuned weights" cmp $TMP/m.weights.bin $TMP/m1.weights.bin
+
+check "  each rebuilt plan retuned for an epoch's 7 steps, kept only where the drop did not rise" python3 -c "
+import json, re; f=json.load(open('$TMP/m_c.json'))['fallback']
+assert f['retune_steps'] == 225 // 32 and f['retune_tries'] == f['rebuilds'] >= 1, f
+log=re.findall(r'retuned for (\d+) steps: drop (\S+) -> (\S+), (kept|undone)', open('$TMP/m1.log').read())
+assert len(log) == f['retune_tries'] and sum(k == 'kept' for *_, k in log) == f['retuned'], (log, f)
+assert all((float(b) <= float(a)) == (k == 'kept') and int(n) == 7 for n, a, b, k in log), log"
+expect_ok "  --retune-steps 0: no retune" $QTOOL qat $QAT -o $TMP/m0.onnx --max-drop 2 --retune-steps 0 \
+    --json $TMP/m0_c.json --threads 2
+check "  none tried; the model differs exactly when a retune was kept ($(json $TMP/m_c.json fallback.retuned))" \
+    sh -c "python3 -c \"
+import json; f=json.load(open('$TMP/m0_c.json'))['fallback']; assert f['retune_tries'] == 0 and f['retune_steps'] == 0, f
+\" && if [ $(json $TMP/m_c.json fallback.retuned) -gt 0 ]; then ! cmp -s $TMP/m.onnx $TMP/m0.onnx; \
+    else cmp -s $TMP/m.onnx $TMP/m0.onnx; fi"
 
 # --eval-data: unlabeled images, so agreement by default
 mkdir -p $TMP/flat
@@ -129,6 +146,7 @@ mkdir -p $TMP/empty
 expect_fail 2 "--eval-data alone" $QTOOL qat $QAT -o $TMP/b.onnx --eval-data $TMP/flat
 expect_fail 2 "--metric without --max-drop" $QTOOL qat $QAT -o $TMP/b.onnx --metric top1 --sensitivity
 expect_fail 2 "--max-raise without --max-drop" $QTOOL qat $QAT -o $TMP/b.onnx --max-raise 2
+expect_fail 2 "--retune-steps without --max-drop" $QTOOL qat $QAT -o $TMP/b.onnx --retune-steps 3 --sensitivity
 expect_fail 2 "--max-drop with --no-quant" $QTOOL qat $QAT -o $TMP/b.onnx --no-quant --max-drop 1
 expect_fail 2 "--sensitivity with --init" $QTOOL qat $QAT -o $TMP/b.onnx --init $TMP/m.json --sensitivity
 expect_fail 2 "--max-drop with nothing held back and no --val" $QTOOL qat $QAT -o $TMP/b.onnx --max-drop 1 \

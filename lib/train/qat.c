@@ -61,6 +61,7 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     o->rrc_min_scale = 0.08;
     o->calib_images = 256;
     qt_fallback_opts_init(&o->fb);
+    o->retune_steps = -1;
 }
 
 void qt_qat_log(struct qat *q, const char *fmt, ...) {
@@ -612,18 +613,13 @@ static int finish(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     return qt_fallback_missed(&r->fb, err);
 }
 
-static void qat_release(struct qat *q) {
+/* The training graph and what was built on it (qt_qat_build_graph, setup_optim). */
+static void train_release(struct qat *q) {
     qt_optim_release(&q->opt);
     qt_exec_free(q->x);
     qt_exec_free(q->tx);
-    qt_dataset_free(q->ds);
-    qt_dataset_free(q->vds);
     qt_qat_snap_free(q);
     qt_graph_free(q->tg);
-    qt_qplan_free(q->p);
-    qt_graph_free(q->g);
-    qt_graph_free(q->ref);
-    qt_evalset_release(&q->es);
     free(q->params);
     free(q->wfq);
     free(q->afq);
@@ -635,6 +631,49 @@ static void qat_release(struct qat *q) {
     free(q->labels);
     free(q->tlogits);
     free(q->scale0);
+    q->x = q->tx = NULL;
+    q->tg = NULL;
+    q->params = q->act_pact = NULL;
+    q->wfq = q->afq = q->act_scale = q->wscale = q->order = q->labels = NULL;
+    q->bnc = NULL;
+    q->tlogits = q->scale0 = NULL;
+    q->nwfq = q->nafq = q->nact = q->nbnc = q->nscale0 = 0;
+}
+
+static void qat_release(struct qat *q) {
+    train_release(q);
+    qt_dataset_free(q->ds);
+    qt_dataset_free(q->vds);
+    qt_qplan_free(q->p);
+    qt_graph_free(q->g);
+    qt_graph_free(q->ref);
+    qt_evalset_release(&q->es);
+}
+
+int qt_qat_retune(struct qat *q, struct qt_qplan *np, int steps, struct qt_err *err) {
+    const struct qt_qat_opts *o = q->o;
+    struct qt_qplan *tp = q->p;
+    struct qt_qat_result scratch;
+    int count = qt_dataset_count(q->ds), freeze = o->freeze_bn_after;
+    struct qt_sched sch = {o->schedule, (float)o->lr, steps, steps, (float)o->gamma, 0};
+    struct epoch_acc a = {.t0 = qt_now()};
+    memset(&scratch, 0, sizeof scratch);
+    train_release(q);
+    q->p = np; /* folded, its steps set: trained as --init's plan is, without snapping the weights */
+    q->eo->freeze_bn_after = -1;
+    q->from_plan = 1;
+    if (qt_qat_build_graph(q, err) || setup_optim(q, &scratch, err))
+        goto out;
+    apply_freeze(q, o->epochs);
+    shuffle(q->order, count, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)o->epochs * 0x632be59bd9b4e019ull + 7);
+    for (int it = 0; it < steps; it++) /* as an epoch 0 of `steps` steps (the schedule), in an order of its own */
+        if (train_step(q, &sch, 0, it, steps, 0, &a, err))
+            goto out;
+    trained_plan(q, err);
+out:
+    q->p = tp;
+    q->eo->freeze_bn_after = freeze;
+    return err->code;
 }
 
 void qt_qat_result_free(struct qt_qat_result *r) {
@@ -655,6 +694,7 @@ int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_
     memset(&q, 0, sizeof q);
     memset(r, 0, sizeof *r);
     q.o = q.eo = &eo;
+    q.from_plan = eo.init_info != NULL;
     if (check_opts(&eo, err) || qt_qplan_outputs_check(o->out, o->no_quant ? NULL : o->quant_info, 1, err))
         goto done;
     if (setup(&q, r, err))
@@ -703,6 +743,9 @@ out:
     free(steps);
     qat_release(&q);
 done:
+    r->retuned = q.retuned;
+    r->retune_tries = q.retune_tries;
+    r->retune_steps = q.retune_steps;
     r->wall_s = qt_now() - t0;
     r->freeze_bn_after = eo.freeze_bn_after;
     r->distill = eo.distill;

@@ -102,9 +102,8 @@ static void keep_learnt(struct qt_qplan *np, const struct qt_qplan *tp) {
     }
 }
 
-/* qt_maxdrop's rebuild: the plan with qo's per-layer settings, given the training's results. */
-static int rebuild(void *ud, const struct qt_quant_opts *qo, struct qt_qplan **out, struct qt_err *err) {
-    struct qat *q = ud;
+/* The plan with qo's per-layer settings, given the training's results. */
+static int rebuild_plain(struct qat *q, const struct qt_quant_opts *qo, struct qt_qplan **out, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     struct qt_qplan *np = NULL;
     int images;
@@ -127,6 +126,44 @@ out:
     return err->code;
 }
 
+/* The search's drop of plan p on the evaluation images. */
+static int drop_of(struct qat *q, const struct qt_qplan *p, double *d, struct qt_err *err) {
+    struct qt_qsim *s = NULL;
+    struct qt_figures f;
+    if (!qt_qsim_new(&s, p, q->ref, q->es.img, q->es.lab, q->es.n, q->o->threads, err) &&
+        !qt_qsim_eval(s, NULL, &f, err)) {
+        int metric = q->o->fb.metric >= 0 ? q->o->fb.metric : qt_qsim_labeled(s) ? QT_METRIC_TOP1 : QT_METRIC_AGREE;
+        *d = qt_figures_drop(&f, metric);
+    }
+    qt_qsim_free(s);
+    return err->code;
+}
+
+/* qt_maxdrop's rebuild: the plan rebuilt, then retuned where that lowers
+ * the drop (or keeps it: the retuned weights have seen the raised layers),
+ * else rebuilt again as it was. */
+static int rebuild(void *ud, const struct qt_quant_opts *qo, struct qt_qplan **out, struct qt_err *err) {
+    struct qat *q = ud;
+    double d0, d1;
+    if (rebuild_plain(q, qo, out, err) || q->retune_steps <= 0)
+        return err->code;
+    q->retune_tries++;
+    if (drop_of(q, *out, &d0, err) || qt_qat_retune(q, *out, q->retune_steps, err) || drop_of(q, *out, &d1, err)) {
+        qt_qplan_free(*out);
+        *out = NULL;
+        return err->code;
+    }
+    qt_qat_log(q, "max-drop: retuned for %d steps: drop %.3g -> %.3g, %s", q->retune_steps, d0, d1,
+               d1 <= d0 ? "kept" : "undone");
+    if (d1 <= d0) {
+        q->retuned++;
+        return 0;
+    }
+    qt_qplan_free(*out);
+    *out = NULL;
+    return rebuild_plain(q, qo, out, err);
+}
+
 int qt_qat_fallback_images(struct qat *q, struct qt_evalset *es, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     char what[4200];
@@ -143,6 +180,8 @@ int qt_qat_fallback_images(struct qat *q, struct qt_evalset *es, struct qt_err *
 int qt_qat_fallback(struct qat *q, const struct qt_evalset *es, struct qt_qat_result *r, struct qt_err *err) {
     const struct qt_qat_opts *o = q->o;
     struct qt_maxdrop md;
+    int per_epoch = o->iters_per_epoch > 0 ? o->iters_per_epoch : qt_dataset_count(q->ds) / o->batch;
+    q->retune_steps = o->retune_steps >= 0 ? o->retune_steps : per_epoch;
     qt_maxdrop_init(&md, &o->fb, &o->q, q->g, q->ref, es, o->threads);
     md.rebuild = rebuild;
     md.rebuild_ud = q;
