@@ -144,7 +144,7 @@ int cmd_qat(int argc, char **argv) {
         CLI_QUANT_OPTS(&o->q),
         CLI_FALLBACK_OPTS(&o->fb),
         OPT_INTEGER(0, "retune-steps", "N", &o->retune_steps, 0, 1L << 30,
-                    "--max-drop: train each plan it builds N steps, kept where the drop goes down (default: an "
+                    "--max-drop: train each plan it builds N steps, kept unless the drop rises (default: an "
                     "epoch's; 0 none)"),
         CLI_PREPROC_OPTS(&a.pp),
         OPT_HELP(),
@@ -233,7 +233,7 @@ static int qat_main(void *ctx) {
     if (!r.interrupted)
         cli_fallback_report(f, &o->fb, &r.sens, &r.fb, o->out);
     if (r.fb.ran && r.retune_steps > 0)
-        fprintf(f, "  retuned %d of %d rebuilt plan%s for %d steps (kept where the drop went down)\n", r.retuned,
+        fprintf(f, "  retuned %d of %d rebuilt plan%s for %d steps (kept where the drop did not rise)\n", r.retuned,
                 r.retune_tries, r.retune_tries == 1 ? "" : "s", r.retune_steps);
     if (js.doc) {
         fill_json(js.doc, o, &r);

@@ -680,8 +680,8 @@ struct qt_qat_opts {
     int threads;
     struct qt_fallback_opts fb; /* --max-drop, --sensitivity after training, measured on eval_data, else
                                    on val, else on the held-back images (never trained on) */
-    int retune_steps;           /* --max-drop: QAT steps on each plan the search builds, kept where they
-                                   lower the drop; -1 (default): one epoch's (iters_per_epoch or one pass) */
+    int retune_steps;           /* --max-drop: QAT steps on each plan the search builds, kept unless they
+                                   raise the drop; -1 (default): one epoch's (iters_per_epoch or one pass) */
     const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */
     int resume;                 /* continue from the checkpoint in that directory */
     const volatile int *stop;   /* set asynchronously (SIGINT): checkpoint and return */
@@ -722,7 +722,7 @@ struct qt_qat_result {
     struct qt_sens_report sens; /* with o->fb.sensitivity: of the trained plan */
     struct qt_fallback fb;      /* with o->fb.max_drop >= 0 */
     int retune_steps;           /* the steps each rebuilt plan was retuned for (0: none) */
-    int retune_tries, retuned;  /* rebuilt plans retuned; of them kept (the drop went down or stayed) */
+    int retune_tries, retuned;  /* rebuilt plans retuned; of them kept (the drop did not rise) */
 };
 
 void qt_qat_opts_init(struct qt_qat_opts *o);

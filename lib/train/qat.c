@@ -360,7 +360,8 @@ static int setup_optim(struct qat *q, struct qt_qat_result *r, struct qt_err *er
         /* softer targets for more classes: T = 2 for 10 classes, 4 for 1000 */
         if (!(o->temperature > 0))
             q->eo->temperature = 1 + nearbyint(log10(q->ncls));
-        qt_qat_log(q, "distillation from the float model at temperature %g (%d classes)", o->temperature, q->ncls);
+        if (!q->retune_tries) /* not again for every retune */
+            qt_qat_log(q, "distillation from the float model at temperature %g (%d classes)", o->temperature, q->ncls);
         if (qt_exec_new(&q->tx, q->g, o->batch, o->threads, err))
             return err->code;
         q->tlogits = malloc(sizeof(float) * (size_t)o->batch * (size_t)q->ncls);
