@@ -24,46 +24,46 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The node of tp named as np's node k, or -1. */
-static int same_node(const struct qt_qplan *tp, const struct qt_qplan *np, int k) {
-    return qt_graph_find_node(tp->g, np->g->n[k].name);
-}
-
-/* 1 when np's float initializer v comes from the reference: a node that
- * reads it is raised (kept in float, or given other widths) by np. */
-static int from_ref(const struct qt_qplan *tp, const struct qt_qplan *np, int v) {
+/* Per value of np: 1 when it comes from the reference, read by a node np
+ * raises (keeps in float, or gives other widths) that tp quantized. */
+static void mark_from_ref(const struct qt_qplan *tp, const struct qt_qplan *np, unsigned char *from_ref) {
+    memset(from_ref, 0, (size_t)np->g->nv);
     for (int k = 0; k < np->g->nn; k++) {
         const struct qt_node *n = &np->g->n[k];
-        int tk = same_node(tp, np, k);
+        int tk = qt_graph_find_node(tp->g, n->name);
         if (tk < 0 || tp->qn[tk].excluded ||
             (!np->qn[k].excluded && np->qn[k].wbits == tp->qn[tk].wbits && np->qn[k].abits == tp->qn[tk].abits))
             continue;
         for (int i = 0; i < n->nin; i++)
-            if (n->in[i] == v)
-                return 1;
+            if (n->in[i] >= 0)
+                from_ref[n->in[i]] = 1;
     }
-    return 0;
 }
 
 /* The float initializers of np from the trained plan or the reference, by name. */
 static int copy_weights(struct qt_qplan *np, const struct qt_qplan *tp, const struct qt_graph *ref,
                         struct qt_err *err) {
     struct qt_graph *g = np->g;
-    for (int v = 0; v < g->nv; v++) {
+    unsigned char *from_ref = malloc((size_t)g->nv + 1);
+    if (!from_ref)
+        return qt_errf(err, QT_ENOMEM, "out of memory");
+    mark_from_ref(tp, np, from_ref);
+    for (int v = 0; v < g->nv && !err->code; v++) {
         if (!qt_qat_is_float_init(g, v))
             continue;
-        const struct qt_graph *src = from_ref(tp, np, v) ? ref : tp->g;
+        const struct qt_graph *src = from_ref[v] ? ref : tp->g;
         int sv = qt_graph_find(src, g->v[v].name);
         struct qt_tensor *t = g->v[v].init;
-        if (sv < 0 || !src->v[sv].init || src->v[sv].init->nbytes != t->nbytes)
-            return qt_errf(err, QT_EFAIL, "internal error: '%s' of the plan with raised layers is not in the "
-                                          "trained plan", g->v[v].name);
-        if (memcmp(t->data, src->v[sv].init->data, t->nbytes)) {
+        if (sv < 0 || !src->v[sv].init || src->v[sv].init->nbytes != t->nbytes) {
+            qt_errf(err, QT_EFAIL, "internal error: '%s' of the plan with raised layers is not in the trained plan",
+                    g->v[v].name);
+        } else if (memcmp(t->data, src->v[sv].init->data, t->nbytes)) {
             memcpy(t->data, src->v[sv].init->data, t->nbytes);
             g->v[v].orig = NULL;
         }
     }
-    return 0;
+    free(from_ref);
+    return err->code;
 }
 
 /* tp's tensor of the same value, role and width as np's tensor t, or NULL. */
