@@ -18,7 +18,6 @@ void cli_calib_init(struct cli_calib *a, int finetune) {
     cli_pp_init(&a->pp);
     a->o.finetune = finetune;
     a->bnre = -1;
-    cli_fallback_init(&a->fb);
 }
 
 int cmd_calib(int argc, char **argv) {
@@ -119,7 +118,7 @@ int cli_calib_run(void *ctx) {
     if (a->bnre < 0 && !o->bias_correction && o->q.weight_budget.kind)
         o->bn_reestimate = -1; /* when a chosen width is below 8 bits */
     o->ft.lr = a->lr > 0 ? a->lr : o->ft.method == QT_FT_ADAROUND ? 5e-2 : o->ft.lr;
-    if (cli_fallback_apply(cmd, &a->fb, o))
+    if (cli_fallback_check(cmd, &o->fb, o->dry_run ? "--dry-run" : NULL))
         return QT_EUSAGE;
     if (!o->dry_run && !o->out)
         return cli_usage(cmd, "-o OUT.onnx is required");
@@ -158,13 +157,13 @@ int cli_calib_run(void *ctx) {
         fprintf(f, "calibrated on %d images in %.2f s: %d activation and %d weight tensors quantized\n", r.images,
                 r.wall_s, r.nquant_act, r.nquant_weight);
         fprintf(f, "wrote %s and %s\n", o->out, o->quant_info);
-        cli_fallback_report(f, o, &r);
+        cli_fallback_report(f, &o->fb, &r.sens, &r.fb, o->out);
         if (o->q.weight_budget.kind || o->q.act_budget.kind || o->q.pack)
             cli_print_mem(f, &r.mem);
     }
     if (js.doc) {
         fill_json(js.doc, o, &r);
-        cli_fallback_fill_json(js.doc, o, &r);
+        cli_fallback_fill_json(js.doc, &o->fb, &r.sens, &r.fb, o->out);
         if (!o->dry_run)
             cli_json_mem(js.doc, &o->q, &r.mem, r.mixed_s);
     }

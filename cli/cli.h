@@ -157,31 +157,27 @@ int cli_q_abudget(const char *cmd, void *q, const char *arg);
 const char *cli_qinfo_path(const char *out, char *buf, size_t len);
 
 /* --max-drop PCT, --eval-data DIR, --metric NAME, --max-raise N,
- * --sensitivity (calib, finetune; cli/fallback.c) into a struct cli_fallback. */
-struct cli_fallback {
-    double max_drop; /* -1: no search */
-    const char *eval_data;
-    int metric, sens, max_raise;
-};
+ * --sensitivity (calib, finetune, qat; cli/fallback.c) into a struct
+ * qt_fallback_opts (initialised by the command's qt_*_opts_init). */
 extern const int cli_metric_vals[3];
 #define CLI_FALLBACK_OPTS(f)                                                                                     \
     OPT_FLOAT(0, "max-drop", "PCT", &(f)->max_drop, 0, 100,                                                      \
               "raise the precision of the layers that cost most until the drop is at most PCT"),                \
     OPT_STRING(0, "eval-data", "DIR", &(f)->eval_data,                                                           \
-               "--max-drop's images (default: every 4th image of the data, held back)"),                        \
+               "--max-drop's images (default: held back from the data, never calibrated or trained on)"),       \
     OPT_CHOICE(0, "metric", "top1|agreement|sqnr", &(f)->metric, cli_metric_vals,                               \
                "what --max-drop measures (default top1 when labeled, else agreement)"),                         \
     OPT_INTEGER(0, "max-raise", "N", &(f)->max_raise, 1, 1000000,                                                \
                 "--max-drop raises at most the N most sensitive layers (default: any)"),                        \
-    OPT_BOOL(0, "sensitivity", &(f)->sens, "print every layer's sensitivity, worst first")
-void cli_fallback_init(struct cli_fallback *f);
+    OPT_BOOL(0, "sensitivity", &(f)->sensitivity, "print every layer's sensitivity, worst first")
 /* The checks that need all the options (--eval-data, --metric, --max-raise
- * without --max-drop; --dry-run with a measurement), then the values into
- * o. 0, or the usage error printed (non-zero). */
-int cli_fallback_apply(const char *cmd, const struct cli_fallback *f, struct qt_calib_opts *o);
-/* After a run: the sensitivity table and the search's outcome as text (f)
- * and into the JSON summary d. */
-void cli_fallback_report(FILE *f, const struct qt_calib_opts *o, const struct qt_calib_result *r);
+ * without --max-drop; with `measures_nothing` (--dry-run, --no-quant: that
+ * option's name) a measurement). 0, or the usage error printed (non-zero). */
+int cli_fallback_check(const char *cmd, const struct qt_fallback_opts *f, const char *measures_nothing);
+/* After a run: the sensitivity table (with f->sensitivity) and the search's
+ * outcome (when it ran) as text on fp; out: the model written, for its size. */
+void cli_fallback_report(FILE *fp, const struct qt_fallback_opts *f, const struct qt_sens_report *sens,
+                         const struct qt_fallback *fb, const char *out);
 /* (cli_fallback_fill_json, the same into a JSON summary: cli_json.h) */
 /* The sensitivity table, worst first, and the search's outcome (out: the model written, for its size). */
 void cli_sens_print(FILE *f, const struct qt_sens_report *r);
@@ -237,7 +233,6 @@ struct cli_calib {
     int quiet;
     int bnre;  /* --bn-reestimate 1, --no-bn-reestimate 0, else -1 */
     double lr; /* finetune --lr; 0: the method's default */
-    struct cli_fallback fb;
 };
 void cli_calib_init(struct cli_calib *a, int finetune);
 int cli_calib_run(void *ctx);
@@ -253,7 +248,7 @@ int cli_calib_run(void *ctx);
                 "bias correction that also matches each channel's output variance (default with --wbits below 8)"), \
     OPT_SET_INT(0, "no-bn-reestimate", &(a)->bnre, 0,                                                           \
                 "no bias correction unless --bias-correction (default with 8-bit weights)"),                    \
-    CLI_FALLBACK_OPTS(&(a)->fb),                                                                                \
+    CLI_FALLBACK_OPTS(&(a)->o.fb),                                                                                \
     OPT_BOOL(0, "dry-run", &(a)->o.dry_run, "print the graph preparation and what would be quantized, write nothing")
 #define CLI_CALIB_RUN_OPTS(a)                                                                                    \
     OPT_INTEGER('n', "limit", "N", &(a)->o.limit, 1, 1L << 30, "use at most N images (sorted order)"),          \

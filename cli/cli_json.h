@@ -36,8 +36,9 @@ int cli_json_fail(struct cli_json *d, const struct qt_err *err);
  * and "fallback" objects (man qtool-json(5)). */
 void cli_sens_json(cJSON *d, const struct qt_sens_report *r);
 void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out);
-/* Both, as calib/finetune asked for them (cli/fallback.c). */
-void cli_fallback_fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_calib_result *r);
+/* Both, as calib/finetune/qat asked for them (cli/fallback.c). */
+void cli_fallback_fill_json(cJSON *d, const struct qt_fallback_opts *f, const struct qt_sens_report *sens,
+                            const struct qt_fallback *fb, const char *out);
 /* ROM/RAM figures (struct qt_mem_figures): one text line (two with a
  * budget), or the "memory" object of calib/finetune/qat/inspect --json. */
 void cli_print_mem(FILE *f, const struct qt_mem_figures *m);

@@ -1,5 +1,5 @@
 /* fallback.c: --max-drop, --eval-data, --metric and --sensitivity, shared
- * by calib, finetune and qat: parsing, the text tables and the JSON. */
+ * by calib, finetune and qat: the checks, the text tables and the JSON. */
 #include "cli.h"
 #include "cli_json.h"
 #include "quant/quant.h"
@@ -9,28 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void cli_fallback_init(struct cli_fallback *f) {
-    f->max_drop = -1;
-    f->eval_data = NULL;
-    f->metric = -1;
-    f->sens = 0;
-    f->max_raise = 0;
-}
-
 const int cli_metric_vals[3] = {QT_METRIC_TOP1, QT_METRIC_AGREE, QT_METRIC_SQNR};
 
-int cli_fallback_apply(const char *cmd, const struct cli_fallback *f, struct qt_calib_opts *o) {
-    if (f->eval_data && f->max_drop < 0 && !f->sens)
+int cli_fallback_check(const char *cmd, const struct qt_fallback_opts *f, const char *measures_nothing) {
+    if (f->eval_data && f->max_drop < 0 && !f->sensitivity)
         return cli_usage(cmd, "--eval-data is for --max-drop or --sensitivity");
     if ((f->metric >= 0 || f->max_raise) && f->max_drop < 0)
         return cli_usage(cmd, "--%s is for --max-drop", f->metric >= 0 ? "metric" : "max-raise");
-    if (o->dry_run && (f->max_drop >= 0 || f->sens))
-        return cli_usage(cmd, "--dry-run measures nothing: no --max-drop or --sensitivity with it");
-    o->max_drop = f->max_drop;
-    o->eval_data = f->eval_data;
-    o->metric = f->metric;
-    o->sensitivity = f->sens;
-    o->max_raise = f->max_raise;
+    if (measures_nothing && (f->max_drop >= 0 || f->sensitivity))
+        return cli_usage(cmd, "%s measures nothing: no --max-drop or --sensitivity with it", measures_nothing);
     return 0;
 }
 
@@ -145,16 +132,18 @@ void cli_fallback_json(cJSON *d, const struct qt_fallback *fb, const char *out) 
     cli_json_num(o, "search_s", fb->wall_s);
 }
 
-void cli_fallback_report(FILE *f, const struct qt_calib_opts *o, const struct qt_calib_result *r) {
-    if (o->sensitivity)
-        cli_sens_print(f, &r->sens);
-    if (r->fb.ran)
-        cli_fallback_print(f, &r->fb, o->out);
+void cli_fallback_report(FILE *fp, const struct qt_fallback_opts *f, const struct qt_sens_report *sens,
+                         const struct qt_fallback *fb, const char *out) {
+    if (f->sensitivity)
+        cli_sens_print(fp, sens);
+    if (fb->ran)
+        cli_fallback_print(fp, fb, out);
 }
 
-void cli_fallback_fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_calib_result *r) {
-    if (o->sensitivity)
-        cli_sens_json(d, &r->sens);
-    if (r->fb.ran)
-        cli_fallback_json(d, &r->fb, o->out);
+void cli_fallback_fill_json(cJSON *d, const struct qt_fallback_opts *f, const struct qt_sens_report *sens,
+                            const struct qt_fallback *fb, const char *out) {
+    if (f->sensitivity)
+        cli_sens_json(d, sens);
+    if (fb->ran)
+        cli_fallback_json(d, fb, out);
 }

@@ -142,6 +142,10 @@ int cmd_qat(int argc, char **argv) {
         OPT_STRING('j', "json", "FILE", &a.json, "write the per-epoch log and a summary as JSON ('-' for stdout)"),
         OPT_BOOL('q', "quiet", &a.quiet, "no progress on stderr"),
         CLI_QUANT_OPTS(&o->q),
+        CLI_FALLBACK_OPTS(&o->fb),
+        OPT_INTEGER(0, "retune-steps", "N", &o->retune_steps, 0, 1L << 30,
+                    "--max-drop: train each plan it builds N steps, kept unless the drop rises (default: an "
+                    "epoch's; 0 none)"),
         CLI_PREPROC_OPTS(&a.pp),
         OPT_HELP(),
         OPT_END(),
@@ -197,6 +201,10 @@ static int qat_main(void *ctx) {
         return cli_usage("qat", "--resume needs --checkpoint DIR");
     if (o->from_scratch && !o->no_quant)
         return cli_usage("qat", "--from-scratch trains a float model: add --no-quant");
+    if (cli_fallback_check("qat", &o->fb, o->no_quant ? "--no-quant" : NULL))
+        return QT_EUSAGE;
+    if (o->retune_steps >= 0 && o->fb.max_drop < 0)
+        return cli_usage("qat", "--retune-steps is for --max-drop");
     if (!o->no_quant && !o->quant_info)
         o->quant_info = cli_qinfo_path(o->out, qinfo, sizeof qinfo);
     o->pp = a->pp.pp;
@@ -216,13 +224,32 @@ static int qat_main(void *ctx) {
     o->stop = &cli_stop;
     int rc = qt_qat_run(o, &r, &err);
     cli_stop_catch(0);
-    if (rc) {
-        free(r.epoch);
+    if (rc && rc != QT_EDROP) {
+        qt_qat_result_free(&r);
         return cli_json_fail(&js, &err);
     }
-    print_result(a->json && !strcmp(a->json, "-") ? stderr : stdout, o, &r);
-    if (js.doc)
+    FILE *f = a->json && !strcmp(a->json, "-") ? stderr : stdout;
+    print_result(f, o, &r);
+    if (!r.interrupted)
+        cli_fallback_report(f, &o->fb, &r.sens, &r.fb, o->out);
+    if (r.fb.ran && r.retune_steps > 0)
+        fprintf(f, "  retuned %d of %d rebuilt plan%s for %d steps (kept where the drop did not rise)\n", r.retuned,
+                r.retune_tries, r.retune_tries == 1 ? "" : "s", r.retune_steps);
+    if (js.doc) {
         fill_json(js.doc, o, &r);
-    free(r.epoch);
+        if (!r.interrupted)
+            cli_fallback_fill_json(js.doc, &o->fb, &r.sens, &r.fb, o->out);
+        if (r.fb.ran) {
+            cJSON *fb = cJSON_GetObjectItem(js.doc, "fallback");
+            cJSON_AddNumberToObject(fb, "retune_steps", r.retune_steps);
+            cJSON_AddNumberToObject(fb, "retune_tries", r.retune_tries);
+            cJSON_AddNumberToObject(fb, "retuned", r.retuned);
+        }
+    }
+    qt_qat_result_free(&r);
+    if (rc == QT_EDROP) { /* the best model found is written; the target was missed */
+        fprintf(stderr, "qtool qat: %s\n", err.msg);
+        return cli_json_end(&js, rc, &err);
+    }
     return cli_json_end(&js, r.interrupted ? 128 + (cli_stop ? cli_stop : 2) : 0, NULL);
 }

@@ -578,6 +578,18 @@ struct qt_fallback {
     double wall_s;              /* the search's time (sensitivity, evaluations, rebuilds) */
 };
 
+/* Accuracy-driven fallback and sensitivity settings (calib, finetune, qat;
+ * lib/quant/maxdrop.c). */
+struct qt_fallback_opts {
+    double max_drop;            /* --max-drop PCT: < 0 (default) off */
+    const char *eval_data;      /* the search's images; NULL: the command's held-back images */
+    int metric;                 /* QT_METRIC_*; -1 (default): top1 when the images are labeled, else agreement */
+    int sensitivity;            /* fill the result's sens (on the search's images) */
+    int sens_images;            /* images for the sensitivity analysis (default 32) */
+    int max_raise;              /* raise at most this many layers (0: any; the most sensitive first) */
+};
+void qt_fallback_opts_init(struct qt_fallback_opts *f);
+
 struct qt_calib_opts {
     const char *model, *data, *out, *quant_info;
     const char *classes;
@@ -590,13 +602,7 @@ struct qt_calib_opts {
     int bn_reestimate;          /* ... matching the per-channel variance too */
     int finetune;               /* AdaQuant after calibration (qtool finetune) */
     struct qt_ft_opts ft;
-    /* accuracy-driven fallback and sensitivity (lib/quant/maxdrop.c) */
-    double max_drop;            /* --max-drop PCT: < 0 (default) off */
-    const char *eval_data;      /* the search's images; NULL: every 4th image of data held back */
-    int metric;                 /* QT_METRIC_*; -1 (default): top1 when the images are labeled, else agreement */
-    int sensitivity;            /* fill r->sens (on the search's images, else the first calibration ones) */
-    int sens_images;            /* images for the sensitivity analysis (default 32) */
-    int max_raise;              /* raise at most this many layers (0: any; the most sensitive first) */
+    struct qt_fallback_opts fb; /* --max-drop, --sensitivity; default images: every 4th of data held back */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -674,6 +680,10 @@ struct qt_qat_opts {
                                    the start and each epoch (default 10; 0 none) */
     uint64_t seed;
     int threads;
+    struct qt_fallback_opts fb; /* --max-drop, --sensitivity after training, measured on eval_data, else
+                                   on val, else on the held-back images (never trained on) */
+    int retune_steps;           /* --max-drop: QAT steps on each plan the search builds, kept unless they
+                                   raise the drop; -1 (default): one epoch's (iters_per_epoch or one pass) */
     const char *checkpoint;     /* directory: checkpoint.bin after every epoch and on interrupt */
     int resume;                 /* continue from the checkpoint in that directory */
     const volatile int *stop;   /* set asynchronously (SIGINT): checkpoint and return */
@@ -709,8 +719,12 @@ struct qt_qat_result {
     double best_val_top1;
     int ended_below_start;      /* the last epoch validated below the start */
     double wall_s;
-    struct qt_qat_epoch *epoch; /* per epoch run (malloc'd, epochs_done entries; free()) */
+    struct qt_qat_epoch *epoch; /* per epoch run (malloc'd, epochs_done entries) */
     int nepoch;
+    struct qt_sens_report sens; /* with o->fb.sensitivity: of the trained plan */
+    struct qt_fallback fb;      /* with o->fb.max_drop >= 0 */
+    int retune_steps;           /* the steps each rebuilt plan was retuned for (0: none) */
+    int retune_tries, retuned;  /* rebuilt plans retuned; of them kept (the drop did not rise) */
 };
 
 void qt_qat_opts_init(struct qt_qat_opts *o);
@@ -719,6 +733,8 @@ void qt_qat_opts_init(struct qt_qat_opts *o);
 /* Trains and writes o->out (the QDQ model and o->quant_info, or with
  * no_quant the float model). Per-epoch figures go through o->log and r. */
 int qt_qat_run(const struct qt_qat_opts *o, struct qt_qat_result *r, struct qt_err *err);
+/* Frees what a result holds (epoch, sens, fb.layer); safe on a zeroed result. */
+void qt_qat_result_free(struct qt_qat_result *r);
 
 /* ---- utilities -------------------------------------------------------- */
 

@@ -18,9 +18,7 @@ void qt_calib_opts_init(struct qt_calib_opts *o) {
     o->ft.lr = 3e-3;
     o->ft.batch = 8;
     o->ft.max_memory = (int64_t)384 << 20;
-    o->max_drop = -1;
-    o->metric = -1;
-    o->sens_images = 32;
+    qt_fallback_opts_init(&o->fb);
 }
 
 struct calib_ctx {
@@ -380,7 +378,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     struct qt_dataset *ds = NULL, *eds = NULL;
     struct qt_preproc pp = o->pp;
     struct qt_evalset es = {0};
-    int c, h, w, fixed, search = o->max_drop >= 0, sens = o->sensitivity;
+    int c, h, w, fixed, search = o->fb.max_drop >= 0, sens = o->fb.sensitivity;
     double t0 = qt_now();
     memset(r, 0, sizeof *r);
 
@@ -400,43 +398,29 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     if (qt_dataset_open(&ds, o->data, o->classes, err))
         goto out;
     /* the search's images: never the ones calibration or tuning see */
-    if (search || sens) {
-        if (o->eval_data) {
-            if (qt_dataset_open(&eds, o->eval_data, o->classes, err)) {
-                if (err->code == QT_EDATA && strstr(err->msg, "no images")) { /* nothing to measure on */
-                    err->code = QT_EUSAGE;
-                    qt_err_prefix(err, "%s needs evaluation images: --eval-data", search ? "--max-drop" : "--sensitivity");
-                }
-                goto out;
-            }
-        } else if (search) {
-            if (qt_dataset_count(ds) < 2) {
-                qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has %d image%s, too few to hold "
-                        "some back; give --eval-data DIR", o->data, qt_dataset_count(ds),
-                        qt_dataset_count(ds) == 1 ? "" : "s");
-                goto out;
-            }
-            if (qt_dataset_hold_back(ds, 4, &eds, err))
-                goto out;
-        }
-        if (qt_evalset_load(&es, eds ? eds : ds, &pp, c, h, w, search ? 0 : (o->sens_images > 0 ? o->sens_images : 32),
-                            o->threads, err))
-            goto out;
-        if (search && es.n < 1) {
-            qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has none", o->eval_data ? o->eval_data : o->data);
+    if (search && !o->fb.eval_data) {
+        if (qt_dataset_count(ds) < 2) {
+            qt_errf(err, QT_EUSAGE, "--max-drop needs evaluation images: '%s' has %d image%s, too few to hold "
+                    "some back; give --eval-data DIR", o->data, qt_dataset_count(ds),
+                    qt_dataset_count(ds) == 1 ? "" : "s");
             goto out;
         }
+        if (qt_dataset_hold_back(ds, 4, &eds, err))
+            goto out;
     }
+    if ((search || sens) &&
+        qt_fallback_evalset(&o->fb, eds ? eds : ds, o->data, o->classes, &pp, c, h, w, o->threads, &es, err))
+        goto out;
     if (calib_plan(o, &o->q, g, ds, &pp, c, h, w, fixed, &p, search || sens ? &ref : NULL, r, err))
         goto out;
     if (search || sens) {
         struct rebuild_ctx bx = {o, g, ds, &pp, c, h, w, fixed, r};
-        struct qt_maxdrop md = {.q = &o->q, .g = g, .ref = ref, .es = &es, .metric = o->metric,
-                                .max_drop = o->max_drop, .search = search, .sensitivity = sens,
-                                .sens_images = o->sens_images > 0 ? o->sens_images : 32,
-                                .threads = o->threads, .max_raise = o->max_raise, .rebuild = rebuild,
-                                .rebuild_ud = &bx,
-                                .log = o->log, .log_ud = o->log_ud};
+        struct qt_maxdrop md;
+        qt_maxdrop_init(&md, &o->fb, &o->q, g, ref, &es, o->threads);
+        md.rebuild = rebuild;
+        md.rebuild_ud = &bx;
+        md.log = o->log;
+        md.log_ud = o->log_ud;
         if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
             goto out;
     }
@@ -459,11 +443,7 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     }
     if (qt_qplan_save(p, qg, o->out, o->quant_info, o->model, &pp, r->images, o->data, err))
         goto out;
-    if (r->fb.ran && !r->fb.met)
-        qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met; wrote the best model found (%d layer%s "
-                "raised; %s drop %.3g on the search's images)", qt_metric_name(r->fb.metric), r->fb.max_drop,
-                r->fb.nlayers, r->fb.nlayers == 1 ? "" : "s", qt_metric_name(r->fb.metric),
-                qt_figures_drop(&r->fb.after, r->fb.metric));
+    qt_fallback_missed(&r->fb, err);
 out:
     r->wall_s = qt_now() - t0;
     qt_evalset_release(&es);

@@ -40,6 +40,70 @@ void qt_evalset_release(struct qt_evalset *e) {
     memset(e, 0, sizeof *e);
 }
 
+void qt_fallback_opts_init(struct qt_fallback_opts *f) {
+    memset(f, 0, sizeof *f);
+    f->max_drop = -1;
+    f->metric = -1;
+    f->sens_images = 32;
+}
+
+int qt_fallback_evalset(const struct qt_fallback_opts *f, struct qt_dataset *dflt, const char *dflt_name,
+                        const char *classes, const struct qt_preproc *pp, int c, int h, int w, int threads,
+                        struct qt_evalset *es, struct qt_err *err) {
+    struct qt_dataset *eds = NULL;
+    int search = f->max_drop >= 0;
+    const char *opt = search ? "--max-drop" : "--sensitivity";
+    memset(es, 0, sizeof *es);
+    if (f->eval_data) {
+        if (qt_dataset_open(&eds, f->eval_data, classes, err)) {
+            if (err->code == QT_EDATA && strstr(err->msg, "no images")) { /* nothing to measure on */
+                err->code = QT_EUSAGE;
+                qt_err_prefix(err, "%s needs evaluation images: --eval-data", opt);
+            }
+            return err->code;
+        }
+    } else if (!dflt) {
+        return qt_errf(err, QT_EUSAGE, "%s needs evaluation images: %s; give --eval-data DIR", opt, dflt_name);
+    }
+    int rc = qt_evalset_load(es, eds ? eds : dflt, pp, c, h, w,
+                             search ? 0 : (f->sens_images > 0 ? f->sens_images : 32), threads, err);
+    qt_dataset_free(eds);
+    if (!rc && es->n < 1)
+        rc = qt_errf(err, QT_EUSAGE, "%s needs evaluation images: '%s' has none", opt,
+                     f->eval_data ? f->eval_data : dflt_name);
+    int labeled = 0;
+    for (int i = 0; !rc && i < es->n; i++)
+        labeled += es->lab[i] >= 0;
+    if (!rc && search && f->metric == QT_METRIC_TOP1 && !labeled) /* before any calibration or training */
+        rc = qt_errf(err, QT_EUSAGE, "--metric top1 needs labeled evaluation images (class folders)");
+    return rc;
+}
+
+void qt_maxdrop_init(struct qt_maxdrop *m, const struct qt_fallback_opts *f, const struct qt_quant_opts *q,
+                     const struct qt_graph *g, const struct qt_graph *ref, const struct qt_evalset *es, int threads) {
+    memset(m, 0, sizeof *m);
+    m->q = q;
+    m->g = g;
+    m->ref = ref;
+    m->es = es;
+    m->metric = f->metric;
+    m->max_drop = f->max_drop;
+    m->search = f->max_drop >= 0;
+    m->sensitivity = f->sensitivity;
+    m->sens_images = f->sens_images > 0 ? f->sens_images : 32;
+    m->threads = threads;
+    m->max_raise = f->max_raise;
+}
+
+int qt_fallback_missed(const struct qt_fallback *fb, struct qt_err *err) {
+    if (!fb->ran || fb->met)
+        return 0;
+    return qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met; wrote the best model found (%d layer%s "
+                   "raised; %s drop %.3g on the search's images)", qt_metric_name(fb->metric), fb->max_drop,
+                   fb->nlayers, fb->nlayers == 1 ? "" : "s", qt_metric_name(fb->metric),
+                   qt_figures_drop(&fb->after, fb->metric));
+}
+
 struct cand {
     const char *node;
     const char *fused; /* the Relu/Clip fused into it (raised with it), or NULL */

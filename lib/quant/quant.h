@@ -558,6 +558,13 @@ int qt_evalset_load(struct qt_evalset *e, struct qt_dataset *ds, const struct qt
                     int max, int threads, struct qt_err *err);
 void qt_evalset_release(struct qt_evalset *e);
 
+/* The images --max-drop and --sensitivity measure on (f->eval_data, else
+ * dflt: the command's held-back images, NULL when it has none; dflt_name
+ * names them in messages): up to 512 for the search, f->sens_images for the
+ * analysis alone. QT_EUSAGE when there are none. */
+int qt_fallback_evalset(const struct qt_fallback_opts *f, struct qt_dataset *dflt, const char *dflt_name,
+                        const char *classes, const struct qt_preproc *pp, int c, int h, int w, int threads,
+                        struct qt_evalset *es, struct qt_err *err);
 /* The accuracy-driven search (maxdrop.c). From the calibrated plan *p:
  * measure on es; while the drop exceeds max_drop, raise the layers that
  * cost most, in the order of the sensitivity table (a layer's worst unit's
@@ -588,6 +595,11 @@ struct cJSON;
 struct cJSON *qt_fallback_json(struct cJSON *d, const struct qt_fallback *fb);
 /* One set of figures as the object `key` of o (null for what is not finite). */
 void qt_figures_json(struct cJSON *o, const char *key, const struct qt_figures *f);
+/* m from the options (the caller sets rebuild and log). */
+void qt_maxdrop_init(struct qt_maxdrop *m, const struct qt_fallback_opts *f, const struct qt_quant_opts *q,
+                     const struct qt_graph *g, const struct qt_graph *ref, const struct qt_evalset *es, int threads);
+/* After the model is written: QT_EDROP with the message when fb ran and missed its target, else 0. */
+int qt_fallback_missed(const struct qt_fallback *fb, struct qt_err *err);
 int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **p, struct qt_sens_report *sens, struct qt_fallback *fb,
                    struct qt_err *err);
 

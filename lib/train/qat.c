@@ -60,6 +60,8 @@ void qt_qat_opts_init(struct qt_qat_opts *o) {
     o->hold_back = 10;
     o->rrc_min_scale = 0.08;
     o->calib_images = 256;
+    qt_fallback_opts_init(&o->fb);
+    o->retune_steps = -1;
 }
 
 void qt_qat_log(struct qat *q, const char *fmt, ...) {
@@ -139,9 +141,9 @@ static int validate(struct qat *q, double *top1, int *images, struct qt_err *err
 
 /* ---- export --------------------------------------------------------------- */
 
-static int export_quant(struct qat *q, int images, struct qt_err *err) {
+/* The training's results into the plan: weights, learnt steps, biases. */
+static int trained_plan(struct qat *q, struct qt_err *err) {
     struct qt_qplan *p = q->p;
-    struct qt_graph *qg = NULL;
     qt_qat_fold_back(q);
     for (int v = 0; v < p->g->nv; v++) /* training graph values keep the plan's indices */
         if (q->params[v] && qt_qat_is_float_init(p->g, v)) {
@@ -188,8 +190,13 @@ static int export_quant(struct qat *q, int images, struct qt_err *err) {
     }
     p->tuned = 1;
     qt_qplan_pow2(p);
-    int rc = qt_qplan_biases(p, err) || qt_qplan_export_qdq(p, &qg, err) ||
-             qt_qplan_save(p, qg, q->o->out, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
+    return qt_qplan_biases(p, err);
+}
+
+static int export_quant(struct qat *q, int images, struct qt_err *err) {
+    struct qt_graph *qg = NULL;
+    int rc = qt_qplan_export_qdq(q->p, &qg, err) ||
+             qt_qplan_save(q->p, qg, q->o->out, q->o->quant_info, q->o->model, &q->pp, images, q->o->train, err);
     qt_graph_free(qg);
     return rc ? err->code : 0;
 }
@@ -307,6 +314,9 @@ static int setup_graph(struct qat *q, struct qt_qat_result *r, struct qt_err *er
             }
             if (qt_qplan_weights(q->p, err))
                 return err->code;
+            /* the float reference of --max-drop and --sensitivity: after CLE, before training */
+            if ((o->fb.max_drop >= 0 || o->fb.sensitivity) && qt_graph_clone(&q->ref, q->p->g, err))
+                return err->code;
             if (qt_calib_observe(q->p, q->ds, &q->pp, q->c, q->h, q->w, o->calib_images, o->batch, 0, o->threads,
                                  &r->calib_images, NULL, NULL, err))
                 return err->code;
@@ -350,7 +360,8 @@ static int setup_optim(struct qat *q, struct qt_qat_result *r, struct qt_err *er
         /* softer targets for more classes: T = 2 for 10 classes, 4 for 1000 */
         if (!(o->temperature > 0))
             q->eo->temperature = 1 + nearbyint(log10(q->ncls));
-        qt_qat_log(q, "distillation from the float model at temperature %g (%d classes)", o->temperature, q->ncls);
+        if (!q->retune_tries) /* not again for every retune */
+            qt_qat_log(q, "distillation from the float model at temperature %g (%d classes)", o->temperature, q->ncls);
         if (qt_exec_new(&q->tx, q->g, o->batch, o->threads, err))
             return err->code;
         q->tlogits = malloc(sizeof(float) * (size_t)o->batch * (size_t)q->ncls);
@@ -390,6 +401,8 @@ static int setup_optim(struct qat *q, struct qt_qat_result *r, struct qt_err *er
 
 static int setup(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     int rc = setup_data(q, r, err);
+    if (!rc && (q->o->fb.max_drop >= 0 || q->o->fb.sensitivity))
+        rc = qt_qat_fallback_images(q, &q->es, err);
     if (!rc)
         rc = setup_graph(q, r, err);
     return rc ? rc : setup_optim(q, r, err);
@@ -407,6 +420,22 @@ static void apply_freeze(struct qat *q, int epoch) {
                 if (q->params[v] && q->opt.p[i].w == q->tg->v[v].init->data && qt_qat_is_scale(q, v))
                     q->opt.p[i].lr_mult = 0;
     }
+}
+
+/* --max-drop and --sensitivity: what they cannot go with. */
+static int check_fallback(const struct qt_qat_opts *o, struct qt_err *err) {
+    int search = o->fb.max_drop >= 0;
+    const char *opt = search ? "--max-drop" : "--sensitivity";
+    if (!search && !o->fb.sensitivity)
+        return 0;
+    if (o->no_quant)
+        return qt_errf(err, QT_EUSAGE, "--no-quant trains a float model: %s measures a quantized one", opt);
+    if (o->init_info) /* the search builds plans from the model with qat's own settings */
+        return qt_errf(err, QT_EUSAGE, "%s starts from qat's own calibration: it excludes --init", opt);
+    if (search && (o->q.weight_budget.kind || o->q.act_budget.kind))
+        return qt_errf(err, QT_EUSAGE, "--max-drop raises layers above the widths a budget chose: it excludes "
+                                       "--weight-budget and --act-budget in qat");
+    return 0;
 }
 
 /* The option combinations qat refuses; resolves the automatic choices
@@ -441,7 +470,7 @@ static int check_opts(struct qt_qat_opts *eo, struct qt_err *err) {
                        o->freeze_bn_after);
     if (o->resume && !o->checkpoint)
         return qt_errf(err, QT_EUSAGE, "--resume needs --checkpoint DIR");
-    return 0;
+    return check_fallback(o, err);
 }
 
 /* One epoch's running figures. */
@@ -575,25 +604,23 @@ static int finish(struct qat *q, struct qt_qat_result *r, struct qt_err *err) {
     }
     if (q->o->no_quant)
         return export_float(q, err);
-    if (export_quant(q, r->calib_images, err) || qt_mem_figures(q->p, &r->mem, err))
+    if (trained_plan(q, err) || (q->ref && qt_qat_fallback(q, &q->es, r, err)) ||
+        export_quant(q, r->calib_images, err) || qt_mem_figures(q->p, &r->mem, err))
         return err->code;
     if (q->p->mixed) {
         r->mem.rom_budget = q->p->mixed->rom_budget;
         r->mem.ram_budget = q->p->mixed->ram_budget;
     }
-    return 0;
+    return qt_fallback_missed(&r->fb, err);
 }
 
-static void qat_release(struct qat *q) {
+/* The training graph and what was built on it (qt_qat_build_graph, setup_optim). */
+static void train_release(struct qat *q) {
     qt_optim_release(&q->opt);
     qt_exec_free(q->x);
     qt_exec_free(q->tx);
-    qt_dataset_free(q->ds);
-    qt_dataset_free(q->vds);
     qt_qat_snap_free(q);
     qt_graph_free(q->tg);
-    qt_qplan_free(q->p);
-    qt_graph_free(q->g);
     free(q->params);
     free(q->wfq);
     free(q->afq);
@@ -605,6 +632,57 @@ static void qat_release(struct qat *q) {
     free(q->labels);
     free(q->tlogits);
     free(q->scale0);
+    q->x = q->tx = NULL;
+    q->tg = NULL;
+    q->params = q->act_pact = NULL;
+    q->wfq = q->afq = q->act_scale = q->wscale = q->order = q->labels = NULL;
+    q->bnc = NULL;
+    q->tlogits = q->scale0 = NULL;
+    q->nwfq = q->nafq = q->nact = q->nbnc = q->nscale0 = 0;
+}
+
+static void qat_release(struct qat *q) {
+    train_release(q);
+    qt_dataset_free(q->ds);
+    qt_dataset_free(q->vds);
+    qt_qplan_free(q->p);
+    qt_graph_free(q->g);
+    qt_graph_free(q->ref);
+    qt_evalset_release(&q->es);
+}
+
+int qt_qat_retune(struct qat *q, struct qt_qplan *np, int steps, struct qt_err *err) {
+    const struct qt_qat_opts *o = q->o;
+    struct qt_qplan *tp = q->p;
+    struct qt_qat_result scratch;
+    int count = qt_dataset_count(q->ds), freeze = o->freeze_bn_after;
+    struct qt_sched sch = {o->schedule, (float)o->lr, steps, steps, (float)o->gamma, 0};
+    struct epoch_acc a = {.t0 = qt_now()};
+    memset(&scratch, 0, sizeof scratch);
+    train_release(q);
+    q->p = np; /* folded, its steps set: trained as --init's plan is, without snapping the weights */
+    q->eo->freeze_bn_after = -1;
+    q->from_plan = 1;
+    if (qt_qat_build_graph(q, err) || setup_optim(q, &scratch, err))
+        goto out;
+    apply_freeze(q, o->epochs);
+    shuffle(q->order, count, o->seed * 0x9e3779b97f4a7c15ull + (uint64_t)o->epochs * 0x632be59bd9b4e019ull + 7);
+    for (int it = 0; it < steps; it++) /* as an epoch 0 of `steps` steps (the schedule), in an order of its own */
+        if (train_step(q, &sch, 0, it, steps, 0, &a, err))
+            goto out;
+    trained_plan(q, err);
+out:
+    q->p = tp;
+    q->eo->freeze_bn_after = freeze;
+    return err->code;
+}
+
+void qt_qat_result_free(struct qt_qat_result *r) {
+    free(r->epoch);
+    r->epoch = NULL;
+    qt_sens_report_free(&r->sens);
+    free(r->fb.layer);
+    r->fb.layer = NULL;
 }
 
 int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_err *err) {
@@ -617,6 +695,7 @@ int qt_qat_run(const struct qt_qat_opts *uo, struct qt_qat_result *r, struct qt_
     memset(&q, 0, sizeof q);
     memset(r, 0, sizeof *r);
     q.o = q.eo = &eo;
+    q.from_plan = eo.init_info != NULL;
     if (check_opts(&eo, err) || qt_qplan_outputs_check(o->out, o->no_quant ? NULL : o->quant_info, 1, err))
         goto done;
     if (setup(&q, r, err))
@@ -665,6 +744,9 @@ out:
     free(steps);
     qat_release(&q);
 done:
+    r->retuned = q.retuned;
+    r->retune_tries = q.retune_tries;
+    r->retune_steps = q.retune_steps;
     r->wall_s = qt_now() - t0;
     r->freeze_bn_after = eo.freeze_bn_after;
     r->distill = eo.distill;

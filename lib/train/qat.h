@@ -41,6 +41,11 @@ struct qat {
     int nscale0;
     int ck_best_epoch;       /* the validation record read from a checkpoint */
     double ck_start_val, ck_best_val;
+    struct qt_graph *ref;    /* --max-drop, --sensitivity: the prepared float graph before training */
+    struct qt_evalset es;    /* ... and the images they measure on */
+    int from_plan;           /* the weight steps start as the plan's (--init, a retune), not fitted */
+    int retune_steps;        /* --max-drop: resolved retune_steps */
+    int retuned, retune_tries; /* rebuilt plans whose retune was kept / tried */
 };
 
 /* a log line through o->log (qat.c) */
@@ -79,4 +84,14 @@ void qt_qat_snap_free(struct qat *q);
 /* DIR/checkpoint.bin after `epoch` finished epochs (nothing without --checkpoint) */
 int qt_qat_ck_write(struct qat *q, int epoch, const struct qt_qat_result *r, struct qt_err *err);
 int qt_qat_ck_read(struct qat *q, int *epoch, struct qt_err *err);
+
+/* ---- --sensitivity and --max-drop after training (qat_fallback.c) ---- */
+/* The evaluation images into es (before training: a usage error fails fast). */
+int qt_qat_fallback_images(struct qat *q, struct qt_evalset *es, struct qt_err *err);
+/* A short QAT pass (steps steps, qat's settings, a seed of its own) on np,
+ * a folded plan with its steps set; the training state of q is replaced
+ * (the training itself is over when this runs). */
+int qt_qat_retune(struct qat *q, struct qt_qplan *np, int steps, struct qt_err *err);
+/* The analysis and the search on the trained plan q->p (replaced by the plan to write). */
+int qt_qat_fallback(struct qat *q, const struct qt_evalset *es, struct qt_qat_result *r, struct qt_err *err);
 #endif

@@ -150,7 +150,7 @@ int qt_qat_build_graph(struct qat *q, struct qt_err *err) {
                 if (q->bnc[i].vw == qt->v && qp->n == tg->v[qt->v].init->dims[0])
                     for (int c = 0; c < qp->n; c++)
                         ((float *)tg->v[s].init->data)[c] = (float)(qp->scale[c] / fabs(qt_qat_bn_k(q, &q->bnc[i], c)));
-            if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax && !q->o->init_info)
+            if (s >= 0 && qp->bits < 8 && !q->o->weight_minmax && !q->from_plan)
                 mse_init(tg->v[s].init->data, tg->v[qt->v].init, qp);
             snprintf(nm, sizeof nm, "%s_qat_zp", tg->v[qt->v].name);
             int z = s < 0 ? -1 : new_init(tg, nm, qp->n, zf, err);
