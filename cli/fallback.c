@@ -113,6 +113,13 @@ void cli_fallback_print(FILE *f, const struct qt_fallback *fb, const char *out) 
     fprintf(f, "max-drop %g (%s) on %d images used neither for calibration nor tuning: %s\n", fb->max_drop,
             qt_metric_name(fb->metric), fb->eval_images, fb->met ? "met" : "NOT met");
     fb_line(f, "as first quantized", &fb->before, fb->metric);
+    if (fb->ncorr) {
+        fprintf(f, "  corrections measured before raising layers (%s drop):", qt_metric_name(fb->metric));
+        for (int i = 0; i < fb->ncorr; i++)
+            fprintf(f, "%s %s %.3g%s", i ? "," : "", fb->corr[i].option, qt_figures_drop(&fb->corr[i].f, fb->metric),
+                    fb->corr[i].kept ? " (kept)" : "");
+        fprintf(f, "\n");
+    }
     fb_line(f, "as written", &fb->after, fb->metric);
     fprintf(f, "  %d of %d layer%s raised:", fb->nlayers, fb->candidates, fb->candidates == 1 ? "" : "s");
     for (int i = 0; i < fb->nlayers; i++)

@@ -559,6 +559,19 @@ struct qt_fallback_layer {
     int wbits, abits;           /* raised to (0: as planned) */
     int keep_float;             /* raised to float */
 };
+/* A correction the search measured before raising layers: the option (as
+ * on the command line, e.g. "bn-reestimate", "observer=mse", "cle") and its
+ * figures on the search's images, built with the corrections kept so far. */
+struct qt_fallback_corr {
+    char option[32];
+    struct qt_figures f;
+    int kept;                   /* in the model written */
+};
+/* calib's corrections (qt_calib_opts.bias_correction and bn_reestimate as one value) */
+enum { QT_BIAS_NONE, QT_BIAS_CORRECT, QT_BIAS_BNRE };
+/* What --max-drop may change before raising layers (qt_calib_opts.try_corr):
+ * the corrections the user did not set */
+enum { QT_CORR_BIAS = 1, QT_CORR_OBSERVER = 2, QT_CORR_CLE = 4 };
 struct qt_fallback {
     int ran;                    /* the search ran (max_drop given) */
     int met;                    /* the model written meets the target on the search's images */
@@ -573,6 +586,9 @@ struct qt_fallback {
     int nlayers;
     char unsaved[4][128];       /* not met: the most sensitive layers left quantized (up to 4) */
     int nunsaved;
+    struct qt_fallback_corr corr[8]; /* the corrections tried, in order */
+    int ncorr;
+    int bias, observer, cle;    /* the model written's: QT_BIAS_*, QT_OBS_*, cross-layer equalization 0/1 */
     double wall_s;              /* the search's time (sensitivity, evaluations, rebuilds) */
 };
 
@@ -595,6 +611,9 @@ struct qt_calib_opts {
     int sensitivity;            /* fill r->sens (on the search's images, else the first calibration ones) */
     int sens_images;            /* images for the sensitivity analysis (default 32) */
     int max_raise;              /* raise at most this many layers (0: any; the most sensitive first) */
+    int try_corr;               /* QT_CORR_* bits: the corrections the search measures before raising
+                                 * layers, each a calibration (0, the default: none; qtool calib: the
+                                 * ones not given on the command line) */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;

@@ -331,7 +331,8 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
             goto out;
         if (qt_bias_correct(p, ds, pp, total, batch, c, h, w, threads, bnre, &bc, err))
             goto out;
-        r->bc_layers = bc.layers;
+        r->bc_layers = p->bc_layers = bc.layers;
+        p->bias = bnre ? QT_BIAS_BNRE : QT_BIAS_CORRECT;
     }
     free(r->ft.layer);
     memset(&r->ft, 0, sizeof r->ft);
@@ -361,9 +362,18 @@ struct rebuild_ctx {
     struct qt_calib_result *r;
 };
 
-static int rebuild(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err) {
+/* The search's calibration: settings q, corrections c (cli's options
+ * --bias-correction, --bn-reestimate, --observer and --cle as they say). */
+static int rebuild(void *ud, const struct qt_quant_opts *q, const struct qt_corr *c, struct qt_qplan **out,
+                   struct qt_err *err) {
     struct rebuild_ctx *b = ud;
-    return calib_plan(b->o, q, b->g, b->ds, b->pp, b->c, b->h, b->w, b->fixed, out, NULL, b->r, err);
+    struct qt_calib_opts o = *b->o;
+    struct qt_quant_opts qc = *q;
+    o.bias_correction = c->bias == QT_BIAS_CORRECT;
+    o.bn_reestimate = c->bias == QT_BIAS_BNRE;
+    qc.observer = c->observer;
+    qc.cle = c->cle;
+    return calib_plan(&o, &qc, b->g, b->ds, b->pp, b->c, b->h, b->w, b->fixed, out, NULL, b->r, err);
 }
 
 void qt_calib_result_free(struct qt_calib_result *r) {
@@ -434,12 +444,16 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         struct qt_maxdrop md = {.q = &o->q, .g = g, .ref = ref, .es = &es, .metric = o->metric,
                                 .max_drop = o->max_drop, .search = search, .sensitivity = sens,
                                 .sens_images = o->sens_images > 0 ? o->sens_images : 32,
-                                .threads = o->threads, .max_raise = o->max_raise, .rebuild = rebuild,
-                                .rebuild_ud = &bx,
-                                .log = o->log, .log_ud = o->log_ud};
+                                .threads = o->threads, .max_raise = o->max_raise, .try_corr = o->try_corr,
+                                .base = {p->bias, o->q.observer, qt_cle_wanted(&o->q)},
+                                .rebuild = rebuild, .rebuild_ud = &bx, .log = o->log, .log_ud = o->log_ud};
         if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
             goto out;
     }
+    /* the plan written's (a rebuild the search measured and left may have set them) */
+    r->bc_layers = p->bc_layers;
+    r->cle_pairs = p->cle.pairs;
+    r->cle_absorbed = p->cle.absorbed;
     if (r->fb.ran) { /* the counts of the plan written */
         r->nquant_act = r->nquant_weight = 0;
         for (int t = 0; t < p->nt; t++) {

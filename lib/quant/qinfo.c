@@ -201,6 +201,19 @@ cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
             cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
         cJSON_AddItemToArray(a, e);
     }
+    cJSON *c = cJSON_AddArrayToObject(o, "corrections");
+    for (int i = 0; i < fb->ncorr; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "option", fb->corr[i].option);
+        double d = qt_figures_drop(&fb->corr[i].f, fb->metric);
+        if (isfinite(d))
+            cJSON_AddNumberToObject(e, "drop", d);
+        else
+            cJSON_AddNullToObject(e, "drop");
+        qt_figures_json(e, "figures", &fb->corr[i].f);
+        cJSON_AddBoolToObject(e, "kept", fb->corr[i].kept);
+        cJSON_AddItemToArray(c, e);
+    }
     return o;
 }
 
@@ -342,6 +355,8 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddNumberToObject(src, "bytes", (double)len);
     add_settings(d, o, pp, data, images);
     cJSON_AddBoolToObject(cJSON_GetObjectItem(d, "settings"), "cle", p->cle.rounds > 0);
+    cJSON_AddStringToObject(cJSON_GetObjectItem(d, "settings"), "bias_correction",
+                            p->bias == QT_BIAS_BNRE ? "bn-reestimate" : p->bias == QT_BIAS_CORRECT ? "bias-correction" : "none");
     if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);
