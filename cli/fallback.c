@@ -100,8 +100,11 @@ static void fb_line(FILE *f, const char *what, const struct qt_figures *x, int m
     fprintf(f, "  %s:", what);
     if (x->labeled)
         fprintf(f, " top-1 %.2f%% (drop %.2f),", x->top1, x->top1_drop);
-    fprintf(f, " agreement %.1f%%, output SQNR %.1f dB; %s drop %.3g\n", x->agree, finite_or(x->sqnr_db, 999),
+    fprintf(f, " agreement %.1f%%, output SQNR %.1f dB; %s drop %.3g", x->agree, finite_or(x->sqnr_db, 999),
             qt_metric_name(metric), qt_figures_drop(x, metric));
+    if (isfinite(qt_figures_drop_se(x, metric)))
+        fprintf(f, " (standard error %.2g)", qt_figures_drop_se(x, metric));
+    fprintf(f, "\n");
 }
 
 static long long file_size(const char *path) {

@@ -521,6 +521,8 @@ struct qt_figures {
     double top1, top1_drop;     /* percent; drop in points (NAN without labels) */
     double agree;               /* percent of images whose top-1 class is the float model's */
     double sqnr_db;             /* output SQNR against the float model's outputs */
+    int lost, gained;           /* labeled images the float model gets right and this wrong, and the
+                                 * reverse (the simulator's figures only) */
 };
 enum { QT_METRIC_TOP1, QT_METRIC_AGREE, QT_METRIC_SQNR };
 
@@ -548,6 +550,10 @@ struct qt_sens_report {
  * (100 * 10^(-SQNR/10): 1% is 20 dB). */
 double qt_figures_drop(const struct qt_figures *f, int metric);
 const char *qt_metric_name(int metric);
+/* The standard error of that drop over the images (NAN for sqnr): top1,
+ * of the mean of the paired per-image differences (+1 lost, -1 gained);
+ * agreement, of the binomial proportion of disagreements. */
+double qt_figures_drop_se(const struct qt_figures *f, int metric);
 
 /* Unit indices worst first (lowest output SQNR with only the unit quantized). */
 void qt_sens_order(const struct qt_sens_report *r, int *order);

@@ -56,6 +56,8 @@ assert [x['option'] for x in c] == ['bias-correction', 'no-bn-reestimate', 'obse
 best=f['drop_before']
 for x in c:
     assert abs(x['drop'] - (100 - x['figures']['agreement'])) < 1e-9 and x['figures']['images'] == f['eval_images'], x
+    p=x['drop'] / 100; n=x['figures']['images']
+    assert abs(x['figures']['drop_se'] - 100 * (p * (1 - p) / n) ** 0.5) < 1e-9, x
     if x['kept']:
         assert x['drop'] < best, (x, best); best = x['drop']
 qi=json.load(open('$TMP/md.json'))['fallback']['corrections']
@@ -143,6 +145,13 @@ for c in $D/test/*/; do
 done
 expect_ok "W4A4 --max-drop 2 --eval-data DIR (top1 by default)" $QTOOL calib $D/model.onnx --data $D/calib $PP \
     -o $TMP/ed.onnx --wbits 4 --abits 4 --max-drop 2 --eval-data $TMP/ev --json $TMP/ed_c.json
+check "  top1 drop $(json $TMP/ed_c.json fallback.after.drop) = images lost - gained, standard error $(json $TMP/ed_c.json fallback.after.drop_se) of those" python3 -c "
+import json, math; f=json.load(open('$TMP/ed_c.json'))['fallback']
+for x in [f['before'], f['after']] + [c['figures'] for c in f['corrections']]:
+    n=x['images']; l=x['lost']; g=x['gained']; m=(l - g) / n
+    assert abs(x['drop'] - 100 * m) < 1e-9 and abs(x['top1_drop'] - x['drop']) < 1e-9, x
+    assert abs(x['drop_se'] - 100 * math.sqrt(((l + g) / n - m * m) / n)) < 1e-9, x
+assert f['before']['lost'] > 0, f['before']"
 check "  metric top1 on the $(json $TMP/ed_c.json fallback.eval_images) --eval-data images, every calibration image used" \
     python3 -c "
 import json; d=json.load(open('$TMP/ed_c.json')); f=d['fallback']
