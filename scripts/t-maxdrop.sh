@@ -136,6 +136,10 @@ import json; d=json.load(open('$TMP/cy_c.json')); q=json.load(open('$TMP/cy.json
 assert [x['option'] for x in d['fallback']['corrections']] == ['bias-correction', 'bn-reestimate'], d['fallback']
 assert q['settings']['cle'] is True and q['calibration']['observer'] == 'percentile', q
 assert q['calibration']['percentile'] == 99.9, q['calibration']"
+mkdir -p $TMP/wb/o.weights.bin
+expect_fail 1 "  a kept correction's .weights.bin that cannot be written fails first" $QTOOL calib $D/model.onnx \
+    --data $D/calib $PP -o $TMP/wb/o.onnx --max-drop 0.1 --metric sqnr --eval-data $D/test
+check "  names it, nothing written" sh -c "grep -q \"cannot write '$TMP/wb/o.weights.bin'\" $_out && ! test -e $TMP/wb/o.onnx"
 
 # top1 (the default on labeled images) with a separate --eval-data folder
 mkdir -p $TMP/ev

@@ -395,7 +395,9 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     memset(r, 0, sizeof *r);
 
     if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
-                                              o->finetune || o->bias_correction || o->bn_reestimate, err))
+                                              o->finetune || o->bias_correction || o->bn_reestimate ||
+                                                  qt_cle_wanted(&o->q) || (o->max_drop >= 0 && o->try_corr),
+                                              err))
         return err->code;
     if (qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
         qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
