@@ -18,6 +18,30 @@ void cli_calib_init(struct cli_calib *a, int finetune) {
     cli_pp_init(&a->pp);
     a->o.finetune = finetune;
     a->bnre = -1;
+    a->o.q.observer = -1; /* unset: the default, or what --max-drop --try-corrections measures best */
+    a->o.q.percentile = 0;
+}
+
+/* The defaults of the options left unset; calib --max-drop --try-corrections
+ * measures those corrections before raising layers (finetune would tune
+ * again for each: it takes them as they are). */
+static void calib_defaults(struct cli_calib *a) {
+    struct qt_calib_opts *o = &a->o;
+    struct qt_quant_opts d;
+    qt_quant_opts_init(&d);
+    o->try_corr = 0;
+    if (a->bnre < 0 && !o->bias_correction)
+        o->try_corr |= QT_CORR_BIAS;
+    if (o->q.observer < 0 && o->q.percentile == 0)
+        o->try_corr |= QT_CORR_OBSERVER;
+    if (o->q.cle < 0)
+        o->try_corr |= QT_CORR_CLE;
+    if (o->finetune || !a->try_corrections)
+        o->try_corr = 0;
+    if (o->q.observer < 0)
+        o->q.observer = d.observer;
+    if (o->q.percentile == 0)
+        o->q.percentile = d.percentile;
 }
 
 int cmd_calib(int argc, char **argv) {
@@ -26,6 +50,8 @@ int cmd_calib(int argc, char **argv) {
     const struct opt opts[] = {
         CLI_CALIB_OPTS(&a),
         OPT_INTEGER('b', "batch", "N", &a.o.batch, 1, 4096, "images per run (default 32)"),
+        OPT_BOOL(0, "try-corrections", &a.try_corrections,
+                 "--max-drop: first try the bias corrections, --observer mse and --cle not given"),
         CLI_CALIB_RUN_OPTS(&a),
         OPT_HELP(),
         OPT_END(),
@@ -42,12 +68,13 @@ static void fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_c
         cJSON_AddStringToObject(d, "quant_info", o->quant_info);
     cJSON_AddBoolToObject(d, "dry_run", o->dry_run);
     cJSON_AddNumberToObject(d, "images", r->images);
-    cJSON_AddStringToObject(d, "observer", qt_obs_name(o->q.observer));
+    const struct qt_fallback *fb = &r->fb; /* the search may have changed the corrections */
+    cJSON_AddStringToObject(d, "observer", qt_obs_name(fb->ran ? fb->observer : o->q.observer));
     cJSON_AddNumberToObject(d, "wbits", o->q.wbits);
     cJSON_AddNumberToObject(d, "abits", o->q.abits);
     cJSON_AddBoolToObject(d, "per_channel", o->q.per_channel);
-    cJSON_AddBoolToObject(d, "bias_correction", o->bias_correction);
-    cJSON_AddBoolToObject(d, "bn_reestimate", o->bn_reestimate);
+    cJSON_AddBoolToObject(d, "bias_correction", fb->ran ? fb->bias == QT_BIAS_CORRECT : o->bias_correction);
+    cJSON_AddBoolToObject(d, "bn_reestimate", fb->ran ? fb->bias == QT_BIAS_BNRE : o->bn_reestimate);
     cJSON_AddNumberToObject(d, "folded_batchnorm", r->nfolded_bn);
     cJSON_AddNumberToObject(d, "fused_activations", r->nfused_act);
     cJSON_AddNumberToObject(d, "excluded_nodes", r->nexcluded);
@@ -117,9 +144,12 @@ int cli_calib_run(void *ctx) {
     o->bn_reestimate = a->bnre >= 0 ? a->bnre : !o->bias_correction && o->q.wbits < 8;
     if (a->bnre < 0 && !o->bias_correction && o->q.weight_budget.kind)
         o->bn_reestimate = -1; /* when a chosen width is below 8 bits */
+    calib_defaults(a);
     o->ft.lr = a->lr > 0 ? a->lr : o->ft.method == QT_FT_ADAROUND ? 5e-2 : o->ft.lr;
     if (cli_fallback_check(cmd, &o->fb, o->dry_run ? "--dry-run" : NULL))
         return QT_EUSAGE;
+    if (a->try_corrections && o->fb.max_drop < 0)
+        return cli_usage(cmd, "--try-corrections is for --max-drop");
     if (!o->dry_run && !o->out)
         return cli_usage(cmd, "-o OUT.onnx is required");
     if (!o->dry_run && !o->data)

@@ -233,6 +233,7 @@ struct cli_calib {
     int quiet;
     int bnre;  /* --bn-reestimate 1, --no-bn-reestimate 0, else -1 */
     double lr; /* finetune --lr; 0: the method's default */
+    int try_corrections; /* calib --try-corrections */
 };
 void cli_calib_init(struct cli_calib *a, int finetune);
 int cli_calib_run(void *ctx);

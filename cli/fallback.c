@@ -87,8 +87,11 @@ static void fb_line(FILE *f, const char *what, const struct qt_figures *x, int m
     fprintf(f, "  %s:", what);
     if (x->labeled)
         fprintf(f, " top-1 %.2f%% (drop %.2f),", x->top1, x->top1_drop);
-    fprintf(f, " agreement %.1f%%, output SQNR %.1f dB; %s drop %.3g\n", x->agree, finite_or(x->sqnr_db, 999),
+    fprintf(f, " agreement %.1f%%, output SQNR %.1f dB; %s drop %.3g", x->agree, finite_or(x->sqnr_db, 999),
             qt_metric_name(metric), qt_figures_drop(x, metric));
+    if (isfinite(qt_figures_drop_se(x, metric)))
+        fprintf(f, " (standard error %.2g)", qt_figures_drop_se(x, metric));
+    fprintf(f, "\n");
 }
 
 static long long file_size(const char *path) {
@@ -100,6 +103,13 @@ void cli_fallback_print(FILE *f, const struct qt_fallback *fb, const char *out) 
     fprintf(f, "max-drop %g (%s) on %d images used neither for calibration nor tuning: %s\n", fb->max_drop,
             qt_metric_name(fb->metric), fb->eval_images, fb->met ? "met" : "NOT met");
     fb_line(f, "as first quantized", &fb->before, fb->metric);
+    if (fb->ncorr) {
+        fprintf(f, "  corrections measured before raising layers (%s drop):", qt_metric_name(fb->metric));
+        for (int i = 0; i < fb->ncorr; i++)
+            fprintf(f, "%s %s %.3g%s", i ? "," : "", fb->corr[i].option, qt_figures_drop(&fb->corr[i].f, fb->metric),
+                    fb->corr[i].kept ? " (kept)" : "");
+        fprintf(f, "\n");
+    }
     fb_line(f, "as written", &fb->after, fb->metric);
     fprintf(f, "  %d of %d layer%s raised:", fb->nlayers, fb->candidates, fb->candidates == 1 ? "" : "s");
     for (int i = 0; i < fb->nlayers; i++)

@@ -523,6 +523,8 @@ struct qt_figures {
     double top1, top1_drop;     /* percent; drop in points (NAN without labels) */
     double agree;               /* percent of images whose top-1 class is the float model's */
     double sqnr_db;             /* output SQNR against the float model's outputs */
+    int lost, gained;           /* labeled images the float model gets right and this wrong, and the
+                                 * reverse (the simulator's figures only) */
 };
 enum { QT_METRIC_TOP1, QT_METRIC_AGREE, QT_METRIC_SQNR };
 
@@ -550,6 +552,10 @@ struct qt_sens_report {
  * (100 * 10^(-SQNR/10): 1% is 20 dB). */
 double qt_figures_drop(const struct qt_figures *f, int metric);
 const char *qt_metric_name(int metric);
+/* The standard error of that drop over the images (NAN for sqnr): top1,
+ * of the mean of the paired per-image differences (+1 lost, -1 gained);
+ * agreement, of the binomial proportion of disagreements. */
+double qt_figures_drop_se(const struct qt_figures *f, int metric);
 
 /* Unit indices worst first (lowest output SQNR with only the unit quantized). */
 void qt_sens_order(const struct qt_sens_report *r, int *order);
@@ -561,6 +567,19 @@ struct qt_fallback_layer {
     int wbits, abits;           /* raised to (0: as planned) */
     int keep_float;             /* raised to float */
 };
+/* A correction the search measured before raising layers: the option (as
+ * on the command line, e.g. "bn-reestimate", "observer=mse", "cle") and its
+ * figures on the search's images, built with the corrections kept so far. */
+struct qt_fallback_corr {
+    char option[32];
+    struct qt_figures f;
+    int kept;                   /* in the model written */
+};
+/* calib's corrections (qt_calib_opts.bias_correction and bn_reestimate as one value) */
+enum { QT_BIAS_NONE, QT_BIAS_CORRECT, QT_BIAS_BNRE };
+/* What --max-drop may change before raising layers (qt_calib_opts.try_corr):
+ * the corrections the user did not set */
+enum { QT_CORR_BIAS = 1, QT_CORR_OBSERVER = 2, QT_CORR_CLE = 4 };
 struct qt_fallback {
     int ran;                    /* the search ran (max_drop given) */
     int met;                    /* the model written meets the target on the search's images */
@@ -575,6 +594,9 @@ struct qt_fallback {
     int nlayers;
     char unsaved[4][128];       /* not met: the most sensitive layers left quantized (up to 4) */
     int nunsaved;
+    struct qt_fallback_corr corr[8]; /* the corrections tried, in order */
+    int ncorr;
+    int bias, observer, cle;    /* the model written's: QT_BIAS_*, QT_OBS_*, cross-layer equalization 0/1 */
     double wall_s;              /* the search's time (sensitivity, evaluations, rebuilds) */
 };
 
@@ -603,6 +625,9 @@ struct qt_calib_opts {
     int finetune;               /* AdaQuant after calibration (qtool finetune) */
     struct qt_ft_opts ft;
     struct qt_fallback_opts fb; /* --max-drop, --sensitivity; default images: every 4th of data held back */
+    int try_corr;               /* QT_CORR_* bits: the corrections the search measures before raising
+                                 * layers, each a calibration (0, the default: none; qtool calib
+                                 * --try-corrections: the ones not given on the command line) */
     /* lines of the preparation report (--dry-run and the summary) */
     void (*log)(void *ud, const char *line);
     void *log_ud;

@@ -329,7 +329,8 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
             goto out;
         if (qt_bias_correct(p, ds, pp, total, batch, c, h, w, threads, bnre, &bc, err))
             goto out;
-        r->bc_layers = bc.layers;
+        r->bc_layers = p->bc_layers = bc.layers;
+        p->bias = bnre ? QT_BIAS_BNRE : QT_BIAS_CORRECT;
     }
     free(r->ft.layer);
     memset(&r->ft, 0, sizeof r->ft);
@@ -359,9 +360,18 @@ struct rebuild_ctx {
     struct qt_calib_result *r;
 };
 
-static int rebuild(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err) {
+/* The search's calibration: settings q, corrections c (cli's options
+ * --bias-correction, --bn-reestimate, --observer and --cle as they say). */
+static int rebuild(void *ud, const struct qt_quant_opts *q, const struct qt_corr *c, struct qt_qplan **out,
+                   struct qt_err *err) {
     struct rebuild_ctx *b = ud;
-    return calib_plan(b->o, q, b->g, b->ds, b->pp, b->c, b->h, b->w, b->fixed, out, NULL, b->r, err);
+    struct qt_calib_opts o = *b->o;
+    struct qt_quant_opts qc = *q;
+    o.bias_correction = c->bias == QT_BIAS_CORRECT;
+    o.bn_reestimate = c->bias == QT_BIAS_BNRE;
+    qc.observer = c->observer;
+    qc.cle = c->cle;
+    return calib_plan(&o, &qc, b->g, b->ds, b->pp, b->c, b->h, b->w, b->fixed, out, NULL, b->r, err);
 }
 
 void qt_calib_result_free(struct qt_calib_result *r) {
@@ -383,7 +393,9 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
     memset(r, 0, sizeof *r);
 
     if (!o->dry_run && qt_qplan_outputs_check(o->out, o->quant_info,
-                                              o->finetune || o->bias_correction || o->bn_reestimate, err))
+                                              o->finetune || o->bias_correction || o->bn_reestimate ||
+                                                  qt_cle_wanted(&o->q) || (o->fb.max_drop >= 0 && o->try_corr),
+                                              err))
         return err->code;
     if (qt_graph_load(&g, o->model, err) || qt_graph_check_weights(g, err) ||
         qt_model_image_shape(g, &pp, &c, &h, &w, &fixed, err))
@@ -421,9 +433,15 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         md.rebuild_ud = &bx;
         md.log = o->log;
         md.log_ud = o->log_ud;
+        md.try_corr = o->try_corr;
+        md.base = (struct qt_corr){p->bias, o->q.observer, qt_cle_wanted(&o->q)};
         if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
             goto out;
     }
+    /* the plan written's (a rebuild the search measured and left may have set them) */
+    r->bc_layers = p->bc_layers;
+    r->cle_pairs = p->cle.pairs;
+    r->cle_absorbed = p->cle.absorbed;
     if (r->fb.ran) { /* the counts of the plan written */
         r->nquant_act = r->nquant_weight = 0;
         for (int t = 0; t < p->nt; t++) {

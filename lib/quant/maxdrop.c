@@ -1,8 +1,10 @@
 /* maxdrop.c: the accuracy-driven search behind --max-drop (quant.h says
  * what it does), and the images it measures on.
  *
- * Every candidate configuration is measured on the simulator of the first
- * calibrated plan (sensitivity.c): a plan built with the raised layers set
+ * The corrections (bias correction, observer, CLE) change every layer's
+ * parameters: each is a real calibration measured on the search's images.
+ * Every raised-layer configuration is then measured on the simulator of the
+ * best calibrated plan (sensitivity.c): a plan built with the raised layers set
  * says which tensors stay quantized and at what width, so one measurement
  * costs one pass over the search's images, not a calibration. Only the
  * configuration chosen is calibrated (and tuned) again and measured for
@@ -275,8 +277,9 @@ static int build_and_measure(struct search *s, int k, int level, const unsigned 
     const struct qt_maxdrop *m = s->m;
     struct qt_quant_opts q;
     struct qt_qsim *sim2 = NULL;
+    struct qt_corr c = {s->fb->bias, s->fb->observer, s->fb->cle}; /* the corrections kept */
     settings(s, k, level, drop, &q);
-    if (m->rebuild(m->rebuild_ud, &q, np, err))
+    if (m->rebuild(m->rebuild_ud, &q, &c, np, err))
         return err->code;
     s->fb->rebuilds++;
     if (qt_qsim_new(&sim2, *np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
@@ -320,6 +323,126 @@ static void list_unsaved(const struct search *s, struct qt_fallback *fb, int nal
     }
 }
 
+/* The i-th correction to try from c, cheap first: the other bias
+ * corrections, the MSE observer, cross-layer equalization toggled. Applies
+ * it to c, names it (as the option) in name and returns its kind
+ * (QT_CORR_*), or 0 when there is none. */
+static int corr_step(int i, int try_corr, struct qt_corr *c, char *name, size_t len) {
+    static const int bias[3] = {QT_BIAS_CORRECT, QT_BIAS_BNRE, QT_BIAS_NONE};
+    static const char *const bname[3] = {"bias-correction", "bn-reestimate", "no-bn-reestimate"};
+    int k = 0;
+    for (int j = 0; j < 3 && (try_corr & QT_CORR_BIAS); j++)
+        if (bias[j] != c->bias && k++ == i) {
+            c->bias = bias[j];
+            snprintf(name, len, "%s", bname[j]);
+            return QT_CORR_BIAS;
+        }
+    if ((try_corr & QT_CORR_OBSERVER) && k++ == i) {
+        c->observer = c->observer == QT_OBS_MSE ? QT_OBS_PERCENTILE : QT_OBS_MSE;
+        snprintf(name, len, "observer=%s", qt_obs_name(c->observer));
+        return QT_CORR_OBSERVER;
+    }
+    if ((try_corr & QT_CORR_CLE) && k++ == i) {
+        c->cle = !c->cle;
+        snprintf(name, len, "%s", c->cle ? "cle" : "no-cle");
+        return QT_CORR_CLE;
+    }
+    return 0;
+}
+
+/* Before raising layers: each correction the caller left to the search
+ * (m->try_corr) calibrated for real from the best configuration so far and
+ * measured on the search's images; one that lowers the drop is kept. *pp
+ * and s->sim become the best plan's; fb->after its figures. */
+static int try_corrections(struct search *s, struct qt_qplan **pp, struct qt_err *err) {
+    const struct qt_maxdrop *m = s->m;
+    struct qt_fallback *fb = s->fb;
+    struct qt_corr cur = m->base, tried[8];
+    struct qt_qplan *best = NULL, *np = NULL;
+    int kind[8];
+    double curd = qt_figures_drop(&fb->after, s->metric);
+    for (int i = 0; fb->ncorr < 8; i++) {
+        struct qt_fallback_corr *e = &fb->corr[fb->ncorr];
+        struct qt_corr c = m->base;
+        struct qt_qsim *sim = NULL;
+        if (!(kind[fb->ncorr] = corr_step(i, m->try_corr, &c, e->option, sizeof e->option)))
+            break;
+        struct qt_corr t = cur; /* one change from the best so far */
+        if (kind[fb->ncorr] == QT_CORR_BIAS)
+            t.bias = c.bias;
+        else if (kind[fb->ncorr] == QT_CORR_OBSERVER)
+            t.observer = c.observer;
+        else
+            t.cle = c.cle;
+        tried[fb->ncorr] = t;
+        if (m->rebuild(m->rebuild_ud, m->q, &t, &np, err))
+            goto out;
+        fb->rebuilds++;
+        if (qt_qsim_new(&sim, np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
+            qt_qsim_eval(sim, NULL, &e->f, err)) {
+            qt_qsim_free(sim);
+            goto out;
+        }
+        qt_qsim_free(sim);
+        fb->evals++;
+        fb->ncorr++;
+        double d = qt_figures_drop(&e->f, s->metric);
+        logf_(m, "max-drop: with %s: %s drop %.3g", e->option, qt_metric_name(s->metric), d);
+        if (d < curd - 1e-9) {
+            cur = t;
+            curd = d;
+            fb->after = e->f;
+            qt_qplan_free(best);
+            best = np;
+        } else {
+            qt_qplan_free(np);
+        }
+        np = NULL;
+    }
+    for (int i = 0; i < fb->ncorr; i++) /* kept: the change is in the configuration chosen */
+        fb->corr[i].kept = kind[i] == QT_CORR_BIAS     ? cur.bias == tried[i].bias && cur.bias != m->base.bias
+                           : kind[i] == QT_CORR_OBSERVER ? cur.observer == tried[i].observer &&
+                                                               cur.observer != m->base.observer
+                                                         : cur.cle == tried[i].cle && cur.cle != m->base.cle;
+    if (best) {
+        qt_qsim_free(s->sim); /* before its plan goes */
+        s->sim = NULL;
+        qt_qplan_free(*pp);
+        *pp = best;
+        best = NULL;
+        s->p = *pp;
+        if (qt_qsim_new(&s->sim, *pp, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err))
+            goto out;
+    }
+out:
+    fb->bias = cur.bias;
+    fb->observer = cur.observer;
+    fb->cle = cur.cle;
+    qt_qplan_free(best);
+    qt_qplan_free(np);
+    return err->code;
+}
+
+/* The search's record started: the first plan measured as it is. */
+static int measure_first(struct search *s, struct qt_err *err) {
+    const struct qt_maxdrop *m = s->m;
+    struct qt_fallback *fb = s->fb;
+    fb->ran = 1;
+    fb->metric = s->metric;
+    fb->max_drop = m->max_drop;
+    fb->eval_images = m->es->n;
+    fb->bias = m->base.bias;
+    fb->observer = m->base.observer;
+    fb->cle = m->base.cle;
+    if (qt_qsim_eval(s->sim, NULL, &fb->before, err))
+        return err->code;
+    fb->evals = 1;
+    fb->after = fb->before;
+    logf_(m, "max-drop: %s drop %.3g on %d images (target %g)", qt_metric_name(s->metric),
+          qt_figures_drop(&fb->before, s->metric), m->es->n, m->max_drop);
+    return 0;
+}
+
 int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_sens_report *sens,
                    struct qt_fallback *fb, struct qt_err *err) {
     struct search s = {.m = m, .fb = fb, .p = *pp};
@@ -338,17 +461,16 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         goto out;
     if (!m->search)
         goto out;
-    fb->ran = 1;
-    fb->metric = s.metric;
-    fb->max_drop = m->max_drop;
-    fb->eval_images = m->es->n;
-    if (qt_qsim_eval(s.sim, NULL, &fb->before, err))
+    if (measure_first(&s, err))
         goto out;
-    fb->evals = 1;
-    fb->after = fb->before;
-    logf_(m, "max-drop: %s drop %.3g on %d images (target %g)", qt_metric_name(s.metric),
-          qt_figures_drop(&fb->before, s.metric), m->es->n, m->max_drop);
     if (meets(&s, &fb->before)) {
+        fb->met = 1;
+        goto out;
+    }
+    if (m->try_corr && try_corrections(&s, pp, err))
+        goto out;
+    p = *pp;
+    if (meets(&s, &fb->after)) {
         fb->met = 1;
         goto out;
     }
@@ -366,13 +488,13 @@ int qt_maxdrop_run(const struct qt_maxdrop *m, struct qt_qplan **pp, struct qt_s
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
-    struct qt_figures bestf = fb->before;
+    struct qt_figures bestf = fb->after;
     int k, level;
     if (first_guess(&s, p, drop, &k, &level, &bestf, err))
         goto out;
     /* built for real, measured, more raised while it misses; the first
      * plan stays the best until a rebuild beats it */
-    double bestd = qt_figures_drop(&fb->before, s.metric);
+    double bestd = qt_figures_drop(&fb->after, s.metric);
     for (int round = 0; round < 4; round++) {
         struct qt_figures f;
         if (build_and_measure(&s, k, level, drop, &np, &f, err))

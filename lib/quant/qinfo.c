@@ -180,6 +180,27 @@ void qt_figures_json(cJSON *o, const char *key, const struct qt_figures *f) {
         cJSON_AddNullToObject(e, "sqnr_db");
 }
 
+/* A number, null when it is not finite. */
+static void num_or_null(cJSON *o, const char *key, double v) {
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+/* The search's figures under key, with the drop in its metric and that
+ * drop's standard error over the images. */
+static void fb_figures(cJSON *o, const char *key, const struct qt_figures *f, int metric) {
+    qt_figures_json(o, key, f);
+    cJSON *e = cJSON_GetObjectItem(o, key);
+    if (f->labeled) {
+        cJSON_AddNumberToObject(e, "lost", f->lost);
+        cJSON_AddNumberToObject(e, "gained", f->gained);
+    }
+    num_or_null(e, "drop", qt_figures_drop(f, metric));
+    num_or_null(e, "drop_se", qt_figures_drop_se(f, metric));
+}
+
 /* --max-drop's outcome (the raised layers are also in the tensors' bits
  * and prepare.excluded, which export rebuilds from). */
 cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
@@ -189,8 +210,8 @@ cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
     cJSON_AddBoolToObject(o, "met", fb->met);
     cJSON_AddNumberToObject(o, "eval_images", fb->eval_images);
     cJSON_AddNumberToObject(o, "candidates", fb->candidates);
-    qt_figures_json(o, "before", &fb->before);
-    qt_figures_json(o, "after", &fb->after);
+    fb_figures(o, "before", &fb->before, fb->metric);
+    fb_figures(o, "after", &fb->after, fb->metric);
     cJSON *a = cJSON_AddArrayToObject(o, "raised");
     for (int i = 0; i < fb->nlayers; i++) {
         cJSON *e = cJSON_CreateObject();
@@ -200,6 +221,15 @@ cJSON *qt_fallback_json(cJSON *d, const struct qt_fallback *fb) {
         else
             cJSON_AddNumberToObject(e, "to", fb->layer[i].wbits);
         cJSON_AddItemToArray(a, e);
+    }
+    cJSON *c = cJSON_AddArrayToObject(o, "corrections");
+    for (int i = 0; i < fb->ncorr; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "option", fb->corr[i].option);
+        num_or_null(e, "drop", qt_figures_drop(&fb->corr[i].f, fb->metric));
+        fb_figures(e, "figures", &fb->corr[i].f, fb->metric);
+        cJSON_AddBoolToObject(e, "kept", fb->corr[i].kept);
+        cJSON_AddItemToArray(c, e);
     }
     return o;
 }
@@ -342,6 +372,8 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddNumberToObject(src, "bytes", (double)len);
     add_settings(d, o, pp, data, images);
     cJSON_AddBoolToObject(cJSON_GetObjectItem(d, "settings"), "cle", p->cle.rounds > 0);
+    cJSON_AddStringToObject(cJSON_GetObjectItem(d, "settings"), "bias_correction",
+                            p->bias == QT_BIAS_BNRE ? "bn-reestimate" : p->bias == QT_BIAS_CORRECT ? "bias-correction" : "none");
     if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);

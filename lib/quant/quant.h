@@ -225,6 +225,8 @@ struct qt_qplan {
     struct qt_mixed *mixed;   /* widths chosen within a budget (owned; o.layers, o.cbits point into it) */
     struct qt_layer_set *mixed_layers; /* owned: the array o.layers is */
     const struct qt_fallback *fallback; /* --max-drop's outcome: quant_info.json's "fallback" (may be NULL) */
+    int bias;               /* QT_BIAS_*: the bias correction applied (calib.c) */
+    int bc_layers;          /* layers it corrected */
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
@@ -566,7 +568,11 @@ int qt_fallback_evalset(const struct qt_fallback_opts *f, struct qt_dataset *dfl
                         const char *classes, const struct qt_preproc *pp, int c, int h, int w, int threads,
                         struct qt_evalset *es, struct qt_err *err);
 /* The accuracy-driven search (maxdrop.c). From the calibrated plan *p:
- * measure on es; while the drop exceeds max_drop, raise the layers that
+ * measure on es; when the drop exceeds max_drop, first each correction of
+ * try_corr (the other bias corrections, the MSE observer, CLE toggled, in
+ * that order) calibrated for real from the best configuration so far and
+ * kept when it lowers the drop (fb->corr); while it still exceeds it, raise
+ * the layers that
  * cost most, in the order of the sensitivity table (a layer's worst unit's
  * output SQNR with only it quantized): first to 8 bits when the plan has lower
  * widths, then to float; the fewest of them found by bisection on the
@@ -574,7 +580,8 @@ int qt_fallback_evalset(const struct qt_fallback_opts *f, struct qt_dataset *dfl
  * with q->layers set) and measured again, adding layers while it misses.
  * *p is replaced by the plan to write; fb says what was done (fb->met 0:
  * the target was not met, *p is the best found). With sensitivity (or the
- * search), sens gets the analysis of the first plan. */
+ * search), sens gets the analysis of the first plan (of the corrected one
+ * when only the search asks for it). */
 struct qt_maxdrop {
     const struct qt_quant_opts *q;
     const struct qt_graph *g;       /* the model (plans for other settings are built from it) */
@@ -584,7 +591,14 @@ struct qt_maxdrop {
     double max_drop;
     int search, sensitivity, sens_images, threads;
     int max_raise;                  /* candidates: the max_raise most sensitive layers (0: all) */
-    int (*rebuild)(void *ud, const struct qt_quant_opts *q, struct qt_qplan **out, struct qt_err *err);
+    int try_corr;                   /* QT_CORR_*: the corrections to measure before raising layers */
+    struct qt_corr {                /* the corrections of a calibration */
+        int bias;                   /* QT_BIAS_* */
+        int observer, cle;          /* QT_OBS_*; cross-layer equalization 0/1 */
+    } base;                         /* the first plan's */
+    /* calibrates (and tunes) again with the settings q and the corrections c */
+    int (*rebuild)(void *ud, const struct qt_quant_opts *q, const struct qt_corr *c, struct qt_qplan **out,
+                   struct qt_err *err);
     void *rebuild_ud;
     void (*log)(void *ud, const char *line);
     void *log_ud;

@@ -52,6 +52,7 @@ struct sunit {
 
 struct fig {
     long long n1, nag, nlab, n;
+    long long lost, gained; /* labeled images float gets right and this wrong, the reverse */
     double sig, noise;
 };
 
@@ -222,6 +223,8 @@ static void score(struct qt_qsim *s, int i0, int nb, struct fig *f) {
         if (l >= 0 && l < s->nout) {
             f->nlab++;
             f->n1 += top == l;
+            f->lost += s->ftop[i0 + b] == l && top != l;
+            f->gained += s->ftop[i0 + b] != l && top == l;
         }
     }
 }
@@ -242,6 +245,21 @@ static void fig_out(const struct qt_qsim *s, const struct fig *f, struct qt_figu
     o->top1_drop = f->nlab ? s->float_top1 - o->top1 : NAN;
     o->agree = f->n ? 100.0 * f->nag / f->n : NAN;
     o->sqnr_db = f->noise > 0 ? 10 * log10(f->sig / f->noise) : INFINITY;
+    o->lost = (int)f->lost;
+    o->gained = (int)f->gained;
+}
+
+double qt_figures_drop_se(const struct qt_figures *f, int metric) {
+    double n = metric == QT_METRIC_TOP1 ? f->labeled : f->images;
+    if (n < 1 || metric == QT_METRIC_SQNR)
+        return NAN;
+    if (metric == QT_METRIC_AGREE) { /* disagreements: a binomial proportion */
+        double p = 1 - f->agree / 100;
+        return 100 * sqrt(fmax(p * (1 - p), 0) / n);
+    }
+    /* per image +1 lost, -1 gained, 0 else: the standard error of their mean */
+    double m = (f->lost - f->gained) / n;
+    return 100 * sqrt(fmax((f->lost + f->gained) / n - m * m, 0) / n);
 }
 
 double qt_figures_drop(const struct qt_figures *f, int metric) {

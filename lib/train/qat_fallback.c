@@ -142,7 +142,9 @@ static int drop_of(struct qat *q, const struct qt_qplan *p, double *d, struct qt
 /* qt_maxdrop's rebuild: the plan rebuilt, then retuned where that lowers
  * the drop (or keeps it: the retuned weights have seen the raised layers),
  * else rebuilt again as it was. */
-static int rebuild(void *ud, const struct qt_quant_opts *qo, struct qt_qplan **out, struct qt_err *err) {
+static int rebuild(void *ud, const struct qt_quant_opts *qo, const struct qt_corr *c, struct qt_qplan **out,
+                   struct qt_err *err) {
+    (void)c; /* qat measures no corrections (try_corr 0) */
     struct qat *q = ud;
     double d0, d1;
     if (rebuild_plain(q, qo, out, err) || q->retune_steps <= 0)
