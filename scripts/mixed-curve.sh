@@ -13,7 +13,9 @@
 # plots, and one Markdown row per run on stdout: held-out top-1, agreement,
 # weight ROM bytes and average bits (quant_info.json "memory"), CPU seconds
 # (user+sys) of the quantizing command. MC_SERIES=uniform or mixed runs one
-# series only. Mixed at 8 bits is not run: a budget of 8bits is met by all
+# series only. The series are "uniform" and "mixed", with " finetune" after
+# them for MC_TOOL=finetune; MC_APPEND=1 adds the points to an existing
+# CURVE.json (e.g. finetune's beside calib's in one chart). Mixed at 8 bits is not run: a budget of 8bits is met by all
 # 8-bit weights, the uniform W8 point, which both series share. Runs at --threads 1 (MC_THREADS), one command at a time.
 set -eu
 if [ $# -lt 4 ]; then
@@ -57,18 +59,20 @@ for b in $BITS; do
             '{printf "| %s | %s %s | %.2f | %.2f | %d | %.2f | %s |\n", $1, tool, opt, $3, $4, $5, $6, $7}'
     done
 done
-python3 - "$T/rows" "$OUT" "$M" "$TOOL" "$ftop" <<'EOF'
+python3 - "$T/rows" "$OUT" "$M" "$TOOL" "$ftop" "${MC_APPEND:-0}" <<'EOF'
 import json, os, sys
-rows, out, model, tool, ftop = sys.argv[1:6]
-pts = []
+rows, out, model, tool, ftop, append = sys.argv[1:7]
+doc = {"model": os.path.basename(model), "float_top1": round(float(ftop), 4), "points": []}
+if append == "1" and os.path.exists(out):
+    doc = json.load(open(out))
 for line in open(rows):
     s, b, top1, agr, rom, avg, cpu = line.split()
     opt = "--wbits %s" % b if s == "uniform" else "--weight-budget %sbits" % b
-    pts.append({"series": s, "label": "%s %s" % (tool, opt), "weight_bytes": int(rom),
-                "avg_bits": round(float(avg), 4), "top1": round(float(top1), 4),
-                "agreement": round(float(agr), 4), "cpu_s": int(cpu)})
-doc = {"model": os.path.basename(model), "float_top1": round(float(ftop), 4), "points": pts}
-with open(out, "w") as f:
+    doc["points"].append({"series": s if tool == "calib" else "%s %s" % (s, tool), "label": "%s %s" % (tool, opt),
+                          "weight_bytes": int(rom), "avg_bits": round(float(avg), 4), "top1": round(float(top1), 4),
+                          "agreement": round(float(agr), 4), "cpu_s": int(cpu)})
+with open(out + ".tmp", "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")
+os.replace(out + ".tmp", out)
 EOF

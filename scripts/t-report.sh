@@ -198,6 +198,13 @@ bad_curve "nine series" "series 'i' is one more than the 8" "{\"points\": [$(for
 expect_fail 1 "--curve: a missing file" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP \
     --report $TMP/rb --curve $TMP/none.json
 check "  names it, writes no report" sh -c "grep -q 'none.json' $_out && test ! -e $TMP/rb"
+cp $TMP/curve.json $TMP/curve2.json
+expect_ok "mixed-curve.sh MC_TOOL=finetune MC_APPEND=1 (W4, 5 iterations)" env QTOOL=$QTOOL MC_BITS=4 MC_TOOL=finetune \
+    MC_ARGS="--iters 5" MC_APPEND=1 sh scripts/mixed-curve.sh $D/model_bn.onnx $D/calib $D/test $TMP/curve2.json --preset mnist
+check "appended: 5 points, the finetune ones in their own series" test "$(python3 -c "import json,sys
+d=json.load(open(sys.argv[1])); p=d['points']
+print(len(p), ','.join(sorted({x['series'] for x in p})), p[3]['label'], p[0] == json.load(open(sys.argv[2]))['points'][0])" \
+    $TMP/curve2.json $TMP/curve.json)" = "5 mixed,mixed finetune,uniform,uniform finetune finetune --wbits 4 True"
 expect_fail 2 "--curve without --report" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP \
     --curve $TMP/curve.json
 
