@@ -208,11 +208,42 @@ void cli_progress_clear(FILE *f);
 int cli_main(const char *cmd, const char *synopsis, const struct opt *opts, int argc, char **argv,
              const char **model, int (*run)(void *ctx), void *ctx);
 
+/* A growing string for the report's HTML (cli/report.c): cli_sbf appends
+ * printf-style, cli_sbe appends text with &, <, >, " escaped; oom is set
+ * once an allocation fails and later calls do nothing. */
+struct cli_sb {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+void cli_sbf(struct cli_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_sbe(struct cli_sb *b, const char *s);
+
+/* qtool eval --report --curve FILE.json: accuracy against weight size, one
+ * point per quantized model (scripts/mixed-curve.sh writes the file). */
+struct cli_curve_point {
+    char series[32], label[128];
+    int s; /* the series, numbered by first appearance */
+    double bytes, bits, top1, agree, cpu_s; /* agree, cpu_s: NAN when absent */
+};
+struct cli_curve {
+    char model[128];
+    double float_top1; /* NAN when absent */
+    int n, nseries;
+    struct cli_curve_point *p;
+};
+/* Reads and checks FILE.json (cli/curve.c): 0, or QT_EDATA / QT_EFAIL with
+ * a message that names the file and the point. */
+int cli_curve_load(const char *path, struct cli_curve *c, struct qt_err *err);
+void cli_curve_free(struct cli_curve *c);
+/* The section "Accuracy against weight size": two charts and the table. */
+void cli_curve_html(struct cli_sb *b, const struct cli_curve *c);
+
 /* qtool eval --report: DIR/index.html (its path into path) with the charts
  * of rep, the histograms of the nworst lowest-SQNR tensors (cli/report.c). */
 int cli_report_write(const char *dir, const struct qt_eval_opts *o, const struct qt_eval_result *r,
-                     const struct qt_layer_report *rep, int nworst, char *path, size_t pathlen,
-                     struct qt_err *err);
+                     const struct qt_layer_report *rep, const struct cli_curve *curve, int nworst,
+                     char *path, size_t pathlen, struct qt_err *err);
 /* Before the run: DIR is a folder or can be made, and DIR/index.html can be
  * written (qt_out_check). */
 int cli_report_check(const char *dir, struct qt_err *err);

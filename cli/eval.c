@@ -10,7 +10,7 @@
 struct eval_cmd {
     struct qt_eval_opts o;
     struct cli_pp pp;
-    const char *json, *report;
+    const char *json, *report, *curve;
     int quiet, report_images;
 };
 
@@ -41,6 +41,8 @@ int cmd_eval(int argc, char **argv) {
                  "run a QDQ model as written, in float (default: QDQ patterns on int8 kernels)"),
         OPT_STRING(0, "report", "DIR", &a.report,
                    "with --ref: DIR/index.html, per-layer SQNR, histograms, depthwise ranges"),
+        OPT_STRING(0, "curve", "FILE.json", &a.curve,
+                   "with --report: accuracy against weight size of several models (scripts/mixed-curve.sh)"),
         OPT_INTEGER(0, "report-images", "N", &a.report_images, 1, 1L << 30,
                     "images for the per-layer figures of --report (default 64)"),
         OPT_BOOL('q', "quiet", &a.quiet, "no progress on stderr"),
@@ -199,12 +201,15 @@ static int eval_main(void *ctx) {
     struct cli_progress prog;
     struct cli_json js;
     struct qt_layer_report rep = {0};
+    struct cli_curve curve = {0};
     const char *report = a->report;
     char report_path[4096];
     if (!o->data)
         return cli_usage("eval", "--data DIR is required");
     if (report && !o->ref)
         return cli_usage("eval", "--report compares with the float model: give --ref FLOAT.onnx");
+    if (a->curve && !report)
+        return cli_usage("eval", "--curve is a section of the report: give --report DIR");
     o->pp = a->pp.pp;
     o->channels_set = a->pp.set_channels;
     o->classes = a->pp.classes;
@@ -214,17 +219,21 @@ static int eval_main(void *ctx) {
         o->progress_ud = &prog;
     }
     cli_json_begin(&js, "eval", a->json);
-    if (cli_json_check(&js, &err) || (report && cli_report_check(report, &err)))
+    if (cli_json_check(&js, &err) || (report && cli_report_check(report, &err)) ||
+        (a->curve && cli_curve_load(a->curve, &curve, &err)))
         return cli_json_fail(&js, &err);
     if (qt_eval_run(o, &r, &err)) {
         qt_eval_result_release(&r);
+        cli_curve_free(&curve);
         return cli_json_fail(&js, &err);
     }
     if (report) {
         o->progress = NULL;
         if (qt_eval_layers(o, a->report_images, &rep, &err) ||
-            cli_report_write(report, o, &r, &rep, 6, report_path, sizeof report_path, &err)) {
+            cli_report_write(report, o, &r, &rep, a->curve ? &curve : NULL, 6, report_path, sizeof report_path,
+                             &err)) {
             qt_layer_report_free(&rep);
+            cli_curve_free(&curve);
             qt_eval_result_release(&r);
             return cli_json_fail(&js, &err);
         }
@@ -233,6 +242,10 @@ static int eval_main(void *ctx) {
     print_result(f, o, &r);
     if (js.doc)
         fill_json(js.doc, o, &r, &rep, report ? report_path : NULL);
+    if (js.doc && a->curve) {
+        cJSON_AddStringToObject(js.doc, "curve", a->curve);
+        cJSON_AddNumberToObject(js.doc, "curve_points", curve.n);
+    }
     if (report)
         fprintf(f, "report:      %s (%d tensors, %d depthwise layers, %d images)\n", report_path, rep.nlayers,
                 rep.ndw, rep.images);
@@ -240,7 +253,10 @@ static int eval_main(void *ctx) {
         cli_sens_print(f, rep.sens);
     else if (report)
         fprintf(f, "sensitivity: not available: %s\n", rep.sens_note);
+    if (a->curve)
+        fprintf(f, "curve:       %d points in %d series from %s\n", curve.n, curve.nseries, a->curve);
     qt_layer_report_free(&rep);
+    cli_curve_free(&curve);
     qt_eval_result_release(&r);
     return cli_json_end(&js, 0, NULL);
 }

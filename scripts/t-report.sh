@@ -111,6 +111,103 @@ check "4-bit weights: lower SQNR at the depthwise layer ($(json $TMP/e4.json lay
     fcmp "$(json $TMP/e4.json layers.7.sqnr_db)" '<' "$(json $TMP/e8.json layers.7.sqnr_db)"
 check "same tensor in both reports" test "$(json $TMP/e4.json layers.7.name)" = "$(json $TMP/e8.json layers.7.name)"
 
+# --curve: the accuracy/size curve of scripts/mixed-curve.sh (uniform W4, W8
+# and a 4-bit mixed budget of calib on the bundled model) as a report section
+expect_ok "mixed-curve.sh: uniform W4/W8 and --weight-budget 4bits" env QTOOL=$QTOOL MC_BITS="4 8" \
+    sh scripts/mixed-curve.sh $D/model_bn.onnx $D/calib $D/test $TMP/curve.json --preset mnist
+cp $_out $TMP/curve.md
+check "the curve has 3 points in 2 series" test "$(python3 -c "import json,sys; d=json.load(open(sys.argv[1]))
+print(len(d['points']), len({p['series'] for p in d['points']}))" $TMP/curve.json)" = "3 2"
+check "its uniform W4 point is the 4-bit model's own figures (top-1 $(json $TMP/e4.json top1))" python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1])); e = json.load(open(sys.argv[2])); q = json.load(open(sys.argv[3]))
+p = [p for p in c['points'] if p['label'] == 'calib --wbits 4'][0]
+assert p['series'] == 'uniform' and abs(p['top1'] - e['top1']) < 1e-3 and abs(p['agreement'] - e['agreement']) < 1e-3, (p, e['top1'])
+assert p['weight_bytes'] == q['memory']['rom_bytes'] and abs(p['avg_bits'] - 4) < 1e-9, (p, q['memory'])
+m = [p for p in c['points'] if p['series'] == 'mixed'][0]
+assert m['weight_bytes'] <= p['weight_bytes'] and m['avg_bits'] <= 4 + 1e-9, m
+" $TMP/curve.json $TMP/e4.json $TMP/q4.json
+check "the script's table has its 3 rows" test "$(grep -c '^| uniform\|^| mixed' $TMP/curve.md)" = 3
+expect_ok "eval --report --curve" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP --report $TMP/rc \
+    --report-images 20 --curve $TMP/curve.json --json $TMP/ec.json
+check "the JSON names the curve" test "$(json $TMP/ec.json curve_points)" = 3
+expect_ok "two curve charts whose points, lines and table equal the file" python3 - $TMP/rc/index.html $TMP/curve.json <<'PY'
+import json, sys
+from html.parser import HTMLParser
+c = json.load(open(sys.argv[2]))
+class P(HTMLParser):
+    def __init__(s):
+        super().__init__(); s.svgs = []; s.cur = None; s.rows = []; s.tab = False; s.cell = None
+    def handle_starttag(s, t, a):
+        a = dict(a)
+        if t == "svg": s.cur = {"a": a, "marks": []}; s.svgs.append(s.cur)
+        elif s.cur is not None and t in ("circle", "polyline", "line"): s.cur["marks"].append((t, a))
+        if t == "table" and a.get("id") == "curve": s.tab = True
+        if s.tab and t == "tr": s.rows.append([])
+        if s.tab and t in ("td", "th"): s.cell = ""
+    def handle_data(s, d):
+        if s.cell is not None: s.cell += d
+    def handle_endtag(s, t):
+        if t == "svg": s.cur = None
+        if t == "table": s.tab = False
+        if s.tab and t in ("td", "th"): s.rows[-1].append(s.cell); s.cell = None
+p = P(); p.feed(open(sys.argv[1]).read())
+cv = [s for s in p.svgs if "curve" in s["a"].get("class", "").split()]
+assert [s["a"]["data-metric"] for s in cv] == ["top1", "agreement"], [s["a"] for s in cv]
+for s in cv:
+    key = "top1" if s["a"]["data-metric"] == "top1" else "agreement"
+    dots = [a for t, a in s["marks"] if t == "circle"]
+    got = sorted((d["data-series"], d["data-label"], int(d["data-bytes"]), float(d["data-bits"]), float(d["data-value"])) for d in dots)
+    want = sorted((q["series"], q["label"], q["weight_bytes"], round(q["avg_bits"], 4), round(q[key], 3)) for q in c["points"])
+    assert len(got) == len(want) and all(g[:3] == w[:3] and abs(g[3] - w[3]) < 1e-4 and abs(g[4] - w[4]) < 1e-3
+                                         for g, w in zip(got, want)), (got, want)
+    lines = [a for t, a in s["marks"] if t == "polyline"]
+    assert sorted(l["data-series"] for l in lines) == ["mixed", "uniform"], lines
+    for l in lines:  # each line passes through its series' dots, left to right
+        pts = [tuple(map(float, xy.split(","))) for xy in l["points"].split()]
+        mine = sorted((float(d["cx"]), float(d["cy"])) for d in dots if d["data-series"] == l["data-series"])
+        assert pts == mine, (pts, mine)
+    # larger top-1 is higher on the chart
+    ys = sorted((float(d["data-value"]), -float(d["cy"])) for d in dots)
+    assert [y for v, y in ys] == sorted(y for v, y in ys), ys
+    fl = [a for t, a in s["marks"] if t == "line" and a.get("class") == "float"]
+    assert len(fl) == (1 if key == "top1" else 0) and (not fl or float(fl[0]["data-value"]) == round(c["float_top1"], 3)), fl
+rows = p.rows[1:]
+assert len(rows) == len(c["points"]), rows
+for r, q in zip(rows, c["points"]):
+    assert r[0] == q["series"] and r[1] == q["label"] and int(r[2]) == q["weight_bytes"], (r, q)
+    assert r[4] == "%.2f%%" % q["top1"] and r[5] == "%.2f%%" % q["agreement"], (r, q)
+PY
+check "without --curve the report has no curve" sh -c "! grep -q 'class=\"chart curve\"' $H"
+bad_curve() { # bad_curve WHAT MESSAGE JSON
+    printf '%s' "$3" >$TMP/bad.json
+    expect_fail 4 "--curve: $1" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP --report $TMP/rb \
+        --curve $TMP/bad.json
+    check "  says '$2', names the file, writes no report" sh -c "grep -q \"$2\" $_out && grep -q bad.json $_out && test ! -e $TMP/rb"
+}
+P1='{"series": "u", "weight_bytes": 1000, "avg_bits": 4, "top1": 50'
+bad_curve "not JSON" "not valid JSON" '{"points": ['
+bad_curve "no points" '\"points\" must be an array' '{"points": []}'
+bad_curve "top-1 above 100" 'points\[1\]: \"top1\" must be' "{\"points\": [$P1}, {\"series\": \"m\", \"weight_bytes\": 9, \"avg_bits\": 3, \"top1\": 101}]}"
+bad_curve "no weight size" '\"weight_bytes\" must be' '{"points": [{"series": "u", "avg_bits": 4, "top1": 50}]}'
+bad_curve "zero bits" '\"avg_bits\" must be' '{"points": [{"series": "u", "weight_bytes": 10, "avg_bits": 0, "top1": 50}]}'
+bad_curve "no series name" '\"series\" must be' '{"points": [{"series": "", "weight_bytes": 10, "avg_bits": 2, "top1": 50}]}'
+bad_curve "agreement a string" '\"agreement\" must be' "{\"points\": [$P1, \"agreement\": \"99\"}]}"
+bad_curve "nine series" "series 'i' is one more than the 8" "{\"points\": [$(for s in a b c d e f g h i; do
+    printf '{"series": "%s", "weight_bytes": 10, "avg_bits": 2, "top1": 5},' $s; done | sed 's/,$//')]}"
+expect_fail 1 "--curve: a missing file" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP \
+    --report $TMP/rb --curve $TMP/none.json
+check "  names it, writes no report" sh -c "grep -q 'none.json' $_out && test ! -e $TMP/rb"
+cp $TMP/curve.json $TMP/curve2.json
+expect_ok "mixed-curve.sh MC_TOOL=finetune MC_APPEND=1 (W4, 5 iterations)" env QTOOL=$QTOOL MC_BITS=4 MC_TOOL=finetune \
+    MC_ARGS="--iters 5" MC_APPEND=1 sh scripts/mixed-curve.sh $D/model_bn.onnx $D/calib $D/test $TMP/curve2.json --preset mnist
+check "appended: 5 points, the finetune ones in their own series" test "$(python3 -c "import json,sys
+d=json.load(open(sys.argv[1])); p=d['points']
+print(len(p), ','.join(sorted({x['series'] for x in p})), p[3]['label'], p[0] == json.load(open(sys.argv[2]))['points'][0])" \
+    $TMP/curve2.json $TMP/curve.json)" = "5 mixed,mixed finetune,uniform,uniform finetune finetune --wbits 4 True"
+expect_fail 2 "--curve without --report" $QTOOL eval $TMP/q8.onnx --ref $D/model_bn.onnx --data $D/test $PP \
+    --curve $TMP/curve.json
+
 # the browser
 B=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$B" ]; then
