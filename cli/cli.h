@@ -121,7 +121,7 @@ int cli_q_profile(const char *cmd, void *q, const char *arg);
     OPT_FLOAT_RANGE(0, "percentile", "P", &(q)->percentile, 50, 100, OPT_LO_OPEN,                               \
                     "percentile for --observer percentile (default 99.99)"),                                    \
     OPT_CHOICE(0, "weight-observer", "minmax|mse", &(q)->weight_mse, NULL,                                       \
-               "weight steps from max |w|, or clipped for least squared error (default: mse below 8 bits)"), \
+               "weight steps from max |w| (default) or clipped for the least squared error"),        \
     OPT_INTEGER(0, "wbits", "N", &(q)->wbits, 2, 8, "weight bits (default 8)"),                                 \
     OPT_INTEGER(0, "abits", "N", &(q)->abits, 2, 8, "activation bits (default 8)"),                             \
     OPT_SET_INT(0, "per-tensor", &(q)->per_channel, 0, "one weight scale per tensor (default: per output channel)"), \
