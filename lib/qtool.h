@@ -402,7 +402,7 @@ struct qt_quant_opts {
     int act_signed;             /* 0: uint8 asymmetric activations (default); 1: int8 symmetric */
     int reduce_range;           /* one bit less for weights (old x86 VNNI-less kernels) */
     int observer;               /* QT_OBS_* (lib/quant/quant.h); default percentile */
-    int weight_mse;             /* weight steps: 1 least-squared-error clipping, 0 or -1 (default) max |w| */
+    int weight_mse;             /* weight steps: 1 clipped for the least squared error, 0 (default) max |w| */
     double percentile;          /* for the percentile observer (default 99.99) */
     const char *exclude;        /* comma-separated node names kept in float */
     const char *exclude_ops;    /* comma-separated op types kept in float */

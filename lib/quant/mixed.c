@@ -270,7 +270,7 @@ static void fq_weights(float *w, int64_t total, int64_t nch, int64_t inner, int 
     for (int64_t c = 0; c < nch; c++) {
         int qmin, qmax, b = cbits ? cbits[c] : bits;
         qt_qrange(QT_INT8, b - (o->reduce_range ? 1 : 0), o->narrow, &qmin, &qmax);
-        float s = qt_weight_step(w, outer, nch, inner, c, qmin, qmax, qt_weight_clips(o, b), NULL);
+        float s = qt_weight_step(w, outer, nch, inner, c, qmin, qmax, o->weight_mse, NULL);
         for (int64_t i = 0; i < total; i++) {
             if ((i / inner) % nch != c)
                 continue;

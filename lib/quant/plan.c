@@ -36,7 +36,6 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
     q->per_channel = 1;
     q->observer = QT_OBS_PERCENTILE; /* best on MobileNetV1 (see man/qtool-calib.1) */
     q->percentile = 99.99;
-    q->weight_mse = -1; /* max |w| (see --weight-observer in man/qtool-calib.1) */
     q->fold_bn = q->fuse_act = 1;
     q->cle = -1; /* with per-tensor weights only: see man/qtool-calib.1 */
     snprintf(q->profile, sizeof q->profile, "ort-x86");

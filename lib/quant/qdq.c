@@ -71,11 +71,11 @@ int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err) {
         for (int64_t c = 0; c < nch; c++) {
             if (total == 0)
                 q->obs_min[c] = q->obs_max[c] = 0;
-            int cmin = q->qmin, cmax = q->qmax, bits = q->cbits ? q->cbits[c] : q->bits;
+            int cmin = q->qmin, cmax = q->qmax;
             if (q->cbits)
-                qt_qrange(QT_INT8, bits - (p->o.reduce_range ? 1 : 0), p->o.narrow, &cmin, &cmax);
+                qt_qrange(QT_INT8, q->cbits[c] - (p->o.reduce_range ? 1 : 0), p->o.narrow, &cmin, &cmax);
             float t;
-            q->scale[c] = qt_weight_step(W, outer, nch, inner, c, cmin, cmax, qt_weight_clips(&p->o, bits), &t);
+            q->scale[c] = qt_weight_step(W, outer, nch, inner, c, cmin, cmax, p->o.weight_mse, &t);
             q->zp[c] = 0;
             q->rng_min[c] = -t;
             q->rng_max[c] = t;

@@ -122,12 +122,6 @@ void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetr
  * the wider range). *t_out (may be NULL): the range's end t. */
 float qt_weight_step(const float *w, int64_t outer, int64_t nch, int64_t inner, int64_t c, int qmin, int qmax,
                      int clip, float *t_out);
-/* Whether the plan's weights of `bits` take clipped steps under o (--weight-observer mse; the
- * default keeps max |w|: clipping helped MobileNetV1 and hurt MobileNetV2, man qtool-calib). */
-static inline int qt_weight_clips(const struct qt_quant_opts *o, int bits) {
-    (void)bits;
-    return o->weight_mse > 0;
-}
 /* ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zp). */
 static inline int32_t qt_quantize(float x, float scale, int32_t zp, int qmin, int qmax) {
     float q = __builtin_nearbyintf(x / scale);

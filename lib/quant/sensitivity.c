@@ -121,7 +121,7 @@ static int weight_at(const struct qt_qplan *p, struct sunit *u, int bits, struct
             inner *= w->dims[d];
     int64_t nch = q->axis >= 0 ? n : 1, outer = total / (nch * inner > 0 ? nch * inner : 1);
     for (int c = 0; c < n; c++)
-        sc[c] = qt_weight_step(w->data, outer, nch, inner, c, qmin, qmax, qt_weight_clips(&p->o, bits), NULL);
+        sc[c] = qt_weight_step(w->data, outer, nch, inner, c, qmin, qmax, p->o.weight_mse, NULL);
     fq_weight(w, q->axis, sc, n, qmin, qmax, u->walt);
     free(sc);
     u->alt_bits = bits;

@@ -291,7 +291,7 @@ static int setup_graph(struct qat *q, struct qt_qat_result *r, struct qt_err *er
         } else {
             if (qt_qplan_build(&q->p, q->g, &o->q, NULL, NULL, err))
                 return err->code;
-            if (o->weight_minmax && q->p->o.weight_mse < 0)
+            if (o->weight_minmax)
                 q->p->o.weight_mse = 0; /* the steps written are the min/max observer's, as trained */
             if (o->q.weight_budget.kind || o->q.act_budget.kind) { /* widths within the budgets */
                 if (o->q.mixed == QT_MIXED_CHANNEL)
