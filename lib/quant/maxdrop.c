@@ -276,18 +276,13 @@ static int build_and_measure(struct search *s, int k, int level, const unsigned 
                              struct qt_figures *f, struct qt_err *err) {
     const struct qt_maxdrop *m = s->m;
     struct qt_quant_opts q;
-    struct qt_qsim *sim2 = NULL;
     struct qt_corr c = {s->fb->bias, s->fb->observer, s->fb->cle}; /* the corrections kept */
     settings(s, k, level, drop, &q);
     if (m->rebuild(m->rebuild_ud, &q, &c, np, err))
         return err->code;
     s->fb->rebuilds++;
-    if (qt_qsim_new(&sim2, *np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
-        qt_qsim_eval(sim2, NULL, f, err)) {
-        qt_qsim_free(sim2);
+    if (qt_qplan_figures(*np, m->ref, m->es, m->threads, f, NULL, err))
         return err->code;
-    }
-    qt_qsim_free(sim2);
     s->fb->evals++;
     return 0;
 }
@@ -364,7 +359,6 @@ static int try_corrections(struct search *s, struct qt_qplan **pp, struct qt_err
     for (int i = 0; fb->ncorr < 8; i++) {
         struct qt_fallback_corr *e = &fb->corr[fb->ncorr];
         struct qt_corr c = m->base;
-        struct qt_qsim *sim = NULL;
         if (!(kind[fb->ncorr] = corr_step(i, m->try_corr, &c, e->option, sizeof e->option)))
             break;
         struct qt_corr t = cur; /* one change from the best so far */
@@ -378,12 +372,8 @@ static int try_corrections(struct search *s, struct qt_qplan **pp, struct qt_err
         if (m->rebuild(m->rebuild_ud, m->q, &t, &np, err))
             goto out;
         fb->rebuilds++;
-        if (qt_qsim_new(&sim, np, m->ref, m->es->img, m->es->lab, m->es->n, m->threads, err) ||
-            qt_qsim_eval(sim, NULL, &e->f, err)) {
-            qt_qsim_free(sim);
+        if (qt_qplan_figures(np, m->ref, m->es, m->threads, &e->f, NULL, err))
             goto out;
-        }
-        qt_qsim_free(sim);
         fb->evals++;
         fb->ncorr++;
         double d = qt_figures_drop(&e->f, s->metric);

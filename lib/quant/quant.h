@@ -529,6 +529,11 @@ int qt_qsim_labeled(const struct qt_qsim *s);
  * observed range at other bits; one it leaves float stays float), or as
  * s's plan when cfg is NULL. */
 int qt_qsim_eval(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_figures *f, struct qt_err *err);
+/* The figures of plan p as written on es (a simulator built and freed);
+ * *labeled (may be NULL): whether es has labeled images. */
+struct qt_evalset;
+int qt_qplan_figures(const struct qt_qplan *p, const struct qt_graph *fref, const struct qt_evalset *es,
+                     int threads, struct qt_figures *f, int *labeled, struct qt_err *err);
 /* One unit on (at the plan's bits) or off, and the figures of the units as
  * they are set (tests; qt_qsim_eval sets them all). */
 void qt_qsim_set(struct qt_qsim *s, int unit, int on);

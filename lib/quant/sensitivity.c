@@ -530,6 +530,16 @@ int qt_qsim_labeled(const struct qt_qsim *s) {
     return s->labeled;
 }
 
+int qt_qplan_figures(const struct qt_qplan *p, const struct qt_graph *fref, const struct qt_evalset *es,
+                     int threads, struct qt_figures *f, int *labeled, struct qt_err *err) {
+    struct qt_qsim *s = NULL;
+    if (!qt_qsim_new(&s, p, fref, es->img, es->lab, es->n, threads, err) && !qt_qsim_eval(s, NULL, f, err) &&
+        labeled)
+        *labeled = qt_qsim_labeled(s);
+    qt_qsim_free(s);
+    return err->code;
+}
+
 /* Sets every unit as configuration cfg quantizes it: on when cfg
  * quantizes the tensor of that name, at cfg's bits. */
 static int configure(struct qt_qsim *s, const struct qt_qplan *cfg, struct qt_err *err) {

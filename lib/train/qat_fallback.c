@@ -128,15 +128,12 @@ out:
 
 /* The search's drop of plan p on the evaluation images. */
 static int drop_of(struct qat *q, const struct qt_qplan *p, double *d, struct qt_err *err) {
-    struct qt_qsim *s = NULL;
     struct qt_figures f;
-    if (!qt_qsim_new(&s, p, q->ref, q->es.img, q->es.lab, q->es.n, q->o->threads, err) &&
-        !qt_qsim_eval(s, NULL, &f, err)) {
-        int metric = q->o->fb.metric >= 0 ? q->o->fb.metric : qt_qsim_labeled(s) ? QT_METRIC_TOP1 : QT_METRIC_AGREE;
-        *d = qt_figures_drop(&f, metric);
-    }
-    qt_qsim_free(s);
-    return err->code;
+    int labeled;
+    if (qt_qplan_figures(p, q->ref, &q->es, q->o->threads, &f, &labeled, err))
+        return err->code;
+    *d = qt_figures_drop(&f, q->o->fb.metric >= 0 ? q->o->fb.metric : labeled ? QT_METRIC_TOP1 : QT_METRIC_AGREE);
+    return 0;
 }
 
 /* qt_maxdrop's rebuild: the plan rebuilt, then retuned where that lowers
@@ -146,7 +143,7 @@ static int rebuild(void *ud, const struct qt_quant_opts *qo, const struct qt_cor
                    struct qt_err *err) {
     (void)c; /* qat measures no corrections (try_corr 0) */
     struct qat *q = ud;
-    double d0, d1;
+    double d0 = 0, d1 = 0;
     if (rebuild_plain(q, qo, out, err) || q->retune_steps <= 0)
         return err->code;
     q->retune_tries++;
