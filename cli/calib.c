@@ -70,6 +70,13 @@ static void fill_json(cJSON *d, const struct qt_calib_opts *o, const struct qt_c
     cJSON_AddNumberToObject(d, "images", r->images);
     const struct qt_fallback *fb = &r->fb; /* the search may have changed the corrections */
     cJSON_AddStringToObject(d, "observer", qt_obs_name(fb->ran ? fb->observer : o->q.observer));
+    cJSON_AddStringToObject(d, "weight_observer", r->weight_mse ? "mse" : "minmax");
+    if (r->wchoice_images > 0) {
+        cJSON *wc = cJSON_AddObjectToObject(d, "weight_observer_choice");
+        cJSON_AddNumberToObject(wc, "images", r->wchoice_images);
+        cli_json_num(wc, "minmax_sqnr_db", r->wchoice_sqnr_db[0]);
+        cli_json_num(wc, "mse_sqnr_db", r->wchoice_sqnr_db[1]);
+    }
     cJSON_AddNumberToObject(d, "wbits", o->q.wbits);
     cJSON_AddNumberToObject(d, "abits", o->q.abits);
     cJSON_AddBoolToObject(d, "per_channel", o->q.per_channel);

@@ -111,7 +111,7 @@ int cli_pp_gray(const char *cmd, void *pp, const char *arg);
     OPT_STRING(0, "classes", "FILE", &(p)->classes, "class names in model order, one per line (folder name -> label)")
 
 /* Shared quantization-settings options (calib, finetune, qat) into a struct qt_quant_opts. */
-extern const int cli_kfl_vals[2];
+extern const int cli_kfl_vals[2], cli_wobs_vals[3];
 int cli_q_profile(const char *cmd, void *q, const char *arg);
 #define CLI_QUANT_OPTS(q)                                                                                        \
     OPT_CALLBACK(0, "profile", "NAME|FILE.json", q, cli_q_profile,                                              \
@@ -120,8 +120,9 @@ int cli_q_profile(const char *cmd, void *q, const char *arg);
                "range observer (default percentile)"),                                                          \
     OPT_FLOAT_RANGE(0, "percentile", "P", &(q)->percentile, 50, 100, OPT_LO_OPEN,                               \
                     "percentile for --observer percentile (default 99.99)"),                                    \
-    OPT_CHOICE(0, "weight-observer", "minmax|mse", &(q)->weight_mse, NULL,                                       \
-               "weight steps from max |w| (default) or clipped for the least squared error"),        \
+    OPT_CHOICE(0, "weight-observer", "auto|minmax|mse", &(q)->weight_mse, cli_wobs_vals,                        \
+               "weight steps from max |w|, clipped for the least squared error, or (default) below 8 bits "     \
+               "the one with the higher output SQNR on the calibration images"),                               \
     OPT_INTEGER(0, "wbits", "N", &(q)->wbits, 2, 8, "weight bits (default 8)"),                                 \
     OPT_INTEGER(0, "abits", "N", &(q)->abits, 2, 8, "activation bits (default 8)"),                             \
     OPT_SET_INT(0, "per-tensor", &(q)->per_channel, 0, "one weight scale per tensor (default: per output channel)"), \

@@ -224,7 +224,7 @@ void cli_pp_init(struct cli_pp *p) {
     qt_preproc_default(&p->pp);
 }
 
-const int cli_kfl_vals[2] = {8, -1};
+const int cli_kfl_vals[2] = {8, -1}, cli_wobs_vals[3] = {-1, 0, 1};
 
 /* --weight-budget, --act-budget */
 static int budget(const char *cmd, const char *name, struct qt_budget *b, const char *arg) {

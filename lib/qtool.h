@@ -402,7 +402,9 @@ struct qt_quant_opts {
     int act_signed;             /* 0: uint8 asymmetric activations (default); 1: int8 symmetric */
     int reduce_range;           /* one bit less for weights (old x86 VNNI-less kernels) */
     int observer;               /* QT_OBS_* (lib/quant/quant.h); default percentile */
-    int weight_mse;             /* weight steps: 1 clipped for the least squared error, 0 (default) max |w| */
+    int weight_mse;             /* weight steps: 1 clipped for the least squared error, 0 max |w|, -1 (default)
+                                 * auto: calib and finetune below 8 bits measure both on the calibration
+                                 * images and keep the higher output SQNR; elsewhere max |w| */
     double percentile;          /* for the percentile observer (default 99.99) */
     const char *exclude;        /* comma-separated node names kept in float */
     const char *exclude_ops;    /* comma-separated op types kept in float */
@@ -645,6 +647,9 @@ struct qt_calib_result {
     double wall_s;
     struct qt_mem_figures mem;  /* ROM and RAM at the widths written */
     double mixed_s;             /* seconds spent measuring sensitivity and choosing widths (0: no budget) */
+    int weight_mse;             /* the weight steps written: 1 clipped, 0 max |w| */
+    int wchoice_images;         /* --weight-observer auto measured both on this many images (0: it did not) */
+    double wchoice_sqnr_db[2];  /* ... their output SQNR: max |w| [0], clipped [1] */
 };
 /* Frees what a result holds (ft.layer, sens, fb.layer); safe on a zeroed result. */
 void qt_calib_result_free(struct qt_calib_result *r);

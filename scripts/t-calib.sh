@@ -183,4 +183,43 @@ PY
 expect_fail 5 "NaN weights" $QTOOL calib $TMP/nan.onnx --data $D/calib $PP -o $TMP/n.onnx
 check "message names the weight" grep -q "NaN" "$_out"
 check "no output written" test ! -e $TMP/n.onnx
+# --weight-observer: below 8-bit weights the default (auto) calibrates with
+# max |w| steps and with clipped ones, each BN re-estimated, keeps the higher
+# output SQNR on the calibration images, and writes what that option writes
+# (on this model min/max wins at 4 bits, clipping at 3: both paths run)
+for b in 4 3; do
+    for o in auto minmax mse; do
+        expect_ok "calib W$b --weight-observer $o" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP --wbits $b \
+            --weight-observer $o -o $TMP/w$o.onnx --json $TMP/w$o.out --threads 1
+    done
+    check "W$b: minmax and mse steps differ here" sh -c "! cmp -s $TMP/wminmax.onnx $TMP/wmse.onnx"
+    ch=$(json $TMP/wauto.out weight_observer)
+    sm=$(json $TMP/wauto.out weight_observer_choice.minmax_sqnr_db)
+    sc=$(json $TMP/wauto.out weight_observer_choice.mse_sqnr_db)
+    check "W$b: measured on the calibration images ($(json $TMP/wauto.out weight_observer_choice.images))" \
+        test "$(json $TMP/wauto.out weight_observer_choice.images)" -ge 1
+    if fcmp "$sc" '>' "$sm"; then want=mse; else want=minmax; fi
+    check "W$b: auto kept $ch; the higher output SQNR (minmax $sm dB, mse $sc dB) is $want's" test "$ch" = "$want"
+    check "W$b: auto writes the bytes of --weight-observer $ch" cmp $TMP/wauto.onnx $TMP/w$ch.onnx
+    check "W$b: quant_info.json records the rule kept" \
+        test "$(json $TMP/wauto.json calibration.weight_observer)" = "$ch"
+    check "W$b: ... and the measurement" \
+        test "$(json $TMP/wauto.json calibration.weight_observer_choice.mse_sqnr_db)" = "$sc"
+    check "W$b: explicit rules measure nothing" sh -c "! grep -q weight_observer_choice $TMP/wmse.out $TMP/wmse.json"
+    eval "kept$b=$ch"
+done
+check "both rules were kept once (4 bits: $kept4, 3 bits: $kept3)" test "$kept4" != "$kept3"
+expect_ok "calib W3 default at --threads 2" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP --wbits 3 \
+    -o $TMP/wauto2.onnx --threads 2
+check "same bytes at 1 and 2 threads" cmp $TMP/wauto.onnx $TMP/wauto2.onnx
+expect_ok "calib W8 default" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/w8.onnx --json $TMP/w8.out \
+    --threads 1
+expect_ok "calib W8 --weight-observer minmax" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/w8m.onnx \
+    --weight-observer minmax --threads 1
+check "at 8 bits no choice: max |w| steps" cmp $TMP/w8.onnx $TMP/w8m.onnx
+check "... and nothing measured" sh -c "! grep -q weight_observer_choice $TMP/w8.out"
+expect_fail 2 "--weight-observer takes auto, minmax or mse" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+    -o $TMP/wx.onnx --weight-observer max
+check "the message names the option" grep -q "weight-observer" "$_out"
+check "no output written" test ! -e $TMP/wx.onnx
 done_testing

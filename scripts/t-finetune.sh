@@ -10,12 +10,13 @@ D=testdata/fmnist
 PP="--preset mnist -q"
 ORT="node scripts/ort-run.mjs"
 # --no-bn-reestimate: AdaQuant itself against plain calibration (below 8-bit
-# weights both re-estimate BatchNorm by default; that pair is checked below)
-FT="--limit 64 --iters 40 --wbits 4 --no-bn-reestimate"
+# weights both re-estimate BatchNorm by default; that pair is checked below),
+# max |w| weight steps (the default's choice with BN re-estimation, below)
+FT="--limit 64 --iters 40 --wbits 4 --no-bn-reestimate --weight-observer minmax"
 mkdir -p $TMP/spill
 
 expect_ok "calib W4A8 (64 images)" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP -o $TMP/c.onnx --wbits 4 --limit 64 \
-    --no-bn-reestimate
+    --no-bn-reestimate --weight-observer minmax
 expect_ok "  eval" $QTOOL eval $TMP/c.onnx --data $D/test $PP --latency-runs 0 --ref $D/model_bn.onnx --json $TMP/ce.json
 expect_ok "finetune W4A8 (64 images, 40 steps per layer)" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP \
     -o $TMP/f.onnx $FT --threads 1 --json $TMP/fr.json
@@ -91,6 +92,16 @@ expect_ok "  plain finetune, all test images" $QTOOL eval $TMP/f.onnx --data $D/
     --ref $D/model_bn.onnx --json $TMP/fae.json
 check "  SQNR $(json $TMP/bre.json sqnr_db) dB > plain finetune's $(json $TMP/fae.json sqnr_db) + 1" \
     fcmp "$(json $TMP/bre.json sqnr_db)" '>' "$(python3 -c "print($(json $TMP/fae.json sqnr_db) + 1)")"
+# the weight steps: at 3 bits the default (auto) keeps the clipped ones on
+# this model (calib's t-calib checks the choice): tuning starts from them
+expect_ok "finetune W3A8 defaults" $QTOOL finetune $D/model_bn.onnx --data $D/calib $PP -o $TMP/w3a.onnx \
+    --limit 64 --iters 40 --wbits 3 --json $TMP/w3a.out
+expect_ok "finetune W3A8 --weight-observer $(json $TMP/w3a.out weight_observer)" $QTOOL finetune $D/model_bn.onnx \
+    --data $D/calib $PP -o $TMP/w3m.onnx --limit 64 --iters 40 --wbits 3 \
+    --weight-observer "$(json $TMP/w3a.out weight_observer)"
+check "  the file the rule kept writes" cmp $TMP/w3a.onnx $TMP/w3m.onnx
+check "  the rule kept is clipping (minmax $(json $TMP/w3a.out weight_observer_choice.minmax_sqnr_db) dB, mse $(json $TMP/w3a.out weight_observer_choice.mse_sqnr_db) dB)" \
+    test "$(json $TMP/w3a.out weight_observer)" = mse
 # AdaRound: learnt rounding only (steps, biases and input steps as
 # calibrated); every tuned weight on its grid point, no layer worse than
 # round-to-nearest, accuracy above calib at W3A8 (where rounding matters),

@@ -549,7 +549,7 @@ float qt_weight_step(const float *w, int64_t outer, int64_t nch, int64_t inner, 
             mx = fmaxf(mx, fabsf(w[(o * nch + c) * inner + i]));
     qt_qparams_from_range(-mx, mx, qmin, qmax, 1, &s, &z);
     float t = mx;
-    if (clip && mx > 0) {
+    if (clip > 0 && mx > 0) {
         double best = step_err(w, outer, nch, inner, c, s, qmin, qmax);
         for (int k = 63; k >= 16; k--) { /* ties keep the wider range */
             float tk = mx * (float)k / 64, sk;

@@ -38,11 +38,11 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
     q->percentile = 99.99;
     q->fold_bn = q->fuse_act = 1;
     q->cle = -1; /* with per-tensor weights only: see man/qtool-calib.1 */
+    q->weight_mse = -1; /* auto below 8 bits: see man/qtool-calib.1 */
     snprintf(q->profile, sizeof q->profile, "ort-x86");
 }
 
-static void logf_(struct qt_qplan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(struct qt_qplan *p, const char *fmt, ...) {
+void qt_qplan_logf(const struct qt_qplan *p, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     qt_logv(p->log, p->log_ud, fmt, ap);
@@ -160,7 +160,7 @@ static int fold_bn(struct qt_qplan *p, unsigned char *dead, struct qt_err *err) 
         c->orig = NULL;
         dead[i] = 1;
         p->nfolded++;
-        logf_(p, "fold BatchNormalization '%s' into %s '%s'", bn->name, c->op_type, c->name);
+        qt_qplan_logf(p, "fold BatchNormalization '%s' into %s '%s'", bn->name, c->op_type, c->name);
     }
     return err->code;
 }
@@ -380,10 +380,10 @@ static void keep_first_last(struct qt_qplan *p, const int *order) {
             continue;
         if (p->o.keep_first_last < 0) {
             p->qn[i].excluded = 1;
-            logf_(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+            qt_qplan_logf(p, "keep %s '%s' in float (--keep-first-last)", g->n[i].op_type, g->n[i].name);
         } else {
             p->qn[i].wbits = p->qn[i].abits = 8;
-            logf_(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
+            qt_qplan_logf(p, "keep %s '%s' at 8 bits (--keep-first-last)", g->n[i].op_type, g->n[i].name);
         }
     }
 }
@@ -407,7 +407,7 @@ static void fuse_acts(struct qt_qplan *p) {
         p->qn[c].kind = QT_QN_ACT_FUSED;
         p->qn[c].abits = q->abits;
         p->nfused++;
-        logf_(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
+        qt_qplan_logf(p, "fuse %s '%s' into %s '%s' (one quantized unit)", g->n[c].op_type, g->n[c].name, n->op_type,
               n->name);
     }
 }
@@ -437,7 +437,7 @@ static void units(struct qt_qplan *p, const int *order) {
         q->bounded = u.bounded;
         q->lo = u.lo;
         q->hi = u.hi;
-        logf_(p, "quantize %d nodes '%s'..'%s' as one unit (inside float)", u.n, g->n[u.nodes[0]].name,
+        qt_qplan_logf(p, "quantize %d nodes '%s'..'%s' as one unit (inside float)", u.n, g->n[u.nodes[0]].name,
               g->n[u.out].name);
     }
 }
@@ -463,7 +463,7 @@ static void bias_adds(struct qt_qplan *p) {
         q->bias_add = c;
         p->qn[c].kind = QT_QN_UNIT;
         p->qn[c].unit_in = -1;
-        logf_(p, "%s '%s' is the bias of %s '%s' (one unit)", g->n[c].op_type, g->n[c].name, g->n[i].op_type,
+        qt_qplan_logf(p, "%s '%s' is the bias of %s '%s' (one unit)", g->n[c].op_type, g->n[c].name, g->n[i].op_type,
               g->n[i].name);
     }
 }
@@ -543,7 +543,7 @@ static int node_tensors(struct qt_qplan *p, int i, int *uf, struct qt_err *err) 
         return 0;
     if (q->excluded) {
         p->nexcluded++;
-        logf_(p, "keep %s '%s' in float (excluded)", n->op_type, n->name);
+        qt_qplan_logf(p, "keep %s '%s' in float (excluded)", n->op_type, n->name);
         return 0;
     }
     int nact = q->kind == QT_QN_COMPUTE ? 1 : (q->kind == QT_QN_BINARY ? 2 : n->nin);
@@ -637,7 +637,7 @@ int qt_qplan_build(struct qt_qplan **out, const struct qt_graph *src, const stru
         if (node_tensors(p, order[k], uf, err))
             goto fail;
     set_groups(p, uf);
-    logf_(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
+    qt_qplan_logf(p, "quantize %d tensors (%d activation groups)", p->nt, p->ngroups);
     free(dead);
     free(order);
     free(uf);

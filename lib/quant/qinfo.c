@@ -146,6 +146,7 @@ static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct q
     cJSON_AddNumberToObject(cal, "images", images);
     cJSON_AddStringToObject(cal, "observer", qt_obs_name(o->observer));
     cJSON_AddNumberToObject(cal, "percentile", o->percentile);
+    cJSON_AddStringToObject(cal, "weight_observer", o->weight_mse > 0 ? "mse" : "minmax");
     cJSON *set = cJSON_AddObjectToObject(d, "settings");
     cJSON_AddNumberToObject(set, "wbits", o->wbits);
     cJSON_AddNumberToObject(set, "abits", o->abits);
@@ -374,6 +375,12 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
     cJSON_AddBoolToObject(cJSON_GetObjectItem(d, "settings"), "cle", p->cle.rounds > 0);
     cJSON_AddStringToObject(cJSON_GetObjectItem(d, "settings"), "bias_correction",
                             p->bias == QT_BIAS_BNRE ? "bn-reestimate" : p->bias == QT_BIAS_CORRECT ? "bias-correction" : "none");
+    if (p->wchoice.images > 0) { /* --weight-observer auto's measurement */
+        cJSON *wc = cJSON_AddObjectToObject(cJSON_GetObjectItem(d, "calibration"), "weight_observer_choice");
+        cJSON_AddNumberToObject(wc, "images", p->wchoice.images);
+        cJSON_AddNumberToObject(wc, "minmax_sqnr_db", p->wchoice.sqnr_db[0]);
+        cJSON_AddNumberToObject(wc, "mse_sqnr_db", p->wchoice.sqnr_db[1]);
+    }
     if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);

@@ -117,7 +117,7 @@ void qt_qrange(int dtype, int bits, int narrow, int *qmin, int *qmax);
 void qt_qparams_from_range(double lo, double hi, int qmin, int qmax, int symmetric, float *scale, int32_t *zp);
 /* The symmetric step of channel c of weights w laid out outer x nch x inner
  * (per tensor: nch 1) on [qmin, qmax]: max |w| through qt_qparams_from_range,
- * or with clip the clipping t = k/64 max |w|, k = 16..64, whose grid has the
+ * or with clip > 0 the clipping t = k/64 max |w|, k = 16..64, whose grid has the
  * least squared error (min/max spends most of 4 bits on outliers; ties keep
  * the wider range). *t_out (may be NULL): the range's end t. */
 float qt_weight_step(const float *w, int64_t outer, int64_t nch, int64_t inner, int64_t c, int qmin, int qmax,
@@ -223,6 +223,10 @@ struct qt_qplan {
     const struct qt_fallback *fallback; /* --max-drop's outcome: quant_info.json's "fallback" (may be NULL) */
     int bias;               /* QT_BIAS_*: the bias correction applied (calib.c) */
     int bc_layers;          /* layers it corrected */
+    struct {                /* --weight-observer auto's choice (calib.c; images 0: not made) */
+        int images;         /* the calibration images it measured on */
+        double sqnr_db[2];  /* output SQNR with max |w| steps [0] and clipped ones [1] */
+    } wchoice;
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
@@ -234,6 +238,8 @@ void qt_qplan_free(struct qt_qplan *p);
  * call after the activation parameters are set). */
 int qt_qplan_weights(struct qt_qplan *p, struct qt_err *err);
 int qt_qplan_biases(struct qt_qplan *p, struct qt_err *err);
+/* A line to p's log (p->log, p->log_ud). */
+void qt_qplan_logf(const struct qt_qplan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --pack (o.pack): rewrites the weights of 4 bits or fewer of the QDQ graph
  * g that p built as ONNX INT4 initializers, opset 21. qtool's engine does
  * not run the result (qt_qplan_save applies it to what it writes). */
