@@ -187,6 +187,11 @@ $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/un2.onnx --wbits 4 --abit
     --max-raise 2 >$TMP/un.out 2>&1
 check "  the text names the layers it could not save" grep -q "could not save: /" $TMP/un.out
 check "  and the error says the best model was written" grep -q "calib: the target .* is not met; wrote the best" $TMP/un.out
+check "  the error line names the text's layers too" python3 -c "
+import re; t=open('$TMP/un.out').read()
+names=re.search(r'^  could not save: (/.*) \\(the most', t, re.M).group(1).split()
+err=re.search(r'calib: the target .* is not met; .*could not save: (/.*)$', t, re.M).group(1).split()
+assert names and err == names, (names, err)"
 
 # bad values
 expect_fail 2 "--max-drop -1" $QTOOL calib $D/model.onnx --data $D/calib $PP -o $TMP/b.onnx --max-drop -1

@@ -97,13 +97,25 @@ void qt_maxdrop_init(struct qt_maxdrop *m, const struct qt_fallback_opts *f, con
     m->max_raise = f->max_raise;
 }
 
+/* The error when the target is missed names the layers it could not save
+ * (fb->unsaved, the most sensitive left quantized), as many as fit. */
 int qt_fallback_missed(const struct qt_fallback *fb, struct qt_err *err) {
+    char names[240] = "";
+    size_t len = 0;
     if (!fb->ran || fb->met)
         return 0;
+    for (int i = 0; i < fb->nunsaved; i++) {
+        size_t n = strlen(fb->unsaved[i]);
+        if (len + n + 6 >= sizeof names) {
+            snprintf(names + len, sizeof names - len, " ...");
+            break;
+        }
+        len += (size_t)snprintf(names + len, sizeof names - len, " %s", fb->unsaved[i]);
+    }
     return qt_errf(err, QT_EDROP, "the target (%s drop at most %g) is not met; wrote the best model found (%d layer%s "
-                   "raised; %s drop %.3g on the search's images)", qt_metric_name(fb->metric), fb->max_drop,
-                   fb->nlayers, fb->nlayers == 1 ? "" : "s", qt_metric_name(fb->metric),
-                   qt_figures_drop(&fb->after, fb->metric));
+                   "raised; %s drop %.3g on the search's images); could not save:%s", qt_metric_name(fb->metric),
+                   fb->max_drop, fb->nlayers, fb->nlayers == 1 ? "" : "s", qt_metric_name(fb->metric),
+                   qt_figures_drop(&fb->after, fb->metric), fb->nunsaved ? names : " -");
 }
 
 struct cand {
