@@ -59,6 +59,9 @@ static int read_settings(const cJSON *d, const char *path, struct qt_quant_opts 
     if ((s = jstr(set, "profile")))
         snprintf(q->profile, sizeof q->profile, "%s", s);
     q->pow2_scales = (s = jstr(set, "scales")) && !strcmp(s, "pow2");
+    /* the weight-step rule written (files before it: max |w|), for steps at other widths (eval --report) */
+    const cJSON *cal = item(d, "calibration");
+    q->weight_mse = cJSON_IsObject(cal) && (s = jstr(cal, "weight_observer")) && !strcmp(s, "mse");
     s = jstr(set, "requantization");
     q->int_requant = !s ? 0 : !strcmp(s, "multiplier_shift") ? 2 : !strcmp(s, "shift") ? 1 : 0;
     /* exclusions as recorded (from --exclude, --exclude-op, --config, --keep-first-last float) */
