@@ -222,4 +222,73 @@ expect_fail 2 "--weight-observer takes auto, minmax or mse" $QTOOL calib $D/mode
     -o $TMP/wx.onnx --weight-observer max
 check "the message names the option" grep -q "weight-observer" "$_out"
 check "no output written" test ! -e $TMP/wx.onnx
+# a model whose output is GlobalAveragePool -> Flatten (SqueezeNet's head):
+# the pooled tensor reaches the graph output through a pass-through node only,
+# so it stays float like the output itself (quantizing it would round the
+# logits to one 8-bit grid). With Gemm after the Flatten (the fmnist model) it
+# is the Gemm's input and stays quantized.
+python3 - $TMP/head.onnx <<'PY'
+import struct, sys
+def varint(n):
+    b = bytearray()
+    while True:
+        c = n & 0x7f; n >>= 7
+        b.append(c | (0x80 if n else 0))
+        if not n:
+            return bytes(b)
+def vf(f, n): return varint(f << 3) + varint(n)
+def lf(f, p):
+    p = p.encode() if isinstance(p, str) else p
+    return varint(f << 3 | 2) + varint(len(p)) + p
+def tensor(name, dims, vals):
+    return b"".join(vf(1, d) for d in dims) + vf(2, 1) + lf(8, name) + lf(9, struct.pack("<%df" % len(vals), *vals))
+def node(op, ins, outs, name, attrs=()):
+    return b"".join(lf(1, i) for i in ins) + b"".join(lf(2, o) for o in outs) + lf(3, name) + lf(4, op) + \
+        b"".join(lf(5, a) for a in attrs)
+def ints(name, vs): return lf(1, name) + b"".join(vf(8, v) for v in vs) + vf(20, 7)
+def vinfo(name, dims):
+    shape = b"".join(lf(1, vf(1, d) if d >= 0 else lf(2, "N")) for d in dims)
+    return lf(1, name) + lf(2, lf(1, vf(1, 1) + lf(2, shape)))
+W = [((i * 7919) % 61) / 61.0 - 0.5 for i in range(16 * 9)]
+B = [0.02 * (c % 5) - 0.04 for c in range(16)]
+nodes = [node("Conv", ["x", "W", "B"], ["c"], "conv", [ints("kernel_shape", [3, 3]), ints("pads", [1, 1, 1, 1])]),
+         node("Relu", ["c"], ["r"], "relu"), node("GlobalAveragePool", ["r"], ["p"], "gap"),
+         node("Flatten", ["p"], ["y"], "flatten")]
+g = b"".join(lf(1, n) for n in nodes) + lf(2, "head") + lf(5, tensor("W", [16, 1, 3, 3], W)) + \
+    lf(5, tensor("B", [16], B)) + lf(11, vinfo("x", [-1, 1, 28, 28])) + lf(12, vinfo("y", [-1, 16]))
+open(sys.argv[1], "wb").write(vf(1, 7) + lf(2, "t-calib.sh") + lf(7, g) + lf(8, lf(1, "") + vf(2, 13)))
+PY
+expect_ok "calib a model ending GlobalAveragePool -> Flatten" $QTOOL calib $TMP/head.onnx --data $D/calib $PP \
+    -o $TMP/head_q.onnx --threads 1
+check "  the pooled output (read by Flatten, the graph output) is not quantized; the Relu output is" \
+    python3 - $TMP/head_q.json <<'PY'
+import json, sys
+t = {x["name"] for x in json.load(open(sys.argv[1]))["tensors"]}
+assert "p" not in t and "y" not in t, t
+assert "r" in t and "x" in t, t
+PY
+check "  with Gemm after the Flatten (fmnist) the pooled output is quantized" python3 - $TMP/q.json <<'PY'
+import json, sys
+t = [x["name"] for x in json.load(open(sys.argv[1]))["tensors"]]
+assert any(n.endswith("GlobalAveragePool_output_0") for n in t), t
+PY
+expect_ok "  eval it" $QTOOL eval $TMP/head_q.onnx --data $D/test $PP --latency-runs 0 --threads 1 \
+    --save-inputs $TMP/hin.bin --save-outputs $TMP/hout.bin
+check "  outputs: the float mean of the 784 uint8 Relu values (sum of levels x step / 784), more than 256 values" \
+    python3 - $TMP/hout.bin $TMP/head_q.json <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+y = struct.unpack("<%df" % (len(b) // 4), b)
+r = [x for x in json.load(open(sys.argv[2]))["tensors"] if x["name"] == "r"][0]
+s = r["scale"][0]
+assert r["zero_point"] == [0], r["zero_point"]
+k = [v * 784 / s for v in y]
+assert max(abs(v - round(v)) for v in k) < 0.05, max(abs(v - round(v)) for v in k)
+assert len(set(y)) > 256, len(set(y))
+print(len(y), "outputs,", len(set(y)), "distinct")
+PY
+expect_ok "  ONNX Runtime runs it" $ORT $TMP/head_q.onnx --input $TMP/hin.bin --shape 500,1,28,28 --opt all \
+    --output $TMP/hort.bin
+expect_ok "  ORT and qtool agree on it" python3 scripts/cmpraw.py $TMP/hout.bin $TMP/hort.bin 1e-5
+cat "$_out"
 done_testing

@@ -362,6 +362,26 @@ static int is_graph_output(const struct qt_graph *g, int v) {
     return 0;
 }
 
+/* v is a graph output, or every reader is a pass-through node (Flatten,
+ * Reshape, ...) whose output is: quantizing v would only round what the model
+ * outputs in float (SqueezeNet's GlobalAveragePool -> Flatten -> logits). */
+static int float_output(const struct qt_qplan *p, int v, int depth) {
+    const struct qt_graph *g = p->g;
+    int readers = 0;
+    if (is_graph_output(g, v))
+        return 1;
+    for (int i = 0; i < g->nn && depth < 64; i++)
+        for (int j = 0; j < g->n[i].nin; j++) {
+            if (g->n[i].in[j] != v)
+                continue;
+            if (p->qn[i].kind != QT_QN_PASS || j != 0 || g->n[i].nout < 1 ||
+                !float_output(p, g->n[i].out[0], depth + 1))
+                return 0;
+            readers++;
+        }
+    return readers > 0;
+}
+
 /* --keep-first-last: the first and the last compute node in float or at 8 bits. */
 static void keep_first_last(struct qt_qplan *p, const int *order) {
     const struct qt_graph *g = p->g;
@@ -401,7 +421,7 @@ static void fuse_acts(struct qt_qplan *p) {
         int y = n->out[0], c;
         if (nconsumers(g, y) != 1 || qt_graph_consumers(g, y, &c, 1) != 1)
             continue;
-        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || is_graph_output(g, g->n[c].out[0]))
+        if (!is_relu_like(g, &g->n[c]) || p->qn[c].excluded || float_output(p, g->n[c].out[0], 0))
             continue;
         q->fused = c;
         p->qn[c].kind = QT_QN_ACT_FUSED;
@@ -551,6 +571,8 @@ static int node_tensors(struct qt_qplan *p, int i, int *uf, struct qt_err *err) 
         nact = 1;
     if (q->kind == QT_QN_UNIT)
         nact = 0;
+    if (q->kind == QT_QN_PASS && n->nout > 0 && float_output(p, n->out[0], 0))
+        nact = 0; /* on the way to a float graph output */
     for (int j = 0; j < nact && j < n->nin; j++)
         if (is_float_act(p, n->in[j]) && add_tensor(p, n->in[j], -1, QT_ROLE_ACT, err))
             return err->code;
@@ -568,7 +590,7 @@ static int node_tensors(struct qt_qplan *p, int i, int *uf, struct qt_err *err) 
             return err->code;
     }
     int y = q->fused >= 0 ? g->n[q->fused].out[0] : n->out[0];
-    if (q->bias_add < 0 && is_float_act(p, y) && !is_graph_output(g, y) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
+    if (q->bias_add < 0 && is_float_act(p, y) && !float_output(p, y, 0) && add_tensor(p, y, -1, QT_ROLE_ACT, err))
         return err->code;
     if (q->bounded && p->tensor_of[y] >= 0 && p->t[p->tensor_of[y]].v == y) {
         struct qt_qtensor *ty = &p->t[p->tensor_of[y]];
