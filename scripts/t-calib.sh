@@ -227,36 +227,21 @@ check "no output written" test ! -e $TMP/wx.onnx
 # so it stays float like the output itself (quantizing it would round the
 # logits to one 8-bit grid). With Gemm after the Flatten (the fmnist model) it
 # is the Gemm's input and stays quantized.
-python3 - $TMP/head.onnx <<'PY'
-import struct, sys
-def varint(n):
-    b = bytearray()
-    while True:
-        c = n & 0x7f; n >>= 7
-        b.append(c | (0x80 if n else 0))
-        if not n:
-            return bytes(b)
-def vf(f, n): return varint(f << 3) + varint(n)
-def lf(f, p):
-    p = p.encode() if isinstance(p, str) else p
-    return varint(f << 3 | 2) + varint(len(p)) + p
-def tensor(name, dims, vals):
-    return b"".join(vf(1, d) for d in dims) + vf(2, 1) + lf(8, name) + lf(9, struct.pack("<%df" % len(vals), *vals))
-def node(op, ins, outs, name, attrs=()):
-    return b"".join(lf(1, i) for i in ins) + b"".join(lf(2, o) for o in outs) + lf(3, name) + lf(4, op) + \
-        b"".join(lf(5, a) for a in attrs)
-def ints(name, vs): return lf(1, name) + b"".join(vf(8, v) for v in vs) + vf(20, 7)
-def vinfo(name, dims):
-    shape = b"".join(lf(1, vf(1, d) if d >= 0 else lf(2, "N")) for d in dims)
-    return lf(1, name) + lf(2, lf(1, vf(1, 1) + lf(2, shape)))
+/usr/bin/python3 - $TMP/head.onnx <<'PY'
+import sys
+from onnx import TensorProto, helper
 W = [((i * 7919) % 61) / 61.0 - 0.5 for i in range(16 * 9)]
 B = [0.02 * (c % 5) - 0.04 for c in range(16)]
-nodes = [node("Conv", ["x", "W", "B"], ["c"], "conv", [ints("kernel_shape", [3, 3]), ints("pads", [1, 1, 1, 1])]),
-         node("Relu", ["c"], ["r"], "relu"), node("GlobalAveragePool", ["r"], ["p"], "gap"),
-         node("Flatten", ["p"], ["y"], "flatten")]
-g = b"".join(lf(1, n) for n in nodes) + lf(2, "head") + lf(5, tensor("W", [16, 1, 3, 3], W)) + \
-    lf(5, tensor("B", [16], B)) + lf(11, vinfo("x", [-1, 1, 28, 28])) + lf(12, vinfo("y", [-1, 16]))
-open(sys.argv[1], "wb").write(vf(1, 7) + lf(2, "t-calib.sh") + lf(7, g) + lf(8, lf(1, "") + vf(2, 13)))
+nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], "conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"], "relu"), helper.make_node("GlobalAveragePool", ["r"], ["p"], "gap"),
+         helper.make_node("Flatten", ["p"], ["y"], "flatten")]
+g = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])],
+                      [helper.make_tensor("W", TensorProto.FLOAT, [16, 1, 3, 3], W),
+                       helper.make_tensor("B", TensorProto.FLOAT, [16], B)])
+m = helper.make_model(g, producer_name="t-calib.sh", opset_imports=[helper.make_opsetid("", 13)])
+m.ir_version = 7
+open(sys.argv[1], "wb").write(m.SerializeToString())
 PY
 expect_ok "calib a model ending GlobalAveragePool -> Flatten" $QTOOL calib $TMP/head.onnx --data $D/calib $PP \
     -o $TMP/head_q.onnx --threads 1
