@@ -218,6 +218,16 @@ expect_ok "calib W8 --weight-observer minmax" $QTOOL calib $D/model_bn.onnx --da
     --weight-observer minmax --threads 1
 check "at 8 bits no choice: max |w| steps" cmp $TMP/w8.onnx $TMP/w8m.onnx
 check "... and nothing measured" sh -c "! grep -q weight_observer_choice $TMP/w8.out"
+# a model of fixed batch (1): no choice (the simulator needs a free batch
+# dimension), max |w| steps as before
+/usr/bin/python3 -c "
+import sys; sys.path.insert(0, 'scripts'); import onnxedit
+onnxedit.set_input_dims('$D/model_bn.onnx', '$TMP/fixed1.onnx', lambda i, d: [1] + list(d[1:]))"
+expect_ok "calib W4 default, a model of fixed batch 1" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
+    -o $TMP/wf.onnx --json $TMP/wf.out --threads 1
+expect_ok "... and --weight-observer minmax" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
+    --weight-observer minmax -o $TMP/wfm.onnx --threads 1
+check "  the same bytes, nothing measured" sh -c "cmp $TMP/wf.onnx $TMP/wfm.onnx && ! grep -q weight_observer_choice $TMP/wf.out"
 expect_fail 2 "--weight-observer takes auto, minmax or mse" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
     -o $TMP/wx.onnx --weight-observer max
 check "the message names the option" grep -q "weight-observer" "$_out"
