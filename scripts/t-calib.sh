@@ -228,6 +228,26 @@ expect_ok "calib W4 default, a model of fixed batch 1" $QTOOL calib $TMP/fixed1.
 expect_ok "... and --weight-observer minmax" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
     --weight-observer minmax -o $TMP/wfm.onnx --threads 1
 check "  the same bytes, nothing measured" sh -c "cmp $TMP/wf.onnx $TMP/wfm.onnx && ! grep -q weight_observer_choice $TMP/wf.out"
+# a model whose first output is not a float [N,...] tensor (an ArgMax's
+# classes): the simulator cannot measure it, so max |w| steps, said so
+/usr/bin/python3 - $D/model_bn.onnx $TMP/argmax.onnx <<'PY'
+import sys
+import onnx
+from onnx import TensorProto, helper
+m = onnx.load(sys.argv[1])
+g = m.graph
+g.node.append(helper.make_node("ArgMax", [g.output[0].name], ["cls"], "argmax", axis=1, keepdims=0))
+outs = list(g.output)
+del g.output[:]
+g.output.extend([helper.make_tensor_value_info("cls", TensorProto.INT64, ["N"])] + outs)
+onnx.save(m, sys.argv[2])
+PY
+expect_ok "calib W4 default, first output an ArgMax's classes" $QTOOL calib $TMP/argmax.onnx --data $D/calib \
+    --preset mnist --wbits 4 -o $TMP/wa1.onnx --threads 1
+check "  says why it did not choose" grep -q "weight steps: max |w| (not chosen: output 0 is not a float32" "$_out"
+expect_ok "... and --weight-observer minmax" $QTOOL calib $TMP/argmax.onnx --data $D/calib $PP --wbits 4 \
+    --weight-observer minmax -o $TMP/wa1m.onnx --threads 1
+check "  the same bytes" cmp $TMP/wa1.onnx $TMP/wa1m.onnx
 expect_fail 2 "--weight-observer takes auto, minmax or mse" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
     -o $TMP/wx.onnx --weight-observer max
 check "the message names the option" grep -q "weight-observer" "$_out"
