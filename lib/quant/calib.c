@@ -295,22 +295,6 @@ static int correct(struct qt_qplan *p, const struct corr_ctx *x, struct qt_calib
     return 0;
 }
 
-/* p's float graph back to g0 (the prepared graph before the corrections)
- * when they edited it, its weight steps by rule mse, then the corrections. */
-static int steps_corrected(struct qt_qplan *p, const struct qt_graph *g0, int mse, const struct corr_ctx *x,
-                           struct qt_calib_result *r, struct qt_err *err) {
-    if (x->bias_correction || x->bnre) {
-        struct qt_graph *g = NULL;
-        if (qt_graph_clone(&g, g0, err))
-            return err->code;
-        qt_graph_free(p->g);
-        p->g = g;
-    }
-    if (weight_steps(p, mse, err))
-        return err->code;
-    return correct(p, x, r, err);
-}
-
 /* The weight steps of a plan (per weight tensor: each channel's step and
  * range ends, and the method), kept to be put back. */
 struct wsteps {
@@ -373,20 +357,20 @@ static int choose_weight_steps(struct qt_qplan *p, const struct qt_graph *g0, co
     if (qt_evalset_load(&es, x->ds, x->pp, x->c, x->h, x->w, x->total < 32 ? x->total : 32, x->threads, err) ||
         weight_steps(p, 1, err) || correct(p, x, r, err))
         goto out;
-    if (qt_qplan_figures(p, g0, &es, x->threads, &f[1], NULL, err)) {
-        if (err->code != QT_EUNSUPPORTED) /* else the simulator cannot run it: max |w|, no choice */
+    int measured = !qt_qplan_figures(p, g0, &es, x->threads, &f[1], NULL, err);
+    if (!measured) { /* the simulator cannot run this model: max |w| steps, unmeasured */
+        if (err->code != QT_EUNSUPPORTED)
             goto out;
         qt_qplan_logf(p, "weight steps: max |w| (not chosen: %s)", err->msg);
         *err = (struct qt_err){0};
-        steps_corrected(p, g0, 0, x, r, err);
-        goto out;
     }
-    if (wsteps_save(p, &ws, err) || qt_graph_clone(&g1, g0, err))
+    if ((measured && wsteps_save(p, &ws, err)) || qt_graph_clone(&g1, g0, err))
         goto out;
     struct qt_graph *t = p->g; /* the clipped plan's graph aside, g0's copy in */
     p->g = g1;
     g1 = t;
-    if (weight_steps(p, 0, err) || correct(p, x, r, err) || qt_qplan_figures(p, g0, &es, x->threads, &f[0], NULL, err))
+    if (weight_steps(p, 0, err) || correct(p, x, r, err) || !measured ||
+        qt_qplan_figures(p, g0, &es, x->threads, &f[0], NULL, err))
         goto out;
     p->wchoice.images = es.n;
     p->wchoice.sqnr_db[0] = f[0].sqnr_db;
