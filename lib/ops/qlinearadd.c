@@ -60,7 +60,8 @@ struct qladd_job {
 /* c = fma(a, ra, fma(b, rb, f)): the MLAS AVX2 kernel's order; with a
  * scalar A (B) its term is already in f and only the other one is fused */
 #define QLADD_CLAMP(T, LO, HI)                                                                                 \
-    v = v < (float)(LO) ? (float)(LO) : v > (float)(HI) ? (float)(HI) : v;                                     \
+    v = v >= (float)(LO) ? v : (float)(LO); /* NaN (inf - inf from hostile scales) too */                       \
+    v = v > (float)(HI) ? (float)(HI) : v;                                                                     \
     Y[i] = (T)(int32_t)__builtin_nearbyintf(v)
 #define QLADD_BODY(T, LO, HI)                                                                                  \
     if (mode == 1) {                                                                                           \

@@ -85,7 +85,8 @@ static int qlconcat_fwd(struct qt_exec *x, const struct qt_node *n, struct qt_er
             int32_t xv = s8 ? (int32_t)(int8_t)v : v;
             float dq = xs * (float)(xv - xz);
             float q = nearbyintf(dq / ys) + (float)yz;
-            q = q < (float)lo ? (float)lo : q > (float)hi ? (float)hi : q;
+            q = q >= (float)lo ? q : (float)lo; /* NaN (inf * 0 from hostile scales) too */
+            q = q > (float)hi ? (float)hi : q;
             lut[v] = (uint8_t)(int32_t)q;
         }
         int64_t span = t->dims[ax] * inner;

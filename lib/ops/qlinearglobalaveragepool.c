@@ -63,7 +63,7 @@ static void qlgap_task(void *arg, int64_t t0, int64_t t1, int tid) {
     for (int64_t t = t0; t < t1; t++) { /* t = image * C + channel */
         int64_t img = t / j->C, c = t % j->C, step = j->channels_last ? j->C : 1;
         int64_t base = j->channels_last ? img * j->hw * j->C + c : t * j->hw;
-        int32_t acc = -j->xzp * (int32_t)j->hw;
+        int64_t acc = -(int64_t)j->xzp * j->hw; /* int64: no overflow on a hostile spatial size */
         if (s8) {
             const int8_t *p = (const int8_t *)j->X->data + base;
             for (int64_t i = 0; i < j->hw; i++)
