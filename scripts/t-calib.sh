@@ -206,7 +206,7 @@ for b in 4 3; do
     check "W$b: ... and the measurement" \
         test "$(json $TMP/wauto.json calibration.weight_observer_choice.mse_sqnr_db)" = "$sc"
     check "W$b: explicit rules measure nothing" sh -c "! grep -q weight_observer_choice $TMP/wmse.out $TMP/wmse.json"
-    eval "kept$b=$ch"
+    eval "kept$b=$ch sm$b=$sm sc$b=$sc"
 done
 check "both rules were kept once (4 bits: $kept4, 3 bits: $kept3)" test "$kept4" != "$kept3"
 expect_ok "calib W3 default at --threads 2" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP --wbits 3 \
@@ -218,16 +218,22 @@ expect_ok "calib W8 --weight-observer minmax" $QTOOL calib $D/model_bn.onnx --da
     --weight-observer minmax --threads 1
 check "at 8 bits no choice: max |w| steps" cmp $TMP/w8.onnx $TMP/w8m.onnx
 check "... and nothing measured" sh -c "! grep -q weight_observer_choice $TMP/w8.out"
-# a model of fixed batch (1): no choice (the simulator needs a free batch
-# dimension), max |w| steps as before
+# a model of fixed batch (1): the simulator runs it at its batch, so the
+# choice is made as for the free-batch model, with the same figures
 /usr/bin/python3 -c "
 import sys; sys.path.insert(0, 'scripts'); import onnxedit
 onnxedit.set_input_dims('$D/model_bn.onnx', '$TMP/fixed1.onnx', lambda i, d: [1] + list(d[1:]))"
 expect_ok "calib W4 default, a model of fixed batch 1" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
     -o $TMP/wf.onnx --json $TMP/wf.out --threads 1
-expect_ok "... and --weight-observer minmax" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
-    --weight-observer minmax -o $TMP/wfm.onnx --threads 1
-check "  the same bytes, nothing measured" sh -c "cmp $TMP/wf.onnx $TMP/wfm.onnx && ! grep -q weight_observer_choice $TMP/wf.out"
+expect_ok "... and --weight-observer $kept4" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP --wbits 4 \
+    --weight-observer $kept4 -o $TMP/wfk.onnx --threads 1
+check "  the choice measured at batch 1: the free-batch model's figures ($sm4, $sc4 dB)" \
+    test "$(json $TMP/wf.out weight_observer_choice.minmax_sqnr_db) $(json $TMP/wf.out weight_observer_choice.mse_sqnr_db)" = "$sm4 $sc4"
+check "  the kept option's bytes ($kept4)" cmp $TMP/wf.onnx $TMP/wfk.onnx
+expect_ok "fixed batch 1: --sensitivity and --max-drop run" $QTOOL calib $TMP/fixed1.onnx --data $D/calib $PP \
+    --wbits 4 --sensitivity --max-drop 1 -o $TMP/wfs.onnx --json $TMP/wfs.out --threads 1
+check "  the search measured the held-back images" test "$(json $TMP/wfs.out fallback.eval_images)" -ge 1
+check "  every unit's sensitivity" test "$(json $TMP/wfs.out sensitivity.units | python3 -c 'import sys; print(sys.stdin.read().count("{"))')" -ge 7
 # a model whose first output is not a float [N,...] tensor (an ArgMax's
 # classes): the simulator cannot measure it, so max |w| steps, said so
 /usr/bin/python3 - $D/model_bn.onnx $TMP/argmax.onnx <<'PY'

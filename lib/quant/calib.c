@@ -459,9 +459,7 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     if (qt_qplan_biases(p, err))
         goto out;
     struct corr_ctx x = {ds, pp, total, batch, c, h, w, threads, o->bias_correction, bnre};
-    /* the choice measures on the simulator, which needs a free batch
-     * dimension: a model of fixed batch keeps max |w| steps */
-    int choose = p->o.weight_mse < 0 && low_bits(p) && !fixed;
+    int choose = p->o.weight_mse < 0 && low_bits(p);
     /* the corrections edit p->g's weights and biases: finetune's float
      * targets, and the choice's, come from the prepared graph before them */
     if ((choose || (o->finetune && (o->bias_correction || bnre))) && qt_graph_clone(&fref, p->g, err))

@@ -325,8 +325,8 @@ static int act_after(struct qt_exec *x, int node, void *ud, struct qt_err *err) 
                 mn = d[i] < mn ? d[i] : mn;
                 mx = d[i] > mx ? d[i] : mx;
             }
-            h->rlo[v] = mn;
-            h->rhi[v] = mx;
+            h->rlo[v] = mn < h->rlo[v] ? mn : h->rlo[v]; /* over the batches (from 0) */
+            h->rhi[v] = mx > h->rhi[v] ? mx : h->rhi[v];
         } else if (v == h->v) {
             int qmin = 0, qmax = (1 << h->bits) - 1;
             float s;
@@ -353,39 +353,69 @@ static int act_unit(const struct qt_qplan *p, int v) {
     return t >= 0 && p->t[t].q.role == QT_ROLE_ACT && p->g->v[v].producer >= 0;
 }
 
+/* The images img[0..nimg) through x, x->batch at a time (the last batch
+ * padded with zeros), output 0 of each into out. */
+struct batches {
+    struct qt_exec *x;
+    const float *img;
+    size_t per;             /* floats per image */
+    int nimg;
+    int64_t nout;           /* output floats per image */
+};
+
+static int run_all(const struct batches *b, float *out, struct qt_err *err) {
+    int bs = qt_exec_batch(b->x);
+    float *in = qt_exec_input(b->x, 0);
+    for (int i0 = 0; i0 < b->nimg; i0 += bs) {
+        int nb = b->nimg - i0 < bs ? b->nimg - i0 : bs;
+        memcpy(in, b->img + (size_t)i0 * b->per, sizeof(float) * b->per * (size_t)nb);
+        if (nb < bs)
+            memset(in + (size_t)nb * b->per, 0, sizeof(float) * b->per * (size_t)(bs - nb));
+        if (qt_exec_run(b->x, err))
+            return err->code;
+        memcpy(out + (size_t)i0 * (size_t)b->nout, qt_exec_output(b->x, 0), sizeof(float) * (size_t)(nb * b->nout));
+    }
+    return 0;
+}
+
 static int measure(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
                    int nimg, int threads, int acts, struct sens *s, struct qt_err *err) {
     struct qt_graph *g = p->g;
     struct qt_exec *x = NULL;
-    float *ref = NULL, *lo = NULL, *hi = NULL, *save = NULL;
+    float *ref = NULL, *outb = NULL, *img = NULL, *lo = NULL, *hi = NULL, *save = NULL;
     int *labels = NULL;
     struct act_hook hk = {-1, 8, NULL, NULL, NULL, NULL};
+    int dt, nd;
+    int64_t d0[QT_MAXDIM];
     memset(s, 0, sizeof *s);
-    if (qt_exec_new_flags(&x, g, nimg, threads, QT_EXEC_NOFUSE, err))
+    /* all images in one run; a model of fixed batch size at its batch */
+    qt_graph_input(g, 0, &dt, &nd, d0);
+    if (qt_exec_new_flags(&x, g, nd >= 1 && d0[0] > 0 ? (int)d0[0] : nimg, threads, QT_EXEC_NOFUSE, err))
         return err->code;
-    labels = malloc(sizeof(int) * (size_t)nimg);
-    if (!labels) {
-        qt_errf(err, QT_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (qt_dataset_load(ds, pp, 0, nimg, c, h, w, qt_exec_input(x, 0), labels, threads, 0, err))
-        goto out;
+    int bs = qt_exec_batch(x);
+    size_t per = (size_t)(qt_tensor_numel(qt_exec_input_tensor(x, 0)) / bs);
     const struct qt_tensor *ot = qt_exec_output_tensor(x, 0);
-    int64_t nout = qt_tensor_numel(ot);
+    int64_t nout = qt_tensor_numel(ot) / bs * nimg;
+    struct batches bt = {x, NULL, per, nimg, nout / nimg};
+    labels = malloc(sizeof(int) * (size_t)nimg);
+    img = malloc(sizeof(float) * (per * (size_t)nimg + 1));
     ref = malloc(sizeof(float) * ((size_t)nout + 1));
+    outb = malloc(sizeof(float) * ((size_t)nout + 1));
     lo = calloc((size_t)g->nv + 1, sizeof *lo);
     hi = calloc((size_t)g->nv + 1, sizeof *hi);
-    if (!ref || !lo || !hi) {
+    if (!labels || !img || !ref || !outb || !lo || !hi) {
         qt_errf(err, QT_ENOMEM, "out of memory");
         goto out;
     }
+    bt.img = img;
+    if (qt_dataset_load(ds, pp, 0, nimg, c, h, w, img, labels, threads, 0, err))
+        goto out;
     hk.rlo = lo;
     hk.rhi = hi;
     x->after_node = act_after;
     x->after_ud = &hk;
-    if (qt_exec_run(x, err))
+    if (run_all(&bt, ref, err))
         goto out;
-    memcpy(ref, qt_exec_output(x, 0), sizeof(float) * (size_t)nout);
     hk.rlo = hk.rhi = NULL;
     hk.lo = lo;
     hk.hi = hi;
@@ -432,11 +462,11 @@ static int measure(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_pr
             for (int64_t ch = 0; ch < nch; ch++)
                 s->cerr[k][ch * NW + b] = ce[ch];
             free(ce);
-            int rc = qt_exec_run(x, err);
+            int rc = run_all(&bt, outb, err);
             memcpy(wt->data, save, wt->nbytes);
             if (rc)
                 goto out;
-            s->dw[k][b] = mse(qt_exec_output(x, 0), ref, nout);
+            s->dw[k][b] = mse(outb, ref, nout);
         }
         k++;
     }
@@ -448,15 +478,17 @@ static int measure(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_pr
         for (int b = 0; b < NW; b++) {
             hk.v = v;
             hk.bits = widths[b];
-            if (qt_exec_run(x, err))
+            if (run_all(&bt, outb, err))
                 goto out;
-            s->da[k][b] = mse(qt_exec_output(x, 0), ref, nout);
+            s->da[k][b] = mse(outb, ref, nout);
         }
         k++;
     }
 out:
     free(save);
     free(labels);
+    free(img);
+    free(outb);
     free(ref);
     free(lo);
     free(hi);
