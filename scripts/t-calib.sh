@@ -218,6 +218,23 @@ expect_ok "calib W8 --weight-observer minmax" $QTOOL calib $D/model_bn.onnx --da
     --weight-observer minmax --threads 1
 check "at 8 bits no choice: max |w| steps" cmp $TMP/w8.onnx $TMP/w8m.onnx
 check "... and nothing measured" sh -c "! grep -q weight_observer_choice $TMP/w8.out"
+# the percentile observer's default by activation width: 99.999 at 8 bits
+# (above 99.99 on four real models, man/qtool-calib.1), 99.99 below
+for a in 8 4; do
+    for pc in def 99.999 99.99; do
+        f=""; [ $pc = def ] || f="--percentile $pc"
+        expect_ok "calib --abits $a ${f:-(default percentile)}" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP \
+            --abits $a $f -o $TMP/pc$a-$pc.onnx --threads 1
+    done
+done
+check "A8: the default is --percentile 99.999's bytes" cmp $TMP/pc8-def.onnx $TMP/pc8-99.999.onnx
+check "  ... which differ from 99.99's here" sh -c "! cmp -s $TMP/pc8-99.99.onnx $TMP/pc8-99.999.onnx"
+check "A4: the default is --percentile 99.99's bytes" cmp $TMP/pc4-def.onnx $TMP/pc4-99.99.onnx
+check "  ... which differ from 99.999's here" sh -c "! cmp -s $TMP/pc4-99.99.onnx $TMP/pc4-99.999.onnx"
+check "quant_info.json: the default's two percentiles" \
+    test "$(json $TMP/pc8-def.json calibration.percentile) $(json $TMP/pc8-def.json calibration.percentile_below_8_bits)" = "99.999 99.99"
+check "  an explicit one alone" test "$(json $TMP/pc4-99.99.json calibration.percentile)" = 99.99
+check "  ... without the default's second" sh -c "! grep -q percentile_below $TMP/pc4-99.99.json"
 # a model of fixed batch (1): the simulator runs it at its batch, so the
 # choice is made as for the free-batch model, with the same figures
 /usr/bin/python3 -c "

@@ -173,7 +173,7 @@ static int act_params(struct qt_qplan *p, struct qt_observer *obs, struct qt_err
             continue;
         const struct qt_observer *o = &obs[p->t[t].group];
         double lo, hi, blo, bhi;
-        qt_obs_range(o, p->t[t].q.bits, p->o.act_signed, p->o.percentile, &lo, &hi);
+        qt_obs_range(o, p->t[t].q.bits, p->o.act_signed, qt_act_percentile(&p->o, p->t[t].q.bits), &lo, &hi);
         int fixed = group_bounds(p, p->t[t].group, &blo, &bhi);
         if (fixed && blo <= 0 && bhi > 0 && !p->o.act_signed) {
             lo = blo;

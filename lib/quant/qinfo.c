@@ -145,7 +145,9 @@ static void add_settings(cJSON *d, const struct qt_quant_opts *o, const struct q
     cJSON_AddStringToObject(cal, "data", data ? data : "");
     cJSON_AddNumberToObject(cal, "images", images);
     cJSON_AddStringToObject(cal, "observer", qt_obs_name(o->observer));
-    cJSON_AddNumberToObject(cal, "percentile", o->percentile);
+    cJSON_AddNumberToObject(cal, "percentile", qt_act_percentile(o, 8));
+    if (o->percentile <= 0) /* the default's, below 8 bits */
+        cJSON_AddNumberToObject(cal, "percentile_below_8_bits", qt_act_percentile(o, 7));
     cJSON_AddStringToObject(cal, "weight_observer", o->weight_mse > 0 ? "mse" : "minmax");
     cJSON *set = cJSON_AddObjectToObject(d, "settings");
     cJSON_AddNumberToObject(set, "wbits", o->wbits);
