@@ -119,7 +119,8 @@ int cli_q_profile(const char *cmd, void *q, const char *arg);
     OPT_CHOICE(0, "observer", "minmax|ema|percentile|entropy|mse", &(q)->observer, NULL,                        \
                "range observer (default percentile)"),                                                          \
     OPT_FLOAT_RANGE(0, "percentile", "P", &(q)->percentile, 50, 100, OPT_LO_OPEN,                               \
-                    "percentile for --observer percentile (default 99.999 for 8-bit activations, 99.99 below)"),     \
+                    "percentile for --observer percentile (default 99.999 for 8-bit activations without "      \
+                    "--cle, else 99.99)"),                                                                      \
     OPT_CHOICE(0, "weight-observer", "auto|minmax|mse", &(q)->weight_mse, cli_wobs_vals,                        \
                "weight steps from max |w|, clipped for the least squared error, or (default) below 8 bits "     \
                "the one with the higher output SQNR on the calibration images"),                               \

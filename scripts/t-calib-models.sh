@@ -4,7 +4,10 @@
 # calibrated and evaluated on ../shared/data/imagenet-dev, against the float
 # model (PyTorch 77.027 top-1 on these images):
 # - qtool's defaults (per-channel weights, percentile): top-1 drop <= 1.0 pt and
-#   >= 94% top-1 agreement with float (PyTorch 1.13's best: 75.68, 93.8%);
+#   top-1 agreement with float at least PyTorch 1.13's best eager PTQ on the
+#   same images (75.68, 93.8%); with the 8-bit percentile at 99.99 it was
+#   94.59%, at 99.999 (the default since, better on the other models:
+#   qtool-calib(1) DEFAULTS) 93.99%;
 # - ONNX Runtime (optimized: its int8 kernels) and qtool agree on >= 99.5% of
 #   the quantized file's top-1 predictions;
 # - per-tensor minmax without CLE collapses as in the PyTorch tutorial (regression
@@ -28,7 +31,7 @@ check "27 ReLU6 fused ($(json $TMP/c.json fused_activations))" test "$(json $TMP
 expect_ok "eval against float" $QTOOL eval $TMP/q.onnx $IMG --ref $F --latency-runs 0 -q --json $TMP/e.json
 t1=$(json $TMP/e.json top1); ag=$(json $TMP/e.json agreement)
 check "top-1 $t1 within 1.0 pt of float 77.027" fcmp "$t1" '>=' 76.027
-check "agreement with float $ag >= 94%" fcmp "$ag" '>=' 94
+check "agreement with float $ag >= 93.8% (PyTorch's best)" fcmp "$ag" '>=' 93.8
 echo "# defaults: top-1 $t1 (float 77.027), agreement $ag%, SQNR $(json $TMP/e.json sqnr_db) dB"
 
 # every image of the folder, ORT in chunks of 128 (the inputs file is 400 MB)

@@ -219,7 +219,8 @@ expect_ok "calib W8 --weight-observer minmax" $QTOOL calib $D/model_bn.onnx --da
 check "at 8 bits no choice: max |w| steps" cmp $TMP/w8.onnx $TMP/w8m.onnx
 check "... and nothing measured" sh -c "! grep -q weight_observer_choice $TMP/w8.out"
 # the percentile observer's default by activation width: 99.999 at 8 bits
-# (above 99.99 on four real models, man/qtool-calib.1), 99.99 below
+# (above 99.99 on four real models, man/qtool-calib.1), 99.99 below and
+# with cross-layer equalization (per-tensor weights' default)
 for a in 8 4; do
     for pc in def 99.999 99.99; do
         f=""; [ $pc = def ] || f="--percentile $pc"
@@ -231,6 +232,12 @@ check "A8: the default is --percentile 99.999's bytes" cmp $TMP/pc8-def.onnx $TM
 check "  ... which differ from 99.99's here" sh -c "! cmp -s $TMP/pc8-99.99.onnx $TMP/pc8-99.999.onnx"
 check "A4: the default is --percentile 99.99's bytes" cmp $TMP/pc4-def.onnx $TMP/pc4-99.99.onnx
 check "  ... which differ from 99.999's here" sh -c "! cmp -s $TMP/pc4-99.99.onnx $TMP/pc4-99.999.onnx"
+expect_ok "calib --per-tensor (CLE by default): default percentile" $QTOOL calib $D/model_bn.onnx --data $D/calib \
+    $PP --per-tensor -o $TMP/pct-def.onnx --threads 1
+expect_ok "  ... and --percentile 99.99" $QTOOL calib $D/model_bn.onnx --data $D/calib $PP --per-tensor \
+    --percentile 99.99 -o $TMP/pct-4.onnx --threads 1
+check "  with CLE the default is 99.99 at 8 bits too" cmp $TMP/pct-def.onnx $TMP/pct-4.onnx
+check "  ... recorded" test "$(json $TMP/pct-def.json calibration.percentile)" = 99.99
 check "quant_info.json: the default's two percentiles" \
     test "$(json $TMP/pc8-def.json calibration.percentile) $(json $TMP/pc8-def.json calibration.percentile_below_8_bits)" = "99.999 99.99"
 check "  an explicit one alone" test "$(json $TMP/pc4-99.99.json calibration.percentile)" = 99.99

@@ -45,9 +45,11 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
 /* The percentile an activation of `bits` is observed at: the option's, or
  * by default 99.999 at 8 bits (ONNX Runtime's default; above 99.99 on
  * MobileNetV1, MobileNetV2, SqueezeNet 1.1 and the Fashion-MNIST ResNet,
- * man/qtool-calib.1) and 99.99 below (no clear winner measured there). */
+ * man/qtool-calib.1) and 99.99 below 8 bits (no clear winner measured
+ * there) and after cross-layer equalization (which widens some channels'
+ * activations: 99.999 lowers per-tensor MobileNetV2 and the Fashion model). */
 double qt_act_percentile(const struct qt_quant_opts *q, int bits) {
-    return q->percentile > 0 ? q->percentile : bits >= 8 ? 99.999 : 99.99;
+    return q->percentile > 0 ? q->percentile : bits >= 8 && !qt_cle_wanted(q) ? 99.999 : 99.99;
 }
 
 void qt_qplan_logf(const struct qt_qplan *p, const char *fmt, ...) {

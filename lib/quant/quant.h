@@ -57,7 +57,8 @@ void qt_obs_bin(const struct qt_observer *o, const float *v, int64_t n, double *
  * result always contains 0. */
 void qt_obs_range(const struct qt_observer *o, int bits, int symmetric, double pct, double *lo, double *hi);
 /* The percentile for an activation of `bits`: q->percentile, or when that
- * is 0 (the default) 99.999 at 8 bits and 99.99 below. */
+ * is 0 (the default) 99.999 at 8 bits without cross-layer equalization,
+ * else 99.99. */
 double qt_act_percentile(const struct qt_quant_opts *q, int bits);
 
 /* ---- quantization parameters ------------------------------------------ */
