@@ -105,19 +105,29 @@ for x in ts:
 done
 
 # ONNX Runtime runs the QDQ files. Unfused (--opt basic: DQ, float op, Q)
-# its outputs equal qtool's integer ones; fused (all: QLinearMatMul,
-# QLinearAdd, QLinearSoftmax...) too, within a few output steps (ORT's
-# QLinearSoftmax assumes the output scale 1/256: with the calibrated
-# range the attention model's top-1 agreed on 3 of 16)
+# its outputs equal qtool's simulation of the file (--simulate: the same
+# float ops between DQ and Q); fused (all: QLinearMatMul, QLinearAdd,
+# QLinearSoftmax...) they equal qtool's integer ones within a few output
+# steps (ORT's QLinearSoftmax assumes the output scale 1/256: with the
+# calibrated range the attention model's top-1 agreed on 3 of 16). Integer
+# and float execution round differently where a value falls within float
+# rounding of a step's midpoint: on vit13 at the 8-bit percentile 99.999, 2
+# of 26112 values of a MatMul's output differ by one step between ORT's own
+# fused and unfused runs, and qtool's int8 outputs equal the fused ones.
 for m in vit13 vit17 swin attn; do
     case $m in attn) sz=8 pp="--preset imagenet --resize 8 --crop 8" ;; *) sz=32 pp=$PP ;; esac
     expect_ok "$m: ONNX Runtime loads the QDQ file (optimizations disabled and all)" $ORT $TMP/q_$m.onnx --check-load
     expect_ok "$m: qtool eval on integer kernels" $QTOOL eval $TMP/q_$m.onnx --data $TMP/img/val $pp -q \
         --latency-runs 0 --save-inputs $TMP/in.bin --save-outputs $TMP/q.bin --json $TMP/e_$m.json
+    expect_ok "$m: qtool eval --simulate" $QTOOL eval $TMP/q_$m.onnx --data $TMP/img/val $pp -q \
+        --latency-runs 0 --simulate --save-outputs $TMP/s.bin
     expect_ok "$m: ONNX Runtime runs it unfused" $ORT $TMP/q_$m.onnx --input $TMP/in.bin --shape 16,3,$sz,$sz \
         --opt basic --output $TMP/o.bin
-    expect_ok "$m: qtool's int8 outputs equal ONNX Runtime's unfused ones (1e-5 of the output scale)" \
-        python3 scripts/cmpraw.py $TMP/q.bin $TMP/o.bin 1e-5 --top1 10
+    expect_ok "$m: qtool's simulated outputs equal ONNX Runtime's unfused ones (1e-5 of the output scale)" \
+        python3 scripts/cmpraw.py $TMP/s.bin $TMP/o.bin 1e-5 --top1 10
+    expect_ok "$m: qtool's int8 outputs: the same top-1 as unfused ONNX Runtime" \
+        python3 scripts/cmpraw.py $TMP/q.bin $TMP/o.bin 1 --top1 10
+    check "$m:   on 16 of 16" grep -q "top1_agree=16/16" "$_out"
     expect_ok "$m: ONNX Runtime runs it on its integer kernels" $ORT $TMP/q_$m.onnx --input $TMP/in.bin \
         --shape 16,3,$sz,$sz --opt all --output $TMP/o.bin
     expect_ok "$m: qtool's int8 outputs equal ONNX Runtime's fused ones (1e-3 of the output scale), top-1 16/16" \
