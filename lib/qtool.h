@@ -148,6 +148,9 @@ void qt_graph_info(const struct qt_graph *g, struct qt_graph_info *info);
 /* i-th graph input/output (initializers excluded): name, dtype, declared dims
  * (-1 = dynamic). */
 const char *qt_graph_input(const struct qt_graph *g, int i, int *dtype, int *ndim, int64_t *dims);
+/* The first input's declared batch (its first dimension), or 0 when that is
+ * dynamic (or there is no input). */
+int qt_graph_fixed_batch(const struct qt_graph *g);
 const char *qt_graph_output(const struct qt_graph *g, int i, int *dtype, int *ndim, int64_t *dims);
 int qt_graph_nnodes(const struct qt_graph *g);
 const char *qt_graph_node(const struct qt_graph *g, int i, const char **op_type, int *supported);

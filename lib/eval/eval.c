@@ -41,7 +41,7 @@ int qt_model_image_shape(const struct qt_graph *g, const struct qt_preproc *pp, 
     *w = d[3] > 0 ? (int)d[3] : pp->crop_w;
     if (*h <= 0 || *w <= 0)
         return qt_errf(err, QT_EUSAGE, "input '%s' has a dynamic image size; give it with --crop HxW", name);
-    *fixed_batch = d[0] > 0 ? (int)d[0] : 0;
+    *fixed_batch = qt_graph_fixed_batch(g);
     return 0;
 }
 

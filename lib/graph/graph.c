@@ -672,6 +672,12 @@ const char *qt_graph_input(const struct qt_graph *g, int i, int *dtype, int *ndi
     return i >= 0 && i < g->ninputs ? io(g, g->inputs[i], dtype, ndim, dims) : NULL;
 }
 
+int qt_graph_fixed_batch(const struct qt_graph *g) {
+    int nd = 0;
+    int64_t d[QT_MAXDIM];
+    return qt_graph_input(g, 0, NULL, &nd, d) && nd >= 1 && d[0] > 0 ? (int)d[0] : 0;
+}
+
 const char *qt_graph_output(const struct qt_graph *g, int i, int *dtype, int *ndim, int64_t *dims) {
     return i >= 0 && i < g->noutputs ? io(g, g->outputs[i], dtype, ndim, dims) : NULL;
 }

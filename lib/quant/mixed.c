@@ -353,8 +353,7 @@ static int act_unit(const struct qt_qplan *p, int v) {
     return t >= 0 && p->t[t].q.role == QT_ROLE_ACT && p->g->v[v].producer >= 0;
 }
 
-/* The images img[0..nimg) through x, x->batch at a time (the last batch
- * padded with zeros), output 0 of each into out. */
+/* Images run through x at its batch size (run_all). */
 struct batches {
     struct qt_exec *x;
     const float *img;
@@ -363,6 +362,8 @@ struct batches {
     int64_t nout;           /* output floats per image */
 };
 
+/* The images img[0..nimg) through x, x's batch at a time (the last batch
+ * padded with zeros), output 0 of each into out. */
 static int run_all(const struct batches *b, float *out, struct qt_err *err) {
     int bs = qt_exec_batch(b->x);
     float *in = qt_exec_input(b->x, 0);
@@ -385,18 +386,15 @@ static int measure(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_pr
     float *ref = NULL, *outb = NULL, *img = NULL, *lo = NULL, *hi = NULL, *save = NULL;
     int *labels = NULL;
     struct act_hook hk = {-1, 8, NULL, NULL, NULL, NULL};
-    int dt, nd;
-    int64_t d0[QT_MAXDIM];
+    int fixed = qt_graph_fixed_batch(g);
     memset(s, 0, sizeof *s);
     /* all images in one run; a model of fixed batch size at its batch */
-    qt_graph_input(g, 0, &dt, &nd, d0);
-    if (qt_exec_new_flags(&x, g, nd >= 1 && d0[0] > 0 ? (int)d0[0] : nimg, threads, QT_EXEC_NOFUSE, err))
+    if (qt_exec_new_flags(&x, g, fixed ? fixed : nimg, threads, QT_EXEC_NOFUSE, err))
         return err->code;
     int bs = qt_exec_batch(x);
     size_t per = (size_t)(qt_tensor_numel(qt_exec_input_tensor(x, 0)) / bs);
-    const struct qt_tensor *ot = qt_exec_output_tensor(x, 0);
-    int64_t nout = qt_tensor_numel(ot) / bs * nimg;
-    struct batches bt = {x, NULL, per, nimg, nout / nimg};
+    int64_t per_out = qt_tensor_numel(qt_exec_output_tensor(x, 0)) / bs, nout = per_out * nimg;
+    struct batches bt = {x, NULL, per, nimg, per_out};
     labels = malloc(sizeof(int) * (size_t)nimg);
     img = malloc(sizeof(float) * (per * (size_t)nimg + 1));
     ref = malloc(sizeof(float) * ((size_t)nout + 1));

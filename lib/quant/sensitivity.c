@@ -487,10 +487,9 @@ int qt_qsim_new(struct qt_qsim **out, const struct qt_qplan *p, const struct qt_
     s->lab = labels;
     s->nimg = nimg;
     /* a model of fixed batch size runs at it (the last batch padded) */
-    int dt, nd;
-    int64_t d0[QT_MAXDIM];
-    qt_graph_input(p->g, 0, &dt, &nd, d0);
-    s->batch = nd >= 1 && d0[0] > 0 ? (int)d0[0] : nimg < 16 ? nimg : 16;
+    s->batch = qt_graph_fixed_batch(p->g);
+    if (!s->batch)
+        s->batch = nimg < 16 ? nimg : 16;
     threads = threads > 0 ? threads : qt_ncpus();
     if (qt_exec_new_flags(&s->x, p->g, s->batch, threads, QT_EXEC_NOFUSE, err))
         goto fail;
