@@ -234,4 +234,16 @@ check "  met, $(python3 -c "import json; print(len(json.load(open('$TMP/ft_c.jso
     python3 -c "import json; f=json.load(open('$TMP/ft_c.json'))['fallback']; assert f['met'] and f['drop_after'] <= 2, f"
 check "  finetune tries no corrections (each would tune again)" python3 -c "
 import json; assert json.load(open('$TMP/ft_c.json'))['fallback']['corrections'] == []"
+
+# eval --report's sensitivity of a tuned model is against the float model, not the tuned weights run in float
+expect_ok "finetune W4A8 (AdaQuant moves weights and biases)" $QTOOL finetune $D/model.onnx --data $D/calib $PP \
+    -o $TMP/ftw.onnx --wbits 4 --iters 40
+expect_ok "  eval --report --simulate on 32 images" $QTOOL eval $TMP/ftw.onnx --data $D/test $PP --latency-runs 0 \
+    --limit 32 --simulate --ref $D/model.onnx --report $TMP/repft --json $TMP/repft.json
+check "  the sensitivity's float top-1, and its 'all quantized' agreement and SQNR, are eval's own" python3 -c "
+import json; d=json.load(open('$TMP/repft.json')); s=d['sensitivity']; a=s['all_quantized']
+assert s['images'] == d['images'] == 32, (s['images'], d['images'])
+assert abs(s['float_top1'] - d['ref_top1']) < 1e-9, (s['float_top1'], d['ref_top1'])
+assert abs(a['top1'] - d['top1']) < 1e-9 and abs(a['agreement'] - d['agreement']) < 1e-9, (a, d['top1'], d['agreement'])
+assert abs(a['sqnr_db'] - d['sqnr_db']) < 0.05, (a['sqnr_db'], d['sqnr_db'])"
 done_testing

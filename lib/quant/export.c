@@ -248,8 +248,8 @@ static int read_tuned(struct qt_qplan *p, const cJSON *tw, const char *path, int
 }
 
 /* Reads quant_info.json for the model and rebuilds the plan it describes. */
-int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const char *model_path, const char *path,
-                       int *ntuned, struct qt_err *err) {
+static int from_info(struct qt_qplan **out, const struct qt_graph *g, const char *model_path, const char *path,
+                     int *ntuned, struct qt_graph **fref, struct qt_err *err) {
     void *buf = NULL, *mbuf = NULL;
     size_t len, mlen;
     char hex[65], *excl = NULL;
@@ -282,6 +282,10 @@ int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const ch
     }
     if (read_settings(d, path, &q, &excl, err) || qt_qplan_build(&p, g, &q, NULL, NULL, err))
         goto out;
+    /* the float reference: the prepared graph before the recorded biases and tuned weights; with
+     * CLE none (its rescaled float weights are only in the tuned weights) */
+    if (fref && !cJSON_IsTrue(item(item(d, "settings"), "cle")) && qt_graph_clone(fref, p->g, err))
+        goto out;
     const cJSON *ts = item(d, "tensors"), *e;
     if (!cJSON_IsArray(ts) || cJSON_GetArraySize(ts) != p->nt) {
         qt_errf(err, QT_EDATA, "'%s' lists %d tensors, the model's plan has %d", path,
@@ -308,12 +312,27 @@ int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const ch
     *out = p;
     p = NULL;
 out:
+    if (err->code && fref) {
+        qt_graph_free(*fref);
+        *fref = NULL;
+    }
     qt_qplan_free(p);
     cJSON_Delete(d);
     free(buf);
     free(mbuf);
     free(excl);
     return err->code;
+}
+
+int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const char *model_path, const char *path,
+                       int *ntuned, struct qt_err *err) {
+    return from_info(out, g, model_path, path, ntuned, NULL, err);
+}
+
+int qt_qplan_from_info_ref(struct qt_qplan **out, struct qt_graph **fref, const struct qt_graph *g,
+                           const char *model_path, const char *path, int *ntuned, struct qt_err *err) {
+    *fref = NULL;
+    return from_info(out, g, model_path, path, ntuned, fref, err);
 }
 
 int qt_export_run(const struct qt_export_opts *o, struct qt_export_result *r, struct qt_err *err) {

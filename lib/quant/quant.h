@@ -269,6 +269,11 @@ int qt_qplan_act_fixed(struct qt_qplan *p, double lo, double hi, struct qt_err *
  * tensors restored from the tuned-weights file. */
 int qt_qplan_from_info(struct qt_qplan **out, const struct qt_graph *g, const char *model_path, const char *path,
                        int *ntuned, struct qt_err *err);
+/* The same, and *fref: the float graph the plan was made from (prepared as recorded, the model's
+ * own weights and biases, before bias correction and tuning), the simulator's reference; NULL when
+ * the plan used CLE (its float weights exist only as the tuned ones). */
+int qt_qplan_from_info_ref(struct qt_qplan **out, struct qt_graph **fref, const struct qt_graph *g,
+                           const char *model_path, const char *path, int *ntuned, struct qt_err *err);
 /* The QOperator model (qoperator.c): QLinearConv/QLinearMatMul for compute
  * nodes, QuantizeLinear/DequantizeLinear at the borders; other quantized
  * nodes as DequantizeLinear -> float op -> QuantizeLinear, or with contrib

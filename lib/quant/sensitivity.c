@@ -776,7 +776,7 @@ void qt_sens_report_free(struct qt_sens_report *r) {
 }
 
 int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_layer_report *rep, struct qt_err *err) {
-    struct qt_graph *rg = NULL;
+    struct qt_graph *rg = NULL, *fg = NULL;
     struct qt_qplan *p = NULL;
     struct qt_dataset *ds = NULL;
     struct qt_qsim *s = NULL;
@@ -795,7 +795,7 @@ int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_laye
     fclose(f);
     if (qt_graph_load(&rg, o->ref, err) || qt_model_image_shape(rg, &pp, &c, &h, &w, &fixed, err))
         goto out;
-    if (qt_qplan_from_info(&p, rg, o->ref, qinfo, &ntuned, &e)) { /* another model's, or not qtool's */
+    if (qt_qplan_from_info_ref(&p, &fg, rg, o->ref, qinfo, &ntuned, &e)) { /* another model's, or not qtool's */
         snprintf(rep->sens_note, sizeof rep->sens_note, "%.250s", e.msg);
         goto out;
     }
@@ -803,7 +803,7 @@ int qt_eval_sensitivity(const struct qt_eval_opts *o, int images, struct qt_laye
         pp.channels = c;
     if (qt_dataset_open(&ds, o->data, o->classes, err) ||
         qt_evalset_load(&es, ds, &pp, c, h, w, images > 0 && images < 32 ? images : 32, o->threads, err) ||
-        qt_qsim_new(&s, p, NULL, es.img, es.lab, es.n, o->threads, err))
+        qt_qsim_new(&s, p, fg, es.img, es.lab, es.n, o->threads, err))
         goto out;
     if (!(rep->sens = calloc(1, sizeof *rep->sens))) {
         qt_errf(err, QT_ENOMEM, "out of memory");
@@ -818,6 +818,7 @@ out:
     qt_evalset_release(&es);
     qt_dataset_free(ds);
     qt_qplan_free(p);
+    qt_graph_free(fg);
     qt_graph_free(rg);
     return err->code;
 }
