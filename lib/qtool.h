@@ -408,8 +408,10 @@ struct qt_quant_opts {
     int weight_mse;             /* weight steps: 1 clipped for the least squared error, 0 max |w|, -1 (default)
                                  * auto: calib and finetune below 8 bits measure both on the calibration
                                  * images and keep the higher output SQNR; elsewhere max |w| */
-    double percentile;          /* for the percentile observer; 0 (default): 99.999 at 8 bits without CLE,
-                                 * else 99.99 */
+    double percentile;          /* for the percentile observer; 0 (default): 99.999 at 8 bits without CLE
+                                 * (calib and finetune with 8-bit weights measure 99.99 too and keep the
+                                 * higher output SQNR: percentile8), else 99.99 */
+    double percentile8;         /* that choice at 8 bits (0: not made) */
     const char *exclude;        /* comma-separated node names kept in float */
     const char *exclude_ops;    /* comma-separated op types kept in float */
     const char *config;         /* per-layer JSON file */

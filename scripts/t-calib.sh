@@ -335,5 +335,31 @@ PY
 expect_ok "  ONNX Runtime runs it" $ORT $TMP/head_q.onnx --input $TMP/hin.bin --shape 500,1,28,28 --opt all \
     --output $TMP/hort.bin
 expect_ok "  ORT and qtool agree on it" python3 scripts/cmpraw.py $TMP/hout.bin $TMP/hort.bin 1e-5
+
+# the 8-bit activations' default percentile: 99.999 or 99.99, whichever gives the higher output SQNR
+# on the first 32 calibration images, when every weight is 8 bits
+for lim in 300 32; do
+    expect_ok "W8A8 default, $lim images: the percentile chosen" $QTOOL calib $D/model.onnx --data $D/calib $PP \
+        --limit $lim -b 16 -o $TMP/pc$lim.onnx
+    PC=$(python3 -c "import json; print(json.load(open('$TMP/pc$lim.json'))['calibration']['percentile'])")
+    check "  $PC: the higher of the two SQNRs recorded (a tie keeps 99.999)" python3 -c "
+import json; c=json.load(open('$TMP/pc$lim.json'))['calibration']; x=c['percentile_choice']
+assert x['images'] == 32, x
+want = 99.99 if x['p99_99_sqnr_db'] > x['p99_999_sqnr_db'] else 99.999
+assert c['percentile'] == want and c['percentile_below_8_bits'] == 99.99, (c, want)"
+    expect_ok "  --percentile $PC" $QTOOL calib $D/model.onnx --data $D/calib $PP --limit $lim -b 16 --percentile $PC \
+        -o $TMP/pcx$lim.onnx
+    check "  the same file" cmp $TMP/pc$lim.onnx $TMP/pcx$lim.onnx
+    check "  no choice with --percentile given" python3 -c "
+import json; assert 'percentile_choice' not in json.load(open('$TMP/pcx$lim.json'))['calibration']"
+done
+check "both kept somewhere: 300 images 99.999, 32 images 99.99 (this fixture)" python3 -c "
+import json; p=[json.load(open('$TMP/pc%d.json' % n))['calibration']['percentile'] for n in (300, 32)]
+assert p == [99.999, 99.99], p"
+expect_ok "W4A8: no choice (99.999 at 8 bits)" $QTOOL calib $D/model.onnx --data $D/calib $PP --limit 32 -b 16 \
+    --wbits 4 -o $TMP/pc4.onnx
+check "  none recorded" python3 -c "
+import json; c=json.load(open('$TMP/pc4.json'))['calibration']
+assert 'percentile_choice' not in c and c['percentile'] == 99.999, c"
 cat "$_out"
 done_testing

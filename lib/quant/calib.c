@@ -200,9 +200,11 @@ int qt_qplan_act_fixed(struct qt_qplan *p, double lo, double hi, struct qt_err *
     return 0;
 }
 
-int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
-                     int limit, int batch, int fixed, int threads, int *images,
-                     void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err) {
+/* qt_calib_observe, and *keep (when not NULL): the group observers (the caller releases them with
+ * obs_free), to set the activations' parameters again at another percentile. */
+static int observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                   int limit, int batch, int fixed, int threads, int *images, void (*progress)(void *, int, int),
+                   void *progress_ud, struct qt_observer **keep, struct qt_err *err) {
     struct qt_observer *obs = NULL;
     struct calib_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
     int ngroups = p->ngroups, total = qt_dataset_count(ds);
@@ -246,6 +248,10 @@ int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_
     *images = total;
     act_params(p, obs, err);
 out:
+    if (keep && !err->code) {
+        *keep = obs;
+        obs = NULL;
+    }
     for (int i = 0; obs && i < ngroups; i++)
         qt_obs_release(&obs[i]);
     free(obs);
@@ -253,6 +259,18 @@ out:
     free(ctx.hist);
     free(ctx.zeros);
     return err->code;
+}
+
+static void obs_free(struct qt_observer *obs, int n) {
+    for (int i = 0; obs && i < n; i++)
+        qt_obs_release(&obs[i]);
+    free(obs);
+}
+
+int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
+                     int limit, int batch, int fixed, int threads, int *images,
+                     void (*progress)(void *, int, int), void *progress_ud, struct qt_err *err) {
+    return observe(p, ds, pp, c, h, w, limit, batch, fixed, threads, images, progress, progress_ud, NULL, err);
 }
 
 /* Whether a weight of p is below 8 bits. */
@@ -395,6 +413,59 @@ out:
     return err->code;
 }
 
+/* The default percentile of 8-bit activations when every weight is 8 bits: the calibrated plan p's
+ * activations set from the observers obs at 99.999 and at 99.99, each measured by its output SQNR
+ * against p's float graph on the first (up to 32) calibration images, the higher kept (a tie keeps
+ * 99.999) in p->o.percentile8. Neither wins on every model: 99.999 on the MobileNets and SqueezeNet,
+ * 99.99 on vit_b_32 (man/qtool-calib.1). */
+static int choose_percentile(struct qt_qplan *p, struct qt_observer *obs, const struct corr_ctx *x,
+                             struct qt_err *err) {
+    static const double pct[2] = {99.999, 99.99};
+    struct qt_evalset es = {0};
+    struct qt_figures f[2];
+    if (qt_evalset_load(&es, x->ds, x->pp, x->c, x->h, x->w, x->total < 32 ? x->total : 32, x->threads, err))
+        goto out;
+    for (int k = 0; k < 2; k++) {
+        p->o.percentile8 = pct[k];
+        if (act_params(p, obs, err))
+            goto out;
+        qt_qplan_pow2(p);
+        if (qt_qplan_biases(p, err))
+            goto out;
+        if (qt_qplan_figures(p, NULL, &es, x->threads, &f[k], NULL, err)) {
+            if (err->code != QT_EUNSUPPORTED) /* the simulator cannot run this model: 99.999, unmeasured */
+                goto out;
+            qt_qplan_logf(p, "percentile: 99.999 (not chosen: %s)", err->msg);
+            *err = (struct qt_err){0};
+            f[0].sqnr_db = f[1].sqnr_db = 0;
+            k = 2;
+        }
+    }
+    p->o.percentile8 = f[1].sqnr_db > f[0].sqnr_db ? pct[1] : pct[0];
+    if (f[0].sqnr_db != 0 || f[1].sqnr_db != 0) {
+        p->pchoice.images = es.n;
+        p->pchoice.sqnr_db[0] = f[0].sqnr_db;
+        p->pchoice.sqnr_db[1] = f[1].sqnr_db;
+        qt_qplan_logf(p, "percentile of 8-bit activations: %g (output SQNR %.2f dB at 99.999, %.2f dB at 99.99, on %d "
+                      "calibration images)", p->o.percentile8, f[0].sqnr_db, f[1].sqnr_db, es.n);
+    }
+    if (act_params(p, obs, err))
+        goto out;
+    qt_qplan_pow2(p);
+    qt_qplan_biases(p, err);
+out:
+    qt_evalset_release(&es);
+    return err->code;
+}
+
+/* Whether p has an activation of 8 bits. */
+static int act8(const struct qt_qplan *p) {
+    for (int t = 0; t < p->nt; t++)
+        if (p->t[t].q.role == QT_ROLE_ACT && p->t[t].q.bits >= 8)
+            return 1;
+    return 0;
+}
+
 /* The plan for g quantized as q says, calibrated on the first images of
  * ds with the corrections and the tuning o asks for. *ref (when ref is not
  * NULL): a copy of the prepared float graph before any of them. */
@@ -403,6 +474,7 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
                       struct qt_qplan **out, struct qt_graph **ref, struct qt_calib_result *r, struct qt_err *err) {
     struct qt_qplan *p = NULL;
     struct qt_graph *fref = NULL;
+    struct qt_observer *obs = NULL;
     int total = 0, batch, threads = o->threads > 0 ? o->threads : qt_ncpus(), bnre = o->bn_reestimate;
     *out = NULL;
     if (qt_qplan_build(&p, g, q, o->log, o->log_ud, err))
@@ -448,8 +520,10 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
      * function), before the corrections and the tuning */
     if (ref && !*ref && qt_graph_clone(ref, p->g, err))
         goto out;
-    if (qt_calib_observe(p, ds, pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress,
-                         o->progress_ud, err))
+    int choose_pct = p->o.percentile <= 0 && p->o.percentile8 <= 0 && p->o.observer == QT_OBS_PERCENTILE &&
+                     !qt_cle_wanted(&p->o) && !low_bits(p) && act8(p);
+    if (observe(p, ds, pp, c, h, w, o->limit, o->batch, fixed, o->threads, &total, o->progress, o->progress_ud,
+                choose_pct ? &obs : NULL, err))
         goto out;
     r->images = total;
     batch = fixed ? fixed : (o->batch > 0 ? o->batch : 32);
@@ -459,6 +533,10 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     if (qt_qplan_biases(p, err))
         goto out;
     struct corr_ctx x = {ds, pp, total, batch, c, h, w, threads, o->bias_correction, bnre};
+    if (choose_pct && choose_percentile(p, obs, &x, err))
+        goto out;
+    obs_free(obs, p->ngroups);
+    obs = NULL;
     int choose = p->o.weight_mse < 0 && low_bits(p);
     /* the corrections edit p->g's weights and biases: finetune's float
      * targets, and the choice's, come from the prepared graph before them */
@@ -480,6 +558,7 @@ static int calib_plan(const struct qt_calib_opts *o, const struct qt_quant_opts 
     *out = p;
     p = NULL;
 out:
+    obs_free(obs, p ? p->ngroups : 0);
     qt_graph_free(fref);
     qt_qplan_free(p);
     return err->code;
@@ -564,7 +643,8 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         struct rebuild_ctx bx = {o, g, ds, &pp, c, h, w, fixed, r};
         struct qt_maxdrop md;
         qs = o->q;
-        qs.weight_mse = p->o.weight_mse; /* the rebuilds keep the weight steps chosen */
+        qs.weight_mse = p->o.weight_mse; /* the rebuilds keep the weight steps and percentile chosen */
+        qs.percentile8 = p->o.percentile8;
         qt_maxdrop_init(&md, &o->fb, &qs, g, ref, &es, o->threads);
         md.rebuild = rebuild;
         md.rebuild_ud = &bx;
@@ -572,8 +652,12 @@ int qt_calib_run(const struct qt_calib_opts *o, struct qt_calib_result *r, struc
         md.log_ud = o->log_ud;
         md.try_corr = o->try_corr;
         md.base = (struct qt_corr){p->bias, o->q.observer, qt_cle_wanted(&o->q)};
+        struct qt_pchoice pc0 = p->pchoice; /* the rebuilds keep the percentile chosen, not the record */
         if (qt_maxdrop_run(&md, &p, &r->sens, &r->fb, err))
             goto out;
+        if (!p->pchoice.images && pc0.images && p->o.percentile8 == qs.percentile8 &&
+            p->o.observer == QT_OBS_PERCENTILE && !qt_cle_wanted(&p->o))
+            p->pchoice = pc0;
     }
     /* the plan written's (a rebuild the search measured and left may have set them) */
     r->bc_layers = p->bc_layers;

@@ -49,7 +49,9 @@ void qt_quant_opts_init(struct qt_quant_opts *q) {
  * there) and after cross-layer equalization (which widens some channels'
  * activations: 99.999 lowers per-tensor MobileNetV2 and the Fashion model). */
 double qt_act_percentile(const struct qt_quant_opts *q, int bits) {
-    return q->percentile > 0 ? q->percentile : bits >= 8 && !qt_cle_wanted(q) ? 99.999 : 99.99;
+    if (q->percentile > 0)
+        return q->percentile;
+    return bits >= 8 && !qt_cle_wanted(q) ? (q->percentile8 > 0 ? q->percentile8 : 99.999) : 99.99;
 }
 
 void qt_qplan_logf(const struct qt_qplan *p, const char *fmt, ...) {

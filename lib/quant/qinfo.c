@@ -383,6 +383,12 @@ int qt_qplan_info_begin(const struct qt_qplan *p, const char *path, const char *
         cJSON_AddNumberToObject(wc, "minmax_sqnr_db", p->wchoice.sqnr_db[0]);
         cJSON_AddNumberToObject(wc, "mse_sqnr_db", p->wchoice.sqnr_db[1]);
     }
+    if (p->pchoice.images > 0) { /* the default percentile's measurement at 8 bits */
+        cJSON *pc = cJSON_AddObjectToObject(cJSON_GetObjectItem(d, "calibration"), "percentile_choice");
+        cJSON_AddNumberToObject(pc, "images", p->pchoice.images);
+        cJSON_AddNumberToObject(pc, "p99_999_sqnr_db", p->pchoice.sqnr_db[0]);
+        cJSON_AddNumberToObject(pc, "p99_99_sqnr_db", p->pchoice.sqnr_db[1]);
+    }
     if (p->cle.rounds > 0 && qt_cle_info(p, d)) { /* the weights themselves are in "tuned_weights" */
         cJSON_Delete(d);
         return qt_errf(err, QT_ENOMEM, "out of memory writing '%s'", path);

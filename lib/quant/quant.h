@@ -231,6 +231,10 @@ struct qt_qplan {
         int images;         /* the calibration images it measured on */
         double sqnr_db[2];  /* output SQNR with max |w| steps [0] and clipped ones [1] */
     } wchoice;
+    struct qt_pchoice {     /* the 8-bit activations' default percentile's choice (calib.c; images 0: not made) */
+        int images;
+        double sqnr_db[2];  /* output SQNR at the percentile 99.999 [0] and 99.99 [1] */
+    } pchoice;
 };
 
 /* Prepares a copy of g (folds BatchNorm into Conv/Gemm) and decides what to
