@@ -200,6 +200,13 @@ int qt_qplan_act_fixed(struct qt_qplan *p, double lo, double hi, struct qt_err *
     return 0;
 }
 
+/* Releases the n group observers obs (may be NULL). */
+static void obs_free(struct qt_observer *obs, int n) {
+    for (int i = 0; obs && i < n; i++)
+        qt_obs_release(&obs[i]);
+    free(obs);
+}
+
 /* qt_calib_observe, and *keep (when not NULL): the group observers (the caller releases them with
  * obs_free), to set the activations' parameters again at another percentile. */
 static int observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
@@ -252,19 +259,11 @@ out:
         *keep = obs;
         obs = NULL;
     }
-    for (int i = 0; obs && i < ngroups; i++)
-        qt_obs_release(&obs[i]);
-    free(obs);
+    obs_free(obs, ngroups);
     free(ctx.stats);
     free(ctx.hist);
     free(ctx.zeros);
     return err->code;
-}
-
-static void obs_free(struct qt_observer *obs, int n) {
-    for (int i = 0; obs && i < n; i++)
-        qt_obs_release(&obs[i]);
-    free(obs);
 }
 
 int qt_calib_observe(struct qt_qplan *p, struct qt_dataset *ds, const struct qt_preproc *pp, int c, int h, int w,
