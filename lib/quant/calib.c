@@ -412,6 +412,15 @@ out:
     return err->code;
 }
 
+/* p's activation parameters from the observers obs at p's percentiles, and the biases quantized
+ * with them. */
+static int acts_from(struct qt_qplan *p, struct qt_observer *obs, struct qt_err *err) {
+    if (act_params(p, obs, err))
+        return err->code;
+    qt_qplan_pow2(p);
+    return qt_qplan_biases(p, err);
+}
+
 /* The default percentile of 8-bit activations when every weight is 8 bits: the calibrated plan p's
  * activations set from the observers obs at 99.999 and at 99.99, each measured by its output SQNR
  * against p's float graph on the first (up to 32) calibration images, the higher kept (a tie keeps
@@ -422,36 +431,30 @@ static int choose_percentile(struct qt_qplan *p, struct qt_observer *obs, const 
     static const double pct[2] = {99.999, 99.99};
     struct qt_evalset es = {0};
     struct qt_figures f[2];
+    int measured = 1;
     if (qt_evalset_load(&es, x->ds, x->pp, x->c, x->h, x->w, x->total < 32 ? x->total : 32, x->threads, err))
         goto out;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && measured; k++) {
         p->o.percentile8 = pct[k];
-        if (act_params(p, obs, err))
-            goto out;
-        qt_qplan_pow2(p);
-        if (qt_qplan_biases(p, err))
+        if (acts_from(p, obs, err))
             goto out;
         if (qt_qplan_figures(p, NULL, &es, x->threads, &f[k], NULL, err)) {
             if (err->code != QT_EUNSUPPORTED) /* the simulator cannot run this model: 99.999, unmeasured */
                 goto out;
             qt_qplan_logf(p, "percentile: 99.999 (not chosen: %s)", err->msg);
             *err = (struct qt_err){0};
-            f[0].sqnr_db = f[1].sqnr_db = 0;
-            k = 2;
+            measured = 0;
         }
     }
-    p->o.percentile8 = f[1].sqnr_db > f[0].sqnr_db ? pct[1] : pct[0];
-    if (f[0].sqnr_db != 0 || f[1].sqnr_db != 0) {
+    p->o.percentile8 = measured && f[1].sqnr_db > f[0].sqnr_db ? pct[1] : pct[0];
+    if (measured) {
         p->pchoice.images = es.n;
         p->pchoice.sqnr_db[0] = f[0].sqnr_db;
         p->pchoice.sqnr_db[1] = f[1].sqnr_db;
         qt_qplan_logf(p, "percentile of 8-bit activations: %g (output SQNR %.2f dB at 99.999, %.2f dB at 99.99, on %d "
                       "calibration images)", p->o.percentile8, f[0].sqnr_db, f[1].sqnr_db, es.n);
     }
-    if (act_params(p, obs, err))
-        goto out;
-    qt_qplan_pow2(p);
-    qt_qplan_biases(p, err);
+    acts_from(p, obs, err);
 out:
     qt_evalset_release(&es);
     return err->code;
