@@ -369,6 +369,7 @@ struct qt_exec {
      * QT_HOOK_STOP, err untouched */
     int (*after_node)(struct qt_exec *x, int node, void *ud, struct qt_err *err);
     void *after_ud;
+    struct qt_exec *sub;      /* QT_EXEC_SUBBATCH: the same graph at batch 1, or NULL */
 };
 #define QT_HOOK_STOP (-1)
 

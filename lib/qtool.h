@@ -165,6 +165,12 @@ int qt_exec_new(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads,
  * defines it (qt_exec_new lets a Conv apply the Relu/Clip that is its only
  * reader, so the Conv's own output holds the activated values). */
 #define QT_EXEC_NOFUSE 1u
+/* QT_EXEC_SUBBATCH: for callers that read only the graph outputs (eval),
+ * qt_exec_run may run a batch one image at a time on a plan of batch 1,
+ * whose activations stay in the caches, when the graph is per-image (every
+ * activation's first dimension is the batch, no node works across it); the
+ * outputs are the same bytes either way. Ignored with an after_node hook. */
+#define QT_EXEC_SUBBATCH 2u
 int qt_exec_new_flags(struct qt_exec **x, struct qt_graph *g, int batch, int nthreads, unsigned flags,
                       struct qt_err *err);
 void qt_exec_free(struct qt_exec *x);

@@ -69,4 +69,34 @@ open('$TMP/big/a/x.png','wb').write(b'\x89PNG\r\n\x1a\n'+chunk(b'IHDR',struct.pa
 expect_fail 4 "image of the wrong size" $QTOOL eval $D/model.onnx --data $TMP/big $PP
 check "message names the file and the size" grep -q "x.png.*32x32" "$_out"
 expect_fail 2 "three channels for a grey model" $QTOOL eval $D/model.onnx --data $D/test $PP --rgb
+# image by image (QT_EXEC_SUBBATCH): eval runs a per-image graph with small
+# weights one image at a time on a batch-1 plan, and must not where a node
+# works across the batch. Two small graphs: Conv, Flatten, Softmax over the
+# classes (per-image) or over the batch (axis 0): both equal ONNX Runtime's
+# outputs at batch 5, and the per-image one gives the same bytes at batch 1.
+for ax in 1 0; do
+    /usr/bin/python3 - "$TMP/sm$ax.onnx" $ax <<'PY'
+import sys, numpy as np, onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as T
+r = np.random.default_rng(5)
+w = nh.from_array(r.standard_normal((2, 1, 3, 3)).astype(np.float32), "w")
+g = h.make_graph([h.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Flatten", ["c"], ["f"]),
+                  h.make_node("Softmax", ["f"], ["y"], axis=int(sys.argv[2]))], "sm",
+                 [h.make_tensor_value_info("x", T.FLOAT, ["N", 1, 28, 28])],
+                 [h.make_tensor_value_info("y", T.FLOAT, ["N", 1568])], [w])
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 13)]), sys.argv[1])
+PY
+    expect_ok "softmax axis $ax: eval at batch 5" $QTOOL eval $TMP/sm$ax.onnx --data $D/test $PP --limit 5 --batch 5 \
+        --save-outputs $TMP/sm$ax.bin --save-inputs $TMP/smin.bin
+    expect_ok "softmax axis $ax: ONNX Runtime at batch 5" node scripts/ort-run.mjs $TMP/sm$ax.onnx \
+        --input $TMP/smin.bin --shape 5,1,28,28 --output $TMP/sm${ax}ort.bin
+    check "softmax axis $ax: outputs equal ONNX Runtime's" python3 scripts/cmpraw.py $TMP/sm$ax.bin \
+        $TMP/sm${ax}ort.bin 1e-5
+    expect_ok "softmax axis $ax: eval at batch 1" $QTOOL eval $TMP/sm$ax.onnx --data $D/test $PP --limit 5 --batch 1 \
+        --save-outputs $TMP/sm${ax}b1.bin
+done
+check "per-image graph: batch 5 and batch 1 give the same bytes" cmp -s $TMP/sm1.bin $TMP/sm1b1.bin
+check "softmax over the batch: batch 5 differs from batch 1 (not split image by image)" \
+    sh -c "! cmp -s $TMP/sm0.bin $TMP/sm0b1.bin"
+
 done_testing

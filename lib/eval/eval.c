@@ -85,7 +85,7 @@ static int side_open(struct side *s, const char *path, int batch, int threads, i
         return qt_err_prefix(err, "'%s'", path);
     if (lower && qt_int8_lower(s->g, nlowered, err))
         return qt_err_prefix(err, "'%s'", path);
-    if (qt_exec_new(&s->x, s->g, batch, threads, err))
+    if (qt_exec_new_flags(&s->x, s->g, batch, threads, QT_EXEC_SUBBATCH, err))
         return qt_err_prefix(err, "'%s'", path);
     const struct qt_tensor *in = qt_exec_input_tensor(s->x, 0), *out = qt_exec_output_tensor(s->x, 0);
     if (in->dims[1] != c || in->dims[2] != h || in->dims[3] != w)
@@ -116,7 +116,7 @@ static int latency(struct side *m, const float *img, int c, int h, int w, int nb
     size_t img_floats = (size_t)c * h * w;
     if (!t)
         return qt_errf(err, QT_ENOMEM, "out of memory");
-    if (qt_exec_new(&x, m->g, nb, threads, err)) {
+    if (qt_exec_new_flags(&x, m->g, nb, threads, QT_EXEC_SUBBATCH, err)) {
         free(t);
         return err->code;
     }
