@@ -480,9 +480,18 @@ static void dw_task(void *arg, int64_t t0, int64_t t1, int tid) {
     const struct qt_conv_shape *s = j->s;
     float *p = qt_scratch(j->x, tid);
     struct dw_geom g;
+    int64_t t = t0;
+    for (; t < t1; t++) { /* the direct 3x3 kernel where it applies: no padded copy */
+        int64_t ch = t % s->c;
+        if (!qt_dw3x3(j->in + t * s->ih * s->iw, s, j->w + ch * 9, j->b ? j->b[ch] : 0.f, j->out + t * s->oh * s->ow,
+                      j->post))
+            break;
+    }
+    if (t == t1)
+        return;
     dw_geom(s, &g);
     memset(p, 0, sizeof(float) * (size_t)(g.ph * g.pw));
-    for (int64_t t = t0; t < t1; t++) {
+    for (; t < t1; t++) {
         int64_t ch = t % s->c;
         dw_plane(j->in + t * s->ih * s->iw, j->w + ch * s->kh * s->kw, j->b ? j->b[ch] : 0.f,
                  j->out + t * s->oh * s->ow, s, &g, p, j->post);

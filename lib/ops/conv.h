@@ -31,6 +31,13 @@ int qt_conv_is_pointwise(const struct qt_conv_shape *s);
  * direct kernel (the caller then uses the BLAS). */
 int qt_conv_gemm(int64_t M, int64_t N, int64_t K, const float *W, int64_t ldw, const float *X, int64_t ldx,
                  const float *bias, const struct qt_post *post, float *Y, int64_t ldy);
+/* One channel of a 3x3 depthwise convolution (stride 1 or 2 in both
+ * directions, dilation 1) read straight from the plane x, activation
+ * applied (lib/ops/dw3x3.c): the bytes of conv.c's padded-plane loops.
+ * Returns 0 for other shapes or without AVX-512 (the caller then runs
+ * those loops). */
+int qt_dw3x3(const float *x, const struct qt_conv_shape *s, const float *w, float b, float *y,
+             const struct qt_post *post);
 /* 1 when qt_conv_gemm and qt_gemm_dot run on this CPU. */
 int qt_gemm_direct(void);
 /* Y[m*ldym + n*ldyn] = act(bias[m] + sum_k W[m][k] XT[n][k]) for m < M,
