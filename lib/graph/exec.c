@@ -9,7 +9,14 @@
  * The remaining nodes are the steps of every run. Their outputs are placed in
  * one arena: each buffer lives from the step that writes it to the last step
  * that reads it, and buffers whose lifetimes do not overlap share memory
- * (greedy first fit, largest first). Reshape-like ops alias their input. */
+ * (greedy first fit, largest first). Reshape-like ops alias their input.
+ *
+ * With QT_EXEC_SUBBATCH (eval, whose callers read only the outputs) a batch
+ * plan of a per-image graph whose weights are small against its activations
+ * also keeps a plan of batch 1 (sub_new) and runs the batch image by image
+ * on it: layer by layer over 32 images, MobileNetV1's activations (30 MB an
+ * image) stream through memory; image by image they stay in the caches
+ * (batch 32 float at 1 thread: 258-292 ms -> 221-231 ms). */
 #include "engine.h"
 
 #include <cblas.h>

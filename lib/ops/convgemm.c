@@ -143,6 +143,10 @@ static AVX512 void conv_gemm512_kb(int64_t M, int64_t N, int64_t k0, int64_t kc,
                 y[r] = m0 + r < M ? Y + m * ldy + n0 : NULL;
             }
             const float *bp = bias ? b : NULL;
+            if (n0 == 0 && m0 + MR < M) /* the next panel's weights, on their first strip */
+                for (int r = 0; r < MR && m0 + MR + r < M; r++)
+                    for (int64_t k = 0; k < kc; k += 16)
+                        _mm_prefetch((const char *)(W + (m0 + MR + r) * ldw + k0 + k), _MM_HINT_T0);
             if (nn == 64)
                 tile4(last, kc, w, xs, lds, bp, post, y, k0 == 0, final);
             else
