@@ -33,14 +33,14 @@ med() { python3 -c "import sys,statistics; print('%.3f' % statistics.median(floa
 ort1() { python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if "median_ms" in l][0]["median_ms"])'; }
 # gops MACS BATCH MS: achieved G(FL)OP/s
 gops() { python3 -c "import sys; m,b,t=map(float,sys.argv[1:]); print('%.1f' % (2*m*b/t/1e6))" "$@"; }
-# This CPU's peak per core (Zen 4 class, AVX-512 on two 256-bit FMA pipes):
-# float 16 FMA lanes a cycle (32 FLOP), int8 vpdpbusd 64 MACs a cycle (128
-# OP), at the clock /proc/cpuinfo reports (BENCH_GHZ overrides; a VM shows
-# the nominal clock and the core may boost above it)
-GHZ=${BENCH_GHZ:-$(awk '/^cpu MHz/ {printf "%.2f", $4 / 1000; exit}' /proc/cpuinfo 2>/dev/null)}
-GHZ=${GHZ:-2.6}
+# This CPU's peak per core, measured (scripts/bench-peak.c: independent
+# chains of 512-bit FMAs and vpdpbusd on one core, at the clock the core
+# runs at): q_pk / ort_pk are the achieved rates' share of it
+cc -O2 -o $T/peak scripts/bench-peak.c
+set -- $($T/peak)
+PEAK_F=$1 PEAK_I=$2 PEAK_ISA=$3
 # pct GOPS KIND THREADS: share of the peak of THREADS cores
-pct() { python3 -c "import sys; g=float(sys.argv[1]); p=(32 if sys.argv[2]=='float' else 128)*$GHZ*int(sys.argv[3]); print('%.0f%%' % (100*g/p))" "$@"; }
+pct() { python3 -c "import sys; g=float(sys.argv[1]); p=($PEAK_F if sys.argv[2]=='float' else $PEAK_I)*int(sys.argv[3]); print('%.0f%%' % (100*g/p) if p > 0 else '-')" "$@"; }
 
 # bench_model NAME FLOAT.onnx INT8SRC.onnx PREPROC...: the rows of one model
 bench_model() {
@@ -63,10 +63,20 @@ bench_model() {
         for th in 1 2; do
             qa=""; qb=""; oa=""; ob=""
             for r in $(seq "$ROUNDS"); do
-                qa="$qa $($Q eval "$m" $pp --limit 1 --threads $th --latency-runs $r1 -q --json - 2>/dev/null | lat)"
-                oa="$oa $(node scripts/ort-run.mjs "$m" --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all --time $r1 | ort1)"
-                qb="$qb $($Q eval "$m" $pp --limit 1 --threads $th --latency-runs $r32 --latency-batch 32 -q --json - 2>/dev/null | lat)"
-                ob="$ob $(node scripts/ort-run.mjs "$m" --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all --time $r32 | ort1)"
+                # results go to files and are parsed after the run: a parser
+                # started at the same time (python's start-up, ~40 ms of CPU)
+                # takes the second core from a 2-thread batch-1 run
+                $Q eval "$m" $pp --limit 1 --threads $th --latency-runs $r1 -q --json $T/l.json >/dev/null 2>&1
+                qa="$qa $(lat <$T/l.json)"
+                node scripts/ort-run.mjs "$m" --input $T/in1.bin --shape 1,3,224,224 --threads $th --opt all \
+                    --time $r1 >$T/o.json
+                oa="$oa $(ort1 <$T/o.json)"
+                $Q eval "$m" $pp --limit 1 --threads $th --latency-runs $r32 --latency-batch 32 -q --json $T/l.json \
+                    >/dev/null 2>&1
+                qb="$qb $(lat <$T/l.json)"
+                node scripts/ort-run.mjs "$m" --input $T/in32.bin --shape 32,3,224,224 --threads $th --opt all \
+                    --time $r32 >$T/o.json
+                ob="$ob $(ort1 <$T/o.json)"
             done
             for b in 1 32; do
                 if [ $b = 1 ]; then qm=$(med $qa); om=$(med $oa); else qm=$(med $qb); om=$(med $ob); fi
@@ -99,19 +109,20 @@ for name in $MODELS; do
 done
 echo "ratio = qtool / ONNX Runtime on the same file and inputs (goal <= 1.0); GOP/s = 2 x MACs x batch / time"
 echo "(GFLOP/s for float rows, GOP/s for int8 rows; MACs of the Conv/Gemm/MatMul nodes, scripts/bench-macs.py)"
-python3 -c "g=$GHZ; print('q_pk, ort_pk = share of the peak of the cores used: %.0f GFLOP/s float, %.0f GOP/s int8 a core at %.2f GHz' % (32*g, 128*g, g))"
-cat <<'EOF'
-(Zen 4 class: 512-bit FMAs and vpdpbusd run as two 256-bit halves; the peak counts the multiply-
-accumulate units alone.) What bounds the rest, from perf profiles (README, "Measured"): depthwise
-layers move a plane through memory for 9 MACs an element (MobileNets: ~20% of the float time for
-a few % of the MACs); 7x7 maps fill 49 of the float kernel's 64-column strip; im2col (float
-ResNet18's 3x3 layers, ~18% of the time) and int8 input packing (~20% on ResNet18) are layout
-conversions ONNX Runtime's NCHWc kernels do not make; ViT-B/32's MatMuls run at ~60 GFLOP/s of
-CPU time against ONNX Runtime's ~90 for the whole model (not memory bandwidth: its 350 MB of
-weights in ~150 ms is ~2.5 GB/s; the cause is not found yet; its int8 gap is not profiled); at 2
-threads every node is a parallel-for with a join, which a descheduled thread stretches on a
-shared machine.
-EOF
+echo "q_pk, ort_pk = share of the measured peak of the cores used: $PEAK_F GFLOP/s float, $PEAK_I GOP/s int8 ($PEAK_ISA) a core"
+cat <<'EOF2'
+(scripts/bench-peak.c: FMA and vpdpbusd chains on one core, multiply-accumulate units alone; a CPU
+with AMX has a faster int8 unit than this peak counts.) What bounds
+the rest, from per-node timings and perf profiles (README, "Measured"): float 1x1 convolutions run
+at 100-160 GFLOP/s of the ~200 peak (6 x 64 register tiles over NCHW planes; 14x14 and 7x7 maps
+fill 196 of 208 and 49 of 64 lanes); ResNet18's 3x3 layers go through im2col (~17% of its float
+time) and its 7x7 layers (512 channels, 9.4 MB of weights each) stream their weights at batch 1;
+ViT-B/32's float MatMuls run at ~90 GFLOP/s and its out-projection Gemms at ~45 (the dot-product
+form); int8 ViT-B/32 runs 25 MatMuls and 12 Gemms whose output is not quantized in float (ONNX
+Runtime fuses them to MatMulIntegerToFloat and QGemm), 80 of its 139 ms; int8 ResNet18 reaches
+~30% of the vpdpbusd peak against ONNX Runtime's 50-63% (input packing and im2col, not profiled
+further).
+EOF2
 [ "${BENCH_EXTRA:-1}" = 0 ] && exit 0 # the table only
 
 # Calibration: qtool calib against PyTorch 1.13 eager PTQ (per-channel weights,
