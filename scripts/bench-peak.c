@@ -15,35 +15,22 @@ static double now(void) {
 
 #define N 40000000L
 
-__attribute__((target("avx512f"))) static float f512(void) {
-    __m512 c[12], a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
-    for (int j = 0; j < 12; j++)
-        c[j] = _mm512_set1_ps((float)j);
-    for (long i = 0; i < N; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            c[j] = _mm512_fmadd_ps(a, c[j], b);
-    float s = 0;
-    for (int j = 0; j < 12; j++)
-        s += _mm512_reduce_add_ps(c[j]);
-    return s;
-}
-
-__attribute__((target("avx2,fma"))) static float f256(void) {
-    __m256 c[12], a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
-    for (int j = 0; j < 12; j++)
-        c[j] = _mm256_set1_ps((float)j);
-    for (long i = 0; i < N; i++)
-#pragma GCC unroll 12
-        for (int j = 0; j < 12; j++)
-            c[j] = _mm256_fmadd_ps(a, c[j], b);
-    float t[8], s = 0;
-    for (int j = 0; j < 12; j++) {
-        _mm256_storeu_ps(t, c[j]);
-        s += t[0];
+/* 12 chains of N fused multiply-adds of vector type T; the sum of one lane
+ * of each, so the work is kept */
+#define FMA_CHAINS(name, tgt, T, set1, fma, lane0)                                                               \
+    __attribute__((target(tgt))) static float name(void) {                                                   \
+        T c[12], a = set1(0.999f), b = set1(1e-3f);                                                           \
+        for (int j = 0; j < 12; j++)                                                                           \
+            c[j] = set1((float)j);                                                                             \
+        for (long i = 0; i < N; i++)                                                                           \
+            _Pragma("GCC unroll 12") for (int j = 0; j < 12; j++) c[j] = fma(a, c[j], b);                    \
+        float s = 0;                                                                                           \
+        for (int j = 0; j < 12; j++)                                                                           \
+            s += lane0(c[j]);                                                                                  \
+        return s;                                                                                              \
     }
-    return s;
-}
+FMA_CHAINS(f512, "avx512f", __m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps)
+FMA_CHAINS(f256, "avx2,fma", __m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_cvtss_f32)
 
 __attribute__((target("avx512f,avx512vnni"))) static int i512(void) {
     __m512i c[12], a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
