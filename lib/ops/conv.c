@@ -24,13 +24,19 @@
 
 /* GEMM tasks per (image, group): output channels split in blocks of at most
  * M_MAX rows and columns in blocks of at most N_MAX, then halved (columns
- * first, down to N_MIN; channels down to M_MIN) until there are TASKS_MIN
- * tasks, so a batch-1 layer keeps two or more threads busy. The blocking
- * depends only on the layer's shape: results are the same at any --threads
- * and batch size. */
+ * first, down to N_MIN; channels down to M_MIN, or M_MIN_MT with more than
+ * one thread on the direct kernel) until there are TASKS_MIN tasks, so a
+ * batch-1 layer keeps two or more threads busy. The direct kernel sums
+ * every output the same way in any block (convgemm.c) and the BLAS path's
+ * blocking depends only on the shape, so results are the same at any
+ * --threads and batch size.
+ * M_MIN_MT: MobileNetV2's 64- and 96-channel projections of 14x14 maps were
+ * one task (2 threads, batch 1: 4.4-5.1 -> 4.3-4.8 ms); at one thread the
+ * smaller blocks cost 3%. */
 #define M_MAX 128
 #define N_MAX 1024
 #define M_MIN 64
+#define M_MIN_MT 32
 #define N_MIN 256
 #define TASKS_MIN 4
 #define DOT_HW 0 /* the dot form measured slower than the tiles here */ /* 1x1 convolutions of smaller maps use the dot form */
@@ -272,10 +278,13 @@ static int64_t round16(int64_t v) {
 
 static void gemm_blocks(struct conv_job *j, int64_t mg, int64_t hw) {
     int64_t nm = (mg + M_MAX - 1) / M_MAX, nn = (hw + N_MAX - 1) / N_MAX;
+    /* the BLAS (no AVX-512) may sum by block: there the blocking stays the
+     * same at any thread count */
+    int64_t m_min = j->x->nthreads > 1 && qt_gemm_direct() ? M_MIN_MT : M_MIN;
     while (nm * nn < TASKS_MIN) {
         if (hw / nn >= 2 * N_MIN)
             nn *= 2;
-        else if (mg / nm >= 2 * M_MIN)
+        else if (mg / nm >= 2 * m_min)
             nm *= 2;
         else
             break;
