@@ -28,9 +28,10 @@ static int range_len(struct qt_exec *x, const struct qt_node *n, int64_t *len, s
             return qt_node_err(n, QT_EMODEL, err, "delta is 0");
         if (a < -((int64_t)1 << 60) || a > ((int64_t)1 << 60) || b < -((int64_t)1 << 60) || b > ((int64_t)1 << 60))
             return qt_node_err(n, QT_EMODEL, err, "start or limit is out of range");
-        int64_t span = b - a;
-        int64_t q = c > 0 ? (span > 0 ? (span + c - 1) / c : 0) : (span < 0 ? (span + c + 1) / c : 0);
-        *len = q;
+        int64_t span = b - a; /* |span| <= 2^61: no overflow */
+        /* ceil(span / c) when span and c have one sign, else 0; no sum with
+         * c, which may be any nonzero int64 (fuzzing found span + c overflow) */
+        *len = span != 0 && (span > 0) == (c > 0) ? span / c + (span % c != 0) : 0;
     } else if (s->dtype == QT_FLOAT || s->dtype == QT_DOUBLE) {
         double a = qt_tensor_get(s, 0), b = qt_tensor_get(l, 0), c = qt_tensor_get(d, 0);
         double q = ceil((b - a) / c);
